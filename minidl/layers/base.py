@@ -1,0 +1,168 @@
+"""The layer contract: ``Parameter`` and the ``Layer`` base class.
+
+A layer maps a batch ``x`` of shape ``(N, *input_shape)`` to ``(N, *output_shape)``.
+Its life has two phases:
+
+1. **build** — the model tells it the per-sample input shape; the layer checks
+   that it can take that shape (``compute_output_shape``) and creates its
+   parameters for it (``create_parameters``).
+2. **forward / backward** — ``forward(x, training)`` caches what ``backward``
+   needs; ``backward(grad_out)`` writes ``dL/dparam`` into every parameter's
+   ``.grad`` (overwriting, never accumulating) and returns ``dL/dx``.
+
+Parameters are plain attributes holding a :class:`Parameter`; the base class
+finds them by walking the instance's attributes, so there is nothing to register.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+
+class Parameter:
+    """A trainable array ``data`` and the gradient ``grad`` of the loss with respect to it."""
+
+    __slots__ = ("data", "grad", "trainable")
+
+    def __init__(self, data: np.ndarray, trainable: bool = True) -> None:
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.trainable = trainable
+
+    @property
+    def shape(self) -> Shape:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def __repr__(self) -> str:
+        frozen = "" if self.trainable else ", trainable=False"
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
+
+
+class Layer:
+    """Base class of every layer. Subclasses override the four methods below as needed.
+
+    - ``compute_output_shape(input_shape)``: per-sample output shape; raise ``ValueError``
+      here if the layer cannot take ``input_shape``. Default: unchanged shape.
+    - ``create_parameters(input_shape, rng, dtype)``: assign :class:`Parameter` attributes.
+      Default: none.
+    - ``forward(x, training=False)`` and ``backward(grad_out)``.
+    - ``get_config()``: the constructor arguments, used by ``repr`` and serialisation.
+    """
+
+    def __init__(self, *, trainable: bool = True, name: str | None = None) -> None:
+        if not isinstance(trainable, bool):
+            raise TypeError(f"{type(self).__name__}: trainable must be a bool, got {trainable!r}")
+        self.name = name or type(self).__name__
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+        self.dtype: np.dtype | None = None
+        self._trainable = trainable
+
+    # -- the contract -------------------------------------------------------------------
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """Create this layer's parameters for ``input_shape``; layers without parameters skip it."""
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    # -- machinery shared by every layer ---------------------------------------------
+    def build(
+        self,
+        input_shape: Shape,
+        rng: np.random.Generator | None = None,
+        dtype: Any = np.float32,
+    ) -> Shape:
+        """Check ``input_shape`` (per sample, no batch axis), create parameters, return the output shape."""
+        input_shape = _as_shape(input_shape, self.name)
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"{self.name}: dtype must be a floating type, got {dtype}")
+        output_shape = tuple(self.compute_output_shape(input_shape))
+        self.create_parameters(input_shape, rng if rng is not None else np.random.default_rng(), dtype)
+        self.input_shape, self.output_shape, self.dtype = input_shape, output_shape, dtype
+        self.trainable = self._trainable  # propagate the flag to the new parameters
+        return output_shape
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for p in self.parameters():
+            p.trainable = self._trainable
+
+    def named_parameters(self) -> dict[str, Parameter]:
+        """Parameters in attribute order, found by walking the instance's attributes."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, Parameter)}
+
+    def parameters(self) -> list[Parameter]:
+        return list(self.named_parameters().values())
+
+    def check_input(self, x: Any) -> None:
+        """Raise a clear error unless ``x`` is a float array of shape ``(N, *input_shape)``."""
+        if not self.built:
+            raise ValueError(
+                f"{self.name} is not built: call build(input_shape) or put it in a Sequential first"
+            )
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{self.name}: input must be a numpy array, got {type(x).__name__}")
+        if x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
+            raise ValueError(
+                f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"got {x.shape}"
+            )
+        if x.dtype != self.dtype:
+            raise TypeError(
+                f"{self.name}: input dtype {x.dtype} does not match the layer's dtype {self.dtype}"
+            )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _as_shape(shape: Any, owner: str) -> Shape:
+    try:
+        out = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: input shape must be a tuple of ints, got {shape!r}") from None
+    if any(d < 1 for d in out) or any(int(d) != d for d in shape):
+        raise ValueError(f"{owner}: input shape must hold positive ints, got {shape!r}")
+    return out
+
+
+def as_pair(value: Any, arg: str, owner: str, minimum: int = 1) -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(2, 3)`` stays; anything else is a ``ValueError``/``TypeError`` quoting it."""
+    pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+        raise TypeError(f"{owner}: {arg} must be an int or a pair of ints, got {value!r}")
+    if any(v < minimum for v in pair):
+        raise ValueError(f"{owner}: {arg} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])

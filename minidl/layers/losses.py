@@ -1,0 +1,68 @@
+"""Loss heads: ``SoftmaxCE``, softmax fused with mean cross-entropy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer, Shape
+
+
+class SoftmaxCE(Layer):
+    r"""Softmax over classes fused with the mean cross-entropy loss; the last layer of a model.
+
+    For logits ``z`` (N, K) and integer labels ``y`` (N,):
+
+    .. math::
+        \log p_{n,k} = z_{n,k} - \max_j z_{n,j} - \log \sum_j e^{z_{n,j} - \max_j z_{n,j}}
+
+        L = -\frac{1}{N} \sum_n \log p_{n, y_n}, \qquad
+        \frac{\partial L}{\partial z} = \frac{p - \mathrm{onehot}(y)}{N}
+
+    Subtracting the row maximum keeps every exponent ≤ 0, so logits of ±1e4 give finite
+    values. ``forward`` returns the probabilities (inference); ``loss(z, y)`` computes
+    the loss (training). Each caches what ``backward`` needs to differentiate it.
+    """
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"{self.name}: expects class scores (N, classes), got per-sample shape {input_shape}; "
+                "put a Flatten() and a Dense(classes) before it"
+            )
+        return tuple(input_shape)
+
+    @staticmethod
+    def _log_softmax(z: np.ndarray) -> np.ndarray:
+        shifted = z - z.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.check_input(x)
+        self._p, self._y = np.exp(self._log_softmax(x)), None
+        return self._p
+
+    def loss(self, logits: np.ndarray, y: np.ndarray) -> float:
+        """Mean cross-entropy of ``logits`` (N, K) against integer labels ``y`` (N,)."""
+        self.check_input(logits)
+        y = np.asarray(y)
+        if y.shape != (logits.shape[0],):
+            raise ValueError(f"{self.name}: labels must have shape ({logits.shape[0]},), got {y.shape}")
+        log_p = self._log_softmax(logits)
+        rows = np.arange(len(y))
+        self._p, self._y = np.exp(log_p), y
+        return float(-log_p[rows, y].mean())
+
+    def backward(self, grad_out: float | np.ndarray = 1.0) -> np.ndarray:
+        """Gradient w.r.t. the logits of whatever was computed last.
+
+        After ``loss``: ``grad_out · (p - onehot(y)) / N`` (``grad_out`` a scalar, default 1).
+        After ``forward``: the softmax vector-Jacobian product ``p ⊙ (g - Σ_k g_k p_k)`` for
+        ``g = grad_out`` of shape (N, K).
+        """
+        if self._y is None:
+            g = grad_out
+            return self._p * (g - (g * self._p).sum(axis=1, keepdims=True))
+        grad = self._p.copy()
+        grad[np.arange(len(self._y)), self._y] -= 1.0
+        grad *= np.asarray(grad_out, dtype=grad.dtype) / len(self._y)
+        return grad

@@ -1,0 +1,90 @@
+"""Pooling: ``MaxPool2D``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Layer, Shape, as_pair
+from .conv import conv_output_size, pad_images
+
+
+class MaxPool2D(Layer):
+    r"""Max over each ``kh × kw`` window, per channel.
+
+    .. math:: y_{n,c,i,j} = \max_{u<k_h,\,v<k_w} x^{pad}_{n,c,\,i s_h+u,\,j s_w+v}
+
+    Shapes: (N, C, H, W) → (N, C, OH, OW), ``OH = (H + 2p - kh) // s + 1`` (windows
+    that do not fit at the edge are dropped, as in PyTorch). Padding counts as
+    ``-inf``. ``stride`` defaults to ``pool_size``.
+
+    The gradient flows to the arg-max of each window (the first one on a tie);
+    overlapping windows add up. Both passes loop over the ``kh·kw`` offsets of the
+    window, each step a whole-tensor strided slice.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+        *,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.pool_size = as_pair(pool_size, "pool_size", self.name)
+        self.stride = self.pool_size if stride is None else as_pair(stride, "stride", self.name)
+        self.padding = as_pair(padding, "padding", self.name, minimum=0)
+        if any(p > k // 2 for p, k in zip(self.padding, self.pool_size)):
+            raise ValueError(
+                f"{self.name}: padding must be at most half the pool size {self.pool_size}, got {padding!r}"
+            )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding}
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: expects images (N, C, H, W), got per-sample shape {input_shape}")
+        c, h, w = input_shape
+        (kh, kw), (ph, pw) = self.pool_size, self.padding
+        if kh > h + 2 * ph or kw > w + 2 * pw:
+            raise ValueError(
+                f"{self.name}: pool window {self.pool_size} is bigger than its padded input "
+                f"{(h + 2 * ph, w + 2 * pw)} (input shape {input_shape})"
+            )
+        return (c, conv_output_size(h, kh, self.stride[0], 2 * ph), conv_output_size(w, kw, self.stride[1], 2 * pw))
+
+    def _offsets(self):
+        """Yield ``(k, index)`` for every window offset: the strided slice of the padded input it reads."""
+        (kh, kw), (sh, sw) = self.pool_size, self.stride
+        _, oh, ow = self.output_shape
+        for u in range(kh):
+            for v in range(kw):
+                yield u * kw + v, (slice(None), slice(None),
+                                   slice(u, u + sh * (oh - 1) + 1, sh), slice(v, v + sw * (ow - 1) + 1, sw))
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.check_input(x)
+        ph, pw = self.padding
+        xp = pad_images(x, ((ph, ph), (pw, pw)), value=-np.inf)
+        offsets = list(self._offsets())
+        out = xp[offsets[0][1]].copy()
+        argmax = np.zeros(out.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
+        for k, idx in offsets[1:]:
+            window = xp[idx]
+            better = window > out  # strict: the first maximum wins a tie
+            np.maximum(out, window, out=out)
+            argmax[better] = k
+        self._argmax = argmax
+        self._padded_shape = xp.shape
+        return out
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        ph, pw = self.padding
+        dxp = np.zeros(self._padded_shape, dtype=grad_out.dtype)
+        for k, idx in self._offsets():
+            dxp[idx] += grad_out * (self._argmax == k)
+        h, w = self.input_shape[1:]
+        return dxp[:, :, ph:ph + h, pw:pw + w]

@@ -1,0 +1,333 @@
+"""``Sequential``: a stack of layers with Keras-style ``fit / evaluate / predict``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .callbacks import Callback, History
+from .layers.base import Layer, Parameter, Shape, _as_shape
+from .layers.losses import SoftmaxCE
+from .optim import SGD, Optimizer
+
+#: How often (seconds) fit refreshes its progress bar; formatting it every step would cost more than a step.
+PROGRESS_INTERVAL = 0.1
+
+
+class Sequential:
+    """Layers applied one after another; the last may be a :class:`SoftmaxCE` loss head.
+
+    ``input_shape`` is the per-sample shape, e.g. ``(1, 8, 8)`` for single-channel 8×8
+    images; without it the model is built from the first batch it sees. ``seed`` fixes
+    the initial weights and the shuffling of ``fit``; ``dtype`` is float32 or float64.
+    """
+
+    def __init__(
+        self,
+        layers: Iterable[Layer],
+        input_shape: Sequence[int] | None = None,
+        seed: int | None = None,
+        dtype: Any = "float32",
+    ) -> None:
+        self.layers: list[Layer] = list(layers)
+        if not self.layers:
+            raise ValueError("Sequential: got an empty layer list")
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a minidl Layer")
+        if len({id(layer) for layer in self.layers}) != len(self.layers):
+            raise ValueError("Sequential: the same layer object appears twice; create a new one for each place")
+        for i, layer in enumerate(self.layers[:-1]):
+            if isinstance(layer, SoftmaxCE):
+                raise ValueError(
+                    f"Sequential: SoftmaxCE must be the last layer, found at position {i} of {len(self.layers)}"
+                )
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"Sequential: dtype must be float32 or float64, got {dtype!r}")
+        self.seed = seed
+        init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+        self._init_rng = np.random.default_rng(init_seq)
+        self._shuffle_rng = np.random.default_rng(shuffle_seq)
+        self.optimizer: Optimizer | None = None
+        self.stop_training = False
+        self.input_shape: Shape | None = None
+        if input_shape is not None:
+            self.build(input_shape)
+
+    # -- structure ---------------------------------------------------------------------
+    def build(self, input_shape: Sequence[int]) -> Shape:
+        """Run the shape pass: build every layer for ``input_shape`` and return the model's output shape."""
+        shape = _as_shape(input_shape, "Sequential")
+        self.input_shape = shape
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
+            except (ValueError, TypeError) as err:
+                self.input_shape = None
+                raise type(err)(f"layer {i} ({type(layer).__name__}) got input shape {shape}: {err}") from None
+        return shape
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None
+
+    @property
+    def output_shape(self) -> Shape | None:
+        return self.layers[-1].output_shape
+
+    @property
+    def head(self) -> SoftmaxCE | None:
+        last = self.layers[-1]
+        return last if isinstance(last, SoftmaxCE) else None
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Layer:
+        return self.layers[i]
+
+    def named_parameters(self) -> dict[str, Parameter]:
+        """``{"0.weight": Parameter, ...}``: layer index, dot, attribute name (PyTorch's naming)."""
+        self._require_built("named_parameters")
+        return {f"{i}.{k}": p for i, layer in enumerate(self.layers) for k, p in layer.named_parameters().items()}
+
+    def parameters(self) -> list[Parameter]:
+        return list(self.named_parameters().values())
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A flat ``name → array`` copy of every parameter."""
+        return {k: p.data.copy() for k, p in self.named_parameters().items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays into the parameters (in place, so optimizers keep working). Checks names and shapes."""
+        params = self.named_parameters()
+        if strict:
+            missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+            if missing or unexpected:
+                raise KeyError(f"load_state_dict: missing parameters {missing}, unexpected {unexpected}")
+        for name, p in params.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
+            p.data[...] = value
+
+    def summary(self, print_fn: Callable[[str], None] = print) -> None:
+        """Print one row per layer: name, output shape, parameter count; then the totals."""
+        self._require_built("summary")
+        rows = [("Layer (type)", "Output shape", "Param #")]
+        for i, layer in enumerate(self.layers):
+            rows.append((f"{i}: {layer.name}", str((None, *layer.output_shape)), f"{sum(p.size for p in layer.parameters()):,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        line = "-" * (sum(widths) + 4)
+        fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"  # noqa: E731
+        params = self.parameters()
+        total = sum(p.size for p in params)
+        trainable = sum(p.size for p in params if p.trainable)
+        print_fn("\n".join([
+            f"Sequential: input (None, {', '.join(map(str, self.input_shape))}), dtype {self.dtype}",
+            line, fmt(rows[0]), line, *map(fmt, rows[1:]), line,
+            f"Total params: {total:,}", f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}",
+        ]))
+
+    # -- computation -------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Run every layer; with a SoftmaxCE head the result is class probabilities."""
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Back-propagate ``grad_out`` through the layers below the head; returns ``dL/dx``."""
+        body = self.layers[:-1] if self.head is not None else self.layers
+        for layer in reversed(body):
+            grad_out = layer.backward(grad_out)
+        return grad_out
+
+    def forward_backward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """One training pass on a batch: forward, loss, backward. Fills every ``.grad``; updates nothing.
+
+        Returns ``(loss, logits)``. Gradients are overwritten, not accumulated.
+        """
+        head = self._require_head("forward_backward")
+        logits = x
+        for layer in self.layers[:-1]:
+            logits = layer.forward(logits, training=True)
+        loss = head.loss(logits, y)
+        self.backward(head.backward())
+        return loss, logits
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        optimizer: Optimizer | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        verbose: int = 1,
+        callbacks: Sequence[Callback] = (),
+    ) -> History:
+        """Train with mini-batch gradient descent; returns per-epoch ``loss``/``accuracy`` (and ``val_*``).
+
+        Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made.
+        ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        """
+        self._require_head("fit")
+        _check_int(epochs, "epochs", 0)
+        _check_int(batch_size, "batch_size", 1)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+        X, y = self._prepare(X, y, "X", "y")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be a pair (X_val, y_val)")
+            val = self._prepare(*validation_data, "validation_data[0]", "validation_data[1]")
+        if optimizer is None:
+            optimizer = self.optimizer or SGD(self.parameters(), lr=0.01)
+        self.optimizer = optimizer
+        history = History()
+        self.history = history
+        self.stop_training = False
+        for cb in callbacks:
+            cb.set_model(self)
+            cb.on_train_begin()
+        n = len(X)
+        for epoch in range(epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            if shuffle:
+                order = self._shuffle_rng.permutation(n)
+                Xe, ye = X[order], y[order]  # one gather per epoch keeps every batch contiguous
+            else:
+                Xe, ye = X, y
+            logs = self._run_epoch(Xe, ye, optimizer, batch_size, callbacks,
+                                   desc=f"Epoch {epoch + 1}/{epochs}", verbose=verbose)
+            if validation_data is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate(*val, batch_size=256).items()})
+            history.append(logs)
+            if verbose == 2:
+                print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def _run_epoch(self, X, y, optimizer, batch_size, callbacks, desc, verbose) -> dict[str, float]:
+        n = len(X)
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(total=n, desc=desc, unit="sample", disable=verbose != 1, leave=True, mininterval=PROGRESS_INTERVAL)
+        last_refresh = time.perf_counter()
+        for step, start in enumerate(range(0, n, batch_size)):
+            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            loss, logits = self.forward_backward(xb, yb)
+            optimizer.step()
+            total_loss += loss * len(yb)
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            seen += len(yb)
+            for cb in callbacks:
+                cb.on_batch_end(step, {"loss": loss, "size": len(yb)})
+            if verbose == 1 and (time.perf_counter() - last_refresh > PROGRESS_INTERVAL or seen == n):
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", accuracy=f"{correct / seen:.4f}", refresh=False)
+                bar.update(seen - bar.n)
+                last_refresh = time.perf_counter()
+        bar.close()
+        return {"loss": total_loss / n, "accuracy": correct / n}
+
+    def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
+        """Mean loss and accuracy on ``(X, y)``, in inference mode."""
+        self._require_head("evaluate")
+        _check_int(batch_size, "batch_size", 1)
+        return self._evaluate(*self._prepare(X, y, "X", "y"), batch_size=batch_size)
+
+    def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
+        head = self.head
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(X), batch_size):
+            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            logits = xb
+            for layer in self.layers[:-1]:
+                logits = layer.forward(logits, training=False)
+            total_loss += head.loss(logits, yb) * len(yb)
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+        return {"loss": total_loss / len(X), "accuracy": correct / len(X)}
+
+    def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """Model outputs for ``X`` (class probabilities with a SoftmaxCE head), computed in chunks."""
+        _check_int(batch_size, "batch_size", 1)
+        X = self._prepare(X, None, "X", None)[0]
+        chunks = [self.forward(X[s:s + batch_size]) for s in range(0, len(X), batch_size)]
+        return np.concatenate(chunks)
+
+    def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """Predicted class index for each sample, shape (N,)."""
+        return self.predict_proba(X, batch_size=batch_size).argmax(axis=1)
+
+    # -- input checks --------------------------------------------------------------------
+    def _prepare(self, X: Any, y: Any, x_name: str, y_name: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validate and convert data once, before any work: float array of the model's dtype, int labels."""
+        X = np.asarray(X)
+        if X.dtype == object or X.dtype.kind not in "biuf":
+            raise TypeError(f"{x_name} must be a numeric array, got dtype {X.dtype}")
+        if not self.built:
+            if X.ndim < 2:
+                raise ValueError(f"{x_name} must have a batch axis and at least one feature axis, got shape {X.shape}")
+            self.build(X.shape[1:])
+        expected = self.input_shape
+        if X.ndim == len(expected) and len(expected) == 3 and expected[0] == 1:
+            X = X[:, None]  # (N, H, W) images for a single-channel model, as the blog's data is
+        if X.shape[1:] != expected or X.ndim != len(expected) + 1:
+            raise ValueError(
+                f"{x_name} has shape {X.shape}, but the model expects (N, {', '.join(map(str, expected))})"
+            )
+        if len(X) == 0:
+            raise ValueError(f"{x_name} is empty (shape {X.shape})")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not np.isfinite(X).all():
+            raise ValueError(f"{x_name} contains NaN or infinite values")
+        if y_name is None:
+            return X, None
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"{y_name} must have shape ({len(X)},) to match {x_name}, got {y.shape}")
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.intp)
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{y_name} must hold integer class labels, got dtype {y.dtype}")
+        classes = self.output_shape[0]
+        if y.min() < 0 or y.max() >= classes:
+            raise ValueError(
+                f"{y_name} holds labels in [{y.min()}, {y.max()}], but the model has {classes} classes (0..{classes - 1})"
+            )
+        return X, y.astype(np.intp, copy=False)
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(f"Sequential.{what}: the model is not built; pass input_shape= or call build()")
+
+    def _require_head(self, what: str) -> SoftmaxCE:
+        if self.head is None:
+            raise ValueError(f"Sequential.{what} needs a loss layer: end the model with SoftmaxCE()")
+        return self.head
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
+        return f"Sequential([\n{inner},\n], input_shape={self.input_shape}, seed={self.seed}, dtype='{self.dtype}')"
+
+
+def _check_int(value: Any, arg: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{arg} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{arg} must be >= {minimum}, got {value!r}")
+    return int(value)

@@ -12,6 +12,8 @@ Its life has two phases:
 
 Parameters are plain attributes holding a :class:`Parameter`; the base class
 finds them by walking the instance's attributes, so there is nothing to register.
+Layer classes register themselves by class name in :data:`LAYERS` when they are
+defined, so a saved architecture (``to_config``) can be rebuilt (``from_config``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 import numpy as np
 
 Shape = tuple[int, ...]
+
+#: Every ``Layer`` subclass by class name; filled in by ``Layer.__init_subclass__``.
+LAYERS: dict[str, type["Layer"]] = {}
 
 
 class Parameter:
@@ -61,6 +66,13 @@ class Layer:
     - ``get_config()``: the constructor arguments, used by ``repr`` and serialisation.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        taken = LAYERS.get(cls.__name__)
+        # A user's class may not shadow a built-in one: saved files name built-ins by class name.
+        if taken is None or not taken.__module__.startswith("minidl.") or cls.__module__.startswith("minidl."):
+            LAYERS[cls.__name__] = cls
+
     def __init__(self, *, trainable: bool = True, name: str | None = None) -> None:
         if not isinstance(trainable, bool):
             raise TypeError(f"{type(self).__name__}: trainable must be a bool, got {trainable!r}")
@@ -85,6 +97,25 @@ class Layer:
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_config(self) -> dict[str, Any]:
+        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt layer."""
+        config = {**self.get_config(), "name": self.name}
+        if not self._trainable:
+            config["trainable"] = False
+        return {"class": type(self).__name__, "config": config}
+
+    @staticmethod
+    def from_config(spec: dict[str, Any]) -> "Layer":
+        """Inverse of :meth:`to_config`; the class must be defined (imported) already."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) or not isinstance(spec.get("config"), dict):
+            raise ValueError(f"Layer.from_config: expected {{'class': str, 'config': dict}}, got {spec!r}")
+        cls = LAYERS.get(spec["class"])
+        if cls is None:
+            raise ValueError(
+                f"Layer.from_config: unknown layer class {spec['class']!r}; import the module that defines it first"
+            )
+        return cls(**spec["config"])
 
     # -- machinery shared by every layer ---------------------------------------------
     def build(

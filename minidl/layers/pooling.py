@@ -30,9 +30,10 @@ class MaxPool2D(Layer):
         stride: int | tuple[int, int] | None = None,
         padding: int | tuple[int, int] = 0,
         *,
+        trainable: bool = True,
         name: str | None = None,
     ) -> None:
-        super().__init__(name=name)
+        super().__init__(trainable=trainable, name=name)
         self.pool_size = as_pair(pool_size, "pool_size", self.name)
         self.stride = self.pool_size if stride is None else as_pair(stride, "stride", self.name)
         self.padding = as_pair(padding, "padding", self.name, minimum=0)

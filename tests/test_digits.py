@@ -56,3 +56,13 @@ def test_digits_command_rejects_bad_options_with_exit_status_2(argv, capsys):
         main(argv)
     assert info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_the_blog_example_script_runs(capsys):
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).parent.parent / "examples" / "digits_blog.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test: {'loss': ")[1].split("'accuracy': ")[1].rstrip("}\n").split("}")[0])
+    assert accuracy >= 0.95

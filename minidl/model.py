@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -13,6 +14,9 @@ from .callbacks import Callback, History
 from .layers.base import Layer, Parameter, Shape, _as_shape
 from .layers.losses import SoftmaxCE
 from .optim import SGD, Optimizer
+
+if TYPE_CHECKING:
+    from .saving import LoadResult
 
 #: How often (seconds) fit refreshes its progress bar; formatting it every step would cost more than a step.
 PROGRESS_INTERVAL = 0.1
@@ -117,6 +121,18 @@ class Sequential:
             if value.shape != p.shape:
                 raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
             p.data[...] = value
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write architecture, weights, dtype and seed to ``path`` atomically; see :mod:`minidl.saving`."""
+        from . import saving  # saving imports this module
+
+        saving.save(self, path)
+
+    def load_weights(self, path: str | os.PathLike, strict: bool = True) -> LoadResult:
+        """Load the weights saved at ``path`` into this model; see :func:`minidl.saving.load_weights`."""
+        from . import saving
+
+        return saving.load_weights(self, path, strict=strict)
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Print one row per layer: name, output shape, parameter count; then the totals."""

@@ -1,0 +1,316 @@
+"""Saving and loading ``Sequential`` models: one ``.npz`` file, no pickle, written atomically.
+
+The file is an uncompressed NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
+
+- ``__minidl__``: a UTF-8 JSON header stored as a ``uint8`` array — the format name and
+  version, the minidl version, the model's ``input_shape``, ``seed`` and ``dtype``, the
+  architecture as ``[layer.to_config(), ...]`` and a manifest ``{name: {shape, dtype}}``
+  of every array in ``model.state_dict()``;
+- one array per ``state_dict()`` entry under its own name (``"0.weight"``, ...), so
+  ``np.load(path)["0.weight"]`` works without minidl.
+
+Loading reads it with ``allow_pickle=False`` and rebuilds layers only through the layer
+registry (``Layer.from_config``), so it never executes code from the file. Every way a
+file can be wrong — not an archive, truncated, a flipped byte (the zip's CRC-32 catches
+it), no header, a newer format, weights that do not fit the architecture — raises a
+``ValueError`` naming the file and what is wrong.
+
+Writing goes to a temporary file in the target's directory which is flushed, fsynced
+and then renamed over the target with ``os.replace`` (atomic on POSIX and Windows):
+a crash at any point leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .layers.base import LAYERS, Layer
+from .model import Sequential
+
+FORMAT = "minidl.Sequential"
+FORMAT_VERSION = 1
+HEADER_KEY = "__minidl__"
+ZIP_MAGIC = b"PK\x03\x04"
+
+PathLike = str | os.PathLike
+
+
+class LoadResult(NamedTuple):
+    """What ``load_weights(..., strict=False)`` left out (all empty after a strict load)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+    mismatched_keys: list[str]
+
+
+# -- writing ------------------------------------------------------------------------------
+def save(model: Sequential, path: PathLike) -> None:
+    """Write ``model`` (architecture, weights, dtype, seed) to ``path``, atomically.
+
+    The file is written exactly at ``path``: unlike ``np.savez`` no ``.npz`` suffix is
+    appended, so ``load(path)`` with the same ``path`` always finds it. An existing file
+    at ``path`` is replaced only once the new one is complete and on disk.
+    """
+    target = _fspath(path, "save")
+    if not model.built:
+        raise ValueError("save: the model is not built, so it has no weights yet; pass input_shape= or call build()")
+    state = model.state_dict()
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "minidl_version": _minidl_version(),
+        "input_shape": list(model.input_shape),
+        "seed": _seed_to_json(model.seed),
+        "dtype": model.dtype.name,
+        "layers": [_layer_spec(i, layer) for i, layer in enumerate(model.layers)],
+        "state": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in state.items()},
+    }
+    if HEADER_KEY in state:
+        raise ValueError(f"save: state_dict has an entry named {HEADER_KEY!r}, which the file format reserves")
+    blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    atomic_write(target, lambda f: np.savez(f, **{HEADER_KEY: blob}, **state))
+
+
+def atomic_write(path: str, write: Any) -> None:
+    """Call ``write(file)`` on a new temporary file beside ``path``, then rename it to ``path``.
+
+    The temporary file is fsynced before the rename and the directory after it, so after
+    a crash or power loss ``path`` holds the old content or the new, complete content.
+    On any error (including ``KeyboardInterrupt``) the temporary file is removed and
+    ``path`` is untouched. Only a killed process can leave a stray ``.<name>.*.tmp``.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"save: directory {directory!r} does not exist (saving to {path!r})")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save: {path!r} is a directory, not a file path")
+    tmp, fd = _create_temp(directory, name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _create_temp(directory: str, name: str) -> tuple[str, int]:
+    # os.open with mode 0o666 lets the umask decide the permissions, as for any new file
+    # (tempfile.mkstemp would leave the saved model readable by its owner only).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable; not possible (nor needed) on Windows."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _layer_spec(i: int, layer: Layer) -> dict[str, Any]:
+    spec = layer.to_config()
+    name = spec["class"]
+    if LAYERS.get(name) is not type(layer):
+        raise ValueError(
+            f"save: layer {i} is a {type(layer).__module__}.{name}, but the layer registry maps {name!r} to "
+            f"{LAYERS.get(name)!r}, so the file could not be loaded; give the class a unique name"
+        )
+    try:
+        # Round-trip through JSON now so a bad config fails here, not when the file is loaded.
+        return json.loads(json.dumps(spec))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"save: layer {i} ({name}) has a config that is not JSON-serialisable: {err}") from None
+
+
+def _seed_to_json(seed: Any) -> Any:
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
+        return None if seed is None else int(seed)
+    if isinstance(seed, (list, tuple)) and all(isinstance(s, (int, np.integer)) for s in seed):
+        return [int(s) for s in seed]
+    raise TypeError(f"save: the model's seed must be None, an int or a list of ints to be saved, got {seed!r}")
+
+
+def _minidl_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# -- reading ------------------------------------------------------------------------------
+def load(path: PathLike) -> Sequential:
+    """Rebuild the model saved at ``path``: same architecture, weights, dtype and seed.
+
+    Its predictions equal the saved model's bit for bit. The optimizer is not saved; the
+    shuffling of a later ``fit`` restarts from the seed.
+    """
+    fname = _fspath(path, "load")
+    header, arrays = _read(fname)
+    layers = []
+    for i, spec in enumerate(header["layers"]):
+        try:
+            layers.append(Layer.from_config(spec))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"cannot load {fname!r}: layer {i} cannot be rebuilt: {err}") from None
+    try:
+        model = Sequential(layers, input_shape=header["input_shape"], seed=header["seed"], dtype=header["dtype"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cannot load {fname!r}: the saved architecture does not build: {err}") from None
+    expected = model.state_dict()
+    diff = _compare(expected, arrays, "the architecture", "the file")
+    problems = diff.problems + [
+        f"{k!r} is {arrays[k].dtype} in the file but {a.dtype} in the architecture"
+        for k, a in expected.items()
+        if k in arrays and arrays[k].dtype != a.dtype
+    ]
+    if problems:
+        raise ValueError(f"cannot load {fname!r}: the weights do not fit the saved architecture: " + "; ".join(problems))
+    model.load_state_dict(arrays)
+    return model
+
+
+def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> LoadResult:
+    """Copy the weights saved at ``path`` into ``model`` (in place; optimizers keep working).
+
+    An unbuilt ``model`` is first built for the file's ``input_shape``. Arrays are cast to
+    the model's dtype. With ``strict=True`` the names and shapes must match exactly, and
+    nothing is changed unless they do; with ``strict=False`` every entry whose name and
+    shape match is loaded and the rest are reported in the returned :class:`LoadResult`.
+    """
+    fname = _fspath(path, "load_weights")
+    header, arrays = _read(fname)
+    if not model.built:
+        model.build(header["input_shape"])
+    current = model.state_dict()
+    diff = _compare(current, arrays, "the model", "the file")
+    if strict and diff.problems:
+        raise ValueError(
+            f"load_weights: {fname!r} does not fit the model: " + "; ".join(diff.problems)
+            + " (strict=False loads the entries that match)"
+        )
+    model.load_state_dict({k: arrays[k] for k in current if k in arrays and k not in diff.mismatched}, strict=False)
+    return LoadResult(diff.missing, diff.unexpected, diff.mismatched)
+
+
+class _Diff(NamedTuple):
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+    problems: list[str]
+
+
+def _compare(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray], ours_name: str, theirs_name: str) -> _Diff:
+    """Names and shapes of two state dicts, and one sentence per difference."""
+    missing = [k for k in ours if k not in theirs]
+    unexpected = [k for k in theirs if k not in ours]
+    mismatched = [k for k in ours if k in theirs and ours[k].shape != theirs[k].shape]
+    problems = [
+        f"parameter {k!r} has shape {ours[k].shape} in {ours_name} but {theirs[k].shape} in {theirs_name}"
+        for k in mismatched
+    ]
+    if missing:
+        problems.append(f"missing from {theirs_name}: {missing}")
+    if unexpected:
+        problems.append(f"in {theirs_name} but not in {ours_name}: {unexpected}")
+    return _Diff(missing, unexpected, mismatched, problems)
+
+
+def _fspath(path: Any, caller: str) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{caller}: path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
+    path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"{caller}: path must be a text path, got {path!r}")
+    return path
+
+
+def _read(fname: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checked header and every array of a minidl file; ``ValueError`` naming the file otherwise."""
+    if not os.path.isfile(fname):
+        raise FileNotFoundError(f"cannot load {fname!r}: no such file")
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"cannot load {fname!r}: {what}")
+
+    with open(fname, "rb") as f:
+        is_zip = f.read(4) == ZIP_MAGIC
+    try:
+        archive = np.load(fname, allow_pickle=False)
+    except Exception as err:  # zipfile, zlib, struct and numpy each raise their own types on bad bytes
+        what = "the .npz archive is truncated or corrupt" if is_zip else "not a minidl model file (not an .npz archive)"
+        raise bad(f"{what} ({type(err).__name__}: {err})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise bad("not a minidl model file (a single .npy array, not an .npz archive)")
+    with archive:
+        if HEADER_KEY not in archive.files:
+            raise bad(f"not a minidl model file (no {HEADER_KEY!r} header; the archive holds {archive.files[:5]})")
+        try:
+            arrays = {k: archive[k] for k in archive.files}
+        except Exception as err:  # a truncated or altered member: CRC mismatch, short read, bad .npy header
+            raise bad(f"the file is corrupt or truncated ({type(err).__name__}: {err})") from None
+    header = _parse_header(arrays.pop(HEADER_KEY), bad)
+    manifest = header["state"]
+    if set(manifest) != set(arrays):
+        raise bad(
+            f"the arrays do not match the header's manifest: missing {sorted(set(manifest) - set(arrays))}, "
+            f"unlisted {sorted(set(arrays) - set(manifest))}"
+        )
+    for k, a in arrays.items():
+        if list(a.shape) != manifest[k].get("shape") or a.dtype.name != manifest[k].get("dtype"):
+            raise bad(f"array {k!r} is {a.dtype.name} {a.shape}, but the header lists {manifest[k]}")
+    return header, {k: arrays[k] for k in manifest}
+
+
+def _parse_header(blob: np.ndarray, bad: Any) -> dict[str, Any]:
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        raise bad(f"the {HEADER_KEY!r} header is not UTF-8 JSON bytes (got a {blob.dtype} array of shape {blob.shape})")
+    try:
+        header = json.loads(blob.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise bad(f"the {HEADER_KEY!r} header is not valid JSON ({err})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else header
+        raise bad(f"not a minidl model file (format {found!r}, expected {FORMAT!r})")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise bad(f"invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise bad(
+            f"written in format version {version} by minidl {header.get('minidl_version')}; this minidl "
+            f"({_minidl_version()}) reads versions up to {FORMAT_VERSION}: upgrade minidl"
+        )
+    checks = {
+        "input_shape": lambda v: isinstance(v, list) and all(isinstance(d, int) for d in v),
+        "seed": lambda v: v is None or isinstance(v, int) or (isinstance(v, list) and all(isinstance(s, int) for s in v)),
+        "dtype": lambda v: v in ("float32", "float64"),
+        "layers": lambda v: isinstance(v, list) and len(v) > 0,
+        "state": lambda v: isinstance(v, dict) and all(isinstance(m, dict) for m in v.values()),
+    }
+    for key, ok in checks.items():
+        if key not in header or not ok(header[key]):
+            raise bad(f"the header's {key!r} entry is missing or invalid: {header.get(key)!r}")
+    return header

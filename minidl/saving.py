@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -61,6 +61,8 @@ def save(model: Sequential, path: PathLike) -> None:
     if not model.built:
         raise ValueError("save: the model is not built, so it has no weights yet; pass input_shape= or call build()")
     state = model.state_dict()
+    if HEADER_KEY in state:
+        raise ValueError(f"save: state_dict has an entry named {HEADER_KEY!r}, which the file format reserves")
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -71,13 +73,11 @@ def save(model: Sequential, path: PathLike) -> None:
         "layers": [_layer_spec(i, layer) for i, layer in enumerate(model.layers)],
         "state": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in state.items()},
     }
-    if HEADER_KEY in state:
-        raise ValueError(f"save: state_dict has an entry named {HEADER_KEY!r}, which the file format reserves")
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     atomic_write(target, lambda f: np.savez(f, **{HEADER_KEY: blob}, **state))
 
 
-def atomic_write(path: str, write: Any) -> None:
+def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(file)`` on a new temporary file beside ``path``, then rename it to ``path``.
 
     The temporary file is fsynced before the rename and the directory after it, so after

@@ -1,0 +1,292 @@
+"""scikit-learn estimators: minidl models inside ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``.
+
+- :class:`CNNClassifier` — the blog post's ``CNN`` class with the blog's parameter names,
+  built on :func:`minidl.presets.blog_cnn`.
+- :class:`SequentialClassifier` — any layer list (or a function returning one).
+
+Both follow scikit-learn's estimator rules: ``__init__`` only stores its arguments, every
+``fit`` builds and trains a fresh model (``model_``), class labels can be any values
+(``classes_``), and with a fixed ``random_state`` two fits give identical models.
+
+Input ``X``: images ``(N, H, W)`` (one channel, as ``load_digits().images``) or
+``(N, C, H, W)``, or flat rows ``(N, F)`` (see each class for how rows become model inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .layers import Dense, Layer, SoftmaxCE
+from .model import Sequential
+from .optim import SGD
+from .presets import blog_cnn
+
+Shape = tuple[int, ...]
+
+
+class _MinidlClassifier(ClassifierMixin, BaseEstimator):
+    """Shared ``fit / predict / predict_proba``; subclasses say how to make the model and read ``X``."""
+
+    # -- what subclasses provide --------------------------------------------------------------
+    def _make_model(self, input_shape: Shape, n_classes: int, seed: Any) -> Sequential:
+        raise NotImplementedError
+
+    def _row_shape(self, n_features: int) -> Shape:
+        """Per-sample model input shape for flat rows of ``n_features`` values."""
+        raise NotImplementedError
+
+    # -- scikit-learn API ----------------------------------------------------------------
+    def fit(self, X: Any, y: Any) -> "_MinidlClassifier":
+        """Build a fresh model for ``X``'s shape and ``y``'s classes and train it for ``num_iter`` epochs."""
+        for arg, minimum in (("num_iter", 0), ("batch_size", 1)):
+            value = getattr(self, arg)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"{type(self).__name__}: {arg} must be an int >= {minimum}, got {value!r}")
+        X, y = self._validate(X, y, reset=True)
+        check_classification_targets(y)
+        classes, y_index = self._encode_labels(y)
+        model = self._make_model(X.shape[1:], len(classes), _seed_from(self.random_state))
+        if model.output_shape != (len(classes),):
+            raise ValueError(
+                f"{type(self).__name__}: the model outputs shape {model.output_shape}, but y has "
+                f"{len(classes)} classes {_preview(classes)}: make the layer before SoftmaxCE a "
+                f"Dense({len(classes)}), or leave SoftmaxCE out and fit appends that head"
+            )
+        optimizer = SGD(model.parameters(), lr=self.lr, momentum=self.momentum)
+        history = model.fit(
+            X, y_index, optimizer=optimizer, epochs=int(self.num_iter), batch_size=int(self.batch_size),
+            verbose=self.verbose,
+        )
+        # The fitted attributes are set together, once training has succeeded.
+        self.classes_, self.input_shape_, self.model_, self.history_ = classes, X.shape[1:], model, history
+        self.loss_curve_ = list(history.get("loss", []))
+        self.n_iter_ = len(self.loss_curve_)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape ``(N, len(classes_))``, columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        X, _ = self._validate(X, None, reset=False)
+        return self.model_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable label for each sample, taken from ``classes_``."""
+        check_is_fitted(self)
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _encode_labels(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.unique(y, return_inverse=True)
+
+    def _validate(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, Any]:
+        """Check ``X`` (and ``y``) the scikit-learn way and shape ``X`` as the model's input."""
+        name = type(self).__name__
+        shape = None
+        if getattr(X, "shape", None) is None:  # lists and array-likes; data frames keep their column names
+            X = np.asarray(X)
+        if len(X.shape) > 2:  # images: scikit-learn validates 2-D data, so check them flattened
+            X = np.asarray(X)
+            if X.ndim > 4:
+                raise ValueError(f"{name}: X must be (N, H, W) or (N, C, H, W) images or (N, F) rows, got shape {X.shape}")
+            shape = (1, *X.shape[1:]) if X.ndim == 3 else X.shape[1:]
+            if not reset and shape != self.input_shape_:
+                raise ValueError(
+                    f"{name}: X holds images of shape {shape} (channels, height, width), but {name} was "
+                    f"fitted on {self.input_shape_}"
+                )
+            X = X.reshape(len(X), -1)
+        dtype = [np.float64, np.float32]
+        if y is None:
+            X = validate_data(self, X, reset=reset, dtype=dtype)
+        else:
+            X, y = validate_data(self, X, y, reset=reset, dtype=dtype)
+        if shape is None:
+            shape = self._row_shape(X.shape[1]) if reset else self.input_shape_
+        return X.reshape(len(X), *shape), y
+
+
+class CNNClassifier(_MinidlClassifier):
+    """The blog's CNN done right: Conv2D → ReLU → MaxPool2D → Flatten → Dense → softmax, all trained.
+
+    Parameters (the first six keep the blog's names):
+
+    - ``num_filters=4``, ``filter_size=3``, ``pool_size=2``: the convolution and pooling.
+      Both windows are capped at the image (a 1×F image gets ``1×3`` filters), so any
+      image size works, down to 1×1.
+    - ``num_classes=None``: with ``None`` (the scikit-learn way) the classes are the distinct
+      labels of ``y`` in sorted order, whatever their type (ints, strings, ...). An int ``K``
+      fixes the output layer as the blog does: labels must then be the integers ``0..K-1``,
+      ``classes_`` is ``arange(K)`` even when ``y`` lacks some of them (a fold of
+      cross-validation, say), and ``predict_proba`` always has ``K`` columns.
+    - ``lr=0.01``, ``momentum=0.9``: SGD's step size and momentum (PyTorch's rule).
+    - ``num_iter=50``: epochs (passes over the data), as ``num_iter`` in the blog.
+    - ``batch_size=32``.
+    - ``image_shape=None``: how flat rows ``(N, F)`` become images. ``(H, W)`` or ``(C, H, W)``
+      reshapes each row; ``None`` makes a square one-channel image when ``F`` is a square
+      (``load_digits().data``, 64 → 8×8) and otherwise a one-row image ``(1, 1, F)``.
+    - ``random_state=None``: seeds the weights and the shuffling; an int gives identical fits.
+    - ``dtype="float32"``, ``verbose=0`` (1: a progress bar per epoch, 2: a line per epoch).
+
+    Fitted attributes: ``model_`` (the trained :class:`~minidl.Sequential`), ``classes_``,
+    ``n_features_in_`` (values per sample), ``input_shape_`` (C, H, W), ``history_``,
+    ``loss_curve_`` and ``n_iter_``.
+    """
+
+    def __init__(
+        self,
+        num_filters: int = 4,
+        filter_size: int = 3,
+        pool_size: int = 2,
+        num_classes: int | None = None,
+        lr: float = 0.01,
+        num_iter: int = 50,
+        *,
+        batch_size: int = 32,
+        momentum: float = 0.9,
+        image_shape: Sequence[int] | None = None,
+        random_state: Any = None,
+        dtype: str = "float32",
+        verbose: int = 0,
+    ) -> None:
+        self.num_filters = num_filters
+        self.filter_size = filter_size
+        self.pool_size = pool_size
+        self.num_classes = num_classes
+        self.lr = lr
+        self.num_iter = num_iter
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.image_shape = image_shape
+        self.random_state = random_state
+        self.dtype = dtype
+        self.verbose = verbose
+
+    def _make_model(self, input_shape: Shape, n_classes: int, seed: Any) -> Sequential:
+        _, h, w = input_shape
+        for arg in ("filter_size", "pool_size"):
+            value = getattr(self, arg)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"CNNClassifier: {arg} must be a positive int, got {value!r}")
+        kernel = (min(self.filter_size, h), min(self.filter_size, w))
+        pool = (min(self.pool_size, h - kernel[0] + 1), min(self.pool_size, w - kernel[1] + 1))
+        return blog_cnn(
+            num_filters=self.num_filters, filter_size=kernel, pool_size=pool, num_classes=n_classes,
+            input_shape=input_shape, seed=seed, dtype=self.dtype,
+        )
+
+    def _row_shape(self, n_features: int) -> Shape:
+        if self.image_shape is not None:
+            shape = tuple(self.image_shape)
+            shape = (1, *shape) if len(shape) == 2 else shape
+            if len(shape) != 3 or int(np.prod(shape)) != n_features:
+                raise ValueError(
+                    f"CNNClassifier: image_shape={self.image_shape!r} must be (H, W) or (C, H, W) with "
+                    f"H·W (·C) = {n_features}, the number of features in X"
+                )
+            return shape
+        side = int(round(np.sqrt(n_features)))
+        return (1, side, side) if side * side == n_features else (1, 1, n_features)
+
+    def _encode_labels(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_classes is None:
+            return super()._encode_labels(y)
+        k = self.num_classes
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"CNNClassifier: num_classes must be None or a positive int, got {k!r}")
+        if y.dtype.kind not in "iuf" or not np.all(np.isin(y, np.arange(k))):
+            raise ValueError(
+                f"CNNClassifier: with num_classes={k} the labels must be the integers 0..{k - 1}, got "
+                f"{_preview(np.unique(y))}; use num_classes=None to take the classes from y"
+            )
+        return np.arange(k), y.astype(np.intp)
+
+
+class SequentialClassifier(_MinidlClassifier):
+    """Any minidl layer list as a scikit-learn classifier.
+
+    ``layers``: a list of (unbuilt) layers, or of their ``to_config()`` dicts, or a function of
+    no arguments returning a list of layers. Every ``fit`` trains fresh layers — rebuilt from
+    the configs, or made by calling the function — so the list given is never modified and
+    ``clone`` works. The classes come from ``y``, and so does the output layer: a list that
+    does not end with ``SoftmaxCE`` is the body of the network, and ``fit`` appends
+    ``Dense(len(classes_))`` and ``SoftmaxCE()``. A list ending with ``SoftmaxCE`` is the whole
+    network, and its last layer must output one score per class.
+
+    ``input_shape=None``: how flat rows ``(N, F)`` reach the model. ``None`` feeds them as
+    feature vectors ``(F,)`` (a list starting with ``Dense``); a shape such as ``(1, 8, 8)``
+    reshapes each row. Images ``(N, H, W)`` get a channel axis; ``(N, C, H, W)`` pass as they are.
+
+    ``lr``, ``momentum``, ``num_iter``, ``batch_size``, ``random_state``, ``dtype``, ``verbose``
+    and the fitted attributes are as in :class:`CNNClassifier`.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer | dict[str, Any]] | Callable[[], Sequence[Layer]] | None = None,
+        *,
+        input_shape: Sequence[int] | None = None,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        num_iter: int = 50,
+        batch_size: int = 32,
+        random_state: Any = None,
+        dtype: str = "float32",
+        verbose: int = 0,
+    ) -> None:
+        self.layers = layers
+        self.input_shape = input_shape
+        self.lr = lr
+        self.momentum = momentum
+        self.num_iter = num_iter
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.dtype = dtype
+        self.verbose = verbose
+
+    def _make_model(self, input_shape: Shape, n_classes: int, seed: Any) -> Sequential:
+        layers = self._fresh_layers()
+        if not isinstance(layers[-1], SoftmaxCE):
+            layers += [Dense(n_classes), SoftmaxCE()]
+        return Sequential(layers, input_shape=input_shape, seed=seed, dtype=self.dtype)
+
+    def _fresh_layers(self) -> list[Layer]:
+        if self.layers is None:
+            raise ValueError("SequentialClassifier: pass layers=[...] (a list of layers) or a function returning one")
+        if callable(self.layers):
+            layers = list(self.layers())
+            if any(not isinstance(layer, Layer) or layer.built for layer in layers):
+                raise TypeError("SequentialClassifier: layers() must return new, unbuilt minidl layers on every call")
+            return layers
+        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, Sequence) or not self.layers:
+            raise TypeError(f"SequentialClassifier: layers must be a non-empty list of layers, got {self.layers!r}")
+        return [Layer.from_config(item.to_config() if isinstance(item, Layer) else item) for item in self.layers]
+
+    def _row_shape(self, n_features: int) -> Shape:
+        if self.input_shape is None:
+            return (n_features,)
+        shape = tuple(self.input_shape)
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(
+                f"SequentialClassifier: input_shape={shape} holds {int(np.prod(shape))} values per sample, "
+                f"but X has {n_features} features"
+            )
+        return shape
+
+
+def _seed_from(random_state: Any) -> int | None:
+    """minidl's seed for scikit-learn's ``random_state``: None, an int, or a ``RandomState`` to draw from."""
+    if random_state is None or (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
+        return None if random_state is None else int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _preview(values: np.ndarray, limit: int = 10) -> str:
+    shown = ", ".join(map(repr, values[:limit].tolist()))
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"

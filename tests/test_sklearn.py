@@ -1,0 +1,238 @@
+"""minidl.sklearn: scikit-learn's estimator checks, model selection, pipelines, labels and input shapes."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits as sk_load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import minidl
+from minidl.data import load_digits
+from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from minidl.sklearn import CNNClassifier, SequentialClassifier
+
+
+def small_cnn():
+    return [Conv2D(4, 3), ReLU(), MaxPool2D(2), Flatten()]
+
+
+# Every check applies and passes: flat (N, F) rows of any width are one-row images, and the
+# windows shrink to fit them. The pandas checks skip themselves when pandas is not installed.
+@parametrize_with_checks(
+    [
+        CNNClassifier(),
+        CNNClassifier(num_filters=2, filter_size=2, pool_size=1, dtype="float64"),
+        SequentialClassifier([Dense(8), ReLU()]),
+    ],
+    expected_failed_checks=lambda estimator: {},
+)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = sk_load_digits()
+    return d.images / 16.0, d.data / 16.0, d.target
+
+
+# -- model selection and pipelines --------------------------------------------------------------
+def test_cross_val_score(digits):
+    images, _, y = digits
+    scores = cross_val_score(CNNClassifier(num_iter=30, random_state=0), images[:450], y[:450], cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.8
+
+
+def test_grid_search(digits):
+    images, _, y = digits
+    grid = {"num_filters": [2, 4], "lr": [0.002, 0.05]}
+    search = GridSearchCV(CNNClassifier(num_iter=10, random_state=0), grid, cv=2).fit(images[:400], y[:400])
+    assert search.best_params_ == {"num_filters": 4, "lr": 0.05}  # more filters and a bigger step win at 10 epochs
+    assert search.best_estimator_.model_.layers[0].filters == 4
+    assert search.score(images[400:600], y[400:600]) > 0.7  # 400 images, 10 epochs: learning, not the best score
+
+
+def test_pipeline_on_flat_rows(digits):
+    _, _, y = digits
+    flat = sk_load_digits().data  # (N, 64) in 0..16: the pipeline scales, the classifier sees 8×8 images
+    pipe = make_pipeline(FunctionTransformer(lambda X: X / 16.0), CNNClassifier(num_iter=20, random_state=0))
+    pipe.fit(flat[:500], y[:500])
+    assert pipe[-1].input_shape_ == (1, 8, 8) and pipe[-1].n_features_in_ == 64
+    assert pipe.score(flat[500:800], y[500:800]) > 0.75
+
+
+def test_cnn_on_the_blogs_split_beats_the_blog():
+    X_train, X_test, y_train, y_test = load_digits()
+    clf = CNNClassifier(random_state=0).fit(X_train[:, 0], y_train)  # (N, 8, 8), the blog's shape
+    assert clf.n_iter_ == 50 and len(clf.loss_curve_) == 50 and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.score(X_test[:, 0], y_test) >= 0.95  # the blog: 0.81-0.91
+
+
+# -- estimator rules ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "relabel",
+    [lambda y: np.array([f"digit {d}" for d in y]), lambda y: 10 * y - 40, lambda y: y.astype(float) * 2],
+    ids=["strings", "negative-ints", "floats"],
+)
+def test_labels_of_any_type(digits, relabel):
+    """Relabelling by an order-preserving map gives the same model, predicting the new labels."""
+    images, _, y = digits
+    labels = relabel(y)
+    clf = CNNClassifier(num_iter=5, random_state=0).fit(images[:300], labels[:300])
+    by_index = CNNClassifier(num_iter=5, random_state=0).fit(images[:300], y[:300])
+    assert np.array_equal(clf.classes_, relabel(np.arange(10)))
+    assert np.array_equal(clf.predict_proba(images[300:400]), by_index.predict_proba(images[300:400]))
+    pred = clf.predict(images[300:400])
+    assert pred.dtype == labels.dtype and np.array_equal(pred, relabel(by_index.predict(images[300:400])))
+    assert clf.score(images[300:400], labels[300:400]) == by_index.score(images[300:400], y[300:400])
+
+
+def test_num_classes_fixes_the_output_layer(digits):
+    images, _, y = digits
+    no_nines = y[:300] != 9
+    clf = CNNClassifier(num_classes=10, num_iter=2, random_state=0).fit(images[:300][no_nines], y[:300][no_nines])
+    assert np.array_equal(clf.classes_, np.arange(10))
+    assert clf.predict_proba(images[:5]).shape == (5, 10)
+    assert CNNClassifier(num_iter=2, random_state=0).fit(images[:300][no_nines], y[:300][no_nines]).classes_.size == 9
+    with pytest.raises(ValueError, match=r"with num_classes=5 the labels must be the integers 0..4, got \[0, 1, .*9\]"):
+        CNNClassifier(num_classes=5).fit(images[:50], y[:50])
+    with pytest.raises(ValueError, match="with num_classes=2 the labels must be"):
+        CNNClassifier(num_classes=2).fit(images[:4], ["a", "b", "a", "b"])
+    with pytest.raises(ValueError, match="num_classes must be None or a positive int, got 0"):
+        CNNClassifier(num_classes=0).fit(images[:4], [0, 1, 0, 1])
+
+
+def test_every_input_layout_trains_the_same_model(digits):
+    images, flat, y = digits
+    fits = {
+        "(N, H, W)": CNNClassifier(num_iter=3, random_state=1).fit(images[:200], y[:200]),
+        "(N, C, H, W)": CNNClassifier(num_iter=3, random_state=1).fit(images[:200, None], y[:200]),
+        "(N, 64) square": CNNClassifier(num_iter=3, random_state=1).fit(flat[:200], y[:200]),
+        "(N, 64) image_shape": CNNClassifier(num_iter=3, random_state=1, image_shape=(1, 8, 8)).fit(flat[:200], y[:200]),
+    }
+    expected = fits["(N, H, W)"].predict_proba(images[200:260])
+    for name, clf in fits.items():
+        assert clf.input_shape_ == (1, 8, 8) and clf.n_features_in_ == 64, name
+        assert np.array_equal(clf.predict_proba(images[200:260]), expected), name
+        assert np.array_equal(clf.predict_proba(flat[200:260]), expected), name  # any layout at predict time
+
+
+def test_flat_rows_that_are_not_square_become_one_row_images(digits):
+    _, flat, y = digits
+    clf = CNNClassifier(num_iter=3, random_state=0).fit(flat[:100, :10], y[:100])
+    assert clf.input_shape_ == (1, 1, 10)
+    assert clf.model_.layers[0].kernel_size == (1, 3) and clf.model_.layers[2].pool_size == (1, 2)
+    wide = CNNClassifier(num_iter=3, random_state=0, image_shape=(4, 16)).fit(flat[:100], y[:100])
+    assert wide.input_shape_ == (1, 4, 16)
+    with pytest.raises(ValueError, match=r"image_shape=\(7, 7\) must be \(H, W\) or \(C, H, W\) with H·W \(·C\) = 64"):
+        CNNClassifier(image_shape=(7, 7)).fit(flat[:10], y[:10])
+
+
+def test_predict_checks_the_input_against_the_fitted_shape(digits):
+    images, flat, y = digits
+    clf = CNNClassifier(num_iter=1, random_state=0).fit(images[:50], y[:50])
+    with pytest.raises(ValueError, match=r"X holds images of shape \(1, 4, 16\) .* fitted on \(1, 8, 8\)"):
+        clf.predict(images[:5].reshape(5, 4, 16))
+    with pytest.raises(ValueError, match="X has 63 features, but CNNClassifier is expecting 64 features"):
+        clf.predict(flat[:5, :63])
+    with pytest.raises(ValueError, match=r"X must be \(N, H, W\) or \(N, C, H, W\) images or \(N, F\) rows, got shape \(5, 1, 1, 8, 8\)"):
+        clf.predict(images[:5, None, None])
+
+
+def test_bad_hyper_parameters_fail_in_fit_not_init(digits):
+    images, _, y = digits
+    for params, message in [
+        ({"num_iter": -1}, "num_iter must be an int >= 0, got -1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"filter_size": 0}, "filter_size must be a positive int, got 0"),
+        ({"pool_size": 1.5}, "pool_size must be a positive int, got 1.5"),
+        ({"lr": -1.0}, "lr"),
+    ]:
+        clf = CNNClassifier(**params)  # storing is all __init__ does
+        with pytest.raises(ValueError, match=message):
+            clf.fit(images[:10], y[:10])
+
+
+def test_random_state_makes_fits_reproducible(digits):
+    images, _, y = digits
+    a = CNNClassifier(num_iter=3, random_state=7).fit(images[:200], y[:200])
+    b = CNNClassifier(num_iter=3, random_state=7).fit(images[:200], y[:200])
+    c = CNNClassifier(num_iter=3, random_state=8).fit(images[:200], y[:200])
+    sa, sb, sc = a.model_.state_dict(), b.model_.state_dict(), c.model_.state_dict()
+    assert all(np.array_equal(sa[k], sb[k]) for k in sa)
+    assert not np.array_equal(sa["0.weight"], sc["0.weight"])
+    assert a.loss_curve_ == b.loss_curve_
+
+
+def test_clone_is_unfitted_with_equal_parameters(digits):
+    images, _, y = digits
+    clf = CNNClassifier(num_filters=3, lr=0.05, random_state=2).fit(images[:60], y[:60])
+    copy = clone(clf)
+    assert copy.get_params() == clf.get_params()
+    assert not hasattr(copy, "model_") and not hasattr(copy, "classes_")
+    with pytest.raises(NotFittedError):
+        copy.predict(images[:2])
+
+
+def test_the_fitted_model_saves_and_reloads(tmp_path, digits):
+    images, _, y = digits
+    clf = CNNClassifier(num_iter=3, random_state=0).fit(images[:200], y[:200])
+    clf.model_.save(tmp_path / "cnn.npz")
+    reloaded = minidl.load(tmp_path / "cnn.npz")
+    assert np.array_equal(reloaded.predict_proba(images[200:260, None]), clf.predict_proba(images[200:260]))
+
+
+# -- SequentialClassifier -----------------------------------------------------------------------
+def test_sequential_classifier_never_touches_the_layers_it_was_given(digits):
+    images, _, y = digits
+    layers = small_cnn()
+    clf = SequentialClassifier(layers, num_iter=3, random_state=0).fit(images[:200], y[:200])
+    assert all(not layer.built for layer in layers) and clf.layers is layers
+    assert all(a is not b for a, b in zip(layers, clf.model_.layers))
+    assert [type(layer).__name__ for layer in clf.model_.layers] == [
+        "Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "SoftmaxCE"
+    ]  # the head is sized from y
+    assert clf.model_.layers[4].units == 10
+
+
+def test_sequential_classifier_accepts_layers_configs_and_factories(digits):
+    images, flat, y = digits
+    fits = [
+        SequentialClassifier(small_cnn(), num_iter=3, random_state=0).fit(images[:200], y[:200]),
+        SequentialClassifier([layer.to_config() for layer in small_cnn()], num_iter=3, random_state=0).fit(
+            images[:200], y[:200]
+        ),
+        SequentialClassifier(small_cnn, num_iter=3, random_state=0).fit(images[:200], y[:200]),
+        SequentialClassifier(small_cnn, input_shape=(1, 8, 8), num_iter=3, random_state=0).fit(flat[:200], y[:200]),
+    ]
+    expected = fits[0].predict_proba(images[200:260])
+    for clf in fits:
+        assert np.array_equal(clf.predict_proba(images[200:260]), expected)
+    assert clone(fits[2]).layers is small_cnn
+
+
+def test_sequential_classifier_with_its_own_head_and_tabular_data(digits):
+    _, flat, y = digits
+    mlp = SequentialClassifier([Dense(32), ReLU(), Dense(10), SoftmaxCE()], num_iter=10, random_state=0)
+    assert mlp.fit(flat[:500], y[:500]).score(flat[500:800], y[500:800]) > 0.7
+    assert mlp.input_shape_ == (64,) and len(mlp.model_.layers) == 4
+    with pytest.raises(ValueError, match=r"outputs shape \(10,\), but y has 3 classes \[0, 1, 2\]: make the layer before SoftmaxCE a Dense\(3\)"):
+        mlp.fit(flat[:30], y[:30] % 3)
+
+
+def test_sequential_classifier_bad_layers(digits):
+    _, flat, y = digits
+    with pytest.raises(ValueError, match=r"pass layers=\[...\]"):
+        SequentialClassifier().fit(flat[:10], y[:10])
+    with pytest.raises(TypeError, match="must be a non-empty list of layers"):
+        SequentialClassifier([]).fit(flat[:10], y[:10])
+    built = Dense(4)
+    built.build((64,))
+    with pytest.raises(TypeError, match="new, unbuilt minidl layers"):
+        SequentialClassifier(lambda: [built]).fit(flat[:10], y[:10])
+    with pytest.raises(ValueError, match=r"input_shape=\(1, 7, 7\) holds 49 values per sample, but X has 64 features"):
+        SequentialClassifier(small_cnn(), input_shape=(1, 7, 7)).fit(flat[:10], y[:10])

@@ -1,5 +1,9 @@
 """minidl.sklearn: scikit-learn's estimator checks, model selection, pipelines, labels and input shapes."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -32,6 +36,23 @@ def small_cnn():
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_array_api_check_with_dispatch_enabled():
+    """``check_array_api_input`` skips itself unless SCIPY_ARRAY_API=1 is set before SciPy is imported."""
+    script = (
+        "from sklearn.utils.estimator_checks import check_array_api_input\n"
+        "from minidl.layers import Dense, ReLU\n"
+        "from minidl.sklearn import CNNClassifier, SequentialClassifier\n"
+        "for est in [CNNClassifier(), SequentialClassifier([Dense(8), ReLU()])]:\n"
+        "    check_array_api_input(type(est).__name__, est, array_namespace='numpy', expect_only_array_outputs=False)\n"
+        "print('passed')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, "SCIPY_ARRAY_API": "1"},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "passed", proc.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")

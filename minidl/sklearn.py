@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .layers import Dense, Layer, SoftmaxCE
-from .model import Sequential
+from .model import Sequential, _check_int
 from .optim import SGD
 from .presets import blog_cnn
 
@@ -45,10 +45,8 @@ class _MinidlClassifier(ClassifierMixin, BaseEstimator):
     # -- scikit-learn API ----------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> "_MinidlClassifier":
         """Build a fresh model for ``X``'s shape and ``y``'s classes and train it for ``num_iter`` epochs."""
-        for arg, minimum in (("num_iter", 0), ("batch_size", 1)):
-            value = getattr(self, arg)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{type(self).__name__}: {arg} must be an int >= {minimum}, got {value!r}")
+        _check_param(self, "num_iter", 0)
+        _check_param(self, "batch_size", 1)
         X, y = self._validate(X, y, reset=True)
         check_classification_targets(y)
         classes, y_index = self._encode_labels(y)
@@ -170,10 +168,8 @@ class CNNClassifier(_MinidlClassifier):
 
     def _make_model(self, input_shape: Shape, n_classes: int, seed: Any) -> Sequential:
         _, h, w = input_shape
-        for arg in ("filter_size", "pool_size"):
-            value = getattr(self, arg)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"CNNClassifier: {arg} must be a positive int, got {value!r}")
+        _check_param(self, "filter_size", 1)
+        _check_param(self, "pool_size", 1)
         kernel = (min(self.filter_size, h), min(self.filter_size, w))
         pool = (min(self.pool_size, h - kernel[0] + 1), min(self.pool_size, w - kernel[1] + 1))
         return blog_cnn(
@@ -278,6 +274,14 @@ class SequentialClassifier(_MinidlClassifier):
                 f"but X has {n_features} features"
             )
         return shape
+
+
+def _check_param(estimator: BaseEstimator, name: str, minimum: int) -> None:
+    """scikit-learn reports every bad hyper-parameter as a ``ValueError`` from ``fit``."""
+    try:
+        _check_int(getattr(estimator, name), name, minimum)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{type(estimator).__name__}: {err}") from None
 
 
 def _seed_from(random_state: Any) -> int | None:

@@ -167,10 +167,10 @@ def test_predict_checks_the_input_against_the_fitted_shape(digits):
 def test_bad_hyper_parameters_fail_in_fit_not_init(digits):
     images, _, y = digits
     for params, message in [
-        ({"num_iter": -1}, "num_iter must be an int >= 0, got -1"),
-        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
-        ({"filter_size": 0}, "filter_size must be a positive int, got 0"),
-        ({"pool_size": 1.5}, "pool_size must be a positive int, got 1.5"),
+        ({"num_iter": -1}, "CNNClassifier: num_iter must be >= 0, got -1"),
+        ({"batch_size": 0}, "CNNClassifier: batch_size must be >= 1, got 0"),
+        ({"filter_size": 0}, "CNNClassifier: filter_size must be >= 1, got 0"),
+        ({"pool_size": 1.5}, "CNNClassifier: pool_size must be an int, got 1.5"),
         ({"lr": -1.0}, "lr"),
     ]:
         clf = CNNClassifier(**params)  # storing is all __init__ does

@@ -85,18 +85,20 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     On any error (including ``KeyboardInterrupt``) the temporary file is removed and
     ``path`` is untouched. Only a killed process can leave a stray ``.<name>.*.tmp``.
     """
-    directory, name = os.path.split(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"save: directory {directory!r} does not exist (saving to {path!r})")
     if os.path.isdir(path):
         raise IsADirectoryError(f"save: {path!r} is a directory, not a file path")
+    # Through a symlink, replace the file it points to, not the link (as writing in place would).
+    real = os.path.realpath(path)
+    directory, name = os.path.split(real)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"save: directory {directory!r} does not exist (saving to {path!r})")
     tmp, fd = _create_temp(directory, name)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, real)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -11,6 +11,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import minidl
 from minidl import Sequential, saving
@@ -124,6 +126,35 @@ def test_round_trip_keeps_every_constructor_option_frozen_layers_and_user_layers
     X = np.random.default_rng(0).random((4, 2, 7, 6))
     assert_same_model(model, loaded, X)
     assert loaded.layers[0].name == "first" and not loaded.layers[3].trainable
+
+
+@st.composite
+def random_models(draw):
+    """A random valid stack: Conv2D, maybe ReLU and MaxPool2D, Flatten, Dense, maybe SoftmaxCE."""
+    padding = draw(st.sampled_from([0, 1, (0, 1), "same", "valid"]))
+    layers = [Conv2D(draw(st.integers(1, 3)), draw(st.integers(1, 3)), stride=draw(st.integers(1, 2)),
+                     padding=padding, use_bias=draw(st.booleans()), trainable=draw(st.booleans()))]
+    if draw(st.booleans()):
+        layers.append(ReLU())
+    if draw(st.booleans()):
+        layers.append(MaxPool2D(draw(st.integers(1, 2))))
+    layers += [Flatten(), Dense(draw(st.integers(1, 4)))]
+    if draw(st.booleans()):
+        layers.append(SoftmaxCE())
+    input_shape = (draw(st.integers(1, 2)), draw(st.integers(3, 6)), draw(st.integers(3, 6)))
+    seed = draw(st.none() | st.integers(0, 2**63) | st.lists(st.integers(0, 2**32), min_size=1, max_size=3))
+    try:
+        return Sequential(layers, input_shape=input_shape, seed=seed, dtype=draw(st.sampled_from(["float32", "float64"])))
+    except ValueError:
+        assume(False)
+
+
+@given(model=random_models(), batch=st.integers(1, 3))
+def test_any_model_round_trips_exactly(tmp_path_factory, model, batch):
+    path = tmp_path_factory.getbasetemp() / "property.npz"  # overwritten by every example
+    model.save(path)
+    X = np.random.default_rng(0).standard_normal((batch, *model.input_shape)).astype(model.dtype)
+    assert_same_model(model, minidl.load(path), X)
 
 
 def test_model_without_a_loss_head_round_trips(tmp_path):
@@ -265,6 +296,18 @@ def test_overwriting_replaces_the_file_and_new_files_follow_the_umask(tmp_path, 
         umask = os.umask(0)
         os.umask(umask)
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_saving_through_a_symlink_replaces_the_file_it_points_to(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "model.npz"
+    blog_cnn(seed=0).save(target)
+    link = tmp_path / "latest.npz"
+    link.symlink_to(target)
+    newer = blog_cnn(seed=1)
+    newer.save(link)
+    assert link.is_symlink() and os.listdir(tmp_path / "real") == ["model.npz"]
+    assert_same_model(newer, minidl.load(target), np.ones((1, 1, 8, 8), "float32"))
 
 
 def test_a_process_killed_mid_save_leaves_the_old_file(tmp_path):

@@ -206,7 +206,13 @@ def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> Load
     fname = _fspath(path, "load_weights")
     header, arrays = _read(fname)
     if not model.built:
-        model.build(header["input_shape"])
+        try:
+            model.build(header["input_shape"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"load_weights: the model cannot be built for the input shape {tuple(header['input_shape'])} "
+                f"saved in {fname!r}: {err}"
+            ) from None
     current = model.state_dict()
     diff = _compare(current, arrays, "the model", "the file")
     if strict and diff.problems:
@@ -273,7 +279,7 @@ def _read(fname: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         try:
             arrays = {k: archive[k] for k in archive.files}
         except Exception as err:  # a truncated or altered member: CRC mismatch, short read, bad .npy header
-            raise bad(f"the file is corrupt or truncated ({type(err).__name__}: {err})") from None
+            raise bad(f"the .npz archive is truncated or corrupt ({type(err).__name__}: {err})") from None
     header = _parse_header(arrays.pop(HEADER_KEY), bad)
     manifest = header["state"]
     if set(manifest) != set(arrays):
@@ -282,6 +288,8 @@ def _read(fname: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             f"unlisted {sorted(set(arrays) - set(manifest))}"
         )
     for k, a in arrays.items():
+        if not isinstance(a, np.ndarray):
+            raise bad(f"entry {k!r} of the archive is not a .npy array")
         if list(a.shape) != manifest[k].get("shape") or a.dtype.name != manifest[k].get("dtype"):
             raise bad(f"array {k!r} is {a.dtype.name} {a.shape}, but the header lists {manifest[k]}")
     return header, {k: arrays[k] for k in manifest}
@@ -298,7 +306,7 @@ def _parse_header(blob: np.ndarray, bad: Any) -> dict[str, Any]:
         found = header.get("format") if isinstance(header, dict) else header
         raise bad(f"not a minidl model file (format {found!r}, expected {FORMAT!r})")
     version = header.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise bad(f"invalid format_version {version!r}")
     if version > FORMAT_VERSION:
         raise bad(

@@ -440,12 +440,13 @@ def test_newer_format_version(saved):
         (lambda h: h.pop("layers"), "'layers' entry is missing or invalid"),
         (lambda h: h.update(seed="zero"), "'seed' entry is missing or invalid"),
         (lambda h: h.update(format_version="1"), "invalid format_version '1'"),
+        (lambda h: h.update(format_version=True), "invalid format_version True"),
         (lambda h: h["layers"][0].update({"class": "Evil"}), "layer 0 cannot be rebuilt: .*unknown layer class 'Evil'"),
         (lambda h: h["layers"][0]["config"].update(filters=-1), "layer 0 cannot be rebuilt: .*filters must be a positive int"),
         (lambda h: h["layers"][0]["config"].update(oops=1), "layer 0 cannot be rebuilt: .*oops"),
         (lambda h: h.update(input_shape=[1, 2, 2]), "the saved architecture does not build: layer 0 \\(Conv2D\\)"),
     ],
-    ids=["dtype", "no-layers", "seed", "version-type", "unknown-class", "bad-arg", "unknown-arg", "bad-input-shape"],
+    ids=["dtype", "no-layers", "seed", "version-type", "version-bool", "unknown-class", "bad-arg", "unknown-arg", "bad-input-shape"],
 )
 def test_invalid_header(saved, edit, message):
     _, path = saved
@@ -560,6 +561,23 @@ def test_load_weights_casts_to_the_models_dtype(saved):
     for k, a in model.state_dict().items():
         assert double.state_dict()[k].dtype == np.float64
         assert np.array_equal(double.state_dict()[k], a.astype(np.float64))
+
+
+def test_load_weights_into_an_unbuilt_model_that_cannot_take_the_saved_input(saved):
+    _, path = saved
+    with pytest.raises(ValueError, match=r"cannot be built for the input shape \(1, 8, 8\) saved in .*kernel"):
+        Sequential([Conv2D(2, 9), Flatten(), Dense(10)]).load_weights(path)
+
+
+def test_an_archive_entry_that_is_not_an_array(saved):
+    _, path = saved
+    header, arrays = read_raw(path)
+    del arrays["4.bias"]
+    write_raw(path, header, arrays)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("4.bias", b"not an array")
+    with pytest.raises(ValueError, match="entry '4.bias' of the archive is not a .npy array"):
+        minidl.load(path)
 
 
 def test_load_weights_rejects_bad_files_like_load(tmp_path):

@@ -99,7 +99,7 @@ class _MinidlClassifier(ClassifierMixin, BaseEstimator):
                     f"{name}: X holds images of shape {shape} (channels, height, width), but {name} was "
                     f"fitted on {self.input_shape_}"
                 )
-            X = X.reshape(len(X), -1)
+            X = X.reshape(len(X), int(np.prod(shape)))
         dtype = [np.float64, np.float32]
         if y is None:
             X = validate_data(self, X, reset=reset, dtype=dtype)

@@ -164,6 +164,15 @@ def test_predict_checks_the_input_against_the_fitted_shape(digits):
         clf.predict(images[:5, None, None])
 
 
+def test_empty_image_batches_get_scikit_learns_message(digits):
+    images, _, y = digits
+    with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\)"):
+        CNNClassifier().fit(images[:0], y[:0])
+    clf = CNNClassifier(num_iter=1, random_state=0).fit(images[:20], y[:20])
+    with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\)"):
+        clf.predict(images[:0])
+
+
 def test_bad_hyper_parameters_fail_in_fit_not_init(digits):
     images, _, y = digits
     for params, message in [

@@ -70,13 +70,13 @@ class _MinidlClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape ``(N, len(classes_))``, columns in the order of ``classes_``."""
-        check_is_fitted(self)
+        check_is_fitted(self, "model_")
         X, _ = self._validate(X, None, reset=False)
         return self.model_.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable label for each sample, taken from ``classes_``."""
-        check_is_fitted(self)
+        check_is_fitted(self, "model_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     # -- helpers ---------------------------------------------------------------------------

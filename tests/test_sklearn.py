@@ -173,6 +173,15 @@ def test_empty_image_batches_get_scikit_learns_message(digits):
         clf.predict(images[:0])
 
 
+def test_a_failed_first_fit_leaves_the_estimator_unfitted(digits):
+    images, _, y = digits
+    clf = CNNClassifier(num_classes=3)
+    with pytest.raises(ValueError, match="num_classes=3"):
+        clf.fit(images[:20], y[:20])
+    with pytest.raises(NotFittedError):
+        clf.predict(images[:2])
+
+
 def test_bad_hyper_parameters_fail_in_fit_not_init(digits):
     images, _, y = digits
     for params, message in [

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .model import Sequential
@@ -44,3 +45,113 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None: ...
 
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop ``fit`` when ``monitor`` has stopped improving, the Keras way.
+
+    An epoch improves on the best so far if ``monitor`` is lower by more than ``min_delta``
+    (higher, for accuracies: ``mode="auto"`` picks "max" when the name contains "acc").
+    Training stops after ``patience`` epochs in a row without improvement. With
+    ``restore_best_weights=True`` the model ends training with the weights of its best epoch
+    (taken with ``model.state_dict()``), whether or not it stopped early, as Keras 3 does.
+    After training, ``stopped_epoch`` is the (0-based) epoch it stopped at, 0 if it did not,
+    and ``best_epoch`` the epoch whose weights were best. A ``monitor`` missing from the logs
+    (e.g. ``val_loss`` without ``validation_data``) is an error, not a silent no-op.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
+        if not isinstance(monitor, str):
+            raise TypeError(f"EarlyStopping: monitor must be a str, got {monitor!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+            raise ValueError(f"EarlyStopping: min_delta must be a number >= 0, got {min_delta!r}")
+        for arg, value in (("patience", patience), ("start_from_epoch", start_from_epoch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"EarlyStopping: {arg} must be an int >= 0, got {value!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f'EarlyStopping: mode must be "auto", "min" or "max", got {mode!r}')
+        if verbose not in (0, 1):
+            raise ValueError(f"EarlyStopping: verbose must be 0 or 1, got {verbose!r}")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.monitor, self.min_delta, self.patience, self.verbose = monitor, float(min_delta), patience, verbose
+        self.mode, self.baseline, self.restore_best_weights = mode, baseline, bool(restore_best_weights)
+        self.start_from_epoch = start_from_epoch
+
+    def _improves(self, value: float, reference: float) -> bool:
+        if self.mode == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_weights: dict[str, Any] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(
+                f"EarlyStopping: monitor {self.monitor!r} is not in the epoch's logs {sorted(logs)}"
+                + ("; pass validation_data to fit" if self.monitor.startswith("val_") else "")
+            )
+        if epoch < self.start_from_epoch:
+            return
+        current = float(logs[self.monitor])
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.state_dict()
+        self.wait += 1
+        if self._improves(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.state_dict()
+            # Keras: the patience counter resets only once the baseline is beaten.
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.load_state_dict(self.best_weights)
+
+
+class LearningRateScheduler(Callback):
+    """Keras's ``LearningRateScheduler``: before each epoch, ``optimizer.lr = schedule(epoch, lr)``.
+
+    ``schedule`` takes the 0-based epoch and the current learning rate and returns the new one.
+    For PyTorch-style schedules pass a :class:`minidl.optim.StepLR` or
+    :class:`~minidl.optim.CosineAnnealingLR` to ``callbacks`` directly instead.
+    """
+
+    def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0) -> None:
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be callable, got {schedule!r}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        optimizer = self.model.optimizer
+        lr = self.schedule(epoch, optimizer.lr)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"LearningRateScheduler: schedule({epoch}, {optimizer.lr}) returned {lr!r}, not a finite lr >= 0")
+        optimizer.lr = float(lr)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {optimizer.lr}.")

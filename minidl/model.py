@@ -191,10 +191,13 @@ class Sequential:
         verbose: int = 1,
         callbacks: Sequence[Callback] = (),
     ) -> History:
-        """Train with mini-batch gradient descent; returns per-epoch ``loss``/``accuracy`` (and ``val_*``).
+        """Train with mini-batch gradient descent; returns per-epoch ``loss``/``accuracy`` (and ``val_*``)
+        and the learning rate ``lr`` each epoch trained with.
 
         Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made.
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        ``callbacks``: :class:`~minidl.callbacks.Callback` objects, e.g. ``EarlyStopping`` or a
+        learning-rate schedule such as ``minidl.optim.CosineAnnealingLR(optimizer, T_max=epochs)``.
         """
         self._require_head("fit")
         _check_int(epochs, "epochs", 0)
@@ -228,9 +231,11 @@ class Sequential:
                                    desc=f"Epoch {epoch + 1}/{epochs}", verbose=verbose)
             if validation_data is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate(*val, batch_size=256).items()})
+            logs["lr"] = optimizer.lr  # the rate this epoch trained with; a schedule may change it at epoch end
             history.append(logs)
             if verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+                print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4g}" if k == "lr" else f"{k}={v:.4f}"
+                                                                   for k, v in logs.items()))
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:

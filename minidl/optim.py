@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
+from .callbacks import Callback
 from .layers.base import Parameter
 
 
@@ -76,6 +78,226 @@ class SGD(Optimizer):
                     buf += g
                 g = g + self.momentum * buf if self.nesterov else buf
             p.data -= self.lr * g
+
+
+
+class Adam(Optimizer):
+    r"""Adam, the update rule of ``torch.optim.Adam`` (and, via :class:`AdamW`, of ``torch.optim.AdamW``).
+
+    For each trainable parameter ``θ`` with gradient ``g``, at its step ``t = 1, 2, ...``:
+
+    .. math::
+        g \leftarrow g + λθ \ (\text{L2, Adam only}), \qquad
+        θ \leftarrow θ(1 - \mathrm{lr}\,λ) \ (\text{decoupled, AdamW only}), \\
+        m \leftarrow β_1 m + (1-β_1) g, \qquad v \leftarrow β_2 v + (1-β_2) g^2, \qquad
+        \hat v = \max(\hat v, v) \ (\text{amsgrad}) \text{ else } v, \\
+        θ \leftarrow θ - \frac{\mathrm{lr}}{1-β_1^t} \cdot \frac{m}{\sqrt{\hat v}/\sqrt{1-β_2^t} + ε}
+
+    ``m`` and ``v`` start at zero. Frozen parameters (``trainable=False``) are skipped and
+    their step count does not advance, as PyTorch skips parameters without a gradient.
+    """
+
+    #: Hyper-parameters saved by :meth:`state_dict`; ``lr`` changes under a schedule.
+    hyperparameters = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(params, lr)
+        name = type(self).__name__
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = tuple(_check_float(b, f"betas[{i}]", name, low=0.0, high=1.0) for i, b in enumerate(betas))
+        self.eps = _check_float(eps, "eps", name, low=0.0)
+        self.weight_decay = _check_float(weight_decay, "weight_decay", name, low=0.0)
+        if not isinstance(amsgrad, bool):
+            raise TypeError(f"{name}: amsgrad must be a bool, got {amsgrad!r}")
+        self.amsgrad = amsgrad
+        #: Per parameter (same order as ``params``): ``step``, ``exp_avg``, ``exp_avg_sq`` (+ ``max_exp_avg_sq``).
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
+
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        for p, state in zip(self.params, self.state):
+            if not p.trainable:
+                continue
+            if not state:
+                state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
+                if self.amsgrad:
+                    state["max_exp_avg_sq"] = np.zeros_like(p.data)
+            state["step"] += 1
+            g = p.grad
+            if self.weight_decay:
+                if self._decoupled:
+                    p.data *= 1 - self.lr * self.weight_decay
+                else:
+                    g = g + self.weight_decay * p.data
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m += (1 - beta1) * (g - m)  # PyTorch's lerp form
+            v *= beta2
+            v += (1 - beta2) * g * g
+            if self.amsgrad:
+                np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+                v = state["max_exp_avg_sq"]
+            t = state["step"]
+            denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
+            p.data -= (self.lr / (1 - beta1**t)) * (m / denom)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Flat, PyTorch-like state of plain numbers and arrays: the hyper-parameters and
+        ``"<i>.step"``, ``"<i>.exp_avg"``, ... for the ``i``-th parameter (copies)."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.hyperparameters}
+        for i, state in enumerate(self.state):
+            out.update({f"{i}.{k}": v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; checks every key and array shape first."""
+        name = type(self).__name__
+        missing = [k for k in self.hyperparameters if k not in state]
+        if missing:
+            raise KeyError(f"{name}.load_state_dict: missing {missing}")
+        slots = {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if bool(state["amsgrad"]) else set())
+        per_param: list[dict[str, Any]] = [{} for _ in self.params]
+        for key, value in state.items():
+            if key in self.hyperparameters:
+                continue
+            index, _, slot = key.partition(".")
+            if not index.isdigit() or int(index) >= len(self.params) or slot not in slots:
+                raise KeyError(f"{name}.load_state_dict: unexpected key {key!r}")
+            p = self.params[int(index)]
+            if slot == "step":
+                per_param[int(index)][slot] = int(value)
+                continue
+            value = np.asarray(value)
+            if value.shape != p.shape:
+                raise ValueError(f"{name}.load_state_dict: {key!r} has shape {value.shape}, the parameter has {p.shape}")
+            per_param[int(index)][slot] = value.astype(p.dtype, copy=True)
+        for i, entry in enumerate(per_param):
+            if entry and set(entry) != slots:
+                raise KeyError(f"{name}.load_state_dict: parameter {i} has {sorted(entry)}, expected {sorted(slots)}")
+        self.lr = float(state["lr"])
+        self.betas = tuple(float(b) for b in state["betas"])
+        self.eps, self.weight_decay = float(state["eps"]), float(state["weight_decay"])
+        self.amsgrad = bool(state["amsgrad"])
+        self.state = per_param
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter), the update rule of ``torch.optim.AdamW``.
+
+    The weights shrink by ``θ ← θ(1 - lr·λ)`` before the Adam step instead of adding ``λθ``
+    to the gradient; ``weight_decay`` defaults to ``1e-2`` as in PyTorch.
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+
+class LRScheduler(Callback):
+    """Base class of learning-rate schedules, PyTorch-style: call :meth:`step` once per epoch.
+
+    A schedule is also a :class:`~minidl.callbacks.Callback`: pass it to
+    ``fit(..., optimizer=opt, callbacks=[schedule])`` and ``fit`` steps it after every epoch.
+    Subclasses implement :meth:`get_lr`, the learning rate for epoch ``self.last_epoch``
+    (closed form, from ``base_lr``, the optimizer's ``lr`` when the schedule was made).
+    """
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: optimizer must be a minidl Optimizer, got {optimizer!r}")
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+        self._last_lr = self.base_lr
+
+    def get_lr(self) -> float:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Advance one epoch and set the optimizer's ``lr``."""
+        self.last_epoch += 1
+        self._last_lr = self.optimizer.lr = self.get_lr()
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rate set by the last :meth:`step`, as a one-element list as in PyTorch."""
+        return [self._last_lr]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in ("optimizer", "model")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        expected = set(self.state_dict())
+        if set(state) != expected:
+            raise KeyError(f"{type(self).__name__}.load_state_dict: expected keys {sorted(expected)}, got {sorted(state)}")
+        for key, value in state.items():
+            setattr(self, key, type(getattr(self, key))(value))
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.model.optimizer is not self.optimizer:
+            raise ValueError(
+                f"{type(self).__name__}: fit trains with a different optimizer than the one this schedule "
+                "changes; pass the same object as fit(optimizer=...)"
+            )
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.step()
+
+
+class StepLR(LRScheduler):
+    r"""``torch.optim.lr_scheduler.StepLR``: ``lr = base_lr · γ^{⌊epoch / step_size⌋}``."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        super().__init__(optimizer)
+        self.step_size = _check_positive_int(step_size, "step_size", "StepLR")
+        self.gamma = _check_float(gamma, "gamma", "StepLR", low=0.0, low_inclusive=False)
+
+    def get_lr(self) -> float:
+        return self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    r"""``torch.optim.lr_scheduler.CosineAnnealingLR`` (closed form, without restarts):
+
+    .. math:: \mathrm{lr} = η_{min} + \tfrac12 (\mathrm{base\_lr} - η_{min})\,(1 + \cos(π \cdot \mathrm{epoch} / T_{max}))
+
+    It reaches ``eta_min`` after ``T_max`` epochs; usually ``T_max`` is the number of epochs.
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803 (PyTorch's name)
+        super().__init__(optimizer)
+        self.T_max = _check_positive_int(T_max, "T_max", "CosineAnnealingLR")
+        self.eta_min = _check_float(eta_min, "eta_min", "CosineAnnealingLR", low=0.0)
+
+    def get_lr(self) -> float:
+        cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+        return self.eta_min + (self.base_lr - self.eta_min) * cosine
+
+
+def _check_positive_int(value: Any, arg: str, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {arg} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{owner}: {arg} must be >= 1, got {value!r}")
+    return int(value)
 
 
 def _check_float(

@@ -1,0 +1,278 @@
+"""Optimizers and learning-rate schedules: hand-computed updates, PyTorch's sequences, state round trips."""
+
+import math
+
+import numpy as np
+import pytest
+
+from minidl import Sequential
+from minidl.layers import Dense, Parameter, SoftmaxCE
+from minidl.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
+
+LR, EPS = 0.1, 1e-8
+
+
+def param(*values: float) -> Parameter:
+    return Parameter(np.array(values, dtype=np.float64))
+
+
+def run(opt, p: Parameter, grads) -> None:
+    for g in grads:
+        p.grad[...] = g
+        opt.step()
+
+
+def adam_reference(theta: float, grads, lr=LR, b1=0.9, b2=0.999, eps=EPS, wd=0.0, decoupled=False, amsgrad=False):
+    """Adam on one scalar, written out from the paper / torch.optim docs with Python floats."""
+    m = v = vmax = 0.0
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            theta *= 1 - lr * wd
+        else:
+            g += wd * theta
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vmax = max(vmax, v)
+        vhat = (vmax if amsgrad else v) / (1 - b2**t)
+        theta -= lr * (m / (1 - b1**t)) / (math.sqrt(vhat) + eps * 1.0)
+    return theta
+
+
+def test_adam_first_step_moves_every_weight_by_lr():
+    # After one step m̂ = g and v̂ = g², so the update is lr·g/(|g| + ε).
+    p = param(1.0, -2.0, 3.0)
+    run(Adam([p], lr=LR), p, [np.array([0.5, -4.0, 1e-3])])
+    g = np.array([0.5, -4.0, 1e-3])
+    np.testing.assert_allclose(p.data, [1.0, -2.0, 3.0] - LR * g / (np.abs(g) + EPS), rtol=1e-15)
+
+
+def test_adam_two_steps_by_hand():
+    # t=2 with g1=1, g2=-0.5: m = 0.9·0.1·1 + 0.1·(-0.5) = 0.04, v = 0.999·0.001·1 + 0.001·0.25 = 0.001249,
+    # m̂ = 0.04/0.19, v̂ = 0.001249/0.001999.
+    p = param(0.0)
+    run(Adam([p], lr=LR), p, [1.0, -0.5])
+    after_first = -LR * 1.0 / (1.0 + EPS)
+    expected = after_first - LR * (0.04 / 0.19) / (math.sqrt(0.001249 / 0.001999) + EPS)
+    assert p.data[0] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, ref",
+    [
+        (Adam, {}, {}),
+        (Adam, {"weight_decay": 0.3}, {"wd": 0.3}),
+        (Adam, {"amsgrad": True}, {"amsgrad": True}),
+        (AdamW, {}, {"wd": 1e-2, "decoupled": True}),
+        (AdamW, {"weight_decay": 0.3, "amsgrad": True, "betas": (0.5, 0.9)},
+         {"wd": 0.3, "decoupled": True, "amsgrad": True, "b1": 0.5, "b2": 0.9}),
+    ],
+)
+def test_adam_variants_match_the_scalar_reference(cls, kwargs, ref):
+    # A shrinking gradient makes v fall, so amsgrad's running max differs from v.
+    grads = [2.0, -1.0, 0.1, 0.05, 0.0, -0.3]
+    p = param(1.5)
+    run(cls([p], lr=LR, **kwargs), p, grads)
+    assert p.data[0] == pytest.approx(adam_reference(1.5, grads, **ref), rel=1e-12)
+
+
+def test_amsgrad_and_weight_decay_change_the_result():
+    grads = [2.0, -1.0, 0.1, 0.05, 0.0, -0.3]
+    assert adam_reference(1.5, grads, amsgrad=True) != pytest.approx(adam_reference(1.5, grads), rel=1e-6)
+    assert adam_reference(1.5, grads, wd=0.3) != pytest.approx(
+        adam_reference(1.5, grads, wd=0.3, decoupled=True), rel=1e-6
+    )
+
+
+def test_adamw_decays_before_the_adam_step():
+    # θ1 = θ0(1 - lr·λ) - lr·g/(|g| + ε)
+    p = param(2.0)
+    run(AdamW([p], lr=LR, weight_decay=0.5), p, [3.0])
+    assert p.data[0] == pytest.approx(2.0 * (1 - LR * 0.5) - LR * 3.0 / (3.0 + EPS), rel=1e-15)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_and_weight_decay_by_hand(nesterov):
+    # θ0 = 1, λ = 0.1, μ = 0.9, g = 1 then 2.  Step 1: g' = 1.1, b = 1.1.
+    p = param(1.0)
+    run(SGD([p], lr=LR, momentum=0.9, nesterov=nesterov, weight_decay=0.1), p, [1.0, 2.0])
+    theta1 = 1.0 - LR * (1.1 + 0.9 * 1.1 if nesterov else 1.1)
+    g2 = 2.0 + 0.1 * theta1
+    b2 = 0.9 * 1.1 + g2
+    theta2 = theta1 - LR * (g2 + 0.9 * b2 if nesterov else b2)
+    assert p.data[0] == pytest.approx(theta2, rel=1e-14)
+
+
+def small_model(trainable_first: bool = False) -> Sequential:
+    return Sequential([Dense(5, trainable=trainable_first), Dense(3), SoftmaxCE()],
+                      input_shape=(4,), seed=0, dtype="float64")
+
+
+@pytest.mark.parametrize(
+    "make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1), lambda ps: Adam(ps, weight_decay=0.1),
+             lambda ps: AdamW(ps, amsgrad=True)],
+    ids=["SGD", "Adam", "AdamW"],
+)
+def test_frozen_parameters_are_untouched(make):
+    model = small_model(trainable_first=False)
+    frozen = model.layers[0].parameters()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    opt = make(model.parameters())
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        model.forward_backward(rng.standard_normal((8, 4)), rng.integers(0, 3, 8))
+        for p in frozen:  # even a stale non-zero grad must not move a frozen weight
+            p.grad[...] = 1.0
+        opt.step()
+    after = model.state_dict()
+    for name in ("0.weight", "0.bias"):
+        np.testing.assert_array_equal(after[name], before[name])
+    assert not np.array_equal(after["1.weight"], before["1.weight"])
+    if isinstance(opt, Adam):
+        assert opt.state[0] == {} and opt.state[2]["step"] == 3
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda p: Adam(p, lr=-0.1), ValueError, r"Adam: lr .* got -0\.1"),
+        (lambda p: Adam(p, lr="big"), TypeError, r"Adam: lr must be a number, got 'big'"),
+        (lambda p: Adam(p, betas=(1.0, 0.999)), ValueError, r"Adam: betas\[0\] .* got 1\.0"),
+        (lambda p: Adam(p, betas=(0.9, -0.5)), ValueError, r"Adam: betas\[1\] .* got -0\.5"),
+        (lambda p: Adam(p, betas=0.9), ValueError, r"Adam: betas must be a pair .* got 0\.9"),
+        (lambda p: Adam(p, eps=-1e-8), ValueError, r"Adam: eps .* got -1e-08"),
+        (lambda p: AdamW(p, weight_decay=float("nan")), ValueError, r"AdamW: weight_decay .* got nan"),
+        (lambda p: AdamW(p, amsgrad="yes"), TypeError, r"AdamW: amsgrad must be a bool, got 'yes'"),
+        (lambda p: Adam([]), ValueError, r"Adam: got an empty parameter list"),
+        (lambda p: StepLR(SGD(p), step_size=0), ValueError, r"StepLR: step_size must be >= 1, got 0"),
+        (lambda p: StepLR(SGD(p), step_size=2, gamma=0.0), ValueError, r"StepLR: gamma .* got 0\.0"),
+        (lambda p: CosineAnnealingLR(SGD(p), T_max=2.5), TypeError, r"CosineAnnealingLR: T_max must be an int, got 2\.5"),
+        (lambda p: CosineAnnealingLR(SGD(p), T_max=3, eta_min=-1), ValueError, r"eta_min .* got -1"),
+        (lambda p: StepLR("sgd", step_size=1), TypeError, r"StepLR: optimizer must be a minidl Optimizer, got 'sgd'"),
+    ],
+)
+def test_argument_validation_quotes_the_value(call, error, match):
+    with pytest.raises(error, match=match):
+        call([param(1.0)])
+
+
+def lrs(scheduler, epochs: int) -> list[float]:
+    out = []
+    for _ in range(epochs):
+        scheduler.step()
+        out.append(scheduler.get_last_lr()[0])
+    return out
+
+
+def test_step_lr_sequence():
+    opt = SGD([param(1.0)], lr=1.0)
+    sched = StepLR(opt, step_size=3, gamma=0.5)
+    assert sched.get_last_lr() == [1.0]
+    assert lrs(sched, 7) == pytest.approx([1, 1, 0.5, 0.5, 0.5, 0.25, 0.25])
+    assert opt.lr == pytest.approx(0.25)
+
+
+def test_cosine_sequence_including_past_t_max():
+    opt = Adam([param(1.0)], lr=1.0)
+    sched = CosineAnnealingLR(opt, T_max=4, eta_min=0.1)
+    h = math.sqrt(2) / 2  # cos(π/4)
+    # PyTorch's sequence: down to eta_min at T_max, then back up (period 2·T_max).
+    expected = [0.1 + 0.45 * (1 + h), 0.55, 0.1 + 0.45 * (1 - h), 0.1, 0.1 + 0.45 * (1 - h), 0.55]
+    assert lrs(sched, 6) == pytest.approx(expected, rel=1e-12)
+    assert opt.lr == pytest.approx(0.55)
+
+
+def test_schedules_in_fit_record_the_lr_of_each_epoch():
+    model = small_model(trainable_first=True)
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((20, 4)), rng.integers(0, 3, 20)
+    opt = SGD(model.parameters(), lr=0.1)
+    history = model.fit(X, y, optimizer=opt, epochs=5, batch_size=8, verbose=0,
+                        callbacks=[StepLR(opt, step_size=2, gamma=0.1)])
+    assert history["lr"] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+    assert opt.lr == pytest.approx(1e-3)  # stepped after the last epoch too
+
+
+def test_schedule_for_another_optimizer_is_an_error_in_fit():
+    model = small_model(trainable_first=True)
+    other = SGD(small_model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="different optimizer"):
+        model.fit(np.zeros((4, 4)), np.zeros(4, int), optimizer=SGD(model.parameters()), verbose=0,
+                  callbacks=[CosineAnnealingLR(other, T_max=3)])
+
+
+def test_adam_state_dict_round_trip_through_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal((2, 3)) for _ in range(6)]
+    a = Parameter(np.ones((2, 3)))
+    opt = Adam([a], lr=0.05, amsgrad=True)
+    run(opt, a, grads[:3])
+    np.savez(tmp_path / "opt.npz", **opt.state_dict())
+    b = Parameter(a.data.copy())
+    restored = Adam([b])  # different lr and amsgrad: the state brings both back
+    with np.load(tmp_path / "opt.npz") as f:
+        restored.load_state_dict(dict(f))
+    assert restored.lr == 0.05 and restored.amsgrad is True and restored.state[0]["step"] == 3
+    run(opt, a, grads[3:])
+    run(restored, b, grads[3:])
+    np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_state_dict_is_a_copy_and_load_checks_shapes():
+    p = param(1.0, 2.0)
+    opt = Adam([p])
+    run(opt, p, [np.array([1.0, 1.0])])
+    state = opt.state_dict()
+    state["0.exp_avg"][...] = 99.0
+    assert opt.state[0]["exp_avg"][0] != 99.0
+    state["0.exp_avg"] = np.zeros(3)
+    with pytest.raises(ValueError, match=r"'0.exp_avg' has shape \(3,\), the parameter has \(2,\)"):
+        opt.load_state_dict(state)
+    with pytest.raises(KeyError, match="unexpected key '5.exp_avg'"):
+        opt.load_state_dict({**opt.state_dict(), "5.exp_avg": np.zeros(2)})
+
+
+def test_scheduler_state_dict_resumes_the_sequence():
+    sched = CosineAnnealingLR(SGD([param(1.0)], lr=1.0), T_max=10)
+    lrs(sched, 3)
+    resumed = CosineAnnealingLR(SGD([param(1.0)], lr=0.5), T_max=2)
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.get_last_lr() == sched.get_last_lr()
+    assert lrs(resumed, 4) == lrs(sched, 4)
+
+
+def test_cross_check_against_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    configs = [
+        (SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+        (Adam, torch.optim.Adam, {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1}),
+        (Adam, torch.optim.Adam, {"lr": 0.01, "amsgrad": True}),
+        (AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.2, "amsgrad": True}),
+    ]
+    for ours, theirs, kwargs in configs:
+        start = [rng.standard_normal((3, 4)), rng.standard_normal(4)]
+        params = [Parameter(x.copy()) for x in start]
+        tensors = [torch.tensor(x, requires_grad=True) for x in start]
+        opt, topt = ours(params, **kwargs), theirs(tensors, **kwargs)
+        sched, tsched = CosineAnnealingLR(opt, T_max=3), torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=3)
+        for _ in range(8):
+            for p, t in zip(params, tensors):
+                g = rng.standard_normal(p.shape)
+                p.grad[...] = g
+                t.grad = torch.tensor(g)
+            opt.step()
+            topt.step()
+            sched.step()
+            tsched.step()
+        assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-12, abs=1e-15)
+        for p, t in zip(params, tensors):
+            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=ours.__name__)
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    tsched = torch.optim.lr_scheduler.StepLR(topt, step_size=2, gamma=0.3)
+    sched = StepLR(SGD([param(0.0)], lr=1.0), step_size=2, gamma=0.3)
+    their_lrs = []
+    for _ in range(7):
+        topt.step()
+        tsched.step()
+        their_lrs.append(tsched.get_last_lr()[0])
+    assert lrs(sched, 7) == pytest.approx(their_lrs, rel=1e-12)

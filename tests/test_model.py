@@ -68,7 +68,7 @@ def test_fit_evaluate_predict_shapes_and_history():
     X, y = toy_data(n=30)
     model = Sequential(blog_layers(), input_shape=(1, 8, 8), seed=0)
     history = model.fit(X, y, epochs=3, batch_size=7, validation_data=(X[:10], y[:10]), verbose=0)
-    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     assert all(len(v) == 3 for v in history.values())
     assert history.history is history and history.epoch == [0, 1, 2]
     result = model.evaluate(X, y)

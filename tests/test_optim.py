@@ -90,18 +90,6 @@ def test_adamw_decays_before_the_adam_step():
     assert p.data[0] == pytest.approx(2.0 * (1 - LR * 0.5) - LR * 3.0 / (3.0 + EPS), rel=1e-15)
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_sgd_momentum_and_weight_decay_by_hand(nesterov):
-    # θ0 = 1, λ = 0.1, μ = 0.9, g = 1 then 2.  Step 1: g' = 1.1, b = 1.1.
-    p = param(1.0)
-    run(SGD([p], lr=LR, momentum=0.9, nesterov=nesterov, weight_decay=0.1), p, [1.0, 2.0])
-    theta1 = 1.0 - LR * (1.1 + 0.9 * 1.1 if nesterov else 1.1)
-    g2 = 2.0 + 0.1 * theta1
-    b2 = 0.9 * 1.1 + g2
-    theta2 = theta1 - LR * (g2 + 0.9 * b2 if nesterov else b2)
-    assert p.data[0] == pytest.approx(theta2, rel=1e-14)
-
-
 def small_model(trainable_first: bool = False) -> Sequential:
     return Sequential([Dense(5, trainable=trainable_first), Dense(3), SoftmaxCE()],
                       input_shape=(4,), seed=0, dtype="float64")

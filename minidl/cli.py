@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import math
 import sys
 import time
@@ -10,10 +12,9 @@ from collections.abc import Sequence
 
 from . import presets
 from .data import load_digits
-from .optim import SGD
 
-# Chosen by a sweep over seeds 0-4 (docs/architecture.md quotes it): finishes in seconds, ≥ 0.97 test accuracy.
-DEFAULTS = {"epochs": 30, "batch_size": 4, "lr": 0.02, "momentum": 0.5, "seed": 0}
+#: The recipe's fields that have a command-line option of the same name.
+RECIPE_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "momentum", "schedule")
 
 
 def _positive_int(text: str) -> int:
@@ -42,47 +43,79 @@ def _float_in(low: float, high: float, low_open: bool):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minidl", description="minidl: a small deep-learning framework in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
+    recipes = "\n".join(f"  {name}: {_describe(recipe)}" for name, recipe in presets.RECIPES.items())
     digits = sub.add_parser(
         "digits",
         help="train a preset CNN on scikit-learn's 8x8 digits (the blog's split) and report test accuracy",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a preset CNN on scikit-learn's 8x8 digits (the blog's split) and report test accuracy. "
+                    "Training options left out come from the preset's recipe.",
+        epilog=f"recipes (the defaults of the training options):\n{recipes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    digits.add_argument("--preset", choices=sorted(presets.PRESETS), default="blog_cnn", help="architecture")
-    digits.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"])
-    digits.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"])
-    digits.add_argument("--lr", type=_float_in(0.0, math.inf, True), default=DEFAULTS["lr"], help="learning rate")
-    digits.add_argument("--momentum", type=_float_in(0.0, 1.0, False), default=DEFAULTS["momentum"])
-    digits.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seeds the weights and the shuffling")
+    digits.add_argument("--preset", choices=sorted(presets.PRESETS), default="blog_cnn",
+                        help="architecture (default: blog_cnn)")
+    digits.add_argument("--optimizer", choices=sorted(presets.OPTIMIZERS),
+                        help="default: the recipe's; choosing another one without --lr uses its own default lr")
+    digits.add_argument("--lr", type=_float_in(0.0, math.inf, True), help="learning rate")
+    digits.add_argument("--epochs", type=_positive_int)
+    digits.add_argument("--batch-size", type=_positive_int)
+    digits.add_argument("--momentum", type=_float_in(0.0, 1.0, False), help="SGD only")
+    digits.add_argument("--schedule", choices=presets.SCHEDULES,
+                        help="learning-rate schedule: cosine anneals to 0 over the epochs")
+    digits.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling (default: 0)")
     digits.add_argument(
         "--faithful", action="store_true",
-        help="blog-faithful mode: the filters stay frozen at their random start; only the dense layer trains",
+        help="blog_cnn only: the filters stay frozen at their random start; only the dense layer trains",
     )
     digits.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
-                        help="0 silent, 1 progress bar per epoch, 2 one line per epoch")
+                        help="0 silent, 1 progress bar per epoch, 2 one line per epoch (default: 2)")
     return parser
 
 
-def run_digits(args: argparse.Namespace) -> float:
+def _describe(recipe: presets.Recipe) -> str:
+    """The recipe as the options that give it."""
+    momentum = f" --momentum {recipe.momentum}" if recipe.optimizer == "sgd" else ""
+    return (f"--optimizer {recipe.optimizer} --lr {recipe.lr}{momentum} --epochs {recipe.epochs} "
+            f"--batch-size {recipe.batch_size} --schedule {recipe.schedule}")
+
+
+def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> presets.Recipe:
+    """The preset's recipe with the options the user gave; contradictions are usage errors (exit 2)."""
+    if args.faithful and args.preset != "blog_cnn":
+        parser.error(f"--faithful applies only to --preset blog_cnn, not {args.preset}")
+    recipe = presets.RECIPES[args.preset]
+    given = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
+    optimizer = given.get("optimizer", recipe.optimizer)
+    if optimizer != "sgd" and "momentum" in given:
+        parser.error(f"--momentum applies only to --optimizer sgd; {args.preset} trains with {optimizer}")
+    if optimizer != recipe.optimizer:
+        # The recipe's lr and momentum were tuned for its own optimizer.
+        given.setdefault("lr", inspect.signature(presets.OPTIMIZERS[optimizer]).parameters["lr"].default)
+        given.setdefault("momentum", 0.0)
+    return dataclasses.replace(recipe, **given)
+
+
+def run_digits(args: argparse.Namespace, recipe: presets.Recipe) -> float:
     X_train, X_test, y_train, y_test = load_digits()
     build = presets.PRESETS[args.preset]
-    model = build(seed=args.seed, faithful=args.faithful) if args.faithful else build(seed=args.seed)
+    model = build(seed=args.seed, faithful=True) if args.faithful else build(seed=args.seed)
     model.summary()
-    optimizer = SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    print(f"recipe: {_describe(recipe)} --seed {args.seed}")
     start = time.perf_counter()
-    model.fit(X_train, y_train, optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size,
-              verbose=args.verbose)
+    recipe.fit(model, X_train, y_train, verbose=args.verbose)
     seconds = time.perf_counter() - start
     result = model.evaluate(X_test, y_test)
-    print(f"train: {len(X_train)} images, {args.epochs} epochs in {seconds:.2f} s "
-          f"({seconds / max(args.epochs, 1):.3f} s/epoch)")
+    print(f"train: {len(X_train)} images, {recipe.epochs} epochs in {seconds:.2f} s "
+          f"({seconds / recipe.epochs:.3f} s/epoch)")
     print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(X_test)} images")
     return result["accuracy"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "digits":
-        run_digits(args)
+        run_digits(args, resolve_recipe(args, parser))
     return 0
 
 

@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .callbacks import Callback, History
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from .layers.base import Parameter
 from .model import Sequential
+from .optim import SGD, Adam, AdamW, CosineAnnealingLR, Optimizer
+
+#: Optimizers a :class:`Recipe` (and the command line's ``--optimizer``) can name.
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+SCHEDULES = ("none", "cosine")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a preset is meant to be trained: optimizer, learning rate, epochs, batch size, schedule.
+
+    ``recipe.fit(model, X, y)`` trains with it; ``dataclasses.replace(recipe, epochs=5)``
+    changes one setting. ``momentum`` applies to SGD only; ``schedule="cosine"`` anneals the
+    learning rate to 0 over ``epochs`` with :class:`~minidl.optim.CosineAnnealingLR`.
+    """
+
+    optimizer: str
+    lr: float
+    epochs: int
+    batch_size: int
+    momentum: float = 0.0
+    schedule: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Recipe: optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Recipe: schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"Recipe: momentum applies to optimizer 'sgd' only, got momentum={self.momentum!r} "
+                             f"with {self.optimizer!r}")
+
+    def make_optimizer(self, params: Iterable[Parameter]) -> Optimizer:
+        extra = {"momentum": self.momentum} if self.optimizer == "sgd" else {}
+        return OPTIMIZERS[self.optimizer](params, lr=self.lr, **extra)
+
+    def make_callbacks(self, optimizer: Optimizer) -> list[Callback]:
+        return [CosineAnnealingLR(optimizer, T_max=self.epochs)] if self.schedule == "cosine" else []
+
+    def fit(self, model: Sequential, X: Any, y: Any, callbacks: Sequence[Callback] = (), **kwargs: Any) -> History:
+        """``model.fit`` with this recipe's optimizer, epochs, batch size and schedule; other
+        keyword arguments (``validation_data``, ``verbose``, ...) go to ``fit``."""
+        if not model.built:
+            raise ValueError("Recipe.fit: build the model first (presets are built)")
+        optimizer = self.make_optimizer(model.parameters())
+        return model.fit(X, y, optimizer=optimizer, epochs=self.epochs, batch_size=self.batch_size,
+                         callbacks=[*self.make_callbacks(optimizer), *callbacks], **kwargs)
 
 
 def blog_cnn(
@@ -47,5 +98,46 @@ def blog_cnn(
     return model
 
 
+def digits_cnn(
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (1, 8, 8),
+    seed: int | None = 0,
+    dtype: Any = "float32",
+) -> Sequential:
+    """A small CNN for the 8×8 digits, trained by ``RECIPES["digits_cnn"]``::
+
+        Conv2D(32, 3, "same") → ReLU → MaxPool2D(2)      # 32×4×4
+        Conv2D(64, 3, "same") → ReLU → MaxPool2D(2)      # 64×2×2
+        Flatten → Dense(128) → ReLU → Dense(10) → SoftmaxCE
+
+    FIGURES
+    """
+    return Sequential(
+        [
+            Conv2D(32, kernel_size=3, padding="same"),
+            ReLU(),
+            MaxPool2D(2),
+            Conv2D(64, kernel_size=3, padding="same"),
+            ReLU(),
+            MaxPool2D(2),
+            Flatten(),
+            Dense(128),
+            ReLU(),
+            Dense(num_classes),
+            SoftmaxCE(),
+        ],
+        input_shape=input_shape,
+        seed=seed,
+        dtype=dtype,
+    )
+
+
 #: Presets by name, for the command line (``minidl digits --preset NAME``).
-PRESETS = {"blog_cnn": blog_cnn}
+PRESETS = {"blog_cnn": blog_cnn, "digits_cnn": digits_cnn}
+
+#: Each preset's training recipe; ``minidl digits --preset NAME`` trains with it unless told otherwise.
+RECIPES: dict[str, Recipe] = {
+    # blog_cnn: chosen by a sweep over seeds 0-4 to finish in seconds with >= 0.97 test accuracy.
+    "blog_cnn": Recipe("sgd", lr=0.02, epochs=30, batch_size=4, momentum=0.5),
+    "digits_cnn": Recipe("adam", lr=2e-3, epochs=30, batch_size=32, schedule="cosine"),
+}

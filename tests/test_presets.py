@@ -1,0 +1,103 @@
+"""Presets and their training recipes, and the command line that uses them."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from minidl import presets
+from minidl.cli import build_parser, main, resolve_recipe
+from minidl.data import load_digits
+from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from minidl.optim import SGD, Adam, CosineAnnealingLR
+
+
+def test_digits_cnn_builds_from_main_layers_only():
+    model = presets.digits_cnn()
+    assert model.output_shape == (10,)
+    assert {type(layer) for layer in model.layers} <= {Conv2D, ReLU, MaxPool2D, Flatten, Dense, SoftmaxCE}
+    assert sum(p.size for p in model.parameters()) == 53_002
+    assert all(p.trainable for p in model.parameters())
+
+
+def test_digits_cnn_is_reproducible_from_its_seed():
+    a, b, c = presets.digits_cnn(seed=3), presets.digits_cnn(seed=3), presets.digits_cnn(seed=4)
+    for name, value in a.state_dict().items():
+        np.testing.assert_array_equal(value, b.state_dict()[name])
+    assert not np.array_equal(a.state_dict()["0.weight"], c.state_dict()["0.weight"])
+
+
+def test_digits_cnn_recipe_learns_in_a_few_epochs():
+    X_train, X_test, y_train, y_test = load_digits()
+    model = presets.digits_cnn(seed=0)
+    recipe = dataclasses.replace(presets.RECIPES["digits_cnn"], epochs=3)
+    history = recipe.fit(model, X_train, y_train, verbose=0)
+    assert history["lr"][0] == recipe.lr and history["lr"][-1] < recipe.lr  # the cosine schedule ran
+    assert model.evaluate(X_test, y_test)["accuracy"] > 0.9
+
+
+def test_every_preset_has_a_recipe_that_makes_its_optimizer():
+    assert set(presets.RECIPES) == set(presets.PRESETS)
+    model = presets.blog_cnn()
+    opt = presets.RECIPES["blog_cnn"].make_optimizer(model.parameters())
+    assert isinstance(opt, SGD) and opt.lr == 0.02 and opt.momentum == 0.5
+    assert presets.RECIPES["blog_cnn"].make_callbacks(opt) == []
+    opt = presets.RECIPES["digits_cnn"].make_optimizer(model.parameters())
+    (schedule,) = presets.RECIPES["digits_cnn"].make_callbacks(opt)
+    assert isinstance(opt, Adam) and isinstance(schedule, CosineAnnealingLR)
+    assert schedule.T_max == presets.RECIPES["digits_cnn"].epochs
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"optimizer": "rmsprop"}, r"optimizer must be one of \['adam', 'adamw', 'sgd'\], got 'rmsprop'"),
+        ({"schedule": "linear"}, r"schedule must be one of \['none', 'cosine'\], got 'linear'"),
+        ({"optimizer": "adam", "momentum": 0.9}, r"momentum applies to optimizer 'sgd' only"),
+    ],
+)
+def test_recipe_validates_its_fields(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        presets.Recipe(**{"optimizer": "sgd", "lr": 0.1, "epochs": 1, "batch_size": 1, **kwargs})
+
+
+def recipe_for(*argv):
+    parser = build_parser()
+    return resolve_recipe(parser.parse_args(["digits", *argv]), parser)
+
+
+def test_cli_defaults_are_the_presets_recipes():
+    assert recipe_for() == presets.RECIPES["blog_cnn"]
+    assert recipe_for("--preset", "digits_cnn") == presets.RECIPES["digits_cnn"]
+    assert recipe_for("--preset", "digits_cnn", "--epochs", "7").epochs == 7
+
+
+def test_cli_switching_optimizer_uses_its_default_lr_and_no_momentum():
+    assert recipe_for("--preset", "digits_cnn", "--optimizer", "sgd") == presets.Recipe(
+        "sgd", lr=0.01, epochs=30, batch_size=32, schedule="cosine")
+    switched = recipe_for("--optimizer", "adam", "--lr", "0.005")
+    assert (switched.optimizer, switched.lr, switched.momentum) == ("adam", 0.005, 0.0)
+
+
+def test_cli_trains_digits_cnn(capsys):
+    assert main(["digits", "--preset", "digits_cnn", "--epochs", "2", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "recipe: --optimizer adam --lr 0.002 --epochs 2 --batch-size 32 --schedule cosine --seed 1" in out
+    assert "Epoch 2/2" in out and "lr=0.001" in out  # halfway down the cosine
+    assert float(out.split("test accuracy: ")[1].split()[0]) > 0.8
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "digits_cnn", "--faithful"], "--faithful applies only to --preset blog_cnn, not digits_cnn"),
+        (["--preset", "digits_cnn", "--momentum", "0.9"], "--momentum applies only to --optimizer sgd"),
+        (["--optimizer", "adamw", "--momentum", "0.9"], "--momentum applies only to --optimizer sgd"),
+        (["--schedule", "step"], "invalid choice: 'step'"),
+    ],
+)
+def test_cli_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["digits", *argv])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

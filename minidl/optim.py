@@ -31,6 +31,59 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    #: Attributes :meth:`state_dict` saves besides the per-parameter state (a schedule changes ``lr``).
+    hyperparameters: tuple[str, ...] = ("lr",)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Flat, PyTorch-like state of plain numbers and arrays (copies): the hyper-parameters, and
+        ``"<i>.<slot>"`` (e.g. ``"0.exp_avg"``) for the ``i``-th parameter of the list given to the optimizer."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.hyperparameters}
+        for i, slots in enumerate(self._get_param_states()):
+            out.update({f"{i}.{k}": v.copy() if isinstance(v, np.ndarray) else v for k, v in slots.items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (also after ``np.savez``/``np.load``).
+
+        Every key and array shape is checked before anything changes."""
+        name = type(self).__name__
+        missing = [k for k in self.hyperparameters if k not in state]
+        if missing:
+            raise KeyError(f"{name}.load_state_dict: missing {missing}")
+        hyper = {k: _like(getattr(self, k), state[k]) for k in self.hyperparameters}
+        slots = self._state_slots(hyper)
+        per_param: list[dict[str, Any]] = [{} for _ in self.params]
+        for key, value in state.items():
+            if key in hyper:
+                continue
+            index, _, slot = key.partition(".")
+            if not index.isdigit() or int(index) >= len(self.params) or slot not in slots:
+                raise KeyError(f"{name}.load_state_dict: unexpected key {key!r}")
+            p = self.params[int(index)]
+            if slot == "step":
+                per_param[int(index)][slot] = int(value)
+                continue
+            value = np.asarray(value)
+            if value.shape != p.shape:
+                raise ValueError(f"{name}.load_state_dict: {key!r} has shape {value.shape}, the parameter has {p.shape}")
+            per_param[int(index)][slot] = value.astype(p.dtype, copy=True)
+        for i, entry in enumerate(per_param):
+            if entry and set(entry) != slots:
+                raise KeyError(f"{name}.load_state_dict: parameter {i} has {sorted(entry)}, expected {sorted(slots)}")
+        for k, v in hyper.items():
+            setattr(self, k, v)
+        self._set_param_states(per_param)
+
+    # Optimizers with per-parameter state (momentum, moments) override these three.
+    def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
+        return set()
+
+    def _get_param_states(self) -> list[dict[str, Any]]:
+        return [{} for _ in self.params]
+
+    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
+        pass
+
 
 class SGD(Optimizer):
     r"""Stochastic gradient descent with momentum, the update rule of ``torch.optim.SGD``.
@@ -61,6 +114,17 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
         self._buffers: list[np.ndarray | None] = [None] * len(self.params)
+
+    hyperparameters = ("lr", "momentum", "nesterov", "weight_decay")
+
+    def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
+        return {"momentum_buffer"}
+
+    def _get_param_states(self) -> list[dict[str, Any]]:
+        return [{} if buf is None else {"momentum_buffer": buf} for buf in self._buffers]
+
+    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
+        self._buffers = [entry.get("momentum_buffer") for entry in states]
 
     def step(self) -> None:
         for i, p in enumerate(self.params):
@@ -97,7 +161,6 @@ class Adam(Optimizer):
     their step count does not advance, as PyTorch skips parameters without a gradient.
     """
 
-    #: Hyper-parameters saved by :meth:`state_dict`; ``lr`` changes under a schedule.
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "amsgrad")
     _decoupled = False
 
@@ -150,44 +213,14 @@ class Adam(Optimizer):
             denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
             p.data -= (self.lr / (1 - beta1**t)) * (m / denom)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Flat, PyTorch-like state of plain numbers and arrays: the hyper-parameters and
-        ``"<i>.step"``, ``"<i>.exp_avg"``, ... for the ``i``-th parameter (copies)."""
-        out: dict[str, Any] = {k: getattr(self, k) for k in self.hyperparameters}
-        for i, state in enumerate(self.state):
-            out.update({f"{i}.{k}": v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()})
-        return out
+    def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
+        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"] else set())
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; checks every key and array shape first."""
-        name = type(self).__name__
-        missing = [k for k in self.hyperparameters if k not in state]
-        if missing:
-            raise KeyError(f"{name}.load_state_dict: missing {missing}")
-        slots = {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if bool(state["amsgrad"]) else set())
-        per_param: list[dict[str, Any]] = [{} for _ in self.params]
-        for key, value in state.items():
-            if key in self.hyperparameters:
-                continue
-            index, _, slot = key.partition(".")
-            if not index.isdigit() or int(index) >= len(self.params) or slot not in slots:
-                raise KeyError(f"{name}.load_state_dict: unexpected key {key!r}")
-            p = self.params[int(index)]
-            if slot == "step":
-                per_param[int(index)][slot] = int(value)
-                continue
-            value = np.asarray(value)
-            if value.shape != p.shape:
-                raise ValueError(f"{name}.load_state_dict: {key!r} has shape {value.shape}, the parameter has {p.shape}")
-            per_param[int(index)][slot] = value.astype(p.dtype, copy=True)
-        for i, entry in enumerate(per_param):
-            if entry and set(entry) != slots:
-                raise KeyError(f"{name}.load_state_dict: parameter {i} has {sorted(entry)}, expected {sorted(slots)}")
-        self.lr = float(state["lr"])
-        self.betas = tuple(float(b) for b in state["betas"])
-        self.eps, self.weight_decay = float(state["eps"]), float(state["weight_decay"])
-        self.amsgrad = bool(state["amsgrad"])
-        self.state = per_param
+    def _get_param_states(self) -> list[dict[str, Any]]:
+        return self.state
+
+    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
+        self.state = states
 
 
 class AdamW(Adam):
@@ -249,7 +282,7 @@ class LRScheduler(Callback):
         if set(state) != expected:
             raise KeyError(f"{type(self).__name__}.load_state_dict: expected keys {sorted(expected)}, got {sorted(state)}")
         for key, value in state.items():
-            setattr(self, key, type(getattr(self, key))(value))
+            setattr(self, key, _like(getattr(self, key), value))
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.model.optimizer is not self.optimizer:
@@ -290,6 +323,13 @@ class CosineAnnealingLR(LRScheduler):
     def get_lr(self) -> float:
         cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
         return self.eta_min + (self.base_lr - self.eta_min) * cosine
+
+
+def _like(current: Any, value: Any) -> Any:
+    """``value`` (maybe a NumPy scalar or array read back from ``.npz``) as the type of ``current``."""
+    if isinstance(current, tuple):
+        return tuple(float(v) for v in value)
+    return type(current)(value)
 
 
 def _check_positive_int(value: Any, arg: str, owner: str) -> int:

@@ -205,6 +205,24 @@ def test_adam_state_dict_round_trip_through_npz(tmp_path):
     np.testing.assert_array_equal(a.data, b.data)
 
 
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+                                  lambda ps: AdamW(ps, lr=0.05, weight_decay=0.1)], ids=["SGD", "AdamW"])
+def test_resuming_from_a_state_dict_continues_bit_for_bit(make):
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(4) for _ in range(5)]
+    a = Parameter(np.ones(4))
+    opt = make([a])
+    run(opt, a, grads[:2])
+    state = opt.state_dict()
+    b = Parameter(a.data.copy())
+    resumed = type(opt)([b], lr=1.0)
+    resumed.load_state_dict(state)
+    assert resumed.state_dict().keys() == state.keys()
+    run(opt, a, grads[2:])
+    run(resumed, b, grads[2:])
+    np.testing.assert_array_equal(a.data, b.data)
+
+
 def test_state_dict_is_a_copy_and_load_checks_shapes():
     p = param(1.0, 2.0)
     opt = Adam([p])

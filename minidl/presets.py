@@ -106,18 +106,18 @@ def digits_cnn(
 ) -> Sequential:
     """A small CNN for the 8×8 digits, trained by ``RECIPES["digits_cnn"]``::
 
-        Conv2D(32, 3, "same") → ReLU → MaxPool2D(2)      # 32×4×4
-        Conv2D(64, 3, "same") → ReLU → MaxPool2D(2)      # 64×2×2
+        Conv2D(64, 3, "same") → ReLU → MaxPool2D(2)      # 64×4×4
+        Conv2D(128, 3, "same") → ReLU → MaxPool2D(2)     # 128×2×2
         Flatten → Dense(128) → ReLU → Dense(10) → SoftmaxCE
 
     FIGURES
     """
     return Sequential(
         [
-            Conv2D(32, kernel_size=3, padding="same"),
+            Conv2D(64, kernel_size=3, padding="same"),
             ReLU(),
             MaxPool2D(2),
-            Conv2D(64, kernel_size=3, padding="same"),
+            Conv2D(128, kernel_size=3, padding="same"),
             ReLU(),
             MaxPool2D(2),
             Flatten(),

@@ -110,7 +110,10 @@ def digits_cnn(
         Conv2D(128, 3, "same") → ReLU → MaxPool2D(2)     # 128×2×2
         Flatten → Dense(128) → ReLU → Dense(10) → SoftmaxCE
 
-    FIGURES
+    Measured on the blog's split (``load_digits()``), 2 shared cores, with
+    ``python -m minidl digits --preset digits_cnn --seed S --verbose 0`` for S = 0, 1, 2:
+    test accuracy 0.9944, 0.9972, 0.9944 (mean 0.9954); 30 epochs in 10–12 s with
+    ``OPENBLAS_NUM_THREADS=1`` (load average about 3; docs/training.md has the details).
     """
     return Sequential(
         [

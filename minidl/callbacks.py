@@ -51,7 +51,8 @@ class EarlyStopping(Callback):
     """Stop ``fit`` when ``monitor`` has stopped improving, the Keras way.
 
     An epoch improves on the best so far if ``monitor`` is lower by more than ``min_delta``
-    (higher, for accuracies: ``mode="auto"`` picks "max" when the name contains "acc").
+    (higher with ``mode="max"``; ``mode="auto"`` minimises ``loss``/``val_loss``, maximises
+    ``accuracy``/``val_accuracy`` and asks for a mode for any other name).
     Training stops after ``patience`` epochs in a row without improvement. With
     ``restore_best_weights=True`` the model ends training with the weights of its best epoch
     (taken with ``model.state_dict()``), whether or not it stopped early, as Keras 3 does.
@@ -83,7 +84,11 @@ class EarlyStopping(Callback):
         if verbose not in (0, 1):
             raise ValueError(f"EarlyStopping: verbose must be 0 or 1, got {verbose!r}")
         if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
+            metric = monitor.removeprefix("val_")
+            if metric not in ("loss", "accuracy"):
+                raise ValueError(f'EarlyStopping: cannot tell whether {monitor!r} should go down or up; '
+                                 'pass mode="min" or mode="max"')
+            mode = "min" if metric == "loss" else "max"
         self.monitor, self.min_delta, self.patience, self.verbose = monitor, float(min_delta), patience, verbose
         self.mode, self.baseline, self.restore_best_weights = mode, baseline, bool(restore_best_weights)
         self.start_from_epoch = start_from_epoch
@@ -111,7 +116,7 @@ class EarlyStopping(Callback):
             return
         current = float(logs[self.monitor])
         if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.state_dict()
+            self.best_weights, self.best_epoch = self.model.state_dict(), epoch
         self.wait += 1
         if self._improves(current, self.best):
             self.best, self.best_epoch = current, epoch

@@ -46,7 +46,7 @@ def train(values, stopper, epochs=None):
     ],
 )
 def test_early_stopping_stops_at_the_keras_epoch(values, kwargs, stopped):
-    stopper = EarlyStopping(monitor="score", **kwargs)
+    stopper = EarlyStopping(monitor="score", **{"mode": "min", **kwargs})
     _, _, history = train(values, stopper)
     ran = len(values) if stopped is None else stopped + 1
     assert len(history["loss"]) == ran
@@ -54,7 +54,7 @@ def test_early_stopping_stops_at_the_keras_epoch(values, kwargs, stopped):
 
 
 def test_restore_best_weights_after_an_early_stop():
-    stopper = EarlyStopping(monitor="score", patience=2, restore_best_weights=True)
+    stopper = EarlyStopping(monitor="score", mode="min", patience=2, restore_best_weights=True)
     model, script, _ = train([5, 4, 3, 3.5, 3.2, 2], stopper)
     assert stopper.stopped_epoch == 4 and stopper.best_epoch == 2
     final = model.state_dict()
@@ -64,14 +64,14 @@ def test_restore_best_weights_after_an_early_stop():
 
 
 def test_restore_best_weights_without_an_early_stop_as_keras_3():
-    stopper = EarlyStopping(monitor="score", patience=5, restore_best_weights=True)
+    stopper = EarlyStopping(monitor="score", mode="min", patience=5, restore_best_weights=True)
     model, script, history = train([3, 1, 2], stopper)
     assert len(history["loss"]) == 3 and stopper.stopped_epoch == 0
     np.testing.assert_array_equal(model.state_dict()["1.weight"], script.weights[1]["1.weight"])
 
 
 def test_without_restore_the_last_weights_stay():
-    model, script, _ = train([5, 4, 3, 3.5, 3.2, 2], EarlyStopping(monitor="score", patience=2))
+    model, script, _ = train([5, 4, 3, 3.5, 3.2, 2], EarlyStopping(monitor="score", mode="min", patience=2))
     np.testing.assert_array_equal(model.state_dict()["1.weight"], script.weights[4]["1.weight"])
 
 
@@ -108,9 +108,11 @@ def test_early_stopping_validates_its_arguments(kwargs, match):
         EarlyStopping(**kwargs)
 
 
-def test_auto_mode_maximises_accuracy():
-    assert EarlyStopping(monitor="val_accuracy").mode == "max"
-    assert EarlyStopping(monitor="val_loss").mode == "min"
+def test_auto_mode_minimises_losses_and_maximises_accuracies():
+    assert EarlyStopping(monitor="val_accuracy").mode == "max" and EarlyStopping(monitor="accuracy").mode == "max"
+    assert EarlyStopping(monitor="val_loss").mode == "min" and EarlyStopping(monitor="loss").mode == "min"
+    with pytest.raises(ValueError, match=r"cannot tell whether 'score' should go down or up; pass mode="):
+        EarlyStopping(monitor="score")
 
 
 def test_learning_rate_scheduler_sets_lr_before_each_epoch():

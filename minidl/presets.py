@@ -1,4 +1,4 @@
-"""Ready-made architectures, each a plain ``Sequential`` a user could have written."""
+"""Ready-made architectures, each a plain ``Sequential`` a user could have written, and their training recipes."""
 
 from __future__ import annotations
 
@@ -54,8 +54,6 @@ class Recipe:
     def fit(self, model: Sequential, X: Any, y: Any, callbacks: Sequence[Callback] = (), **kwargs: Any) -> History:
         """``model.fit`` with this recipe's optimizer, epochs, batch size and schedule; other
         keyword arguments (``validation_data``, ``verbose``, ...) go to ``fit``."""
-        if not model.built:
-            raise ValueError("Recipe.fit: build the model first (presets are built)")
         optimizer = self.make_optimizer(model.parameters())
         return model.fit(X, y, optimizer=optimizer, epochs=self.epochs, batch_size=self.batch_size,
                          callbacks=[*self.make_callbacks(optimizer), *callbacks], **kwargs)

@@ -144,7 +144,6 @@ class SGD(Optimizer):
             p.data -= self.lr * g
 
 
-
 class Adam(Optimizer):
     r"""Adam, the update rule of ``torch.optim.Adam`` (and, via :class:`AdamW`, of ``torch.optim.AdamW``).
 

@@ -119,6 +119,16 @@ def test_frozen_parameters_are_untouched(make):
         assert opt.state[0] == {} and opt.state[2]["step"] == 3
 
 
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW])
+def test_updates_are_in_place_and_keep_float32(cls):
+    p = Parameter(np.ones((3, 2), dtype=np.float32))
+    data = p.data
+    kwargs = {"momentum": 0.9} if cls is SGD else {"amsgrad": True, "weight_decay": 0.1}
+    run(cls([p], **kwargs), p, [np.full((3, 2), 0.5, np.float32)] * 3)
+    assert p.data is data and p.data.dtype == np.float32
+    assert np.all(p.data < 1)
+
+
 @pytest.mark.parametrize(
     "call, error, match",
     [

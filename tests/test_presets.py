@@ -36,6 +36,13 @@ def test_digits_cnn_recipe_learns_in_a_few_epochs():
     assert model.evaluate(X_test, y_test)["accuracy"] > 0.9
 
 
+def test_same_seed_same_training_curve():
+    X_train, _, y_train, _ = load_digits()
+    recipe = dataclasses.replace(presets.RECIPES["digits_cnn"], epochs=2)
+    runs = [recipe.fit(presets.digits_cnn(seed=5), X_train[:128], y_train[:128], verbose=0) for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
 def test_every_preset_has_a_recipe_that_makes_its_optimizer():
     assert set(presets.RECIPES) == set(presets.PRESETS)
     model = presets.blog_cnn()

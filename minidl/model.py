@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .callbacks import Callback, History
-from .layers.base import Layer, Parameter, Shape, _as_shape
+from .layers.base import Buffer, Layer, Parameter, Shape, _as_shape
 from .layers.losses import SoftmaxCE
 from .optim import SGD, Optimizer
 
@@ -103,13 +103,18 @@ class Sequential:
     def parameters(self) -> list[Parameter]:
         return list(self.named_parameters().values())
 
+    def named_buffers(self) -> dict[str, Buffer]:
+        """``{"1.running_mean": Buffer, ...}``: saved, never trained state, named like parameters."""
+        self._require_built("named_buffers")
+        return {f"{i}.{k}": b for i, layer in enumerate(self.layers) for k, b in layer.named_buffers().items()}
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """A flat ``name → array`` copy of every parameter."""
-        return {k: p.data.copy() for k, p in self.named_parameters().items()}
+        """A flat ``name → array`` copy of every parameter and buffer."""
+        return {k: p.data.copy() for k, p in (self.named_parameters() | self.named_buffers()).items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy arrays into the parameters (in place, so optimizers keep working). Checks names and shapes."""
-        params = self.named_parameters()
+        """Copy arrays into the parameters and buffers (in place, so optimizers keep working). Checks names and shapes."""
+        params = self.named_parameters() | self.named_buffers()
         if strict:
             missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
             if missing or unexpected:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .layers.base import Parameter
+from .layers.base import as_float as _check_float
 
 
 class Optimizer:
@@ -338,16 +339,3 @@ def _check_positive_int(value: Any, arg: str, owner: str) -> int:
         raise ValueError(f"{owner}: {arg} must be >= 1, got {value!r}")
     return int(value)
 
-
-def _check_float(
-    value: float, arg: str, owner: str, low: float, high: float | None = None, low_inclusive: bool = True
-) -> float:
-    """Return ``value`` as a float, or raise naming the argument if it is not finite or out of range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}: {arg} must be a number, got {value!r}")
-    value = float(value)
-    too_low = value < low or (value == low and not low_inclusive)
-    if not math.isfinite(value) or too_low or (high is not None and value >= high):
-        span = f"{'(' if not low_inclusive else '['}{low}, {high if high is not None else 'inf'})"
-        raise ValueError(f"{owner}: {arg} must be finite and in {span}, got {value!r}")
-    return value

@@ -1,10 +1,17 @@
 """Layers. Each family lives in its own module; all are re-exported here."""
 
-from .activations import ReLU
-from .base import Layer, Parameter
+from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .base import Buffer, Layer, Parameter
 from .conv import Conv2D
 from .core import Dense, Flatten
 from .losses import SoftmaxCE
-from .pooling import MaxPool2D
+from .normalization import BatchNorm2D
+from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .regularization import Dropout
 
-__all__ = ["Layer", "Parameter", "Conv2D", "MaxPool2D", "ReLU", "Flatten", "Dense", "SoftmaxCE"]
+__all__ = [
+    "Layer", "Parameter", "Buffer",
+    "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D", "Dropout",
+    "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Identity",
+    "Flatten", "Dense", "SoftmaxCE",
+]

@@ -1,4 +1,4 @@
-"""The layer contract: ``Parameter`` and the ``Layer`` base class.
+"""The layer contract: ``Parameter``, ``Buffer`` and the ``Layer`` base class.
 
 A layer maps a batch ``x`` of shape ``(N, *input_shape)`` to ``(N, *output_shape)``.
 Its life has two phases:
@@ -12,12 +12,23 @@ Its life has two phases:
 
 Parameters are plain attributes holding a :class:`Parameter`; the base class
 finds them by walking the instance's attributes, so there is nothing to register.
+State that must be saved but is never trained (``BatchNorm2D``'s running mean and
+variance) lives in :class:`Buffer` attributes, found the same way: the model's
+``state_dict`` holds parameters and buffers, ``parameters()`` (and so every
+optimizer) holds parameters only, and ``trainable=False`` freezes parameters only.
+
+Randomness (``Dropout``'s masks) comes from a ``np.random.Generator`` that the layer
+derives in ``create_parameters`` from the ``rng`` it is given (the model's seed),
+never from NumPy's global state. ``minidl.testing.check_layer`` relies on this: it
+finds ``Generator`` attributes and rewinds them so a stochastic layer draws the same
+numbers for every finite-difference evaluation.
 Layer classes register themselves by class name in :data:`LAYERS` when they are
 defined, so a saved architecture (``to_config``) can be rebuilt (``from_config``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -55,15 +66,51 @@ class Parameter:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
 
 
-class Layer:
-    """Base class of every layer. Subclasses override the four methods below as needed.
+class Buffer:
+    """A saved, never trained array ``data`` (no ``.grad``): e.g. running statistics.
 
-    - ``compute_output_shape(input_shape)``: per-sample output shape; raise ``ValueError``
-      here if the layer cannot take ``input_shape``. Default: unchanged shape.
-    - ``create_parameters(input_shape, rng, dtype)``: assign :class:`Parameter` attributes.
-      Default: none.
-    - ``forward(x, training=False)`` and ``backward(grad_out)``.
-    - ``get_config()``: the constructor arguments, used by ``repr`` and serialisation.
+    A layer updates its buffers itself (in ``forward``); optimizers never see them.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+
+    @property
+    def shape(self) -> Shape:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    def __repr__(self) -> str:
+        return f"Buffer(shape={self.shape}, dtype={self.dtype})"
+
+
+class Layer:
+    """Base class of every layer. Subclasses override the methods below as needed.
+
+    - ``__init__(..., *, trainable=True, name=None)``: store and validate the hyper-parameters
+      (raise ``ValueError``/``TypeError`` quoting the bad value); call ``super().__init__``.
+      No shapes are known yet.
+    - ``compute_output_shape(input_shape)``: per-sample output shape (no batch axis); raise
+      ``ValueError`` here if the layer cannot take ``input_shape``. Default: unchanged shape.
+    - ``create_parameters(input_shape, rng, dtype)``: assign :class:`Parameter` (trained) and
+      :class:`Buffer` (saved, not trained) attributes of ``dtype``, drawing initial values
+      from ``rng`` only; derive a layer's own ``Generator`` from ``rng`` here if ``forward``
+      is random. Default: none.
+    - ``forward(x, training=False)``: ``(N, *input_shape) -> (N, *output_shape)``; call
+      ``self.check_input(x)`` first; cache what ``backward`` needs. ``training`` switches
+      training-time behaviour (dropout masks, batch statistics).
+    - ``backward(grad_out)``: ``dL/dy -> dL/dx`` for the last ``forward``; write ``dL/dθ``
+      into each trainable parameter's ``.grad``, overwriting it. Calling it twice gives
+      the same result.
+    - ``get_config()``: the constructor arguments as JSON-able values, so that
+      ``type(self)(**get_config())`` is an equal, unbuilt layer (``repr`` and saving use it).
+
+    ``minidl.testing.check_layer(layer, input_shape)`` checks all of this for any layer.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -156,6 +203,13 @@ class Layer:
     def parameters(self) -> list[Parameter]:
         return list(self.named_parameters().values())
 
+    def named_buffers(self) -> dict[str, Buffer]:
+        """Buffers in attribute order, found like the parameters."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, Buffer)}
+
+    def buffers(self) -> list[Buffer]:
+        return list(self.named_buffers().values())
+
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float array of shape ``(N, *input_shape)``."""
         if not self.built:
@@ -197,3 +251,20 @@ def as_pair(value: Any, arg: str, owner: str, minimum: int = 1) -> tuple[int, in
     if any(v < minimum for v in pair):
         raise ValueError(f"{owner}: {arg} must be >= {minimum}, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def as_float(
+    value: Any, arg: str, owner: str, low: float, high: float | None = None, low_inclusive: bool = True
+) -> float:
+    """``value`` as a float, or a ``TypeError``/``ValueError`` quoting it unless finite and in ``[low, high)``.
+
+    ``low_inclusive=False`` makes the interval open at ``low``; ``high=None`` leaves it unbounded.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {arg} must be a number, got {value!r}")
+    value = float(value)
+    too_low = value < low or (value == low and not low_inclusive)
+    if not math.isfinite(value) or too_low or (high is not None and value >= high):
+        span = f"{'(' if not low_inclusive else '['}{low}, {high if high is not None else 'inf'})"
+        raise ValueError(f"{owner}: {arg} must be finite and in {span}, got {value!r}")
+    return value

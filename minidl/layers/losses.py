@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import log_softmax, softmax_backward
 from .base import Layer, Shape
 
 
@@ -31,14 +32,9 @@ class SoftmaxCE(Layer):
             )
         return tuple(input_shape)
 
-    @staticmethod
-    def _log_softmax(z: np.ndarray) -> np.ndarray:
-        shifted = z - z.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
-        self._p, self._y = np.exp(self._log_softmax(x)), None
+        self._p, self._y = np.exp(log_softmax(x, axis=1)), None
         return self._p
 
     def loss(self, logits: np.ndarray, y: np.ndarray) -> float:
@@ -47,7 +43,7 @@ class SoftmaxCE(Layer):
         y = np.asarray(y)
         if y.shape != (logits.shape[0],):
             raise ValueError(f"{self.name}: labels must have shape ({logits.shape[0]},), got {y.shape}")
-        log_p = self._log_softmax(logits)
+        log_p = log_softmax(logits, axis=1)
         rows = np.arange(len(y))
         self._p, self._y = np.exp(log_p), y
         return float(-log_p[rows, y].mean())
@@ -60,8 +56,7 @@ class SoftmaxCE(Layer):
         ``g = grad_out`` of shape (N, K).
         """
         if self._y is None:
-            g = grad_out
-            return self._p * (g - (g * self._p).sum(axis=1, keepdims=True))
+            return softmax_backward(self._p, grad_out, axis=1)
         grad = self._p.copy()
         grad[np.arange(len(self._y)), self._y] -= 1.0
         grad *= np.asarray(grad_out, dtype=grad.dtype) / len(self._y)

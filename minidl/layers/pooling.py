@@ -1,4 +1,4 @@
-"""Pooling: ``MaxPool2D``."""
+"""Pooling: ``MaxPool2D``, ``AvgPool2D``, ``GlobalAvgPool2D``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .base import Layer, Shape, as_pair
-from .conv import conv_output_size, pad_images
+from .conv import conv_output_size, pad_images, window_view
 
 
 class MaxPool2D(Layer):
@@ -89,3 +89,101 @@ class MaxPool2D(Layer):
             dxp[idx] += grad_out * (self._argmax == k)
         h, w = self.input_shape[1:]
         return dxp[:, :, ph:ph + h, pw:pw + w]
+
+
+class AvgPool2D(Layer):
+    r"""Mean over each ``kh × kw`` window, per channel.
+
+    .. math:: y_{n,c,i,j} = \frac{1}{k_h k_w} \sum_{u<k_h,\,v<k_w} x^{pad}_{n,c,\,i s_h+u,\,j s_w+v}
+
+    Shapes and arguments as :class:`MaxPool2D`: (N, C, H, W) → (N, C, OH, OW),
+    ``OH = (H + 2p - kh) // s + 1``, ``stride`` defaults to ``pool_size``. Padding counts as
+    zeros and the divisor is always ``kh·kw`` (PyTorch's default ``count_include_pad=True``).
+
+    Forward averages a strided window view (no copy); backward spreads ``dY / (kh·kw)`` back
+    over each window, one strided slice per window offset.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+        *,
+        trainable: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(trainable=trainable, name=name)
+        self.pool_size, self.stride, self.padding = _pool_arguments(pool_size, stride, padding, self.name)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding}
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return _pool_output_shape(input_shape, self.pool_size, self.stride, self.padding, self.name)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.check_input(x)
+        ph, pw = self.padding
+        windows = window_view(pad_images(x, ((ph, ph), (pw, pw))), self.pool_size, self.stride, self.output_shape[1:])
+        return windows.mean(axis=(2, 3))
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        (kh, kw), (sh, sw), (ph, pw) = self.pool_size, self.stride, self.padding
+        c, h, w = self.input_shape
+        oh, ow = self.output_shape[1:]
+        share = grad_out / (kh * kw)
+        dxp = np.zeros((grad_out.shape[0], c, h + 2 * ph, w + 2 * pw), dtype=grad_out.dtype)
+        for u in range(kh):
+            for v in range(kw):
+                dxp[:, :, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] += share
+        return dxp[:, :, ph:ph + h, pw:pw + w]
+
+
+class GlobalAvgPool2D(Layer):
+    r"""Mean over all pixels of each channel: (N, C, H, W) → (N, C).
+
+    .. math:: y_{n,c} = \frac{1}{HW} \sum_{i,j} x_{n,c,i,j}, \qquad
+              \frac{\partial L}{\partial x_{n,c,i,j}} = \frac{1}{HW} \frac{\partial L}{\partial y_{n,c}}
+
+    Replaces ``Flatten`` before the classifier in all-convolutional networks (Keras'
+    ``GlobalAveragePooling2D``; PyTorch's ``AdaptiveAvgPool2d(1)`` followed by a flatten).
+    """
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: expects images (N, C, H, W), got per-sample shape {input_shape}")
+        return (input_shape[0],)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.check_input(x)
+        return x.mean(axis=(2, 3))
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        c, h, w = self.input_shape
+        share = grad_out[:, :, None, None] / (h * w)
+        return np.broadcast_to(share, (grad_out.shape[0], c, h, w)).copy()
+
+
+def _pool_arguments(pool_size: Any, stride: Any, padding: Any, owner: str):
+    """Validated ``(pool_size, stride, padding)`` pairs; ``stride=None`` means ``pool_size``."""
+    pool_size = as_pair(pool_size, "pool_size", owner)
+    stride = pool_size if stride is None else as_pair(stride, "stride", owner)
+    pairs = as_pair(padding, "padding", owner, minimum=0)
+    if any(p > k // 2 for p, k in zip(pairs, pool_size)):
+        raise ValueError(f"{owner}: padding must be at most half the pool size {pool_size}, got {padding!r}")
+    return pool_size, stride, pairs
+
+
+def _pool_output_shape(input_shape: Shape, pool_size, stride, padding, owner: str) -> Shape:
+    """``(C, OH, OW)`` of a pooling window sliding over ``input_shape`` (C, H, W); ``ValueError`` if it cannot."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{owner}: expects images (N, C, H, W), got per-sample shape {input_shape}")
+    c, h, w = input_shape
+    (kh, kw), (ph, pw) = pool_size, padding
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(
+            f"{owner}: pool window {pool_size} is bigger than its padded input "
+            f"{(h + 2 * ph, w + 2 * pw)} (input shape {input_shape})"
+        )
+    return (c, conv_output_size(h, kh, stride[0], 2 * ph), conv_output_size(w, kw, stride[1], 2 * pw))

@@ -1,6 +1,18 @@
-"""Gradient checking for people who write layers: compare ``backward`` with finite differences.
+"""Checking layers against the contract, for people who write layers (and for minidl's own tests).
 
-Typical use, for a layer of your own::
+The one call most users want::
+
+    from minidl.testing import check_layer
+    report = check_layer(MyLayer(...), input_shape=(3, 5, 5))   # AssertionError naming what is off
+    print(report)                                               # one line per check
+
+:func:`check_layer` runs every rule of the layer contract (see :mod:`minidl.layers.base`):
+shapes, dtypes, gradients against finite differences, ``backward`` overwriting rather than
+accumulating, rejecting bad input, and a save/load round trip. :func:`image_shapes`,
+:func:`feature_shapes`, :func:`any_shapes` and :func:`layer_inputs` are Hypothesis strategies
+to run it (or your own asserts) over random shapes.
+
+The pieces underneath, to check gradients by hand::
 
     from minidl.testing import check_layer_gradients, tie_free_input
     layer = MyLayer(...)
@@ -21,11 +33,15 @@ window) by more than ``ε``; :func:`tie_free_input` makes such inputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from .layers.base import Layer
+from .layers.base import LAYERS, Layer
 from .model import Sequential
 
 DEFAULT_EPS = 1e-5
@@ -87,15 +103,49 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> tuple[float, tu
 
 
 def layer_gradient_errors(
-    layer: Layer, x: np.ndarray, rng: np.random.Generator | None = None, eps: float = DEFAULT_EPS
+    layer: Layer,
+    x: np.ndarray,
+    rng: np.random.Generator | None = None,
+    eps: float = DEFAULT_EPS,
+    training: bool = True,
 ) -> dict[str, tuple[float, tuple[int, ...], float, float]]:
-    """For ``"input"`` and each trainable parameter: ``(max relative error, index, analytic, numeric)``."""
+    """For ``"input"`` and each trainable parameter: ``(max relative error, index, analytic, numeric)``.
+
+    Every forward pass starts from the same random and buffer state (see :func:`rewinder`), so
+    a stochastic layer is differentiated with one fixed mask.
+    """
     rng = rng if rng is not None else np.random.default_rng(0)
     x = np.array(x, dtype=layer.dtype, order="C")
-    out = layer.forward(x, training=True)
+    rewind = rewinder(layer)
+
+    def forward() -> np.ndarray:
+        rewind()
+        return layer.forward(x, training=training)
+
+    out = forward()
     weights = rng.standard_normal(out.shape).astype(layer.dtype)
     grad_x = layer.backward(weights)
-    return _compare(lambda: layer.forward(x, training=True), weights, x, grad_x, layer.named_parameters(), eps)
+    return _compare(forward, weights, x, grad_x, layer.named_parameters(), eps)
+
+
+def rewinder(layer: Layer) -> Callable[[], None]:
+    """Snapshot ``layer``'s random generators and buffers; the returned function restores them.
+
+    This is how the checkers handle stochastic layers: a layer keeps its randomness in
+    ``np.random.Generator`` attributes (as the contract asks), so rewinding their bit-generator
+    state makes the next ``forward`` draw the same dropout mask again. Buffers (running
+    statistics) are restored too, so a training-mode ``forward`` cannot drift between calls.
+    """
+    generators = [(g, g.bit_generator.state) for g in vars(layer).values() if isinstance(g, np.random.Generator)]
+    buffers = [(b, b.data.copy()) for b in layer.buffers()]
+
+    def rewind() -> None:
+        for g, state in generators:
+            g.bit_generator.state = state
+        for b, data in buffers:
+            b.data[...] = data
+
+    return rewind
 
 
 def model_gradient_errors(
@@ -143,10 +193,15 @@ def _assert_report(owner: str, report: dict, tol: float) -> dict[str, float]:
 
 
 def check_layer_gradients(
-    layer: Layer, x: np.ndarray, tol: float = DEFAULT_TOL, rng: np.random.Generator | None = None, eps: float = DEFAULT_EPS
+    layer: Layer,
+    x: np.ndarray,
+    tol: float = DEFAULT_TOL,
+    rng: np.random.Generator | None = None,
+    eps: float = DEFAULT_EPS,
+    training: bool = True,
 ) -> dict[str, float]:
     """Raise ``AssertionError`` unless every gradient of ``layer`` at ``x`` is within ``tol``; return the errors."""
-    return _assert_report(layer.name, layer_gradient_errors(layer, x, rng, eps), tol)
+    return _assert_report(layer.name, layer_gradient_errors(layer, x, rng, eps, training), tol)
 
 
 def check_model_gradients(
@@ -154,3 +209,365 @@ def check_model_gradients(
 ) -> dict[str, float]:
     """Raise ``AssertionError`` unless every gradient through ``model`` is within ``tol``; return the errors."""
     return _assert_report("Sequential", model_gradient_errors(model, x, y, eps), tol)
+
+
+# -- the whole contract ----------------------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    """One rule of the contract: its name, whether it held, and what was found."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class LayerCheckReport:
+    """What :func:`check_layer` found. ``ok`` is true when every check passed.
+
+    ``gradient_errors[mode][name]`` is the largest relative error of ``"input"`` or of a
+    parameter against finite differences, ``mode`` being ``"training"`` or ``"inference"``.
+    """
+
+    layer: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...] | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    gradient_errors: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+    def __str__(self) -> str:
+        head = f"check_layer({self.layer}, input_shape={self.input_shape}) -> output shape {self.output_shape}"
+        rows = [f"  {'ok  ' if c.passed else 'FAIL'} {c.name}" + (f": {c.detail}" if c.detail else "")
+                for c in self.checks]
+        return "\n".join([head, *rows])
+
+
+class LayerCheckError(AssertionError):
+    """Raised by :func:`check_layer` when a check fails; ``report`` holds every result."""
+
+    def __init__(self, report: LayerCheckReport) -> None:
+        self.report = report
+        failed = report.failures
+        super().__init__(f"{len(failed)} of {len(report.checks)} checks failed\n{report}")
+
+
+def check_layer(
+    layer: Layer,
+    input_shape: Sequence[int],
+    *,
+    batch: int = 2,
+    x: np.ndarray | None = None,
+    training: bool | Sequence[bool] = (True, False),
+    dtypes: Sequence[Any] = ("float64", "float32"),
+    tol: float = DEFAULT_TOL,
+    eps: float = DEFAULT_EPS,
+    seed: int = 0,
+    raise_on_failure: bool = True,
+) -> LayerCheckReport:
+    """Run the whole layer contract on ``layer`` for per-sample ``input_shape``; return a report.
+
+    ``layer`` itself is left untouched: the checks run on deep copies built with
+    ``rng=np.random.default_rng(seed)``. For each dtype in ``dtypes`` and each mode in
+    ``training`` (``forward(x, training=mode)``), on a batch ``x`` of ``batch`` samples
+    (default: :func:`tie_free_input`, ties- and kink-free; pass your own ``x`` if your layer
+    has kinks elsewhere):
+
+    - **shapes**: ``build`` returns ``compute_output_shape(input_shape)``; ``forward`` gives
+      ``(batch, *output_shape)``; ``backward`` gives ``x.shape`` and each ``.grad`` its
+      parameter's shape; parameters, buffers, outputs and gradients have the layer's dtype;
+      outputs are finite; ``forward`` leaves ``x`` and ``backward`` leaves ``grad_out`` unchanged.
+    - **gradients** (float64 only): input and trainable-parameter gradients match central
+      finite differences within ``tol`` (relative, see the module docstring).
+    - **overwrite**: ``backward`` called again, with every ``.grad`` first filled with junk,
+      returns the same input gradient and leaves the same parameter gradients, bit for bit.
+    - **float32 vs float64**: the outputs agree to float32 precision (training mode is compared
+      only for deterministic layers: a random mask is drawn differently per dtype).
+    - **bad input**: ``forward`` on a batch with the last axis one longer raises ``ValueError``
+      or ``TypeError`` (use ``check_input``).
+    - **save/load**: ``to_config()`` survives JSON, ``Layer.from_config`` rebuilds an equal
+      layer, and with the original's parameters and buffers (after a training step, so running
+      statistics have moved) loaded into it, inference gives the same output bit for bit.
+
+    Stochastic layers: before each forward of the gradient checks, the random generators and
+    buffers of the layer are rewound (:func:`rewinder`), so the finite differences see one
+    fixed mask. Layers must keep their randomness in ``np.random.Generator`` attributes.
+
+    Raises :class:`LayerCheckError` (an ``AssertionError``) listing every failed check, with
+    the parameter, index and sizes involved, unless ``raise_on_failure=False``.
+    """
+    modes = (training,) if isinstance(training, bool) else tuple(training)
+    input_shape = tuple(int(d) for d in input_shape)
+    report = LayerCheckReport(layer=repr(layer), input_shape=input_shape)
+    if x is not None and np.shape(x)[1:] != input_shape:
+        raise ValueError(f"check_layer: x has shape {np.shape(x)}, expected (batch, *{input_shape})")
+    base = np.array(x, dtype=np.float64) if x is not None else tie_free_input(
+        (batch, *input_shape), np.random.default_rng(seed))
+    outputs: dict[tuple[str, bool], np.ndarray] = {}
+    stochastic = False
+    for dtype in map(np.dtype, dtypes):
+        built = _check_build(report, layer, input_shape, dtype, seed)
+        if built is None:
+            continue
+        stochastic |= any(isinstance(v, np.random.Generator) for v in vars(built).values())
+        xd = base.astype(dtype)
+        rewind = rewinder(built)
+        for mode in modes:
+            rewind()  # every mode starts from the freshly built state, in every dtype
+            label = f"{dtype}, {'training' if mode else 'inference'}"
+            outputs[str(dtype), mode] = _check_passes(report, built, xd, mode, label, seed)
+        if dtype == np.float64:
+            for mode in modes:
+                _check_gradients(report, built, xd, mode, tol, eps, seed)
+            _check_bad_input(report, built, xd)
+            _check_round_trip(report, built, xd, seed)
+    _compare_dtypes(report, outputs, stochastic)
+    if raise_on_failure and not report.ok:
+        raise LayerCheckError(report)
+    return report
+
+
+def _record(report: LayerCheckReport, name: str, problems: list[str]) -> bool:
+    report.checks.append(CheckResult(name, not problems, "; ".join(problems)))
+    return not problems
+
+
+def _check_build(report: LayerCheckReport, layer: Layer, input_shape, dtype: np.dtype, seed: int) -> Layer | None:
+    built = copy.deepcopy(layer)
+    try:
+        declared = tuple(built.compute_output_shape(input_shape))
+        shape = built.build(input_shape, rng=np.random.default_rng(seed), dtype=dtype)
+    except Exception as err:  # noqa: BLE001 - the report names whatever the layer raised
+        _record(report, f"build [{dtype}]", [f"build{input_shape} raised {type(err).__name__}: {err}"])
+        return None
+    problems = []
+    if shape != declared:
+        problems.append(f"build returned {shape}, compute_output_shape returned {declared}")
+    report.output_shape = shape
+    for kind, named in (("parameter", built.named_parameters()), ("buffer", built.named_buffers())):
+        problems += [f"{kind} {k!r} has dtype {v.dtype}, expected {dtype}" for k, v in named.items() if v.dtype != dtype]
+    _record(report, f"build [{dtype}]", problems)
+    return built
+
+
+def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: bool, label: str, seed: int):
+    """Shapes, dtypes and finiteness of one forward/backward; then backward again over junk grads."""
+    problems: list[str] = []
+    x_before = x.copy()
+    try:
+        y = layer.forward(x, training=mode)
+    except Exception as err:  # noqa: BLE001
+        _record(report, f"forward/backward [{label}]", [f"forward raised {type(err).__name__}: {err}"])
+        return None
+    expected = (x.shape[0], *layer.output_shape)
+    if not isinstance(y, np.ndarray) or y.shape != expected:
+        _record(report, f"forward/backward [{label}]",
+                [f"forward returned shape {getattr(y, 'shape', type(y).__name__)}, expected {expected}"])
+        return None
+    if y.dtype != x.dtype:
+        problems.append(f"forward returned dtype {y.dtype}, expected {x.dtype}")
+    if not np.isfinite(y).all():
+        problems.append(f"forward returned {np.count_nonzero(~np.isfinite(y))} non-finite values")
+    if not np.array_equal(x, x_before):
+        problems.append("forward modified its input x in place")
+    y = y.copy()  # the layer may hand out a view of its own cache
+    g = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(x.dtype)
+    g_before = g.copy()
+    params = {k: p for k, p in layer.named_parameters().items() if p.trainable}
+    try:
+        dx = layer.backward(g)
+    except Exception as err:  # noqa: BLE001
+        _record(report, f"forward/backward [{label}]", problems + [f"backward raised {type(err).__name__}: {err}"])
+        return y
+    if not np.array_equal(g, g_before):
+        problems.append("backward modified grad_out in place")
+    if not isinstance(dx, np.ndarray) or dx.shape != x.shape:
+        problems.append(f"backward returned shape {getattr(dx, 'shape', type(dx).__name__)}, expected {x.shape}")
+    elif dx.dtype != x.dtype:
+        problems.append(f"backward returned dtype {dx.dtype}, expected {x.dtype}")
+    for k, p in params.items():
+        if p.grad.shape != p.shape or p.grad.dtype != p.dtype:
+            problems.append(f"{k}.grad has shape {p.grad.shape} and dtype {p.grad.dtype}, "
+                            f"expected {p.shape} and {p.dtype}")
+    _record(report, f"forward/backward [{label}]", problems)
+    if problems:
+        return y
+    first = {"input": np.array(dx)} | {k: p.grad.copy() for k, p in params.items()}
+    for p in params.values():
+        p.grad[...] = 12345.0  # junk an accumulating backward would add to
+    again = {"input": np.array(layer.backward(g))} | {k: p.grad for k, p in params.items()}
+    _record(report, f"backward overwrites, twice gives the same [{label}]", [
+        f"{k}: second backward differs by up to {_max_diff(first[k], again[k]):.3g} at index {_argmax_diff(first[k], again[k])}"
+        for k in first if not np.array_equal(first[k], again[k])
+    ])
+    return y
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - b))) if a.size else 0.0
+
+
+def _argmax_diff(a: np.ndarray, b: np.ndarray) -> tuple[int, ...]:
+    diff = np.abs(np.asarray(a, np.float64) - b)
+    return tuple(int(i) for i in np.unravel_index(int(np.nanargmax(diff)), diff.shape)) if a.size else ()
+
+
+def _check_gradients(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: bool, tol, eps, seed) -> None:
+    label = "training" if mode else "inference"
+    try:
+        errors = layer_gradient_errors(layer, x, np.random.default_rng(seed + 2), eps, training=mode)
+    except Exception as err:  # noqa: BLE001
+        _record(report, f"gradients vs finite differences [float64, {label}]", [f"{type(err).__name__}: {err}"])
+        return
+    report.gradient_errors[label] = {k: v[0] for k, v in errors.items()}
+    _record(report, f"gradients vs finite differences [float64, {label}]", [
+        f"{k}: max relative error {err:.3g} > {tol:.0e} at index {where} "
+        f"(backward {a:.10g}, finite differences {n:.10g})"
+        for k, (err, where, a, n) in errors.items() if not err <= tol
+    ])
+
+
+def _check_bad_input(report: LayerCheckReport, layer: Layer, x: np.ndarray) -> None:
+    wrong = np.zeros((*x.shape[:-1], x.shape[-1] + 1), dtype=x.dtype)
+    try:
+        layer.forward(wrong)
+    except (ValueError, TypeError):
+        problems = []
+    except Exception as err:  # noqa: BLE001
+        problems = [f"forward on shape {wrong.shape} raised {type(err).__name__} ({err}), "
+                    "expected ValueError or TypeError: call self.check_input(x) first"]
+    else:
+        problems = [f"forward accepted shape {wrong.shape} for input shape {layer.input_shape}: "
+                    "call self.check_input(x) first"]
+    _record(report, "rejects input of the wrong shape", problems)
+
+
+def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, seed: int) -> None:
+    name = "save/load round trip (to_config, from_config, state)"
+    cls = type(layer)
+    if LAYERS.get(cls.__name__) is not cls:
+        taken = LAYERS.get(cls.__name__)
+        _record(report, name, [f"class name {cls.__name__!r} is taken by {taken.__module__}.{taken.__qualname__}; "
+                               "rename your layer so from_config can find it"])
+        return
+    try:
+        spec = layer.to_config()
+        text = json.dumps(spec)
+        clone = Layer.from_config(json.loads(text))
+    except Exception as err:  # noqa: BLE001
+        _record(report, name, [f"{type(err).__name__}: {err} (get_config must return the constructor's "
+                               "keyword arguments as JSON values)"])
+        return
+    problems = []
+    if type(clone) is not cls:
+        problems.append(f"from_config made a {type(clone).__name__}, expected {cls.__name__}")
+    elif json.dumps(clone.to_config()) != text:
+        problems.append(f"config changed in the round trip: {text} became {json.dumps(clone.to_config())}")
+    if problems:
+        _record(report, name, problems)
+        return
+    layer.forward(x, training=True)  # move any running statistics away from their initial values
+    try:
+        clone.build(layer.input_shape, rng=np.random.default_rng(seed + 3), dtype=layer.dtype)
+    except Exception as err:  # noqa: BLE001
+        _record(report, name, [f"the rebuilt layer failed to build: {type(err).__name__}: {err}"])
+        return
+    source = layer.named_parameters() | layer.named_buffers()
+    target = clone.named_parameters() | clone.named_buffers()
+    if source.keys() != target.keys():
+        _record(report, name, [f"the rebuilt layer has state {sorted(target)}, the original {sorted(source)}"])
+        return
+    for k, v in source.items():
+        if v.shape != target[k].shape:
+            problems.append(f"{k!r} has shape {target[k].shape} after loading, {v.shape} before")
+        else:
+            target[k].data[...] = v.data
+    if not problems:
+        before, after = layer.forward(x), clone.forward(x)
+        if before.shape != after.shape or not np.array_equal(before, after):
+            problems.append(f"inference output differs after the round trip by up to {_max_diff(before, after):.3g} "
+                            "(is some state kept outside Parameter/Buffer attributes?)")
+    _record(report, name, problems)
+
+
+def _compare_dtypes(report: LayerCheckReport, outputs: dict, stochastic: bool) -> None:
+    modes = sorted({m for (_, m) in outputs})
+    for mode in modes:
+        a, b = outputs.get(("float64", mode)), outputs.get(("float32", mode))
+        if a is None or b is None or (mode and stochastic):
+            continue
+        scale = max(float(np.abs(a).max()), 1.0) if a.size else 1.0
+        err = _max_diff(a, b)
+        _record(report, f"float32 agrees with float64 [{'training' if mode else 'inference'}]",
+                [] if err <= 1e-4 * scale else [f"outputs differ by up to {err:.3g} at index {_argmax_diff(a, b)} "
+                                               f"(allowed {1e-4 * scale:.3g})"])
+
+
+# -- Hypothesis strategies (hypothesis is a test dependency: imported only when these are called) --
+
+
+def _span(value: int | tuple[int, int], arg: str) -> tuple[int, int]:
+    low, high = (value, value) if isinstance(value, int) else value
+    if not 1 <= low <= high:
+        raise ValueError(f"{arg} must be a positive int or a (low, high) pair with 1 <= low <= high, got {value!r}")
+    return low, high
+
+
+def image_shapes(
+    channels: int | tuple[int, int] = (1, 3),
+    height: int | tuple[int, int] = (1, 8),
+    width: int | tuple[int, int] | None = None,
+):
+    """Strategy for per-sample image shapes ``(C, H, W)``; each size an int or an inclusive ``(low, high)``.
+
+    ``width`` defaults to the same range as ``height`` (drawn independently). For a layer with a
+    ``k × k`` window use ``height=(k, 8)`` so that every drawn image can hold it.
+    """
+    from hypothesis import strategies as st
+
+    ints = [st.integers(*_span(v, arg)) for v, arg in
+            ((channels, "channels"), (height, "height"), (height if width is None else width, "width"))]
+    return st.tuples(*ints)
+
+
+def feature_shapes(features: int | tuple[int, int] = (1, 12)):
+    """Strategy for per-sample feature-vector shapes ``(D,)``, as ``Dense`` takes."""
+    from hypothesis import strategies as st
+
+    return st.tuples(st.integers(*_span(features, "features")))
+
+
+def any_shapes(ndim: int | tuple[int, int] = (1, 3), size: int | tuple[int, int] = (1, 5)):
+    """Strategy for per-sample shapes of ``ndim`` axes, each of ``size``: for layers that take any shape."""
+    from hypothesis import strategies as st
+
+    return st.lists(st.integers(*_span(size, "size")), min_size=_span(ndim, "ndim")[0],
+                    max_size=_span(ndim, "ndim")[1]).map(tuple)
+
+
+def layer_inputs(shapes=None, batch: int | tuple[int, int] = (1, 3), dtype: Any = np.float64):
+    """Strategy for input batches ``(N, *shape)``: ties- and kink-free arrays (:func:`tie_free_input`).
+
+    ``shapes`` is a strategy of per-sample shapes (default :func:`image_shapes`). Read the
+    per-sample shape of a drawn ``x`` as ``x.shape[1:]``::
+
+        @given(layer_inputs(image_shapes(height=(3, 8))))
+        def test_my_layer(x):
+            check_layer(MyLayer(3), x.shape[1:], x=x)
+    """
+    from hypothesis import strategies as st
+
+    shapes = image_shapes() if shapes is None else shapes
+    return st.builds(
+        lambda n, shape, seed: tie_free_input((n, *shape), np.random.default_rng(seed), dtype=dtype),
+        st.integers(*_span(batch, "batch")), shapes, st.integers(0, 2**32 - 1),
+    )

@@ -46,6 +46,8 @@ from .model import Sequential
 
 DEFAULT_EPS = 1e-5
 DEFAULT_TOL = 1e-6
+#: What check_layer fills ``.grad`` with before calling ``backward`` again: an accumulating layer adds to it.
+JUNK = 12345.0
 
 
 def tie_free_input(
@@ -124,6 +126,8 @@ def layer_gradient_errors(
 
     out = forward()
     weights = rng.standard_normal(out.shape).astype(layer.dtype)
+    for p in layer.parameters():
+        p.grad[...] = 0  # compare values only; check_layer's "overwrites" check catches accumulation
     grad_x = layer.backward(weights)
     return _compare(forward, weights, x, grad_x, layer.named_parameters(), eps)
 
@@ -216,7 +220,7 @@ def check_model_gradients(
 
 @dataclass
 class CheckResult:
-    """One rule of the contract: its name, whether it held, and what was found."""
+    """One rule of the contract: its name, whether it held, and what was wrong (one problem a line)."""
 
     name: str
     passed: bool
@@ -247,7 +251,7 @@ class LayerCheckReport:
 
     def __str__(self) -> str:
         head = f"check_layer({self.layer}, input_shape={self.input_shape}) -> output shape {self.output_shape}"
-        rows = [f"  {'ok  ' if c.passed else 'FAIL'} {c.name}" + (f": {c.detail}" if c.detail else "")
+        rows = [f"  {'ok  ' if c.passed else 'FAIL'} {c.name}" + "".join(f"\n      {d}" for d in c.detail.splitlines())
                 for c in self.checks]
         return "\n".join([head, *rows])
 
@@ -337,7 +341,7 @@ def check_layer(
 
 
 def _record(report: LayerCheckReport, name: str, problems: list[str]) -> bool:
-    report.checks.append(CheckResult(name, not problems, "; ".join(problems)))
+    report.checks.append(CheckResult(name, not problems, "\n".join(problems)))
     return not problems
 
 
@@ -383,6 +387,8 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
     g = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(x.dtype)
     g_before = g.copy()
     params = {k: p for k, p in layer.named_parameters().items() if p.trainable}
+    for p in params.values():
+        p.grad[...] = 0
     try:
         dx = layer.backward(g)
     except Exception as err:  # noqa: BLE001
@@ -403,10 +409,12 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
         return y
     first = {"input": np.array(dx)} | {k: p.grad.copy() for k, p in params.items()}
     for p in params.values():
-        p.grad[...] = 12345.0  # junk an accumulating backward would add to
+        p.grad[...] = JUNK
     again = {"input": np.array(layer.backward(g))} | {k: p.grad for k, p in params.items()}
     _record(report, f"backward overwrites, twice gives the same [{label}]", [
-        f"{k}: second backward differs by up to {_max_diff(first[k], again[k]):.3g} at index {_argmax_diff(first[k], again[k])}"
+        f"{k}: backward called again (every .grad first set to {JUNK}) differs from the first call by up to "
+        f"{_max_diff(first[k], again[k]):.3g} at index {_argmax_diff(first[k], again[k])}; "
+        "backward must overwrite .grad, not add to it, and keep no state between calls"
         for k in first if not np.array_equal(first[k], again[k])
     ])
     return y

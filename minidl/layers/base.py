@@ -39,38 +39,8 @@ Shape = tuple[int, ...]
 LAYERS: dict[str, type["Layer"]] = {}
 
 
-class Parameter:
-    """A trainable array ``data`` and the gradient ``grad`` of the loss with respect to it."""
-
-    __slots__ = ("data", "grad", "trainable")
-
-    def __init__(self, data: np.ndarray, trainable: bool = True) -> None:
-        self.data = data
-        self.grad = np.zeros_like(data)
-        self.trainable = trainable
-
-    @property
-    def shape(self) -> Shape:
-        return self.data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
-    @property
-    def size(self) -> int:
-        return self.data.size
-
-    def __repr__(self) -> str:
-        frozen = "" if self.trainable else ", trainable=False"
-        return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
-
-
-class Buffer:
-    """A saved, never trained array ``data`` (no ``.grad``): e.g. running statistics.
-
-    A layer updates its buffers itself (in ``forward``); optimizers never see them.
-    """
+class _Holder:
+    """An array ``data`` that a layer owns; ``shape``, ``dtype`` and ``size`` read through to it."""
 
     __slots__ = ("data",)
 
@@ -84,6 +54,34 @@ class Buffer:
     @property
     def dtype(self) -> np.dtype:
         return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+
+class Parameter(_Holder):
+    """A trainable array ``data`` and the gradient ``grad`` of the loss with respect to it."""
+
+    __slots__ = ("grad", "trainable")
+
+    def __init__(self, data: np.ndarray, trainable: bool = True) -> None:
+        super().__init__(data)
+        self.grad = np.zeros_like(data)
+        self.trainable = trainable
+
+    def __repr__(self) -> str:
+        frozen = "" if self.trainable else ", trainable=False"
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
+
+
+class Buffer(_Holder):
+    """A saved, never trained array ``data`` (no ``.grad``): e.g. running statistics.
+
+    A layer updates its buffers itself (in ``forward``); optimizers never see them.
+    """
+
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"Buffer(shape={self.shape}, dtype={self.dtype})"

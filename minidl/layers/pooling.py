@@ -10,18 +10,12 @@ from .base import Layer, Shape, as_pair
 from .conv import conv_output_size, pad_images, window_view
 
 
-class MaxPool2D(Layer):
-    r"""Max over each ``kh × kw`` window, per channel.
+class _PoolWindows:
+    """What every sliding-window pooling layer shares: its arguments and its output shape.
 
-    .. math:: y_{n,c,i,j} = \max_{u<k_h,\,v<k_w} x^{pad}_{n,c,\,i s_h+u,\,j s_w+v}
-
-    Shapes: (N, C, H, W) → (N, C, OH, OW), ``OH = (H + 2p - kh) // s + 1`` (windows
-    that do not fit at the edge are dropped, as in PyTorch). Padding counts as
-    ``-inf``. ``stride`` defaults to ``pool_size``.
-
-    The gradient flows to the arg-max of each window (the first one on a tie);
-    overlapping windows add up. Both passes loop over the ``kh·kw`` offsets of the
-    window, each step a whole-tensor strided slice.
+    ``pool_size``, ``stride`` (default ``pool_size``) and ``padding`` (at most half the window)
+    are ints or ``(h, w)`` pairs; windows that do not fit at the edge are dropped. A mixin
+    rather than a ``Layer`` subclass, so that it is not registered as a layer of its own.
     """
 
     def __init__(
@@ -57,6 +51,21 @@ class MaxPool2D(Layer):
             )
         return (c, conv_output_size(h, kh, self.stride[0], 2 * ph), conv_output_size(w, kw, self.stride[1], 2 * pw))
 
+
+class MaxPool2D(_PoolWindows, Layer):
+    r"""Max over each ``kh × kw`` window, per channel.
+
+    .. math:: y_{n,c,i,j} = \max_{u<k_h,\,v<k_w} x^{pad}_{n,c,\,i s_h+u,\,j s_w+v}
+
+    Shapes: (N, C, H, W) → (N, C, OH, OW), ``OH = (H + 2p - kh) // s + 1`` (windows
+    that do not fit at the edge are dropped, as in PyTorch). Padding counts as
+    ``-inf``. ``stride`` defaults to ``pool_size``.
+
+    The gradient flows to the arg-max of each window (the first one on a tie);
+    overlapping windows add up. Both passes loop over the ``kh·kw`` offsets of the
+    window, each step a whole-tensor strided slice.
+    """
+
     def _offsets(self):
         """Yield ``(k, index)`` for every window offset: the strided slice of the padded input it reads."""
         (kh, kw), (sh, sw) = self.pool_size, self.stride
@@ -91,7 +100,7 @@ class MaxPool2D(Layer):
         return dxp[:, :, ph:ph + h, pw:pw + w]
 
 
-class AvgPool2D(Layer):
+class AvgPool2D(_PoolWindows, Layer):
     r"""Mean over each ``kh × kw`` window, per channel.
 
     .. math:: y_{n,c,i,j} = \frac{1}{k_h k_w} \sum_{u<k_h,\,v<k_w} x^{pad}_{n,c,\,i s_h+u,\,j s_w+v}
@@ -103,24 +112,6 @@ class AvgPool2D(Layer):
     Forward averages a strided window view (no copy); backward spreads ``dY / (kh·kw)`` back
     over each window, one strided slice per window offset.
     """
-
-    def __init__(
-        self,
-        pool_size: int | tuple[int, int] = 2,
-        stride: int | tuple[int, int] | None = None,
-        padding: int | tuple[int, int] = 0,
-        *,
-        trainable: bool = True,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(trainable=trainable, name=name)
-        self.pool_size, self.stride, self.padding = _pool_arguments(pool_size, stride, padding, self.name)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding}
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return _pool_output_shape(input_shape, self.pool_size, self.stride, self.padding, self.name)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
@@ -164,26 +155,3 @@ class GlobalAvgPool2D(Layer):
         share = grad_out[:, :, None, None] / (h * w)
         return np.broadcast_to(share, (grad_out.shape[0], c, h, w)).copy()
 
-
-def _pool_arguments(pool_size: Any, stride: Any, padding: Any, owner: str):
-    """Validated ``(pool_size, stride, padding)`` pairs; ``stride=None`` means ``pool_size``."""
-    pool_size = as_pair(pool_size, "pool_size", owner)
-    stride = pool_size if stride is None else as_pair(stride, "stride", owner)
-    pairs = as_pair(padding, "padding", owner, minimum=0)
-    if any(p > k // 2 for p, k in zip(pairs, pool_size)):
-        raise ValueError(f"{owner}: padding must be at most half the pool size {pool_size}, got {padding!r}")
-    return pool_size, stride, pairs
-
-
-def _pool_output_shape(input_shape: Shape, pool_size, stride, padding, owner: str) -> Shape:
-    """``(C, OH, OW)`` of a pooling window sliding over ``input_shape`` (C, H, W); ``ValueError`` if it cannot."""
-    if len(input_shape) != 3:
-        raise ValueError(f"{owner}: expects images (N, C, H, W), got per-sample shape {input_shape}")
-    c, h, w = input_shape
-    (kh, kw), (ph, pw) = pool_size, padding
-    if kh > h + 2 * ph or kw > w + 2 * pw:
-        raise ValueError(
-            f"{owner}: pool window {pool_size} is bigger than its padded input "
-            f"{(h + 2 * ph, w + 2 * pw)} (input shape {input_shape})"
-        )
-    return (c, conv_output_size(h, kh, stride[0], 2 * ph), conv_output_size(w, kw, stride[1], 2 * pw))

@@ -314,3 +314,19 @@ def test_layer_config_is_json_for_every_builtin():
         for make, _ in EXAMPLES[name]:
             spec = make().to_config()
             assert json.loads(json.dumps(spec))["class"] == name
+
+
+def test_running_statistics_survive_model_save_and_load(tmp_path):
+    import minidl
+
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((32, 1, 5, 5)), rng.integers(0, 3, 32)
+    model = Sequential([Conv2D(2, 3), BatchNorm2D(), Dropout(0.3), Flatten(), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 5, 5), seed=0, dtype="float64")
+    model.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    assert not np.allclose(model[1].running_var.data, 1)
+    model.save(tmp_path / "bn.npz")
+    same = minidl.load(tmp_path / "bn.npz")
+    np.testing.assert_array_equal(same[1].running_mean.data, model[1].running_mean.data)
+    np.testing.assert_array_equal(same[1].running_var.data, model[1].running_var.data)
+    np.testing.assert_array_equal(same.predict_proba(X), model.predict_proba(X))

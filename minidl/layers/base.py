@@ -22,6 +22,7 @@ derives in ``create_parameters`` from the ``rng`` it is given (the model's seed)
 never from NumPy's global state. ``minidl.testing.check_layer`` relies on this: it
 finds ``Generator`` attributes and rewinds them so a stochastic layer draws the same
 numbers for every finite-difference evaluation.
+
 Layer classes register themselves by class name in :data:`LAYERS` when they are
 defined, so a saved architecture (``to_config``) can be rebuilt (``from_config``).
 """

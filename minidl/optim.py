@@ -338,4 +338,3 @@ def _check_positive_int(value: Any, arg: str, owner: str) -> int:
     if value < 1:
         raise ValueError(f"{owner}: {arg} must be >= 1, got {value!r}")
     return int(value)
-

@@ -19,11 +19,13 @@ class ReLU(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
-        self._mask = x > 0
-        return x * self._mask
+        # One pass that keeps x's memory layout (batch-innermost after a Conv2D); the mask is
+        # recomputed from the output in backward, so inference pays for nothing else.
+        self._out = np.maximum(x, 0)
+        return self._out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out * self._mask
+        return grad_out * (self._out > 0)
 
 
 class LeakyReLU(Layer):

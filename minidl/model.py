@@ -250,25 +250,41 @@ class Sequential:
         return history
 
     def _run_epoch(self, X, y, optimizer, batch_size, callbacks, desc, verbose) -> dict[str, float]:
+        first = self.layers[0]
+        skip_input_grad = getattr(first, "needs_input_grad", False)
+        if skip_input_grad:
+            first.needs_input_grad = False  # nobody reads dL/dX of the data: skip computing it
+        try:
+            return self._epoch_steps(X, y, optimizer, batch_size, callbacks, desc, verbose)
+        finally:
+            if skip_input_grad:
+                first.needs_input_grad = True
+
+    def _epoch_steps(self, X, y, optimizer, batch_size, callbacks, desc, verbose) -> dict[str, float]:
         n = len(X)
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, seen = 0.0, 0
+        # argmax writes straight into one buffer; accuracy is counted only when someone reads it
+        preds = np.empty(n, dtype=np.intp)
         bar = tqdm(total=n, desc=desc, unit="sample", disable=verbose != 1, leave=True, mininterval=PROGRESS_INTERVAL)
         last_refresh = time.perf_counter()
+        forward_backward, step_fn = self.forward_backward, optimizer.step
         for step, start in enumerate(range(0, n, batch_size)):
-            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-            loss, logits = self.forward_backward(xb, yb)
-            optimizer.step()
-            total_loss += loss * len(yb)
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-            seen += len(yb)
+            stop = min(start + batch_size, n)
+            yb = y[start:stop]
+            loss, logits = forward_backward(X[start:stop], yb)
+            step_fn()
+            total_loss += loss * (stop - start)
+            logits.argmax(axis=1, out=preds[start:stop])
+            seen = stop
             for cb in callbacks:
-                cb.on_batch_end(step, {"loss": loss, "size": len(yb)})
-            if verbose == 1 and (time.perf_counter() - last_refresh > PROGRESS_INTERVAL or seen == n):
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", accuracy=f"{correct / seen:.4f}", refresh=False)
+                cb.on_batch_end(step, {"loss": loss, "size": stop - start})
+            if verbose == 1 and (seen == n or time.perf_counter() - last_refresh > PROGRESS_INTERVAL):
+                accuracy = np.count_nonzero(preds[:seen] == y[:seen]) / seen
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", accuracy=f"{accuracy:.4f}", refresh=False)
                 bar.update(seen - bar.n)
                 last_refresh = time.perf_counter()
         bar.close()
-        return {"loss": total_loss / n, "accuracy": correct / n}
+        return {"loss": total_loss / n, "accuracy": int(np.count_nonzero(preds == y)) / n}
 
     def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and accuracy on ``(X, y)``, in inference mode."""

@@ -133,6 +133,27 @@ def digits_cnn(
     )
 
 
+def lenet(num_classes: int = 10, input_shape: tuple[int, int, int] = (1, 28, 28), seed: int | None = 0,
+          dtype: Any = "float32") -> Sequential:
+    """LeNet-5 for 28×28 images (as benchmarked in ``benchmarks/run.py``): two 5×5 convolutions with
+    6 and 16 filters (the first padded by 2), each followed by ReLU and 2×2 max-pooling, then dense
+    layers of 120, 84 and ``num_classes`` units."""
+    return Sequential(
+        [
+            Conv2D(6, kernel_size=5, padding=2), ReLU(), MaxPool2D(2),
+            Conv2D(16, kernel_size=5), ReLU(), MaxPool2D(2),
+            Flatten(),
+            Dense(120), ReLU(),
+            Dense(84), ReLU(),
+            Dense(num_classes),
+            SoftmaxCE(),
+        ],
+        input_shape=input_shape,
+        seed=seed,
+        dtype=dtype,
+    )
+
+
 #: Presets by name, for the command line (``minidl digits --preset NAME``).
 PRESETS = {"blog_cnn": blog_cnn, "digits_cnn": digits_cnn}
 

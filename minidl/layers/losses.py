@@ -43,10 +43,15 @@ class SoftmaxCE(Layer):
         y = np.asarray(y)
         if y.shape != (logits.shape[0],):
             raise ValueError(f"{self.name}: labels must have shape ({logits.shape[0]},), got {y.shape}")
-        log_p = log_softmax(logits, axis=1)
+        # -log p_y = log Σ_j e^{s_j} - s_y with s = z - max z: one exp serves both the loss and p,
+        # and np.*.reduce skips the dispatch that dominates a batch-of-one step.
+        shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
+        p = np.exp(shifted)
+        total = np.add.reduce(p, axis=1, keepdims=True)
+        p /= total
         rows = np.arange(len(y))
-        self._p, self._y = np.exp(log_p), y
-        return float(-log_p[rows, y].mean())
+        self._p, self._y, self._rows = p, y, rows
+        return float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted[rows, y], axis=None)) / len(y)
 
     def backward(self, grad_out: float | np.ndarray = 1.0) -> np.ndarray:
         """Gradient w.r.t. the logits of whatever was computed last.
@@ -58,6 +63,6 @@ class SoftmaxCE(Layer):
         if self._y is None:
             return softmax_backward(self._p, grad_out, axis=1)
         grad = self._p.copy()
-        grad[np.arange(len(self._y)), self._y] -= 1.0
-        grad *= np.asarray(grad_out, dtype=grad.dtype) / len(self._y)
+        grad[self._rows, self._y] -= 1.0
+        grad *= grad_out / len(self._y)
         return grad

@@ -12,19 +12,25 @@ from collections.abc import Sequence
 
 from . import presets
 from .data import load_digits
+from .guard import NonFiniteLossError
 
 #: The recipe's fields that have a command-line option of the same name.
 RECIPE_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "momentum", "schedule")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1, "positive")
 
 
 def _float_in(low: float, high: float, low_open: bool):
@@ -62,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     digits.add_argument("--momentum", type=_float_in(0.0, 1.0, False), help="SGD only")
     digits.add_argument("--schedule", choices=presets.SCHEDULES,
                         help="learning-rate schedule: cosine anneals to 0 over the epochs")
-    digits.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling (default: 0)")
+    digits.add_argument("--seed", type=_int_at_least(0, "non-negative"), default=0, help="seeds the weights and the shuffling (default: 0)")
     digits.add_argument(
         "--faithful", action="store_true",
         help="blog_cnn only: the filters stay frozen at their random start; only the dense layer trains",
@@ -112,10 +118,18 @@ def run_digits(args: argparse.Namespace, recipe: presets.Recipe) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Bad options exit with status 2 and a usage message (argparse); a diverged run exits with 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "digits":
-        run_digits(args, resolve_recipe(args, parser))
+    try:
+        if args.command == "digits":
+            run_digits(args, resolve_recipe(args, parser))
+    except NonFiniteLossError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # outside fit (fit itself returns what it has on Ctrl-C)
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .callbacks import Callback, History
+from .guard import NonFiniteLossError, TrainingGuard
 from .layers.base import Buffer, Layer, Parameter, Shape, _as_shape
 from .layers.losses import SoftmaxCE
 from .optim import SGD, Optimizer
@@ -37,6 +38,8 @@ class Sequential:
         seed: int | None = None,
         dtype: Any = "float32",
     ) -> None:
+        if isinstance(layers, Layer) or not isinstance(layers, Iterable):
+            raise TypeError(f"Sequential: layers must be a list of Layer objects, got {layers!r}")
         self.layers: list[Layer] = list(layers)
         if not self.layers:
             raise ValueError("Sequential: got an empty layer list")
@@ -45,14 +48,22 @@ class Sequential:
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a minidl Layer")
         if len({id(layer) for layer in self.layers}) != len(self.layers):
             raise ValueError("Sequential: the same layer object appears twice; create a new one for each place")
-        for i, layer in enumerate(self.layers[:-1]):
-            if isinstance(layer, SoftmaxCE):
-                raise ValueError(
-                    f"Sequential: SoftmaxCE must be the last layer, found at position {i} of {len(self.layers)}"
-                )
-        self.dtype = np.dtype(dtype)
+        heads = [i for i, layer in enumerate(self.layers) if isinstance(layer, SoftmaxCE)]
+        if len(heads) > 1:
+            raise ValueError(f"Sequential: a model has one SoftmaxCE loss head, found one at each of positions {heads}")
+        if heads and heads[0] != len(self.layers) - 1:
+            raise ValueError(
+                f"Sequential: SoftmaxCE must be the last layer, found at position {heads[0]} "
+                f"of {len(self.layers)} (followed by {type(self.layers[heads[0] + 1]).__name__})"
+            )
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            self.dtype = None
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"Sequential: dtype must be float32 or float64, got {dtype!r}")
+        if seed is not None:
+            _check_int(seed, "Sequential: seed", 0)
         self.seed = seed
         init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
         self._init_rng = np.random.default_rng(init_seq)
@@ -68,11 +79,14 @@ class Sequential:
         """Run the shape pass: build every layer for ``input_shape`` and return the model's output shape."""
         shape = _as_shape(input_shape, "Sequential")
         self.input_shape = shape
+        rng_state = self._init_rng.bit_generator.state
         for i, layer in enumerate(self.layers):
             try:
                 shape = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
             except (ValueError, TypeError) as err:
+                # A failed build leaves no trace: the next build draws the weights a first build would.
                 self.input_shape = None
+                self._init_rng.bit_generator.state = rng_state
                 raise type(err)(f"layer {i} ({type(layer).__name__}) got input shape {shape}: {err}") from None
         return shape
 
@@ -171,12 +185,17 @@ class Sequential:
             grad_out = layer.backward(grad_out)
         return grad_out
 
-    def forward_backward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    def forward_backward(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
         """One training pass on a batch: forward, loss, backward. Fills every ``.grad``; updates nothing.
 
-        Returns ``(loss, logits)``. Gradients are overwritten, not accumulated.
+        Returns ``(loss, logits)``. Gradients are overwritten, not accumulated. ``x`` and ``y``
+        are checked and converted as ``fit`` does.
         """
-        head = self._require_head("forward_backward")
+        self._require_head("forward_backward")
+        return self._forward_backward(*self._prepare(x, y, "x", "y"))
+
+    def _forward_backward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        head = self.head
         logits = x
         for layer in self.layers[:-1]:
             logits = layer.forward(logits, training=True)
@@ -203,26 +222,77 @@ class Sequential:
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         ``callbacks``: :class:`~minidl.callbacks.Callback` objects, e.g. ``EarlyStopping`` or a
         learning-rate schedule such as ``minidl.optim.CosineAnnealingLR(optimizer, T_max=epochs)``.
+
+        Training never loses work:
+
+        - If the loss or the gradients of a step become NaN or infinite, ``fit`` raises
+          :class:`~minidl.guard.NonFiniteLossError` (a ``FloatingPointError``) naming the epoch,
+          the step and the last finite loss, *before* applying that step's update: the model
+          keeps the weights of the last finite step. ``error.history`` holds the completed epochs.
+        - Ctrl-C (``KeyboardInterrupt``) stops training after the step in flight: ``fit``
+          returns normally with the history of the completed epochs and
+          ``history.interrupted == True``; the model holds the weights of the last completed
+          step (including the steps of the interrupted epoch) and can be used or trained further.
         """
         self._require_head("fit")
         _check_int(epochs, "epochs", 0)
         _check_int(batch_size, "batch_size", 1)
         if verbose not in (0, 1, 2):
             raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"fit: shuffle must be a bool, got {shuffle!r}")
+        if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
+            raise TypeError(f"fit: callbacks must be a list of Callback objects, got {callbacks!r}")
+        callbacks = list(callbacks)
+        for i, cb in enumerate(callbacks):
+            if not isinstance(cb, Callback):
+                raise TypeError(f"fit: callbacks[{i}] must be a minidl Callback, got {type(cb).__name__}")
         X, y = self._prepare(X, y, "X", "y")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a pair (X_val, y_val)")
+                raise ValueError(
+                    f"fit: validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}"
+                    + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
+                )
             val = self._prepare(*validation_data, "validation_data[0]", "validation_data[1]")
         if optimizer is None:
             optimizer = self.optimizer or SGD(self.parameters(), lr=0.01)
+        elif not isinstance(optimizer, Optimizer):
+            raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, got {optimizer!r}")
+        own = {id(p) for p in self.parameters()}
+        if not any(id(p) in own for p in optimizer.params):
+            raise ValueError(
+                "fit: the optimizer holds none of this model's parameters; make it with "
+                "SGD(model.parameters(), ...) for this model"
+            )
         self.optimizer = optimizer
         history = History()
+        history.interrupted = False
         self.history = history
         self.stop_training = False
         for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
+        guard = TrainingGuard(optimizer.params, lr=getattr(optimizer, "lr", None))
+        try:
+            with guard:
+                self._fit_epochs(X, y, val if validation_data is not None else None, optimizer, epochs,
+                                 batch_size, shuffle, verbose, callbacks, history, guard)
+        except NonFiniteLossError as err:
+            err.history = history
+            raise
+        except KeyboardInterrupt:
+            history.interrupted = True
+            self.stop_training = True
+            if verbose:
+                print(f"fit: interrupted; returning the history of {len(history.epoch)} completed epoch(s); "
+                      "the model keeps the weights of the last completed step")
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def _fit_epochs(self, X, y, val, optimizer, epochs, batch_size, shuffle, verbose, callbacks, history,
+                    guard) -> None:
         n = len(X)
         for epoch in range(epochs):
             for cb in callbacks:
@@ -233,8 +303,8 @@ class Sequential:
             else:
                 Xe, ye = X, y
             logs = self._run_epoch(Xe, ye, optimizer, batch_size, callbacks,
-                                   desc=f"Epoch {epoch + 1}/{epochs}", verbose=verbose)
-            if validation_data is not None:
+                                   desc=f"Epoch {epoch + 1}/{epochs}", verbose=verbose, epoch=epoch, guard=guard)
+            if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate(*val, batch_size=256).items()})
             logs["lr"] = optimizer.lr  # the rate this epoch trained with; a schedule may change it at epoch end
             history.append(logs)
@@ -243,35 +313,34 @@ class Sequential:
                                                                    for k, v in logs.items()))
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
+            guard.check_interrupt()
             if self.stop_training:
                 break
-        for cb in callbacks:
-            cb.on_train_end()
-        return history
 
-    def _run_epoch(self, X, y, optimizer, batch_size, callbacks, desc, verbose) -> dict[str, float]:
+    def _run_epoch(self, X, y, optimizer, batch_size, callbacks, desc, verbose, epoch, guard) -> dict[str, float]:
         first = self.layers[0]
         skip_input_grad = getattr(first, "needs_input_grad", False)
         if skip_input_grad:
             first.needs_input_grad = False  # nobody reads dL/dX of the data: skip computing it
         try:
-            return self._epoch_steps(X, y, optimizer, batch_size, callbacks, desc, verbose)
+            return self._epoch_steps(X, y, optimizer, batch_size, callbacks, desc, verbose, epoch, guard)
         finally:
             if skip_input_grad:
                 first.needs_input_grad = True
 
-    def _epoch_steps(self, X, y, optimizer, batch_size, callbacks, desc, verbose) -> dict[str, float]:
+    def _epoch_steps(self, X, y, optimizer, batch_size, callbacks, desc, verbose, epoch, guard) -> dict[str, float]:
         n = len(X)
         total_loss, seen = 0.0, 0
         # argmax writes straight into one buffer; accuracy is counted only when someone reads it
         preds = np.empty(n, dtype=np.intp)
         bar = tqdm(total=n, desc=desc, unit="sample", disable=verbose != 1, leave=True, mininterval=PROGRESS_INTERVAL)
         last_refresh = time.perf_counter()
-        forward_backward, step_fn = self.forward_backward, optimizer.step
+        forward_backward, step_fn = self._forward_backward, optimizer.step  # data was checked once, by fit
         for step, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             yb = y[start:stop]
             loss, logits = forward_backward(X[start:stop], yb)
+            guard.check_step(loss, epoch, step)  # before the update: a NaN step is never applied
             step_fn()
             total_loss += loss * (stop - start)
             logits.argmax(axis=1, out=preds[start:stop])
@@ -283,6 +352,7 @@ class Sequential:
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", accuracy=f"{accuracy:.4f}", refresh=False)
                 bar.update(seen - bar.n)
                 last_refresh = time.perf_counter()
+            guard.check_interrupt()
         bar.close()
         return {"loss": total_loss / n, "accuracy": int(np.count_nonzero(preds == y)) / n}
 
@@ -318,13 +388,23 @@ class Sequential:
     # -- input checks --------------------------------------------------------------------
     def _prepare(self, X: Any, y: Any, x_name: str, y_name: str | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate and convert data once, before any work: float array of the model's dtype, int labels."""
-        X = np.asarray(X)
-        if X.dtype == object or X.dtype.kind not in "biuf":
-            raise TypeError(f"{x_name} must be a numeric array, got dtype {X.dtype}")
+        X = _as_array(X, x_name)
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{x_name} must be a numeric array, got {_describe(X)}")
+        if X.ndim >= 1 and len(X) == 0:
+            raise ValueError(f"{x_name} is empty (shape {X.shape})")
         if not self.built:
             if X.ndim < 2:
                 raise ValueError(f"{x_name} must have a batch axis and at least one feature axis, got shape {X.shape}")
-            self.build(X.shape[1:])
+            try:
+                self.build(X.shape[1:])
+            except ValueError as err:
+                if X.ndim != 3:
+                    raise
+                try:  # (N, H, W) images for a model whose first layer wants (C, H, W): one channel
+                    self.build((1, *X.shape[1:]))
+                except ValueError:
+                    raise err from None
         expected = self.input_shape
         if X.ndim == len(expected) and len(expected) == 3 and expected[0] == 1:
             X = X[:, None]  # (N, H, W) images for a single-channel model, as the blog's data is
@@ -332,20 +412,36 @@ class Sequential:
             raise ValueError(
                 f"{x_name} has shape {X.shape}, but the model expects (N, {', '.join(map(str, expected))})"
             )
-        if len(X) == 0:
-            raise ValueError(f"{x_name} is empty (shape {X.shape})")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
-            raise ValueError(f"{x_name} contains NaN or infinite values")
+        with np.errstate(over="ignore"):  # values beyond the dtype's range become inf, reported just below
+            X = np.ascontiguousarray(X, dtype=self.dtype)
+        bad = np.size(X) - np.count_nonzero(np.isfinite(X))
+        if bad:
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
+            raise ValueError(
+                f"{x_name} contains {bad} NaN or infinite value(s) (first at index {where}) after conversion to "
+                f"{self.dtype}; clean or rescale the data"
+            )
         if y_name is None:
             return X, None
-        y = np.asarray(y)
+        y = _as_array(y, y_name)
         if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"{y_name} must have shape ({len(X)},) to match {x_name}, got {y.shape}")
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            hint = ""
+            if y.ndim == 2 and y.shape == (len(X), self.output_shape[0]):
+                hint = "; one-hot labels? pass y.argmax(axis=1)"
+            raise ValueError(f"{y_name} must have shape ({len(X)},) to match {x_name}, got {y.shape}{hint}")
+        if y.dtype.kind == "f":
+            fractional = ~np.isfinite(y) | (y != np.round(y))
+            if fractional.any():
+                raise TypeError(
+                    f"{y_name} must hold integer class labels, got dtype {y.dtype} with non-integer values "
+                    f"such as {y[fractional][0]}"
+                )
             y = y.astype(np.intp)
-        if y.dtype.kind not in "iu":
-            raise TypeError(f"{y_name} must hold integer class labels, got dtype {y.dtype}")
+        if y.dtype.kind not in "biu":
+            raise TypeError(
+                f"{y_name} must hold integer class labels 0..K-1, got {_describe(y)}; encode other labels first "
+                "(e.g. sklearn.preprocessing.LabelEncoder)"
+            )
         classes = self.output_shape[0]
         if y.min() < 0 or y.max() >= classes:
             raise ValueError(
@@ -373,3 +469,17 @@ def _check_int(value: Any, arg: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{arg} must be >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _as_array(value: Any, arg: str) -> np.ndarray:
+    """``np.asarray`` that names the argument when the data is ragged or not array-like."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{arg} could not be made into an array ({err})") from None
+
+
+def _describe(a: np.ndarray) -> str:
+    if a.dtype == object and a.ndim == 0:
+        return f"{type(a.item()).__name__} {a.item()!r}"
+    return f"an array of dtype {a.dtype} and shape {a.shape}"

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .callbacks import Callback
-from .layers.base import Parameter
+from .layers.base import Parameter, check_bool
 from .layers.base import as_float as _check_float
 
 
@@ -17,12 +17,21 @@ class Optimizer:
     """Holds a list of parameters; ``step()`` updates the trainable ones, ``zero_grad()`` clears grads."""
 
     def __init__(self, params: Iterable[Parameter], lr: float) -> None:
+        owner = type(self).__name__
+        if isinstance(params, Parameter) or not isinstance(params, Iterable):
+            raise TypeError(
+                f"{owner}: params must be a list of Parameters (model.parameters()), got {type(params).__name__}"
+            )
         self.params = list(params)
         if not self.params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+            raise ValueError(f"{owner}: got an empty parameter list")
         bad = [p for p in self.params if not isinstance(p, Parameter)]
         if bad:
-            raise TypeError(f"{type(self).__name__}: params must be Parameter objects, got {type(bad[0]).__name__}")
+            raise TypeError(
+                f"{owner}: params must be Parameter objects (pass model.parameters()), got {type(bad[0]).__name__}"
+            )
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError(f"{owner}: a parameter appears more than once in params; it would be updated twice")
         self.lr = _check_float(lr, "lr", type(self).__name__, low=0.0, low_inclusive=False)
 
     def zero_grad(self) -> None:
@@ -111,7 +120,7 @@ class SGD(Optimizer):
         super().__init__(params, lr)
         self.momentum = _check_float(momentum, "momentum", "SGD", low=0.0, high=1.0)
         self.weight_decay = _check_float(weight_decay, "weight_decay", "SGD", low=0.0)
-        if nesterov and self.momentum == 0:
+        if check_bool(nesterov, "nesterov", "SGD") and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
         self._buffers: list[np.ndarray | None] = [None] * len(self.params)

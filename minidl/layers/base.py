@@ -120,8 +120,9 @@ class Layer:
             LAYERS[cls.__name__] = cls
 
     def __init__(self, *, trainable: bool = True, name: str | None = None) -> None:
-        if not isinstance(trainable, bool):
-            raise TypeError(f"{type(self).__name__}: trainable must be a bool, got {trainable!r}")
+        check_bool(trainable, "trainable", type(self).__name__)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a str, got {name!r}")
         self.name = name or type(self).__name__
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
@@ -175,6 +176,8 @@ class Layer:
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"{self.name}: dtype must be a floating type, got {dtype}")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"{self.name}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {rng!r}")
         output_shape = tuple(self.compute_output_shape(input_shape))
         self.create_parameters(input_shape, rng if rng is not None else np.random.default_rng(), dtype)
         self.input_shape, self.output_shape, self.dtype = input_shape, output_shape, dtype
@@ -240,6 +243,13 @@ def _as_shape(shape: Any, owner: str) -> Shape:
     if any(d < 1 for d in out) or any(int(d) != d for d in shape):
         raise ValueError(f"{owner}: input shape must hold positive ints, got {shape!r}")
     return out
+
+
+def check_bool(value: Any, arg: str, owner: str) -> bool:
+    """``value`` as a bool; a ``TypeError`` quoting it otherwise (``"no"`` is truthy, so strings are refused)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {arg} must be a bool, got {value!r}")
+    return bool(value)
 
 
 def as_pair(value: Any, arg: str, owner: str, minimum: int = 1) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .base import Layer, Parameter, Shape, as_pair
+from .base import Layer, Parameter, Shape, as_pair, check_bool
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_total: int) -> int:
@@ -160,7 +160,7 @@ class Conv2D(Layer):
         self.kernel_size = as_pair(kernel_size, "kernel_size", self.name)
         self.stride = as_pair(stride, "stride", self.name)
         self.padding = check_padding(padding, self.name)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias", self.name)
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Layer, Parameter, Shape
+from .base import Layer, Parameter, Shape, check_bool
 
 
 class Flatten(Layer):
@@ -38,7 +38,7 @@ class Dense(Layer):
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"{self.name}: units must be a positive int, got {units!r}")
         self.units = int(units)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias", self.name)
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
 

@@ -1,0 +1,101 @@
+"""What keeps ``fit`` from losing work: the non-finite check and Ctrl-C at step boundaries.
+
+``TrainingGuard`` is used by ``Sequential.fit`` once per step, between computing the
+gradients and applying them:
+
+- ``check_step(loss)`` runs *before* ``optimizer.step()``. A non-finite loss, or a
+  finite loss whose gradients hold NaN/inf (or overflow: the check sums ``g·g``
+  over the trainable parameters, one BLAS dot each), raises
+  :class:`NonFiniteLossError` before the update is applied, so the weights are still
+  those of the last good step. Nothing is copied per step.
+- ``check_interrupt()`` runs *after* the step. While the guard is active on the main
+  thread, Ctrl-C (SIGINT) only sets a flag; the step in flight finishes (no update is
+  left half-applied) and then ``KeyboardInterrupt`` is raised at this boundary. A
+  second Ctrl-C raises at once.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .layers.base import Parameter
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged: the loss or the gradients became NaN or infinite.
+
+    Attributes: ``epoch`` and ``step`` (0-based) where it happened, ``loss`` (the
+    non-finite or finite loss of that step), ``last_finite_loss`` (of the step before, or
+    ``None``), and ``history`` (the epochs completed before it, filled in by ``fit``).
+    """
+
+    def __init__(self, message: str, epoch: int, step: int, loss: float, last_finite_loss: float | None) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.loss, self.last_finite_loss = epoch, step, loss, last_finite_loss
+        self.history: Any = None
+
+
+class TrainingGuard:
+    """Per-step safety checks for one ``fit`` call; a context manager that defers SIGINT."""
+
+    def __init__(self, params: Iterable[Parameter], lr: float | None = None) -> None:
+        self.params = [p for p in params if p.trainable]
+        self.lr = lr
+        self.last_loss: float | None = None
+        self.interrupt_requested = False
+        self._previous_handler: Any = None
+
+    # -- non-finite loss / gradients --------------------------------------------------
+    def check_step(self, loss: float, epoch: int, step: int) -> None:
+        """Raise :class:`NonFiniteLossError` unless ``loss`` and every gradient are finite."""
+        if math.isfinite(loss):
+            squares = 0.0
+            for p in self.params:
+                squares += float(np.vdot(p.grad, p.grad))
+            if math.isfinite(squares):
+                self.last_loss = loss
+                return
+            what = f"the gradients became non-finite (sum of squares {squares}) while the loss was {loss:.6g}"
+        else:
+            what = f"the loss became {loss}"
+        last = "no earlier step had a finite loss" if self.last_loss is None else \
+            f"the last finite loss was {self.last_loss:.6g}"
+        if all(np.isfinite(p.data).all() for p in self.params):
+            kept = "the model keeps the weights of the last finite step (this step's update was not applied)"
+        else:
+            kept = "the previous update overflowed, so the weights already hold non-finite values"
+        lr = f" (lr={self.lr:g})" if self.lr is not None else ""
+        raise NonFiniteLossError(
+            f"fit: {what} at epoch {epoch + 1}, step {step + 1}; {last}. Training stopped and {kept}. "
+            f"Try a lower learning rate{lr} or rescaled inputs.",
+            epoch, step, loss, self.last_loss,
+        )
+
+    # -- Ctrl-C at step boundaries --------------------------------------------------------
+    def __enter__(self) -> "TrainingGuard":
+        # Only the main thread may install handlers; respect a handler the user installed.
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.interrupt_requested:  # a second Ctrl-C: the user wants out now
+            raise KeyboardInterrupt
+        self.interrupt_requested = True
+
+    def check_interrupt(self) -> None:
+        """Raise ``KeyboardInterrupt`` here if Ctrl-C was pressed during the step that just ended."""
+        if self.interrupt_requested:
+            raise KeyboardInterrupt

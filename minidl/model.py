@@ -242,7 +242,7 @@ class Sequential:
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"fit: shuffle must be a bool, got {shuffle!r}")
         if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
-            raise TypeError(f"fit: callbacks must be a list of Callback objects, got {callbacks!r}")
+            raise TypeError(f"fit: callbacks must be a list of Callback objects, got a {type(callbacks).__name__}")
         callbacks = list(callbacks)
         for i, cb in enumerate(callbacks):
             if not isinstance(cb, Callback):

@@ -1,0 +1,544 @@
+"""Bad input gets a clear error; training never loses work (NaN stop, Ctrl-C).
+
+``CASES`` and ``CLI_CASES`` are the single source of the bad inputs: they drive the
+parametrised tests here and the table in docs/robustness.md (``python tests/gen_robustness_doc.py``
+rewrites it; ``test_robustness_doc_is_up_to_date`` fails when it is stale).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import signal
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+
+from minidl import Sequential, cli
+from minidl.callbacks import Callback
+from minidl.guard import NonFiniteLossError, TrainingGuard
+from minidl.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, SoftmaxCE
+from minidl.data import load_digits
+from minidl.optim import SGD
+from minidl.presets import blog_cnn
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "robustness.md"
+
+
+def make_model(input_shape=(1, 8, 8), seed=0, classes=3, **kwargs) -> Sequential:
+    """The blog's architecture, small: Conv2D → ReLU → MaxPool2D → Flatten → Dense → SoftmaxCE."""
+    return Sequential([Conv2D(2, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(classes), SoftmaxCE()],
+                      input_shape=input_shape, seed=seed, **kwargs)
+
+
+def make_data(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, 8, 8), dtype=np.float32), np.arange(n) % 3
+
+
+def namespace() -> dict[str, Any]:
+    """What a case's code may use: ``model`` and ``other`` (built for (1, 8, 8), 3 classes), ``unbuilt``, ``X``, ``y``."""
+    X, y = make_data()
+    return dict(np=np, Sequential=Sequential, SGD=SGD, Callback=Callback, Conv2D=Conv2D, Dense=Dense,
+                Flatten=Flatten, MaxPool2D=MaxPool2D, ReLU=ReLU, SoftmaxCE=SoftmaxCE,
+                model=make_model(), other=make_model(), unbuilt=make_model(input_shape=None), X=X, y=y)
+
+
+class Case(NamedTuple):
+    section: str
+    code: str         # evaluated in namespace(); shown in the doc
+    error: type       # ValueError or TypeError
+    match: str        # regex the message must contain: it names the argument / layer
+
+
+DATA, FIT, OPT, LAYER, MODEL, COMPOSE = (
+    "Data given to fit / evaluate / predict / forward_backward",
+    "Arguments of fit / evaluate / predict",
+    "Optimizer hyper-parameters",
+    "Layer arguments",
+    "Sequential arguments",
+    "Composition (raised at build, naming position, class and shapes)",
+)
+
+CASES = [
+    Case(DATA, "model.fit(np.zeros((6, 3, 8, 8)), y)", ValueError, r"X has shape \(6, 3, 8, 8\).*expects \(N, 1, 8, 8\)"),
+    Case(DATA, "model.fit(X[:, :, :7, :7], y)", ValueError, r"X has shape \(6, 1, 7, 7\)"),
+    Case(DATA, "model.fit(X.reshape(6, 64), y)", ValueError, r"X has shape \(6, 64\)"),
+    Case(DATA, "model.predict(X[..., None])", ValueError, r"X has shape \(6, 1, 8, 8, 1\)"),
+    Case(DATA, "model.fit(X[:0], y[:0])", ValueError, r"X is empty"),
+    Case(DATA, "unbuilt.predict([])", ValueError, r"X is empty"),
+    Case(DATA, "unbuilt.fit(np.ones(6), y)", ValueError, r"X must have a batch axis"),
+    Case(DATA, "model.fit(np.where(X > 0.5, np.nan, X), y)", ValueError, r"X contains \d+ NaN or infinite"),
+    Case(DATA, "model.evaluate(np.full((6, 1, 8, 8), np.inf), y)", ValueError, r"X contains 384 NaN or infinite"),
+    Case(DATA, "model.fit(X.astype(np.float64) * 1e300, y)", ValueError, r"after conversion to float32"),
+    Case(DATA, "model.fit(np.full((6, 1, 8, 8), 'a'), y)", TypeError, r"X must be a numeric array.*<U1"),
+    Case(DATA, "model.fit(X + 1j, y)", TypeError, r"X must be a numeric array.*complex"),
+    Case(DATA, "model.predict(None)", TypeError, r"X must be a numeric array, got NoneType"),
+    Case(DATA, "model.fit([[0.0, 1.0], [2.0]], [0, 1])", ValueError, r"X could not be made into an array"),
+    Case(DATA, "model.fit(X, y + 0.5)", TypeError, r"y must hold integer class labels.*non-integer values such as 0.5"),
+    Case(DATA, "model.fit(X, np.where(y > 0, np.nan, 0))", TypeError, r"y must hold integer class labels.*nan"),
+    Case(DATA, "model.fit(X, np.array(list('abcabc')))", TypeError, r"y must hold integer class labels.*LabelEncoder"),
+    Case(DATA, "model.fit(X, y + 1)", ValueError, r"y holds labels in \[1, 3\].*3 classes"),
+    Case(DATA, "model.fit(X, y - 1)", ValueError, r"y holds labels in \[-1, 1\]"),
+    Case(DATA, "model.fit(X, y[:5])", ValueError, r"y must have shape \(6,\) to match X, got \(5,\)"),
+    Case(DATA, "model.fit(X, np.eye(3)[y])", ValueError, r"one-hot labels\? pass y.argmax"),
+    Case(DATA, "model.evaluate(X, y + 3)", ValueError, r"y holds labels in \[3, 5\]"),
+    Case(DATA, "model.fit(X, y, validation_data=(X[:, :, :4], y))", ValueError,
+         r"validation_data\[0\] has shape \(6, 1, 4, 8\)"),
+    Case(DATA, "model.fit(X, y, validation_data=(X, y + 7))", ValueError, r"validation_data\[1\] holds labels"),
+    Case(DATA, "model.forward_backward(X, y + 3)", ValueError, r"y holds labels in \[3, 5\]"),
+    Case(DATA, "model.forward_backward(X[:, :, :5], y)", ValueError, r"x has shape \(6, 1, 5, 8\)"),
+    Case(FIT, "model.fit(X, y, epochs=-1)", ValueError, r"epochs must be >= 0, got -1"),
+    Case(FIT, "model.fit(X, y, epochs=2.5)", TypeError, r"epochs must be an int, got 2.5"),
+    Case(FIT, "model.fit(X, y, batch_size=0)", ValueError, r"batch_size must be >= 1, got 0"),
+    Case(FIT, "model.fit(X, y, batch_size=True)", TypeError, r"batch_size must be an int, got True"),
+    Case(FIT, "model.fit(X, y, verbose=3)", ValueError, r"verbose must be 0, 1 or 2, got 3"),
+    Case(FIT, "model.fit(X, y, shuffle='no')", TypeError, r"shuffle must be a bool, got 'no'"),
+    Case(FIT, "model.fit(X, y, validation_data=X)", ValueError, r"validation_data must be a pair"),
+    Case(FIT, "model.fit(X, y, optimizer='sgd')", TypeError, r"optimizer must be a minidl Optimizer.*'sgd'"),
+    Case(FIT, "model.fit(X, y, optimizer=SGD(other.parameters()))", ValueError,
+         r"the optimizer holds none of this model's parameters"),
+    Case(FIT, "model.fit(X, y, callbacks=Callback())", TypeError, r"callbacks must be a list of Callback objects"),
+    Case(FIT, "model.fit(X, y, callbacks=[print])", TypeError, r"callbacks\[0\] must be a minidl Callback"),
+    Case(FIT, "model.evaluate(X, y, batch_size=0)", ValueError, r"batch_size must be >= 1"),
+    Case(FIT, "model.predict(X, batch_size=-2)", ValueError, r"batch_size must be >= 1, got -2"),
+    Case(FIT, "Sequential([Flatten(), Dense(3)], input_shape=(4,)).fit(np.ones((2, 4)), [0, 1])", ValueError,
+         r"fit needs a loss layer"),
+    Case(OPT, "SGD(model.parameters(), lr=0)", ValueError, r"SGD: lr must be finite and in \(0.0, inf\), got 0.0"),
+    Case(OPT, "SGD(model.parameters(), lr=-0.1)", ValueError, r"lr must be .* got -0.1"),
+    Case(OPT, "SGD(model.parameters(), lr=float('nan'))", ValueError, r"lr must be finite .* got nan"),
+    Case(OPT, "SGD(model.parameters(), lr=float('inf'))", ValueError, r"lr must be finite .* got inf"),
+    Case(OPT, "SGD(model.parameters(), lr='0.1')", TypeError, r"lr must be a number, got '0.1'"),
+    Case(OPT, "SGD(model.parameters(), momentum=1.0)", ValueError, r"momentum must be finite and in \[0.0, 1.0\)"),
+    Case(OPT, "SGD(model.parameters(), momentum=-0.5)", ValueError, r"momentum .* got -0.5"),
+    Case(OPT, "SGD(model.parameters(), weight_decay=-1e-4)", ValueError, r"weight_decay .* got -0.0001"),
+    Case(OPT, "SGD(model.parameters(), nesterov=True)", ValueError, r"nesterov=True needs momentum > 0"),
+    Case(OPT, "SGD(model.parameters(), momentum=0.9, nesterov='yes')", TypeError, r"nesterov must be a bool"),
+    Case(OPT, "SGD(model)", TypeError, r"params must be a list of Parameters \(model.parameters\(\)\), got Sequential"),
+    Case(OPT, "SGD([])", ValueError, r"empty parameter list"),
+    Case(OPT, "SGD(model.parameters() * 2)", ValueError, r"appears more than once"),
+    Case(OPT, "SGD(model.layers)", TypeError, r"params must be Parameter objects .* got Conv2D"),
+    Case(LAYER, "Conv2D(0)", ValueError, r"Conv2D: filters must be a positive int, got 0"),
+    Case(LAYER, "Conv2D(-4)", ValueError, r"filters must be a positive int, got -4"),
+    Case(LAYER, "Conv2D(4, kernel_size=0)", ValueError, r"kernel_size must be >= 1, got 0"),
+    Case(LAYER, "Conv2D(4, kernel_size=(3, -1))", ValueError, r"kernel_size must be >= 1, got \(3, -1\)"),
+    Case(LAYER, "Conv2D(4, kernel_size=2.5)", TypeError, r"kernel_size must be an int or a pair of ints, got 2.5"),
+    Case(LAYER, "Conv2D(4, stride=0)", ValueError, r"stride must be >= 1, got 0"),
+    Case(LAYER, "Conv2D(4, padding=-1)", ValueError, r"padding must be >= 0, got -1"),
+    Case(LAYER, "Conv2D(4, padding='full')", ValueError, r"padding must be .*got 'full'"),
+    Case(LAYER, "Conv2D(4, use_bias='no')", TypeError, r"use_bias must be a bool, got 'no'"),
+    Case(LAYER, "MaxPool2D(0)", ValueError, r"pool_size must be >= 1, got 0"),
+    Case(LAYER, "MaxPool2D(2, stride=-1)", ValueError, r"stride must be >= 1, got -1"),
+    Case(LAYER, "MaxPool2D(2, padding=2)", ValueError, r"padding must be at most half the pool size"),
+    Case(LAYER, "Dense(0)", ValueError, r"Dense: units must be a positive int, got 0"),
+    Case(LAYER, "Dense(2.5)", ValueError, r"units must be a positive int, got 2.5"),
+    Case(LAYER, "Dense(3, trainable='yes')", TypeError, r"trainable must be a bool, got 'yes'"),
+    Case(LAYER, "ReLU(name=3)", TypeError, r"name must be a str, got 3"),
+    Case(LAYER, "Dense(3).build((4,), rng=0)", TypeError, r"rng must be a numpy.random.Generator"),
+    Case(LAYER, "Dense(3).build((4,), dtype='int32')", TypeError, r"dtype must be a floating type"),
+    Case(LAYER, "Dense(3).build((0,))", ValueError, r"input shape must hold positive ints"),
+    Case(LAYER, "Dense(3).forward(X.reshape(6, 64))", ValueError, r"Dense is not built"),
+    Case(LAYER, "model.layers[4].forward(X.reshape(6, 64))", ValueError,
+         r"Dense: expected input of shape \(N, 18\), got \(6, 64\)"),
+    Case(MODEL, "Sequential([])", ValueError, r"empty layer list"),
+    Case(MODEL, "Sequential(Dense(3))", TypeError, r"layers must be a list of Layer objects"),
+    Case(MODEL, "Sequential([Flatten(), 'Dense(3)'])", TypeError, r"item 1 is a str, not a minidl Layer"),
+    Case(MODEL, "Sequential([model.layers[3]] * 2)", ValueError, r"the same layer object appears twice"),
+    Case(MODEL, "Sequential([Flatten()], dtype='float16')", TypeError, r"dtype must be float32 or float64, got 'float16'"),
+    Case(MODEL, "Sequential([Flatten()], dtype='floot32')", TypeError, r"dtype must be float32 or float64, got 'floot32'"),
+    Case(MODEL, "Sequential([Flatten()], seed=-1)", ValueError, r"seed must be >= 0, got -1"),
+    Case(MODEL, "Sequential([Flatten()], seed=0.5)", TypeError, r"seed must be an int, got 0.5"),
+    Case(MODEL, "Sequential([Flatten()], input_shape=(1, 0, 8))", ValueError, r"input shape must hold positive ints"),
+    Case(MODEL, "Sequential([Flatten()], input_shape=8)", TypeError, r"input shape must be a tuple of ints, got 8"),
+    Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3)], input_shape=(1, 8, 8))", ValueError,
+         r"layer 1 \(Dense\) got input shape \(2, 6, 6\).*put a Flatten\(\) before it"),
+    Case(COMPOSE, "Sequential([Flatten(), Conv2D(2, 3)], input_shape=(1, 8, 8))", ValueError,
+         r"layer 1 \(Conv2D\) got input shape \(64,\).*expects images"),
+    Case(COMPOSE, "Sequential([Flatten(), MaxPool2D(2)], input_shape=(1, 8, 8))", ValueError,
+         r"layer 1 \(MaxPool2D\) got input shape \(64,\)"),
+    Case(COMPOSE, "Sequential([Flatten(), SoftmaxCE(), Dense(3)])", ValueError,
+         r"SoftmaxCE must be the last layer, found at position 1 of 3 \(followed by Dense\)"),
+    Case(COMPOSE, "Sequential([Flatten(), Dense(3), SoftmaxCE(), SoftmaxCE()])", ValueError,
+         r"one SoftmaxCE loss head, found one at each of positions \[2, 3\]"),
+    Case(COMPOSE, "Sequential([Conv2D(2, 3), SoftmaxCE()], input_shape=(1, 8, 8))", ValueError,
+         r"layer 1 \(SoftmaxCE\) got input shape \(2, 6, 6\).*class scores"),
+    Case(COMPOSE, "Sequential([Conv2D(2, 5), MaxPool2D(2), Conv2D(2, 3)], input_shape=(1, 8, 8))", ValueError,
+         r"layer 2 \(Conv2D\) got input shape \(2, 2, 2\).*kernel \(3, 3\) is bigger than its padded input"),
+    Case(COMPOSE, "Sequential([MaxPool2D(5)], input_shape=(1, 4, 4))", ValueError,
+         r"layer 0 \(MaxPool2D\) got input shape \(1, 4, 4\).*pool window \(5, 5\) is bigger"),
+    Case(COMPOSE, "Sequential([Conv2D(2, 3, stride=4)], input_shape=(1, 2, 2))", ValueError,
+         r"kernel \(3, 3\) is bigger than its padded input \(2, 2\)"),
+]
+
+CLI_CASES = [
+    ["digits", "--epochs", "0"],
+    ["digits", "--epochs", "ten"],
+    ["digits", "--batch-size", "-4"],
+    ["digits", "--lr", "0"],
+    ["digits", "--lr", "nan"],
+    ["digits", "--momentum", "1"],
+    ["digits", "--seed", "-3"],
+    ["digits", "--preset", "resnet"],
+    ["digits", "--verbose", "5"],
+    ["digits", "--bogus"],
+    ["train"],
+    [],
+]
+
+
+def _case_id(case: Case) -> str:
+    return re.sub(r"\W+", "_", case.code)[:60]
+
+
+def run_case(case: Case) -> BaseException:
+    """Evaluate the case's code and return the exception it raised (or fail)."""
+    with pytest.raises(case.error) as info:
+        eval(case.code, namespace())  # noqa: S307 - our own table of cases
+    assert type(info.value) is case.error, f"{case.code} raised a {type(info.value).__name__}"
+    return info.value
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """``minidl ARGV``: its exit status and the last line of stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = cli.main(argv)
+        except SystemExit as exit_:
+            status = exit_.code
+    return status, err.getvalue().strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_bad_input_raises_a_clear_error(case):
+    message = str(run_case(case))
+    assert re.search(case.match, message), f"{case.code}: message {message!r} does not match {case.match!r}"
+
+
+@pytest.mark.parametrize("argv", CLI_CASES, ids=lambda argv: " ".join(argv) or "no-args")
+def test_cli_rejects_bad_options_with_usage_and_status_2(argv, capsys):
+    status, last = run_cli(argv)
+    assert status == 2
+    assert last.startswith("minidl") and "error:" in last and "Traceback" not in last
+
+
+def render_doc() -> str:
+    """docs/robustness.md, from CASES and CLI_CASES (run by tests/gen_robustness_doc.py)."""
+    lines = [
+        "# Robustness: bad input, diverging losses, interrupted runs, reproducibility",
+        "",
+        "<!-- GENERATED by `python tests/gen_robustness_doc.py` from tests/test_robustness.py; do not edit. -->",
+        "",
+        "## Bad input gets one clear error, raised before any work",
+        "",
+        "Every row below is a case of `tests/test_robustness.py`, run by the test suite; the message column is",
+        "what minidl raises today. In the code, `model` is the blog's CNN built for `(1, 8, 8)` images with 3",
+        "classes (`other` another one), `unbuilt` the same without `input_shape`, `X` six float32 images `(6, 1, 8, 8)`, `y` labels 0..2.",
+        "",
+        "Not errors, on purpose: integer and boolean image arrays are converted to the model's dtype; images",
+        "shaped `(N, H, W)` are accepted by single-channel models (built or not); float labels holding whole",
+        "numbers and boolean labels are converted to class indices.",
+    ]
+    section = None
+    for case in CASES:
+        if case.section != section:
+            section = case.section
+            lines += ["", f"### {section}", "", "| Code | Raises | Message |", "|---|---|---|"]
+        message = str(run_case(case)).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{case.code.replace('|', chr(92) + '|')}` | {case.error.__name__} | {message} |")
+    lines += ["", "### The command line (exit status 2, a usage line, never a traceback)", "",
+              "| Command | Status | Last line of stderr |", "|---|---|---|"]
+    for argv in CLI_CASES:
+        status, last = run_cli(argv)
+        lines.append(f"| `{' '.join(['minidl', *argv])}` | {status} | {last} |")
+    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), ""]
+    return "\n".join(lines)
+
+
+GUIDE_TEXT = """
+## Training never loses work
+
+- **NaN or infinite loss.** `fit` checks every step's loss, and the sum of squares of the gradients,
+  *before* the optimizer applies the step. If either is NaN or infinite it raises
+  `minidl.guard.NonFiniteLossError` (a `FloatingPointError`) naming the epoch, the step and the last
+  finite loss, with a hint to lower the learning rate. The poisoned update is never applied, so the model
+  keeps the weights of the last finite step; nothing is copied per step. `error.history` (and
+  `model.history`) hold the completed epochs. `minidl digits` prints the message and exits with status 1.
+- **Ctrl-C.** While `fit` runs on the main thread, Ctrl-C (SIGINT) only raises a flag: the step in
+  flight finishes and training stops at that step boundary, so no update is ever half-applied. `fit`
+  then returns normally (after `on_train_end`) with the history of the completed epochs and
+  `history.interrupted == True`; the model holds the weights of the last completed step, including the
+  steps of the interrupted epoch, and can predict, be saved, or `fit` again. A second Ctrl-C stops at
+  once. A `KeyboardInterrupt` raised by code (a callback, another thread's handler) is treated the
+  same way.
+
+## Reproducible
+
+Same seed, data and arguments give bit-identical weights, history and predictions, in one process
+and across processes (`tests/test_reproducibility.py`). minidl draws every random number from
+`numpy.random.Generator`s seeded from the model's `seed`; a test replaces all of NumPy's global
+random functions with ones that raise, and building, training and predicting still work.
+
+## Fuzzing
+
+`tests/test_fuzz.py` builds random layer stacks with random hyper-parameters, input shapes and
+dtypes: each either trains one step (finite loss, parameters changed) or raises `ValueError` /
+`TypeError` with a message, or stops with `NonFiniteLossError` with finite weights kept. The default
+profile runs a bounded number of examples; `pytest tests/test_fuzz.py --hypothesis-profile deep`
+runs many more.
+"""
+
+
+def test_robustness_doc_is_up_to_date():
+    assert DOC.exists(), "docs/robustness.md is missing: run python tests/gen_robustness_doc.py"
+    assert DOC.read_text() == render_doc(), "docs/robustness.md is stale: run python tests/gen_robustness_doc.py"
+
+
+# -- conversions that are not errors ------------------------------------------------------------
+@pytest.mark.parametrize("convert", [lambda X: (X * 16).astype(np.int64), lambda X: X > 0.5, lambda X: X[:, 0]],
+                         ids=["int-images", "bool-images", "NHW-images"])
+def test_integer_boolean_and_nhw_images_are_converted(convert):
+    X, y = make_data()
+    reference = make_model()
+    expected = reference.predict_proba(np.asarray(convert(X), dtype=np.float32).reshape(X.shape))
+    model = make_model()
+    np.testing.assert_array_equal(model.predict_proba(convert(X)), expected)
+    history = model.fit(convert(X), y, epochs=1, batch_size=2, verbose=0)
+    assert np.isfinite(history["loss"][0])
+    assert np.isfinite(model.evaluate(convert(X), y)["loss"])
+
+
+def test_nhw_images_build_an_unbuilt_single_channel_model_like_input_shape_would():
+    X, y = make_data()
+    model = make_model(input_shape=None)
+    model.fit(X[:, 0], y, epochs=1, verbose=0, shuffle=False)
+    assert model.input_shape == (1, 8, 8)
+    direct = make_model()
+    direct.fit(X, y, epochs=1, verbose=0, shuffle=False)
+    for name, value in direct.state_dict().items():  # the failed (8, 8) build drew no random numbers
+        np.testing.assert_array_equal(model.state_dict()[name], value)
+
+
+def test_whole_number_float_and_boolean_labels_are_converted():
+    X, y = make_data()
+    a, b = make_model(), make_model()
+    a.fit(X, y, epochs=1, verbose=0)
+    b.fit(X, y.astype(np.float64), epochs=1, verbose=0)
+    np.testing.assert_array_equal(a.layers[0].weight.data, b.layers[0].weight.data)
+    assert make_model().evaluate(X, y > 0)["loss"] > 0
+
+
+def test_forward_backward_checks_and_converts_like_fit():
+    X, y = make_data()
+    loss, logits = make_model().forward_backward((X * 16).astype(np.int32)[:, 0], y)
+    assert np.isfinite(loss) and logits.shape == (6, 3)
+
+
+# -- NaN / inf: stop at the step, keep the last finite weights --------------------------------------
+class Snapshots(Callback):
+    """Weights after every completed step, in order."""
+
+    def on_train_begin(self, logs=None):
+        self.states = [self.model.state_dict()]
+
+    def on_batch_end(self, batch, logs=None):
+        self.states.append(self.model.state_dict())
+
+
+def assert_weights_equal(model: Sequential, state: dict[str, np.ndarray]) -> None:
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, state[name], err_msg=name)
+
+
+def test_diverging_loss_stops_with_a_clear_error_and_keeps_the_last_finite_weights():
+    X, _, y, _ = load_digits()
+    model = blog_cnn(seed=0)
+    snaps = Snapshots()
+    with pytest.raises(NonFiniteLossError) as info, np.errstate(all="ignore"):
+        model.fit(X[:64], y[:64], optimizer=SGD(model.parameters(), lr=1e20), epochs=3, batch_size=4,
+                  shuffle=False, verbose=0, callbacks=[snaps])
+    err = info.value
+    assert isinstance(err, FloatingPointError)
+    message = str(err)
+    assert re.search(r"the loss became (nan|inf) at epoch 1, step 2; the last finite loss was \d", message)
+    assert "lower learning rate (lr=1e+20)" in message and "keeps the weights of the last finite step" in message
+    assert (err.epoch, err.step) == (0, 1) and np.isfinite(err.last_finite_loss)
+    assert len(snaps.states) == 2  # the start and step 1: step 2's update was never applied
+    assert_weights_equal(model, snaps.states[-1])
+    assert all(np.isfinite(p.data).all() for p in model.parameters())
+    assert err.history is model.history
+
+
+class InfFromCall(Layer):
+    """Identity layer whose training forward outputs +inf from its ``at``-th call on (a loss that becomes NaN)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, x, training=False):
+        if training:
+            self.calls += 1
+            if self.calls >= self.at:
+                return np.full_like(x, np.inf)
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def test_nan_loss_mid_training_names_epoch_step_and_last_loss_and_keeps_completed_epochs():
+    X, y = make_data(n=12)
+    model = Sequential([Conv2D(2, 3), InfFromCall(at=8), Flatten(), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 8, 8), seed=0)
+    snaps = Snapshots()
+    losses = []
+    with pytest.raises(NonFiniteLossError) as info, np.errstate(all="ignore"):
+        model.fit(X, y, epochs=5, batch_size=4, verbose=0, callbacks=[snaps, RecordLosses(losses)])
+    err = info.value
+    assert (err.epoch, err.step) == (2, 1)  # call 8 = epoch 3 (of 3 steps each), step 2
+    assert "at epoch 3, step 2" in str(err) and f"last finite loss was {losses[-1]:.6g}" in str(err)
+    assert err.last_finite_loss == losses[-1] and not np.isfinite(err.loss)
+    assert_weights_equal(model, snaps.states[-1])
+    assert len(snaps.states) == 1 + 7 and len(err.history["loss"]) == 2
+
+
+class RecordLosses(Callback):
+    def __init__(self, out: list) -> None:
+        self.out = out
+
+    def on_batch_end(self, batch, logs=None):
+        self.out.append(logs["loss"])
+
+
+class NaNGradient(Layer):
+    """Identity forward; backward returns NaN from the ``poison_at``-th call on (a finite loss, bad gradients)."""
+
+    def __init__(self, poison_at: int) -> None:
+        super().__init__()
+        self.poison_at, self.calls = poison_at, 0
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, grad_out):
+        self.calls += 1
+        return grad_out * np.nan if self.calls >= self.poison_at else grad_out
+
+
+def test_finite_loss_with_non_finite_gradients_stops_before_the_update():
+    X, y = make_data(n=12)
+    model = Sequential([Conv2D(2, 3), ReLU(), NaNGradient(poison_at=3), Flatten(), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 8, 8), seed=0)
+    snaps = Snapshots()
+    with pytest.raises(NonFiniteLossError, match=r"gradients became non-finite .* at epoch 1, step 3"):
+        model.fit(X, y, epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[snaps])
+    assert len(snaps.states) == 3  # the start, then steps 1 and 2
+    assert_weights_equal(model, snaps.states[-1])
+    assert np.isfinite(model.layers[0].weight.data).all()
+
+
+def test_guard_says_so_when_the_weights_are_already_non_finite():
+    p = Parameter(np.array([np.inf, 1.0]))
+    guard = TrainingGuard([p], lr=0.1)
+    guard.check_step(1.5, epoch=0, step=0)
+    with pytest.raises(NonFiniteLossError, match=r"last finite loss was 1.5.*weights already hold non-finite"):
+        guard.check_step(float("nan"), epoch=0, step=1)
+
+
+def test_cli_reports_divergence_with_status_1_and_no_traceback(capsys):
+    with np.errstate(all="ignore"):
+        status = cli.main(["digits", "--lr", "1e30", "--epochs", "1", "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "minidl: error: fit: the loss became" in err and "lower learning rate" in err
+    assert "Traceback" not in err
+
+
+# -- Ctrl-C: stop after the step in flight, keep its weights, return the history ----------------------
+class InterruptAt(Callback):
+    def __init__(self, epoch: int, step: int) -> None:
+        self.at = (epoch, step)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_from_a_callback_returns_history_and_keeps_the_last_step(capsys):
+    X, y = make_data(n=12)
+    model = make_model()
+    snaps = Snapshots()
+    history = model.fit(X, y, epochs=5, batch_size=4, verbose=2, callbacks=[snaps, InterruptAt(1, 1)])
+    assert history.interrupted and model.history is history
+    assert len(history["loss"]) == 1  # epoch 0 completed; epoch 1 was interrupted after its step 1
+    assert len(snaps.states) == 1 + 3 + 2
+    assert_weights_equal(model, snaps.states[-1])
+    assert "interrupted" in capsys.readouterr().out
+    # The model is usable: it predicts and trains on.
+    assert model.predict(X).shape == (12,)
+    assert not model.fit(X, y, epochs=1, verbose=0).interrupted
+
+
+class SigintDuringForward(Layer):
+    """Identity layer that sends the process a real SIGINT during the forward pass of chosen training steps."""
+
+    def __init__(self, at_calls: tuple[int, ...], times: int = 1) -> None:
+        super().__init__()
+        self.at_calls, self.times, self.calls = at_calls, times, 0
+
+    def forward(self, x, training=False):
+        if training:
+            self.calls += 1
+            if self.calls in self.at_calls:
+                for _ in range(self.times):
+                    os.kill(os.getpid(), signal.SIGINT)
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def counting_sgd(model):
+    opt = SGD(model.parameters(), lr=0.1)
+    opt.steps = 0
+    step = opt.step
+
+    def counted():
+        step()
+        opt.steps += 1
+    opt.step = counted
+    return opt
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
+def test_ctrl_c_mid_step_finishes_that_step_then_stops():
+    X, y = make_data(n=12)
+    model = Sequential([SigintDuringForward(at_calls=(5,)), Conv2D(2, 3), Flatten(), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 8, 8), seed=0)
+    snaps = Snapshots()
+    opt = counting_sgd(model)
+    history = model.fit(X, y, optimizer=opt, epochs=4, batch_size=4, verbose=0, callbacks=[snaps])
+    assert history.interrupted and len(history["loss"]) == 1
+    assert opt.steps == 5  # the interrupted step 5 was completed, not dropped half-way
+    assert_weights_equal(model, snaps.states[5])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit restored the handler
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
+def test_a_second_ctrl_c_stops_at_once():
+    X, y = make_data(n=12)
+    model = Sequential([SigintDuringForward(at_calls=(2,), times=2), Flatten(), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 8, 8), seed=0)
+    snaps = Snapshots()
+    opt = counting_sgd(model)
+    history = model.fit(X, y, optimizer=opt, epochs=2, batch_size=4, verbose=0, callbacks=[snaps])
+    assert history.interrupted and opt.steps == 1
+    assert_weights_equal(model, snaps.states[1])

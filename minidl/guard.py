@@ -1,13 +1,16 @@
-"""What keeps ``fit`` from losing work: the non-finite check and Ctrl-C at step boundaries.
+"""What keeps ``fit`` from losing work: the non-finite checks and Ctrl-C at step boundaries.
 
-``TrainingGuard`` is used by ``Sequential.fit`` once per step, between computing the
-gradients and applying them:
+``TrainingGuard`` is used by ``Sequential.fit``; no weights are copied per step:
 
-- ``check_step(loss)`` runs *before* ``optimizer.step()``. A non-finite loss, or a
-  finite loss whose gradients hold NaN/inf (or overflow: the check sums ``g·g``
-  over the trainable parameters, one BLAS dot each), raises
-  :class:`NonFiniteLossError` before the update is applied, so the weights are still
-  those of the last good step. Nothing is copied per step.
+- ``check_step(loss)`` runs once per step, *before* ``optimizer.step()``. A non-finite
+  loss, or a finite loss whose gradients hold NaN/inf or overflow (it sums ``g·g`` over the
+  trainable parameters, one BLAS dot each), raises :class:`NonFiniteLossError` before the
+  update is applied: the weights are exactly those of the last good step.
+- What that cannot see is an update that overflows although loss and gradients are finite
+  (an enormous learning rate or weight decay). Non-finite weights then show up as a
+  non-finite loss at the next step, or in ``end_epoch``'s check; as the bad update is
+  already applied, the guard restores the weights from the start of the epoch, the one
+  copy it takes per epoch (``begin_epoch``), and says so in the error.
 - ``check_interrupt()`` runs *after* the step. While the guard is active on the main
   thread, Ctrl-C (SIGINT) only sets a flag; the step in flight finishes (no update is
   left half-applied) and then ``KeyboardInterrupt`` is raised at this boundary. A
@@ -50,8 +53,17 @@ class TrainingGuard:
         self.last_loss: float | None = None
         self.interrupt_requested = False
         self._previous_handler: Any = None
+        self._epoch_start: list[np.ndarray] = []
 
-    # -- non-finite loss / gradients --------------------------------------------------
+    # -- non-finite loss / gradients / weights ------------------------------------------------
+    def begin_epoch(self) -> None:
+        """Keep the weights at the start of the epoch: the fallback if an update overflows."""
+        if len(self._epoch_start) != len(self.params):
+            self._epoch_start = [p.data.copy() for p in self.params]
+        else:
+            for saved, p in zip(self._epoch_start, self.params):
+                np.copyto(saved, p.data)
+
     def check_step(self, loss: float, epoch: int, step: int) -> None:
         """Raise :class:`NonFiniteLossError` unless ``loss`` and every gradient are finite."""
         if math.isfinite(loss):
@@ -64,16 +76,30 @@ class TrainingGuard:
             what = f"the gradients became non-finite (sum of squares {squares}) while the loss was {loss:.6g}"
         else:
             what = f"the loss became {loss}"
+        self._stop(what, epoch, step, loss)
+
+    def end_epoch(self, epoch: int, steps: int) -> None:
+        """Raise :class:`NonFiniteLossError` if an update of this epoch left non-finite weights."""
+        if not self._weights_finite():
+            self._stop("the weights became non-finite", epoch, steps - 1, self.last_loss)
+
+    def _weights_finite(self) -> bool:
+        return all(np.isfinite(p.data).all() for p in self.params)
+
+    def _stop(self, what: str, epoch: int, step: int, loss: float | None) -> None:
         last = "no earlier step had a finite loss" if self.last_loss is None else \
             f"the last finite loss was {self.last_loss:.6g}"
-        if all(np.isfinite(p.data).all() for p in self.params):
+        if self._weights_finite():
             kept = "the model keeps the weights of the last finite step (this step's update was not applied)"
         else:
-            kept = "the previous update overflowed, so the weights already hold non-finite values"
+            for saved, p in zip(self._epoch_start, self.params):
+                np.copyto(p.data, saved)
+            kept = (f"an update overflowed although its loss and gradients were finite, so the weights were "
+                    f"restored to those at the start of epoch {epoch + 1}")
         lr = f" (lr={self.lr:g})" if self.lr is not None else ""
         raise NonFiniteLossError(
             f"fit: {what} at epoch {epoch + 1}, step {step + 1}; {last}. Training stopped and {kept}. "
-            f"Try a lower learning rate{lr} or rescaled inputs.",
+            f"Try a lower learning rate{lr}, less weight decay, or rescaled inputs.",
             epoch, step, loss, self.last_loss,
         )
 

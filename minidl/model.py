@@ -302,8 +302,10 @@ class Sequential:
                 Xe, ye = X[order], y[order]  # one gather per epoch keeps every batch contiguous
             else:
                 Xe, ye = X, y
+            guard.begin_epoch()
             logs = self._run_epoch(Xe, ye, optimizer, batch_size, callbacks,
                                    desc=f"Epoch {epoch + 1}/{epochs}", verbose=verbose, epoch=epoch, guard=guard)
+            guard.end_epoch(epoch, steps=-(-n // batch_size))
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate(*val, batch_size=256).items()})
             logs["lr"] = optimizer.lr  # the rate this epoch trained with; a schedule may change it at epoch end
@@ -360,7 +362,9 @@ class Sequential:
         """Mean loss and accuracy on ``(X, y)``, in inference mode."""
         self._require_head("evaluate")
         _check_int(batch_size, "batch_size", 1)
-        return self._evaluate(*self._prepare(X, y, "X", "y"), batch_size=batch_size)
+        result = self._evaluate(*self._prepare(X, y, "X", "y"), batch_size=batch_size)
+        _raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
+        return result
 
     def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
         head = self.head
@@ -379,7 +383,9 @@ class Sequential:
         _check_int(batch_size, "batch_size", 1)
         X = self._prepare(X, None, "X", None)[0]
         chunks = [self.forward(X[s:s + batch_size]) for s in range(0, len(X), batch_size)]
-        return np.concatenate(chunks)
+        out = np.concatenate(chunks)
+        _raise_if_not_finite(out, "predict_proba: the outputs")
+        return out
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """Predicted class index for each sample, shape (N,)."""
@@ -469,6 +475,15 @@ def _check_int(value: Any, arg: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{arg} must be >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _raise_if_not_finite(values: np.ndarray, what: str) -> None:
+    """A NaN or inf result is an error, never a silent answer."""
+    if not np.isfinite(values).all():
+        raise FloatingPointError(
+            f"{what} hold NaN or infinite values: the inputs are too large for the model's dtype "
+            "or the weights have diverged"
+        )
 
 
 def _as_array(value: Any, arg: str) -> np.ndarray:

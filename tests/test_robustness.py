@@ -20,8 +20,8 @@ import pytest
 
 from minidl import Sequential, cli
 from minidl.callbacks import Callback
-from minidl.guard import NonFiniteLossError, TrainingGuard
-from minidl.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, SoftmaxCE
+from minidl.guard import NonFiniteLossError
+from minidl.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, SoftmaxCE
 from minidl.data import load_digits
 from minidl.optim import SGD
 from minidl.presets import blog_cnn
@@ -268,6 +268,11 @@ GUIDE_TEXT = """
   finite loss, with a hint to lower the learning rate. The poisoned update is never applied, so the model
   keeps the weights of the last finite step; nothing is copied per step. `error.history` (and
   `model.history`) hold the completed epochs. `minidl digits` prints the message and exits with status 1.
+  The one case these checks cannot see before it happens is an update that overflows although the
+  loss and gradients were finite (an enormous learning rate or weight decay); it is caught at the next
+  step or at the end of the epoch, and the weights are restored from the start of that epoch (the one
+  copy `fit` keeps per epoch); the message says so. After a stop, make a new optimizer before training
+  on: its momentum may hold the bad values.
 - **Ctrl-C.** While `fit` runs on the main thread, Ctrl-C (SIGINT) only raises a flag: the step in
   flight finishes and training stops at that step boundary, so no update is ever half-applied. `fit`
   then returns normally (after `on_train_end`) with the history of the completed epochs and
@@ -442,12 +447,28 @@ def test_finite_loss_with_non_finite_gradients_stops_before_the_update():
     assert np.isfinite(model.layers[0].weight.data).all()
 
 
-def test_guard_says_so_when_the_weights_are_already_non_finite():
-    p = Parameter(np.array([np.inf, 1.0]))
-    guard = TrainingGuard([p], lr=0.1)
-    guard.check_step(1.5, epoch=0, step=0)
-    with pytest.raises(NonFiniteLossError, match=r"last finite loss was 1.5.*weights already hold non-finite"):
-        guard.check_step(float("nan"), epoch=0, step=1)
+class EpochStarts(Callback):
+    def on_train_begin(self, logs=None):
+        self.states = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.states.append(self.model.state_dict())
+
+
+@pytest.mark.parametrize("n", [12, 8], ids=["caught-at-next-step", "caught-at-epoch-end"])
+def test_an_update_that_overflows_from_finite_gradients_restores_the_epoch_start_weights(n):
+    X, _ = make_data(n=n)
+    # One class: the loss and its gradients are exactly 0, so only weight decay x lr=1e30 moves the weights,
+    # by a factor of -1e27 per step: the second update overflows float32 while everything checked was finite.
+    model = Sequential([Flatten(), Dense(1), SoftmaxCE()], input_shape=(1, 8, 8), seed=0)
+    starts = EpochStarts()
+    with pytest.raises(NonFiniteLossError, match=r"an update overflowed although its loss and gradients were "
+                       r"finite, so the weights were restored to those at the start of epoch 1"), \
+            np.errstate(all="ignore"):
+        model.fit(X, np.zeros(n, dtype=int), optimizer=SGD(model.parameters(), lr=1e30, weight_decay=1e-3),
+                  epochs=3, batch_size=4, verbose=0, callbacks=[starts])
+    assert len(starts.states) == 1
+    assert_weights_equal(model, starts.states[0])
 
 
 def test_cli_reports_divergence_with_status_1_and_no_traceback(capsys):

@@ -563,3 +563,21 @@ def test_a_second_ctrl_c_stops_at_once():
     history = model.fit(X, y, optimizer=opt, epochs=2, batch_size=4, verbose=0, callbacks=[snaps])
     assert history.interrupted and opt.steps == 1
     assert_weights_equal(model, snaps.states[1])
+
+
+@pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
+def test_ctrl_c_on_the_command_line_stops_training_and_still_reports(tmp_path):
+    """A real SIGINT to a real `minidl digits` process: it stops after a step, evaluates, exits 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "minidl", "digits", "--epochs", "500", "--verbose", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until training is under way
+        if line.startswith("Epoch 2/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "fit: interrupted" in out and "test accuracy:" in out
+    assert "Traceback" not in err

@@ -228,7 +228,8 @@ class Sequential:
         - If the loss or the gradients of a step become NaN or infinite, ``fit`` raises
           :class:`~minidl.guard.NonFiniteLossError` (a ``FloatingPointError``) naming the epoch,
           the step and the last finite loss, *before* applying that step's update: the model
-          keeps the weights of the last finite step. ``error.history`` holds the completed epochs.
+          keeps the weights of the last finite step. ``error.history`` holds the completed epochs;
+          callbacks' ``on_train_end`` runs first (so ``EarlyStopping`` can restore its best weights).
         - Ctrl-C (``KeyboardInterrupt``) stops training after the step in flight: ``fit``
           returns normally with the history of the completed epochs and
           ``history.interrupted == True``; the model holds the weights of the last completed
@@ -274,21 +275,23 @@ class Sequential:
             cb.set_model(self)
             cb.on_train_begin()
         guard = TrainingGuard(optimizer.params, lr=getattr(optimizer, "lr", None))
+        diverged = None
         try:
             with guard:
                 self._fit_epochs(X, y, val if validation_data is not None else None, optimizer, epochs,
                                  batch_size, shuffle, verbose, callbacks, history, guard)
         except NonFiniteLossError as err:
-            err.history = history
-            raise
+            err.history, diverged = history, err
         except KeyboardInterrupt:
             history.interrupted = True
             self.stop_training = True
             if verbose:
                 print(f"fit: interrupted; returning the history of {len(history.epoch)} completed epoch(s); "
                       "the model keeps the weights of the last completed step")
-        for cb in callbacks:
+        for cb in callbacks:  # also after a NaN stop, so callbacks can restore or save what they hold
             cb.on_train_end()
+        if diverged is not None:
+            raise diverged
         return history
 
     def _fit_epochs(self, X, y, val, optimizer, epochs, batch_size, shuffle, verbose, callbacks, history,

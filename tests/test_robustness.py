@@ -267,7 +267,9 @@ GUIDE_TEXT = """
   `minidl.guard.NonFiniteLossError` (a `FloatingPointError`) naming the epoch, the step and the last
   finite loss, with a hint to lower the learning rate. The poisoned update is never applied, so the model
   keeps the weights of the last finite step; nothing is copied per step. `error.history` (and
-  `model.history`) hold the completed epochs. `minidl digits` prints the message and exits with status 1.
+  `model.history`) hold the completed epochs; callbacks' `on_train_end` runs before the error propagates
+  (so `EarlyStopping(restore_best_weights=True)` still restores). `minidl digits` prints the message and
+  exits with status 1.
   The one case these checks cannot see before it happens is an update that overflows although the
   loss and gradients were finite (an enormous learning rate or weight decay); it is caught at the next
   step or at the end of the epoch, and the weights are restored from the start of that epoch (the one
@@ -353,6 +355,9 @@ class Snapshots(Callback):
     def on_batch_end(self, batch, logs=None):
         self.states.append(self.model.state_dict())
 
+    def on_train_end(self, logs=None):
+        self.ended = True
+
 
 def assert_weights_equal(model: Sequential, state: dict[str, np.ndarray]) -> None:
     for name, value in model.state_dict().items():
@@ -410,6 +415,7 @@ def test_nan_loss_mid_training_names_epoch_step_and_last_loss_and_keeps_complete
     assert err.last_finite_loss == losses[-1] and not np.isfinite(err.loss)
     assert_weights_equal(model, snaps.states[-1])
     assert len(snaps.states) == 1 + 7 and len(err.history["loss"]) == 2
+    assert snaps.ended  # callbacks were told training ended
 
 
 class RecordLosses(Callback):

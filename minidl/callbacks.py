@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -83,12 +84,7 @@ class EarlyStopping(Callback):
             raise ValueError(f'EarlyStopping: mode must be "auto", "min" or "max", got {mode!r}')
         if verbose not in (0, 1):
             raise ValueError(f"EarlyStopping: verbose must be 0 or 1, got {verbose!r}")
-        if mode == "auto":
-            metric = monitor.removeprefix("val_")
-            if metric not in ("loss", "accuracy"):
-                raise ValueError(f'EarlyStopping: cannot tell whether {monitor!r} should go down or up; '
-                                 'pass mode="min" or mode="max"')
-            mode = "min" if metric == "loss" else "max"
+        mode = _resolve_mode("EarlyStopping", monitor, mode)
         self.monitor, self.min_delta, self.patience, self.verbose = monitor, float(min_delta), patience, verbose
         self.mode, self.baseline, self.restore_best_weights = mode, baseline, bool(restore_best_weights)
         self.start_from_epoch = start_from_epoch
@@ -106,15 +102,9 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, Any] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
-        if self.monitor not in logs:
-            raise ValueError(
-                f"EarlyStopping: monitor {self.monitor!r} is not in the epoch's logs {sorted(logs)}"
-                + ("; pass validation_data to fit" if self.monitor.startswith("val_") else "")
-            )
+        current = _monitored("EarlyStopping", self.monitor, logs)
         if epoch < self.start_from_epoch:
             return
-        current = float(logs[self.monitor])
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights, self.best_epoch = self.model.state_dict(), epoch
         self.wait += 1
@@ -160,3 +150,94 @@ class LearningRateScheduler(Callback):
         optimizer.lr = float(lr)
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {optimizer.lr}.")
+
+
+class ModelCheckpoint(Callback):
+    """Save the model from ``fit`` with the atomic :meth:`Sequential.save`, the Keras way.
+
+    ``filepath`` may use ``{epoch}`` (1-based) and any key of the epoch's logs, formatted by
+    ``str.format``: ``"ckpt-{epoch:03d}-{val_loss:.3f}.npz"`` keeps one file per save, a plain
+    ``"best.npz"`` is overwritten each time. A save happens at the end of every
+    ``every_n_epochs``-th epoch; with ``save_best_only=True`` only when ``monitor`` improved on
+    the best value so far (``mode`` as for :class:`EarlyStopping`: "auto" minimises losses and
+    maximises accuracies). As every write is a temporary file renamed into place, a process
+    killed at any moment leaves complete checkpoints only and loses at most the epochs since
+    the last one: resume with ``minidl.load(path)`` and ``fit``.
+    ``last_saved`` is the path written last (``None`` before the first save).
+    """
+
+    def __init__(
+        self,
+        filepath: str | os.PathLike,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+        every_n_epochs: int = 1,
+        verbose: int = 0,
+    ) -> None:
+        if not isinstance(filepath, (str, os.PathLike)):
+            raise TypeError(f"ModelCheckpoint: filepath must be a str or os.PathLike, got {filepath!r}")
+        if not isinstance(monitor, str):
+            raise TypeError(f"ModelCheckpoint: monitor must be a str, got {monitor!r}")
+        if not isinstance(save_best_only, bool):
+            raise TypeError(f"ModelCheckpoint: save_best_only must be a bool, got {save_best_only!r}")
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(f"ModelCheckpoint: every_n_epochs must be an int >= 1, got {every_n_epochs!r}")
+        if verbose not in (0, 1):
+            raise ValueError(f"ModelCheckpoint: verbose must be 0 or 1, got {verbose!r}")
+        self.filepath = os.fspath(filepath)
+        self.monitor, self.save_best_only = monitor, save_best_only
+        self.every_n_epochs, self.verbose = every_n_epochs, verbose
+        self.mode = _resolve_mode("ModelCheckpoint", monitor, mode)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.last_saved: str | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        directory = os.path.dirname(os.path.abspath(self.filepath))
+        if not os.path.isdir(directory):  # fail now, not after the first epoch's work
+            raise ValueError(f"ModelCheckpoint: directory {directory!r} of filepath {self.filepath!r} does not exist")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        logs = logs or {}
+        if self.save_best_only:
+            current = _monitored("ModelCheckpoint", self.monitor, logs)
+            better = current < self.best if self.mode == "min" else current > self.best
+            if not (math.isfinite(current) and better):
+                return
+            self.best = current
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(
+                f"ModelCheckpoint: cannot fill in filepath {self.filepath!r} from epoch and logs "
+                f"{sorted(logs)}: {err!r}"
+            ) from None
+        self.model.save(path)
+        self.last_saved = path
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved the model to {path}")
+
+
+def _resolve_mode(owner: str, monitor: str, mode: str) -> str:
+    """"min" or "max" for ``mode``; "auto" minimises losses and maximises accuracies, as Keras 3 does."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f'{owner}: mode must be "auto", "min" or "max", got {mode!r}')
+    if mode != "auto":
+        return mode
+    metric = monitor.removeprefix("val_")
+    if metric not in ("loss", "accuracy"):
+        raise ValueError(f'{owner}: cannot tell whether {monitor!r} should go down or up; pass mode="min" or mode="max"')
+    return "min" if metric == "loss" else "max"
+
+
+def _monitored(owner: str, monitor: str, logs: dict[str, Any] | None) -> float:
+    """The epoch's value of ``monitor``; a missing one is an error, not a silent no-op."""
+    logs = logs or {}
+    if monitor not in logs:
+        raise ValueError(
+            f"{owner}: monitor {monitor!r} is not in the epoch's logs {sorted(logs)}"
+            + ("; pass validation_data to fit" if monitor.startswith("val_") else "")
+        )
+    return float(logs[monitor])

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from minidl import Sequential, cli
-from minidl.callbacks import Callback
+from minidl.callbacks import Callback, ModelCheckpoint
 from minidl.guard import NonFiniteLossError
 from minidl.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, SoftmaxCE
 from minidl.data import load_digits
@@ -43,8 +43,8 @@ def make_data(n=6, seed=0):
 def namespace() -> dict[str, Any]:
     """What a case's code may use: ``model`` and ``other`` (built for (1, 8, 8), 3 classes), ``unbuilt``, ``X``, ``y``."""
     X, y = make_data()
-    return dict(np=np, Sequential=Sequential, SGD=SGD, Callback=Callback, Conv2D=Conv2D, Dense=Dense,
-                Flatten=Flatten, MaxPool2D=MaxPool2D, ReLU=ReLU, SoftmaxCE=SoftmaxCE,
+    return dict(np=np, Sequential=Sequential, SGD=SGD, Callback=Callback, ModelCheckpoint=ModelCheckpoint,
+                Conv2D=Conv2D, Dense=Dense, Flatten=Flatten, MaxPool2D=MaxPool2D, ReLU=ReLU, SoftmaxCE=SoftmaxCE,
                 model=make_model(), other=make_model(), unbuilt=make_model(input_shape=None), X=X, y=y)
 
 
@@ -57,7 +57,7 @@ class Case(NamedTuple):
 
 DATA, FIT, OPT, LAYER, MODEL, COMPOSE = (
     "Data given to fit / evaluate / predict / forward_backward",
-    "Arguments of fit / evaluate / predict",
+    "Arguments of fit / evaluate / predict, and callbacks",
     "Optimizer hyper-parameters",
     "Layer arguments",
     "Sequential arguments",
@@ -144,6 +144,10 @@ CASES = [
     Case(LAYER, "Dense(3).forward(X.reshape(6, 64))", ValueError, r"Dense is not built"),
     Case(LAYER, "model.layers[4].forward(X.reshape(6, 64))", ValueError,
          r"Dense: expected input of shape \(N, 18\), got \(6, 64\)"),
+    Case(FIT, "ModelCheckpoint(3)", TypeError, r"filepath must be a str or os.PathLike, got 3"),
+    Case(FIT, "ModelCheckpoint('m.npz', every_n_epochs=0)", ValueError, r"every_n_epochs must be an int >= 1, got 0"),
+    Case(FIT, "ModelCheckpoint('m.npz', mode='best')", ValueError, r"mode must be .* got 'best'"),
+    Case(FIT, "ModelCheckpoint('m.npz', save_best_only='yes')", TypeError, r"save_best_only must be a bool"),
     Case(MODEL, "Sequential([])", ValueError, r"empty layer list"),
     Case(MODEL, "Sequential(Dense(3))", TypeError, r"layers must be a list of Layer objects"),
     Case(MODEL, "Sequential([Flatten(), 'Dense(3)'])", TypeError, r"item 1 is a str, not a minidl Layer"),
@@ -587,3 +591,17 @@ def test_ctrl_c_on_the_command_line_stops_training_and_still_reports(tmp_path):
     assert proc.returncode == 0, err
     assert "fit: interrupted" in out and "test accuracy:" in out
     assert "Traceback" not in err
+
+
+# -- checkpointing: ModelCheckpoint on the atomic model.save -------------------------------------------
+def test_model_checkpoint_errors_before_training(tmp_path):
+    X, y = make_data()
+    model = make_model()
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"directory .* does not exist"):
+        model.fit(X, y, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "missing" / "m.npz")])
+    assert_weights_equal(model, before)
+    with pytest.raises(ValueError, match=r"monitor 'val_loss' is not in the epoch's logs .*pass validation_data"):
+        model.fit(X, y, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "m.npz", save_best_only=True)])
+    with pytest.raises(ValueError, match=r"cannot fill in filepath .*val_acc"):
+        model.fit(X, y, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / "m-{val_acc}.npz"))])

@@ -206,15 +206,15 @@ def run_case(case: Case) -> BaseException:
     return info.value
 
 
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    """``minidl ARGV``: its exit status and the last line of stderr."""
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``minidl ARGV``: its exit status, its stderr and the last line of stderr."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             status = cli.main(argv)
         except SystemExit as exit_:
             status = exit_.code
-    return status, err.getvalue().strip().splitlines()[-1]
+    return status, err.getvalue(), err.getvalue().strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
@@ -225,9 +225,10 @@ def test_bad_input_raises_a_clear_error(case):
 
 @pytest.mark.parametrize("argv", CLI_CASES, ids=lambda argv: " ".join(argv) or "no-args")
 def test_cli_rejects_bad_options_with_usage_and_status_2(argv, capsys):
-    status, last = run_cli(argv)
+    status, err, last = run_cli(argv)
     assert status == 2
-    assert last.startswith("minidl") and "error:" in last and "Traceback" not in last
+    assert err.startswith("usage: minidl") and last.startswith("minidl") and "error:" in last
+    assert "Traceback" not in err
 
 
 def render_doc() -> str:
@@ -254,10 +255,10 @@ def render_doc() -> str:
             lines += ["", f"### {section}", "", "| Code | Raises | Message |", "|---|---|---|"]
         message = str(run_case(case)).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| `{case.code.replace('|', chr(92) + '|')}` | {case.error.__name__} | {message} |")
-    lines += ["", "### The command line (exit status 2, a usage line, never a traceback)", "",
+    lines += ["", "### The command line (exit status 2, the usage and one error line, never a traceback)", "",
               "| Command | Status | Last line of stderr |", "|---|---|---|"]
     for argv in CLI_CASES:
-        status, last = run_cli(argv)
+        status, _, last = run_cli(argv)
         lines.append(f"| `{' '.join(['minidl', *argv])}` | {status} | {last} |")
     lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), ""]
     return "\n".join(lines)

@@ -160,6 +160,9 @@ def run(s) -> str:
     assert all(np.isfinite(p.data).all() for p in trainable)
     changed = any(not np.array_equal(b, p.data) for b, p in zip(before, trainable))
     assert changed or classes == 1 or not any(p.grad.any() for p in trainable), "fit changed no parameter"
+    result = model.evaluate(X, y)
+    assert np.isfinite(result["loss"]) and 0 <= result["accuracy"] <= 1
+    assert model.predict(X).shape == (len(X),)
     return "trained"
 
 

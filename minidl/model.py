@@ -63,7 +63,8 @@ class Sequential:
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"Sequential: dtype must be float32 or float64, got {dtype!r}")
         if seed is not None:
-            _check_int(seed, "Sequential: seed", 0)
+            for entropy in seed if isinstance(seed, (list, tuple)) else [seed]:  # SeedSequence takes lists too
+                _check_int(entropy, "Sequential: seed", 0)
         self.seed = seed
         init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
         self._init_rng = np.random.default_rng(init_seq)

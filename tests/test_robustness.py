@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 
+import minidl
 from minidl import Sequential, cli
 from minidl.callbacks import Callback, ModelCheckpoint
 from minidl.guard import NonFiniteLossError
@@ -606,3 +607,93 @@ def test_model_checkpoint_errors_before_training(tmp_path):
         model.fit(X, y, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "m.npz", save_best_only=True)])
     with pytest.raises(ValueError, match=r"cannot fill in filepath .*val_acc"):
         model.fit(X, y, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / "m-{val_acc}.npz"))])
+
+class EpochEnds(Callback):
+    """Weights at the end of every epoch (listed before the checkpoint, so it sees the same weights)."""
+
+    def on_train_begin(self, logs=None):
+        self.states = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.states.append(self.model.state_dict())
+
+
+def test_model_checkpoint_saves_every_n_epochs_with_the_epoch_in_the_name(tmp_path):
+    X, y = make_data(n=12)
+    model = make_model()
+    ends = EpochEnds()
+    ckpt = ModelCheckpoint(tmp_path / "ckpt-{epoch:02d}-{loss:.3f}.npz", every_n_epochs=2)
+    history = model.fit(X, y, epochs=5, batch_size=4, verbose=0, callbacks=[ends, ckpt])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"ckpt-02-{history['loss'][1]:.3f}.npz", f"ckpt-04-{history['loss'][3]:.3f}.npz"]
+    assert ckpt.last_saved == str(tmp_path / names[-1])
+    loaded = minidl.load(tmp_path / names[-1])
+    assert_weights_equal(loaded, ends.states[3])
+    np.testing.assert_array_equal(loaded.predict_proba(X), make_model_with(ends.states[3]).predict_proba(X))
+
+
+def make_model_with(state):
+    model = make_model()
+    model.load_state_dict(state)
+    return model
+
+
+def test_model_checkpoint_save_best_only_keeps_the_best_validation_epoch(tmp_path):
+    X, y = make_data(n=24)
+    model = make_model()
+    ends = EpochEnds()
+    path = tmp_path / "best.npz"
+    ckpt = ModelCheckpoint(path, monitor="val_loss", save_best_only=True)
+    history = model.fit(X[:18], y[:18], epochs=8, batch_size=3, validation_data=(X[18:], y[18:]),
+                        optimizer=SGD(model.parameters(), lr=0.5, momentum=0.9), verbose=0, callbacks=[ends, ckpt])
+    best = int(np.argmin(history["val_loss"]))
+    assert best < len(history["val_loss"]) - 1  # a later, worse epoch must not have overwritten the file
+    assert ckpt.best == history["val_loss"][best]
+    assert_weights_equal(minidl.load(path), ends.states[best])
+    assert [p.name for p in tmp_path.iterdir()] == ["best.npz"]  # no temporary files left behind
+
+
+TRAIN_SCRIPT = """
+import sys
+from minidl.callbacks import ModelCheckpoint
+from minidl.data import load_digits
+from minidl.presets import blog_cnn
+
+X, _, y, _ = load_digits()
+model = blog_cnn(seed=7)
+model.fit(X, y, epochs=10_000, batch_size=4, verbose=0, shuffle=True,
+          callbacks=[ModelCheckpoint(sys.argv[1] + "/ckpt-{epoch:04d}.npz")])
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
+def test_a_killed_training_process_resumes_from_its_last_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(tmp_path)], stderr=subprocess.PIPE)
+    try:
+        while len(list(tmp_path.glob("ckpt-*.npz"))) < 3 and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup runs, as in a crash or an OOM kill
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    checkpoints = sorted(tmp_path.glob("ckpt-*.npz"))
+    assert len(checkpoints) >= 3
+    models = [minidl.load(path) for path in checkpoints]  # every file on disk is complete and loads
+    last_epoch = int(checkpoints[-1].stem.split("-")[1])
+    assert [int(p.stem.split("-")[1]) for p in checkpoints] == list(range(1, last_epoch + 1))
+
+    # The checkpoint holds exactly the weights the same run has after that many epochs (runs are reproducible).
+    X, X_test, y, y_test = load_digits()
+    reference = blog_cnn(seed=7)
+    reference.fit(X, y, epochs=last_epoch, batch_size=4, verbose=0)
+    assert_weights_equal(models[-1], reference.state_dict())
+
+    # Resume: load the last checkpoint and train on; nothing of the finished epochs is lost.
+    resumed = models[-1]
+    start = resumed.evaluate(X_test, y_test)["accuracy"]
+    resumed.fit(X, y, epochs=2, batch_size=4, verbose=0)
+    assert resumed.evaluate(X_test, y_test)["accuracy"] >= start - 0.05 and start > 0.5

@@ -289,6 +289,15 @@ GUIDE_TEXT = """
   once. A `KeyboardInterrupt` raised by code (a callback, another thread's handler) is treated the
   same way.
 
+- **Checkpoints.** `ModelCheckpoint(filepath, monitor="val_loss", save_best_only=False, mode="auto",
+  every_n_epochs=1)` (in `minidl.callbacks`) saves the model with the atomic `model.save` at the end
+  of every N-th epoch, or only when `monitor` improved. `filepath` may use `{epoch}` and the epoch's
+  logs (`"ckpt-{epoch:03d}-{val_loss:.3f}.npz"`). A process killed at any moment leaves only complete
+  checkpoints (a test SIGKILLs a training process and resumes from its last one) and loses at most N
+  epochs. Resume with `model = minidl.load(path)` and `model.fit(...)`: the file holds the weights
+  (bit-identical to an uninterrupted run at that epoch), not the optimizer's momentum nor the shuffling
+  stream, so the resumed epochs are not bit-identical to an uninterrupted run's.
+
 ## Reproducible
 
 Same seed, data and arguments give bit-identical weights, history and predictions, in one process

@@ -189,6 +189,8 @@ CLI_CASES = [
     ["digits", "--seed", "-3"],
     ["digits", "--preset", "resnet"],
     ["digits", "--verbose", "5"],
+    ["digits", "--optimizer", "adam", "--momentum", "0.5"],
+    ["digits", "--preset", "digits_cnn", "--faithful"],
     ["digits", "--bogus"],
     ["train"],
     [],

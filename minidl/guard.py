@@ -22,12 +22,9 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-
-from .layers.base import Parameter
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -47,9 +44,9 @@ class NonFiniteLossError(FloatingPointError):
 class TrainingGuard:
     """Per-step safety checks for one ``fit`` call; a context manager that defers SIGINT."""
 
-    def __init__(self, params: Iterable[Parameter], lr: float | None = None) -> None:
-        self.params = [p for p in params if p.trainable]
-        self.lr = lr
+    def __init__(self, optimizer: Any) -> None:
+        self.optimizer = optimizer  # read at error time: a schedule may have changed its lr
+        self.params = [p for p in optimizer.params if p.trainable]
         self.last_loss: float | None = None
         self.interrupt_requested = False
         self._previous_handler: Any = None
@@ -96,7 +93,8 @@ class TrainingGuard:
                 np.copyto(p.data, saved)
             kept = (f"an update overflowed although its loss and gradients were finite, so the weights were "
                     f"restored to those at the start of epoch {epoch + 1}")
-        lr = f" (lr={self.lr:g})" if self.lr is not None else ""
+        lr = getattr(self.optimizer, "lr", None)
+        lr = f" (lr={lr:g})" if lr is not None else ""
         raise NonFiniteLossError(
             f"fit: {what} at epoch {epoch + 1}, step {step + 1}; {last}. Training stopped and {kept}. "
             f"Try a lower learning rate{lr}, less weight decay, or rescaled inputs.",

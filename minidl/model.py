@@ -275,7 +275,7 @@ class Sequential:
         for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
-        guard = TrainingGuard(optimizer.params, lr=getattr(optimizer, "lr", None))
+        guard = TrainingGuard(optimizer)
         diverged = None
         try:
             with guard:

@@ -1,4 +1,4 @@
-"""Fuzz the public API: random layer stacks, hyper-parameters, input shapes and dtypes.
+"""Fuzz the public API: random layer stacks, optimizers, hyper-parameters, input shapes and dtypes.
 
 Every example either works (predictions finite and normalised, one epoch of training with a
 finite loss that changes the parameters) or fails with a clear, minidl-made error:
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from minidl import Sequential
 from minidl.guard import NonFiniteLossError
 from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
-from minidl.optim import SGD
+from minidl.optim import SGD, Adam, AdamW
 
 FUZZ = settings(max_examples=5 * settings.default.max_examples)
 
@@ -74,6 +74,7 @@ def scenarios(draw):
         seed=draw(st.integers(0, 2**32)), labels="valid",
         lr=draw(st.floats(1e-4, 1.0)), momentum=draw(st.sampled_from([0.0, 0.5, 0.9])),
         weight_decay=draw(st.sampled_from([0.0, 1e-3])), batch_size=draw(st.integers(1, 6)), epochs=1,
+        optimizer=draw(st.sampled_from(["sgd", "sgd", "adam", "adamw"])),
         data_seed=draw(st.integers(0, 1000)),
     )
     corrupt = draw(st.sampled_from(["none", "layer", "setting", "overflow"]))
@@ -143,7 +144,11 @@ def run(s) -> str:
         raise AssertionError("fit without a loss layer did not raise")
     loss, logits = model.forward_backward(X, y)
     assert np.isfinite(loss) and logits.shape == (len(X), classes)
-    opt = SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
+    if s["optimizer"] == "sgd":
+        opt = SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
+    else:
+        opt = (Adam if s["optimizer"] == "adam" else AdamW)(model.parameters(), lr=s["lr"],
+                                                            weight_decay=s["weight_decay"])
     trainable = [p for p in model.parameters() if p.trainable]
     before = [p.data.copy() for p in trainable]
     try:

@@ -10,7 +10,8 @@
   (an enormous learning rate or weight decay). Non-finite weights then show up as a
   non-finite loss at the next step, or in ``end_epoch``'s check; as the bad update is
   already applied, the guard restores the weights from the start of the epoch, the one
-  copy it takes per epoch (``begin_epoch``), and says so in the error.
+  copy it takes per epoch (``begin_epoch``), and says so in the error. Buffers (running
+  statistics) that the failing forward pass left non-finite are restored the same way.
 - ``check_interrupt()`` runs *after* the step. While the guard is active on the main
   thread, Ctrl-C (SIGINT) only sets a flag; the step in flight finishes (no update is
   left half-applied) and then ``KeyboardInterrupt`` is raised at this boundary. A
@@ -22,9 +23,12 @@ from __future__ import annotations
 import math
 import signal
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+from .layers.base import Buffer
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -44,9 +48,10 @@ class NonFiniteLossError(FloatingPointError):
 class TrainingGuard:
     """Per-step safety checks for one ``fit`` call; a context manager that defers SIGINT."""
 
-    def __init__(self, optimizer: Any) -> None:
+    def __init__(self, optimizer: Any, buffers: Iterable[Buffer] = ()) -> None:
         self.optimizer = optimizer  # read at error time: a schedule may have changed its lr
         self.params = [p for p in optimizer.params if p.trainable]
+        self.buffers = list(buffers)  # e.g. running statistics, updated by the forward pass itself
         self.last_loss: float | None = None
         self.interrupt_requested = False
         self._previous_handler: Any = None
@@ -54,12 +59,13 @@ class TrainingGuard:
 
     # -- non-finite loss / gradients / weights ------------------------------------------------
     def begin_epoch(self) -> None:
-        """Keep the weights at the start of the epoch: the fallback if an update overflows."""
-        if len(self._epoch_start) != len(self.params):
-            self._epoch_start = [p.data.copy() for p in self.params]
+        """Keep the weights and buffers at the start of the epoch: the fallback if they turn non-finite."""
+        held = self.params + self.buffers
+        if len(self._epoch_start) != len(held):
+            self._epoch_start = [h.data.copy() for h in held]
         else:
-            for saved, p in zip(self._epoch_start, self.params):
-                np.copyto(saved, p.data)
+            for saved, h in zip(self._epoch_start, held):
+                np.copyto(saved, h.data)
 
     def check_step(self, loss: float, epoch: int, step: int) -> None:
         """Raise :class:`NonFiniteLossError` unless ``loss`` and every gradient are finite."""
@@ -81,7 +87,11 @@ class TrainingGuard:
             self._stop("the weights became non-finite", epoch, steps - 1, self.last_loss)
 
     def _weights_finite(self) -> bool:
-        return all(np.isfinite(p.data).all() for p in self.params)
+        return _all_finite(self.params)
+
+    def _restore(self, first: int, held: list[Any]) -> None:
+        for saved, h in zip(self._epoch_start[first:], held):
+            np.copyto(h.data, saved)
 
     def _stop(self, what: str, epoch: int, step: int, loss: float | None) -> None:
         last = "no earlier step had a finite loss" if self.last_loss is None else \
@@ -89,10 +99,12 @@ class TrainingGuard:
         if self._weights_finite():
             kept = "the model keeps the weights of the last finite step (this step's update was not applied)"
         else:
-            for saved, p in zip(self._epoch_start, self.params):
-                np.copyto(p.data, saved)
+            self._restore(0, self.params)
             kept = (f"an update overflowed although its loss and gradients were finite, so the weights were "
                     f"restored to those at the start of epoch {epoch + 1}")
+        if not _all_finite(self.buffers):  # the failing forward pass itself may have updated them
+            self._restore(len(self.params), self.buffers)
+            kept += f"; the buffers (running statistics) were restored to those at the start of epoch {epoch + 1}"
         lr = getattr(self.optimizer, "lr", None)
         lr = f" (lr={lr:g})" if lr is not None else ""
         raise NonFiniteLossError(
@@ -123,3 +135,7 @@ class TrainingGuard:
         """Raise ``KeyboardInterrupt`` here if Ctrl-C was pressed during the step that just ended."""
         if self.interrupt_requested:
             raise KeyboardInterrupt
+
+
+def _all_finite(held: list[Any]) -> bool:
+    return all(np.isfinite(h.data).all() for h in held)

@@ -275,7 +275,7 @@ class Sequential:
         for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
-        guard = TrainingGuard(optimizer)
+        guard = TrainingGuard(optimizer, self.named_buffers().values())
         diverged = None
         try:
             with guard:

@@ -22,7 +22,7 @@ import minidl
 from minidl import Sequential, cli
 from minidl.callbacks import Callback, ModelCheckpoint
 from minidl.guard import NonFiniteLossError
-from minidl.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, SoftmaxCE
+from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, SoftmaxCE
 from minidl.data import load_digits
 from minidl.optim import SGD
 from minidl.presets import blog_cnn
@@ -492,6 +492,22 @@ def test_an_update_that_overflows_from_finite_gradients_restores_the_epoch_start
                   epochs=3, batch_size=4, verbose=0, callbacks=[starts])
     assert len(starts.states) == 1
     assert_weights_equal(model, starts.states[0])
+
+
+def test_a_nan_stop_also_restores_running_statistics_the_failing_forward_pass_poisoned():
+    X, y = make_data(n=12)
+    model = Sequential([Conv2D(2, 3), InfFromCall(at=5), BatchNorm2D(), Flatten(), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 8, 8), seed=0)
+    starts, snaps = EpochStarts(), Snapshots()
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 2, step 2.*keeps the weights of the last finite step .*; "
+                       r"the buffers \(running statistics\) were restored to those at the start of epoch 2"), \
+            np.errstate(all="ignore"):
+        model.fit(X, y, epochs=3, batch_size=4, verbose=0, callbacks=[starts, snaps])
+    for name, buffer in model.named_buffers().items():
+        np.testing.assert_array_equal(buffer.data, starts.states[1][name])
+    for name, p in model.named_parameters().items():
+        np.testing.assert_array_equal(p.data, snaps.states[-1][name])
+    assert np.isfinite(model.predict_proba(X)).all()
 
 
 def test_cli_reports_divergence_with_status_1_and_no_traceback(capsys):

@@ -190,10 +190,12 @@ class Sequential:
         """One training pass on a batch: forward, loss, backward. Fills every ``.grad``; updates nothing.
 
         Returns ``(loss, logits)``. Gradients are overwritten, not accumulated. ``x`` and ``y``
-        are checked and converted as ``fit`` does.
+        are checked and converted as ``fit`` does; a NaN or infinite loss raises ``FloatingPointError``.
         """
         self._require_head("forward_backward")
-        return self._forward_backward(*self._prepare(x, y, "x", "y"))
+        loss, logits = self._forward_backward(*self._prepare(x, y, "x", "y"))
+        _raise_if_not_finite(np.array(loss), "forward_backward: the loss")  # before a custom loop steps on it
+        return loss, logits
 
     def _forward_backward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         head = self.head
@@ -485,7 +487,7 @@ def _raise_if_not_finite(values: np.ndarray, what: str) -> None:
     """A NaN or inf result is an error, never a silent answer."""
     if not np.isfinite(values).all():
         raise FloatingPointError(
-            f"{what} hold NaN or infinite values: the inputs are too large for the model's dtype "
+            f"{what} came out NaN or infinite: the inputs are too large for the model's dtype "
             "or the weights have diverged"
         )
 

@@ -52,12 +52,13 @@ def namespace() -> dict[str, Any]:
 class Case(NamedTuple):
     section: str
     code: str         # evaluated in namespace(); shown in the doc
-    error: type       # ValueError or TypeError
+    error: type       # ValueError or TypeError (FloatingPointError for non-finite results)
     match: str        # regex the message must contain: it names the argument / layer
 
 
-DATA, FIT, OPT, LAYER, MODEL, COMPOSE = (
+DATA, OUT, FIT, OPT, LAYER, MODEL, COMPOSE = (
     "Data given to fit / evaluate / predict / forward_backward",
+    "Results that would be NaN or infinite (FloatingPointError, never a silent NaN)",
     "Arguments of fit / evaluate / predict, and callbacks",
     "Optimizer hyper-parameters",
     "Layer arguments",
@@ -93,6 +94,11 @@ CASES = [
     Case(DATA, "model.fit(X, y, validation_data=(X, y + 7))", ValueError, r"validation_data\[1\] holds labels"),
     Case(DATA, "model.forward_backward(X, y + 3)", ValueError, r"y holds labels in \[3, 5\]"),
     Case(DATA, "model.forward_backward(X[:, :, :5], y)", ValueError, r"x has shape \(6, 1, 5, 8\)"),
+    Case(OUT, "model.predict_proba(X * np.float32(3e38))", FloatingPointError,
+         r"predict_proba: the outputs came out NaN or infinite"),
+    Case(OUT, "model.evaluate(X * np.float32(3e38), y)", FloatingPointError, r"evaluate: the loss came out NaN"),
+    Case(OUT, "model.forward_backward(X * np.float32(3e38), y)", FloatingPointError,
+         r"forward_backward: the loss came out NaN"),
     Case(FIT, "model.fit(X, y, epochs=-1)", ValueError, r"epochs must be >= 0, got -1"),
     Case(FIT, "model.fit(X, y, epochs=2.5)", TypeError, r"epochs must be an int, got 2.5"),
     Case(FIT, "model.fit(X, y, batch_size=0)", ValueError, r"batch_size must be >= 1, got 0"),
@@ -203,7 +209,7 @@ def _case_id(case: Case) -> str:
 
 def run_case(case: Case) -> BaseException:
     """Evaluate the case's code and return the exception it raised (or fail)."""
-    with pytest.raises(case.error) as info:
+    with pytest.raises(case.error) as info, np.errstate(all="ignore"):
         eval(case.code, namespace())  # noqa: S307 - our own table of cases
     assert type(info.value) is case.error, f"{case.code} raised a {type(info.value).__name__}"
     return info.value

@@ -14,7 +14,7 @@ import pytest
 
 from minidl import Sequential
 from minidl.data import load_digits
-from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from minidl.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, SoftmaxCE
 from minidl.optim import SGD
 from minidl.presets import blog_cnn
 
@@ -64,6 +64,26 @@ def test_same_seed_is_bit_identical_across_processes():
     assert outputs[0] == outputs[1] == fingerprint()
 
 
+def stochastic_model(seed):
+    """Dropout draws masks and BatchNorm2D keeps running statistics: both must follow the seed."""
+    return Sequential([Conv2D(4, 3, padding="same"), BatchNorm2D(), ReLU(), Dropout(0.3), Flatten(), Dense(10),
+                       SoftmaxCE()], input_shape=(1, 8, 8), seed=seed)
+
+
+def test_dropout_and_batchnorm_runs_are_bit_identical_for_a_seed_and_differ_across_seeds():
+    X, X_test, y, _ = load_digits()
+    runs = []
+    for seed in (4, 4, 5):
+        model = stochastic_model(seed)
+        history = model.fit(X[:120], y[:120], epochs=2, batch_size=8, verbose=0)
+        runs.append((model.state_dict(), history["loss"], model.predict_proba(X_test[:20]).tobytes()))
+    (w1, h1, p1), (w2, h2, p2), (w3, _, _) = runs
+    assert h1 == h2 and p1 == p2
+    for name in w1:  # parameters and buffers (running statistics) alike
+        assert w1[name].tobytes() == w2[name].tobytes(), name
+    assert any(w1[name].tobytes() != w3[name].tobytes() for name in w1)
+
+
 def test_different_seeds_give_different_initial_weights_and_runs():
     a, b = blog_cnn(seed=0), blog_cnn(seed=1)
     for name, value in a.state_dict().items():
@@ -109,6 +129,7 @@ def test_minidl_never_uses_numpy_global_random_state(monkeypatch):
         blog_cnn(seed=0),
         blog_cnn(seed=None, faithful=True),
         Sequential([Conv2D(3, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(10), SoftmaxCE()]),
+        stochastic_model(seed=1),
     ]
     for model in models:
         model.fit(X_train[:64], y_train[:64], epochs=2, batch_size=8, shuffle=True,

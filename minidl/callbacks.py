@@ -228,7 +228,9 @@ def _resolve_mode(owner: str, monitor: str, mode: str) -> str:
         return mode
     metric = monitor.removeprefix("val_")
     if metric not in ("loss", "accuracy"):
-        raise ValueError(f'{owner}: cannot tell whether {monitor!r} should go down or up; pass mode="min" or mode="max"')
+        raise ValueError(
+            f'{owner}: cannot tell whether {monitor!r} should go down or up; pass mode="min" or mode="max"'
+        )
     return "min" if metric == "loss" else "max"
 
 

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     digits.add_argument("--momentum", type=_float_in(0.0, 1.0, False), help="SGD only")
     digits.add_argument("--schedule", choices=presets.SCHEDULES,
                         help="learning-rate schedule: cosine anneals to 0 over the epochs")
-    digits.add_argument("--seed", type=_int_at_least(0, "non-negative"), default=0, help="seeds the weights and the shuffling (default: 0)")
+    digits.add_argument("--seed", type=_int_at_least(0, "non-negative"), default=0,
+                        help="seeds the weights and the shuffling (default: 0)")
     digits.add_argument(
         "--faithful", action="store_true",
         help="blog_cnn only: the filters stay frozen at their random start; only the dense layer trains",

@@ -34,12 +34,14 @@ NUMPY_ERRORS = re.compile(r"broadcast|out of bounds|cannot reshape|not aligned|c
                           r"object is not|has no attribute|unsupported operand")
 
 pair = st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4)))
-padding = st.one_of(st.integers(0, 2), st.sampled_from(["same", "valid"]), st.tuples(st.integers(0, 1), st.integers(0, 1)))
+padding = st.one_of(st.integers(0, 2), st.sampled_from(["same", "valid"]),
+                    st.tuples(st.integers(0, 1), st.integers(0, 1)))
 layer = st.one_of(
     st.builds(lambda f, k, s, p, b: (Conv2D, dict(filters=f, kernel_size=k, stride=s, padding=p, use_bias=b)),
               st.integers(1, 4), pair, st.integers(1, 2), padding, st.booleans()),
-    st.builds(lambda cls, k, s, p: (cls, dict(pool_size=k, stride=s, padding=p)), st.sampled_from([MaxPool2D, AvgPool2D]),
-              pair, st.one_of(st.none(), st.integers(1, 3)), st.integers(0, 1)),
+    st.builds(lambda cls, k, s, p: (cls, dict(pool_size=k, stride=s, padding=p)),
+              st.sampled_from([MaxPool2D, AvgPool2D]), pair, st.one_of(st.none(), st.integers(1, 3)),
+              st.integers(0, 1)),
     st.builds(lambda u, b: (Dense, dict(units=u, use_bias=b)), st.integers(1, 5), st.booleans()),
     st.builds(lambda m: (BatchNorm2D, dict(momentum=m)), st.sampled_from([0.0, 0.1, 0.9])),
     st.builds(lambda r: (Dropout, dict(rate=r)), st.sampled_from([0.0, 0.5, 0.9])),

@@ -42,7 +42,7 @@ def make_data(n=6, seed=0):
 
 
 def namespace() -> dict[str, Any]:
-    """What a case's code may use: ``model`` and ``other`` (built for (1, 8, 8), 3 classes), ``unbuilt``, ``X``, ``y``."""
+    """Names a case's code may use: ``model``, ``other`` (built for (1, 8, 8), 3 classes), ``unbuilt``, ``X``, ``y``."""
     X, y = make_data()
     return dict(np=np, Sequential=Sequential, SGD=SGD, Callback=Callback, ModelCheckpoint=ModelCheckpoint,
                 Conv2D=Conv2D, Dense=Dense, Flatten=Flatten, MaxPool2D=MaxPool2D, ReLU=ReLU, SoftmaxCE=SoftmaxCE,
@@ -67,7 +67,8 @@ DATA, OUT, FIT, OPT, LAYER, MODEL, COMPOSE = (
 )
 
 CASES = [
-    Case(DATA, "model.fit(np.zeros((6, 3, 8, 8)), y)", ValueError, r"X has shape \(6, 3, 8, 8\).*expects \(N, 1, 8, 8\)"),
+    Case(DATA, "model.fit(np.zeros((6, 3, 8, 8)), y)", ValueError,
+         r"X has shape \(6, 3, 8, 8\).*expects \(N, 1, 8, 8\)"),
     Case(DATA, "model.fit(X[:, :, :7, :7], y)", ValueError, r"X has shape \(6, 1, 7, 7\)"),
     Case(DATA, "model.fit(X.reshape(6, 64), y)", ValueError, r"X has shape \(6, 64\)"),
     Case(DATA, "model.predict(X[..., None])", ValueError, r"X has shape \(6, 1, 8, 8, 1\)"),
@@ -159,8 +160,10 @@ CASES = [
     Case(MODEL, "Sequential(Dense(3))", TypeError, r"layers must be a list of Layer objects"),
     Case(MODEL, "Sequential([Flatten(), 'Dense(3)'])", TypeError, r"item 1 is a str, not a minidl Layer"),
     Case(MODEL, "Sequential([model.layers[3]] * 2)", ValueError, r"the same layer object appears twice"),
-    Case(MODEL, "Sequential([Flatten()], dtype='float16')", TypeError, r"dtype must be float32 or float64, got 'float16'"),
-    Case(MODEL, "Sequential([Flatten()], dtype='floot32')", TypeError, r"dtype must be float32 or float64, got 'floot32'"),
+    Case(MODEL, "Sequential([Flatten()], dtype='float16')", TypeError,
+         r"dtype must be float32 or float64, got 'float16'"),
+    Case(MODEL, "Sequential([Flatten()], dtype='floot32')", TypeError,
+         r"dtype must be float32 or float64, got 'floot32'"),
     Case(MODEL, "Sequential([Flatten()], seed=-1)", ValueError, r"seed must be >= 0, got -1"),
     Case(MODEL, "Sequential([Flatten()], seed=0.5)", TypeError, r"seed must be an int, got 0.5"),
     Case(MODEL, "Sequential([Flatten()], input_shape=(1, 0, 8))", ValueError, r"input shape must hold positive ints"),
@@ -251,7 +254,8 @@ def render_doc() -> str:
         "",
         "Every row below is a case of `tests/test_robustness.py`, run by the test suite; the message column is",
         "what minidl raises today. In the code, `model` is the blog's CNN built for `(1, 8, 8)` images with 3",
-        "classes (`other` another one), `unbuilt` the same without `input_shape`, `X` six float32 images `(6, 1, 8, 8)`, `y` labels 0..2.",
+        "classes (`other` another one), `unbuilt` the same without `input_shape`, `X` six float32 images",
+        "`(6, 1, 8, 8)`, `y` labels 0..2.",
         "",
         "Not errors, on purpose: integer and boolean image arrays are converted to the model's dtype; images",
         "shaped `(N, H, W)` are accepted by single-channel models (built or not); float labels holding whole",

@@ -177,7 +177,9 @@ class Layer:
         if dtype.kind != "f":
             raise TypeError(f"{self.name}: dtype must be a floating type, got {dtype}")
         if rng is not None and not isinstance(rng, np.random.Generator):
-            raise TypeError(f"{self.name}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {rng!r}")
+            raise TypeError(
+                f"{self.name}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {rng!r}"
+            )
         output_shape = tuple(self.compute_output_shape(input_shape))
         self.create_parameters(input_shape, rng if rng is not None else np.random.default_rng(), dtype)
         self.input_shape, self.output_shape, self.dtype = input_shape, output_shape, dtype

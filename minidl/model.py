@@ -496,8 +496,10 @@ def _as_array(value: Any, arg: str) -> np.ndarray:
     """``np.asarray`` that names the argument when the data is ragged or not array-like."""
     try:
         return np.asarray(value)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{arg} could not be made into an array ({err})") from None
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{arg} could not be made into an array: are its nested sequences of different lengths (ragged)?"
+        ) from None
 
 
 def _describe(a: np.ndarray) -> str:

@@ -109,11 +109,12 @@ def run_digits(args: argparse.Namespace, recipe: presets.Recipe) -> float:
     model.summary()
     print(f"recipe: {_describe(recipe)} --seed {args.seed}")
     start = time.perf_counter()
-    recipe.fit(model, X_train, y_train, verbose=args.verbose)
+    history = recipe.fit(model, X_train, y_train, verbose=args.verbose)
     seconds = time.perf_counter() - start
     result = model.evaluate(X_test, y_test)
-    print(f"train: {len(X_train)} images, {recipe.epochs} epochs in {seconds:.2f} s "
-          f"({seconds / recipe.epochs:.3f} s/epoch)")
+    epochs = len(history.epoch)  # fewer than the recipe's after Ctrl-C or early stopping
+    print(f"train: {len(X_train)} images, {epochs} epochs in {seconds:.2f} s "
+          f"({seconds / max(epochs, 1):.3f} s/epoch)" + (", interrupted" if history.interrupted else ""))
     print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(X_test)} images")
     return result["accuracy"]
 

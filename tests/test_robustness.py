@@ -635,6 +635,7 @@ def test_ctrl_c_on_the_command_line_stops_training_and_still_reports(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "fit: interrupted" in out and "test accuracy:" in out
+    assert re.search(r"train: 1437 images, \d+ epochs in .*, interrupted", out) and "500 epochs" not in out
     assert "Traceback" not in err
 
 

@@ -594,7 +594,8 @@ def counting_sgd(model):
     return opt
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
+@pytest.mark.skipif(os.name == "nt" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="needs POSIX signals and Python's own SIGINT handler")
 def test_ctrl_c_mid_step_finishes_that_step_then_stops():
     X, y = make_data(n=12)
     model = Sequential([SigintDuringForward(at_calls=(5,)), Conv2D(2, 3), Flatten(), Dense(3), SoftmaxCE()],
@@ -608,7 +609,8 @@ def test_ctrl_c_mid_step_finishes_that_step_then_stops():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit restored the handler
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
+@pytest.mark.skipif(os.name == "nt" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="needs POSIX signals and Python's own SIGINT handler")
 def test_a_second_ctrl_c_stops_at_once():
     X, y = make_data(n=12)
     model = Sequential([SigintDuringForward(at_calls=(2,), times=2), Flatten(), Dense(3), SoftmaxCE()],

@@ -20,8 +20,9 @@ import pytest
 import minidl.layers
 from minidl.layers.base import LAYERS
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-PAGES = ["layers.md", "extending.md", "training.md", "saving.md", "sklearn.md"]
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = ["../README.md", "layers.md", "extending.md", "training.md", "saving.md", "sklearn.md"]
 NO_RUN = "# doc: no-run"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```[ \t]*$", re.S | re.M)
 

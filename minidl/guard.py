@@ -4,8 +4,12 @@
 
 - ``check_step(loss)`` runs once per step, *before* ``optimizer.step()``. A non-finite
   loss, or a finite loss whose gradients hold NaN/inf or overflow (it sums ``g·g`` over the
-  trainable parameters, one BLAS dot each), raises :class:`NonFiniteLossError` before the
-  update is applied: the weights are exactly those of the last good step.
+  trainable parameters), raises :class:`NonFiniteLossError` before the update is applied:
+  the weights are exactly those of the last good step. While the guard is active the
+  trainable ``.grad`` arrays are views of one flat array, so that sum is a single BLAS dot
+  (per-parameter calls cost more than a whole layer at batch 1); a layer that rebinds a
+  ``.grad`` instead of writing into it is noticed and checked on its own. On exit each
+  parameter gets its own gradient array back, holding the last values.
 - What that cannot see is an update that overflows although loss and gradients are finite
   (an enormous learning rate or weight decay). Non-finite weights then show up as a
   non-finite loss at the next step, or in ``end_epoch``'s check; as the bad update is
@@ -56,6 +60,8 @@ class TrainingGuard:
         self.interrupt_requested = False
         self._previous_handler: Any = None
         self._epoch_start: list[np.ndarray] = []
+        self._flat_grad: np.ndarray | None = None  # while active: the trainable gradients, end to end
+        self._grad_views: list[tuple[Any, np.ndarray, np.ndarray]] = []  # (parameter, its view, its own array)
 
     # -- non-finite loss / gradients / weights ------------------------------------------------
     def begin_epoch(self) -> None:
@@ -70,9 +76,7 @@ class TrainingGuard:
     def check_step(self, loss: float, epoch: int, step: int) -> None:
         """Raise :class:`NonFiniteLossError` unless ``loss`` and every gradient are finite."""
         if math.isfinite(loss):
-            squares = 0.0
-            for p in self.params:
-                squares += float(np.vdot(p.grad, p.grad))
+            squares = self._grad_squares()
             if math.isfinite(squares):
                 self.last_loss = loss
                 return
@@ -80,6 +84,40 @@ class TrainingGuard:
         else:
             what = f"the loss became {loss}"
         self._stop(what, epoch, step, loss)
+
+    def _grad_squares(self) -> float:
+        """``Σ g·g`` over the trainable gradients: one dot over the flat array while every ``.grad`` still views it."""
+        flat = self._flat_grad
+        if flat is not None:
+            for p, view, _ in self._grad_views:
+                if p.grad is not view:
+                    break
+            else:
+                return float(np.vdot(flat, flat))
+        return sum(float(np.vdot(p.grad, p.grad)) for p in self.params)
+
+    def _gather_grads(self) -> None:
+        """Make the trainable ``.grad`` arrays views of one flat array (when they share a dtype)."""
+        grads = [p.grad for p in self.params]
+        if not grads or len({g.dtype for g in grads}) != 1:
+            return
+        flat = np.empty(sum(g.size for g in grads), dtype=grads[0].dtype)
+        offset = 0
+        for p, own in zip(self.params, grads):
+            view = flat[offset:offset + own.size].reshape(own.shape)
+            view[...] = own
+            offset += own.size
+            self._grad_views.append((p, view, own))
+            p.grad = view
+        self._flat_grad = flat
+
+    def _scatter_grads(self) -> None:
+        """Give each parameter its own gradient array back, with the latest values."""
+        for p, view, own in self._grad_views:
+            if p.grad is view:
+                own[...] = view
+                p.grad = own
+        self._grad_views, self._flat_grad = [], None
 
     def end_epoch(self, epoch: int, steps: int) -> None:
         """Raise :class:`NonFiniteLossError` if an update of this epoch left non-finite weights."""
@@ -115,6 +153,7 @@ class TrainingGuard:
 
     # -- Ctrl-C at step boundaries --------------------------------------------------------
     def __enter__(self) -> "TrainingGuard":
+        self._gather_grads()
         # Only the main thread may install handlers; respect a handler the user installed.
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -122,6 +161,7 @@ class TrainingGuard:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._scatter_grads()
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None

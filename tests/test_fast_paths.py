@@ -14,7 +14,9 @@ import minidl.layers.conv as conv
 import minidl.layers.pooling as pooling
 from helpers import built
 from minidl import Sequential
-from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from minidl.callbacks import Callback
+from minidl.guard import NonFiniteLossError
+from minidl.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, SoftmaxCE
 from minidl.layers.conv import matmul_nt, matmul_wide, resolve_padding
 from minidl.optim import SGD
 from reference import conv2d_backward_reference, conv2d_reference, maxpool2d_backward_reference, maxpool2d_reference
@@ -269,3 +271,92 @@ def test_conv2d_takes_an_empty_batch(training):
     assert layer.forward(np.zeros((0, 1, 5, 5)), training=training).shape == (0, 2, 5, 5)
     assert layer.backward(np.zeros((0, 2, 5, 5))).shape == (0, 1, 5, 5)
     np.testing.assert_array_equal(layer.weight.grad, 0)
+
+
+class Scale(Layer):
+    """``y = x ⊙ w`` on feature vectors; from the ``poison_at``-th backward on, its weight gradient is NaN,
+    written into ``.grad`` in place or, with ``rebind=True``, as a new array bound to ``.grad``."""
+
+    def __init__(self, poison_at: int = 10**9, rebind: bool = False) -> None:
+        super().__init__()
+        self.poison_at, self.rebind, self.calls = poison_at, rebind, 0
+
+    def create_parameters(self, input_shape, rng, dtype):
+        self.weight = Parameter(np.ones(input_shape, dtype=dtype))
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._x = x
+        return x * self.weight.data
+
+    def backward(self, grad_out):
+        self.calls += 1
+        grad = (grad_out * self._x).sum(axis=0) * (np.nan if self.calls >= self.poison_at else 1.0)
+        if self.rebind:
+            self.weight.grad = grad
+        else:
+            self.weight.grad[...] = grad
+        return grad_out * self.weight.data
+
+
+class GradSnapshots(Callback):
+    def on_train_begin(self, logs=None):
+        self.weights, self.grads = [self.model.state_dict()], []
+
+    def on_batch_end(self, batch, logs=None):
+        self.weights.append(self.model.state_dict())
+        self.grads.append([p.grad.copy() for p in self.model.parameters()])
+
+
+@pytest.mark.parametrize("rebind", [False, True], ids=["written-in-place", "rebound"])
+def test_the_fused_gradient_check_stops_before_the_update_however_a_layer_sets_grad(rebind):
+    rng = np.random.default_rng(0)
+    X, y = rng.random((12, 1, 8, 8)), np.arange(12) % 3
+    model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), Scale(poison_at=3, rebind=rebind), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 8, 8), seed=0, dtype="float64")
+    snaps = GradSnapshots()
+    with pytest.raises(NonFiniteLossError, match=r"gradients became non-finite .* at epoch 1, step 3"):
+        model.fit(X, y, epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[snaps])
+    assert len(snaps.weights) == 3  # the start, then steps 1 and 2: step 3's update was not applied
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, snaps.weights[-1][name])
+
+
+def test_fit_hands_each_parameter_its_own_gradient_array_back_with_the_last_values():
+    rng = np.random.default_rng(1)
+    X, y = rng.random((10, 1, 8, 8)), np.arange(10) % 3
+    model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), Scale(), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 8, 8), seed=0)
+    model.layers[4].bias.trainable = False  # frozen parameters are not gathered, and keep their (zero) grad
+    before = [p.grad for p in model.parameters()]
+    snaps = GradSnapshots()
+    model.fit(X, y, epochs=2, batch_size=4, verbose=0, callbacks=[snaps])
+    for p, own, last in zip(model.parameters(), before, snaps.grads[-1]):
+        assert p.grad is own and p.grad.base is None
+        np.testing.assert_array_equal(p.grad, last)
+    assert np.any(snaps.grads[-1][0] != 0)
+
+
+@pytest.mark.parametrize("layer", [Dense(3), ReLU(), Flatten(), SoftmaxCE(), MaxPool2D(2)], ids=lambda l: l.name)
+def test_check_input_fast_path_lets_through_only_what_the_full_check_accepts(layer):
+    shape = (4,) if isinstance(layer, (Dense, SoftmaxCE)) else (2, 4, 4)
+    layer.build(shape, rng=np.random.default_rng(0), dtype=np.dtype("float32"))
+    layer.check_input(np.zeros((3, *shape), dtype=np.float32))
+    layer.check_input(np.zeros((0, *shape), dtype=np.float32))
+    for bad, error in [(np.zeros((3, *shape)), TypeError), (np.zeros(shape, dtype=np.float32), ValueError),
+                       (np.zeros((3, 1, *shape), dtype=np.float32), ValueError), (np.array(0, dtype=np.float32), ValueError),
+                       (np.zeros((3, *shape), dtype=np.float32).tolist(), TypeError)]:
+        with pytest.raises(error, match=layer.name):
+            layer.check_input(bad)
+
+
+def test_softmax_ce_loss_follows_the_batch_size_when_it_changes():
+    rng = np.random.default_rng(2)
+    head = SoftmaxCE()
+    head.build((5,), rng=rng, dtype=np.dtype("float64"))
+    for n in (3, 1, 1, 4, 3):
+        z, y = rng.standard_normal((n, 5)), rng.integers(0, 5, n)
+        shifted = z - z.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        assert head.loss(z, y) == pytest.approx(-log_p[np.arange(n), y].mean(), rel=1e-12)
+        np.testing.assert_allclose(head.backward(), (np.exp(log_p) - np.eye(5)[y]) / n, rtol=1e-12, atol=1e-15)

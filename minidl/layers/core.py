@@ -70,5 +70,5 @@ class Dense(Layer):
         if self.weight.trainable:
             np.matmul(self._x.T, grad_out, out=self.weight.grad)
         if self.bias is not None and self.bias.trainable:
-            np.sum(grad_out, axis=0, out=self.bias.grad)
+            np.add.reduce(grad_out, axis=0, out=self.bias.grad)  # the ufunc itself: np.sum adds ~1 µs of wrapping
         return grad_out @ self.weight.data.T

@@ -24,6 +24,8 @@ class SoftmaxCE(Layer):
     the loss (training). Each caches what ``backward`` needs to differentiate it.
     """
 
+    _rows = np.arange(0)  # 0..N-1 for the label gather, kept while the batch size repeats
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
             raise ValueError(
@@ -49,9 +51,10 @@ class SoftmaxCE(Layer):
         p = np.exp(shifted)
         total = np.add.reduce(p, axis=1, keepdims=True)
         p /= total
-        rows = np.arange(len(y))
-        self._p, self._y, self._rows = p, y, rows
-        return float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted[rows, y], axis=None)) / len(y)
+        if len(self._rows) != len(y):
+            self._rows = np.arange(len(y))
+        self._p, self._y = p, y
+        return float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted[self._rows, y], axis=None)) / len(y)
 
     def backward(self, grad_out: float | np.ndarray = 1.0) -> np.ndarray:
         """Gradient w.r.t. the logits of whatever was computed last.

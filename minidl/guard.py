@@ -86,7 +86,7 @@ class TrainingGuard:
         self._stop(what, epoch, step, loss)
 
     def _grad_squares(self) -> float:
-        """``Σ g·g`` over the trainable gradients: one dot over the flat array while every ``.grad`` still views it."""
+        """``Σ g·g`` over the trainable gradients: one dot over the flat array while each ``.grad`` views it."""
         flat = self._flat_grad
         if flat is not None:
             for p, view, _ in self._grad_views:

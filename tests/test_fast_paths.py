@@ -273,7 +273,7 @@ def test_conv2d_takes_an_empty_batch(training):
     np.testing.assert_array_equal(layer.weight.grad, 0)
 
 
-class Scale(Layer):
+class PoisonableScale(Layer):
     """``y = x ⊙ w`` on feature vectors; from the ``poison_at``-th backward on, its weight gradient is NaN,
     written into ``.grad`` in place or, with ``rebind=True``, as a new array bound to ``.grad``."""
 
@@ -312,7 +312,8 @@ class GradSnapshots(Callback):
 def test_the_fused_gradient_check_stops_before_the_update_however_a_layer_sets_grad(rebind):
     rng = np.random.default_rng(0)
     X, y = rng.random((12, 1, 8, 8)), np.arange(12) % 3
-    model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), Scale(poison_at=3, rebind=rebind), Dense(3), SoftmaxCE()],
+    poisoned = PoisonableScale(poison_at=3, rebind=rebind)
+    model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), poisoned, Dense(3), SoftmaxCE()],
                        input_shape=(1, 8, 8), seed=0, dtype="float64")
     snaps = GradSnapshots()
     with pytest.raises(NonFiniteLossError, match=r"gradients became non-finite .* at epoch 1, step 3"):
@@ -325,7 +326,7 @@ def test_the_fused_gradient_check_stops_before_the_update_however_a_layer_sets_g
 def test_fit_hands_each_parameter_its_own_gradient_array_back_with_the_last_values():
     rng = np.random.default_rng(1)
     X, y = rng.random((10, 1, 8, 8)), np.arange(10) % 3
-    model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), Scale(), Dense(3), SoftmaxCE()],
+    model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), PoisonableScale(), Dense(3), SoftmaxCE()],
                        input_shape=(1, 8, 8), seed=0)
     model.layers[4].bias.trainable = False  # frozen parameters are not gathered, and keep their (zero) grad
     before = [p.grad for p in model.parameters()]
@@ -344,7 +345,8 @@ def test_check_input_fast_path_lets_through_only_what_the_full_check_accepts(lay
     layer.check_input(np.zeros((3, *shape), dtype=np.float32))
     layer.check_input(np.zeros((0, *shape), dtype=np.float32))
     for bad, error in [(np.zeros((3, *shape)), TypeError), (np.zeros(shape, dtype=np.float32), ValueError),
-                       (np.zeros((3, 1, *shape), dtype=np.float32), ValueError), (np.array(0, dtype=np.float32), ValueError),
+                       (np.zeros((3, 1, *shape), dtype=np.float32), ValueError),
+                       (np.array(0, dtype=np.float32), ValueError),
                        (np.zeros((3, *shape), dtype=np.float32).tolist(), TypeError)]:
         with pytest.raises(error, match=layer.name):
             layer.check_input(bad)

@@ -53,8 +53,8 @@ class SoftmaxCE(Layer):
         p /= total
         if len(self._rows) != len(y):
             self._rows = np.arange(len(y))
-        self._p, self._y = p, y
-        return float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted[self._rows, y], axis=None)) / len(y)
+        self._p, self._y, rows = p, y, self._rows
+        return float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted[rows, y], axis=None)) / len(y)
 
     def backward(self, grad_out: float | np.ndarray = 1.0) -> np.ndarray:
         """Gradient w.r.t. the logits of whatever was computed last.

@@ -54,7 +54,9 @@ class TrainingGuard:
 
     def __init__(self, optimizer: Any, buffers: Iterable[Buffer] = ()) -> None:
         self.optimizer = optimizer  # read at error time: a schedule may have changed its lr
-        self.params = [p for p in optimizer.params if p.trainable]
+        # All of them, not only the trainable ones: a callback may unfreeze a layer mid-fit.
+        self.params = list(optimizer.params)
+        self._frozen = [p for p in self.params if not p.trainable]
         self.buffers = list(buffers)  # e.g. running statistics, updated by the forward pass itself
         self.last_loss: float | None = None
         self.interrupt_requested = False
@@ -88,22 +90,23 @@ class TrainingGuard:
     def _grad_squares(self) -> float:
         """``Σ g·g`` over the trainable gradients: one dot over the flat array while each ``.grad`` views it."""
         flat = self._flat_grad
-        if flat is not None:
+        if flat is not None and not any(p.trainable for p in self._frozen):
             for p, view, _ in self._grad_views:
-                if p.grad is not view:
+                if p.grad is not view or not p.trainable:
                     break
             else:
                 return float(np.vdot(flat, flat))
-        return sum(float(np.vdot(p.grad, p.grad)) for p in self.params)
+        return sum(float(np.vdot(p.grad, p.grad)) for p in self.params if p.trainable)
 
     def _gather_grads(self) -> None:
         """Make the trainable ``.grad`` arrays views of one flat array (when they share a dtype)."""
-        grads = [p.grad for p in self.params]
+        trainable = [p for p in self.params if p.trainable]
+        grads = [p.grad for p in trainable]
         if not grads or len({g.dtype for g in grads}) != 1:
             return
         flat = np.empty(sum(g.size for g in grads), dtype=grads[0].dtype)
         offset = 0
-        for p, own in zip(self.params, grads):
+        for p, own in zip(trainable, grads):
             view = flat[offset:offset + own.size].reshape(own.shape)
             view[...] = own
             offset += own.size

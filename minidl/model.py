@@ -71,6 +71,7 @@ class Sequential:
         self._shuffle_rng = np.random.default_rng(shuffle_seq)
         self.optimizer: Optimizer | None = None
         self.stop_training = False
+        self._fitting = False
         self.input_shape: Shape | None = None
         if input_shape is not None:
             self.build(input_shape)
@@ -134,13 +135,18 @@ class Sequential:
             missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
             if missing or unexpected:
                 raise KeyError(f"load_state_dict: missing parameters {missing}, unexpected {unexpected}")
-        for name, p in params.items():
+        values = {}
+        for name, p in params.items():  # check everything before writing anything: no half-loaded model
             if name not in state:
                 continue
             value = np.asarray(state[name])
             if value.shape != p.shape:
                 raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
-            p.data[...] = value
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
+            values[name] = value
+        for name, value in values.items():
+            params[name].data[...] = value
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights, dtype and seed to ``path`` atomically; see :mod:`minidl.saving`."""
@@ -267,25 +273,46 @@ class Sequential:
         elif not isinstance(optimizer, Optimizer):
             raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, got {optimizer!r}")
         own = {id(p) for p in self.parameters()}
-        if not any(id(p) in own for p in optimizer.params):
+        foreign = [p for p in optimizer.params if id(p) not in own]
+        if len(foreign) == len(optimizer.params):
             raise ValueError(
                 "fit: the optimizer holds none of this model's parameters; make it with "
                 "SGD(model.parameters(), ...) for this model"
             )
-        self.optimizer = optimizer
+        if foreign:  # they would be stepped with whatever stale .grad they hold
+            raise ValueError(
+                f"fit: the optimizer also holds {len(foreign)} parameter(s) of another model "
+                f"(shapes {[p.shape for p in foreign]}); make it with model.parameters() of this model only"
+            )
+        if self._fitting:
+            raise RuntimeError("fit: this model is already training (fit was called from inside fit, e.g. a callback)")
+        previous_optimizer, self.optimizer = self.optimizer, optimizer
         history = History()
         history.interrupted = False
         self.history = history
         self.stop_training = False
-        for cb in callbacks:
-            cb.set_model(self)
-            cb.on_train_begin()
+        try:
+            for cb in callbacks:
+                cb.set_model(self)
+                cb.on_train_begin()
+        except BaseException:
+            self.optimizer = previous_optimizer  # a refused fit leaves nothing behind for the next one
+            raise
+        self._fitting = True
+        try:
+            return self._fit_guarded(X, y, val if validation_data is not None else None, optimizer, epochs,
+                                     batch_size, shuffle, verbose, callbacks, history)
+        finally:
+            self._fitting = False
+
+    def _fit_guarded(self, X, y, val, optimizer, epochs, batch_size, shuffle, verbose, callbacks,
+                     history) -> History:
         guard = TrainingGuard(optimizer, self.named_buffers().values())
         diverged = None
         try:
             with guard:
-                self._fit_epochs(X, y, val if validation_data is not None else None, optimizer, epochs,
-                                 batch_size, shuffle, verbose, callbacks, history, guard)
+                self._fit_epochs(X, y, val, optimizer, epochs, batch_size, shuffle, verbose, callbacks, history,
+                                 guard)
         except NonFiniteLossError as err:
             err.history, diverged = history, err
         except KeyboardInterrupt:

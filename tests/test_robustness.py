@@ -628,8 +628,10 @@ def test_ctrl_c_on_the_command_line_stops_training_and_still_reports(tmp_path):
     import subprocess
     import sys
 
+    # Restore the default SIGINT action in the child: under nohup or `cmd &` it would inherit "ignore".
     proc = subprocess.Popen([sys.executable, "-u", "-m", "minidl", "digits", "--epochs", "500", "--verbose", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:  # wait until training is under way
         if line.startswith("Epoch 2/"):
             break
@@ -743,3 +745,69 @@ def test_a_killed_training_process_resumes_from_its_last_checkpoint(tmp_path):
     start = resumed.evaluate(X_test, y_test)["accuracy"]
     resumed.fit(X, y, epochs=2, batch_size=4, verbose=0)
     assert resumed.evaluate(X_test, y_test)["accuracy"] >= start - 0.05 and start > 0.5
+
+
+# -- found in review: state left behind by errors --------------------------------------------------
+
+
+def test_load_state_dict_checks_every_entry_before_writing_any():
+    model = Sequential([Flatten(), Dense(4), ReLU(), Dense(3), SoftmaxCE()], input_shape=(1, 2, 2), seed=0)
+    before = model.state_dict()
+    state = {k: np.zeros_like(v) for k, v in before.items()}
+    state["3.weight"] = np.zeros((9, 9))
+    with pytest.raises(ValueError, match=r"'3.weight' has shape \(4, 3\), the state has \(9, 9\)"):
+        model.load_state_dict(state)
+    state["3.weight"], state["3.bias"] = np.zeros((4, 3)), np.array(["a", "b", "c"])
+    with pytest.raises(TypeError, match="'3.bias' must be numeric"):
+        model.load_state_dict(state)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the runaway update is the point
+def test_the_guard_covers_a_layer_unfrozen_during_fit():
+    X, y = make_data(n=32)
+    model = Sequential([Conv2D(2, 3, trainable=False), ReLU(), Flatten(), Dense(3), SoftmaxCE()],
+                       input_shape=(1, 8, 8), seed=0)
+    opt = SGD(model.parameters(), lr=0.01)
+
+    class Unfreeze(Callback):  # fine-tuning: unfreeze the first layer after epoch 1, with a runaway rate
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                self.model.layers[0].trainable = True
+                opt.lr = 1e300
+
+    with pytest.raises(NonFiniteLossError):
+        model.fit(X, y, optimizer=opt, epochs=3, verbose=0, callbacks=[Unfreeze()])
+    for name, p in model.named_parameters().items():
+        assert np.isfinite(p.data).all(), name
+
+
+def test_fit_refuses_an_optimizer_that_also_holds_another_models_parameters():
+    X, y = make_data(n=8)
+    model, other = blog_cnn(num_classes=3, seed=0), blog_cnn(num_classes=3, seed=1)
+    with pytest.raises(ValueError, match=r"also holds 4 parameter\(s\) of another model"):
+        model.fit(X, y, optimizer=SGD(model.parameters() + other.parameters()), verbose=0)
+
+
+def test_fit_from_inside_fit_is_refused_and_a_refused_fit_keeps_the_previous_optimizer():
+    X, y = make_data(n=8)
+    model = blog_cnn(num_classes=3, seed=0)
+    first = SGD(model.parameters(), lr=0.01)
+    model.fit(X, y, optimizer=first, verbose=0)
+
+    class Nested(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.fit(X, y, verbose=0)
+
+    with pytest.raises(RuntimeError, match="already training"):
+        model.fit(X, y, optimizer=first, verbose=0, callbacks=[Nested()])
+
+    class Refuses(Callback):
+        def on_train_begin(self, logs=None):
+            raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        model.fit(X, y, optimizer=SGD(model.parameters(), lr=0.5), verbose=0, callbacks=[Refuses()])
+    assert model.optimizer is first
+    model.fit(X, y, verbose=0)  # the model is not stuck in "training"

@@ -203,7 +203,9 @@ class Sequential:
         _raise_if_not_finite(np.array(loss), "forward_backward: the loss")  # before a custom loop steps on it
         return loss, logits
 
-    def _forward_backward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    def _forward_backward(self, x: np.ndarray, y: np.ndarray, input_grad: bool = True) -> tuple[float, np.ndarray]:
+        """``forward_backward`` without the checks. ``input_grad=False`` (fit) lets the first layer
+        skip ``dL/dx`` if it can (``needs_input_grad``): nobody reads the gradient of the data."""
         # The body of backward() inlined: this runs once per step, and at batch 1 every call counts.
         *body, head = self.layers
         logits = x
@@ -211,8 +213,18 @@ class Sequential:
             logits = layer.forward(logits, training=True)
         loss = head.loss(logits, y)
         grad = head.backward()
-        for layer in reversed(body):
+        for layer in body[:0:-1]:
             grad = layer.backward(grad)
+        if body:
+            first = body[0]
+            if input_grad or not getattr(first, "needs_input_grad", False):
+                first.backward(grad)
+            else:  # switched off only for this call, so a callback calling backward() still gets dL/dx
+                first.needs_input_grad = False
+                try:
+                    first.backward(grad)
+                finally:
+                    first.needs_input_grad = True
         return loss, logits
 
     def fit(
@@ -356,17 +368,6 @@ class Sequential:
                 break
 
     def _run_epoch(self, X, y, optimizer, batch_size, callbacks, desc, verbose, epoch, guard) -> dict[str, float]:
-        first = self.layers[0]
-        skip_input_grad = getattr(first, "needs_input_grad", False)
-        if skip_input_grad:
-            first.needs_input_grad = False  # nobody reads dL/dX of the data: skip computing it
-        try:
-            return self._epoch_steps(X, y, optimizer, batch_size, callbacks, desc, verbose, epoch, guard)
-        finally:
-            if skip_input_grad:
-                first.needs_input_grad = True
-
-    def _epoch_steps(self, X, y, optimizer, batch_size, callbacks, desc, verbose, epoch, guard) -> dict[str, float]:
         n = len(X)
         total_loss, seen = 0.0, 0
         # argmax writes straight into one buffer; accuracy is counted only when someone reads it
@@ -377,7 +378,7 @@ class Sequential:
         for step, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             yb = y[start:stop]
-            loss, logits = forward_backward(X[start:stop], yb)
+            loss, logits = forward_backward(X[start:stop], yb, False)
             guard.check_step(loss, epoch, step)  # before the update: a NaN step is never applied
             step_fn()
             total_loss += loss * (stop - start)

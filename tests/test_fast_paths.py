@@ -362,3 +362,20 @@ def test_softmax_ce_loss_follows_the_batch_size_when_it_changes():
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         assert head.loss(z, y) == pytest.approx(-log_p[np.arange(n), y].mean(), rel=1e-12)
         np.testing.assert_allclose(head.backward(), (np.exp(log_p) - np.eye(5)[y]) / n, rtol=1e-12, atol=1e-15)
+
+
+def test_a_callback_calling_backward_during_fit_gets_the_input_gradient():
+    from minidl.callbacks import Callback
+    from minidl.presets import blog_cnn
+
+    shapes = []
+
+    class Saliency(Callback):  # e.g. saliency maps: dL/dx of a batch, in the middle of training
+        def on_batch_end(self, batch, logs=None):
+            self.model.forward(np.zeros((2, 1, 8, 8), dtype=np.float32), training=True)
+            shapes.append(self.model.backward(np.ones((2, 10), dtype=np.float32)).shape)
+
+    model = blog_cnn(seed=0)
+    X, y = np.random.default_rng(0).random((8, 1, 8, 8)), np.arange(8) % 10
+    model.fit(X, y, epochs=1, batch_size=4, verbose=0, callbacks=[Saliency()])
+    assert shapes == [(2, 1, 8, 8)] * 2

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .callbacks import Callback, History
 from .guard import NonFiniteLossError, TrainingGuard
-from .layers.base import Buffer, Layer, Parameter, Shape, _as_shape
+from .layers.base import Buffer, Layer, Parameter, Shape, _as_shape, as_int
 from .layers.losses import SoftmaxCE
 from .optim import SGD, Optimizer
 
@@ -64,7 +64,7 @@ class Sequential:
             raise TypeError(f"Sequential: dtype must be float32 or float64, got {dtype!r}")
         if seed is not None:
             for entropy in seed if isinstance(seed, (list, tuple)) else [seed]:  # SeedSequence takes lists too
-                _check_int(entropy, "Sequential: seed", 0)
+                as_int(entropy, "seed", "Sequential")
         self.seed = seed
         init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
         self._init_rng = np.random.default_rng(init_seq)
@@ -260,8 +260,8 @@ class Sequential:
           step (including the steps of the interrupted epoch) and can be used or trained further.
         """
         self._require_head("fit")
-        _check_int(epochs, "epochs", 0)
-        _check_int(batch_size, "batch_size", 1)
+        as_int(epochs, "epochs", minimum=0)
+        as_int(batch_size, "batch_size", minimum=1)
         if verbose not in (0, 1, 2):
             raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
         if not isinstance(shuffle, (bool, np.bool_)):
@@ -398,7 +398,7 @@ class Sequential:
     def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and accuracy on ``(X, y)``, in inference mode."""
         self._require_head("evaluate")
-        _check_int(batch_size, "batch_size", 1)
+        as_int(batch_size, "batch_size", minimum=1)
         result = self._evaluate(*self._prepare(X, y, "X", "y"), batch_size=batch_size)
         _raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
         return result
@@ -417,7 +417,7 @@ class Sequential:
 
     def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """Model outputs for ``X`` (class probabilities with a SoftmaxCE head), computed in chunks."""
-        _check_int(batch_size, "batch_size", 1)
+        as_int(batch_size, "batch_size", minimum=1)
         X = self._prepare(X, None, "X", None)[0]
         chunks = [self.forward(X[s:s + batch_size]) for s in range(0, len(X), batch_size)]
         out = np.concatenate(chunks)
@@ -504,14 +504,6 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
         return f"Sequential([\n{inner},\n], input_shape={self.input_shape}, seed={self.seed}, dtype='{self.dtype}')"
-
-
-def _check_int(value: Any, arg: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{arg} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{arg} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _raise_if_not_finite(values: np.ndarray, what: str) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from .callbacks import Callback
 from .layers.base import Parameter, check_bool
 from .layers.base import as_float as _check_float
+from .layers.base import as_int
 
 
 class Optimizer:
@@ -309,7 +310,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
-        self.step_size = _check_positive_int(step_size, "step_size", "StepLR")
+        self.step_size = as_int(step_size, "step_size", "StepLR", minimum=1)
         self.gamma = _check_float(gamma, "gamma", "StepLR", low=0.0, low_inclusive=False)
 
     def get_lr(self) -> float:
@@ -326,7 +327,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803 (PyTorch's name)
         super().__init__(optimizer)
-        self.T_max = _check_positive_int(T_max, "T_max", "CosineAnnealingLR")
+        self.T_max = as_int(T_max, "T_max", "CosineAnnealingLR", minimum=1)
         self.eta_min = _check_float(eta_min, "eta_min", "CosineAnnealingLR", low=0.0)
 
     def get_lr(self) -> float:
@@ -339,11 +340,3 @@ def _like(current: Any, value: Any) -> Any:
     if isinstance(current, tuple):
         return tuple(float(v) for v in value)
     return type(current)(value)
-
-
-def _check_positive_int(value: Any, arg: str, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {arg} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{owner}: {arg} must be >= 1, got {value!r}")
-    return int(value)

@@ -24,7 +24,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .layers import Dense, Layer, SoftmaxCE
-from .model import Sequential, _check_int
+from .layers.base import as_int
+from .model import Sequential
 from .optim import SGD
 from .presets import blog_cnn
 
@@ -279,7 +280,7 @@ class SequentialClassifier(_MinidlClassifier):
 def _check_param(estimator: BaseEstimator, name: str, minimum: int) -> None:
     """scikit-learn reports every bad hyper-parameter as a ``ValueError`` from ``fit``."""
     try:
-        _check_int(getattr(estimator, name), name, minimum)
+        as_int(getattr(estimator, name), name, minimum=minimum)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{type(estimator).__name__}: {err}") from None
 

@@ -268,6 +268,16 @@ def as_pair(value: Any, arg: str, owner: str, minimum: int = 1) -> tuple[int, in
     return int(pair[0]), int(pair[1])
 
 
+def as_int(value: Any, arg: str, owner: str | None = None, minimum: int = 0) -> int:
+    """``value`` as an int ``>= minimum``, or a ``TypeError``/``ValueError`` quoting it (``True`` is no int here)."""
+    prefix = f"{owner}: " if owner else ""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{prefix}{arg} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{prefix}{arg} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def as_float(
     value: Any, arg: str, owner: str, low: float, high: float | None = None, low_inclusive: bool = True
 ) -> float:

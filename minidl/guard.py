@@ -19,7 +19,7 @@
 - ``check_interrupt()`` runs *after* the step. While the guard is active on the main
   thread, Ctrl-C (SIGINT) only sets a flag; the step in flight finishes (no update is
   left half-applied) and then ``KeyboardInterrupt`` is raised at this boundary. A
-  second Ctrl-C raises at once.
+  second Ctrl-C raises at once; ``updating`` tells ``fit`` whether it hit an update.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class TrainingGuard:
         self.buffers = list(buffers)  # e.g. running statistics, updated by the forward pass itself
         self.last_loss: float | None = None
         self.interrupt_requested = False
+        self.updating = False  # True while fit runs optimizer.step(): an interrupt there is not at a boundary
         self._previous_handler: Any = None
         self._epoch_start: list[np.ndarray] = []
         self._flat_grad: np.ndarray | None = None  # while active: the trainable gradients, end to end

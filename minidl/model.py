@@ -258,6 +258,8 @@ class Sequential:
           returns normally with the history of the completed epochs and
           ``history.interrupted == True``; the model holds the weights of the last completed
           step (including the steps of the interrupted epoch) and can be used or trained further.
+          An interrupt that lands inside ``optimizer.step()`` (a second Ctrl-C) is re-raised after
+          ``on_train_end``: that update may be half-applied.
         """
         self._require_head("fit")
         as_int(epochs, "epochs", minimum=0)
@@ -328,6 +330,10 @@ class Sequential:
         except NonFiniteLossError as err:
             err.history, diverged = history, err
         except KeyboardInterrupt:
+            if guard.updating:  # a forced stop (a second Ctrl-C) inside optimizer.step: nothing is consistent
+                for cb in callbacks:
+                    cb.on_train_end()
+                raise
             history.interrupted = True
             self.stop_training = True
             if verbose:
@@ -380,7 +386,9 @@ class Sequential:
             yb = y[start:stop]
             loss, logits = forward_backward(X[start:stop], yb, False)
             guard.check_step(loss, epoch, step)  # before the update: a NaN step is never applied
+            guard.updating = True
             step_fn()
+            guard.updating = False
             total_loss += loss * (stop - start)
             logits.argmax(axis=1, out=preds[start:stop])
             seen = stop

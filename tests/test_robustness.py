@@ -298,8 +298,10 @@ GUIDE_TEXT = """
   then returns normally (after `on_train_end`) with the history of the completed epochs and
   `history.interrupted == True`; the model holds the weights of the last completed step, including the
   steps of the interrupted epoch, and can predict, be saved, or `fit` again. A second Ctrl-C stops at
-  once. A `KeyboardInterrupt` raised by code (a callback, another thread's handler) is treated the
-  same way.
+  once: between updates it is treated the same way; inside `optimizer.step()`, where the update may be
+  half-applied, `fit` runs `on_train_end` and lets the `KeyboardInterrupt` propagate rather than
+  claim consistent weights. A `KeyboardInterrupt` raised by code (a callback, another thread's
+  handler) follows the same rule.
 
 - **Checkpoints.** `ModelCheckpoint(filepath, monitor="val_loss", save_best_only=False, mode="auto",
   every_n_epochs=1)` (in `minidl.callbacks`) saves the model with the atomic `model.save` at the end
@@ -811,3 +813,27 @@ def test_fit_from_inside_fit_is_refused_and_a_refused_fit_keeps_the_previous_opt
         model.fit(X, y, optimizer=SGD(model.parameters(), lr=0.5), verbose=0, callbacks=[Refuses()])
     assert model.optimizer is first
     model.fit(X, y, verbose=0)  # the model is not stuck in "training"
+
+
+def test_an_interrupt_inside_the_optimizer_update_propagates_after_on_train_end():
+    X, y = make_data(n=8)
+    model = blog_cnn(num_classes=3, seed=0)
+    opt = SGD(model.parameters(), lr=0.1)
+    params, step = opt.params, opt.step
+
+    def half_then_interrupted():  # a forced stop after the first parameter was updated
+        params[0].data -= 0.1 * params[0].grad
+        raise KeyboardInterrupt
+
+    opt.step = half_then_interrupted
+    ended = []
+
+    class Ended(Callback):
+        def on_train_end(self, logs=None):
+            ended.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, optimizer=opt, epochs=1, batch_size=4, verbose=0, callbacks=[Ended()])
+    assert ended == [True]
+    opt.step = step
+    assert not model.fit(X, y, optimizer=opt, epochs=1, verbose=0).interrupted  # usable again

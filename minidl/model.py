@@ -161,16 +161,20 @@ class Sequential:
         return saving.load_weights(self, path, strict=strict)
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
-        """Print one row per layer: name, output shape, parameter count; then the totals."""
+        """Print one row per layer: name, output shape, parameter count; then the totals.
+
+        As in Keras, buffers (e.g. BatchNorm2D's running statistics) count as non-trainable parameters.
+        """
         self._require_built("summary")
         rows = [("Layer (type)", "Output shape", "Param #")]
         for i, layer in enumerate(self.layers):
-            rows.append((f"{i}: {layer.name}", str((None, *layer.output_shape)), f"{sum(p.size for p in layer.parameters()):,}"))
+            count = sum(p.size for p in layer.parameters()) + sum(b.size for b in layer.buffers())
+            rows.append((f"{i}: {layer.name}", str((None, *layer.output_shape)), f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(3)]
         line = "-" * (sum(widths) + 4)
         fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"  # noqa: E731
         params = self.parameters()
-        total = sum(p.size for p in params)
+        total = sum(p.size for p in params) + sum(b.size for b in self.named_buffers().values())
         trainable = sum(p.size for p in params if p.trainable)
         print_fn("\n".join([
             f"Sequential: input (None, {', '.join(map(str, self.input_shape))}), dtype {self.dtype}",

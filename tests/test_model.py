@@ -195,3 +195,16 @@ def test_state_dict_round_trip_and_shape_mismatch():
     wide = Sequential([Conv2D(5, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8))
     with pytest.raises(ValueError, match=r"'0.weight' has shape \(5, 1, 3, 3\).*\(4, 1, 3, 3\)"):
         wide.load_state_dict(model.state_dict())
+
+
+def test_summary_counts_buffers_as_non_trainable_like_keras():
+    from minidl.layers import BatchNorm2D
+
+    lines = []
+    model = Sequential([Conv2D(4, 3), BatchNorm2D(), Flatten(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8))
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    # conv 40, batch norm 4 + 4 trained and 4 + 4 running statistics, dense 144·10 + 10
+    assert "Total params: 1,506" in text
+    assert "Trainable params: 1,498" in text and "Non-trainable params: 8" in text
+    assert " 16" in text.splitlines()[5]  # the BatchNorm2D row counts its buffers too

@@ -55,6 +55,15 @@ class _PoolWindows:
             )
         return (c, conv_output_size(h, kh, self.stride[0], 2 * ph), conv_output_size(w, kw, self.stride[1], 2 * pw))
 
+    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """No parameters: fix the window geometry for this input shape, once per build."""
+        _, oh, ow = self.compute_output_shape(input_shape)
+        (kh, kw), (sh, sw) = self.pool_size, self.stride
+        # (k, index): every window offset and the strided slice of the padded input it reads
+        self._offsets = [(u * kw + v, (slice(None), slice(None),
+                                       slice(u, u + sh * (oh - 1) + 1, sh), slice(v, v + sw * (ow - 1) + 1, sw)))
+                         for u in range(kh) for v in range(kw)]
+
 
 class MaxPool2D(_PoolWindows, Layer):
     r"""Max over each ``kh × kw`` window, per channel.
@@ -77,14 +86,10 @@ class MaxPool2D(_PoolWindows, Layer):
     """
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
-        """No parameters: fix the window geometry for this input shape, once per build."""
+        super().create_parameters(input_shape, rng, dtype)
         _, h, w = input_shape
         _, oh, ow = self.compute_output_shape(input_shape)
-        (kh, kw), (sh, sw) = self.pool_size, self.stride
-        # (k, index): every window offset and the strided slice of the padded input it reads
-        self._offsets = [(u * kw + v, (slice(None), slice(None),
-                                       slice(u, u + sh * (oh - 1) + 1, sh), slice(v, v + sw * (ow - 1) + 1, sw)))
-                         for u in range(kh) for v in range(kw)]
+        kh, kw = self.pool_size
         # windows that tile the input (stride = window, no padding) never overlap ...
         self._tiled = self.stride == self.pool_size and self.padding == (0, 0)
         # ... and may cover all of it, or drop a few rows/columns at the edges
@@ -180,14 +185,12 @@ class AvgPool2D(_PoolWindows, Layer):
         return windows.mean(axis=(2, 3))
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        (kh, kw), (sh, sw), (ph, pw) = self.pool_size, self.stride, self.padding
+        (kh, kw), (ph, pw) = self.pool_size, self.padding
         c, h, w = self.input_shape
-        oh, ow = self.output_shape[1:]
         share = grad_out / (kh * kw)
         dxp = np.zeros((grad_out.shape[0], c, h + 2 * ph, w + 2 * pw), dtype=grad_out.dtype)
-        for u in range(kh):
-            for v in range(kw):
-                dxp[:, :, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] += share
+        for _, idx in self._offsets:
+            dxp[idx] += share
         return dxp[:, :, ph:ph + h, pw:pw + w]
 
 

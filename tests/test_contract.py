@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from minidl import Sequential
 from minidl.layers import (
     AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
-    MaxPool2D, Parameter, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh,
+    MaxPool2D, Parameter, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D,
 )
 from minidl.layers.base import LAYERS
 from minidl.optim import SGD
@@ -26,6 +26,7 @@ EXAMPLES = {
     "MaxPool2D": [(lambda: MaxPool2D(3, stride=2, padding=1), (2, 6, 5))],
     "AvgPool2D": [(lambda: AvgPool2D(3, stride=2, padding=1), (2, 6, 5)), (lambda: AvgPool2D(2), (1, 4, 4))],
     "GlobalAvgPool2D": [(lambda: GlobalAvgPool2D(), (3, 3, 2))],
+    "Upsample2D": [(lambda: Upsample2D(2), (2, 3, 2)), (lambda: Upsample2D((1, 3)), (1, 2, 2))],
     "BatchNorm2D": [(lambda: BatchNorm2D(), (3, 2, 3)), (lambda: BatchNorm2D(momentum=0.5, eps=1e-3), (2, 1, 1))],
     "Dropout": [(lambda: Dropout(0.3), (2, 3, 3)), (lambda: Dropout(0.5), (7,))],
     "Dense": [(lambda: Dense(4), (7,)), (lambda: Dense(2, use_bias=False), (3,))],

@@ -8,10 +8,11 @@ from .losses import SoftmaxCE
 from .normalization import BatchNorm2D
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .regularization import Dropout
+from .upsampling import Upsample2D
 
 __all__ = [
     "Layer", "Parameter", "Buffer",
-    "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D", "Dropout",
+    "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Upsample2D", "BatchNorm2D", "Dropout",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Identity",
     "Flatten", "Dense", "SoftmaxCE",
 ]

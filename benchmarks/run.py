@@ -240,10 +240,10 @@ def conv_efficiency(repeats: int, batch: int = 64) -> list[tuple[str, float, flo
         k, m = c * 25, batch * oh * ow
         x = rng.random((batch, c, size, size), dtype=np.float32)
         g = rng.standard_normal((batch, f, oh, ow), dtype=np.float32)
-        if hasattr(layer, "needs_input_grad"):
-            layer.needs_input_grad = not first  # what fit sets: nothing below the first layer wants dL/dx
+        # what fit calls: nothing below the first layer wants dL/dx
+        backward_fn = layer.backward_params if first else layer.backward
         forward = min(timed(lambda: layer.forward(x, training=True)) for _ in range(repeats))
-        backward = min(timed(lambda: layer.backward(g)) for _ in range(repeats))
+        backward = min(timed(lambda: backward_fn(g)) for _ in range(repeats))
         flops = 2 * f * k * m
         raw_fwd = gemm_rate((f, k), (k, m), repeats)
         raw_bwd = gemm_rate((f, m), (m, k), repeats) + (0 if first else gemm_rate((k, f), (f, m), repeats))

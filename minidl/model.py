@@ -208,8 +208,8 @@ class Sequential:
         return loss, logits
 
     def _forward_backward(self, x: np.ndarray, y: np.ndarray, input_grad: bool = True) -> tuple[float, np.ndarray]:
-        """``forward_backward`` without the checks. ``input_grad=False`` (fit) lets the first layer
-        skip ``dL/dx`` if it can (``needs_input_grad``): nobody reads the gradient of the data."""
+        """``forward_backward`` without the checks. ``input_grad=False`` (fit) calls the first layer's
+        ``backward_params``: nobody reads the gradient of the data, and a Conv2D then skips computing it."""
         # The body of backward() inlined: this runs once per step, and at batch 1 every call counts.
         *body, head = self.layers
         logits = x
@@ -220,15 +220,7 @@ class Sequential:
         for layer in body[:0:-1]:
             grad = layer.backward(grad)
         if body:
-            first = body[0]
-            if input_grad or not getattr(first, "needs_input_grad", False):
-                first.backward(grad)
-            else:  # switched off only for this call, so a callback calling backward() still gets dL/dx
-                first.needs_input_grad = False
-                try:
-                    first.backward(grad)
-                finally:
-                    first.needs_input_grad = True
+            (body[0].backward if input_grad else body[0].backward_params)(grad)
         return loss, logits
 
     def fit(

@@ -98,18 +98,31 @@ def test_conv2d_padding_buffer_is_reused_without_stale_values():
         np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-12, atol=1e-12)
 
 
-def test_conv2d_without_input_grad_returns_none_and_the_same_parameter_grads():
+def test_conv2d_backward_params_gives_the_same_parameter_grads_and_no_input_grad():
     layer = built(Conv2D(3, 2, stride=2), (2, 6, 5))
     x = np.random.default_rng(1).standard_normal((2, 2, 6, 5))
     g = np.random.default_rng(2).standard_normal((2, 3, 3, 2))
     layer.forward(x, training=True)
-    assert layer.backward(g) is not None
+    assert layer.backward(g).shape == x.shape
     dw, db = layer.weight.grad.copy(), layer.bias.grad.copy()
     layer.weight.grad[...] = 0
-    layer.needs_input_grad = False
-    assert layer.backward(g) is None
+    layer.bias.grad[...] = 0
+    assert layer.backward_params(g) is None
     np.testing.assert_array_equal(layer.weight.grad, dw)
     np.testing.assert_array_equal(layer.bias.grad, db)
+    assert layer.backward(g).shape == x.shape  # nothing was switched off
+
+
+def test_backward_params_defaults_to_backward():
+    layer = built(Dense(3), (4,))
+    x = np.random.default_rng(1).standard_normal((2, 4))
+    g = np.random.default_rng(2).standard_normal((2, 3))
+    layer.forward(x, training=True)
+    layer.backward(g)
+    dw = layer.weight.grad.copy()
+    layer.weight.grad[...] = 0
+    assert layer.backward_params(g) is None
+    np.testing.assert_array_equal(layer.weight.grad, dw)
 
 
 @pytest.mark.parametrize("length", [1, 1024, 1025, 5000, 8192, 8193, 20001])
@@ -203,7 +216,6 @@ def test_fit_epoch_matches_a_manual_loop_and_restores_input_grads():
     assert logs["accuracy"] == [correct / 50]
     for name, p in model.named_parameters().items():
         np.testing.assert_allclose(p.data, manual.named_parameters()[name].data, rtol=1e-12, atol=1e-12)
-    assert model.layers[0].needs_input_grad  # fit switched it off for its steps only
     assert model.backward(np.ones((2, 10))).shape == (2, 1, 8, 8)
 
 

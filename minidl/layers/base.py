@@ -106,6 +106,8 @@ class Layer:
     - ``backward(grad_out)``: ``dL/dy -> dL/dx`` for the last ``forward``; write ``dL/dθ``
       into each trainable parameter's ``.grad``, overwriting it. Calling it twice gives
       the same result.
+    - ``backward_params(grad_out)``: optional; the parameter gradients of ``backward`` without
+      ``dL/dx`` (default: calls ``backward``), for a layer whose input gradient is costly.
     - ``get_config()``: the constructor arguments as JSON-able values, so that
       ``type(self)(**get_config())`` is an equal, unbuilt layer (``repr`` and saving use it).
 
@@ -141,6 +143,12 @@ class Layer:
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        """``backward`` for when nobody needs ``dL/dx`` (a model's first layer in ``fit``): write the
+        parameter gradients only. The default calls ``backward``; a layer overrides it to skip the
+        input gradient's cost (``Conv2D`` skips its col2im)."""
+        self.backward(grad_out)
 
     def get_config(self) -> dict[str, Any]:
         return {}

@@ -136,11 +136,9 @@ class Conv2D(Layer):
 
     Weights start He-normal (std ``sqrt(2 / (C·kh·kw))``), biases at zero.
 
-    ``needs_input_grad = False`` skips ``dX_col`` and col2im in ``backward`` (which then returns
-    ``None``): nobody needs ``dL/dx`` of the data, so ``fit`` turns it off on a model's first layer.
+    ``backward_params`` (what ``fit`` calls on a model's first layer, as nobody needs ``dL/dx``
+    of the data) skips ``dX_col`` and col2im.
     """
-
-    needs_input_grad = True
 
     def __init__(
         self,
@@ -249,8 +247,13 @@ class Conv2D(Layer):
         self._cols = cols if training else None
         return out.reshape(f, oh, ow, n).transpose(3, 0, 1, 2)
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
-        """``dL/dx``, or ``None`` when ``needs_input_grad`` is off (fit sets that on a model's first layer)."""
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return self._backward(grad_out, input_grad=True)
+
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        self._backward(grad_out, input_grad=False)
+
+    def _backward(self, grad_out: np.ndarray, input_grad: bool) -> np.ndarray | None:
         f = self.filters
         n = self._n
         c = self.input_shape[0]
@@ -265,7 +268,7 @@ class Conv2D(Layer):
             matmul_nt(g, cols, out=self.weight.grad.reshape(f, -1))
         if self.bias is not None and self.bias.trainable:
             np.add.reduce(g, axis=1, out=self.bias.grad)  # the ufunc itself: np.sum adds ~1 µs of wrapping
-        if not self.needs_input_grad:
+        if not input_grad:
             return None
         dcols = matmul_wide(self.weight.data.reshape(f, -1).T, g).reshape(c, kh, kw, oh, ow, n)
         (pt, pb), (pl, pr) = self._pads

@@ -9,11 +9,14 @@ The file is an uncompressed NumPy ``.npz`` archive (a zip of ``.npy`` arrays) ho
 - one array per ``state_dict()`` entry under its own name (``"0.weight"``, ...), so
   ``np.load(path)["0.weight"]`` works without minidl.
 
-Loading reads it with ``allow_pickle=False`` and rebuilds layers only through the layer
-registry (``Layer.from_config``), so it never executes code from the file. Every way a
+Loading never unpickles and rebuilds layers only through the layer registry
+(``Layer.from_config``), so it never executes code from the file; it reads through
+:mod:`minidl.archive`, which checks every member against the manifest before reading it,
+and it builds the architecture with a random-number budget of what the arrays hold before
+building it for real, so a hostile file costs no more memory than it declares. Every way a
 file can be wrong — not an archive, truncated, a flipped byte (the zip's CRC-32 catches
-it), no header, a newer format, weights that do not fit the architecture — raises a
-``ValueError`` naming the file and what is wrong.
+it), no header, a newer format, an unlisted or oversized member, a huge layer, weights that
+do not fit the architecture — raises a ``ValueError`` naming the file and what is wrong.
 
 Writing goes to a temporary file in the target's directory which is flushed, fsynced
 and then renamed over the target with ``os.replace`` (atomic on POSIX and Windows):
@@ -23,6 +26,7 @@ a crash at any point leaves either the old file or the new one, never half of on
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -30,13 +34,13 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from .layers.base import LAYERS, Layer
+from .archive import SMALL_DRAWS, ArchitectureTooBig, BudgetedGenerator, ModelArchive
+from .layers.base import LAYERS, Layer, Shape
 from .model import Sequential
 
 FORMAT = "minidl.Sequential"
 FORMAT_VERSION = 1
 HEADER_KEY = "__minidl__"
-ZIP_MAGIC = b"PK\x03\x04"
 
 PathLike = str | os.PathLike
 
@@ -168,33 +172,60 @@ def load(path: PathLike) -> Sequential:
     """Rebuild the model saved at ``path``: same architecture, weights, dtype and seed.
 
     Its predictions equal the saved model's bit for bit. The optimizer is not saved; the
-    shuffling of a later ``fit`` restarts from the seed.
+    shuffling of a later ``fit`` restarts from the seed. Loading runs no code from the file
+    and allocates no more than the arrays the file declares (see docs/saving.md).
     """
     fname = _fspath(path, "load")
-    header, arrays = _read(fname)
-    layers = []
-    for i, spec in enumerate(header["layers"]):
-        try:
-            layers.append(Layer.from_config(spec))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"cannot load {fname!r}: layer {i} cannot be rebuilt: {err}") from None
+    with _open(fname) as file:
+        header = file.header
+        layers = []
+        for i, spec in enumerate(header["layers"]):
+            try:
+                layers.append(Layer.from_config(spec))
+            except (TypeError, ValueError) as err:
+                raise file.bad(f"layer {i} cannot be rebuilt: {err}") from None
+        _check_architecture(file, layers)
+        arrays = file.read_arrays()
     try:
         model = Sequential(layers, input_shape=header["input_shape"], seed=header["seed"], dtype=header["dtype"])
     except (TypeError, ValueError) as err:
-        raise ValueError(f"cannot load {fname!r}: the saved architecture does not build: {err}") from None
-    expected = model.state_dict()
-    diff = _compare(expected, arrays, "the architecture", "the file")
-    problems = diff.problems + [
-        f"{k!r} is {arrays[k].dtype} in the file but {a.dtype} in the architecture"
-        for k, a in expected.items()
-        if k in arrays and arrays[k].dtype != a.dtype
-    ]
-    if problems:
-        raise ValueError(f"cannot load {fname!r}: the weights do not fit the saved architecture: " + "; ".join(problems))
+        raise file.bad(f"the saved architecture does not build: {err}") from None
     model.load_state_dict(arrays)
     return model
 
 
+def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
+    """Refuse an architecture whose parameters differ from the file's arrays, before it is built for real.
+
+    The layers are built once with a :class:`BudgetedGenerator` allowed as many random values
+    as the file's arrays hold, so a config asking for a huge layer (``filters=10**12``) fails
+    at its first draw instead of allocating; then every parameter and buffer must have the
+    name and shape of a declared array. A file thus costs at most what its arrays declare.
+    """
+    header, manifest = file.header, file.manifest
+    budget = sum(math.prod(shape) for shape, _ in manifest.values()) + SMALL_DRAWS
+    rng, shape = BudgetedGenerator(budget), tuple(header["input_shape"])
+    built: dict[str, Any] = {}
+    for i, layer in enumerate(layers):
+        try:
+            shape = layer.build(shape, rng=rng, dtype=header["dtype"])
+        except (TypeError, ValueError, OverflowError) as err:
+            raise file.bad(f"the saved architecture does not build: layer {i} ({type(layer).__name__}) got "
+                           f"input shape {shape}: {err}") from None
+        except (ArchitectureTooBig, MemoryError) as err:
+            raise file.bad(f"the saved architecture asks for more weights than the file's arrays hold: layer {i} "
+                           f"({type(layer).__name__}) {err or 'runs out of memory when built'}, while the arrays "
+                           f"hold {budget - SMALL_DRAWS} values in all") from None
+        built.update({f"{i}.{k}": v for k, v in (layer.named_parameters() | layer.named_buffers()).items()})
+    diff = _compare({k: v.shape for k, v in built.items()}, {k: s for k, (s, _) in manifest.items()},
+                    "the architecture", "the file")
+    problems = diff.problems + [
+        f"{k!r} is {manifest[k][1]} in the file but {v.dtype} in the architecture"
+        for k, v in built.items()
+        if k in manifest and manifest[k][1] != v.dtype
+    ]
+    if problems:
+        raise file.bad("the weights do not fit the saved architecture: " + "; ".join(problems))
 def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> LoadResult:
     """Copy the weights saved at ``path`` into ``model`` (in place; optimizers keep working).
 
@@ -214,7 +245,8 @@ def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> Load
                 f"saved in {fname!r}: {err}"
             ) from None
     current = model.state_dict()
-    diff = _compare(current, arrays, "the model", "the file")
+    diff = _compare({k: a.shape for k, a in current.items()}, {k: a.shape for k, a in arrays.items()},
+                    "the model", "the file")
     if strict and diff.problems:
         raise ValueError(
             f"load_weights: {fname!r} does not fit the model: " + "; ".join(diff.problems)
@@ -231,13 +263,13 @@ class _Diff(NamedTuple):
     problems: list[str]
 
 
-def _compare(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray], ours_name: str, theirs_name: str) -> _Diff:
-    """Names and shapes of two state dicts, and one sentence per difference."""
+def _compare(ours: Mapping[str, Shape], theirs: Mapping[str, Shape], ours_name: str, theirs_name: str) -> _Diff:
+    """The names and shapes of two state dicts, and one sentence per difference."""
     missing = [k for k in ours if k not in theirs]
     unexpected = [k for k in theirs if k not in ours]
-    mismatched = [k for k in ours if k in theirs and ours[k].shape != theirs[k].shape]
+    mismatched = [k for k in ours if k in theirs and ours[k] != theirs[k]]
     problems = [
-        f"parameter {k!r} has shape {ours[k].shape} in {ours_name} but {theirs[k].shape} in {theirs_name}"
+        f"parameter {k!r} has shape {ours[k]} in {ours_name} but {theirs[k]} in {theirs_name}"
         for k in mismatched
     ]
     if missing:
@@ -256,52 +288,19 @@ def _fspath(path: Any, caller: str) -> str:
     return path
 
 
+def _open(fname: str) -> ModelArchive:
+    """The minidl file ``fname``, its header and manifest checked; ``ValueError`` naming the file otherwise."""
+    return ModelArchive(fname, HEADER_KEY, _check_header)
+
+
 def _read(fname: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The checked header and every array of a minidl file; ``ValueError`` naming the file otherwise."""
-    if not os.path.isfile(fname):
-        raise FileNotFoundError(f"cannot load {fname!r}: no such file")
-
-    def bad(what: str) -> ValueError:
-        return ValueError(f"cannot load {fname!r}: {what}")
-
-    with open(fname, "rb") as f:
-        is_zip = f.read(4) == ZIP_MAGIC
-    try:
-        archive = np.load(fname, allow_pickle=False)
-    except Exception as err:  # zipfile, zlib, struct and numpy each raise their own types on bad bytes
-        what = "the .npz archive is truncated or corrupt" if is_zip else "not a minidl model file (not an .npz archive)"
-        raise bad(f"{what} ({type(err).__name__}: {err})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise bad("not a minidl model file (a single .npy array, not an .npz archive)")
-    with archive:
-        if HEADER_KEY not in archive.files:
-            raise bad(f"not a minidl model file (no {HEADER_KEY!r} header; the archive holds {archive.files[:5]})")
-        try:
-            arrays = {k: archive[k] for k in archive.files}
-        except Exception as err:  # a truncated or altered member: CRC mismatch, short read, bad .npy header
-            raise bad(f"the .npz archive is truncated or corrupt ({type(err).__name__}: {err})") from None
-    header = _parse_header(arrays.pop(HEADER_KEY), bad)
-    manifest = header["state"]
-    if set(manifest) != set(arrays):
-        raise bad(
-            f"the arrays do not match the header's manifest: missing {sorted(set(manifest) - set(arrays))}, "
-            f"unlisted {sorted(set(arrays) - set(manifest))}"
-        )
-    for k, a in arrays.items():
-        if not isinstance(a, np.ndarray):
-            raise bad(f"entry {k!r} of the archive is not a .npy array")
-        if list(a.shape) != manifest[k].get("shape") or a.dtype.name != manifest[k].get("dtype"):
-            raise bad(f"array {k!r} is {a.dtype.name} {a.shape}, but the header lists {manifest[k]}")
-    return header, {k: arrays[k] for k in manifest}
+    with _open(fname) as file:
+        return file.header, file.read_arrays()
 
 
-def _parse_header(blob: np.ndarray, bad: Any) -> dict[str, Any]:
-    if blob.dtype != np.uint8 or blob.ndim != 1:
-        raise bad(f"the {HEADER_KEY!r} header is not UTF-8 JSON bytes (got a {blob.dtype} array of shape {blob.shape})")
-    try:
-        header = json.loads(blob.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise bad(f"the {HEADER_KEY!r} header is not valid JSON ({err})") from None
+def _check_header(header: Any, bad: Callable[[str], ValueError]) -> None:
+    """Refuse a decoded JSON header unless it has minidl's format, a readable version and entries of the right types."""
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else header
         raise bad(f"not a minidl model file (format {found!r}, expected {FORMAT!r})")
@@ -323,4 +322,3 @@ def _parse_header(blob: np.ndarray, bad: Any) -> dict[str, Any]:
     for key, ok in checks.items():
         if key not in header or not ok(header[key]):
             raise bad(f"the header's {key!r} entry is missing or invalid: {header.get(key)!r}")
-    return header

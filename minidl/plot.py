@@ -1,0 +1,601 @@
+"""Pictures of a model and its training: history curves, filters, feature maps, confusion matrix, mistakes.
+
+Needs the optional extra: ``pip install "minidl[plot]"`` (matplotlib). ::
+
+    from minidl import plot
+    history = model.fit(X_train, y_train, epochs=30, validation_data=(X_test, y_test))
+    plot.history(history)                          # loss and accuracy (and val_*), lr on its own axis
+    plot.filters(model)                            # the first Conv2D's kernels as an image grid
+    plot.feature_maps(model, X_test[0])            # the input, then each stage's channels
+    plot.confusion_matrix(model, X_test, y_test)   # counts and per-class recall
+    plot.misclassified(model, X_test, y_test)      # the wrong ones: true, predicted, confidence
+
+Every function returns a matplotlib :class:`~matplotlib.figure.Figure` and saves it as well when
+given ``path=`` (the format follows the file's extension). The figures are made without pyplot:
+nothing opens a window or stays alive in pyplot's list of figures, so scripts and servers run
+headless, and in Jupyter a returned figure shows itself once, as a PNG. Numbers come from
+scikit-learn (``confusion_matrix``, ``recall_score``); matplotlib only draws.
+
+Colours: signed values (filter weights, pre-activation feature maps) use a diverging map centred
+at zero (blue negative, white zero, red positive); non-negative feature maps use ``viridis``; one-
+channel images are drawn dark on light (``gray_r``), three-channel ones in colour.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:
+    from matplotlib import colormaps
+    from matplotlib.colors import Colormap, to_rgb
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+except ImportError as err:  # pragma: no cover - exercised in a subprocess without matplotlib
+    raise ImportError('minidl.plot needs matplotlib, the "plot" extra: pip install "minidl[plot]"') from err
+
+from .layers import Conv2D, Layer
+
+__all__ = ["history", "filters", "feature_maps", "confusion_matrix", "misclassified"]
+
+#: Colour map of signed values, used with limits ±max|value| so that white is exactly zero.
+SIGNED_CMAP = "RdBu_r"
+#: Colour map of non-negative activations.
+ACTIVATION_CMAP = "viridis"
+#: Colour map of one-channel input images: ink dark on light, as the digits are drawn.
+IMAGE_CMAP = "gray_r"
+#: The background between the tiles of a mosaic.
+GAP_COLOUR = "0.9"
+DPI = 100
+
+PathLike = str | os.PathLike
+
+
+class _Figure(Figure):
+    """A ``Figure`` that Jupyter shows as a PNG although pyplot never saw it."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> _Figure:
+    return _Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _done(fig: Figure, path: PathLike | None) -> Figure:
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+# -- history ----------------------------------------------------------------------------------------
+
+#: Panel titles of the metrics fit records; others are titled by their own name.
+METRIC_TITLES = {"loss": "Loss", "accuracy": "Accuracy", "mae": "Mean absolute error", "lr": "Learning rate"}
+
+
+def history(history: Any, *, path: PathLike | None = None) -> Figure:
+    """Training curves: one panel per metric (training and ``val_*`` together), the learning rate apart.
+
+    Args:
+        history: what ``model.fit`` returns (a :class:`~minidl.callbacks.History`), a Keras
+            ``History`` (its ``.history``), or any mapping of metric name to per-epoch values.
+        path: also save the figure there.
+
+    Returns:
+        The figure: panels titled "Loss", "Accuracy" (or the metric's name), "Learning rate",
+        epochs counted from 1 on the x axis; each legend entry quotes the last epoch's value.
+
+    Example::
+
+        history = model.fit(X, y, epochs=10, validation_data=(X_val, y_val))
+        plot.history(history, path="history.png")
+    """
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, Mapping):
+        raise TypeError(f"plot.history: expected the History that fit returns (a dict of lists), got {history!r}")
+    logs = {k: np.asarray(v, dtype=float) for k, v in logs.items()}
+    lengths = {len(v) for v in logs.values()}
+    if not logs or lengths == {0}:
+        raise ValueError("plot.history: the history is empty (did fit run for at least one epoch?)")
+    if len(lengths) != 1 or any(v.ndim != 1 for v in logs.values()):
+        raise ValueError(f"plot.history: every metric needs one value per epoch, got lengths "
+                         f"{ {k: np.shape(v) for k, v in logs.items()} }")
+    metrics = [k for k in logs if not k.startswith("val_") and k != "lr"]
+    panels = metrics + [k for k in logs if k.startswith("val_") and k[4:] not in logs] + \
+        (["lr"] if "lr" in logs else [])
+    epochs = np.arange(1, lengths.pop() + 1)
+    fig = _figure(max(4.2 * len(panels), 5.0), 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
+    marker = "o" if len(epochs) <= 40 else None
+    for ax, name in zip(axes, panels):
+        base = name.removeprefix("val_")
+        for key in (k for k in (base, f"val_{base}") if k in logs):
+            label, colour, style = ("validation", "C1", "--") if key.startswith("val_") else \
+                ("learning rate", "C2", "-") if key == "lr" else ("training", "C0", "-")
+            ax.plot(epochs, logs[key], style, color=colour, marker=marker, markersize=3,
+                    label=f"{label} (last {logs[key][-1]:.4g})")
+        ax.set_title(METRIC_TITLES.get(base, base))
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(base)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"Training history: {len(epochs)} epoch{'s' if len(epochs) > 1 else ''}")
+    return _done(fig, path)
+
+
+# -- layers by path -----------------------------------------------------------------------------------
+
+
+def _named_layers(model: Any) -> dict[str, Layer]:
+    """Every layer below ``model``, pre-order, by dotted path (``"3.layers.0"``, PyTorch's naming)."""
+    if hasattr(model, "named_layers"):
+        return dict(model.named_layers())
+    return {str(i): layer for i, layer in enumerate(model.layers)}
+
+
+def _named_children(model: Any) -> dict[str, Layer]:
+    if hasattr(model, "named_children"):
+        return dict(model.named_children())
+    return {str(i): layer for i, layer in enumerate(model.layers)}
+
+
+def _resolve(model: Any, layer: str | Layer, what: str) -> tuple[str, Layer]:
+    """``(path, layer)`` for a path or a layer object of ``model``; a ValueError listing the paths otherwise."""
+    named = _named_layers(model)
+    if isinstance(layer, str):
+        if layer in named:
+            return layer, named[layer]
+        raise ValueError(f"plot.{what}: the model has no layer at path {layer!r}; its paths are {list(named)}")
+    for path, candidate in named.items():
+        if candidate is layer:
+            return path, candidate
+    raise ValueError(f"plot.{what}: {layer!r} is not a layer of this model; pass one of its paths {list(named)}")
+
+
+def _require_built(model: Any, what: str) -> None:
+    if getattr(model, "input_shape", None) is None:
+        raise ValueError(f"plot.{what}: the model is not built; pass input_shape= or train it first")
+
+
+# -- image mosaics --------------------------------------------------------------------------------------
+# A grid of small images is drawn as one image with blank gaps, not as one axes per cell: hundreds of
+# axes take matplotlib tens of seconds to lay out, one mosaic a fraction of a second.
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Tiles of ``h × w`` pixels in rows of ``cols``; ``row_gap`` more blank rows above each row, for labels."""
+
+    h: int
+    w: int
+    cols: int
+    row_gap: int = 0
+
+    @property
+    def gap(self) -> int:
+        return max(1, max(self.h, self.w) // 8)
+
+    def mosaic(self, tiles: np.ndarray) -> np.ndarray:
+        """``tiles`` ``(n, h, w)`` (or ``(n, h, w, 3)`` RGB) as one image with NaN gaps between them.
+
+        Draw it with a colour map from :func:`_cmap`, which paints NaN light grey (white may be data);
+        RGB mosaics come back with their gaps painted grey already.
+        """
+        n, extra = len(tiles), tiles.shape[3:]
+        rows = math.ceil(n / self.cols)
+        dy, dx = self.h + self.gap + self.row_gap, self.w + self.gap
+        grid = np.full((rows * self.cols, dy, dx, *extra), np.nan)
+        grid[:n, self.row_gap:self.row_gap + self.h, :self.w] = tiles
+        grid = grid.reshape(rows, self.cols, dy, dx, *extra).swapaxes(1, 2)
+        mosaic = grid.reshape(rows * dy, self.cols * dx, *extra)[:-self.gap, :-self.gap]
+        if extra:
+            mosaic[np.isnan(mosaic).any(axis=-1)] = to_rgb(GAP_COLOUR)
+        return mosaic
+
+    def x_centres(self, count: int) -> np.ndarray:
+        return np.arange(count) * (self.w + self.gap) + (self.w - 1) / 2
+
+    def y_centres(self, count: int) -> np.ndarray:
+        return np.arange(count) * (self.h + self.gap + self.row_gap) + self.row_gap + (self.h - 1) / 2
+
+    def right_edge(self, cols: int) -> float:
+        """Where ``cols`` tiles end: rows of fewer tiles line up with the widest when given this xlim."""
+        return cols * (self.w + self.gap) - self.gap - 0.5
+
+    def label(self, ax: Any, labels: Sequence[str], **text: Any) -> None:
+        """Write ``labels[i]`` in the blank band above tile ``i``."""
+        for i, label in enumerate(labels):
+            row, col = divmod(i, self.cols)
+            top = row * (self.h + self.gap + self.row_gap) + self.row_gap - 0.5
+            ax.text(col * (self.w + self.gap) + (self.w - 1) / 2, top, label, ha="center", va="bottom", **text)
+
+
+def _cmap(name: str) -> Colormap:
+    """The colour map ``name`` with NaN (a mosaic's gaps) painted in the gap colour."""
+    return colormaps[name].with_extremes(bad=GAP_COLOUR)
+
+
+def _bare(ax: Any) -> None:
+    """No frame and no ticks: the mosaic's gaps separate the images."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+# -- filters --------------------------------------------------------------------------------------------
+
+
+def filters(
+    model: Any, layer: str | Layer | None = None, *, max_filters: int = 64, path: PathLike | None = None
+) -> Figure:
+    """A ``Conv2D``'s kernels as an image grid, on one colour scale centred at zero.
+
+    Args:
+        model: a model, or a ``Conv2D`` layer itself.
+        layer: which ``Conv2D`` of ``model``: a dotted path (``"0"``, ``"stem.0"``) or the layer
+            object; default the first one.
+        max_filters: show at most this many filters (the first ones).
+        path: also save the figure there.
+
+    Kernels over one input channel are drawn with a diverging map (blue negative, red positive,
+    white zero) and a colour bar, each numbered; over three channels (RGB input) each kernel is
+    one colour image, grey being zero (``0.5 + w / 2max|w|``); over other channel counts, a grid
+    of filters (rows, at most 16) by input channels (columns, at most 16).
+
+    Example::
+
+        plot.filters(model)                         # first Conv2D
+        plot.filters(model, "3", path="conv2.png")  # the Conv2D at path "3"
+    """
+    if isinstance(model, Conv2D):
+        name, conv = model.name, model
+    else:
+        _require_built(model, "filters")
+        if layer is None:
+            convs = [(p, m) for p, m in _named_layers(model).items() if isinstance(m, Conv2D)]
+            if not convs:
+                raise ValueError("plot.filters: the model has no Conv2D layer")
+            name, conv = convs[0]
+        else:
+            name, conv = _resolve(model, layer, "filters")
+            if not isinstance(conv, Conv2D):
+                raise TypeError(f"plot.filters: layer {name!r} is a {type(conv).__name__}, not a Conv2D")
+    if conv.weight is None:
+        raise ValueError(f"plot.filters: {conv.name} is not built yet; build or train its model first")
+    _check_count(max_filters, "max_filters", "filters")
+    total, c = conv.weight.shape[:2]
+    by_channel = c not in (1, 3)
+    weight = np.asarray(conv.weight.data[:min(max_filters, 16) if by_channel else max_filters], dtype=float)
+    f, c, kh, kw = weight.shape
+    scale = float(np.abs(weight).max()) or 1.0
+    signed = dict(cmap=_cmap(SIGNED_CMAP), vmin=-scale, vmax=scale, interpolation="nearest")
+    title = (f"Filters of {type(conv).__name__} {name!r}: {f if f == total else f'{f} of {total}'}, "
+             f"{kh}×{kw} over {c} channel{'s' if c > 1 else ''}")
+    cell = 0.75 if max(kh, kw) <= 7 else 1.0
+    if by_channel:
+        shown = min(c, 16)
+        fig = _figure(max(shown * cell * 0.8 + 2.2, 5.0), f * cell * 0.8 + 1.3)
+        ax = fig.subplots()
+        grid = _Grid(kh, kw, shown)
+        image = ax.imshow(grid.mosaic(weight[:, :shown].reshape(f * shown, kh, kw)), **signed)
+        ax.set_xticks(grid.x_centres(shown), [str(j) for j in range(shown)], fontsize="small")
+        ax.set_yticks(grid.y_centres(f), [str(i) for i in range(f)], fontsize="small")
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_xlabel("input channel" + (f" (first {shown} of {c})" if shown < c else ""))
+        ax.set_ylabel("filter")
+        fig.colorbar(image, ax=ax, shrink=0.8, label="weight")
+    else:
+        cols = min(f, 8)
+        rows = math.ceil(f / cols)
+        fig = _figure(max(cols * cell + (1.4 if c == 1 else 0.4), 4.5), rows * cell + 1.0)
+        ax = fig.subplots()
+        grid = _Grid(kh, kw, cols, row_gap=math.ceil(kh / 3))  # room for the filter numbers
+        if c == 3:
+            ax.imshow(grid.mosaic(np.clip(0.5 + weight.transpose(0, 2, 3, 1) / (2 * scale), 0, 1)),
+                      interpolation="nearest")
+            title += "\nin colour, grey = 0"
+        else:
+            image = ax.imshow(grid.mosaic(weight[:, 0]), **signed)
+            fig.colorbar(image, ax=ax, shrink=0.8, label="weight")
+        _bare(ax)
+        grid.label(ax, [str(i) for i in range(f)], fontsize="small")
+    ax.set_title(title)
+    return _done(fig, path)
+
+
+def _check_count(value: Any, arg: str, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"plot.{what}: {arg} must be a positive int, got {value!r}")
+
+
+# -- images in, feature maps out --------------------------------------------------------------------------
+
+
+def _images(model: Any, X: Any, what: str) -> np.ndarray:
+    """``X`` as ``(N, *model.input_shape)`` floats, or a ValueError naming both shapes."""
+    X = np.asarray(X, dtype=float)
+    shape = tuple(model.input_shape)
+    if X.ndim == len(shape) and X.shape == shape:
+        X = X[None]
+    elif X.ndim == len(shape) and shape[0] == 1 and X.shape[1:] == shape[1:]:
+        X = X[:, None]  # (N, H, W) for a one-channel model, as fit takes it
+    elif X.ndim == len(shape) - 1 and shape[0] == 1 and X.shape == shape[1:]:
+        X = X[None, None]
+    if X.shape[1:] != shape:
+        raise ValueError(f"plot.{what}: the model takes images of shape {shape} (or a batch of them), got {X.shape}")
+    return X
+
+
+def _displayable(images: np.ndarray) -> np.ndarray:
+    """``(N, C, H, W)`` images as ``(N, H, W, 3)`` colour in [0, 1] if ``C == 3``, else ``(N, H, W)`` channel means."""
+    if images.shape[1] != 3:
+        return images.mean(axis=1)
+    rgb = images.transpose(0, 2, 3, 1)
+    if rgb.min() < 0 or rgb.max() > 1:  # standardised data: stretched to [0, 1] for display only
+        rgb = (rgb - rgb.min()) / (np.ptp(rgb) or 1.0)
+    return rgb
+
+
+@contextmanager
+def _recording(layers: dict[str, Layer]):
+    """While active, every ``forward`` of ``layers`` also stores a copy of its output by path.
+
+    The wrapper is an instance attribute shadowing the class's method, removed on exit, so
+    the model is unchanged afterwards (PyTorch would use a forward hook).
+    """
+    outputs: dict[str, np.ndarray] = {}
+
+    def wrap(path: str, forward):
+        def recorded(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            outputs[path] = np.array(out, dtype=float)  # a copy: layers may hand out their own buffers
+            return out
+        return recorded
+
+    for path, layer in layers.items():
+        layer.forward = wrap(path, layer.forward)
+    try:
+        yield outputs
+    finally:
+        for layer in layers.values():
+            vars(layer).pop("forward", None)
+
+
+def feature_maps(
+    model: Any,
+    x: Any,
+    layers: Sequence[str | Layer] | None = None,
+    *,
+    max_channels: int = 16,
+    path: PathLike | None = None,
+) -> Figure:
+    """The input, then the channels each stage of ``model`` makes of it: one row per stage.
+
+    Args:
+        model: a built model.
+        x: one input image, ``(C, H, W)`` (or ``(H, W)`` for a one-channel model).
+        layers: the stages to show, as dotted paths (``"0"``, ``"3.layers.0"``; see
+            ``model.named_layers()``) or layer objects; default every direct child of the
+            model whose output is an image ``(C, H, W)``.
+        max_channels: per stage, show the most active channels (largest mean ``|activation|``)
+            up to this many, in channel order; the x axis gives their indices.
+        path: also save the figure there.
+
+    Each row has its own colour scale and colour bar: diverging and centred at zero when it
+    holds negative values, ``viridis`` from zero otherwise (after a ReLU).
+
+    Example::
+
+        plot.feature_maps(model, X_test[0])
+        plot.feature_maps(model, X_test[0], layers=["stem", "1.layers.0"])
+    """
+    _require_built(model, "feature_maps")
+    _check_count(max_channels, "max_channels", "feature_maps")
+    sample = _images(model, x, "feature_maps")
+    if len(sample) != 1:
+        raise ValueError(f"plot.feature_maps: expected one image, got a batch of {len(sample)}; pass X[i]")
+    if layers is None:
+        chosen = {p: m for p, m in _named_children(model).items()
+                  if m.output_shape is not None and len(m.output_shape) == 3}
+        if not chosen:
+            raise ValueError("plot.feature_maps: no layer of the model outputs images; pass layers= paths")
+    else:
+        if isinstance(layers, (str, Layer)) or not isinstance(layers, Iterable):
+            raise TypeError(f"plot.feature_maps: layers must be a list of paths or layers, got {layers!r}")
+        chosen = dict(_resolve(model, layer, "feature_maps") for layer in layers)
+        flat = [p for p, m in chosen.items() if m.output_shape is None or len(m.output_shape) != 3]
+        if flat:
+            raise ValueError(f"plot.feature_maps: layer(s) {flat} do not output images (C, H, W) "
+                             f"(shapes {[chosen[p].output_shape for p in flat]})")
+    with _recording(chosen) as outputs:
+        model.forward(sample.astype(model.dtype))
+    stages = [(p, chosen[p], outputs[p][0]) for p in chosen]
+    cell = 0.8 if max(sample.shape[2:]) <= 12 else 1.15  # 8x8 digits stay small; 28x28 and 32x32 get room
+    cols = max(min(maps.shape[0], max_channels) for _, _, maps in stages)
+    fig = _figure(max(cols * cell + 2.6, 5.5), (len(stages) + 1) * (cell + 0.35) + 0.6)
+    axes = fig.subplots(len(stages) + 1, 1, squeeze=False)[:, 0]
+    _input_panel(axes[0], sample[0], cols)
+    for ax, (name, layer, maps) in zip(axes[1:], stages):
+        channels = np.sort(np.argsort(-np.abs(maps).mean(axis=(1, 2)), kind="stable")[:max_channels])
+        top = float(np.abs(maps).max()) or 1.0
+        limits = dict(cmap=_cmap(SIGNED_CMAP), vmin=-top, vmax=top) if maps.min() < 0 else \
+            dict(cmap=_cmap(ACTIVATION_CMAP), vmin=0, vmax=top)
+        c, h, w = maps.shape
+        grid = _Grid(h, w, len(channels))
+        image = ax.imshow(grid.mosaic(maps[channels]), interpolation="nearest", **limits)
+        _bare(ax)
+        ax.set_xticks(grid.x_centres(len(channels)), [str(ch) for ch in channels], fontsize="x-small")
+        ax.tick_params(length=0, pad=1)
+        ax.set_xlim(-0.5, grid.right_edge(cols))
+        shown = f"{len(channels)} of {c}" if len(channels) < c else f"{c}"
+        ax.set_ylabel(f"{name}: {type(layer).__name__}\n{c}×{h}×{w}\n({shown} ch.)",
+                      fontsize="small", rotation=0, ha="right", va="center")
+        fig.colorbar(image, ax=ax, shrink=0.9, pad=0.01, aspect=8)
+    fig.suptitle(f"Feature maps of one {'×'.join(map(str, sample.shape[1:]))} input, stage by stage")
+    return _done(fig, path)
+
+
+def _input_panel(ax: Any, image: np.ndarray, cols: int) -> None:
+    """The input: one image (in colour if RGB), or each channel of a many-channel input."""
+    c, h, w = image.shape
+    grid = _Grid(h, w, 1 if c in (1, 3) else c)
+    ax.imshow(grid.mosaic(_displayable(image[None]) if c in (1, 3) else image), cmap=_cmap(IMAGE_CMAP),
+              interpolation="nearest")
+    _bare(ax)
+    ax.set_xlim(-0.5, grid.right_edge(cols))
+    ax.set_ylabel(f"input\n{c}×{h}×{w}", fontsize="small", rotation=0, ha="right", va="center")
+
+
+# -- classification results ------------------------------------------------------------------------------
+
+
+def _classes(model: Any, class_names: Sequence[Any] | None, what: str) -> list[str]:
+    """The class labels to print: ``class_names`` or ``0..K-1`` (two classes for one sigmoid output)."""
+    k = int(model.output_shape[0]) if model.output_shape else 0
+    k = max(k, 2)
+    if class_names is None:
+        return [str(i) for i in range(k)]
+    names = [str(n) for n in class_names]
+    if len(names) != k:
+        raise ValueError(f"plot.{what}: class_names has {len(names)} names, the model has {k} classes")
+    return names
+
+
+def _labels(y: Any, n: int, what: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"plot.{what}: y must have shape ({n},) to match X, got {y.shape}")
+    return y
+
+
+def confusion_matrix(
+    model: Any,
+    X: Any,
+    y: Any,
+    *,
+    class_names: Sequence[Any] | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """The confusion matrix of ``model`` on ``(X, y)`` (counts), and each class's recall beside it.
+
+    Args:
+        model: a trained classifier.
+        X, y: images and their integer labels, as ``evaluate`` takes them.
+        class_names: labels for the classes 0..K-1 (default the numbers).
+        path: also save the figure there.
+
+    The numbers are scikit-learn's (``sklearn.metrics.confusion_matrix``, ``recall_score``,
+    ``accuracy_score``); the matrix is drawn by ``ConfusionMatrixDisplay``. Rows are true
+    labels, columns predictions; recall is the diagonal over the row's total.
+
+    Example::
+
+        plot.confusion_matrix(model, X_test, y_test, path="confusion.png")
+    """
+    from sklearn import metrics
+
+    _require_built(model, "confusion_matrix")
+    names = _classes(model, class_names, "confusion_matrix")
+    predicted = model.predict(X)
+    y = _labels(y, len(predicted), "confusion_matrix")
+    labels = np.arange(len(names))
+    counts = metrics.confusion_matrix(y, predicted, labels=labels)
+    recall = metrics.recall_score(y, predicted, labels=labels, average=None, zero_division=0)
+    accuracy = metrics.accuracy_score(y, predicted)
+    k = len(names)
+    side = max(0.5 * k + 1.6, 4.0)
+    fig = _figure(side + 1.4, side + 0.4)
+    ax, ax_recall = fig.subplots(1, 2, gridspec_kw={"width_ratios": [k, 1.6]})
+    display = metrics.ConfusionMatrixDisplay(counts, display_labels=names)
+    display.plot(ax=ax, cmap="Blues", colorbar=False, values_format="d")
+    ax.set_title("Counts")
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax_recall.imshow(recall[:, None], cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    for i, r in enumerate(recall):
+        ax_recall.text(0, i, f"{r:.2f}", ha="center", va="center", color="white" if r > 0.6 else "black")
+    ax_recall.set_xticks([])
+    ax_recall.set_yticks(labels, names)
+    ax_recall.set_title("Recall")
+    fig.suptitle(f"Confusion matrix: {int(np.trace(counts))} of {len(y)} right (accuracy {accuracy:.4f})")
+    return _done(fig, path)
+
+
+def _confidence(proba: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The probability the model gave its own prediction."""
+    if proba.ndim == 2 and proba.shape[1] > 1:
+        return proba[np.arange(len(proba)), predicted]
+    p = proba.reshape(-1)  # one sigmoid output: P(class 1)
+    return np.where(predicted == 1, p, 1 - p)
+
+
+def misclassified(
+    model: Any,
+    X: Any,
+    y: Any,
+    *,
+    max_images: int = 25,
+    class_names: Sequence[Any] | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """A grid of the images ``model`` gets wrong, most confident mistakes first.
+
+    Args:
+        model: a trained classifier.
+        X, y: images and their integer labels, as ``evaluate`` takes them.
+        max_images: show at most this many.
+        class_names: labels for the classes 0..K-1 (default the numbers).
+        path: also save the figure there.
+
+    Each image is titled ``true → predicted`` and the probability the model gave its (wrong)
+    prediction. RGB images are shown in colour, others dark on light.
+
+    Example::
+
+        plot.misclassified(model, X_test, y_test, max_images=16)
+    """
+    _require_built(model, "misclassified")
+    _check_count(max_images, "max_images", "misclassified")
+    names = _classes(model, class_names, "misclassified")
+    images = _images(model, X, "misclassified")
+    proba = model.predict_proba(X)
+    predicted = model.predict(X)
+    y = _labels(y, len(images), "misclassified")
+    confidence = _confidence(proba, predicted)
+    wrong = np.flatnonzero(predicted != y)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:max_images]
+    n_wrong = int(np.count_nonzero(predicted != y))
+    if len(wrong) == 0:
+        fig = _figure(5.0, 2.0)
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"all {len(y)} images classified correctly", ha="center", va="center", fontsize="large")
+        fig.suptitle(f"Misclassified: none of {len(y)}")
+        return _done(fig, path)
+    cols = min(len(wrong), max(4, math.ceil(math.sqrt(len(wrong)))), 8)
+    rows = math.ceil(len(wrong) / cols)
+    fig = _figure(max(cols * 1.3, 5.0), rows * 1.55 + 0.7)
+    ax = fig.subplots()
+    h, w = images.shape[2:]
+    grid = _Grid(h, w, cols, row_gap=math.ceil(h * 0.3) + 1)  # room for two lines of labels
+    ax.imshow(grid.mosaic(_displayable(images[wrong])), cmap=_cmap(IMAGE_CMAP), interpolation="nearest")
+    _bare(ax)
+    grid.label(ax, [f"{names[y[i]]} → {names[predicted[i]]}\n{confidence[i]:.0%}" for i in wrong],
+               fontsize="small", color="C3")
+    shown = f", the {len(wrong)} most confident" if len(wrong) < n_wrong else ""
+    fig.suptitle(f"Misclassified: {n_wrong} of {len(y)}{shown}\n(true → predicted, confidence)")
+    return _done(fig, path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -11,19 +11,32 @@ import numpy as np
 from . import training
 from .callbacks import Callback, History
 from .inputs import prepare_inputs, raise_if_not_finite
-from .layers.base import Buffer, Layer, Parameter, Shape, _as_shape, as_int
+from .layers.base import Layer, Parameter, Shape, as_int
 from .layers.losses import SoftmaxCE
 from .optim import Optimizer
 
 if TYPE_CHECKING:
     from .saving import LoadResult
 
-class Sequential:
-    """Layers applied one after another; the last may be a :class:`SoftmaxCE` loss head.
+class Sequential(Layer):
+    """Layers applied one after another. A layer itself: it nests in another ``Sequential`` or container.
 
-    ``input_shape`` is the per-sample shape, e.g. ``(1, 8, 8)`` for single-channel 8×8
-    images; without it the model is built from the first batch it sees. ``seed`` fixes
-    the initial weights and the shuffling of ``fit``; ``dtype`` is float32 or float64.
+    Args:
+        layers: the layers, in order; kept as ``.layers``. The outermost model may end in a loss
+            head (:class:`~minidl.layers.SoftmaxCE`), which ``fit`` needs.
+        input_shape: the per-sample shape, e.g. ``(1, 8, 8)`` for single-channel 8×8 images; without
+            it the model is built from the first batch it sees. A nested ``Sequential`` needs none:
+            the outer model's shape pass builds it.
+        seed: fixes the initial weights and the shuffling of ``fit`` (outermost model only).
+        dtype: float32 or float64 (outermost model only; nested layers take the outer one's).
+
+    Shape:
+        ``(N, *input_shape) -> (N, *output_shape of the last layer)``.
+
+    Example::
+
+        stem = Sequential([Conv2D(8, 3, padding="same"), ReLU()])
+        model = Sequential([stem, Flatten(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8), seed=0)
     """
 
     def __init__(
@@ -32,7 +45,11 @@ class Sequential:
         input_shape: Sequence[int] | None = None,
         seed: int | None = None,
         dtype: Any = "float32",
+        *,
+        trainable: bool = True,
+        name: str | None = None,
     ) -> None:
+        super().__init__(trainable=trainable, name=name)
         if isinstance(layers, Layer) or not isinstance(layers, Iterable):
             raise TypeError(f"Sequential: layers must be a list of Layer objects, got {layers!r}")
         self.layers: list[Layer] = list(layers)
@@ -41,15 +58,16 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a minidl Layer")
-        if len({id(layer) for layer in self.layers}) != len(self.layers):
-            raise ValueError("Sequential: the same layer object appears twice; create a new one for each place")
-        heads = [i for i, layer in enumerate(self.layers) if isinstance(layer, SoftmaxCE)]
+        heads = [int(path) if path.isdigit() else path  # a position, or the path into a container
+                 for path, layer in self.named_layers().items() if isinstance(layer, SoftmaxCE)]
         if len(heads) > 1:
             raise ValueError(f"Sequential: a model has one SoftmaxCE loss head, found one at each of positions {heads}")
         if heads and heads[0] != len(self.layers) - 1:
+            where = heads[0]
+            after = f"followed by {type(self.layers[where + 1]).__name__}" if isinstance(where, int) else "inside a container"
             raise ValueError(
-                f"Sequential: SoftmaxCE must be the last layer, found at position {heads[0]} "
-                f"of {len(self.layers)} (followed by {type(self.layers[heads[0] + 1]).__name__})"
+                f"Sequential: SoftmaxCE must be the last layer, found at position {where} "
+                f"of {len(self.layers)} ({after})"
             )
         try:
             self.dtype = np.dtype(dtype)
@@ -67,33 +85,31 @@ class Sequential:
         self.optimizer: Optimizer | None = None
         self.stop_training = False
         self._fitting = False
-        self.input_shape: Shape | None = None
         if input_shape is not None:
             self.build(input_shape)
 
     # -- structure ---------------------------------------------------------------------
-    def build(self, input_shape: Sequence[int]) -> Shape:
-        """Run the shape pass: build every layer for ``input_shape`` and return the model's output shape."""
-        shape = _as_shape(input_shape, "Sequential")
-        self.input_shape = shape
-        rng_state = self._init_rng.bit_generator.state
+    def build(self, input_shape: Sequence[int], rng: np.random.Generator | None = None, dtype: Any = None) -> Shape:
+        """The shape pass: build every layer for ``input_shape``; return the output shape.
+
+        At the top the model's own seed and dtype are used; a nested ``Sequential`` is built by
+        the outer model's pass, with its ``rng`` and ``dtype``. Layers already built for the same
+        shape and dtype keep their weights; a failed build leaves no trace.
+        """
+        rng = self._init_rng if rng is None else rng
+        return super().build(input_shape, rng, self.dtype if dtype is None else dtype)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         for i, layer in enumerate(self.layers):
-            try:
-                shape = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
-            except (ValueError, TypeError) as err:
-                # A failed build leaves no trace: the next build draws the weights a first build would.
-                self.input_shape = None
-                self._init_rng.bit_generator.state = rng_state
-                raise type(err)(f"layer {i} ({type(layer).__name__}) got input shape {shape}: {err}") from None
-        return shape
+            input_shape = _at_layer(i, layer, input_shape, layer.compute_output_shape)
+        return input_shape
 
-    @property
-    def built(self) -> bool:
-        return self.input_shape is not None
+    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
+        for i, layer in enumerate(self.layers):
+            input_shape = _at_layer(i, layer, input_shape, layer.build, rng, dtype)
 
-    @property
-    def output_shape(self) -> Shape | None:
-        return self.layers[-1].output_shape
+    def get_config(self) -> dict[str, Any]:
+        return {"layers": self.layers}
 
     @property
     def head(self) -> SoftmaxCE | None:
@@ -106,42 +122,13 @@ class Sequential:
     def __getitem__(self, i: int) -> Layer:
         return self.layers[i]
 
-    def named_parameters(self) -> dict[str, Parameter]:
-        """``{"0.weight": Parameter, ...}``: layer index, dot, attribute name (PyTorch's naming)."""
-        self._require_built("named_parameters")
-        return {f"{i}.{k}": p for i, layer in enumerate(self.layers) for k, p in layer.named_parameters().items()}
+    def named_children(self) -> dict[str, Layer]:
+        """``{"0": first layer, "1": ...}``: so parameters are named ``"0.weight"`` (PyTorch's naming)."""
+        return {str(i): layer for i, layer in enumerate(self.layers)}
 
-    def parameters(self) -> list[Parameter]:
-        return list(self.named_parameters().values())
-
-    def named_buffers(self) -> dict[str, Buffer]:
-        """``{"1.running_mean": Buffer, ...}``: saved, never trained state, named like parameters."""
-        self._require_built("named_buffers")
-        return {f"{i}.{k}": b for i, layer in enumerate(self.layers) for k, b in layer.named_buffers().items()}
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """A flat ``name → array`` copy of every parameter and buffer."""
-        return {k: p.data.copy() for k, p in (self.named_parameters() | self.named_buffers()).items()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy arrays into the parameters and buffers (in place, so optimizers keep working). Checks names and shapes."""
-        params = self.named_parameters() | self.named_buffers()
-        if strict:
-            missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
-            if missing or unexpected:
-                raise KeyError(f"load_state_dict: missing parameters {missing}, unexpected {unexpected}")
-        values = {}
-        for name, p in params.items():  # check everything before writing anything: no half-loaded model
-            if name not in state:
-                continue
-            value = np.asarray(state[name])
-            if value.shape != p.shape:
-                raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"load_state_dict: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
-            values[name] = value
-        for name, value in values.items():
-            params[name].data[...] = value
+    def _named_state(self, kind: type) -> dict[str, Any]:
+        self._require_built("named_parameters" if kind is Parameter else "named_buffers")
+        return super()._named_state(kind)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights, dtype and seed to ``path`` atomically; see :mod:`minidl.saving`."""
@@ -156,24 +143,28 @@ class Sequential:
         return saving.load_weights(self, path, strict=strict)
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
-        """Print one row per layer: name, output shape, parameter count; then the totals.
+        """Print the tree of layers, containers indented above their children: output shape and
+        parameter count of each (a container counts its whole subtree); then the totals.
 
         As in Keras, buffers (e.g. BatchNorm2D's running statistics) count as non-trainable parameters.
         """
         self._require_built("summary")
-        rows = [("Layer (type)", "Output shape", "Param #")]
-        for i, layer in enumerate(self.layers):
-            count = sum(p.size for p in layer.parameters()) + sum(b.size for b in layer.buffers())
-            rows.append((f"{i}: {layer.name}", str((None, *layer.output_shape)), f"{count:,}"))
-        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        size = lambda layer: sum(a.size for a in layer.parameters() + layer.buffers())  # noqa: E731
+
+        def rows(layer: Layer, indent: str) -> Iterator[tuple[str, str, str]]:
+            for key, child in layer.named_children().items():
+                kind = "" if child.name == type(child).__name__ else f" ({type(child).__name__})"
+                yield f"{indent}{key}: {child.name}{kind}", str((None, *child.output_shape)), f"{size(child):,}"
+                yield from rows(child, indent + "  ")
+
+        table = [("Layer (type)", "Output shape", "Param #"), *rows(self, "")]
+        widths = [max(len(r[c]) for r in table) for c in range(3)]
         line = "-" * (sum(widths) + 4)
         fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"  # noqa: E731
-        params = self.parameters()
-        total = sum(p.size for p in params) + sum(b.size for b in self.named_buffers().values())
-        trainable = sum(p.size for p in params if p.trainable)
+        total, trainable = size(self), sum(p.size for p in self.parameters() if p.trainable)
         print_fn("\n".join([
             f"Sequential: input (None, {', '.join(map(str, self.input_shape))}), dtype {self.dtype}",
-            line, fmt(rows[0]), line, *map(fmt, rows[1:]), line,
+            line, fmt(table[0]), line, *map(fmt, table[1:]), line,
             f"Total params: {total:,}", f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}",
         ]))
 
@@ -184,12 +175,21 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
+    def _body(self) -> list[Layer]:
+        return self.layers[:-1] if self.head is not None else self.layers
+
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """Back-propagate ``grad_out`` through the layers below the head; returns ``dL/dx``."""
-        body = self.layers[:-1] if self.head is not None else self.layers
-        for layer in reversed(body):
+        """Back-propagate ``grad_out`` through the layers (below the head, if any); returns ``dL/dx``."""
+        for layer in reversed(self._body()):
             grad_out = layer.backward(grad_out)
         return grad_out
+
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        """``backward`` without ``dL/dx``: the first layer gets ``backward_params`` (see :class:`Layer`)."""
+        first, *rest = self._body()
+        for layer in reversed(rest):
+            grad_out = layer.backward(grad_out)
+        first.backward_params(grad_out)
 
     def forward_backward(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
         """One training pass on a batch: forward, loss, backward. Fills every ``.grad``; updates nothing.
@@ -274,6 +274,16 @@ class Sequential:
         return self.head
 
     def __repr__(self) -> str:
-        inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
-        return f"Sequential([\n{inner},\n], input_shape={self.input_shape}, seed={self.seed}, dtype='{self.dtype}')"
+        extra = (f", input_shape={self.input_shape}" if self.built else "") + (
+            f", seed={self.seed}" if self.seed is not None else "") + (
+            f", dtype='{self.dtype}'" if self.dtype != np.float32 else "")
+        return f"Sequential([{', '.join(map(repr, self.layers))}]{extra})"
+
+
+def _at_layer(i: int, layer: Layer, shape: Shape, step: Callable[..., Shape], *args: Any) -> Shape:
+    """``step(shape, *args)`` for layer ``i``; an error names the position, the class and the shape."""
+    try:
+        return tuple(step(shape, *args))
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"layer {i} ({type(layer).__name__}) got input shape {shape}: {err}") from None
 

@@ -4,7 +4,8 @@ The file is an uncompressed NumPy ``.npz`` archive (a zip of ``.npy`` arrays) ho
 
 - ``__minidl__``: a UTF-8 JSON header stored as a ``uint8`` array — the format name and
   version, the minidl version, the model's ``input_shape``, ``seed`` and ``dtype``, the
-  architecture as ``[layer.to_config(), ...]`` and a manifest ``{name: {shape, dtype}}``
+  architecture as ``[layer.to_config(), ...]`` (a container's config nests its children's
+  specs, format version 2; version 1 files, flat lists, still load) and a manifest ``{name: {shape, dtype}}``
   of every array in ``model.state_dict()``;
 - one array per ``state_dict()`` entry under its own name (``"0.weight"``, ...), so
   ``np.load(path)["0.weight"]`` works without minidl.
@@ -39,7 +40,7 @@ from .layers.base import LAYERS, Layer, Shape
 from .model import Sequential
 
 FORMAT = "minidl.Sequential"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: nested configs (containers); 1: a flat list of layers
 HEADER_KEY = "__minidl__"
 
 PathLike = str | os.PathLike
@@ -139,13 +140,15 @@ def _fsync_directory(directory: str) -> None:
 
 
 def _layer_spec(i: int, layer: Layer) -> dict[str, Any]:
+    for path, sub in ({str(i): layer} | {f"{i}.{k}": v for k, v in layer.named_layers().items()}).items():
+        name = type(sub).__name__
+        if LAYERS.get(name) is not type(sub):
+            raise ValueError(
+                f"save: layer {path} is a {type(sub).__module__}.{name}, but the layer registry maps {name!r} to "
+                f"{LAYERS.get(name)!r}, so the file could not be loaded; give the class a unique name"
+            )
     spec = layer.to_config()
     name = spec["class"]
-    if LAYERS.get(name) is not type(layer):
-        raise ValueError(
-            f"save: layer {i} is a {type(layer).__module__}.{name}, but the layer registry maps {name!r} to "
-            f"{LAYERS.get(name)!r}, so the file could not be loaded; give the class a unique name"
-        )
     try:
         # Round-trip through JSON now so a bad config fails here, not when the file is loaded.
         return json.loads(json.dumps(spec))

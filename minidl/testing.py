@@ -133,14 +133,15 @@ def layer_gradient_errors(
 
 
 def rewinder(layer: Layer) -> Callable[[], None]:
-    """Snapshot ``layer``'s random generators and buffers; the returned function restores them.
+    """Snapshot the random generators and buffers of ``layer`` and the layers below it; the returned
+    function restores them.
 
     This is how the checkers handle stochastic layers: a layer keeps its randomness in
     ``np.random.Generator`` attributes (as the contract asks), so rewinding their bit-generator
     state makes the next ``forward`` draw the same dropout mask again. Buffers (running
     statistics) are restored too, so a training-mode ``forward`` cannot drift between calls.
     """
-    generators = [(g, g.bit_generator.state) for g in vars(layer).values() if isinstance(g, np.random.Generator)]
+    generators = [(g, g.bit_generator.state) for g in _generators(layer)]
     buffers = [(b, b.data.copy()) for b in layer.buffers()]
 
     def rewind() -> None:
@@ -150,6 +151,12 @@ def rewinder(layer: Layer) -> Callable[[], None]:
             b.data[...] = data
 
     return rewind
+
+
+def _generators(layer: Layer) -> list[np.random.Generator]:
+    """The ``Generator`` attributes of ``layer`` and of every layer below it."""
+    layers = (layer, *layer.named_layers().values())
+    return [g for sub in layers for g in vars(sub).values() if isinstance(g, np.random.Generator)]
 
 
 def model_gradient_errors(
@@ -322,7 +329,7 @@ def check_layer(
         built = _check_build(report, layer, input_shape, dtype, seed)
         if built is None:
             continue
-        stochastic |= any(isinstance(v, np.random.Generator) for v in vars(built).values())
+        stochastic |= bool(_generators(built))
         xd = base.astype(dtype)
         rewind = rewinder(built)
         for mode in modes:

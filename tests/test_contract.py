@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from minidl import Sequential
 from minidl.layers import (
     AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
-    MaxPool2D, Parameter, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D,
+    MaxPool2D, Parallel, Parameter, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D,
 )
 from minidl.layers.base import LAYERS
 from minidl.optim import SGD
@@ -38,6 +38,12 @@ EXAMPLES = {
     "Softmax": [(lambda: Softmax(), (5,)), (lambda: Softmax(axis=1), (3, 2, 2))],
     "Identity": [(lambda: Identity(), (2, 2, 2))],
     "SoftmaxCE": [(lambda: SoftmaxCE(), (5,))],  # check_layer runs its inference path (probabilities)
+    # Containers: nested parameters, buffers and random generators are checked like a leaf's.
+    "Sequential": [(lambda: Sequential([Conv2D(2, 2), Tanh(), Sequential([Flatten(), Dense(3)])]), (1, 3, 3))],
+    "Residual": [(lambda: Residual([Conv2D(2, 3, padding="same", use_bias=False), BatchNorm2D(), Tanh()]), (2, 3, 3)),
+                 (lambda: Residual([Dense(3), Dropout(0.4)], shortcut=Dense(3)), (4,))],
+    "Parallel": [(lambda: Parallel([Conv2D(2, 1), [Conv2D(1, 3, padding="same"), Tanh()]]), (2, 3, 2)),
+                 (lambda: Parallel([Dense(2), Residual(Dense(2))], merge="add"), (2,))],
 }
 
 BUILTINS = sorted(name for name, cls in LAYERS.items() if cls.__module__.startswith("minidl."))

@@ -258,14 +258,15 @@ def test_chunked_wide_gemm_matches_one_matmul(shape):
     np.testing.assert_allclose(matmul_wide(a, b), a @ b, rtol=1e-12, atol=1e-10)
 
 
-def test_conv2d_rebuilt_for_a_new_input_shape_pads_correctly():
-    layer = Conv2D(2, 3, padding=1)
+def test_conv2d_pads_correctly_after_refusing_a_new_input_shape():
+    layer = built(Conv2D(2, 3, padding=1), (1, 4, 4))
     rng = np.random.default_rng(0)
-    for shape in [(1, 4, 4), (2, 5, 3)]:  # the same batch size, a different image: a new pad buffer
-        built(layer, shape)
-        x = rng.standard_normal((3, *shape))
-        ref = conv2d_reference(x, layer.weight.data, layer.bias.data, (1, 1), ((1, 1), (1, 1)))
-        np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-12, atol=1e-12)
+    layer.forward(rng.standard_normal((3, 1, 4, 4)))  # fills the pad buffer
+    with pytest.raises(ValueError, match=r"already built for input shape \(1, 4, 4\).*\(2, 5, 3\)"):
+        built(layer, (2, 5, 3))
+    x = rng.standard_normal((3, 1, 4, 4))
+    ref = conv2d_reference(x, layer.weight.data, layer.bias.data, (1, 1), ((1, 1), (1, 1)))
+    np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_conv_relu_pool_hand_each_other_the_batch_innermost_layout():

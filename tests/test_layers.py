@@ -1,5 +1,6 @@
 """Property tests for every layer: shape pass, values against a reference, gradients against finite differences."""
 
+import copy
 import math
 
 import numpy as np
@@ -136,8 +137,8 @@ def test_softmax_ce_inference_shape_and_gradients(batch, classes):
 )
 def test_float32_forward_matches_float64(layer, input_shape):
     x64 = tie_free_input((3, *input_shape), np.random.default_rng(1))
-    out64 = built(layer, input_shape, "float64").forward(x64)
-    out32 = built(layer, input_shape, "float32").forward(x64.astype(np.float32))
+    out64 = built(copy.deepcopy(layer), input_shape, "float64").forward(x64)
+    out32 = built(copy.deepcopy(layer), input_shape, "float32").forward(x64.astype(np.float32))
     assert out32.dtype == np.float32
     np.testing.assert_allclose(out32, out64, rtol=1e-4, atol=1e-5)
 

@@ -168,7 +168,7 @@ def test_file_is_a_plain_npz_with_a_json_header(tmp_path, digits):
     model = trained_blog_cnn(digits)
     model.save(tmp_path / "m.npz")
     header, arrays = read_raw(tmp_path / "m.npz")
-    assert header["format"] == "minidl.Sequential" and header["format_version"] == 1
+    assert header["format"] == "minidl.Sequential" and header["format_version"] == 2
     assert header["minidl_version"] == minidl.__version__
     assert header["input_shape"] == [1, 8, 8] and header["seed"] == 3 and header["dtype"] == "float32"
     assert header["layers"] == [json.loads(json.dumps(layer.to_config())) for layer in model.layers]
@@ -429,7 +429,7 @@ def test_newer_format_version(saved):
     header, arrays = read_raw(path)
     header["format_version"] = 99
     write_raw(path, header, arrays)
-    with pytest.raises(ValueError, match="format version 99 .* reads versions up to 1: upgrade minidl"):
+    with pytest.raises(ValueError, match="format version 99 .* reads versions up to 2: upgrade minidl"):
         minidl.load(path)
 
 

@@ -2,6 +2,7 @@
 
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Buffer, Layer, Parameter
+from .containers import Parallel, Residual
 from .conv import Conv2D
 from .core import Dense, Flatten
 from .losses import SoftmaxCE
@@ -14,5 +15,5 @@ __all__ = [
     "Layer", "Parameter", "Buffer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Upsample2D", "BatchNorm2D", "Dropout",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Identity",
-    "Flatten", "Dense", "SoftmaxCE",
+    "Flatten", "Dense", "SoftmaxCE", "Residual", "Parallel",
 ]

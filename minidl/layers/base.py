@@ -10,8 +10,12 @@ Its life has two phases:
    needs; ``backward(grad_out)`` writes ``dL/dparam`` into every parameter's
    ``.grad`` (overwriting, never accumulating) and returns ``dL/dx``.
 
-Parameters are plain attributes holding a :class:`Parameter`; the base class
-finds them by walking the instance's attributes, so there is nothing to register.
+Parameters are plain attributes holding a :class:`Parameter`, and sub-layers plain
+attributes holding a Layer (or lists, tuples or dicts of them): one recursive walk over
+the attributes finds them all, with dotted PyTorch-style names (``"1.layers.0.weight"``),
+so there is nothing to register. A container (``Sequential``, ``Residual``, ``Parallel``
+or a user's composite layer) builds its children in ``create_parameters`` and calls their
+``forward``/``backward``; everything else (optimizers, freezing, saving) goes through the walk.
 State that must be saved but is never trained (``BatchNorm2D``'s running mean and
 variance) lives in :class:`Buffer` attributes, found the same way: the model's
 ``state_dict`` holds parameters and buffers, ``parameters()`` (and so every
@@ -30,6 +34,7 @@ defined, so a saved architecture (``to_config``) can be rebuilt (``from_config``
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -154,8 +159,11 @@ class Layer:
         return {}
 
     def to_config(self) -> dict[str, Any]:
-        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt layer."""
-        config = {**self.get_config(), "name": self.name}
+        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt layer.
+
+        Layers among the arguments (a container's children) become nested ``to_config`` specs.
+        """
+        config = {**_encode(self.get_config()), "name": self.name}
         if not self._trainable:
             config["trainable"] = False
         return {"class": type(self).__name__, "config": config}
@@ -170,7 +178,7 @@ class Layer:
             raise ValueError(
                 f"Layer.from_config: unknown layer class {spec['class']!r}; import the module that defines it first"
             )
-        return cls(**spec["config"])
+        return cls(**_decode(spec["config"]))
 
     # -- machinery shared by every layer ---------------------------------------------
     def build(
@@ -179,7 +187,12 @@ class Layer:
         rng: np.random.Generator | None = None,
         dtype: Any = np.float32,
     ) -> Shape:
-        """Check ``input_shape`` (per sample, no batch axis), create parameters, return the output shape."""
+        """Check ``input_shape`` (per sample, no batch axis), create parameters, return the output shape.
+
+        A layer already built for this shape and dtype keeps its weights (reusing trained layers in a
+        new model); for another shape or dtype it refuses. A failed build leaves no trace: every layer
+        of the subtree it built is unbuilt again and ``rng`` is rewound.
+        """
         input_shape = _as_shape(input_shape, self.name)
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
@@ -188,10 +201,28 @@ class Layer:
             raise TypeError(
                 f"{self.name}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {rng!r}"
             )
-        output_shape = tuple(self.compute_output_shape(input_shape))
-        self.create_parameters(input_shape, rng if rng is not None else np.random.default_rng(), dtype)
+        if self.built:
+            if (input_shape, dtype) != (self.input_shape, self.dtype):
+                raise ValueError(
+                    f"{self.name} is already built for input shape {self.input_shape} and dtype {self.dtype}, "
+                    f"so it cannot take input shape {input_shape} and dtype {dtype}; use a new layer here"
+                )
+            return self.output_shape
+        rng = rng if rng is not None else np.random.default_rng()
+        undo = [(layer, dict(vars(layer))) for layer in (self, *self.named_layers().values()) if not layer.built]
+        rng_state = rng.bit_generator.state
+        try:
+            output_shape = tuple(self.compute_output_shape(input_shape))
+            self.create_parameters(input_shape, rng, dtype)
+        except BaseException:
+            for layer, attributes in undo:
+                vars(layer).clear()
+                vars(layer).update(attributes)
+            rng.bit_generator.state = rng_state
+            raise
         self.input_shape, self.output_shape, self.dtype = input_shape, output_shape, dtype
-        self.trainable = self._trainable  # propagate the flag to the new parameters
+        if not self._trainable:
+            self.trainable = False  # freeze the new parameters, and the subtree's
         return output_shape
 
     @property
@@ -204,23 +235,85 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        for p in self.parameters():
-            p.trainable = self._trainable
+        """Freeze (or unfreeze) this layer and every layer below it."""
+        value = check_bool(value, "trainable", self.name)
+        for layer in (self, *self.named_layers().values()):
+            layer._trainable = value
+            for p in vars(layer).values():
+                if isinstance(p, Parameter):
+                    p.trainable = value
+
+    # -- the tree: found by walking attributes, so there is nothing to register ------------
+    def named_children(self) -> dict[str, "Layer"]:
+        """Direct sub-layers: attributes holding a Layer, or lists, tuples or dicts of Layers at any depth
+        (``"inner"``, ``"blocks.0"``), in attribute order."""
+        return dict(_layers_in("", vars(self)))
+
+    def named_layers(self) -> dict[str, "Layer"]:
+        """Every layer below this one by dotted path (``"1.layers.0"``), pre-order.
+
+        Raises ``ValueError`` if one layer object is found in two places.
+        """
+        found: dict[str, Layer] = {}
+        seen = {id(self): "the top"}
+
+        def visit(layer: Layer, prefix: str) -> None:
+            for name, child in layer.named_children().items():
+                path = prefix + name
+                if id(child) in seen:
+                    raise ValueError(
+                        f"{self.name}: the same layer object appears twice ({type(child).__name__} at "
+                        f"{seen[id(child)]!r} and {path!r}); a layer may be in only one place of a model: "
+                        "create a new one for each place"
+                    )
+                seen[id(child)] = path
+                found[path] = child
+                visit(child, path + ".")
+
+        visit(self, "")
+        return found
+
+    def _named_state(self, kind: type) -> dict[str, Any]:
+        layers = {"": self} | {f"{path}.": layer for path, layer in self.named_layers().items()}
+        return {prefix + k: v for prefix, layer in layers.items() for k, v in vars(layer).items() if isinstance(v, kind)}
 
     def named_parameters(self) -> dict[str, Parameter]:
-        """Parameters in attribute order, found by walking the instance's attributes."""
-        return {k: v for k, v in vars(self).items() if isinstance(v, Parameter)}
+        """Parameters of this layer and every layer below, by dotted name (``"1.layers.0.weight"``)."""
+        return self._named_state(Parameter)
 
     def parameters(self) -> list[Parameter]:
         return list(self.named_parameters().values())
 
     def named_buffers(self) -> dict[str, Buffer]:
-        """Buffers in attribute order, found like the parameters."""
-        return {k: v for k, v in vars(self).items() if isinstance(v, Buffer)}
+        """Buffers, found and named like the parameters."""
+        return self._named_state(Buffer)
 
     def buffers(self) -> list[Buffer]:
         return list(self.named_buffers().values())
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A flat ``name → array`` copy of every parameter and buffer."""
+        return {k: p.data.copy() for k, p in (self.named_parameters() | self.named_buffers()).items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays into the parameters and buffers (in place, so optimizers keep working). Checks names and shapes."""
+        params = self.named_parameters() | self.named_buffers()
+        if strict:
+            missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+            if missing or unexpected:
+                raise KeyError(f"load_state_dict: missing parameters {missing}, unexpected {unexpected}")
+        values = {}
+        for name, p in params.items():  # check everything before writing anything: no half-loaded model
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
+            values[name] = value
+        for name, value in values.items():
+            params[name].data[...] = value
 
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float array of shape ``(N, *input_shape)``."""
@@ -247,6 +340,33 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Layer):
+        return value.to_config()
+    if isinstance(value, (list, tuple)):
+        return type(value)(map(_encode, value))
+    return {k: _encode(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _decode(value: Any) -> Any:
+    """Inverse of :func:`_encode`: a ``{"class", "config"}`` dict is a layer spec."""
+    if isinstance(value, dict) and value.keys() == {"class", "config"}:
+        return Layer.from_config(value)
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return {k: _decode(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _layers_in(prefix: str, value: Any) -> Iterator[tuple[str, Layer]]:
+    """``(dotted name, layer)`` for every Layer in ``value``, looking inside lists, tuples and dicts."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(item, Layer):
+            yield f"{prefix}{key}", item
+        elif isinstance(item, (list, tuple, dict)):
+            yield from _layers_in(f"{prefix}{key}.", item)
 
 
 def _as_shape(shape: Any, owner: str) -> Shape:

@@ -26,6 +26,7 @@ a crash at any point leaves either the old file or the new one, never half of on
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -209,7 +210,8 @@ def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
     budget = sum(math.prod(shape) for shape, _ in manifest.values()) + SMALL_DRAWS
     rng, shape = BudgetedGenerator(budget), tuple(header["input_shape"])
     built: dict[str, Any] = {}
-    for i, layer in enumerate(layers):
+    # On copies: a built layer keeps its weights when built again, so the model's seed must draw them.
+    for i, layer in enumerate(copy.deepcopy(layers)):
         try:
             shape = layer.build(shape, rng=rng, dtype=header["dtype"])
         except (TypeError, ValueError, OverflowError) as err:

@@ -326,3 +326,13 @@ def test_a_format_version_1_file_still_loads(tmp_path):
     loaded = minidl.load(tmp_path / "v1.npz")
     X = np.random.default_rng(0).standard_normal((4, 1, 5, 5)).astype("float32")
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_loaded_model_draws_its_random_state_from_its_seed(tmp_path):
+    def make():
+        return Sequential([Flatten(), Dense(4), Dropout(0.5), Dense(2), SoftmaxCE()], input_shape=(3,), seed=7)
+
+    make().save(tmp_path / "d.npz")
+    loaded, fresh = minidl.load(tmp_path / "d.npz"), make()
+    x = np.ones((50, 4), dtype="float32")  # the dropout masks: drawn from the seed, as in a fresh model
+    np.testing.assert_array_equal(loaded[2].forward(x, training=True), fresh[2].forward(x, training=True))

@@ -95,6 +95,8 @@ class Progress:
         self._last_refresh = time.perf_counter()
 
     def end_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.verbose == 1:  # as in Keras, the finished bar shows the epoch's every metric, val_* included
+            self._bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "lr"}, refresh=False)
         self._bar.close()
         if self.verbose == 2:
             print(f"Epoch {epoch + 1}/{self.epochs}: " + ", ".join(

@@ -1,0 +1,44 @@
+"""The examples run, with few epochs, and do what they say."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minidl import Sequential
+from minidl.layers import Conv2D, Dense, Flatten, ReLU, SoftmaxCE
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_transfer_keeps_the_trained_features_and_the_source(capsys):
+    # The example asserts it itself (trained weights kept at build, the source unchanged after
+    # training the new model and after fine-tuning a copy); this runs it quickly.
+    result = load_example("transfer").main(["--epochs", "3", "--few-epochs", "3"])
+    assert "unchanged after the transfer" in capsys.readouterr().out
+    assert result["source"] > 0.6
+
+
+def test_a_layer_in_two_models_shares_its_weights():
+    dense = Dense(4)
+    first = Sequential([Flatten(), dense, ReLU(), Dense(3), SoftmaxCE()], input_shape=(1, 2, 2), seed=0)
+    before = dense.weight.data.copy()
+    second = Sequential([Flatten(), dense, Dense(2), SoftmaxCE()], input_shape=(1, 2, 2), seed=1)
+    np.testing.assert_array_equal(dense.weight.data, before)        # building the second kept them
+    second.layers[1].weight.data[...] += 1.0
+    np.testing.assert_array_equal(first.layers[1].weight.data, before + 1.0)  # one object, one set of weights
+
+
+def test_a_built_layer_given_another_input_shape_is_refused():
+    conv = Conv2D(2, 3)
+    Sequential([conv, Flatten(), Dense(2), SoftmaxCE()], input_shape=(1, 5, 5), seed=0)
+    with pytest.raises(ValueError, match=r"\(1, 5, 5\)"):
+        Sequential([conv, Flatten(), Dense(2), SoftmaxCE()], input_shape=(3, 5, 5), seed=0)

@@ -1,4 +1,5 @@
-"""``Sequential``: a stack of layers with Keras-style ``fit / evaluate / predict``."""
+"""``Sequential``: the chain of layers, a layer itself; the outermost one is the model
+(shape pass, ``summary``, saving, and Keras-style ``fit / evaluate / predict`` over :mod:`minidl.training`)."""
 
 from __future__ import annotations
 

@@ -276,8 +276,11 @@ def test_parallel_shape_mismatch_names_the_branch():
     (lambda: Parallel(Dense(2)), TypeError, "branches must be a non-empty list"),
     (lambda: Parallel([Dense(2), [Dense(2), "relu"]]), TypeError, r"branches\[1\] must be .* got \[Dense"),
     (lambda: Parallel([Dense(2)], merge="max"), ValueError, "merge must be \"concat\" or \"add\", got 'max'"),
-    (lambda: Sequential([Residual([Dense(2), SoftmaxCE()]), Dense(2)]), ValueError,
-     "SoftmaxCE must be the last layer, found at position 0.layers.1 of 2 .inside a container"),
+    (lambda: Residual([Dense(2), SoftmaxCE()]), ValueError,
+     "Residual: layers ends in the loss SoftmaxCE; a loss can only be the last layer of the outermost model"),
+    (lambda: Parallel([Dense(2), SoftmaxCE()]), ValueError, r"Parallel: branches\[1\] ends in the loss SoftmaxCE"),
+    (lambda: Sequential([Sequential([Dense(2), SoftmaxCE()]), Dense(2)]), ValueError,
+     "SoftmaxCE must be the last layer, found at position 0.1 of 2 .inside a container"),
 ])
 def test_bad_container_arguments(make, error, message):
     with pytest.raises(error, match=message):

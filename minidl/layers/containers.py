@@ -27,13 +27,16 @@ def as_sequential(value: Any, arg: str, owner: str) -> Sequential:
     """A ``Sequential`` as is, a layer or a list of layers in a new one; a ``TypeError`` quoting anything else."""
     from ..model import Sequential  # minidl.model imports minidl.layers
 
-    if isinstance(value, Sequential):
-        return value
     if isinstance(value, Layer):
-        return Sequential([value])
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
-        return Sequential(value)
-    raise TypeError(f"{owner}: {arg} must be a layer or a non-empty list of layers, got {value!r}")
+        chain = value if isinstance(value, Sequential) else Sequential([value])
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
+        chain = Sequential(value)
+    else:
+        raise TypeError(f"{owner}: {arg} must be a layer or a non-empty list of layers, got {value!r}")
+    if chain.head is not None:
+        raise ValueError(f"{owner}: {arg} ends in the loss {chain.head.name}; a loss can only be the last layer "
+                         "of the outermost model")
+    return chain
 
 
 class Residual(Layer):

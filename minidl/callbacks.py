@@ -10,6 +10,11 @@ if TYPE_CHECKING:
     from .model import Sequential
 
 
+#: Metric names that ``mode="auto"`` minimises and maximises (the loss heads' metrics, with or without ``val_``).
+MINIMISED = ("loss", "mae", "mse")
+MAXIMISED = ("accuracy",)
+
+
 class History(dict):
     """Per-epoch metrics: ``history["loss"][e]``; ``history.history`` is the same dict, as in Keras."""
 
@@ -55,8 +60,8 @@ class EarlyStopping(Callback):
     """Stop ``fit`` when ``monitor`` has stopped improving, the Keras way.
 
     An epoch improves on the best so far if ``monitor`` is lower by more than ``min_delta``
-    (higher with ``mode="max"``; ``mode="auto"`` minimises ``loss``/``val_loss``, maximises
-    ``accuracy``/``val_accuracy`` and asks for a mode for any other name).
+    (higher with ``mode="max"``; ``mode="auto"`` minimises ``loss`` and ``mae``, maximises
+    ``accuracy``, with or without ``val_``, and asks for a mode for any other name).
     Training stops after ``patience`` epochs in a row without improvement. With
     ``restore_best_weights=True`` the model ends training with the weights of its best epoch
     (taken with ``model.state_dict()``), whether or not it stopped early, as Keras 3 does.
@@ -224,17 +229,17 @@ class ModelCheckpoint(Callback):
 
 
 def _resolve_mode(owner: str, monitor: str, mode: str) -> str:
-    """"min" or "max" for ``mode``; "auto" minimises losses and maximises accuracies, as Keras 3 does."""
+    """"min" or "max" for ``mode``; "auto" minimises losses and errors and maximises accuracies, as Keras 3 does."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f'{owner}: mode must be "auto", "min" or "max", got {mode!r}')
     if mode != "auto":
         return mode
     metric = monitor.removeprefix("val_")
-    if metric not in ("loss", "accuracy"):
+    if metric not in MINIMISED + MAXIMISED:
         raise ValueError(
             f'{owner}: cannot tell whether {monitor!r} should go down or up; pass mode="min" or mode="max"'
         )
-    return "min" if metric == "loss" else "max"
+    return "min" if metric in MINIMISED else "max"
 
 
 def _monitored(owner: str, monitor: str, logs: dict[str, Any] | None) -> float:

@@ -2,7 +2,7 @@
 
 - :func:`prepare_inputs` turns ``X`` into a C-contiguous float array of the model's dtype and
   shape ``(N, *model.input_shape)`` (building an unbuilt model from it), with errors naming the argument.
-- :func:`prepare_labels` turns ``y`` into integer class labels for a ``SoftmaxCE`` head.
+  Targets are the loss head's business: :meth:`minidl.layers.Loss.prepare_targets`.
 - :func:`raise_if_not_finite` makes a NaN or infinite result an error, never a silent answer.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .model import Sequential
 
-__all__ = ["prepare_inputs", "prepare_labels", "raise_if_not_finite", "as_array", "describe"]
+__all__ = ["prepare_inputs", "check_finite", "raise_if_not_finite", "as_array", "describe"]
 
 
 def prepare_inputs(model: Sequential, X: Any, name: str) -> np.ndarray:
@@ -48,40 +48,19 @@ def prepare_inputs(model: Sequential, X: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} has shape {X.shape}, but the model expects (N, {', '.join(map(str, expected))})")
     with np.errstate(over="ignore"):  # values beyond the dtype's range become inf, reported just below
         X = np.ascontiguousarray(X, dtype=model.dtype)
-    bad = np.size(X) - np.count_nonzero(np.isfinite(X))
-    if bad:
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
-        raise ValueError(
-            f"{name} contains {bad} NaN or infinite value(s) (first at index {where}) after conversion to "
-            f"{model.dtype}; clean or rescale the data"
-        )
+    check_finite(X, name, model.dtype)
     return X
 
 
-def prepare_labels(y: Any, name: str, x_name: str, n: int, classes: int) -> np.ndarray:
-    """``y`` as integer class labels ``0..classes-1`` of shape ``(n,)``, matching ``x_name``'s ``n`` samples."""
-    y = as_array(y, name)
-    if y.ndim != 1 or len(y) != n:
-        hint = "; one-hot labels? pass y.argmax(axis=1)" if y.ndim == 2 and y.shape == (n, classes) else ""
-        raise ValueError(f"{name} must have shape ({n},) to match {x_name}, got {y.shape}{hint}")
-    if y.dtype.kind == "f":
-        fractional = ~np.isfinite(y) | (y != np.round(y))
-        if fractional.any():
-            raise TypeError(
-                f"{name} must hold integer class labels, got dtype {y.dtype} with non-integer values "
-                f"such as {y[fractional][0]}"
-            )
-        y = y.astype(np.intp)
-    if y.dtype.kind not in "biu":
-        raise TypeError(
-            f"{name} must hold integer class labels 0..K-1, got {describe(y)}; encode other labels first "
-            "(e.g. sklearn.preprocessing.LabelEncoder)"
-        )
-    if y.min() < 0 or y.max() >= classes:
+def check_finite(a: np.ndarray, name: str, dtype: np.dtype) -> None:
+    """A ``ValueError`` naming ``name``, the count and the first index of NaN or infinite values in ``a``."""
+    bad = np.size(a) - np.count_nonzero(np.isfinite(a))
+    if bad:
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
         raise ValueError(
-            f"{name} holds labels in [{y.min()}, {y.max()}], but the model has {classes} classes (0..{classes - 1})"
+            f"{name} contains {bad} NaN or infinite value(s) (first at index {where}) after conversion to "
+            f"{dtype}; clean or rescale the data"
         )
-    return y.astype(np.intp, copy=False)
 
 
 def raise_if_not_finite(values: np.ndarray, what: str) -> None:

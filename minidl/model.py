@@ -11,20 +11,21 @@ import numpy as np
 
 from . import training
 from .callbacks import Callback, History
-from .inputs import prepare_inputs, raise_if_not_finite
+from .inputs import raise_if_not_finite
 from .layers.base import Layer, Parameter, Shape, as_int
-from .layers.losses import SoftmaxCE
+from .layers.losses import Loss
 from .optim import Optimizer
 
 if TYPE_CHECKING:
     from .saving import LoadResult
+
 
 class Sequential(Layer):
     """Layers applied one after another. A layer itself: it nests in another ``Sequential`` or container.
 
     Args:
         layers: the layers, in order; kept as ``.layers``. The outermost model may end in a loss
-            head (:class:`~minidl.layers.SoftmaxCE`), which ``fit`` needs.
+            head (a :class:`~minidl.layers.Loss` such as ``SoftmaxCE``), which ``fit`` needs.
         input_shape: the per-sample shape, e.g. ``(1, 8, 8)`` for single-channel 8×8 images; without
             it the model is built from the first batch it sees. A nested ``Sequential`` needs none:
             the outer model's shape pass builds it.
@@ -60,15 +61,15 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a minidl Layer")
         heads = [int(path) if path.isdigit() else path  # a position, or the path into a container
-                 for path, layer in self.named_layers().items() if isinstance(layer, SoftmaxCE)]
+                 for path, layer in self.named_layers().items() if isinstance(layer, Loss)]
         if len(heads) > 1:
-            raise ValueError(f"Sequential: a model has one SoftmaxCE loss head, found one at each of positions {heads}")
+            raise ValueError(f"Sequential: a model has one loss head, found one at each of positions {heads}")
         if heads and heads[0] != len(self.layers) - 1:
             where = heads[0]
             after = f"followed by {type(self.layers[where + 1]).__name__}" if isinstance(where, int) else "inside a container"
             raise ValueError(
-                f"Sequential: SoftmaxCE must be the last layer, found at position {where} "
-                f"of {len(self.layers)} ({after})"
+                f"Sequential: {type(self.named_layers()[str(where)]).__name__} must be the last layer, "
+                f"found at position {where} of {len(self.layers)} ({after})"
             )
         try:
             self.dtype = np.dtype(dtype)
@@ -113,9 +114,10 @@ class Sequential(Layer):
         return {"layers": self.layers}
 
     @property
-    def head(self) -> SoftmaxCE | None:
+    def head(self) -> Loss | None:
+        """The loss layer that ends the model (``SoftmaxCE``, ``SigmoidBCE``, ``MSE``, a user's), or ``None``."""
         last = self.layers[-1]
-        return last if isinstance(last, SoftmaxCE) else None
+        return last if isinstance(last, Loss) else None
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -171,7 +173,7 @@ class Sequential(Layer):
 
     # -- computation -------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Run every layer; with a SoftmaxCE head the result is class probabilities."""
+        """Run every layer; the loss head gives its inference output (SoftmaxCE: class probabilities)."""
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x
@@ -195,10 +197,11 @@ class Sequential(Layer):
     def forward_backward(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
         """One training pass on a batch: forward, loss, backward. Fills every ``.grad``; updates nothing.
 
-        Returns ``(loss, logits)``. Gradients are overwritten, not accumulated. ``x`` and ``y``
-        are checked and converted as ``fit`` does; a NaN or infinite loss raises ``FloatingPointError``.
+        Returns ``(loss, outputs)``, ``outputs`` being the loss head's inputs (a classifier's logits).
+        Gradients are overwritten, not accumulated. ``x`` and ``y`` are checked and converted as
+        ``fit`` does; a NaN or infinite loss raises ``FloatingPointError``.
         """
-        self._require_head("forward_backward")
+        training.require_loss(self, "forward_backward")
         loss, logits = training.forward_backward(self, *training.prepare(self, x, y, "x", "y"))
         raise_if_not_finite(np.array(loss), "forward_backward: the loss")  # before a custom loop steps on it
         return loss, logits
@@ -215,8 +218,10 @@ class Sequential(Layer):
         verbose: int = 1,
         callbacks: Sequence[Callback] = (),
     ) -> History:
-        """Train with mini-batch gradient descent; returns per-epoch ``loss``/``accuracy`` (and ``val_*``)
-        and the learning rate ``lr`` each epoch trained with.
+        """Train with mini-batch gradient descent; returns per-epoch ``loss``, the loss head's metrics
+        (``accuracy`` for SoftmaxCE/SigmoidBCE, ``mae`` for MSE), their ``val_*`` and the learning
+        rate ``lr`` each epoch trained with. ``y``'s form is the loss head's: class labels for
+        SoftmaxCE, 0/1 targets for SigmoidBCE, numbers of the output's shape for MSE.
 
         Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made.
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
@@ -245,34 +250,32 @@ class Sequential(Layer):
                            shuffle=shuffle)
 
     def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
-        """Mean loss and accuracy on ``(X, y)``, in inference mode."""
-        self._require_head("evaluate")
+        """Mean loss and the loss head's metrics (``accuracy``, ``mae``, ...) on ``(X, y)``, in inference mode."""
+        training.require_loss(self, "evaluate")
         as_int(batch_size, "batch_size", minimum=1)
         result = training.evaluate(self, *training.prepare(self, X, y, "X", "y"), batch_size=batch_size)
         raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
         return result
 
-    def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
-        """Model outputs for ``X`` (class probabilities with a SoftmaxCE head), computed in chunks."""
-        as_int(batch_size, "batch_size", minimum=1)
-        X = prepare_inputs(self, X, "X")
-        chunks = [self.forward(X[s:s + batch_size]) for s in range(0, len(X), batch_size)]
-        out = np.concatenate(chunks)
-        raise_if_not_finite(out, "predict_proba: the outputs")
-        return out
-
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
-        """Predicted class index for each sample, shape (N,)."""
-        return self.predict_proba(X, batch_size=batch_size).argmax(axis=1)
+        """Predictions for ``X``, computed in chunks of ``batch_size``; the loss head decides what they are.
+
+        SoftmaxCE: the class index, shape (N,). SigmoidBCE: 0/1 labels, (N,) for one output, else
+        (N, K). MSE (and losses that do not override ``Loss.predict``): the values, (N, *output).
+        Without a loss head: the last layer's outputs.
+        """
+        return training.predict(self, X, batch_size)
+
+    def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities for ``X``: (N, K) with SoftmaxCE, ``σ(z)`` of the output's shape with SigmoidBCE.
+
+        Only classifier heads have probabilities; for any other model this is a ``ValueError``.
+        """
+        return training.predict(self, X, batch_size, proba=True)
 
     def _require_built(self, what: str) -> None:
         if not self.built:
             raise ValueError(f"Sequential.{what}: the model is not built; pass input_shape= or call build()")
-
-    def _require_head(self, what: str) -> SoftmaxCE:
-        if self.head is None:
-            raise ValueError(f"Sequential.{what} needs a loss layer: end the model with SoftmaxCE()")
-        return self.head
 
     def __repr__(self) -> str:
         extra = (f", input_shape={self.input_shape}" if self.built else "") + (

@@ -10,7 +10,7 @@ The one call most users want::
 shapes, dtypes, gradients against finite differences, ``backward`` overwriting rather than
 accumulating, rejecting bad input, and a save/load round trip. :func:`image_shapes`,
 :func:`feature_shapes`, :func:`any_shapes` and :func:`layer_inputs` are Hypothesis strategies
-to run it (or your own asserts) over random shapes.
+to run it (or your own asserts) over random shapes. :func:`check_loss` checks a loss head.
 
 The pieces underneath, to check gradients by hand::
 
@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from .layers.base import LAYERS, Layer
+from .layers.losses import Loss
 from .model import Sequential
 
 DEFAULT_EPS = 1e-5
@@ -586,3 +587,88 @@ def layer_inputs(shapes=None, batch: int | tuple[int, int] = (1, 3), dtype: Any 
         lambda n, shape, seed: tie_free_input((n, *shape), np.random.default_rng(seed), dtype=dtype),
         st.integers(*_span(batch, "batch")), shapes, st.integers(0, 2**32 - 1),
     )
+
+
+# -- loss heads ------------------------------------------------------------------------------
+
+
+def check_loss(
+    loss: Loss,
+    input_shape: Sequence[int],
+    *,
+    batch: int = 3,
+    outputs: np.ndarray | None = None,
+    targets: Any = None,
+    tol: float = DEFAULT_TOL,
+    eps: float = DEFAULT_EPS,
+    seed: int = 0,
+) -> float:
+    """Check a loss head (:class:`minidl.layers.Loss`) against its contract; return the gradient's error.
+
+    On a float64 deep copy of ``loss`` built for per-sample ``input_shape``, with ``outputs``
+    (default :func:`tie_free_input` of ``batch`` samples) and ``targets`` (default: the first of
+    normal floats, 0/1 values, class labels ``(N,)`` that ``loss.prepare_targets`` accepts):
+
+    - ``loss(outputs, targets)`` is a finite Python float and leaves both arrays unchanged;
+    - ``backward()`` has ``outputs``' shape and dtype, matches central finite differences of
+      ``loss`` within ``tol`` (relative, as :func:`check_layer`), and is the same when called again;
+    - ``forward`` gives ``(N, *output_shape)``; ``metrics`` gives per-sample arrays ``(N,)``;
+      ``predict`` gives one row per sample.
+
+    Raises ``AssertionError`` listing every problem. Example::
+
+        check_loss(Huber(delta=1.0), (3,))
+    """
+    if not isinstance(loss, Loss):
+        raise TypeError(f"check_loss: expected a minidl.layers.Loss, got {type(loss).__name__}")
+    input_shape = tuple(int(d) for d in input_shape)
+    head = copy.deepcopy(loss)
+    output_shape = head.build(input_shape, rng=np.random.default_rng(seed), dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    z = np.array(outputs, dtype=np.float64) if outputs is not None else tie_free_input((batch, *input_shape), rng)
+    n = len(z)
+    t = head.prepare_targets(targets if targets is not None else _example_targets(head, n, rng), n)
+    z0, t0 = z.copy(), t.copy()
+    problems = []
+    value = head.loss(z, t)
+    if not isinstance(value, float) or not np.isfinite(value):
+        problems.append(f"loss returned {value!r}, not a finite Python float")
+    grad = np.array(head.backward())
+    if grad.shape != z.shape or grad.dtype != z.dtype:
+        problems.append(f"backward gave shape {grad.shape} and dtype {grad.dtype}, expected {z.shape} and {z.dtype}")
+    if not (np.array_equal(z, z0) and np.array_equal(t, t0)):
+        problems.append("loss changed its outputs or targets argument")
+    error = np.inf
+    if not problems:
+        again = np.array(head.backward())
+        if not np.array_equal(again, grad):
+            problems.append("backward called twice gave different gradients")
+        numeric = numerical_gradient(lambda: head.loss(z, t), z, 1.0, eps)
+        error, where = relative_error(grad, numeric)
+        if not error <= tol:
+            problems.append(f"gradient: max relative error {error:.3g} > {tol:.0e} at index {where} "
+                            f"(backward {grad[where]:.10g}, finite differences {numeric[where]:.10g})")
+    out = head.forward(z)
+    if np.shape(out) != (n, *output_shape):
+        problems.append(f"forward gave shape {np.shape(out)}, expected {(n, *output_shape)}")
+    for name, values in head.metrics(z, t).items():
+        if np.shape(values) != (n,):
+            problems.append(f"metrics()[{name!r}] has shape {np.shape(values)}, expected per-sample values ({n},)")
+    if len(head.predict(z)) != n:
+        problems.append(f"predict gave {len(head.predict(z))} rows for {n} samples")
+    if problems:
+        raise AssertionError(f"{head.name}: " + "\n  ".join(["loss contract broken:", *problems]))
+    return error
+
+
+def _example_targets(head: Loss, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The first kind of target ``head`` accepts: normal floats, 0/1 values, or class labels."""
+    shape = (n, *head.input_shape)
+    candidates = [rng.standard_normal(shape), rng.integers(0, 2, shape), rng.integers(0, head.input_shape[0], n)]
+    for candidate in candidates:
+        try:
+            head.prepare_targets(candidate, n)
+        except (TypeError, ValueError):
+            continue
+        return candidate
+    raise ValueError(f"check_loss: {head.name} accepts none of float, 0/1 or class-label targets; pass targets=")

@@ -18,57 +18,153 @@ from tqdm.auto import tqdm
 
 from .callbacks import Callback, History
 from .guard import NonFiniteLossError, TrainingGuard
-from .inputs import prepare_inputs, prepare_labels
+from .inputs import prepare_inputs, raise_if_not_finite
 from .layers.base import as_int
 from .optim import SGD, Optimizer
 
 if TYPE_CHECKING:
+    from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["Trainer", "Progress", "forward_backward", "evaluate", "prepare", "PROGRESS_INTERVAL"]
+__all__ = [
+    "Trainer", "Progress", "RunningMetrics", "require_loss", "prepare", "head_inputs", "forward_backward", "evaluate",
+    "predict", "PROGRESS_INTERVAL",
+]
 
 #: How often (seconds) fit refreshes its progress bar; formatting it every step would cost more than a step.
 PROGRESS_INTERVAL = 0.1
 
 
+def require_loss(model: Sequential, what: str) -> Loss:
+    """The model's loss head, or a ``ValueError`` saying which loss to add."""
+    head = model.head
+    if head is None:
+        raise ValueError(
+            f"Sequential.{what} needs a loss layer at the end of the model: add SoftmaxCE() for class labels, "
+            "SigmoidBCE() for binary or multi-label 0/1 targets, or MSE() for regression"
+        )
+    return head
+
+
 def prepare(model: Sequential, X: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Check and convert a data set ``(X, y)`` for the model's loss head, once, before any work."""
+    """Check and convert a data set ``(X, y)`` once, before any work: ``X`` for the model, ``y`` by its loss."""
     X = prepare_inputs(model, X, x_name)
-    return X, prepare_labels(y, y_name, x_name, len(X), model.output_shape[0])
+    return X, model.head.prepare_targets(y, len(X), y_name, x_name)
+
+
+def head_inputs(model: Sequential, x: np.ndarray, training: bool = False) -> np.ndarray:
+    """Run the layers below the loss head (all of them without one): what the loss, its metrics and predict take."""
+    layers = model.layers[:-1] if model.head is not None else model.layers
+    for layer in layers:
+        x = layer.forward(x, training=training)
+    return x
 
 
 def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray, input_grad: bool = True) -> tuple[float, np.ndarray]:
-    """One unchecked training pass on a prepared batch: forward, loss, backward; returns ``(loss, logits)``.
+    """One unchecked training pass on a prepared batch: forward, loss, backward; returns ``(loss, outputs)``.
 
-    ``input_grad=False`` (fit) calls the first layer's ``backward_params``: nobody reads the
-    gradient of the data, and a Conv2D then skips computing it.
+    ``outputs`` are the loss head's inputs (the logits of a classifier). ``input_grad=False`` (fit)
+    calls the first layer's ``backward_params``: nobody reads the gradient of the data, and a
+    Conv2D then skips computing it.
     """
-    # The body of model.backward() inlined: this runs once per step, and at batch 1 every call counts.
+    # head_inputs and model.backward inlined: this runs once per step, and at batch 1 every call counts.
     *body, head = model.layers
-    logits = x
+    outputs = x
     for layer in body:
-        logits = layer.forward(logits, training=True)
-    loss = head.loss(logits, y)
+        outputs = layer.forward(outputs, training=True)
+    loss = head.loss(outputs, y)
     grad = head.backward()
     for layer in body[:0:-1]:
         grad = layer.backward(grad)
     if body:
         (body[0].backward if input_grad else body[0].backward_params)(grad)
-    return loss, logits
+    return loss, outputs
 
 
 def evaluate(model: Sequential, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
-    """Mean loss and accuracy on prepared ``(X, y)``, in inference mode."""
-    head = model.head
-    total_loss, correct = 0.0, 0
+    """Mean loss and the loss head's metrics on prepared ``(X, y)``, in inference mode."""
+    running = RunningMetrics(model.head, capacity=0)
     for start in range(0, len(X), batch_size):
-        xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-        logits = xb
-        for layer in model.layers[:-1]:
-            logits = layer.forward(logits, training=False)
-        total_loss += head.loss(logits, yb) * len(yb)
-        correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-    return {"loss": total_loss / len(X), "accuracy": correct / len(X)}
+        yb = y[start:start + batch_size]
+        outputs = head_inputs(model, X[start:start + batch_size])
+        running.add(model.head.loss(outputs, yb), outputs, yb)
+    return running.means()
+
+
+def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False) -> np.ndarray:
+    """``model.predict`` (or ``predict_proba``): the loss head's predictions for ``X``, in chunks.
+
+    Without a loss head, ``predict`` returns the last layer's outputs.
+    """
+    what = "predict_proba" if proba else "predict"
+    as_int(batch_size, "batch_size", minimum=1)
+    head = model.head
+    if proba and head is None:
+        raise ValueError(
+            "predict_proba needs a classifier loss (SoftmaxCE or SigmoidBCE) at the end of the model, which has "
+            "no loss layer; use predict for its outputs"
+        )
+    convert = (head.predict_proba if proba else head.predict) if head is not None else None
+    X = prepare_inputs(model, X, "X")
+    chunks = []
+    for start in range(0, len(X), batch_size):
+        outputs = head_inputs(model, X[start:start + batch_size])
+        raise_if_not_finite(outputs, f"{what}: the outputs")
+        chunks.append(outputs if convert is None else convert(outputs))
+    return np.concatenate(chunks)
+
+
+class RunningMetrics:
+    """Means of the loss and of the loss head's metrics over the batches seen.
+
+    Each batch's loss-head inputs and targets are copied into a buffer of ``capacity`` samples
+    and the metrics computed on the buffer when someone reads them (:meth:`means`) or it is
+    full: at batch 1 computing them per step would cost a noticeable part of the step.
+    ``capacity=0`` computes them at once, per batch.
+    """
+
+    def __init__(self, head: Loss, capacity: int) -> None:
+        self.head, self.capacity = head, capacity
+        self.sums: dict[str, float] = {"loss": 0.0}
+        self.seen = 0
+        self._outputs: np.ndarray | None = None
+        self._targets: np.ndarray | None = None
+        self._filled = 0
+
+    def reset(self) -> None:
+        self.sums, self.seen, self._filled = {"loss": 0.0}, 0, 0
+
+    def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
+        size = len(outputs)
+        self.sums["loss"] += loss * size
+        self.seen += size
+        filled = self._filled
+        if filled + size > self.capacity:
+            self._flush()
+            if size > self.capacity:
+                self._accumulate(outputs, targets)
+                return
+            filled = 0
+        if self._outputs is None:
+            self._outputs = np.empty((self.capacity, *outputs.shape[1:]), dtype=outputs.dtype)
+            self._targets = np.empty((self.capacity, *targets.shape[1:]), dtype=targets.dtype)
+        self._outputs[filled:filled + size] = outputs
+        self._targets[filled:filled + size] = targets
+        self._filled = filled + size
+
+    def means(self) -> dict[str, float]:
+        """``{"loss": ..., metric: ...}``, each a mean over the samples seen."""
+        self._flush()
+        return {k: v / self.seen for k, v in self.sums.items()}
+
+    def _flush(self) -> None:
+        if self._filled:
+            self._accumulate(self._outputs[:self._filled], self._targets[:self._filled])
+            self._filled = 0
+
+    def _accumulate(self, outputs: np.ndarray, targets: np.ndarray) -> None:
+        for name, values in self.head.metrics(outputs, targets).items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(np.add.reduce(values, axis=None))
 
 
 class Progress:
@@ -130,7 +226,7 @@ class Trainer:
         verbose: int = 1,
     ) -> None:
         self.model = model
-        self.head = model._require_head("fit")
+        self.head = require_loss(model, "fit")
         if verbose not in (0, 1, 2):
             raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
         if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
@@ -147,6 +243,7 @@ class Trainer:
         self.history.interrupted = False
         self.guard: TrainingGuard | None = None
         self.progress: Progress | None = None
+        self.running: RunningMetrics | None = None
 
     def fit(
         self,
@@ -212,6 +309,7 @@ class Trainer:
         """The epochs under the guard; a NaN stop or Ctrl-C still ends with the callbacks' ``on_train_end``."""
         self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values())
         self.progress = Progress(self.verbose, self.epochs)
+        self.running = RunningMetrics(self.head, capacity=max(self.batch_size, min(len(self.X), 1024)))
         diverged = None
         try:
             with guard:
@@ -261,31 +359,20 @@ class Trainer:
             yield X[start:start + size], y[start:start + size]
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
-        n, guard, progress, callbacks = len(self.X), self.guard, self.progress, self.callbacks
-        total_loss, seen, correct_upto, correct = 0.0, 0, 0, 0
-        # argmax writes straight into one buffer; accuracy is counted only when someone reads it
-        preds = np.empty(n, dtype=np.intp)
-        labels = np.empty(n, dtype=np.intp)
-        progress.begin_epoch(epoch, n)
+        guard, progress, callbacks, running = self.guard, self.progress, self.callbacks, self.running
+        running.reset()
+        progress.begin_epoch(epoch, len(self.X))
         model, step_fn = self.model, self.optimizer.step  # data was checked once, by fit
         for step, (xb, yb) in enumerate(self.batches()):
-            size = len(yb)
-            loss, logits = forward_backward(model, xb, yb, False)
+            loss, outputs = forward_backward(model, xb, yb, False)
             guard.check_step(loss, epoch, step)  # before the update: a NaN step is never applied
             guard.updating = True
             step_fn()
             guard.updating = False
-            stop = seen + size
-            total_loss += loss * size
-            logits.argmax(axis=1, out=preds[seen:stop])
-            labels[seen:stop] = yb
-            seen = stop
+            running.add(loss, outputs, yb)
             for cb in callbacks:
-                cb.on_batch_end(step, {"loss": loss, "size": size})
-            if progress.due(seen):
-                correct += int(np.count_nonzero(preds[correct_upto:seen] == labels[correct_upto:seen]))
-                correct_upto = seen
-                progress.update(seen, {"loss": total_loss / seen, "accuracy": correct / seen})
+                cb.on_batch_end(step, {"loss": loss, "size": len(yb)})
+            if progress.due(running.seen):
+                progress.update(running.seen, running.means())
             guard.check_interrupt()
-        correct += int(np.count_nonzero(preds[correct_upto:] == labels[correct_upto:]))
-        return {"loss": total_loss / n, "accuracy": correct / n}
+        return running.means()

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from minidl import Sequential
 from minidl.layers import (
-    AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
-    MaxPool2D, Parallel, Parameter, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D,
+    MSE, AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
+    MaxPool2D, Parallel, Parameter, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh, Upsample2D,
 )
 from minidl.layers.base import LAYERS
 from minidl.optim import SGD
@@ -44,6 +44,8 @@ EXAMPLES = {
                  (lambda: Residual([Dense(3), Dropout(0.4)], shortcut=Dense(3)), (4,))],
     "Parallel": [(lambda: Parallel([Conv2D(2, 1), [Conv2D(1, 3, padding="same"), Tanh()]]), (2, 3, 2)),
                  (lambda: Parallel([Dense(2), Residual(Dense(2))], merge="add"), (2,))],
+    "SigmoidBCE": [(lambda: SigmoidBCE(), (3,)), (lambda: SigmoidBCE(), (1, 2, 2))],  # inference: σ(z)
+    "MSE": [(lambda: MSE(), (2, 3))],  # inference: the identity; check_loss checks the losses themselves
 }
 
 BUILTINS = sorted(name for name, cls in LAYERS.items() if cls.__module__.startswith("minidl."))

@@ -5,7 +5,7 @@ from .base import Buffer, Layer, Parameter
 from .containers import Parallel, Residual
 from .conv import Conv2D
 from .core import Dense, Flatten
-from .losses import SoftmaxCE
+from .losses import MSE, Loss, SigmoidBCE, SoftmaxCE
 from .normalization import BatchNorm2D
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .regularization import Dropout
@@ -15,5 +15,5 @@ __all__ = [
     "Layer", "Parameter", "Buffer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Upsample2D", "BatchNorm2D", "Dropout",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Identity",
-    "Flatten", "Dense", "SoftmaxCE", "Residual", "Parallel",
+    "Flatten", "Dense", "Loss", "SoftmaxCE", "SigmoidBCE", "MSE", "Residual", "Parallel",
 ]

@@ -1,0 +1,220 @@
+"""minidl.layers.losses: the Loss contract, SoftmaxCE, SigmoidBCE, MSE and check_loss."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minidl.layers import MSE, Loss, SigmoidBCE, SoftmaxCE
+from minidl.testing import any_shapes, check_layer, check_loss, feature_shapes, layer_inputs
+
+
+def built(loss, shape, dtype="float64"):
+    loss.build(shape, dtype=dtype)
+    return loss
+
+
+class Huber(Loss):
+    """The custom loss of docs/extending.md: quadratic within ``delta`` of the target, linear beyond."""
+
+    def __init__(self, delta=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.delta = delta
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        return x
+
+    def loss(self, outputs, targets):
+        self.check_input(outputs)
+        self._r = outputs - targets
+        a = np.abs(self._r)
+        return float(np.mean(np.where(a <= self.delta, 0.5 * a**2, self.delta * (a - 0.5 * self.delta))))
+
+    def backward(self):
+        return np.clip(self._r, -self.delta, self.delta) / self._r.size
+
+
+# -- gradients: float64 finite differences of the loss w.r.t. its inputs -------------------------
+@given(layer_inputs(feature_shapes((1, 6)), batch=(1, 4)))
+def test_softmax_ce_gradient_matches_finite_differences(x):
+    assert check_loss(SoftmaxCE(), x.shape[1:], outputs=x) <= 1e-6
+
+
+@given(layer_inputs(any_shapes((1, 3), (1, 4)), batch=(1, 4)))
+def test_sigmoid_bce_gradient_matches_finite_differences(x):
+    assert check_loss(SigmoidBCE(), x.shape[1:], outputs=x * 3) <= 1e-6
+
+
+@given(layer_inputs(any_shapes((1, 3), (1, 4)), batch=(1, 4)), st.integers(0, 2**32 - 1))
+def test_mse_gradient_matches_finite_differences(x, seed):
+    targets = np.random.default_rng(seed).normal(size=x.shape) * 10
+    assert check_loss(MSE(), x.shape[1:], outputs=x, targets=targets) <= 1e-6
+
+
+@given(layer_inputs(any_shapes((1, 2), (1, 4)), batch=(1, 4)), st.floats(0.1, 3))
+def test_a_custom_huber_loss_passes_check_loss(x, delta):
+    assert check_loss(Huber(delta), x.shape[1:], outputs=x * 2) <= 1e-6
+
+
+@pytest.mark.parametrize("make, shape", [(SigmoidBCE, (3,)), (MSE, (2, 2)), (SoftmaxCE, (4,))])
+def test_builtin_losses_pass_check_layer_on_their_inference_path(make, shape):
+    report = check_layer(make(), shape)
+    assert report.ok, str(report)
+
+
+def test_check_loss_catches_a_wrong_gradient():
+    class Wrong(Huber):
+        def backward(self):
+            return 2 * super().backward()
+
+    with pytest.raises(AssertionError, match="gradient: max relative error"):
+        check_loss(Wrong(), (3,))
+
+
+def test_check_loss_catches_a_loss_that_is_not_a_float_and_metrics_that_are_not_per_sample():
+    class Bad(Huber):
+        def loss(self, outputs, targets):
+            return np.array([super().loss(outputs, targets)])
+
+        def metrics(self, outputs, targets):
+            return {"mae": np.abs(outputs - targets).mean()}
+
+    with pytest.raises(AssertionError) as info:
+        check_loss(Bad(), (2,))
+    assert "not a finite Python float" in str(info.value) and "metrics()['mae']" in str(info.value)
+
+
+# -- values against the definitions and PyTorch ----------------------------------------------------
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_losses_agree_with_torch(n, k, seed):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * 5
+    t01 = rng.integers(0, 2, (n, k)).astype(np.float64)
+    t = rng.normal(size=(n, k))
+    labels = rng.integers(0, k, n)
+    tz = torch.tensor(z)
+    cases = [
+        (SoftmaxCE(), labels, torch.nn.functional.cross_entropy(tz, torch.tensor(labels))),
+        (SigmoidBCE(), t01, torch.nn.functional.binary_cross_entropy_with_logits(tz, torch.tensor(t01))),
+        (MSE(), t, torch.nn.functional.mse_loss(tz, torch.tensor(t))),
+    ]
+    for loss, targets, expected in cases:
+        built(loss, (k,))
+        assert loss.loss(z, loss.prepare_targets(targets, n)) == pytest.approx(float(expected), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logits_of_1e4_give_exact_finite_losses_and_gradients(dtype):
+    z = np.array([[1e4, -1e4], [-1e4, 1e4]], dtype=dtype)
+    ce = built(SoftmaxCE(), (2,), dtype)
+    assert ce.loss(z, np.array([0, 0])) == pytest.approx(1e4)  # one right at 0, one wrong by 2e4, mean 1e4
+    np.testing.assert_allclose(ce.backward(), [[0, 0], [-0.5, 0.5]])
+    bce = built(SigmoidBCE(), (2,), dtype)
+    targets = np.array([[1, 0], [0, 0]], dtype=dtype)
+    assert bce.loss(z, targets) == pytest.approx(1e4 / 4)  # only z=1e4 with t=0 costs (1e4); mean of 4
+    grad = bce.backward()
+    assert np.isfinite(grad).all() and grad.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(grad, [[0, 0], [0, 0.25]])
+    np.testing.assert_array_equal(bce.forward(z), [[1, 0], [0, 1]])
+
+
+def test_sigmoid_bce_keeps_precision_where_the_naive_formula_loses_it():
+    bce = built(SigmoidBCE(), (1,))
+    # -log σ(30) = log(1 + e^-30) ≈ 9.36e-14; 1 - σ(30) rounds to 0 in float64
+    assert bce.loss(np.array([[30.0]]), np.array([[1.0]])) == pytest.approx(np.log1p(np.exp(-30.0)), rel=1e-12)
+
+
+def test_loss_and_backward_scale_with_grad_out_and_mean_over_the_batch():
+    rng = np.random.default_rng(0)
+    z, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    mse = built(MSE(), (3,))
+    assert mse.loss(z, t) == pytest.approx(np.mean((z - t) ** 2))
+    np.testing.assert_allclose(mse.backward(3.0), 3 * 2 * (z - t) / z.size)
+    # a batch twice as long holding the same samples twice has the same (mean) loss
+    assert mse.loss(np.concatenate([z, z]), np.concatenate([t, t])) == pytest.approx(mse.loss(z, t))
+
+
+def test_after_forward_backward_is_the_inference_vector_jacobian_product():
+    z = np.array([[0.5, -2.0]])
+    g = np.array([[1.0, 3.0]])
+    bce = built(SigmoidBCE(), (2,))
+    p = bce.forward(z)
+    np.testing.assert_allclose(bce.backward(g), g * p * (1 - p))
+    mse = built(MSE(), (2,))
+    assert mse.forward(z) is z and mse.backward(g) is g
+
+
+# -- targets, metrics, predictions ---------------------------------------------------------------
+def test_targets_are_converted_for_each_loss():
+    np.testing.assert_array_equal(built(SoftmaxCE(), (3,)).prepare_targets([0.0, 2.0], 2), [0, 2])
+    bce = built(SigmoidBCE(), (1,))
+    y = bce.prepare_targets(np.array([True, False]), 2)
+    assert y.shape == (2, 1) and y.dtype == np.float64 and y.tolist() == [[1.0], [0.0]]
+    multi = built(SigmoidBCE(), (2,), "float32").prepare_targets([[0, 1], [1, 1]], 2)
+    assert multi.dtype == np.float32 and multi.shape == (2, 2)
+    reg = built(MSE(), (1,), "float32").prepare_targets([1, 2.5, -3], 3)
+    assert reg.shape == (3, 1) and reg.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "loss, shape, y, error, words",
+    [
+        (SigmoidBCE, (1,), [0, 0.5, 1], ValueError, ["y must hold 0/1 targets", "0.5"]),
+        (SigmoidBCE, (3,), [0, 1, 1], ValueError, ["one target per sample", "(N, 3)", "SoftmaxCE"]),
+        (SigmoidBCE, (2,), np.zeros((3, 3)), ValueError, ["y must have shape (3, 2)"]),
+        (MSE, (2,), np.zeros(3), ValueError, ["y must have shape (3, 2)", "(N, 2)"]),
+        (MSE, (1,), ["a", "b", "c"], TypeError, ["y must hold numbers", "<U1"]),
+        (MSE, (1,), [1.0, np.nan, 2.0], ValueError, ["y contains 1 NaN", "(1, 0)"]),
+        (MSE, (1,), [1.0, 1e39, 2.0], ValueError, ["after conversion to float32"]),
+        (SoftmaxCE, (3,), [0, 3, 1], ValueError, ["holds labels in [0, 3]", "3 classes"]),
+    ],
+)
+def test_bad_targets_get_a_clear_message_naming_the_argument(loss, shape, y, error, words):
+    head = built(loss(), shape, "float32")
+    with pytest.raises(error) as info:
+        head.prepare_targets(y, 3)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_metrics_are_per_sample_means():
+    z = np.array([[2.0, -1.0], [-3.0, -1.0], [0.5, 0.5]])
+    assert built(SoftmaxCE(), (2,)).metrics(z, np.array([0, 0, 1])).keys() == {"accuracy"}
+    np.testing.assert_array_equal(built(SoftmaxCE(), (2,)).metrics(z, np.array([0, 0, 1]))["accuracy"],
+                                  [True, False, False])  # a tie goes to the first class, as argmax does
+    t = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(built(SigmoidBCE(), (2,)).metrics(z, t)["accuracy"], [1.0, 0.5, 1.0])
+    np.testing.assert_allclose(built(MSE(), (2,)).metrics(z, t)["mae"], [1.0, 2.5, 0.5])
+    assert Huber().metrics(z, t) == {}
+
+
+def test_predictions_follow_the_loss():
+    z = np.array([[2.0, -1.0], [-3.0, 4.0]])
+    np.testing.assert_array_equal(built(SoftmaxCE(), (2,)).predict(z), [0, 1])
+    np.testing.assert_array_equal(built(SigmoidBCE(), (2,)).predict(z), [[1, 0], [0, 1]])
+    single = built(SigmoidBCE(), (1,))
+    np.testing.assert_array_equal(single.predict(z[:, :1]), [1, 0])
+    np.testing.assert_allclose(single.predict_proba(z[:, :1]), 1 / (1 + np.exp(-z[:, :1])))
+    np.testing.assert_array_equal(built(MSE(), (2,)).predict(z), z)  # values, never an argmax
+    with pytest.raises(ValueError, match="predict_proba needs a classifier loss .* ends with MSE; use predict"):
+        built(MSE(), (2,)).predict_proba(z)
+
+
+def test_only_a_loss_with_one_output_per_class_refuses_other_shapes():
+    with pytest.raises(ValueError, match="expects class scores"):
+        SoftmaxCE().build((2, 3))
+    assert SigmoidBCE().build((2, 3, 3)) == (2, 3, 3)
+    assert MSE().build((1, 4, 4)) == (1, 4, 4)
+
+
+def test_the_abstract_loss_is_not_a_saveable_layer_class():
+    from minidl.layers.base import LAYERS
+
+    assert "Loss" not in LAYERS and {"SoftmaxCE", "SigmoidBCE", "MSE"} <= set(LAYERS)
+    with pytest.raises(NotImplementedError, match="must implement loss"):
+        built(Loss(), (2,)).loss(np.zeros((1, 2)), np.zeros((1, 2)))

@@ -117,50 +117,52 @@ def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False) -> 
 class RunningMetrics:
     """Means of the loss and of the loss head's metrics over the batches seen.
 
-    Each batch's loss-head inputs and targets are copied into a buffer of ``capacity`` samples
-    and the metrics computed on the buffer when someone reads them (:meth:`means`) or it is
-    full: at batch 1 computing them per step would cost a noticeable part of the step.
-    ``capacity=0`` computes them at once, per batch.
+    Metrics are computed when someone reads them (:meth:`means`: a progress refresh, the end of
+    an epoch) or the buffer of ``capacity`` samples is full, not per step: at batch 1 that
+    would cost a noticeable part of the step. Until then each batch's loss-head inputs are
+    copied into the buffer (a layer may reuse its output array) and its targets kept by
+    reference (the batch producer hands out slices it does not overwrite). ``capacity=0``
+    computes them at once, per batch.
     """
 
     def __init__(self, head: Loss, capacity: int) -> None:
         self.head, self.capacity = head, capacity
-        self.sums: dict[str, float] = {"loss": 0.0}
-        self.seen = 0
+        self.loss_sum, self.seen = 0.0, 0
+        self.sums: dict[str, float] = {}
         self._outputs: np.ndarray | None = None
-        self._targets: np.ndarray | None = None
+        self._targets: list[np.ndarray] = []
         self._filled = 0
 
     def reset(self) -> None:
-        self.sums, self.seen, self._filled = {"loss": 0.0}, 0, 0
+        self.loss_sum, self.seen, self.sums, self._targets, self._filled = 0.0, 0, {}, [], 0
 
     def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
         size = len(outputs)
-        self.sums["loss"] += loss * size
+        self.loss_sum += loss * size
         self.seen += size
-        filled = self._filled
-        if filled + size > self.capacity:
+        start = self._filled
+        stop = start + size
+        if stop > self.capacity:
             self._flush()
             if size > self.capacity:
                 self._accumulate(outputs, targets)
                 return
-            filled = 0
+            start, stop = 0, size
         if self._outputs is None:
             self._outputs = np.empty((self.capacity, *outputs.shape[1:]), dtype=outputs.dtype)
-            self._targets = np.empty((self.capacity, *targets.shape[1:]), dtype=targets.dtype)
-        self._outputs[filled:filled + size] = outputs
-        self._targets[filled:filled + size] = targets
-        self._filled = filled + size
+        self._outputs[start:stop] = outputs
+        self._targets.append(targets)
+        self._filled = stop
 
     def means(self) -> dict[str, float]:
         """``{"loss": ..., metric: ...}``, each a mean over the samples seen."""
         self._flush()
-        return {k: v / self.seen for k, v in self.sums.items()}
+        return {"loss": self.loss_sum / self.seen} | {k: v / self.seen for k, v in self.sums.items()}
 
     def _flush(self) -> None:
         if self._filled:
-            self._accumulate(self._outputs[:self._filled], self._targets[:self._filled])
-            self._filled = 0
+            self._accumulate(self._outputs[:self._filled], np.concatenate(self._targets))
+            self._targets, self._filled = [], 0
 
     def _accumulate(self, outputs: np.ndarray, targets: np.ndarray) -> None:
         for name, values in self.head.metrics(outputs, targets).items():

@@ -29,7 +29,7 @@ FUZZ = settings(max_examples=5 * settings.default.max_examples)
 # Words our own messages use; NumPy's internal errors ("operands could not be broadcast", "index 5 is
 # out of bounds", "cannot reshape") use none of them in that form.
 CLEAR = re.compile(r"got|must|expect|needs|is empty|contains|holds|could not be made|bigger|appears|"
-                   r"one SoftmaxCE|not built|non-finite|NaN or infinite|not a minidl Layer|cannot tell")
+                   r"one loss head|not built|non-finite|NaN or infinite|not a minidl Layer|cannot tell")
 NUMPY_ERRORS = re.compile(r"broadcast|out of bounds|cannot reshape|not aligned|core dimension|"
                           r"object is not|has no attribute|unsupported operand")
 

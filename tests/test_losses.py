@@ -46,13 +46,16 @@ def test_softmax_ce_gradient_matches_finite_differences(x):
 
 @given(layer_inputs(any_shapes((1, 3), (1, 4)), batch=(1, 4)))
 def test_sigmoid_bce_gradient_matches_finite_differences(x):
-    assert check_loss(SigmoidBCE(), x.shape[1:], outputs=x * 3) <= 1e-6
+    # the mean over up to 192 elements makes each gradient entry small against the loss's rounding:
+    # a step of 1e-4 (truncation error ~1e-12) keeps that rounding below the tolerance
+    assert check_loss(SigmoidBCE(), x.shape[1:], outputs=x * 3, eps=1e-4) <= 1e-6
 
 
 @given(layer_inputs(any_shapes((1, 3), (1, 4)), batch=(1, 4)), st.integers(0, 2**32 - 1))
 def test_mse_gradient_matches_finite_differences(x, seed):
-    targets = np.random.default_rng(seed).normal(size=x.shape) * 10
-    assert check_loss(MSE(), x.shape[1:], outputs=x, targets=targets) <= 1e-6
+    targets = np.random.default_rng(seed).normal(size=x.shape) * 3
+    # MSE is quadratic, so a central difference is exact at any step: a large one keeps rounding out
+    assert check_loss(MSE(), x.shape[1:], outputs=x, targets=targets, eps=1e-2) <= 1e-6
 
 
 @given(layer_inputs(any_shapes((1, 2), (1, 4)), batch=(1, 4)), st.floats(0.1, 3))

@@ -1,4 +1,9 @@
-"""Command line: ``minidl digits`` (also ``python -m minidl digits``)."""
+"""Command line: ``minidl digits`` (also ``python -m minidl digits``).
+
+Importing this module imports the standard library only: NumPy, the layers and scikit-learn
+load inside :func:`main`, when a command needs them, so ``minidl --help`` is quick and Ctrl-C
+at any moment of start-up exits with status 130 and one line, like Ctrl-C anywhere else.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from . import presets
-from .data import load_digits
-from .guard import NonFiniteLossError
+if TYPE_CHECKING:
+    from . import presets
+
+__all__ = ["build_parser", "main", "resolve_recipe", "run_digits"]
 
 #: The recipe's fields that have a command-line option of the same name.
 RECIPE_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "momentum", "schedule")
@@ -47,6 +54,8 @@ def _float_in(low: float, high: float, low_open: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import presets  # NumPy and the layers: imported once a command line is parsed
+
     parser = argparse.ArgumentParser(prog="minidl", description="minidl: a small deep-learning framework in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
     recipes = "\n".join(f"  {name}: {_describe(recipe)}" for name, recipe in presets.RECIPES.items())
@@ -62,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="architecture (default: blog_cnn)")
     digits.add_argument("--optimizer", choices=sorted(presets.OPTIMIZERS),
                         help="default: the recipe's; choosing another one without --lr uses its own default lr")
-    digits.add_argument("--lr", type=_float_in(0.0, math.inf, True), help="learning rate")
-    digits.add_argument("--epochs", type=_positive_int)
-    digits.add_argument("--batch-size", type=_positive_int)
+    digits.add_argument("--lr", type=_float_in(0.0, math.inf, True), help="learning rate (default: the recipe's)")
+    digits.add_argument("--epochs", type=_positive_int, help="passes over the training images (default: the recipe's)")
+    digits.add_argument("--batch-size", type=_positive_int,
+                        help="images per optimizer step (default: the recipe's)")
     digits.add_argument("--momentum", type=_float_in(0.0, 1.0, False), help="SGD only")
     digits.add_argument("--schedule", choices=presets.SCHEDULES,
                         help="learning-rate schedule: cosine anneals to 0 over the epochs")
@@ -75,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="blog_cnn only: the filters stay frozen at their random start; only the dense layer trains",
     )
     digits.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
-                        help="0 silent, 1 progress bar per epoch, 2 one line per epoch (default: 2)")
+                        help="0: only the two result lines (train time, test accuracy); 1: also the model summary, "
+                             "the recipe and a progress bar per epoch; 2: the same with one line per epoch instead "
+                             "of the bar (default: 2)")
     return parser
 
 
@@ -88,6 +100,8 @@ def _describe(recipe: presets.Recipe) -> str:
 
 def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> presets.Recipe:
     """The preset's recipe with the options the user gave; contradictions are usage errors (exit 2)."""
+    from . import presets
+
     if args.faithful and args.preset != "blog_cnn":
         parser.error(f"--faithful applies only to --preset blog_cnn, not {args.preset}")
     recipe = presets.RECIPES[args.preset]
@@ -103,11 +117,15 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def run_digits(args: argparse.Namespace, recipe: presets.Recipe) -> float:
+    from . import presets
+    from .data import load_digits
+
     X_train, X_test, y_train, y_test = load_digits()
     build = presets.PRESETS[args.preset]
     model = build(seed=args.seed, faithful=True) if args.faithful else build(seed=args.seed)
-    model.summary()
-    print(f"recipe: {_describe(recipe)} --seed {args.seed}")
+    if args.verbose:
+        model.summary()
+        print(f"recipe: {_describe(recipe)} --seed {args.seed}")
     start = time.perf_counter()
     history = recipe.fit(model, X_train, y_train, verbose=args.verbose)
     seconds = time.perf_counter() - start
@@ -120,7 +138,18 @@ def run_digits(args: argparse.Namespace, recipe: presets.Recipe) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Bad options exit with status 2 and a usage message (argparse); a diverged run exits with 1."""
+    """Bad options exit with status 2 and a usage message (argparse); a diverged run exits with 1;
+    Ctrl-C outside ``fit`` (which stops at a step and reports what it has) exits with 130 and one line."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("minidl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from .guard import NonFiniteLossError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -129,9 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # outside fit (fit itself returns what it has on Ctrl-C)
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
     return 0
 
 

@@ -71,6 +71,9 @@ def prepare_labels(y: Any, name: str, x_name: str, n: int, classes: int) -> np.n
                 f"{name} must hold integer class labels, got dtype {y.dtype} with non-integer values "
                 f"such as {y[fractional][0]}"
             )
+        if y.size and (y.min() < 0 or y.max() >= classes):  # before the cast, which wraps values beyond int64
+            raise ValueError(f"{name} holds labels in [{y.min():g}, {y.max():g}], but the model has {classes} "
+                             f"classes (0..{classes - 1})")
         y = y.astype(np.intp)
     if y.dtype.kind not in "biu":
         raise TypeError(
@@ -94,7 +97,13 @@ def raise_if_not_finite(values: np.ndarray, what: str) -> None:
 
 
 def as_array(value: Any, arg: str) -> np.ndarray:
-    """``np.asarray`` that names the argument when the data is ragged or not array-like."""
+    """``np.asarray`` that names the argument when the data is ragged or not array-like, or masked."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        # np.asarray would drop the mask and hand over the hidden values as if they were data.
+        raise ValueError(
+            f"{arg} is a masked array with {np.ma.count_masked(value)} masked value(s); minidl does not skip them: "
+            f"fill them ({arg}.filled(value)) or drop those samples first"
+        )
     try:
         return np.asarray(value)
     except (ValueError, TypeError):

@@ -371,12 +371,20 @@ def _layers_in(prefix: str, value: Any) -> Iterator[tuple[str, Layer]]:
 
 def _as_shape(shape: Any, owner: str) -> Shape:
     try:
+        if any(isinstance(d, (bool, np.bool_)) for d in shape):  # int(True) is 1: a typo, not a size
+            raise TypeError
         out = tuple(int(d) for d in shape)
     except (TypeError, ValueError):
         raise TypeError(f"{owner}: input shape must be a tuple of ints, got {shape!r}") from None
     if any(d < 1 for d in out) or any(int(d) != d for d in shape):
         raise ValueError(f"{owner}: input shape must hold positive ints, got {shape!r}")
+    if math.prod(out) > _INT64_MAX:  # NumPy counts elements in int64: beyond, sizes wrap around
+        raise ValueError(f"{owner}: input shape {out} holds {math.prod(out):.3g} values per sample, "
+                         f"more than an int64 can count")
     return out
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def check_bool(value: Any, arg: str, owner: str) -> bool:
@@ -415,9 +423,13 @@ def as_float(
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{owner}: {arg} must be a number, got {value!r}")
-    value = float(value)
+    span = f"{'(' if not low_inclusive else '['}{low}, {high if high is not None else 'inf'})"
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{owner}: {arg} must be finite and in {span}, got an int of {int(value).bit_length()} "
+                         "bits, too large for a float") from None
     too_low = value < low or (value == low and not low_inclusive)
     if not math.isfinite(value) or too_low or (high is not None and value >= high):
-        span = f"{'(' if not low_inclusive else '['}{low}, {high if high is not None else 'inf'})"
         raise ValueError(f"{owner}: {arg} must be finite and in {span}, got {value!r}")
     return value

@@ -182,14 +182,9 @@ def load(path: PathLike) -> Sequential:
     fname = _fspath(path, "load")
     with _open(fname) as file:
         header = file.header
-        layers = []
-        for i, spec in enumerate(header["layers"]):
-            try:
-                layers.append(Layer.from_config(spec))
-            except (TypeError, ValueError) as err:
-                raise file.bad(f"layer {i} cannot be rebuilt: {err}") from None
-        _check_architecture(file, layers)
+        _check_architecture(file, _layers(file))
         arrays = file.read_arrays()
+        layers = _layers(file)  # fresh ones: the check's draws must not stand in for the seed's
     try:
         model = Sequential(layers, input_shape=header["input_shape"], seed=header["seed"], dtype=header["dtype"])
     except (TypeError, ValueError) as err:
@@ -198,8 +193,21 @@ def load(path: PathLike) -> Sequential:
     return model
 
 
+def _layers(file: ModelArchive) -> list[Layer]:
+    """The header's layers, made from their configs (nothing is built yet)."""
+    layers = []
+    for i, spec in enumerate(file.header["layers"]):
+        try:
+            layers.append(Layer.from_config(spec))
+        except (TypeError, ValueError) as err:
+            raise file.bad(f"layer {i} cannot be rebuilt: {err}") from None
+    return layers
+
+
 def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
     """Refuse an architecture whose parameters differ from the file's arrays, before it is built for real.
+
+    ``layers`` are throwaway copies: they are built here with made-up weights.
 
     The layers are built once with a :class:`BudgetedGenerator` allowed as many random values
     as the file's arrays hold, so a config asking for a huge layer (``filters=10**12``) fails

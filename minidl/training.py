@@ -210,7 +210,7 @@ class Trainer:
 
     def _run(self) -> History:
         """The epochs under the guard; a NaN stop or Ctrl-C still ends with the callbacks' ``on_train_end``."""
-        self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values())
+        self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values(), self.model.layers)
         self.progress = Progress(self.verbose, self.epochs)
         diverged = None
         try:

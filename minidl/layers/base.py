@@ -341,6 +341,19 @@ class Layer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
+    def __getattr__(self, attr: str) -> Any:
+        # Only reached when normal lookup fails: the base attributes are missing if __init__ skipped ours.
+        if attr in _BASE_ATTRIBUTES:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {attr!r}: its __init__ must call super().__init__() "
+                "(Layer.__init__ sets name, trainable and the shapes)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+
+#: What ``Layer.__init__`` sets on every layer.
+_BASE_ATTRIBUTES = frozenset({"name", "input_shape", "output_shape", "dtype", "_trainable"})
+
 
 def _encode(value: Any) -> Any:
     if isinstance(value, Layer):

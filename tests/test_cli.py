@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minidl.cli import main
@@ -67,3 +68,41 @@ def test_training_options_have_help_text(capsys):
     for option in ("--epochs EPOCHS passes over the training images", "--batch-size BATCH_SIZE images per optimizer",
                    "--lr LR learning rate (default: the recipe's)"):
         assert option in out
+
+
+def fake_mnist(n_train: int = 40, n_test: int = 20):
+    def load_mnist(data_dir=None, *, download=True, verbose=True, **kwargs):
+        rng = np.random.default_rng(0)
+        return ((rng.random((n_train, 1, 28, 28), dtype=np.float32), np.arange(n_train) % 10),
+                (rng.random((n_test, 1, 28, 28), dtype=np.float32), np.arange(n_test) % 10))
+    return load_mnist
+
+
+def test_mnist_command_trains_lenet_with_its_recipe(monkeypatch, capsys):
+    from minidl import datasets
+
+    monkeypatch.setattr(datasets, "load_mnist", fake_mnist())
+    assert main(["mnist", "--epochs", "1", "--verbose", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "recipe: --optimizer sgd --lr 0.05 --momentum 0.9 --epochs 1 --batch-size 64" in out
+    assert "train: 40 images, 1 epochs in " in out and "on 20 images" in out.splitlines()[-1]
+
+
+def test_mnist_command_reports_a_failed_download_in_one_line(monkeypatch, capsys):
+    from minidl import datasets
+    from minidl.download import DownloadError
+
+    def offline(*args, **kwargs):
+        raise DownloadError("mnist: train-images-idx3-ubyte.gz is not in /nowhere/mnist and downloads are off")
+
+    monkeypatch.setattr(datasets, "load_mnist", offline)
+    assert main(["mnist", "--no-download", "--data-dir", "/nowhere"]) == 1
+    assert capsys.readouterr().err == ("minidl: error: mnist: train-images-idx3-ubyte.gz is not in /nowhere/mnist and "
+                                       "downloads are off\n")
+
+
+def test_mnist_help_lists_lenet_and_its_recipe(capsys):
+    with pytest.raises(SystemExit):
+        main(["mnist", "--help"])
+    out = capsys.readouterr().out
+    assert "--preset {lenet}" in out and "lenet: --optimizer sgd --lr 0.05 --momentum 0.9 --epochs 8" in out

@@ -186,9 +186,12 @@ def run(args: argparse.Namespace, recipe: presets.Recipe) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Bad options exit with status 2 and a usage message (argparse); a diverged run, or data that cannot be
-    downloaded, exits with 1;
-    Ctrl-C outside ``fit`` (which stops at a step and reports what it has) exits with 130 and one line."""
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
+
+    Bad options exit with status 2 and a usage message (argparse); a diverged run, or data that
+    cannot be downloaded, with 1 and one error line; Ctrl-C outside ``fit`` (which stops at a step
+    and reports what it has) with 130 and one line.
+    """
     try:
         return _run(argv)
     except KeyboardInterrupt:

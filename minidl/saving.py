@@ -26,7 +26,6 @@ a crash at any point leaves either the old file or the new one, never half of on
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -207,7 +206,8 @@ def _layers(file: ModelArchive) -> list[Layer]:
 def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
     """Refuse an architecture whose parameters differ from the file's arrays, before it is built for real.
 
-    ``layers`` are throwaway copies: they are built here with made-up weights.
+    ``layers`` are throwaway copies: they are built here with made-up weights (and a built layer keeps
+    its weights when built again, so the model's own layers must be fresh for its seed to draw them).
 
     The layers are built once with a :class:`BudgetedGenerator` allowed as many random values
     as the file's arrays hold, so a config asking for a huge layer (``filters=10**12``) fails
@@ -218,8 +218,7 @@ def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
     budget = sum(math.prod(shape) for shape, _ in manifest.values()) + SMALL_DRAWS
     rng, shape = BudgetedGenerator(budget), tuple(header["input_shape"])
     built: dict[str, Any] = {}
-    # On copies: a built layer keeps its weights when built again, so the model's seed must draw them.
-    for i, layer in enumerate(copy.deepcopy(layers)):
+    for i, layer in enumerate(layers):
         try:
             shape = layer.build(shape, rng=rng, dtype=header["dtype"])
         except (TypeError, ValueError, OverflowError) as err:

@@ -188,7 +188,10 @@ def load(path: PathLike) -> Sequential:
         model = Sequential(layers, input_shape=header["input_shape"], seed=header["seed"], dtype=header["dtype"])
     except (TypeError, ValueError) as err:
         raise file.bad(f"the saved architecture does not build: {err}") from None
-    model.load_state_dict(arrays)
+    try:
+        model.load_state_dict(arrays)
+    except ValueError as err:  # non-finite values
+        raise file.bad(str(err)) from None
     return model
 
 
@@ -264,7 +267,10 @@ def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> Load
             f"load_weights: {fname!r} does not fit the model: " + "; ".join(diff.problems)
             + " (strict=False loads the entries that match)"
         )
-    model.load_state_dict({k: arrays[k] for k in current if k in arrays and k not in diff.mismatched}, strict=False)
+    try:
+        model.load_state_dict({k: arrays[k] for k in current if k in arrays and k not in diff.mismatched}, strict=False)
+    except ValueError as err:  # non-finite values
+        raise ValueError(f"load_weights: {fname!r}: {err}") from None
     return LoadResult(diff.missing, diff.unexpected, diff.mismatched)
 
 

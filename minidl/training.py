@@ -210,7 +210,8 @@ class Trainer:
 
     def _run(self) -> History:
         """The epochs under the guard; a NaN stop or Ctrl-C still ends with the callbacks' ``on_train_end``."""
-        self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values(), self.model.layers)
+        self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values(),
+                                           self.model.named_layers().values())
         self.progress = Progress(self.verbose, self.epochs)
         diverged = None
         try:

@@ -66,6 +66,7 @@ DATA, OUT, FIT, OPT, LAYER, MODEL, COMPOSE = (
     "Sequential arguments",
     "Composition (raised at build, naming position, class and shapes)",
 )
+STATE = "State dicts (load_state_dict)"
 
 CASES = [
     Case(DATA, "model.fit(np.zeros((6, 3, 8, 8)), y)", ValueError,
@@ -198,6 +199,17 @@ CASES = [
          r"layer 0 \(MaxPool2D\) got input shape \(1, 4, 4\).*pool window \(5, 5\) is bigger"),
     Case(COMPOSE, "Sequential([Conv2D(2, 3, stride=4)], input_shape=(1, 2, 2))", ValueError,
          r"kernel \(3, 3\) is bigger than its padded input \(2, 2\)"),
+]
+
+CASES += [
+    Case(STATE, "model.load_state_dict({**model.state_dict(), 'extra': np.zeros(1)})", ValueError,
+         r"the state does not fit Sequential: missing key\(s\) \[\], unexpected key\(s\) \['extra'\]"),
+    Case(STATE, "model.load_state_dict({k: v for k, v in model.state_dict().items() if k != '4.bias'})", ValueError,
+         r"missing key\(s\) \['4.bias'\], unexpected key\(s\) \[\] \(strict=False loads the keys that match\)"),
+    Case(STATE, "model.load_state_dict({k: v * np.nan for k, v in model.state_dict().items()})", ValueError,
+         r"'0.weight' holds 18 NaN or infinite value\(s\) of 18; such weights only give NaN outputs"),
+    Case(STATE, "model.load_state_dict({**model.state_dict(), '0.weight': np.zeros((9, 9))})", ValueError,
+         r"'0.weight' has shape \(2, 1, 3, 3\), the state has \(9, 9\)"),
 ]
 
 CLI_CASES = [

@@ -296,12 +296,18 @@ class Layer:
         return {k: p.data.copy() for k, p in (self.named_parameters() | self.named_buffers()).items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy arrays into the parameters and buffers (in place, so optimizers keep working). Checks names and shapes."""
+        """Copy arrays into the parameters and buffers (in place, so optimizers keep working).
+
+        Names, shapes, dtypes and values are checked before anything is written: with ``strict=True``
+        a state with missing or unexpected keys raises ``ValueError`` listing both (as PyTorch does),
+        and a NaN or infinite value is refused rather than stored.
+        """
         params = self.named_parameters() | self.named_buffers()
         if strict:
             missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
             if missing or unexpected:
-                raise KeyError(f"load_state_dict: missing parameters {missing}, unexpected {unexpected}")
+                raise ValueError(f"load_state_dict: the state does not fit {type(self).__name__}: missing key(s) "
+                                 f"{missing}, unexpected key(s) {unexpected} (strict=False loads the keys that match)")
         values = {}
         for name, p in params.items():  # check everything before writing anything: no half-loaded model
             if name not in state:
@@ -311,6 +317,10 @@ class Layer:
                 raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"load_state_dict: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
+            bad = value.size - np.count_nonzero(np.isfinite(value))
+            if bad:
+                raise ValueError(f"load_state_dict: {name!r} holds {bad} NaN or infinite value(s) of {value.size}; "
+                                 "such weights only give NaN outputs (was the state saved after training diverged?)")
             values[name] = value
         for name, value in values.items():
             params[name].data[...] = value

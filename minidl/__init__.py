@@ -1,8 +1,35 @@
 """minidl: a small, fast, honest deep-learning framework in pure NumPy."""
 
-from .model import Sequential
-from .saving import load
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "load", "__version__"]
+
+#: Public names and the module defining each, imported on first use: ``import minidl`` itself
+#: imports nothing heavy, so the command line (``python -m minidl``) starts inside its own
+#: Ctrl-C handling and ``minidl --help`` never waits for NumPy's users to load.
+_LAZY = {"Sequential": "model", "load": "saving"}
+
+if TYPE_CHECKING:
+    from .model import Sequential
+    from .saving import load
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)  # minidl.saving without importing it first
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits as _sk_load_digits
-from sklearn.model_selection import train_test_split
+
+__all__ = ["load_digits"]
 
 
 def load_digits(
@@ -15,6 +15,10 @@ def load_digits(
     The defaults reproduce the blog's ``train_test_split(X, y, test_size=0.2, random_state=42)``:
     1437 training and 360 test images.
     """
+    # scikit-learn takes seconds to import: only when the digits are wanted (minidl --help stays quick).
+    from sklearn.datasets import load_digits as _sk_load_digits
+    from sklearn.model_selection import train_test_split
+
     digits = _sk_load_digits()
     X = (digits.images / 16.0).astype(dtype)[:, None]
     return train_test_split(X, digits.target, test_size=test_size, random_state=random_state)

@@ -52,8 +52,11 @@ class NonFiniteLossError(FloatingPointError):
 class TrainingGuard:
     """Per-step safety checks for one ``fit`` call; a context manager that defers SIGINT."""
 
-    def __init__(self, optimizer: Any, buffers: Iterable[Buffer] = ()) -> None:
+    def __init__(self, optimizer: Any, buffers: Iterable[Buffer] = (), layers: Iterable[Any] = ()) -> None:
         self.optimizer = optimizer  # read at error time: a schedule may have changed its lr
+        # Layers written outside minidl are the likelier cause of a divergence: the message says so.
+        self.custom_layers = sorted({type(layer).__name__ for layer in layers
+                                     if not type(layer).__module__.startswith("minidl.")})
         # All of them, not only the trainable ones: a callback may unfreeze a layer mid-fit.
         self.params = list(optimizer.params)
         self._frozen = [p for p in self.params if not p.trainable]
@@ -149,9 +152,14 @@ class TrainingGuard:
             kept += f"; the buffers (running statistics) were restored to those at the start of epoch {epoch + 1}"
         lr = getattr(self.optimizer, "lr", None)
         lr = f" (lr={lr:g})" if lr is not None else ""
+        custom = ""
+        if self.custom_layers:
+            custom = (f" The model holds layers that are not built in ({', '.join(self.custom_layers)}): a backward "
+                      "that adds to .grad (+=) or returns a wrong gradient also makes the loss diverge; check each "
+                      "with minidl.testing.check_layer(layer, input_shape).")
         raise NonFiniteLossError(
             f"fit: {what} at epoch {epoch + 1}, step {step + 1}; {last}. Training stopped and {kept}. "
-            f"Try a lower learning rate{lr}, less weight decay, or rescaled inputs.",
+            f"Try a lower learning rate{lr}, less weight decay, or rescaled inputs.{custom}",
             epoch, step, loss, self.last_loss,
         )
 

@@ -73,7 +73,13 @@ def raise_if_not_finite(values: np.ndarray, what: str) -> None:
 
 
 def as_array(value: Any, arg: str) -> np.ndarray:
-    """``np.asarray`` that names the argument when the data is ragged or not array-like."""
+    """``np.asarray`` that names the argument when the data is ragged or not array-like, or masked."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        # np.asarray would drop the mask and hand over the hidden values as if they were data.
+        raise ValueError(
+            f"{arg} is a masked array with {np.ma.count_masked(value)} masked value(s); minidl does not skip them: "
+            f"fill them ({arg}.filled(value)) or drop those samples first"
+        )
     try:
         return np.asarray(value)
     except (ValueError, TypeError):

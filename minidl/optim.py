@@ -56,20 +56,23 @@ class Optimizer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (also after ``np.savez``/``np.load``).
 
-        Every key and array shape is checked before anything changes."""
+        Every key and array shape is checked before anything changes; a state that does not fit
+        raises ``ValueError`` listing the missing and the unexpected keys, as PyTorch does."""
         name = type(self).__name__
         missing = [k for k in self.hyperparameters if k not in state]
         if missing:
-            raise KeyError(f"{name}.load_state_dict: missing {missing}")
+            raise ValueError(f"{name}.load_state_dict: missing key(s) {missing}")
         hyper = {k: _like(getattr(self, k), state[k]) for k in self.hyperparameters}
         slots = self._state_slots(hyper)
+        unexpected = [key for key in state if key not in hyper and not _slot_key(key, len(self.params), slots)]
+        if unexpected:
+            raise ValueError(f"{name}.load_state_dict: unexpected key(s) {unexpected} (this optimizer has "
+                             f"{len(self.params)} parameters with state {sorted(slots)})")
         per_param: list[dict[str, Any]] = [{} for _ in self.params]
         for key, value in state.items():
             if key in hyper:
                 continue
             index, _, slot = key.partition(".")
-            if not index.isdigit() or int(index) >= len(self.params) or slot not in slots:
-                raise KeyError(f"{name}.load_state_dict: unexpected key {key!r}")
             p = self.params[int(index)]
             if slot == "step":
                 per_param[int(index)][slot] = int(value)
@@ -80,7 +83,8 @@ class Optimizer:
             per_param[int(index)][slot] = value.astype(p.dtype, copy=True)
         for i, entry in enumerate(per_param):
             if entry and set(entry) != slots:
-                raise KeyError(f"{name}.load_state_dict: parameter {i} has {sorted(entry)}, expected {sorted(slots)}")
+                lacking = [f"{i}.{k}" for k in sorted(slots - set(entry))]
+                raise ValueError(f"{name}.load_state_dict: missing key(s) {lacking}")
         for k, v in hyper.items():
             setattr(self, k, v)
         self._set_param_states(per_param)
@@ -290,7 +294,8 @@ class LRScheduler(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         expected = set(self.state_dict())
         if set(state) != expected:
-            raise KeyError(f"{type(self).__name__}.load_state_dict: expected keys {sorted(expected)}, got {sorted(state)}")
+            raise ValueError(f"{type(self).__name__}.load_state_dict: missing key(s) {sorted(expected - set(state))}, "
+                             f"unexpected key(s) {sorted(set(state) - expected)}")
         for key, value in state.items():
             setattr(self, key, _like(getattr(self, key), value))
 
@@ -333,6 +338,12 @@ class CosineAnnealingLR(LRScheduler):
     def get_lr(self) -> float:
         cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
         return self.eta_min + (self.base_lr - self.eta_min) * cosine
+
+
+def _slot_key(key: str, n_params: int, slots: set[str]) -> bool:
+    """Whether ``key`` is ``"<i>.<slot>"`` for one of ``n_params`` parameters and a known slot."""
+    index, _, slot = key.partition(".")
+    return index.isdigit() and int(index) < n_params and slot in slots
 
 
 def _like(current: Any, value: Any) -> Any:

@@ -157,9 +157,14 @@ def lenet(num_classes: int = 10, input_shape: tuple[int, int, int] = (1, 28, 28)
 #: Presets by name, for the command line (``minidl digits --preset NAME``).
 PRESETS = {"blog_cnn": blog_cnn, "digits_cnn": digits_cnn}
 
+#: Presets for 28×28 images, for ``minidl mnist --preset NAME``.
+MNIST_PRESETS = {"lenet": lenet}
+
 #: Each preset's training recipe; ``minidl digits --preset NAME`` trains with it unless told otherwise.
 RECIPES: dict[str, Recipe] = {
     # blog_cnn: chosen by a sweep over seeds 0-4 to finish in seconds with >= 0.97 test accuracy.
     "blog_cnn": Recipe("sgd", lr=0.02, epochs=30, batch_size=4, momentum=0.5),
     "digits_cnn": Recipe("adam", lr=2e-3, epochs=30, batch_size=32, schedule="cosine"),
+    # lenet: the recipe of examples/lenet_mnist.py (0.9 momentum SGD, 8 epochs of batch 64).
+    "lenet": Recipe("sgd", lr=0.05, epochs=8, batch_size=64, momentum=0.9),
 }

@@ -26,7 +26,6 @@ a crash at any point leaves either the old file or the new one, never half of on
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -182,24 +181,36 @@ def load(path: PathLike) -> Sequential:
     fname = _fspath(path, "load")
     with _open(fname) as file:
         header = file.header
-        layers = []
-        for i, spec in enumerate(header["layers"]):
-            try:
-                layers.append(Layer.from_config(spec))
-            except (TypeError, ValueError) as err:
-                raise file.bad(f"layer {i} cannot be rebuilt: {err}") from None
-        _check_architecture(file, layers)
+        _check_architecture(file, _layers(file))
         arrays = file.read_arrays()
+        layers = _layers(file)  # fresh ones: the check's draws must not stand in for the seed's
     try:
         model = Sequential(layers, input_shape=header["input_shape"], seed=header["seed"], dtype=header["dtype"])
     except (TypeError, ValueError) as err:
         raise file.bad(f"the saved architecture does not build: {err}") from None
-    model.load_state_dict(arrays)
+    try:
+        model.load_state_dict(arrays)
+    except ValueError as err:  # non-finite values
+        raise file.bad(str(err)) from None
     return model
+
+
+def _layers(file: ModelArchive) -> list[Layer]:
+    """The header's layers, made from their configs (nothing is built yet)."""
+    layers = []
+    for i, spec in enumerate(file.header["layers"]):
+        try:
+            layers.append(Layer.from_config(spec))
+        except (TypeError, ValueError) as err:
+            raise file.bad(f"layer {i} cannot be rebuilt: {err}") from None
+    return layers
 
 
 def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
     """Refuse an architecture whose parameters differ from the file's arrays, before it is built for real.
+
+    ``layers`` are throwaway copies: they are built here with made-up weights (and a built layer keeps
+    its weights when built again, so the model's own layers must be fresh for its seed to draw them).
 
     The layers are built once with a :class:`BudgetedGenerator` allowed as many random values
     as the file's arrays hold, so a config asking for a huge layer (``filters=10**12``) fails
@@ -210,8 +221,7 @@ def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
     budget = sum(math.prod(shape) for shape, _ in manifest.values()) + SMALL_DRAWS
     rng, shape = BudgetedGenerator(budget), tuple(header["input_shape"])
     built: dict[str, Any] = {}
-    # On copies: a built layer keeps its weights when built again, so the model's seed must draw them.
-    for i, layer in enumerate(copy.deepcopy(layers)):
+    for i, layer in enumerate(layers):
         try:
             shape = layer.build(shape, rng=rng, dtype=header["dtype"])
         except (TypeError, ValueError, OverflowError) as err:
@@ -257,7 +267,10 @@ def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> Load
             f"load_weights: {fname!r} does not fit the model: " + "; ".join(diff.problems)
             + " (strict=False loads the entries that match)"
         )
-    model.load_state_dict({k: arrays[k] for k in current if k in arrays and k not in diff.mismatched}, strict=False)
+    try:
+        model.load_state_dict({k: arrays[k] for k in current if k in arrays and k not in diff.mismatched}, strict=False)
+    except ValueError as err:  # non-finite values
+        raise ValueError(f"load_weights: {fname!r}: {err}") from None
     return LoadResult(diff.missing, diff.unexpected, diff.mismatched)
 
 

@@ -336,16 +336,28 @@ def check_layer(
         for mode in modes:
             rewind()  # every mode starts from the freshly built state, in every dtype
             label = f"{dtype}, {'training' if mode else 'inference'}"
-            outputs[str(dtype), mode] = _check_passes(report, built, xd, mode, label, seed)
+            outputs[str(dtype), mode] = _guarded(report, f"forward/backward [{label}]", _check_passes,
+                                                 built, xd, mode, label, seed)
         if dtype == np.float64:
             for mode in modes:
-                _check_gradients(report, built, xd, mode, tol, eps, seed)
-            _check_bad_input(report, built, xd)
-            _check_round_trip(report, built, xd, seed)
-    _compare_dtypes(report, outputs, stochastic)
+                _guarded(report, f"gradients vs finite differences [float64, {'training' if mode else 'inference'}]",
+                         _check_gradients, built, xd, mode, tol, eps, seed)
+            _guarded(report, "rejects input of the wrong shape", _check_bad_input, built, xd)
+            _guarded(report, ROUND_TRIP, _check_round_trip, built, xd, seed)
+    _guarded(report, "float32 agrees with float64", _compare_dtypes, outputs, stochastic)
     if raise_on_failure and not report.ok:
         raise LayerCheckError(report)
     return report
+
+
+def _guarded(report: LayerCheckReport, name: str, check: Callable[..., Any], *args: Any) -> Any:
+    """``check(report, *args)``; an error it trips over (the layer broke one of its assumptions) is a failed
+    line naming the check, not a crash of ``check_layer``: reporting such mistakes is its job."""
+    try:
+        return check(report, *args)
+    except Exception as err:  # noqa: BLE001 - the report names whatever went wrong
+        _record(report, name, [f"the check stopped on {type(err).__name__}: {err}"])
+        return None
 
 
 def _record(report: LayerCheckReport, name: str, problems: list[str]) -> bool:
@@ -467,8 +479,11 @@ def _check_bad_input(report: LayerCheckReport, layer: Layer, x: np.ndarray) -> N
     _record(report, "rejects input of the wrong shape", problems)
 
 
+ROUND_TRIP = "save/load round trip (to_config, from_config, state)"
+
+
 def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, seed: int) -> None:
-    name = "save/load round trip (to_config, from_config, state)"
+    name = ROUND_TRIP
     cls = type(layer)
     if LAYERS.get(cls.__name__) is not cls:
         taken = LAYERS.get(cls.__name__)
@@ -509,7 +524,10 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
             target[k].data[...] = v.data
     if not problems:
         before, after = layer.forward(x), clone.forward(x)
-        if before.shape != after.shape or not np.array_equal(before, after):
+        if before.shape != after.shape:
+            problems.append(f"inference output has shape {after.shape} after the round trip, {before.shape} before: "
+                            "does get_config return every constructor argument that changes the output shape?")
+        elif not np.array_equal(before, after):
             problems.append(f"inference output differs after the round trip by up to {_max_diff(before, after):.3g} "
                             "(is some state kept outside Parameter/Buffer attributes?)")
     _record(report, name, problems)

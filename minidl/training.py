@@ -309,7 +309,8 @@ class Trainer:
 
     def _run(self) -> History:
         """The epochs under the guard; a NaN stop or Ctrl-C still ends with the callbacks' ``on_train_end``."""
-        self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values())
+        self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values(),
+                                           self.model.named_layers().values())
         self.progress = Progress(self.verbose, self.epochs)
         self.running = RunningMetrics(self.head, capacity=max(self.batch_size, min(len(self.X), 1024)))
         diverged = None

@@ -243,8 +243,12 @@ def test_state_dict_is_a_copy_and_load_checks_shapes():
     state["0.exp_avg"] = np.zeros(3)
     with pytest.raises(ValueError, match=r"'0.exp_avg' has shape \(3,\), the parameter has \(2,\)"):
         opt.load_state_dict(state)
-    with pytest.raises(KeyError, match="unexpected key '5.exp_avg'"):
-        opt.load_state_dict({**opt.state_dict(), "5.exp_avg": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: unexpected key\(s\) \['5.exp_avg', 'junk'\]"):
+        opt.load_state_dict({**opt.state_dict(), "5.exp_avg": np.zeros(2), "junk": 1})
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: missing key\(s\) \['0.exp_avg_sq'\]"):
+        opt.load_state_dict({k: v for k, v in opt.state_dict().items() if k != "0.exp_avg_sq"})
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: missing key\(s\) \['eps'\]"):
+        opt.load_state_dict({k: v for k, v in opt.state_dict().items() if k != "eps"})
 
 
 def test_scheduler_state_dict_resumes_the_sequence():

@@ -22,7 +22,7 @@ import minidl
 from minidl import Sequential, cli
 from minidl.callbacks import Callback, ModelCheckpoint
 from minidl.guard import NonFiniteLossError
-from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, SoftmaxCE
+from minidl.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, SoftmaxCE
 from minidl.data import load_digits
 from minidl.optim import SGD
 from minidl.presets import blog_cnn
@@ -45,7 +45,8 @@ def namespace() -> dict[str, Any]:
     """Names a case's code may use: ``model``, ``other`` (built for (1, 8, 8), 3 classes), ``unbuilt``, ``X``, ``y``."""
     X, y = make_data()
     return dict(np=np, Sequential=Sequential, SGD=SGD, Callback=Callback, ModelCheckpoint=ModelCheckpoint,
-                Conv2D=Conv2D, Dense=Dense, Flatten=Flatten, MaxPool2D=MaxPool2D, ReLU=ReLU, SoftmaxCE=SoftmaxCE,
+                Conv2D=Conv2D, Dense=Dense, Dropout=Dropout, Flatten=Flatten, MaxPool2D=MaxPool2D, ReLU=ReLU,
+                SoftmaxCE=SoftmaxCE,
                 model=make_model(), other=make_model(), unbuilt=make_model(input_shape=None), X=X, y=y)
 
 
@@ -65,6 +66,7 @@ DATA, OUT, FIT, OPT, LAYER, MODEL, COMPOSE = (
     "Sequential arguments",
     "Composition (raised at build, naming position, class and shapes)",
 )
+STATE = "State dicts (load_state_dict)"
 
 CASES = [
     Case(DATA, "model.fit(np.zeros((6, 3, 8, 8)), y)", ValueError,
@@ -87,6 +89,10 @@ CASES = [
     Case(DATA, "model.fit(X, np.array(list('abcabc')))", TypeError, r"y must hold integer class labels.*LabelEncoder"),
     Case(DATA, "model.fit(X, y + 1)", ValueError, r"y holds labels in \[1, 3\].*3 classes"),
     Case(DATA, "model.fit(X, y - 1)", ValueError, r"y holds labels in \[-1, 1\]"),
+    Case(DATA, "model.fit(X, y * 1e30)", ValueError, r"y holds labels in \[0, 2e\+30\], but the model has 3 classes"),
+    Case(DATA, "model.fit(np.ma.masked_greater(X, 0.9), y)", ValueError,
+         r"X is a masked array with \d+ masked value\(s\); minidl does not skip them: fill them \(X.filled"),
+    Case(DATA, "model.fit(X, np.ma.masked_equal(y, 2))", ValueError, r"y is a masked array with 2 masked value"),
     Case(DATA, "model.fit(X, y[:5])", ValueError, r"y must have shape \(6,\) to match X, got \(5,\)"),
     Case(DATA, "model.fit(X, np.eye(3)[y])", ValueError, r"one-hot labels\? pass y.argmax"),
     Case(DATA, "model.evaluate(X, y + 3)", ValueError, r"y holds labels in \[3, 5\]"),
@@ -124,6 +130,8 @@ CASES = [
     Case(OPT, "SGD(model.parameters(), lr=-0.1)", ValueError, r"lr must be .* got -0.1"),
     Case(OPT, "SGD(model.parameters(), lr=float('nan'))", ValueError, r"lr must be finite .* got nan"),
     Case(OPT, "SGD(model.parameters(), lr=float('inf'))", ValueError, r"lr must be finite .* got inf"),
+    Case(OPT, "SGD(model.parameters(), lr=10**400)", ValueError,
+         r"SGD: lr must be finite and in \(0.0, inf\), got an int of 1329 bits, too large for a float"),
     Case(OPT, "SGD(model.parameters(), lr='0.1')", TypeError, r"lr must be a number, got '0.1'"),
     Case(OPT, "SGD(model.parameters(), momentum=1.0)", ValueError, r"momentum must be finite and in \[0.0, 1.0\)"),
     Case(OPT, "SGD(model.parameters(), momentum=-0.5)", ValueError, r"momentum .* got -0.5"),
@@ -143,6 +151,7 @@ CASES = [
     Case(LAYER, "Conv2D(4, padding=-1)", ValueError, r"padding must be >= 0, got -1"),
     Case(LAYER, "Conv2D(4, padding='full')", ValueError, r"padding must be .*got 'full'"),
     Case(LAYER, "Conv2D(4, use_bias='no')", TypeError, r"use_bias must be a bool, got 'no'"),
+    Case(LAYER, "Dropout(10**400)", ValueError, r"Dropout: rate must be finite and in \[0.0, 1.0\), got an int of 1329 bits"),
     Case(LAYER, "MaxPool2D(0)", ValueError, r"pool_size must be >= 1, got 0"),
     Case(LAYER, "MaxPool2D(2, stride=-1)", ValueError, r"stride must be >= 1, got -1"),
     Case(LAYER, "MaxPool2D(2, padding=2)", ValueError, r"padding must be at most half the pool size"),
@@ -167,6 +176,10 @@ CASES = [
     Case(MODEL, "Sequential([Flatten()], seed=-1)", ValueError, r"seed must be >= 0, got -1"),
     Case(MODEL, "Sequential([Flatten()], seed=0.5)", TypeError, r"seed must be an int, got 0.5"),
     Case(MODEL, "Sequential([Flatten()], input_shape=(1, 0, 8))", ValueError, r"input shape must hold positive ints"),
+    Case(MODEL, "Sequential([Flatten()], input_shape=(True, 8, 8))", TypeError,
+         r"input shape must be a tuple of ints, got \(True, 8, 8\)"),
+    Case(MODEL, "Sequential([Flatten()], input_shape=(2**40, 2**40))", ValueError,
+         r"input shape \(1099511627776, 1099511627776\) holds 1.21e\+24 values per sample, more than an int64"),
     Case(MODEL, "Sequential([Flatten()], input_shape=8)", TypeError, r"input shape must be a tuple of ints, got 8"),
     Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3)], input_shape=(1, 8, 8))", ValueError,
          r"layer 1 \(Dense\) got input shape \(2, 6, 6\).*put a Flatten\(\) before it"),
@@ -186,6 +199,17 @@ CASES = [
          r"layer 0 \(MaxPool2D\) got input shape \(1, 4, 4\).*pool window \(5, 5\) is bigger"),
     Case(COMPOSE, "Sequential([Conv2D(2, 3, stride=4)], input_shape=(1, 2, 2))", ValueError,
          r"kernel \(3, 3\) is bigger than its padded input \(2, 2\)"),
+]
+
+CASES += [
+    Case(STATE, "model.load_state_dict({**model.state_dict(), 'extra': np.zeros(1)})", ValueError,
+         r"the state does not fit Sequential: missing key\(s\) \[\], unexpected key\(s\) \['extra'\]"),
+    Case(STATE, "model.load_state_dict({k: v for k, v in model.state_dict().items() if k != '4.bias'})", ValueError,
+         r"missing key\(s\) \['4.bias'\], unexpected key\(s\) \[\] \(strict=False loads the keys that match\)"),
+    Case(STATE, "model.load_state_dict({k: v * np.nan for k, v in model.state_dict().items()})", ValueError,
+         r"'0.weight' holds 18 NaN or infinite value\(s\) of 18; such weights only give NaN outputs"),
+    Case(STATE, "model.load_state_dict({**model.state_dict(), '0.weight': np.zeros((9, 9))})", ValueError,
+         r"'0.weight' has shape \(2, 1, 3, 3\), the state has \(9, 9\)"),
 ]
 
 CLI_CASES = [

@@ -194,3 +194,13 @@ def test_a_deflated_file_of_sound_content_still_loads(saved, tmp_path):
     write_zip(path, members(saved), compression=zipfile.ZIP_DEFLATED)
     for name, value in minidl.load(path).state_dict().items():
         np.testing.assert_array_equal(value, minidl.load(saved).state_dict()[name])
+
+
+def test_a_file_holding_nan_weights_is_refused(saved, tmp_path):
+    entries = members(saved)
+    entries["0.weight.npy"] = npy_bytes(np.full((4, 1, 3, 3), np.nan, np.float32))
+    path = tmp_path / "nan.npz"
+    write_zip(path, entries)
+    load_refused(path, r"'0.weight' holds 36 NaN or infinite value\(s\) of 36")
+    with pytest.raises(ValueError, match=rf"load_weights: '{path}': .*'0.weight' holds 36 NaN"):
+        small_model().load_weights(path)

@@ -296,12 +296,18 @@ class Layer:
         return {k: p.data.copy() for k, p in (self.named_parameters() | self.named_buffers()).items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy arrays into the parameters and buffers (in place, so optimizers keep working). Checks names and shapes."""
+        """Copy arrays into the parameters and buffers (in place, so optimizers keep working).
+
+        Names, shapes, dtypes and values are checked before anything is written: with ``strict=True``
+        a state with missing or unexpected keys raises ``ValueError`` listing both (as PyTorch does),
+        and a NaN or infinite value is refused rather than stored.
+        """
         params = self.named_parameters() | self.named_buffers()
         if strict:
             missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
             if missing or unexpected:
-                raise KeyError(f"load_state_dict: missing parameters {missing}, unexpected {unexpected}")
+                raise ValueError(f"load_state_dict: the state does not fit {type(self).__name__}: missing key(s) "
+                                 f"{missing}, unexpected key(s) {unexpected} (strict=False loads the keys that match)")
         values = {}
         for name, p in params.items():  # check everything before writing anything: no half-loaded model
             if name not in state:
@@ -311,6 +317,10 @@ class Layer:
                 raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"load_state_dict: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
+            bad = value.size - np.count_nonzero(np.isfinite(value))
+            if bad:
+                raise ValueError(f"load_state_dict: {name!r} holds {bad} NaN or infinite value(s) of {value.size}; "
+                                 "such weights only give NaN outputs (was the state saved after training diverged?)")
             values[name] = value
         for name, value in values.items():
             params[name].data[...] = value
@@ -340,6 +350,19 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+    def __getattr__(self, attr: str) -> Any:
+        # Only reached when normal lookup fails: the base attributes are missing if __init__ skipped ours.
+        if attr in _BASE_ATTRIBUTES:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {attr!r}: its __init__ must call super().__init__() "
+                "(Layer.__init__ sets name, trainable and the shapes)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+
+#: What ``Layer.__init__`` sets on every layer.
+_BASE_ATTRIBUTES = frozenset({"name", "input_shape", "output_shape", "dtype", "_trainable"})
 
 
 def _encode(value: Any) -> Any:
@@ -371,12 +394,20 @@ def _layers_in(prefix: str, value: Any) -> Iterator[tuple[str, Layer]]:
 
 def _as_shape(shape: Any, owner: str) -> Shape:
     try:
+        if any(isinstance(d, (bool, np.bool_)) for d in shape):  # int(True) is 1: a typo, not a size
+            raise TypeError
         out = tuple(int(d) for d in shape)
     except (TypeError, ValueError):
         raise TypeError(f"{owner}: input shape must be a tuple of ints, got {shape!r}") from None
     if any(d < 1 for d in out) or any(int(d) != d for d in shape):
         raise ValueError(f"{owner}: input shape must hold positive ints, got {shape!r}")
+    if math.prod(out) > _INT64_MAX:  # NumPy counts elements in int64: beyond, sizes wrap around
+        raise ValueError(f"{owner}: input shape {out} holds {math.prod(out):.3g} values per sample, "
+                         f"more than an int64 can count")
     return out
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def check_bool(value: Any, arg: str, owner: str) -> bool:
@@ -415,9 +446,13 @@ def as_float(
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{owner}: {arg} must be a number, got {value!r}")
-    value = float(value)
+    span = f"{'(' if not low_inclusive else '['}{low}, {high if high is not None else 'inf'})"
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{owner}: {arg} must be finite and in {span}, got an int of {int(value).bit_length()} "
+                         "bits, too large for a float") from None
     too_low = value < low or (value == low and not low_inclusive)
     if not math.isfinite(value) or too_low or (high is not None and value >= high):
-        span = f"{'(' if not low_inclusive else '['}{low}, {high if high is not None else 'inf'})"
         raise ValueError(f"{owner}: {arg} must be finite and in {span}, got {value!r}")
     return value

@@ -189,6 +189,9 @@ class SoftmaxCE(Loss):
                     f"{name} must hold integer class labels, got dtype {y.dtype} with non-integer values "
                     f"such as {y[fractional][0]}"
                 )
+            if y.size and (y.min() < 0 or y.max() >= classes):  # before the cast, which wraps values beyond int64
+                raise ValueError(f"{name} holds labels in [{y.min():g}, {y.max():g}], but the model has {classes} "
+                                 f"classes (0..{classes - 1})")
             y = y.astype(np.intp)
         if y.dtype.kind not in "biu":
             raise TypeError(

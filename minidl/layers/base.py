@@ -362,7 +362,8 @@ class Layer:
 
 
 #: What ``Layer.__init__`` sets on every layer.
-_BASE_ATTRIBUTES = frozenset({"name", "input_shape", "output_shape", "dtype", "_trainable"})
+_BASE_ATTRIBUTES = frozenset({"name", "input_shape", "output_shape", "dtype", "_trainable",
+                              "built", "trainable"})  # the properties that read them fail over to __getattr__
 
 
 def _encode(value: Any) -> Any:

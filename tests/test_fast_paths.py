@@ -10,16 +10,18 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-import minidl.layers.conv as conv
+import minidl.kernels as kernels
 import minidl.layers.pooling as pooling
 from helpers import built
 from minidl import Sequential
 from minidl.callbacks import Callback
 from minidl.guard import NonFiniteLossError
-from minidl.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, SoftmaxCE
-from minidl.layers.conv import matmul_nt, matmul_wide, resolve_padding
+from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, SoftmaxCE
+from minidl.kernels import matmul_nt, matmul_wide
+from minidl.layers.conv import resolve_padding
 from minidl.optim import SGD
-from reference import conv2d_backward_reference, conv2d_reference, maxpool2d_backward_reference, maxpool2d_reference
+from reference import (batchnorm2d_reference, conv2d_backward_reference, conv2d_reference, maxpool2d_backward_reference,
+                       maxpool2d_reference)
 
 DTYPES = ["float32", "float64"]
 TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
@@ -49,29 +51,34 @@ def conv_cases(draw):
                 dtype=draw(st.sampled_from(DTYPES)), layout=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 99)))
 
 
-@given(conv_cases())
-def test_conv2d_forward_and_backward_match_the_loop_reference(case):
-    layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
-                  (case["channels"], *case["size"]), dtype=case["dtype"], seed=case["seed"])
-    rng = np.random.default_rng(case["seed"])
-    x = rng.standard_normal((case["batch"], case["channels"], *case["size"])).astype(case["dtype"])
-    x = case["layout"](x)
-    out = layer.forward(x, training=True)
-    assert out.dtype == np.dtype(case["dtype"])
-    w, b = layer.weight.data, layer.bias.data
-    np.testing.assert_allclose(out, conv2d_reference(x, w, b, case["stride"], case["pads"]), **TOL[case["dtype"]])
-    g = rng.standard_normal(out.shape).astype(case["dtype"])
-    dx = layer.backward(g)
-    ref_dx, ref_dw, ref_db = conv2d_backward_reference(x, w, g, case["stride"], case["pads"])
-    np.testing.assert_allclose(dx, ref_dx, **TOL[case["dtype"]])
-    np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
-    np.testing.assert_allclose(layer.bias.grad, ref_db, **TOL[case["dtype"]])
+@pytest.mark.parametrize("min_channels", [1, 10**9], ids=["input-grad-as-convolution", "input-grad-by-col2im"])
+@given(case=conv_cases())
+def test_conv2d_forward_and_backward_match_the_loop_reference(case, min_channels):
+    original = kernels.TRANSPOSED_MIN_CHANNELS
+    kernels.TRANSPOSED_MIN_CHANNELS = min_channels  # force one input-gradient path or the other
+    try:
+        layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
+                      (case["channels"], *case["size"]), dtype=case["dtype"], seed=case["seed"])
+        rng = np.random.default_rng(case["seed"])
+        x = case["layout"](rng.standard_normal((case["batch"], case["channels"], *case["size"])).astype(case["dtype"]))
+        out = layer.forward(x, training=True)
+        assert out.dtype == np.dtype(case["dtype"])
+        w, b = layer.weight.data, layer.bias.data
+        np.testing.assert_allclose(out, conv2d_reference(x, w, b, case["stride"], case["pads"]), **TOL[case["dtype"]])
+        g = rng.standard_normal(out.shape).astype(case["dtype"])
+        dx = layer.backward(g)
+        ref_dx, ref_dw, ref_db = conv2d_backward_reference(x, w, g, case["stride"], case["pads"])
+        np.testing.assert_allclose(dx, ref_dx, **TOL[case["dtype"]])
+        np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
+        np.testing.assert_allclose(layer.bias.grad, ref_db, **TOL[case["dtype"]])
+    finally:
+        kernels.TRANSPOSED_MIN_CHANNELS = original
 
 
 @given(conv_cases())
-def test_conv2d_inference_in_row_blocks_matches_the_loop_reference(case):
-    original = conv.INFERENCE_BLOCK
-    conv.INFERENCE_BLOCK = 1  # one output row per block: the smallest blocks there are
+def test_conv2d_in_row_blocks_matches_the_loop_reference(case):
+    original = kernels.CONV_BLOCK
+    kernels.CONV_BLOCK = 1  # one output row per block: the smallest blocks there are
     try:
         layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
                       (case["channels"], *case["size"]), dtype=case["dtype"], seed=case["seed"])
@@ -86,7 +93,7 @@ def test_conv2d_inference_in_row_blocks_matches_the_loop_reference(case):
         np.testing.assert_allclose(dx, ref_dx, **TOL[case["dtype"]])
         np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
     finally:
-        conv.INFERENCE_BLOCK = original
+        kernels.CONV_BLOCK = original
 
 
 def test_conv2d_padding_buffer_is_reused_without_stale_values():
@@ -392,3 +399,21 @@ def test_a_callback_calling_backward_during_fit_gets_the_input_gradient():
     X, y = np.random.default_rng(0).random((8, 1, 8, 8)), np.arange(8) % 10
     model.fit(X, y, epochs=1, batch_size=4, verbose=0, callbacks=[Saliency()])
     assert shapes == [(2, 1, 8, 8)] * 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm2d_matches_the_per_channel_reference_in_every_layout(dtype):
+    layer = built(BatchNorm2D(), (3, 4, 5), dtype=dtype)
+    rng = np.random.default_rng(0)
+    layer.weight.data[...] = rng.uniform(0.5, 2, 3)
+    layer.bias.data[...] = rng.standard_normal(3)
+    for layout in LAYOUTS * 2:  # each layout twice: the layer's scratch arrays follow the layout
+        x = layout((rng.standard_normal((6, 3, 4, 5)) * 3 + 5).astype(dtype))
+        g = layout(rng.standard_normal((6, 3, 4, 5)).astype(dtype))
+        y_ref, dx_ref, dgamma_ref, dbeta_ref = batchnorm2d_reference(x, layer.weight.data, layer.bias.data, g, layer.eps)
+        y = layer.forward(x, training=True)
+        assert y.strides == x.strides  # the layout goes through
+        np.testing.assert_allclose(y, y_ref, **TOL[dtype])
+        np.testing.assert_allclose(layer.backward(g), dx_ref, **TOL[dtype])
+        np.testing.assert_allclose(layer.weight.grad, dgamma_ref, **TOL[dtype])
+        np.testing.assert_allclose(layer.bias.grad, dbeta_ref, **TOL[dtype])

@@ -6,10 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from .base import Buffer, Layer, Parameter, Shape, as_float
-
-_AXES = (0, 2, 3)  # everything but the channel axis of NCHW
-
 
 class BatchNorm2D(Layer):
     r"""Batch normalisation of images, per channel (Ioffe & Szegedy, 2015).
@@ -64,41 +62,49 @@ class BatchNorm2D(Layer):
         self.bias = Parameter(np.zeros(c, dtype=dtype))
         self.running_mean = Buffer(np.zeros(c, dtype=dtype))
         self.running_var = Buffer(np.ones(c, dtype=dtype))
+        self._scratch: dict = {}  # kernels.scratch_like: this layer's temporaries, reused step after step
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
-        if training and self.trainable:
+        self._batch_stats = training and self.trainable
+        if self._batch_stats:
             m = x.shape[0] * x.shape[2] * x.shape[3]
             if m < 2:
                 raise ValueError(
                     f"{self.name}: training needs more than one value per channel to take batch statistics, "
                     f"got input of shape {x.shape}"
                 )
-            mean = x.mean(axis=_AXES)
-            centred = x - mean[:, None, None]
-            var = np.einsum("nchw,nchw->c", centred, centred) / m
+            mean = kernels.channel_sums(x) / m
+            centred = np.subtract(x, mean[:, None, None], out=kernels.scratch_like(x, self._scratch, "centred"))
+            var = kernels.channel_dot(centred, centred) / m
             self.running_mean.data *= 1 - self.momentum
             self.running_mean.data += self.momentum * mean
             self.running_var.data *= 1 - self.momentum
             self.running_var.data += (self.momentum * m / (m - 1)) * var
         else:
             mean, var = self.running_mean.data, self.running_var.data
-            centred = x - mean[:, None, None]
-        self._batch_stats = training and self.trainable
+            centred = np.subtract(x, mean[:, None, None], out=kernels.scratch_like(x, self._scratch, "centred"))
         self._inv_std = (1 / np.sqrt(var + self.eps)).astype(x.dtype)
-        self._x_hat = centred * self._inv_std[:, None, None]
-        return self._x_hat * self.weight.data[:, None, None] + self.bias.data[:, None, None]
+        self._centred = centred  # x̂ = centred · inv_std, never stored: backward needs only Σ g·x̂
+        y = centred * (self.weight.data * self._inv_std)[:, None, None]
+        y += self.bias.data[:, None, None]
+        return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x_hat = self._x_hat
-        sum_g = grad_out.sum(axis=_AXES)
-        sum_gx = np.einsum("nchw,nchw->c", grad_out, x_hat)
+        centred, inv_std = self._centred, self._inv_std
+        sum_g = kernels.channel_sums(grad_out)
+        sum_gx = kernels.channel_dot(grad_out, centred) * inv_std  # Σ g·x̂
         if self.weight.trainable:
             self.weight.grad[...] = sum_gx
         if self.bias.trainable:
             self.bias.grad[...] = sum_g
-        scale = (self.weight.data * self._inv_std)[:, None, None]
+        scale = self.weight.data * inv_std
         if not self._batch_stats:
-            return grad_out * scale
+            return grad_out * scale[:, None, None]
         m = grad_out.size // len(sum_g)
-        return scale * (grad_out - (sum_g / m)[:, None, None] - x_hat * (sum_gx / m)[:, None, None])
+        # scale·(g − mean(g) − x̂·mean(g·x̂)), as g·scale − centred·b − c with per-channel b, c
+        dx = grad_out * scale[:, None, None]
+        dx -= np.multiply(centred, (scale * inv_std * sum_gx / m)[:, None, None],
+                          out=kernels.scratch_like(centred, self._scratch, "product"))
+        dx -= (scale * sum_g / m)[:, None, None]
+        return dx

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from .base import Layer, Shape, as_pair
-from .conv import conv_output_size, pad_images, window_view
+from .conv import conv_output_size
 
 
 #: Inputs of at most this many elements take the few-calls path (measured: faster at 144 elements, slower at 4,608).
@@ -57,12 +58,7 @@ class _PoolWindows:
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
         """No parameters: fix the window geometry for this input shape, once per build."""
-        _, oh, ow = self.compute_output_shape(input_shape)
-        (kh, kw), (sh, sw) = self.pool_size, self.stride
-        # (k, index): every window offset and the strided slice of the padded input it reads
-        self._offsets = [(u * kw + v, (slice(None), slice(None),
-                                       slice(u, u + sh * (oh - 1) + 1, sh), slice(v, v + sw * (ow - 1) + 1, sw)))
-                         for u in range(kh) for v in range(kw)]
+        self._offsets = kernels.window_offsets(self.pool_size, self.stride, self.compute_output_shape(input_shape)[1:])
 
 
 class MaxPool2D(_PoolWindows, Layer):
@@ -107,11 +103,11 @@ class MaxPool2D(_PoolWindows, Layer):
             self._x = x
             # np.maximum over the kh·kw strided sub-views: ~30x faster than a reshape + max(axis),
             # and the result keeps x's memory layout (batch-innermost after a Conv2D).
-            self._out = _max(x[idx] for _, idx in self._offsets)
+            self._out = kernels.max_of_views(x[idx] for _, idx in self._offsets)
             return self._out
         offsets = self._offsets
         ph, pw = self.padding
-        xp = pad_images(x, ((ph, ph), (pw, pw)), value=-np.inf)
+        xp = kernels.pad_images(x, ((ph, ph), (pw, pw)), value=-np.inf)
         out = xp[offsets[0][1]].copy()
         argmax = np.zeros(out.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
         for k, idx in offsets[1:]:
@@ -158,10 +154,10 @@ class MaxPool2D(_PoolWindows, Layer):
         if grad_out.strides != out.strides:
             # One copy into the layout of x (e.g. the NCHW gradient of a Flatten, for a batch-innermost
             # x) beats kh·kw element-wise passes over operands of different layouts (5-10x slower).
-            grad_out = _copy_like(out, grad_out)
+            grad_out = kernels.copy_like(out, grad_out)
         dx = np.empty_like(x) if self._covered else np.zeros_like(x)  # *_like keeps x's memory layout
         offsets = self._offsets
-        _unmax_first([x[idx] for _, idx in offsets], out, grad_out, [dx[idx] for _, idx in offsets])
+        kernels.unmax_first([x[idx] for _, idx in offsets], out, grad_out, [dx[idx] for _, idx in offsets])
         return dx
 
 
@@ -181,7 +177,7 @@ class AvgPool2D(_PoolWindows, Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
         ph, pw = self.padding
-        windows = window_view(pad_images(x, ((ph, ph), (pw, pw))), self.pool_size, self.stride, self.output_shape[1:])
+        windows = kernels.window_view(kernels.pad_images(x, ((ph, ph), (pw, pw))), self.pool_size, self.stride, self.output_shape[1:])
         return windows.mean(axis=(2, 3))
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
@@ -217,38 +213,3 @@ class GlobalAvgPool2D(Layer):
         c, h, w = self.input_shape
         share = grad_out[:, :, None, None] / (h * w)
         return np.broadcast_to(share, (grad_out.shape[0], c, h, w)).copy()
-
-
-def _copy_like(template: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``values`` copied into a new array with ``template``'s memory layout."""
-    out = np.empty_like(template)
-    out[...] = values
-    return out
-
-
-def _max(views) -> np.ndarray:
-    """Element-wise max of same-shape ``views``: a new array in the views' memory layout."""
-    views = iter(views)
-    out = next(views).copy(order="K")
-    for view in views:
-        np.maximum(out, view, out=out)
-    return out
-
-
-def _unmax_first(views: list[np.ndarray], out: np.ndarray, grad: np.ndarray, grads: list[np.ndarray]) -> None:
-    """Backward of ``out = max(views)``: ``grads[i] = grad * mask_i``, where ``mask_i`` marks
-    elements at which ``views[i]`` is the max and no earlier view was (a tie goes to the first).
-
-    ``g * mask`` is ~12x faster than ``np.where(mask, g, 0)``.
-    """
-    taken = None
-    for i, view in enumerate(views):
-        hit = np.equal(view, out)
-        if taken is None:
-            taken = hit
-        else:
-            first = np.greater(hit, taken)  # hit and not taken, for booleans
-            if i + 1 < len(views):
-                taken |= hit
-            hit = first
-        np.multiply(grad, hit, out=grads[i])

@@ -1,0 +1,405 @@
+"""The layout and BLAS tricks behind the image layers, and the plain versions they are tested against.
+
+Layers call these functions and read like the textbook; everything NumPy-specific about making
+them fast lives here (the seam an array backend for GPUs would plug into). Each trick says what
+measurement justifies it. Figures are CPU times (``time.process_time``, best of 5, one BLAS
+thread, float32, batch 64) on the 2-core Haswell machine of ``docs/benchmarks.md``, unless stated.
+
+**The batch-innermost layout.** Conv2D computes on images stored ``(C, H, W, N)``: the GEMM
+``W_mat · X_col`` writes its ``(F, OH·OW·N)`` result in that order, so the output is handed on as
+an NCHW-shaped *view* of it (``out.transpose(3, 0, 1, 2)``) without a copy; ReLU, BatchNorm2D and
+MaxPool2D keep whatever layout they get, so the next Conv2D reads its input without a copy too.
+Every inner loop of the copies in between runs over N (or OW·N) contiguous values instead of OW.
+Values are what the NCHW shape says; only ``strides`` differ. Code that needs C-contiguous NCHW
+arrays calls ``np.ascontiguousarray``.
+
+**References.** ``conv2d_reference``, ``conv2d_backward_reference``, ``maxpool2d_reference``,
+``maxpool2d_backward_reference`` and ``batchnorm2d_reference`` are loops/einsums over output
+positions, obviously correct and slow: the oracles of ``tests/test_fast_paths.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = [
+    "CONV_BLOCK", "TRANSPOSED_MIN_CHANNELS", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "conv_forward", "conv_weight_grad",
+    "conv_input_grad", "pad_batch_innermost",
+    "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like",
+    "scratch_like", "channel_sums", "channel_dot",
+    "conv2d_reference", "conv2d_backward_reference", "maxpool2d_reference", "maxpool2d_backward_reference",
+    "batchnorm2d_reference",
+]
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+#: The input gradient runs as a convolution (see :func:`conv_input_grad`) from this many input
+#: channels on: its GEMM has C rows, too few below that. vgg-cifar's conv2 (C = 32) backward
+#: 90-107 -> 71-85 ms; its conv1 (C = 3) 12 -> 28 ms and LeNet's conv2 (C = 6) 3.7 -> 5.9 ms the other way.
+TRANSPOSED_MIN_CHANNELS = 16
+
+#: Conv2D unfolds about this many X_col elements at a time (1 MB in float32, at least one output
+#: row) and multiplies each block while it is still in the 4 MB L2 cache; X_col as a whole is never
+#: built, and backward unfolds the same blocks again. vgg-cifar's conv2 (32@3x3 on 32x32x32, batch
+#: 64): forward 51-69 -> 36-46 ms (one whole X_col is 75 MB: copying it out to memory and reading it
+#: back cost more than unfolding it twice in cache); 2**17 to 2**19 measured alike, 2**20 slower.
+CONV_BLOCK = 2**18
+
+
+# -- convolution ------------------------------------------------------------------------------
+def im2col(
+    xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int], first_row: int = 0
+) -> np.ndarray:
+    """``X_col`` (C·kh·kw, OH·OW·N) of padded images stored batch-innermost, ``xp`` (C, H, W, N): one copy.
+
+    Rows are kernel taps ``(c, u, v)``, columns output pixels ``(i, j, n)`` for the ``out[0]``
+    output rows from ``first_row`` on. ``xp`` must be C-contiguous. With the batch innermost, the
+    copy's inner loop runs over N contiguous values instead of OW strided ones. The window view is
+    built with the ``ndarray`` constructor over ``xp``'s buffer: ``as_strided`` costs ~15x more in
+    Python overhead, a sixth of a batch-1 step.
+    """
+    c, _, _, n = xp.shape
+    sc, sh, sw, sn = xp.strides
+    windows = np.ndarray((c, kernel[0], kernel[1], out[0], out[1], n), xp.dtype, xp, first_row * stride[0] * sh,
+                         (sc, sh, sw, sh * stride[0], sw * stride[1], sn))
+    return windows.reshape(c * kernel[0] * kernel[1], out[0] * out[1] * n)
+
+
+def col2im_add(
+    dxp: np.ndarray, dcols: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int],
+    first_row: int = 0,
+) -> None:
+    """The adjoint of :func:`im2col`: add ``dcols`` (C·kh·kw, rows·OW·N) back onto ``dxp`` (C, H, W, N).
+
+    One strided add per kernel offset; with stride 1 each add runs over contiguous OW·N values per row.
+    """
+    (kh, kw), (sh, sw), (rows, ow) = kernel, stride, out
+    c, n = dxp.shape[0], dxp.shape[3]
+    dcols = dcols.reshape(c, kh, kw, rows, ow, n)
+    top = first_row * sh
+    for u in range(kh):
+        for v in range(kw):
+            dxp[:, top + u:top + u + sh * (rows - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] += dcols[:, u, v]
+
+
+def matmul_wide(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, chunk: int = 4096) -> np.ndarray:
+    """``a @ b`` (into ``out`` if given) for a small ``a`` (m, k) and a very wide ``b`` (k, L).
+
+    OpenBLAS runs such products ~2x slower in one call than in column chunks of 4096 when
+    ``a`` is tiny (measured for LeNet's conv1: 6×25 · 25×50176, 25×6 · 6×50176), and no faster
+    when it is not (16×150 · 150×25600): chunk only the first kind.
+    """
+    if a.shape[0] * a.shape[1] > 256 or b.shape[1] <= 2 * chunk:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    for s in range(0, b.shape[1], chunk):
+        np.matmul(a, b[:, s:s + chunk], out=out[:, s:s + chunk])
+    return out
+
+
+def matmul_nt(a: np.ndarray, b: np.ndarray, out: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``out = a @ b.T`` for long, thin ``a`` (m, L) and ``b`` (k, L): a weight gradient.
+
+    Computed as ``(b @ a.T).T``, summed over column chunks of 4096. Measured with OpenBLAS on
+    LeNet's shapes: that orientation is ~1.6x faster, and chunks make conv1's very long GEMM
+    (6×50176 · 50176×25) ~3x faster than one call.
+    """
+    if a.shape[1] <= chunk // 4:  # small (batch-1 steps): one call, fewest Python-level operations
+        return np.matmul(a, b.T, out=out)
+    acc = np.matmul(b[:, :chunk], a[:, :chunk].T)
+    if a.shape[1] > chunk:
+        part = np.empty_like(acc)
+        for s in range(chunk, a.shape[1], chunk):
+            acc += np.matmul(b[:, s:s + chunk], a[:, s:s + chunk].T, out=part)
+    out[...] = acc.T
+    return out
+
+
+def block_rows(k: int, row: int, total: int) -> int:
+    """How many output rows of ``row`` X_col columns each (``k`` rows deep) make one block of
+    about :data:`CONV_BLOCK` elements: at least one, at most ``total``."""
+    return min(total, max(1, CONV_BLOCK // max(1, k * row)))
+
+
+def conv_forward(
+    xp: np.ndarray, weight: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]
+) -> np.ndarray:
+    """``W_mat · X_col`` (F, OH·OW·N) of padded batch-innermost images ``xp`` (C, H, W, N), C-contiguous.
+
+    Unfolds :data:`CONV_BLOCK`-sized blocks of output rows; each block is a contiguous range of the
+    GEMM's columns, so the product is written straight into place.
+    """
+    oh, ow = out_hw
+    n = xp.shape[3]
+    f, k = weight.shape
+    rows = block_rows(k, ow * n, oh)
+    if rows == oh:
+        return matmul_wide(weight, im2col(xp, kernel, stride, out_hw))
+    out = np.empty((f, oh * ow * n), dtype=xp.dtype)
+    for i in range(0, oh, rows):
+        r = min(rows, oh - i)
+        matmul_wide(weight, im2col(xp, kernel, stride, (r, ow), first_row=i), out=out[:, i * ow * n:(i + r) * ow * n])
+    return out
+
+
+def conv_weight_grad(
+    xp: np.ndarray, grad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int],
+    out: np.ndarray,
+) -> np.ndarray:
+    """``out = grad · X_colᵀ`` (F, C·kh·kw) for ``grad`` (F, OH·OW·N): the weight gradient.
+
+    Block by block as :func:`conv_forward` unfolds them, each block of X_col unfolded again while
+    it is in cache: vgg-cifar's conv2 backward kept a 75 MB X_col from forward before.
+    """
+    oh, ow = out_hw
+    n = xp.shape[3]
+    rows = block_rows(out.shape[1], ow * n, oh)
+    part = None
+    for i in range(0, oh, rows):
+        r = min(rows, oh - i)
+        g, cols = grad[:, i * ow * n:(i + r) * ow * n], im2col(xp, kernel, stride, (r, ow), first_row=i)
+        if i == 0:
+            matmul_nt(g, cols, out=out)
+        else:
+            part = matmul_nt(g, cols, out=np.empty_like(out) if part is None else part)
+            out += part
+    return out
+
+
+def conv_input_grad(
+    grad: np.ndarray, weight: np.ndarray, stride: tuple[int, int], pads: Pads, in_hw: tuple[int, int],
+    buffers: dict | None = None,
+) -> np.ndarray:
+    """``dL/dx`` (C, H, W, N) for ``grad`` (F, OH, OW, N) and ``weight`` (F, C, kh, kw), both batch-innermost.
+
+    Stride 1, padding smaller than the kernel (every "same" convolution) and at least
+    :data:`TRANSPOSED_MIN_CHANNELS` input channels: the gradient is
+    itself a convolution, of ``grad`` padded by ``k - 1 - pad`` with the flipped, transposed
+    kernel, so it runs as :func:`conv_forward` does — one GEMM of depth F·kh·kw, no col2im. The
+    textbook ``W_matᵀ · dY`` (depth F) then col2im is the fallback for strides and big pads; on
+    vgg-cifar's conv2 it took 44.5 ms (GEMM of depth 32 at 27 GFLOP/s) + ~20 ms of col2im.
+    """
+    f, c, kh, kw = weight.shape
+    (pt, pb), (pl, pr) = pads
+    oh, ow, n = grad.shape[1:]
+    if stride == (1, 1) and max(pt, pb) < kh and max(pl, pr) < kw and c >= TRANSPOSED_MIN_CHANNELS:
+        flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
+        gp = pad_batch_innermost(grad, ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)), buffers)
+        return conv_forward(gp, flipped, (kh, kw), (1, 1), in_hw).reshape(c, *in_hw, n)
+    dxp = np.zeros((c, in_hw[0] + pt + pb, in_hw[1] + pl + pr, n), dtype=grad.dtype)
+    g = grad.reshape(f, -1)
+    rows = block_rows(c * kh * kw, ow * n, oh)
+    for i in range(0, oh, rows):
+        r = min(rows, oh - i)
+        dcols = matmul_wide(weight.reshape(f, -1).T, g[:, i * ow * n:(i + r) * ow * n])
+        col2im_add(dxp, dcols, (kh, kw), stride, (r, ow), first_row=i)
+    return dxp[:, pt:pt + in_hw[0], pl:pl + in_hw[1]]
+
+
+def pad_batch_innermost(x: np.ndarray, pads: Pads, buffers: dict | None = None) -> np.ndarray:
+    """``x`` (C, H, W, N) zero-padded on H and W, C-contiguous (``x`` itself when it is and pads are 0).
+
+    With a ``buffers`` dict the padded array is kept there and reused by the next call of the
+    same shape: its border stays zero, only the interior is written (saves a ``zeros`` per step).
+    """
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return np.ascontiguousarray(x)  # no copy after a Conv2D, ReLU, BatchNorm2D or MaxPool2D
+    c, h, w, n = x.shape
+    shape = (c, h + pt + pb, w + pl + pr, n)
+    buf = None if buffers is None else buffers.get((shape, x.dtype))
+    if buf is None:
+        buf = np.zeros(shape, dtype=x.dtype)
+        if buffers is not None:
+            buffers.clear()  # one shape at a time: a new batch size replaces the old buffer
+            buffers[(shape, x.dtype)] = buf
+    buf[:, pt:pt + h, pl:pl + w] = x
+    return buf
+
+
+def pad_images(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
+    """``x`` (N, C, H, W) padded with ``value`` on the two image axes (no copy when ``pads`` are 0)."""
+    if pads == ((0, 0), (0, 0)):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), *pads), constant_values=value)
+
+
+# -- pooling ------------------------------------------------------------------------------------
+def window_view(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
+    """Read-only view ``(N, C, kh, kw, OH, OW)`` of every window of ``xp`` (N, C, H, W); no copy."""
+    n, c = xp.shape[:2]
+    s0, s1, s2, s3 = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp,
+        shape=(n, c, kernel[0], kernel[1], out[0], out[1]),
+        strides=(s0, s1, s2, s3, s2 * stride[0], s3 * stride[1]),
+        writeable=False,
+    )
+
+
+def window_offsets(
+    kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]
+) -> list[tuple[int, tuple[slice, ...]]]:
+    """``(k, index)`` for every window offset ``k = u·kw + v``: the strided NCHW slice of the padded
+    input that offset reads, one element per output pixel. Pooling over these kh·kw sub-views is
+    ~30x faster than a reshape + ``max(axis)``, and keeps the input's memory layout."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out
+    return [(u * kw + v, (slice(None), slice(None), slice(u, u + sh * (oh - 1) + 1, sh),
+                          slice(v, v + sw * (ow - 1) + 1, sw)))
+            for u in range(kh) for v in range(kw)]
+
+
+def max_of_views(views: Iterable[np.ndarray]) -> np.ndarray:
+    """Element-wise max of same-shape ``views``: a new array in the views' memory layout."""
+    views = iter(views)
+    out = next(views).copy(order="K")
+    for view in views:
+        np.maximum(out, view, out=out)
+    return out
+
+
+def unmax_first(views: list[np.ndarray], out: np.ndarray, grad: np.ndarray, grads: list[np.ndarray]) -> None:
+    """Backward of ``out = max(views)``: ``grads[i] = grad * mask_i``, where ``mask_i`` marks
+    elements at which ``views[i]`` is the max and no earlier view was (a tie goes to the first).
+
+    ``g * mask`` is ~12x faster than ``np.where(mask, g, 0)``.
+    """
+    taken = None
+    for i, view in enumerate(views):
+        hit = np.equal(view, out)
+        if taken is None:
+            taken = hit
+        else:
+            first = np.greater(hit, taken)  # hit and not taken, for booleans
+            if i + 1 < len(views):
+                taken |= hit
+            hit = first
+        np.multiply(grad, hit, out=grads[i])
+
+
+def copy_like(template: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` copied into a new array with ``template``'s memory layout.
+
+    One copy into the layout of the other operands beats several element-wise passes over
+    operands of different layouts (5-10x slower each)."""
+    out = np.empty_like(template)
+    out[...] = values
+    return out
+
+
+def scratch_like(template: np.ndarray, buffers: dict, key: str) -> np.ndarray:
+    """An uninitialised array shaped and laid out like ``template``, kept in ``buffers[key]`` and
+    handed out again while the shape, strides and dtype repeat. For a layer's own temporaries only
+    (never for what it returns). A fresh 8 MB temporary costs ~0.6 ms of page faults on top of the
+    pass that fills it (glibc gives big blocks back to the kernel on free): BatchNorm2D backward on
+    vgg-cifar's (64, 32, 32, 32) input 9.6 -> 4.2 ms with one scratch array instead of temporaries.
+    """
+    buf = buffers.get(key)
+    if buf is None or buf.shape != template.shape or buf.strides != template.strides or buf.dtype != template.dtype:
+        buf = buffers[key] = np.empty_like(template)
+    return buf
+
+
+# -- per-channel reductions (BatchNorm2D) ---------------------------------------------------------
+def channel_sums(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=(0, 2, 3))`` for NCHW ``x``, reducing in memory order."""
+    return np.add.reduce(_channel_rows(x), axis=1)
+
+
+def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a * b).sum(axis=(0, 2, 3))`` for NCHW ``a``, ``b``."""
+    return np.einsum("cm,cm->c", _channel_rows(a), _channel_rows(b))
+
+
+def _channel_rows(x: np.ndarray) -> np.ndarray:
+    """``x`` as (C, N·H·W) without a copy when it is stored batch-innermost or channels-major
+    (any order of the other axes), else as the copy ``reshape`` makes."""
+    axes = (1, *sorted((0, 2, 3), key=lambda a: -x.strides[a]))
+    return x.transpose(axes).reshape(x.shape[1], -1)
+
+
+# -- references: loops over output positions, the oracles of the fast paths -------------------------
+def conv2d_reference(x, weight, bias, stride, pads):
+    """Direct convolution: one window at a time. ``pads`` is ((top, bottom), (left, right))."""
+    xp = np.pad(x, ((0, 0), (0, 0), *pads))
+    f, _, kh, kw = weight.shape
+    sh, sw = stride
+    oh = (xp.shape[2] - kh) // sh + 1
+    ow = (xp.shape[3] - kw) // sw + 1
+    out = np.zeros((x.shape[0], f, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            window = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            out[:, :, i, j] = np.einsum("nchw,fchw->nf", window, weight)
+    if bias is not None:
+        out += bias[None, :, None, None]
+    return out
+
+
+def conv2d_backward_reference(x, weight, grad_out, stride, pads):
+    """``(dx, dweight, dbias)`` of ``conv2d_reference``, one output position at a time."""
+    xp = np.pad(x, ((0, 0), (0, 0), *pads)).astype(np.float64)
+    dxp = np.zeros_like(xp)
+    dweight = np.zeros(weight.shape)
+    _, _, kh, kw = weight.shape
+    sh, sw = stride
+    for i in range(grad_out.shape[2]):
+        for j in range(grad_out.shape[3]):
+            rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
+            g = grad_out[:, :, i, j]
+            dweight += np.einsum("nf,nchw->fchw", g, xp[:, :, rows, cols])
+            dxp[:, :, rows, cols] += np.einsum("nf,fchw->nchw", g, weight)
+    (pt, _), (pl, _) = pads
+    dx = dxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]]
+    return dx, dweight, grad_out.sum(axis=(0, 2, 3))
+
+
+def maxpool2d_reference(x, pool, stride, padding):
+    """Max over each window, one window at a time; padding is -inf."""
+    (kh, kw), (sh, sw), (ph, pw) = pool, stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    oh = (xp.shape[2] - kh) // sh + 1
+    ow = (xp.shape[3] - kw) // sw + 1
+    out = np.empty((x.shape[0], x.shape[1], oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].max(axis=(2, 3))
+    return out
+
+
+def maxpool2d_backward_reference(x, grad_out, pool, stride, padding):
+    """Gradient of ``maxpool2d_reference``: each window's output gradient goes to its first
+    maximum in row-major order; overlapping windows add up. Loops over every window of every image."""
+    (kh, kw), (sh, sw), (ph, pw) = pool, stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    dxp = np.zeros(xp.shape)
+    n, c, oh, ow = grad_out.shape
+    for b in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    u, v = divmod(int(np.argmax(xp[b, ch, i * sh:i * sh + kh, j * sw:j * sw + kw])), kw)
+                    dxp[b, ch, i * sh + u, j * sw + v] += grad_out[b, ch, i, j]
+    return dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
+
+
+def batchnorm2d_reference(x, gamma, beta, grad_out, eps):
+    """Training-mode batch norm of NCHW ``x``, one channel at a time, and its backward:
+    ``(y, dx, dgamma, dbeta)``. Float64 throughout."""
+    x, g = np.asarray(x, np.float64), np.asarray(grad_out, np.float64)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    dgamma, dbeta = np.empty(x.shape[1]), np.empty(x.shape[1])
+    for c in range(x.shape[1]):
+        xc, gc = x[:, c], g[:, c]
+        m = xc.size
+        mean = xc.sum() / m
+        var = ((xc - mean) ** 2).sum() / m
+        x_hat = (xc - mean) / np.sqrt(var + eps)
+        y[:, c] = gamma[c] * x_hat + beta[c]
+        dbeta[c], dgamma[c] = gc.sum(), (gc * x_hat).sum()
+        # d/dx of gamma * (x - mean) / sqrt(var + eps), through mean and var
+        dx[:, c] = gamma[c] / np.sqrt(var + eps) * (gc - dbeta[c] / m - x_hat * dgamma[c] / m)
+    return y, dx, dgamma, dbeta

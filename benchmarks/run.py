@@ -1,5 +1,8 @@
 """minidl vs PyTorch, side by side: ``python benchmarks/run.py`` (``--quick`` for a smoke test).
 
+``--contended`` keeps one core busy with a busy-loop subprocess (started and stopped here, and
+bounded by :data:`BUSY_LIMIT` seconds) and times minidl with its default threads and with one.
+
 Workloads (float32, SGD, the same network in both frameworks):
 
 - ``digits-b1`` / ``digits-b32``: the blog CNN on scikit-learn's digits (1,437 training images),
@@ -161,10 +164,12 @@ def make_runner(framework: str, name: str, X: np.ndarray, y: np.ndarray) -> Call
 
 
 def limit_threads(n: int) -> None:
-    """Give both frameworks ``n`` threads: NumPy's BLAS (threadpoolctl, a scikit-learn dependency) and torch."""
+    """Give both frameworks ``n`` threads: minidl's setting (NumPy's BLAS, through threadpoolctl), torch's."""
+    import minidl
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(n)
+    threadpool_limits(n)  # NumPy outside minidl's fit/predict too (the conv table's reference matmuls)
+    minidl.set_num_threads(n)
     try:
         import torch
     except ImportError:
@@ -173,10 +178,17 @@ def limit_threads(n: int) -> None:
 
 
 # -- measurements -----------------------------------------------------------------------
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], None], clock: Callable[[], float] = time.perf_counter) -> float:
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
+
+
+def minidl_threads():
+    """The threads minidl's fit would use, for timing its layers outside fit."""
+    from minidl.threads import blas_threads
+
+    return blas_threads()
 
 
 def time_alternating(runners: dict[str, Callable[[], None]], repeats: int, warmup: bool) -> dict[str, list[float]]:
@@ -266,8 +278,9 @@ CONV_TABLES = {
 }
 
 
-def conv_efficiency(table: str, repeats: int, batch: int = 64) -> list[tuple[str, float, float]]:
-    """(label, achieved GFLOP/s of the layer, numpy.matmul GFLOP/s of its GEMMs) for one table's convs."""
+def conv_efficiency(table: str, repeats: int, clock=time.perf_counter, batch: int = 64) -> list[tuple[str, float, float]]:
+    """(label, achieved GFLOP/s of the layer, numpy.matmul GFLOP/s of its GEMMs) for one table's convs,
+    timed with ``clock``."""
     from minidl.layers import Conv2D
 
     rows = []
@@ -283,15 +296,60 @@ def conv_efficiency(table: str, repeats: int, batch: int = 64) -> list[tuple[str
             x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
         g = np.ascontiguousarray(g.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
         backward = layer.backward_params if first else layer.backward  # fit skips dL/dx of the data
-        fwd = min(timed(lambda: layer.forward(x, training=True)) for _ in range(repeats))
-        bwd = min(timed(lambda: backward(g)) for _ in range(repeats))
+        fwd = min(timed(lambda: layer.forward(x, training=True), clock) for _ in range(repeats))
+        bwd = min(timed(lambda: backward(g), clock) for _ in range(repeats))
         flops = 2 * f * k * m
-        raw_fwd = gemm_rate((f, k), (k, m), repeats)
-        raw_bwd = gemm_rate((f, m), (m, k), repeats) + (0 if first else gemm_rate((k, f), (f, m), repeats))
+        raw_fwd = gemm_rate((f, k), (k, m), repeats, clock)
+        raw_bwd = gemm_rate((f, m), (m, k), repeats, clock) + (0 if first else gemm_rate((k, f), (f, m), repeats, clock))
         bwd_flops = flops * (1 if first else 2)
         rows.append((f"{label} forward", flops / fwd / 1e9, flops / raw_fwd / 1e9))
         rows.append((f"{label} backward", bwd_flops / bwd / 1e9, bwd_flops / raw_bwd / 1e9))
     return rows
+
+
+#: The busy-loop subprocess of ``--contended`` stops by itself after this many seconds, if nobody stops it.
+BUSY_LIMIT = 1800
+
+
+def busy_core(seconds: float) -> subprocess.Popen:
+    """A subprocess that keeps one core busy for ``seconds`` (a bounded busy loop)."""
+    code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def contended(workloads: Sequence[str], scale: float, repeats: int, warmup: bool) -> None:
+    """Time minidl's default threads against one thread while a busy loop holds one core."""
+    import minidl
+    from minidl.threads import blas_threads
+    from threadpoolctl import threadpool_info
+
+    busy = busy_core(BUSY_LIMIT)
+    try:
+        time.sleep(1.0)  # the busy loop is running: what minidl measures from now on includes it
+        with blas_threads():
+            chosen = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        print(f"one core kept busy by a busy-loop process; minidl's default policy chose {chosen} BLAS thread(s)")
+        header = f"{'workload':<12} {'default':>11} {'1 thread':>11} {'ratio':>6}"
+        print(header + "\n" + "-" * len(header), flush=True)
+        for name in workloads:
+            X, y = workload_data(name, scale)
+            run = make_runner("minidl", name, X, y)
+            settings = {"default": None, "one": 1}
+            if warmup:
+                run()
+            times: dict[str, list[float]] = {k: [] for k in settings}
+            for _ in range(repeats):
+                for k, n in settings.items():
+                    minidl.set_num_threads(n)
+                    times[k].append(timed(run))
+            minidl.set_num_threads(None)
+            ratio = statistics.median(a / b for a, b in zip(times["default"], times["one"]))
+            print(f"{name:<12} {fmt_time(statistics.median(times['default'])):>11} "
+                  f"{fmt_time(statistics.median(times['one'])):>11} {ratio:6.2f}", flush=True)
+        print("(minidl only; medians of alternating runs; ratio: median of paired default / one-thread runs)")
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -310,12 +368,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frameworks", nargs="+", choices=("minidl", "torch"), default=["minidl", "torch"])
     parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for both frameworks (default: theirs)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-run memory subprocesses")
+    parser.add_argument("--contended", action="store_true",
+                        help="keep one core busy and time minidl with its default threads and with one")
     parser.add_argument("--memory-child", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         limit_threads(args.threads)
     if args.memory_child:
         print(json.dumps(memory_child(*args.memory_child, args.scale)))
+        return 0
+    if args.contended:
+        contended(args.workloads, args.scale, 1 if args.quick else args.repeats, warmup=not args.quick)
         return 0
 
     frameworks = list(args.frameworks)
@@ -355,11 +418,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tables = [t for t, w in (("LeNet", "lenet-b64"), ("vgg-cifar", "vgg-cifar")) if w in args.workloads]
     if "minidl" in frameworks:
+        # One thread: CPU time (time.process_time), which other processes on a shared machine disturb far
+        # less than the wall clock; several threads: wall-clock time, as CPU time adds up the threads.
+        clock, clock_name = (time.process_time, "CPU time") if args.threads == 1 else (time.perf_counter, "wall time")
         for table in tables or ["LeNet"]:
             print(f"\n{table + ' conv layer, batch 64':<42} {'GFLOP/s':>8} {'matmul':>8} {'share':>6}")
-            for label, achieved, raw in conv_efficiency(table, max(3, repeats)):
+            with minidl_threads():
+                rows = conv_efficiency(table, max(3, repeats), clock)
+            for label, achieved, raw in rows:
                 print(f"{label:<42} {achieved:8.1f} {raw:8.1f} {achieved / raw:6.0%}")
-        print("(matmul: numpy.matmul GFLOP/s on the same GEMM shapes, contiguous operands)")
+        print(f"(matmul: numpy.matmul GFLOP/s on the same GEMM shapes, contiguous operands; best of "
+              f"{max(3, repeats)}, {clock_name})")
     return 0
 
 

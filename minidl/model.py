@@ -15,6 +15,7 @@ from .inputs import raise_if_not_finite
 from .layers.base import Layer, Parameter, Shape, as_int
 from .layers.losses import Loss
 from .optim import Optimizer
+from .threads import blas_threads
 
 if TYPE_CHECKING:
     from .saving import LoadResult
@@ -246,14 +247,16 @@ class Sequential(Layer):
           holding parameters of another model is refused before any work.
         """
         trainer = training.Trainer(self, optimizer, callbacks=callbacks, verbose=verbose)
-        return trainer.fit(X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                           shuffle=shuffle)
+        with blas_threads():  # minidl's thread policy (minidl/threads.py): one BLAS thread per idle core
+            return trainer.fit(X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                               shuffle=shuffle)
 
     def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and the loss head's metrics (``accuracy``, ``mae``, ...) on ``(X, y)``, in inference mode."""
         training.require_loss(self, "evaluate")
         as_int(batch_size, "batch_size", minimum=1)
-        result = training.evaluate(self, *training.prepare(self, X, y, "X", "y"), batch_size=batch_size)
+        with blas_threads():
+            result = training.evaluate(self, *training.prepare(self, X, y, "X", "y"), batch_size=batch_size)
         raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
         return result
 
@@ -264,14 +267,16 @@ class Sequential(Layer):
         (N, K). MSE (and losses that do not override ``Loss.predict``): the values, (N, *output).
         Without a loss head: the last layer's outputs.
         """
-        return training.predict(self, X, batch_size)
+        with blas_threads():
+            return training.predict(self, X, batch_size)
 
     def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """Class probabilities for ``X``: (N, K) with SoftmaxCE, ``σ(z)`` of the output's shape with SigmoidBCE.
 
         Only classifier heads have probabilities; for any other model this is a ``ValueError``.
         """
-        return training.predict(self, X, batch_size, proba=True)
+        with blas_threads():
+            return training.predict(self, X, batch_size, proba=True)
 
     def _require_built(self, what: str) -> None:
         if not self.built:

@@ -125,15 +125,16 @@ class Conv2D(Layer):
         self.weight = Parameter((rng.standard_normal((self.filters, c, kh, kw)) * std).astype(dtype))
         self.bias = Parameter(np.zeros(self.filters, dtype=dtype)) if self.use_bias else None
         self._pads, self._out_hw = self._geometry(input_shape)
-        self._input_buffers: dict = {}  # the padded input, reused step after step
-        self._grad_buffers: dict = {}  # the padded output gradient of the input-gradient convolution
+        self._input_buffers: dict = {}  # kernels' arrays for the padded input and X_col, reused step after step
+        self._grad_buffers: dict = {}  # the same for the input-gradient convolution
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
         f = self.filters
         oh, ow = self._out_hw
         self._xp = xp = kernels.pad_batch_innermost(x.transpose(1, 2, 3, 0), self._pads, self._input_buffers)
-        out = kernels.conv_forward(xp, self.weight.data.reshape(f, -1), self.kernel_size, self.stride, self._out_hw)
+        out = kernels.conv_forward(xp, self.weight.data.reshape(f, -1), self.kernel_size, self.stride, self._out_hw,
+                                   self._input_buffers)
         if self.bias is not None:
             out += self.bias.data[:, None]
         # The GEMM wrote (F, OH, OW, N): channels first, batch innermost. NCHW goes out as a view of it;
@@ -153,7 +154,7 @@ class Conv2D(Layer):
             np.add.reduce(g, axis=1, out=self.bias.grad)  # the ufunc itself: np.sum adds ~1 µs of wrapping
         if self.weight.trainable:
             kernels.conv_weight_grad(self._xp, g, self.kernel_size, self.stride, self._out_hw,
-                                     out=self.weight.grad.reshape(f, -1))
+                                     self.weight.grad.reshape(f, -1), self._input_buffers)
         if not input_grad:
             return None
         oh, ow = self._out_hw

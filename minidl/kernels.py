@@ -70,8 +70,10 @@ def im2col(
     the ``ndarray`` constructor over ``xp``'s buffer: ``as_strided`` costs ~15x more in Python
     overhead, a sixth of a batch-1 step.
     """
-    c, _, _, n = xp.shape
-    sc, sh, sw, sn = xp.strides
+    c, h, w, n = xp.shape
+    # the strides of a C-contiguous array, from its shape: a length-1 axis may carry any stride
+    sn = xp.itemsize
+    sw, sh, sc = n * sn, w * n * sn, h * w * n * sn
     (kh, kw), (rows, ow) = kernel, out
     if stride[1] == 1:
         shape, strides = (c, kh, kw, rows, ow * n), (sc, sh, sw, sh * stride[0], sn)

@@ -417,3 +417,11 @@ def test_batchnorm2d_matches_the_per_channel_reference_in_every_layout(dtype):
         np.testing.assert_allclose(layer.backward(g), dx_ref, **TOL[dtype])
         np.testing.assert_allclose(layer.weight.grad, dgamma_ref, **TOL[dtype])
         np.testing.assert_allclose(layer.bias.grad, dbeta_ref, **TOL[dtype])
+
+
+def test_conv2d_reads_a_single_image_sliced_from_a_batch():
+    # x[2:3] is C-contiguous, yet its batch axis keeps the batch's stride (any stride is valid for length 1)
+    layer = built(Conv2D(2, 3), (1, 8, 8))
+    x = np.random.default_rng(0).random((5, 1, 8, 8))[2:3]
+    ref = conv2d_reference(x, layer.weight.data, layer.bias.data, (1, 1), ((0, 0), (0, 0)))
+    np.testing.assert_allclose(layer.forward(x, training=True), ref, rtol=1e-12, atol=1e-12)

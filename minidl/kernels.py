@@ -333,19 +333,27 @@ def scratch_like(template: np.ndarray, buffers: dict, key: str) -> np.ndarray:
 # -- per-channel reductions (BatchNorm2D) ---------------------------------------------------------
 def channel_sums(x: np.ndarray) -> np.ndarray:
     """``x.sum(axis=(0, 2, 3))`` for NCHW ``x``, reducing in memory order."""
-    return np.add.reduce(_channel_rows(x), axis=1)
+    return np.add.reduce(_channel_rows(x, _row_order(x)), axis=1)
 
 
 def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(a * b).sum(axis=(0, 2, 3))`` for NCHW ``a``, ``b``."""
-    return np.einsum("cm,cm->c", _channel_rows(a), _channel_rows(b))
+    """``(a * b).sum(axis=(0, 2, 3))`` for NCHW ``a``, ``b``: in ``a``'s memory order (``b`` is
+    copied into it if stored otherwise)."""
+    order = _row_order(a)
+    return np.einsum("cm,cm->c", _channel_rows(a, order), _channel_rows(b, order))
 
 
-def _channel_rows(x: np.ndarray) -> np.ndarray:
-    """``x`` as (C, N·H·W) without a copy when it is stored batch-innermost or channels-major
-    (any order of the other axes), else as the copy ``reshape`` makes."""
-    axes = (1, *sorted((0, 2, 3), key=lambda a: -x.strides[a]))
-    return x.transpose(axes).reshape(x.shape[1], -1)
+def _row_order(x: np.ndarray) -> tuple[int, ...]:
+    """The channel axis, then N, H, W in ``x``'s memory order (outermost first)."""
+    return (1, *sorted((0, 2, 3), key=lambda a: -x.strides[a]))
+
+
+def _channel_rows(x: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+    """``x`` as (C, N·H·W) with the pixels in ``order``: a view when ``x`` is stored that way
+    (batch-innermost or channels-major after the built-in layers), else the copy ``reshape`` makes.
+    Reductions over that view run ~2x faster than ``x.sum(axis=(0, 2, 3))`` on the strided NCHW
+    view (BatchNorm2D forward on vgg-cifar's conv2 output: 12.6 -> 5.8 ms)."""
+    return x.transpose(order).reshape(x.shape[1], -1)
 
 
 # -- references: loops over output positions, the oracles of the fast paths -------------------------

@@ -306,6 +306,9 @@ def check_layer(
       only for deterministic layers: a random mask is drawn differently per dtype).
     - **bad input**: ``forward`` on a batch with the last axis one longer raises ``ValueError``
       or ``TypeError`` (use ``check_input``).
+    - **memory layouts** (image inputs): ``forward``/``backward`` on the same values stored
+      NCHW, batch-innermost ``(C, H, W, N)`` (what ``Conv2D`` hands on) and channels-major
+      ``(C, N, H, W)`` give the same results (:data:`MEMORY_LAYOUTS`).
     - **save/load**: ``to_config()`` survives JSON, ``Layer.from_config`` rebuilds an equal
       layer, and with the original's parameters and buffers (after a training step, so running
       statistics have moved) loaded into it, inference gives the same output bit for bit.
@@ -344,6 +347,7 @@ def check_layer(
                          _check_gradients, built, xd, mode, tol, eps, seed)
             _guarded(report, "rejects input of the wrong shape", _check_bad_input, built, xd)
             _guarded(report, ROUND_TRIP, _check_round_trip, built, xd, seed)
+            _guarded(report, "memory layouts", _check_layouts, built, xd, seed)
     _guarded(report, "float32 agrees with float64", _compare_dtypes, outputs, stochastic)
     if raise_on_failure and not report.ok:
         raise LayerCheckError(report)
@@ -480,6 +484,41 @@ def _check_bad_input(report: LayerCheckReport, layer: Layer, x: np.ndarray) -> N
 
 
 ROUND_TRIP = "save/load round trip (to_config, from_config, state)"
+
+#: Memory orders of (N, C, H, W) arrays the built-in layers produce: axis order in memory, outermost first.
+MEMORY_LAYOUTS = {"NCHW": (0, 1, 2, 3), "batch-innermost (C, H, W, N)": (1, 2, 3, 0),
+                  "channels-major (C, N, H, W)": (1, 0, 2, 3)}
+
+
+def stored_as(x: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """The values of ``x``, stored with its axes in ``order`` in memory (an NCHW-shaped view of a copy)."""
+    return np.ascontiguousarray(x.transpose(order)).transpose(np.argsort(order))
+
+
+def _check_layouts(report: LayerCheckReport, layer: Layer, x: np.ndarray, seed: int) -> None:
+    """Inference forward and backward on ``x`` in every memory layout agree with the NCHW ones."""
+    if x.ndim != 4:
+        return
+    rewind = rewinder(layer)
+    g = None
+    results = {}
+    try:
+        for name, order in MEMORY_LAYOUTS.items():
+            rewind()
+            y = np.array(layer.forward(stored_as(x, order), training=False))
+            if g is None:
+                g = np.random.default_rng(seed + 2).standard_normal(y.shape).astype(x.dtype)
+            dx = layer.backward(stored_as(g, order) if g.ndim == 4 else g)
+            results[name] = (y, np.array(dx))
+    except Exception as err:  # noqa: BLE001
+        _record(report, "memory layouts", [f"{name}: raised {type(err).__name__}: {err}"])
+        return
+    ref_y, ref_dx = results["NCHW"]
+    problems = [f"{name}: {what} differs from NCHW input's by up to {np.max(np.abs(a - b)):.3g}"
+                for name, (y, dx) in results.items()
+                for what, a, b in (("output", y, ref_y), ("input gradient", dx, ref_dx))
+                if not np.allclose(a, b, rtol=1e-10, atol=1e-12)]
+    _record(report, "memory layouts", problems)
 
 
 def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, seed: int) -> None:

@@ -1,6 +1,7 @@
 """The fast paths of Conv2D, MaxPool2D, ReLU and the training loop agree with the loop-based oracles
 in tests/reference.py, for random shapes, both dtypes, both memory layouts, and every special case."""
 
+import functools
 import importlib.util
 import pathlib
 import tracemalloc
@@ -20,6 +21,7 @@ from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D,
 from minidl.kernels import matmul_nt, matmul_wide
 from minidl.layers.conv import resolve_padding
 from minidl.optim import SGD
+from minidl.testing import MEMORY_LAYOUTS, stored_as
 from reference import (batchnorm2d_reference, conv2d_backward_reference, conv2d_reference, maxpool2d_backward_reference,
                        maxpool2d_reference)
 
@@ -27,15 +29,8 @@ DTYPES = ["float32", "float64"]
 TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
 
 
-def stored_as(order: tuple[int, ...]):
-    """The same NCHW values, stored with the axes in ``order`` (a view of a contiguous copy)."""
-    def relayout(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x.transpose(order)).transpose(np.argsort(order))
-    return relayout
-
-
 #: NCHW; batch-innermost (C, H, W, N), what Conv2D hands to the next layer; channels-major (C, N, H, W).
-LAYOUTS = [np.ascontiguousarray, stored_as((1, 2, 3, 0)), stored_as((1, 0, 2, 3))]
+LAYOUTS = [functools.partial(stored_as, order=order) for order in MEMORY_LAYOUTS.values()]
 
 
 @st.composite
@@ -407,9 +402,10 @@ def test_batchnorm2d_matches_the_per_channel_reference_in_every_layout(dtype):
     rng = np.random.default_rng(0)
     layer.weight.data[...] = rng.uniform(0.5, 2, 3)
     layer.bias.data[...] = rng.standard_normal(3)
-    for layout in LAYOUTS * 2:  # each layout twice: the layer's scratch arrays follow the layout
-        x = layout((rng.standard_normal((6, 3, 4, 5)) * 3 + 5).astype(dtype))
-        g = layout(rng.standard_normal((6, 3, 4, 5)).astype(dtype))
+    # every pair of layouts for x and grad_out, some twice: the layer's scratch arrays follow the layout
+    for x_layout, g_layout in [(a, b) for a in LAYOUTS for b in LAYOUTS] + [(LAYOUTS[1], LAYOUTS[0])]:
+        x = x_layout((rng.standard_normal((6, 3, 4, 5)) * 3 + 5).astype(dtype))
+        g = g_layout(rng.standard_normal((6, 3, 4, 5)).astype(dtype))
         y_ref, dx_ref, dgamma_ref, dbeta_ref = batchnorm2d_reference(x, layer.weight.data, layer.bias.data, g, layer.eps)
         y = layer.forward(x, training=True)
         assert y.strides == x.strides  # the layout goes through
@@ -417,6 +413,10 @@ def test_batchnorm2d_matches_the_per_channel_reference_in_every_layout(dtype):
         np.testing.assert_allclose(layer.backward(g), dx_ref, **TOL[dtype])
         np.testing.assert_allclose(layer.weight.grad, dgamma_ref, **TOL[dtype])
         np.testing.assert_allclose(layer.bias.grad, dbeta_ref, **TOL[dtype])
+        layer.forward(x, training=False)
+        layer.backward(g)  # inference backward: Σ g·x̂ with the running statistics, in any pair of layouts
+        x_hat = (x - layer.running_mean.data[:, None, None]) / np.sqrt(layer.running_var.data + layer.eps)[:, None, None]
+        np.testing.assert_allclose(layer.weight.grad, np.einsum("nchw,nchw->c", g, x_hat), **TOL[dtype])
 
 
 def test_conv2d_reads_a_single_image_sliced_from_a_batch():
@@ -425,3 +425,27 @@ def test_conv2d_reads_a_single_image_sliced_from_a_batch():
     x = np.random.default_rng(0).random((5, 1, 8, 8))[2:3]
     ref = conv2d_reference(x, layer.weight.data, layer.bias.data, (1, 1), ((0, 0), (0, 0)))
     np.testing.assert_allclose(layer.forward(x, training=True), ref, rtol=1e-12, atol=1e-12)
+
+
+class MemoryOrderSquare(Layer):
+    """``y = x²``, written through ``ravel(order="K")``: right for C-contiguous inputs only (a layout bug)."""
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._x = x
+        return (x.ravel(order="K") ** 2).reshape(x.shape)
+
+    def backward(self, grad_out):
+        return 2 * self._x * grad_out
+
+
+def test_check_layer_tries_every_memory_layout_the_built_ins_produce():
+    from minidl.testing import check_layer
+
+    for layer in (Conv2D(2, 3, padding=1), BatchNorm2D(), MaxPool2D(2), ReLU()):
+        report = check_layer(layer, (2, 4, 4), batch=3)
+        assert any(c.name == "memory layouts" and c.passed for c in report.checks), layer.name
+    report = check_layer(MemoryOrderSquare(), (2, 3, 3), batch=2, raise_on_failure=False)
+    failed = [c for c in report.checks if not c.passed]
+    assert [c.name for c in failed] == ["memory layouts"]
+    assert "batch-innermost" in failed[0].detail and "output" in failed[0].detail

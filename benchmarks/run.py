@@ -10,6 +10,10 @@ Workloads (float32, SGD, the same network in both frameworks):
 - ``lenet-b64``: LeNet (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, dense 120-84-10) on 4,000
   28x28 images, one epoch at batch 64, SGD lr 0.05 momentum 0.9.
 - ``predict-10k``: inference on 10,000 28x28 images with the LeNet (``torch.no_grad()``).
+- ``resnet-cifar``: a ResNet-8-style CNN (Conv 16@3x3, BN, ReLU; three stages of one residual
+  block of 16, 32, 64 filters, strides 1, 2, 2, each Conv-BN-ReLU-Conv-BN with a Conv 1x1-BN
+  projection shortcut, ReLU after the sum; global average pool, Dense 10), same data and recipe
+  as ``vgg-cifar``.
 - ``vgg-cifar``: a VGG-style CNN (Conv 32@3x3 same, BatchNorm, ReLU, Conv 32, BN, ReLU, MaxPool 2,
   Conv 64, BN, ReLU, Conv 64, BN, ReLU, MaxPool 2, Flatten, Dense 10) on 1,024 synthetic
   3x32x32 images, one epoch at batch 64, SGD lr 0.01 momentum 0.9.
@@ -43,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-WORKLOADS = ("digits-b1", "digits-b32", "lenet-b64", "predict-10k", "vgg-cifar")
+WORKLOADS = ("digits-b1", "digits-b32", "lenet-b64", "predict-10k", "vgg-cifar", "resnet-cifar")
 LENET_TRAIN = 4000
 CIFAR_TRAIN = 1024
 PREDICT_N = 10_000
@@ -71,7 +75,7 @@ def workload_data(name: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
         X, _, y, _ = load_digits()
         n = max(1, int(len(X) * scale))
         return X[:n], y[:n]
-    if name == "vgg-cifar":
+    if name.endswith("-cifar"):
         n = max(1, int(CIFAR_TRAIN * scale))
         rng = np.random.default_rng(0)  # CIFAR-shaped noise: the work does not depend on the pixels
         return rng.random((n, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, n)
@@ -92,9 +96,26 @@ def minidl_vgg():
                        Flatten(), Dense(10), SoftmaxCE()], input_shape=(3, 32, 32), seed=0)
 
 
+def minidl_resnet():
+    """ResNet-8-style: a stem, three stages of one residual block (projection shortcuts), global average pool."""
+    from minidl import Sequential
+    from minidl.layers import BatchNorm2D, Conv2D, Dense, GlobalAvgPool2D, ReLU, Residual, SoftmaxCE
+
+    def block(filters: int, stride: int) -> list:
+        body = [Conv2D(filters, 3, stride=stride, padding=1, use_bias=False), BatchNorm2D(), ReLU(),
+                Conv2D(filters, 3, padding=1, use_bias=False), BatchNorm2D()]
+        return [Residual(body, shortcut=[Conv2D(filters, 1, stride=stride, use_bias=False), BatchNorm2D()]), ReLU()]
+
+    return Sequential([Conv2D(16, 3, padding=1, use_bias=False), BatchNorm2D(), ReLU(),
+                       *block(16, 1), *block(32, 2), *block(64, 2), GlobalAvgPool2D(), Dense(10), SoftmaxCE()],
+                      input_shape=(3, 32, 32), seed=0)
+
+
 def minidl_model(name: str):
     from minidl.presets import blog_cnn, lenet
 
+    if name == "resnet-cifar":
+        return minidl_resnet()
     if name == "vgg-cifar":
         return minidl_vgg()
     return blog_cnn(seed=0) if name.startswith("digits") else lenet(seed=0)
@@ -105,6 +126,19 @@ def torch_model(name: str):
     from torch import nn
 
     torch.manual_seed(0)
+    if name == "resnet-cifar":
+        class Block(nn.Module):
+            def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+                super().__init__()
+                self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                                          nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+                self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+            def forward(self, x):
+                return torch.relu(self.body(x) + self.shortcut(x))
+        return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                             Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
     if name == "vgg-cifar":
         def block(c_in: int, c_out: int) -> list:
             return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
@@ -121,7 +155,7 @@ def torch_model(name: str):
 def hyper(name: str) -> dict[str, Any]:
     if name.startswith("digits"):
         return {"batch_size": 1 if name == "digits-b1" else 32, "lr": 0.01, "momentum": 0.0}
-    if name == "vgg-cifar":
+    if name.endswith("-cifar"):
         return {"batch_size": 64, "lr": 0.01, "momentum": 0.9}
     return {"batch_size": 64, "lr": 0.05, "momentum": 0.9}
 

@@ -136,6 +136,8 @@ def _add_training_options(cmd: argparse.ArgumentParser, presets) -> None:
                      help="0: only the two result lines (train time, test accuracy); 1: also the model summary, "
                           "the recipe and a progress bar per epoch; 2: the same with one line per epoch instead "
                           "of the bar (default: 2)")
+    cmd.add_argument("--threads", type=_positive_int,
+                     help="BLAS threads (default: one per core other processes leave idle; minidl.set_num_threads)")
 
 
 def _describe(recipe: presets.Recipe) -> str:
@@ -167,6 +169,10 @@ def run(args: argparse.Namespace, recipe: presets.Recipe) -> float:
     """Train ``args.preset`` on ``args.command``'s data with ``recipe``; print the results; return the accuracy."""
     from . import presets
 
+    if args.threads is not None:
+        from .threads import set_num_threads
+
+        set_num_threads(args.threads)
     X_train, X_test, y_train, y_test = COMMANDS[args.command].load(args)
     build = getattr(presets, COMMANDS[args.command].presets)[args.preset]
     faithful = getattr(args, "faithful", False)

@@ -84,7 +84,7 @@ def im2col(
     if buffers is None:
         return windows.reshape(c * kh * kw, rows * ow * n)
     buf = buffers.get("im2col")
-    if buf is None or buf.size < size or buf.dtype != xp.dtype:
+    if buf is None or buf.size < size or buf.dtype != xp.dtype or not buf.flags.writeable:  # e.g. unpickled read-only
         buf = buffers["im2col"] = np.empty(size, dtype=xp.dtype)
     cols = buf[:size]
     np.copyto(cols.reshape(shape), windows)
@@ -239,7 +239,7 @@ def pad_batch_innermost(x: np.ndarray, pads: Pads, buffers: dict | None = None) 
     c, h, w, n = x.shape
     shape = (c, h + pt + pb, w + pl + pr, n)
     buf = None if buffers is None else buffers.get("padded")
-    if buf is None or buf.shape != shape or buf.dtype != x.dtype:  # a new batch size replaces the old buffer
+    if buf is None or buf.shape != shape or buf.dtype != x.dtype or not buf.flags.writeable:  # new batch size
         buf = np.zeros(shape, dtype=x.dtype)
         if buffers is not None:
             buffers["padded"] = buf
@@ -325,7 +325,8 @@ def scratch_like(template: np.ndarray, buffers: dict, key: str) -> np.ndarray:
     vgg-cifar's (64, 32, 32, 32) input 9.6 -> 4.2 ms with one scratch array instead of temporaries.
     """
     buf = buffers.get(key)
-    if buf is None or buf.shape != template.shape or buf.strides != template.strides or buf.dtype != template.dtype:
+    if (buf is None or buf.shape != template.shape or buf.strides != template.strides
+            or buf.dtype != template.dtype or not buf.flags.writeable):
         buf = buffers[key] = np.empty_like(template)
     return buf
 

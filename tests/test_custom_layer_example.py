@@ -20,7 +20,7 @@ def example():
 def test_example_checks_trains_saves_and_reloads(example, capsys):
     scores = example.main(["--epochs", "3"])
     out = capsys.readouterr().out
-    assert "FAIL" not in out and out.count("  ok  ") == 16
+    assert "FAIL" not in out and out.count("  ok  ") == 17
     assert "reloaded model predicts the same, bit for bit" in out
     assert scores["accuracy"] >= 0.95
 

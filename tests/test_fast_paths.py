@@ -449,3 +449,16 @@ def test_check_layer_tries_every_memory_layout_the_built_ins_produce():
     failed = [c for c in report.checks if not c.passed]
     assert [c.name for c in failed] == ["memory layouts"]
     assert "batch-innermost" in failed[0].detail and "output" in failed[0].detail
+
+
+def test_layers_reused_arrays_are_replaced_when_they_come_back_read_only():
+    # e.g. a model unpickled from a read-only memmap (scikit-learn's estimator checks do that)
+    conv, bn = built(Conv2D(2, 3, padding=1), (1, 5, 5)), built(BatchNorm2D(), (2, 5, 5))
+    x = np.random.default_rng(0).random((3, 1, 5, 5))
+    y = bn.forward(conv.forward(x, training=True), training=True)
+    bn.backward(np.ones_like(y))
+    for layer in (conv, bn):
+        for name in ("_input_buffers", "_scratch"):
+            for array in getattr(layer, name, {}).values():
+                array.flags.writeable = False
+    np.testing.assert_array_equal(bn.forward(conv.forward(x, training=True), training=True), y)

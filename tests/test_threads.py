@@ -113,3 +113,14 @@ def test_benchmark_contended_mode_reports_both_settings_and_stops_its_busy_loop(
     out = capsys.readouterr().out
     assert "one core kept busy" in out and "digits-b32" in out
     assert len(started) == 1 and started[0].poll() is not None  # the busy loop is gone
+
+
+def test_digits_command_line_takes_a_thread_count(capsys):
+    from minidl import cli
+
+    assert cli.main(["digits", "--threads", "1", "--epochs", "1", "--verbose", "0"]) == 0
+    assert minidl.get_num_threads() == 1
+    assert "test accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["digits", "--threads", "0"])
+    assert exit_info.value.code == 2

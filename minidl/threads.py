@@ -13,9 +13,10 @@ back as it was when they return:
    or ``MKL_NUM_THREADS`` in the environment (scikit-learn's joblib workers set these to share the
    cores), or a ``threadpoolctl.threadpool_limits`` around the call — minidl leaves BLAS alone.
 3. Otherwise one thread per core that other processes leave idle, measured from ``/proc/stat``
-   over the last ~0.5 s and re-measured every :data:`RECHECK_SECONDS` while training; at least
-   one. On an idle 2-core machine that is two threads, with one core busy elsewhere one. Without
-   ``/proc/stat`` (macOS, Windows) BLAS keeps its own default.
+   (all CPUs' busy time minus this process's own) since the previous measurement, at most every
+   :data:`RECHECK_SECONDS`, also while training; the first time from the 1-minute load average.
+   At least one. On an idle 2-core machine that is two threads, with one core busy elsewhere one.
+   Without ``/proc/stat`` the load average alone decides; without either, BLAS keeps its default.
 
 Example::
 
@@ -44,7 +45,9 @@ _startup_threads: int | None = None  # what BLAS used before minidl touched it
 _active = 0  # nesting depth of blas_threads blocks
 _following = False  # the outermost block applies the default policy (and rechecks it)
 _last_check = 0.0
-_cpu_sample: tuple[float, float, float] | None = None  # (monotonic time, busy jiffies of all, own CPU seconds)
+_cpu_sample: tuple[float, float, float] | None = None  # (monotonic time, busy seconds of all CPUs, own CPU seconds)
+_decision: int | None = None  # the default policy's last answer, and when it was taken
+_decided_at = -float("inf")
 
 
 def set_num_threads(n: int | None) -> None:
@@ -97,8 +100,11 @@ def idle_cores() -> float | None:
     busy = (sum(map(int, fields[:8])) - int(fields[3]) - int(fields[4])) / ticks  # all but idle and iowait
     t = os.times()
     sample = (time.monotonic(), busy, t.user + t.system)
-    previous, _cpu_sample = _cpu_sample, sample
-    if previous is None or sample[0] - previous[0] < 0.05:
+    previous = _cpu_sample
+    if previous is not None and sample[0] - previous[0] < 0.05:
+        return None  # too short a window to tell (jiffies are 10 ms): keep the older sample
+    _cpu_sample = sample
+    if previous is None:
         return None
     elapsed = sample[0] - previous[0]
     others = max(0.0, (sample[1] - previous[1]) - (sample[2] - previous[2])) / elapsed
@@ -106,20 +112,25 @@ def idle_cores() -> float | None:
 
 
 def _policy() -> int | None:
-    """Threads for now under the default policy, or ``None`` to leave BLAS alone."""
+    """Threads for now under the default policy, or ``None`` to leave BLAS alone. Measured at most
+    every :data:`RECHECK_SECONDS`: short calls in a loop (``predict`` per sample) reuse the answer."""
+    global _decision, _decided_at
     if _requested is not None:
         return _requested
     if any(os.environ.get(v) for v in ENV_VARS):
         return None
+    now = time.monotonic()
+    if _decision is not None and now - _decided_at < RECHECK_SECONDS:
+        return _decision
     idle = idle_cores()
-    if idle is None:
-        # First look: sample again over a short window, so a busy machine is seen from the first step.
-        time.sleep(0.05)
-        idle = idle_cores()
-        if idle is None:
+    if idle is None:  # first call: the 1-minute load average, this process's share being ~0 so far
+        try:
+            idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+        except (OSError, AttributeError):  # no load average (Windows)
             return None
     # A core counts as idle when others use less than a quarter of it.
-    return max(1, min(os.cpu_count() or 1, int(idle + 0.75)))
+    _decision, _decided_at = max(1, min(os.cpu_count() or 1, int(idle + 0.75))), now
+    return _decision
 
 
 @contextlib.contextmanager

@@ -49,6 +49,7 @@ def test_a_users_threadpool_limits_is_left_alone():
 
 def test_default_policy_counts_only_cores_other_processes_leave_idle(monkeypatch):
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "RECHECK_SECONDS", 0.0)  # measure at every call
     for idle, expected in [(4.0, 4), (3.3, 4), (3.1, 3), (1.0, 1), (0.2, 1), (0.0, 1)]:
         monkeypatch.setattr(threads, "idle_cores", lambda idle=idle: idle)
         assert threads._policy() == expected
@@ -124,3 +125,37 @@ def test_digits_command_line_takes_a_thread_count(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["digits", "--threads", "0"])
     assert exit_info.value.code == 2
+
+
+def _blas_threads_seen_by_fit(seed: int) -> set:
+    """Fit a tiny model and report the BLAS thread counts its layers ran under (in a joblib worker)."""
+    from minidl.layers import Dense, ReLU, SoftmaxCE
+
+    seen = set()
+
+    class Spy(ReLU):
+        def forward(self, x, training=False):
+            seen.add(blas_threads_now())
+            return super().forward(x, training)
+
+    model = minidl.Sequential([Dense(4), Spy(), Dense(3), SoftmaxCE()], input_shape=(5,), seed=seed)
+    X, y = np.random.default_rng(seed).random((8, 5)), np.arange(8) % 3
+    model.fit(X, y, epochs=1, batch_size=4, verbose=0)
+    return seen
+
+
+def test_joblib_workers_keep_one_blas_thread_each():
+    # loky sets OPENBLAS_NUM_THREADS etc. to cores // n_jobs in its workers; minidl must not undo that
+    from joblib import Parallel, delayed
+
+    results = Parallel(n_jobs=2)(delayed(_blas_threads_seen_by_fit)(seed) for seed in range(2))
+    assert [sorted(r) for r in results] == [[max(1, (os.cpu_count() or 1) // 2)]] * 2
+
+
+def test_default_policy_reuses_its_answer_within_the_recheck_interval(monkeypatch):
+    calls = []
+    monkeypatch.setattr(threads, "idle_cores", lambda: calls.append(1) or 2.0)
+    monkeypatch.setattr(threads, "_decision", None)
+    first = threads._policy()
+    assert [threads._policy() for _ in range(5)] == [first] * 5
+    assert len(calls) == 1  # a predict per sample in a loop does not read /proc/stat each time

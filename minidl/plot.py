@@ -93,7 +93,8 @@ def history(history: Any, *, path: PathLike | None = None) -> Figure:
 
     Returns:
         The figure: panels titled "Loss", "Accuracy" (or the metric's name), "Learning rate",
-        epochs counted from 1 on the x axis; each legend entry quotes the last epoch's value.
+        epochs counted from 1 on the x axis; each legend entry quotes the last epoch's value. A
+        loss that spans more than two decades is drawn on a log scale.
 
     Example::
 
@@ -124,9 +125,12 @@ def history(history: Any, *, path: PathLike | None = None) -> Figure:
                 ("learning rate", "C2", "-") if key == "lr" else ("training", "C0", "-")
             ax.plot(epochs, logs[key], style, color=colour, marker=marker, markersize=3,
                     label=f"{label} (last {logs[key][-1]:.4g})")
+        values = np.concatenate([logs[k] for k in (base, f"val_{base}") if k in logs])
+        if base == "loss" and values.min() > 0 and values.max() / values.min() > 100:
+            ax.set_yscale("log")  # a loss falling over decades is a straight-ish line, not an L
         ax.set_title(METRIC_TITLES.get(base, base))
         ax.set_xlabel("Epoch")
-        ax.set_ylabel(base)
+        ax.set_ylabel(METRIC_TITLES.get(base, base).lower() if base in ("lr", "mae") else base)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
@@ -137,22 +141,9 @@ def history(history: Any, *, path: PathLike | None = None) -> Figure:
 # -- layers by path -----------------------------------------------------------------------------------
 
 
-def _named_layers(model: Any) -> dict[str, Layer]:
-    """Every layer below ``model``, pre-order, by dotted path (``"3.layers.0"``, PyTorch's naming)."""
-    if hasattr(model, "named_layers"):
-        return dict(model.named_layers())
-    return {str(i): layer for i, layer in enumerate(model.layers)}
-
-
-def _named_children(model: Any) -> dict[str, Layer]:
-    if hasattr(model, "named_children"):
-        return dict(model.named_children())
-    return {str(i): layer for i, layer in enumerate(model.layers)}
-
-
 def _resolve(model: Any, layer: str | Layer, what: str) -> tuple[str, Layer]:
     """``(path, layer)`` for a path or a layer object of ``model``; a ValueError listing the paths otherwise."""
-    named = _named_layers(model)
+    named = model.named_layers()
     if isinstance(layer, str):
         if layer in named:
             return layer, named[layer]
@@ -264,7 +255,7 @@ def filters(
     else:
         _require_built(model, "filters")
         if layer is None:
-            convs = [(p, m) for p, m in _named_layers(model).items() if isinstance(m, Conv2D)]
+            convs = [(p, m) for p, m in model.named_layers().items() if isinstance(m, Conv2D)]
             if not convs:
                 raise ValueError("plot.filters: the model has no Conv2D layer")
             name, conv = convs[0]
@@ -409,7 +400,7 @@ def feature_maps(
     if len(sample) != 1:
         raise ValueError(f"plot.feature_maps: expected one image, got a batch of {len(sample)}; pass X[i]")
     if layers is None:
-        chosen = {p: m for p, m in _named_children(model).items()
+        chosen = {p: m for p, m in model.named_children().items()
                   if m.output_shape is not None and len(m.output_shape) == 3}
         if not chosen:
             raise ValueError("plot.feature_maps: no layer of the model outputs images; pass layers= paths")

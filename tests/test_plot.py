@@ -11,7 +11,9 @@ from PIL import Image  # noqa: E402  (pillow comes with matplotlib)
 
 from minidl import Sequential, plot, presets  # noqa: E402
 from minidl.data import load_digits  # noqa: E402
-from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE  # noqa: E402
+from minidl.layers import (  # noqa: E402
+    BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, Parallel, ReLU, Residual, SoftmaxCE,
+)
 from minidl.optim import SGD  # noqa: E402
 
 #: A figure is not blank when its grey levels vary (a white page with a title: variance ~140) and
@@ -41,10 +43,22 @@ def rgb_data(n=60):
     return X.astype(np.float32), y
 
 
-@pytest.fixture(scope="module", params=["blog_cnn", "digits_cnn", "rgb"])
+def nested_model():
+    """Containers three deep: a Sequential stem, a Residual block, a Parallel of two branches."""
+    stem = Sequential([Conv2D(8, 3, padding="same"), ReLU()])
+    block = Residual([Conv2D(8, 3, padding="same"), BatchNorm2D(), ReLU(), Conv2D(8, 3, padding="same")])
+    branches = Parallel([[Conv2D(4, 1)], [Conv2D(4, 3, padding="same"), ReLU()]], merge="concat")
+    return Sequential([stem, block, ReLU(), MaxPool2D(2), branches, GlobalAvgPool2D(), Dense(10), SoftmaxCE()],
+                      input_shape=(1, 8, 8), seed=0)
+
+
+@pytest.fixture(scope="module", params=["blog_cnn", "digits_cnn", "rgb", "nested"])
 def trained(request, digits):
     """(name, model, history, X_test, y_test) after a 2-epoch fit with validation data."""
-    if request.param == "rgb":
+    if request.param == "nested":
+        model = nested_model()
+        X_train, X_test, y_train, y_test = digits
+    elif request.param == "rgb":
         model = rgb_model()
         X, y = rgb_data()
         X_train, X_test, y_train, y_test = X[:40], X[40:], y[:40], y[40:].copy()
@@ -135,11 +149,11 @@ def test_filters(trained, tmp_path):
     name, model, _, _, _ = trained
     fig = plot.filters(model, path=tmp_path / "filters.png")
     check_file(fig, tmp_path / "filters.png", min_size=(400, 150))
-    conv = model.layers[0]
+    path, conv = next((p, layer) for p, layer in model.named_layers().items() if isinstance(layer, Conv2D))
     weight = conv.weight.data
     f, c, kh, kw = weight.shape
     ax = fig.axes[0]
-    assert ax.get_title().startswith(f"Filters of Conv2D '0': {f}, {kh}×{kw} over {c} channel")
+    assert ax.get_title().startswith(f"Filters of Conv2D {path!r}: {f}, {kh}×{kw} over {c} channel")
     assert [t.get_text() for t in ax.texts] == [str(i) for i in range(f)]
     grid = plot._Grid(kh, kw, min(f, 8), row_gap=-(-kh // 3))
     scale = np.abs(weight).max()
@@ -187,9 +201,10 @@ def test_feature_maps(trained, tmp_path):
     for i in (0, len(channels) - 1):
         np.testing.assert_allclose(tile(conv, i, plot._Grid(h, w, len(channels))), expected[channels[i]],
                                    rtol=1e-5, atol=1e-6)
-    assert conv.images[0].get_clim()[0] == -conv.images[0].get_clim()[1]
-    assert rows[2].images[0].get_clim()[0] == 0  # after the ReLU: viridis from zero
-    for layer in model.layers:  # the recording wrappers are gone
+    for row in rows[1:]:  # signed maps on a scale centred at zero, non-negative ones (after a ReLU) from zero
+        low, high = row.images[0].get_clim()
+        assert low == (-high if np.nanmin(row.images[0].get_array()) < 0 else 0)
+    for layer in model.named_layers().values():  # the recording wrappers are gone
         assert "forward" not in vars(layer)
 
 
@@ -203,6 +218,27 @@ def test_feature_maps_keep_the_most_active_channels_and_take_paths(digits):
     relu = model.layers[1].forward(model.layers[0].forward(X))[0]
     strongest = np.sort(np.argsort(-np.abs(relu).mean(axis=(1, 2)))[:4])
     assert [int(t.get_text()) for t in rows[1].get_xticklabels()] == strongest.tolist()
+
+
+def test_feature_maps_and_filters_reach_inside_containers(digits, tmp_path):
+    model = nested_model()
+    X = digits[1][:1]
+    inner = ["1.layers.0", "4.branches.1.0", "4.branches.1.1"]
+    fig = plot.feature_maps(model, X[0], layers=inner, path=tmp_path / "inner.png")
+    check_file(fig, tmp_path / "inner.png")
+    rows = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_ylabel().split("\n")[0] for ax in rows] == ["input", "1.layers.0: Conv2D", "4.branches.1.0: Conv2D",
+                                                               "4.branches.1.1: ReLU"]
+    # the Residual's first conv sees the stem's output
+    expected = model.layers[1].layers[0].forward(model.layers[0].forward(X))[0]
+    channels = [int(t.get_text()) for t in rows[1].get_xticklabels()]
+    np.testing.assert_allclose(tile(rows[1], 0, plot._Grid(8, 8, len(channels))), expected[channels[0]], rtol=1e-5)
+    assert all("forward" not in vars(layer) for layer in model.named_layers().values())
+    fig = plot.filters(model, "4.branches.1.0")
+    assert fig.axes[0].get_title() == "Filters of Conv2D '4.branches.1.0': 4, 3×3 over 8 channels"
+    default = plot.feature_maps(model, X[0])
+    labels = [ax.get_ylabel().split("\n")[0] for ax in default.axes if ax.get_label() != "<colorbar>"]
+    assert labels == ["input", "0: Sequential", "1: Residual", "2: ReLU", "3: MaxPool2D", "4: Parallel"]
 
 
 def test_confusion_matrix_numbers_are_scikit_learns(trained, tmp_path):

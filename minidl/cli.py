@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import inspect
 import math
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -138,6 +139,9 @@ def _add_training_options(cmd: argparse.ArgumentParser, presets) -> None:
                           "of the bar (default: 2)")
     cmd.add_argument("--threads", type=_positive_int,
                      help="BLAS threads (default: one per core other processes leave idle; minidl.set_num_threads)")
+    cmd.add_argument("--report", metavar="DIR",
+                     help="also write DIR/report.md and pictures of the run (history, filters, feature maps, "
+                          "confusion matrix, mistakes); needs the plot extra: pip install \"minidl[plot]\"")
 
 
 def _describe(recipe: presets.Recipe) -> str:
@@ -181,13 +185,22 @@ def run(args: argparse.Namespace, recipe: presets.Recipe) -> float:
         model.summary()
         print(f"recipe: {_describe(recipe)} --seed {args.seed}")
     start = time.perf_counter()
-    history = recipe.fit(model, X_train, y_train, verbose=args.verbose)
+    # With --report, the test split is also measured after each epoch for the history's val_* curves;
+    # evaluation runs in inference mode and draws no random numbers, so training is the same.
+    history = recipe.fit(model, X_train, y_train, verbose=args.verbose,
+                         validation_data=(X_test, y_test) if args.report else None)
     seconds = time.perf_counter() - start
     result = model.evaluate(X_test, y_test)
     epochs = len(history.epoch)  # fewer than the recipe's after Ctrl-C or early stopping
     print(f"train: {len(X_train)} images, {epochs} epochs in {seconds:.2f} s "
           f"({seconds / max(epochs, 1):.3f} s/epoch)" + (", interrupted" if history.interrupted else ""))
     print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(X_test)} images")
+    if args.report:
+        from .report import write_report
+
+        written = write_report(args.report, model, history, X_test, y_test, command=args.command_line,
+                               preset=args.preset, recipe=f"{_describe(recipe)} --seed {args.seed}", seconds=seconds)
+        print(f"report: {written['report.md']} and {len(written) - 1} pictures")
     return result["accuracy"]
 
 
@@ -210,6 +223,12 @@ def _run(argv: Sequence[str] | None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = "python -m minidl " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "report", None):
+        try:
+            from . import plot  # noqa: F401  (missing matplotlib is said before training, not after)
+        except ImportError as err:
+            parser.error(str(err))
     try:
         run(args, resolve_recipe(args, parser))
     except (NonFiniteLossError, CommandError) as err:

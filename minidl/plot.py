@@ -68,7 +68,8 @@ class _Figure(Figure):
 
 
 def _figure(width: float, height: float) -> _Figure:
-    return _Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    """A figure of whole pixels (matplotlib would truncate a fraction when saving)."""
+    return _Figure(figsize=(round(width * DPI) / DPI, round(height * DPI) / DPI), dpi=DPI, layout="constrained")
 
 
 def _done(fig: Figure, path: PathLike | None) -> Figure:
@@ -194,6 +195,11 @@ class _Grid:
             mosaic[np.isnan(mosaic).any(axis=-1)] = to_rgb(GAP_COLOUR)
         return mosaic
 
+    def height_for(self, count: int, width: float) -> float:
+        """Inches that a mosaic of ``count`` tiles drawn ``width`` inches wide takes (pixels kept square)."""
+        rows, cols = math.ceil(count / self.cols), min(count, self.cols)
+        return width * (rows * (self.h + self.gap + self.row_gap) - self.gap) / (cols * (self.w + self.gap) - self.gap)
+
     def x_centres(self, count: int) -> np.ndarray:
         return np.arange(count) * (self.w + self.gap) + (self.w - 1) / 2
 
@@ -291,10 +297,9 @@ def filters(
         fig.colorbar(image, ax=ax, shrink=0.8, label="weight")
     else:
         cols = min(f, 8)
-        rows = math.ceil(f / cols)
-        fig = _figure(max(cols * cell + (1.4 if c == 1 else 0.4), 4.5), rows * cell + 1.0)
-        ax = fig.subplots()
         grid = _Grid(kh, kw, cols, row_gap=math.ceil(kh / 3))  # room for the filter numbers
+        fig = _figure(max(cols * cell + (1.4 if c == 1 else 0.4), 4.5), grid.height_for(f, cols * cell) + 1.0)
+        ax = fig.subplots()
         if c == 3:
             ax.imshow(grid.mosaic(np.clip(0.5 + weight.transpose(0, 2, 3, 1) / (2 * scale), 0, 1)),
                       interpolation="nearest")
@@ -578,11 +583,10 @@ def misclassified(
         fig.suptitle(f"Misclassified: none of {len(y)}")
         return _done(fig, path)
     cols = min(len(wrong), max(4, math.ceil(math.sqrt(len(wrong)))), 8)
-    rows = math.ceil(len(wrong) / cols)
-    fig = _figure(max(cols * 1.3, 5.0), rows * 1.55 + 0.7)
-    ax = fig.subplots()
     h, w = images.shape[2:]
     grid = _Grid(h, w, cols, row_gap=math.ceil(h * 0.3) + 1)  # room for two lines of labels
+    fig = _figure(max(cols * 1.3, 5.0), grid.height_for(len(wrong), cols * 1.3) + 0.9)
+    ax = fig.subplots()
     ax.imshow(grid.mosaic(_displayable(images[wrong])), cmap=_cmap(IMAGE_CMAP), interpolation="nearest")
     _bare(ax)
     grid.label(ax, [f"{names[y[i]]} → {names[predicted[i]]}\n{confidence[i]:.0%}" for i in wrong],

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from minidl import Sequential
 from minidl.layers import (
     MSE, AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
-    MaxPool2D, Parallel, Parameter, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh, Upsample2D,
+    MaxPool2D, Parallel, Parameter, RandomCrop, RandomFlip, RandomRotation, RandomShift, ReLU, Residual, Sigmoid,
+    SigmoidBCE, Softmax, SoftmaxCE, Tanh, Upsample2D,
 )
 from minidl.layers.base import LAYERS
 from minidl.optim import SGD
@@ -26,6 +27,10 @@ EXAMPLES = {
     "MaxPool2D": [(lambda: MaxPool2D(3, stride=2, padding=1), (2, 6, 5))],
     "AvgPool2D": [(lambda: AvgPool2D(3, stride=2, padding=1), (2, 6, 5)), (lambda: AvgPool2D(2), (1, 4, 4))],
     "GlobalAvgPool2D": [(lambda: GlobalAvgPool2D(), (3, 3, 2))],
+    "RandomFlip": [(lambda: RandomFlip(), (2, 3, 4)), (lambda: RandomFlip(vertical=True), (1, 4, 3))],
+    "RandomShift": [(lambda: RandomShift(2), (2, 5, 4)), (lambda: RandomShift((0, 1)), (1, 3, 3))],
+    "RandomCrop": [(lambda: RandomCrop(4, padding=1), (2, 5, 5)), (lambda: RandomCrop((2, 3)), (1, 3, 4))],
+    "RandomRotation": [(lambda: RandomRotation(30), (2, 5, 6))],
     "Upsample2D": [(lambda: Upsample2D(2), (2, 3, 2)), (lambda: Upsample2D((1, 3)), (1, 2, 2))],
     "BatchNorm2D": [(lambda: BatchNorm2D(), (3, 2, 3)), (lambda: BatchNorm2D(momentum=0.5, eps=1e-3), (2, 1, 1))],
     "Dropout": [(lambda: Dropout(0.3), (2, 3, 3)), (lambda: Dropout(0.5), (7,))],

@@ -1,6 +1,7 @@
 """Layers. Each family lives in its own module; all are re-exported here."""
 
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .augmentation import RandomCrop, RandomFlip, RandomRotation, RandomShift
 from .base import Buffer, Layer, Parameter
 from .containers import Parallel, Residual
 from .conv import Conv2D
@@ -16,4 +17,5 @@ __all__ = [
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Upsample2D", "BatchNorm2D", "Dropout",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Identity",
     "Flatten", "Dense", "Loss", "SoftmaxCE", "SigmoidBCE", "MSE", "Residual", "Parallel",
+    "RandomFlip", "RandomShift", "RandomCrop", "RandomRotation",
 ]

@@ -22,7 +22,8 @@ from minidl.layers.base import LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = ["../README.md", "layers.md", "extending.md", "training.md", "saving.md", "sklearn.md", "visualising.md"]
+PAGES = ["../README.md", "layers.md", "extending.md", "training.md", "saving.md", "sklearn.md", "visualising.md",
+         "data.md"]
 NO_RUN = "# doc: no-run"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```[ \t]*$", re.S | re.M)
 

@@ -27,11 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from . import data
 from .download import RemoteFile, data_home, fetch
 
 __all__ = ["load_digits", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_idx", "read_cifar10",
-           "FILES", "MIRRORS", "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES"]
+           "DataFormatError", "LOADERS", "FILES", "MIRRORS", "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES"]
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -87,9 +86,15 @@ _CIFAR_BATCH = 10_000
 _CIFAR_DIR = "cifar-10-batches-bin"
 
 
+class DataFormatError(ValueError):
+    """A data file is not in the format its loader reads (the message names the file and what is wrong)."""
+
+
 def load_digits(test_size: float = 0.2, random_state: int = 42, dtype: Any = "float32") -> tuple[Split, Split]:
     """scikit-learn's 8×8 digits split as the blog splits them (:func:`minidl.data.load_digits`),
     returned as ``(X_train, y_train), (X_test, y_test)``; nothing is downloaded."""
+    from . import data  # scikit-learn: imported when needed, not by the command line's start
+
     X_train, X_test, y_train, y_test = data.load_digits(test_size=test_size, random_state=random_state, dtype=dtype)
     return (X_train, y_train), (X_test, y_test)
 
@@ -109,7 +114,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, base_url: str | Seq
     Raises:
         minidl.download.DownloadError: a file is missing and cannot be downloaded, or its SHA-256
             digest is wrong; the message names each file, its digest and where to put it by hand.
-        ValueError: a file is not a valid gzip-compressed IDX file of the expected shape.
+        DataFormatError: (a ``ValueError``) a file is not a valid gzip-compressed IDX file of the
+            expected shape.
 
     Example::
 
@@ -139,31 +145,35 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, *, base_url: str | S
     return _scaled(*train, dtype), _scaled(*batches[5], dtype)
 
 
+#: The loaders by data set name, as the command line names them (``minidl train DATASET``).
+LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """The array in a gzip-compressed IDX file (MNIST's format), in native byte order.
 
     The header is two zero bytes, a type code, the number of dimensions and each dimension as a
-    big-endian int32; the values follow, big-endian. Raises ``ValueError`` naming the file for
+    big-endian int32; the values follow, big-endian. Raises :class:`DataFormatError` naming the file for
     anything else (not gzip, truncated, a wrong header, trailing bytes).
     """
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read(MAX_IDX_BYTES + 1)
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path} is not a valid gzip file ({err}); delete it to download it again") from None
+        raise DataFormatError(f"{path} is not a valid gzip file ({err}); delete it to download it again") from None
     if len(raw) > MAX_IDX_BYTES:
-        raise ValueError(f"{path} decompresses to more than {MAX_IDX_BYTES:,} bytes: not an IDX file of these data sets")
+        raise DataFormatError(f"{path} decompresses to more than {MAX_IDX_BYTES:,} bytes: not an IDX file of these data sets")
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise ValueError(f"{path} is not an IDX file: its header is {raw[:4].hex() or 'empty'}, expected 0000 "
+        raise DataFormatError(f"{path} is not an IDX file: its header is {raw[:4].hex() or 'empty'}, expected 0000 "
                          f"followed by a type code in {[hex(t) for t in _IDX_TYPES]} and a dimension count")
     ndim, dtype = raw[3], np.dtype(_IDX_TYPES[raw[2]])
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: the IDX header promises {ndim} dimensions, but the file ends after {len(raw)} bytes")
+        raise DataFormatError(f"{path}: the IDX header promises {ndim} dimensions, but the file ends after {len(raw)} bytes")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(f"{path}: an IDX array of shape {shape} and type {dtype} takes {expected:,} bytes, "
+        raise DataFormatError(f"{path}: an IDX array of shape {shape} and type {dtype} takes {expected:,} bytes, "
                          f"the file has {len(raw):,}")
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
@@ -171,7 +181,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def read_cifar10(archive: str | os.PathLike, names: Sequence[str]) -> list[Split]:
     """``(images uint8 (N, 3, 32, 32), labels (N,))`` of each binary batch ``names`` in CIFAR-10's
     ``cifar-10-binary.tar.gz``, read from the archive in one pass. Each record is a label byte and
-    3,072 pixel bytes (red, green, blue planes, row-major). Raises ``ValueError`` naming the archive
+    3,072 pixel bytes (red, green, blue planes, row-major). Raises :class:`DataFormatError` naming the archive
     and the member for a corrupt archive, a missing batch or a batch that is not whole records."""
     wanted = {f"{_CIFAR_DIR}/{name}": name for name in names}
     found: dict[str, bytes] = {}
@@ -182,22 +192,22 @@ def read_cifar10(archive: str | os.PathLike, names: Sequence[str]) -> list[Split
                 if name is None:
                     continue
                 if not member.isfile() or member.size % _CIFAR_RECORD or not 0 < member.size <= _CIFAR_BATCH * _CIFAR_RECORD:
-                    raise ValueError(f"{archive}: {member.name} has {member.size:,} bytes, expected a positive "
+                    raise DataFormatError(f"{archive}: {member.name} has {member.size:,} bytes, expected a positive "
                                      f"multiple of {_CIFAR_RECORD:,} (one label and 32x32x3 pixels a record) "
                                      f"up to {_CIFAR_BATCH:,} records")
                 found[name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"{archive} is not a valid .tar.gz archive ({err}); delete it to download it again") from None
+        raise DataFormatError(f"{archive} is not a valid .tar.gz archive ({err}); delete it to download it again") from None
     missing = [name for name in names if name not in found]
     if missing:
-        raise ValueError(f"{archive} lacks {', '.join(f'{_CIFAR_DIR}/{m}' for m in missing)}: "
+        raise DataFormatError(f"{archive} lacks {', '.join(f'{_CIFAR_DIR}/{m}' for m in missing)}: "
                          "not CIFAR-10's binary version (cifar-10-binary.tar.gz)?")
     batches = []
     for name in names:
         records = np.frombuffer(found[name], np.uint8).reshape(-1, _CIFAR_RECORD)
         labels = records[:, 0].astype(np.int64)
         if labels.max() > 9:
-            raise ValueError(f"{archive}: {name} holds label {labels.max()}, CIFAR-10's labels are 0..9")
+            raise DataFormatError(f"{archive}: {name} holds label {labels.max()}, CIFAR-10's labels are 0..9")
         batches.append((records[:, 1:].reshape(-1, 3, 32, 32), labels))
     return batches
 
@@ -210,10 +220,10 @@ def _load_idx_set(name: str, data_dir, base_url, download, verbose, dtype) -> tu
         images_path, labels_path = paths[f"{prefix}-images-idx3-ubyte.gz"], paths[f"{prefix}-labels-idx1-ubyte.gz"]
         images, labels = read_idx(images_path), read_idx(labels_path)
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise ValueError(f"{images_path}: expected uint8 images of shape (N, H, W), got {images.dtype} "
+            raise DataFormatError(f"{images_path}: expected uint8 images of shape (N, H, W), got {images.dtype} "
                              f"of shape {images.shape}")
         if labels.shape != images.shape[:1] or labels.dtype != np.uint8 or (labels.size and labels.max() > 9):
-            raise ValueError(f"{labels_path}: expected {len(images)} uint8 labels 0..9 to match {images_path}, "
+            raise DataFormatError(f"{labels_path}: expected {len(images)} uint8 labels 0..9 to match {images_path}, "
                              f"got {labels.dtype} of shape {labels.shape}")
         splits.append(_scaled(images[:, None], labels.astype(np.int64), dtype))
     return splits[0], splits[1]

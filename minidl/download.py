@@ -82,7 +82,7 @@ def fetch(
     file that could not be had, its digest and size, the URLs tried and the path to place it at.
     """
     directory = Path(directory)
-    paths, failures, offline = [], {}, False
+    paths, failures, offline, wrong_digest = [], {}, False, False
     for remote in files:
         path = directory / remote.name
         paths.append(path)
@@ -108,25 +108,26 @@ def fetch(
                 unreachable += 1
                 reasons.append(f"{url}: {err}")
             except (DownloadError, OSError, http.client.HTTPException) as err:
+                wrong_digest |= isinstance(err, ChecksumError)
                 reasons.append(f"{url}: {err}")
         else:
             failures[remote] = reasons
             # No mirror even answered: the machine is offline; report the other files without trying them.
             offline = unreachable == len(mirrors)
     if failures:
-        raise _report(failures, directory, mirrors)
+        raise _report(failures, directory, mirrors, ChecksumError if wrong_digest else DownloadError)
     return paths
 
 
-def _report(failures: dict[RemoteFile, list[str]], directory: Path, mirrors: Sequence[str]) -> DownloadError:
-    checksum = any("SHA-256" in r for reasons in failures.values() for r in reasons)
+def _report(failures: dict[RemoteFile, list[str]], directory: Path, mirrors: Sequence[str],
+            kind: type[DownloadError]) -> DownloadError:
     lines = [f"could not get {len(failures)} data file(s). Download them yourself (from any of "
              f"{', '.join(mirrors)}) and place them as shown; they are checked against these SHA-256 digests:"]
     for remote, reasons in failures.items():
         size = f", {remote.size:,} bytes" if remote.size is not None else ""
         lines.append(f"  {directory / remote.name}  (sha256 {remote.sha256}{size})")
         lines.extend(f"      {reason}" for reason in reasons)
-    return (ChecksumError if checksum else DownloadError)("\n".join(lines))
+    return kind("\n".join(lines))
 
 
 def _download_verified(url: str, path: Path, remote: RemoteFile, verbose: bool) -> None:

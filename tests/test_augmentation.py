@@ -174,3 +174,14 @@ def test_shapes_that_cannot_work_fail_at_build():
         RandomCrop(9, padding=1).build((1, 5, 5))
     with pytest.raises(ValueError, match=r"expects images \(N, C, H, W\)"):
         RandomShift(1).build((10,))
+
+
+def test_the_cifar_preset_trains_with_its_augmentation():
+    from minidl.presets import RECIPES, cifar_vgg
+
+    model = cifar_vgg(seed=0)
+    assert [type(layer).__name__ for layer in model.layers[:2]] == ["RandomCrop", "RandomFlip"]
+    rng = np.random.default_rng(0)
+    optimizer = RECIPES["cifar_vgg"].make_optimizer(model.parameters())
+    history = model.fit(rng.random((4, 3, 32, 32)), rng.integers(0, 10, 4), optimizer=optimizer, batch_size=4, verbose=0)
+    assert np.isfinite(history["loss"][0]) and model.predict_proba(rng.random((2, 3, 32, 32))).shape == (2, 10)

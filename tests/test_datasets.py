@@ -268,3 +268,4 @@ def test_pinned_digests_are_sha256_hex_and_mirrors_are_https_or_http():
         for remote in files:
             assert isinstance(remote, RemoteFile) and len(remote.sha256) == 64 and int(remote.sha256, 16) >= 0
             assert remote.size > 0
+

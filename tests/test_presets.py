@@ -44,7 +44,7 @@ def test_same_seed_same_training_curve():
 
 
 def test_every_preset_has_a_recipe_that_makes_its_optimizer():
-    assert set(presets.RECIPES) == set(presets.PRESETS) | set(presets.MNIST_PRESETS)
+    assert set(presets.RECIPES) == set(presets.PRESETS) | set(presets.MNIST_PRESETS) | set(presets.CIFAR_PRESETS)
     model = presets.blog_cnn()
     opt = presets.RECIPES["blog_cnn"].make_optimizer(model.parameters())
     assert isinstance(opt, SGD) and opt.lr == 0.02 and opt.momentum == 0.5

@@ -185,3 +185,11 @@ def test_the_cifar_preset_trains_with_its_augmentation():
     optimizer = RECIPES["cifar_vgg"].make_optimizer(model.parameters())
     history = model.fit(rng.random((4, 3, 32, 32)), rng.integers(0, 10, 4), optimizer=optimizer, batch_size=4, verbose=0)
     assert np.isfinite(history["loss"][0]) and model.predict_proba(rng.random((2, 3, 32, 32))).shape == (2, 10)
+def test_fit_skips_the_backward_of_an_augmentation_layer_in_front(monkeypatch):
+    """First in a model, nobody needs the gradient of the raw images: fit calls backward_params, a no-op."""
+    def refuse(self, grad_out):
+        raise AssertionError("fit ran the augmentation layer's backward")
+
+    monkeypatch.setattr(RandomShift, "backward", refuse)
+    _, losses = fit_history(0, [RandomShift(1)])
+    assert len(losses) == 2

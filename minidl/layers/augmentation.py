@@ -37,6 +37,9 @@ class _Augmentation:
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
         self._rng = np.random.default_rng(rng.integers(2**63))
 
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        """No parameters, and first in a model nobody needs the gradient of the raw images: nothing to do."""
+
 
 class RandomFlip(_Augmentation, Layer):
     """In training, mirror each image left-right (``horizontal``) and/or upside down (``vertical``),

@@ -15,6 +15,7 @@ from .inputs import raise_if_not_finite
 from .layers.base import Layer, Parameter, Shape, as_int
 from .layers.losses import Loss
 from .optim import Optimizer
+from .sources import as_source
 from .threads import blas_threads
 
 if TYPE_CHECKING:
@@ -210,14 +211,15 @@ class Sequential(Layer):
     def fit(
         self,
         X: Any,
-        y: Any,
+        y: Any = None,
         optimizer: Optimizer | None = None,
         epochs: int = 1,
         batch_size: int = 32,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, Any] | Any | None = None,
         shuffle: bool = True,
         verbose: int = 1,
         callbacks: Sequence[Callback] = (),
+        steps_per_epoch: int | None = None,
     ) -> History:
         """Train with mini-batch gradient descent; returns per-epoch ``loss``, the loss head's metrics
         (``accuracy`` for SoftmaxCE/SigmoidBCE, ``mae`` for MSE), their ``val_*`` and the learning
@@ -229,6 +231,14 @@ class Sequential(Layer):
         ``callbacks``: :class:`~minidl.callbacks.Callback` objects, e.g. ``EarlyStopping`` or a
         learning-rate schedule such as ``minidl.optim.CosineAnnealingLR(optimizer, T_max=epochs)``.
         The loop itself is :class:`minidl.training.Trainer`.
+
+        Data that does not fit in memory (docs/data.md): ``X`` may be a ``np.memmap`` (e.g.
+        ``np.load(path, mmap_mode="r")``), read and checked batch by batch, never copied whole
+        (shuffling reads it in shuffled blocks, see :mod:`minidl.sources`); or an iterable of
+        ``(X_batch, y_batch)`` tuples with ``y=None``, each batch checked as it comes, used as given
+        (``batch_size`` and ``shuffle`` do not apply). An object whose ``__iter__`` starts a fresh pass
+        is read once per epoch; a generator or iterator is read once, ``steps_per_epoch`` batches an
+        epoch (without it, one epoch takes it all). ``validation_data`` may be such an iterable too.
 
         Training never loses work:
 
@@ -249,18 +259,21 @@ class Sequential(Layer):
         trainer = training.Trainer(self, optimizer, callbacks=callbacks, verbose=verbose)
         with blas_threads():  # minidl's thread policy (minidl/threads.py): one BLAS thread per idle core
             return trainer.fit(X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                               shuffle=shuffle)
+                               shuffle=shuffle, steps_per_epoch=steps_per_epoch)
 
-    def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
-        """Mean loss and the loss head's metrics (``accuracy``, ``mae``, ...) on ``(X, y)``, in inference mode."""
+    def evaluate(self, X: Any, y: Any = None, batch_size: int = 256, steps: int | None = None) -> dict[str, float]:
+        """Mean loss and the loss head's metrics (``accuracy``, ``mae``, ...) on ``(X, y)``, in inference mode.
+
+        ``X`` may be a memmap or an iterable of ``(X_batch, y_batch)`` (then ``y=None``; ``steps``
+        batches if given), as for ``fit``."""
         training.require_loss(self, "evaluate")
         as_int(batch_size, "batch_size", minimum=1)
         with blas_threads():
-            result = training.evaluate(self, *training.prepare(self, X, y, "X", "y"), batch_size=batch_size)
+            result = training.evaluate(self, as_source(self, X, y, "X", "y", steps), batch_size=batch_size)
         raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
         return result
 
-    def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
+    def predict(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
         """Predictions for ``X``, computed in chunks of ``batch_size``; the loss head decides what they are.
 
         SoftmaxCE: the class index, shape (N,). SigmoidBCE: 0/1 labels, (N,) for one output, else
@@ -268,15 +281,15 @@ class Sequential(Layer):
         Without a loss head: the last layer's outputs.
         """
         with blas_threads():
-            return training.predict(self, X, batch_size)
+            return training.predict(self, X, batch_size, steps=steps)
 
-    def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
         """Class probabilities for ``X``: (N, K) with SoftmaxCE, ``σ(z)`` of the output's shape with SigmoidBCE.
 
         Only classifier heads have probabilities; for any other model this is a ``ValueError``.
         """
         with blas_threads():
-            return training.predict(self, X, batch_size, proba=True)
+            return training.predict(self, X, batch_size, proba=True, steps=steps)
 
     def _require_built(self, what: str) -> None:
         if not self.built:

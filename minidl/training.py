@@ -10,6 +10,7 @@ the callbacks; :class:`Progress` is the one place that reports.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from .callbacks import Callback, History
 from .guard import NonFiniteLossError, TrainingGuard
 from .inputs import prepare_inputs, raise_if_not_finite
+from .sources import Source, as_source, is_batch_iterable
 from .layers.base import as_int
 from .optim import SGD, Optimizer
 
@@ -81,17 +83,18 @@ def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray, input_grad
     return loss, outputs
 
 
-def evaluate(model: Sequential, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
-    """Mean loss and the loss head's metrics on prepared ``(X, y)``, in inference mode."""
+def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, float]:
+    """Mean loss and the loss head's metrics over the batches of ``source``, in inference mode."""
     running = RunningMetrics(model.head, capacity=0)
-    for start in range(0, len(X), batch_size):
-        yb = y[start:start + batch_size]
-        outputs = head_inputs(model, X[start:start + batch_size])
+    for xb, yb in source.batches(batch_size):
+        outputs = head_inputs(model, xb)
         running.add(model.head.loss(outputs, yb), outputs, yb)
+    if not running.seen:
+        raise source.no_batch()
     return running.means()
 
 
-def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False) -> np.ndarray:
+def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False, steps: int | None = None) -> np.ndarray:
     """``model.predict`` (or ``predict_proba``): the loss head's predictions for ``X``, in chunks.
 
     Without a loss head, ``predict`` returns the last layer's outputs.
@@ -105,12 +108,14 @@ def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False) -> 
             "no loss layer; use predict for its outputs"
         )
     convert = (head.predict_proba if proba else head.predict) if head is not None else None
-    X = prepare_inputs(model, X, "X")
+    source = as_source(model, X, None, "X", None, steps, labels=False)
     chunks = []
-    for start in range(0, len(X), batch_size):
-        outputs = head_inputs(model, X[start:start + batch_size])
+    for xb, _ in source.batches(batch_size):
+        outputs = head_inputs(model, xb)
         raise_if_not_finite(outputs, f"{what}: the outputs")
         chunks.append(outputs if convert is None else convert(outputs))
+    if not chunks:
+        raise source.no_batch()
     return np.concatenate(chunks)
 
 
@@ -177,7 +182,7 @@ class Progress:
         self._bar: Any = None
         self._last_refresh = 0.0
 
-    def begin_epoch(self, epoch: int, samples: int) -> None:
+    def begin_epoch(self, epoch: int, samples: int | None) -> None:
         self._bar = tqdm(total=samples, desc=f"Epoch {epoch + 1}/{self.epochs}", unit="sample",
                          disable=self.verbose != 1, leave=True, mininterval=PROGRESS_INTERVAL)
         self._last_refresh = time.perf_counter()
@@ -253,25 +258,33 @@ class Trainer:
         y: Any,
         epochs: int = 1,
         batch_size: int = 32,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, Any] | Any | None = None,
         shuffle: bool = True,
+        steps_per_epoch: int | None = None,
     ) -> History:
-        """Check everything, then train for ``epochs`` epochs; returns the history."""
+        """Check everything, then train for ``epochs`` epochs; returns the history.
+
+        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``);
+        see :mod:`minidl.sources`.
+        """
         model = self.model
         self.epochs = as_int(epochs, "epochs", minimum=0)
         self.batch_size = as_int(batch_size, "batch_size", minimum=1)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"fit: shuffle must be a bool, got {shuffle!r}")
         self.shuffle = bool(shuffle)
-        self.X, self.y = prepare(model, X, y, "X", "y")
+        self.source = as_source(model, X, y, "X", "y", steps_per_epoch)
         self.val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError(
-                    f"fit: validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}"
-                    + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
-                )
-            self.val = prepare(model, *validation_data, "validation_data[0]", "validation_data[1]")
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+            self.val = as_source(model, *validation_data, "validation_data[0]", "validation_data[1]")
+        elif is_batch_iterable(validation_data):
+            self.val = as_source(model, validation_data, None, "validation_data", "y")
+        elif validation_data is not None:
+            raise ValueError(
+                "fit: validation_data must be a pair (X_val, y_val) or an iterable of (X_batch, y_batch), got a "
+                f"{type(validation_data).__name__}"
+                + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
+            )
         optimizer = self.optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
         self._check_owned(optimizer)
         if model._fitting:
@@ -312,7 +325,7 @@ class Trainer:
         self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values(),
                                            self.model.named_layers().values())
         self.progress = Progress(self.verbose, self.epochs)
-        self.running = RunningMetrics(self.head, capacity=max(self.batch_size, min(len(self.X), 1024)))
+        self.running = RunningMetrics(self.head, capacity=max(self.batch_size, min(self.source.samples or 1024, 1024)))
         diverged = None
         try:
             with guard:
@@ -334,15 +347,18 @@ class Trainer:
         return self.history
 
     def _epochs(self) -> None:
-        guard, n = self.guard, len(self.X)
+        guard = self.guard
         for epoch in range(self.epochs):
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch)
             guard.begin_epoch()
-            logs = self._run_epoch(epoch)
-            guard.end_epoch(epoch, steps=-(-n // self.batch_size))
+            logs, steps = self._run_epoch(epoch)
+            guard.end_epoch(epoch, steps=steps)
+            if self.source.exhausted:  # an iterator that ran dry: this epoch is incomplete, as after Ctrl-C
+                self._ran_out(epoch, steps)
+                break
             if self.val is not None:
-                logs.update({f"val_{k}": v for k, v in evaluate(self.model, *self.val, batch_size=256).items()})
+                logs.update({f"val_{k}": v for k, v in evaluate(self.model, self.val, batch_size=256).items()})
             logs["lr"] = self.optimizer.lr  # the rate this epoch trained with; a schedule may change it at epoch end
             self.history.append(logs)
             self.progress.end_epoch(epoch, logs)
@@ -352,19 +368,27 @@ class Trainer:
             if self.model.stop_training:
                 break
 
-    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """One epoch's ``(x, y)`` batches, shuffled by the model's seed if ``shuffle``."""
-        X, y, n, size = self.X, self.y, len(self.X), self.batch_size
-        if self.shuffle:
-            order = self.model._shuffle_rng.permutation(n)
-            X, y = X[order], y[order]  # one gather per epoch keeps every batch contiguous
-        for start in range(0, n, size):
-            yield X[start:start + size], y[start:start + size]
+    def _ran_out(self, epoch: int, steps: int) -> None:
+        self.model.stop_training = True
+        source = self.source
+        planned = f"{source.steps} planned" if source.steps is not None else "a full pass; an iterator is read once"
+        warnings.warn(
+            f"fit: X ran out of batches in epoch {epoch + 1} after {steps} step(s) ({planned}); training stopped "
+            f"with the history of {len(self.history.epoch)} complete epoch(s). Pass steps_per_epoch to share a "
+            "generator out over the epochs, or an object whose __iter__ starts a fresh pass each epoch",
+            stacklevel=4,
+        )
 
-    def _run_epoch(self, epoch: int) -> dict[str, float]:
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One epoch's ``(x, y)`` batches, shuffled by the model's seed if ``shuffle`` (see :mod:`minidl.sources`)."""
+        return self.source.batches(self.batch_size, self.shuffle, self.model._shuffle_rng)
+
+    def _run_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
+        """Train on one epoch's batches; returns the epoch's logs and its number of steps."""
         guard, progress, callbacks, running = self.guard, self.progress, self.callbacks, self.running
         running.reset()
-        progress.begin_epoch(epoch, len(self.X))
+        steps = 0
+        progress.begin_epoch(epoch, self.source.samples)
         model, step_fn = self.model, self.optimizer.step  # data was checked once, by fit
         for step, (xb, yb) in enumerate(self.batches()):
             loss, outputs = forward_backward(model, xb, yb, False)
@@ -375,7 +399,13 @@ class Trainer:
             running.add(loss, outputs, yb)
             for cb in callbacks:
                 cb.on_batch_end(step, {"loss": loss, "size": len(yb)})
+            steps = step + 1
             if progress.due(running.seen):
                 progress.update(running.seen, running.means())
             guard.check_interrupt()
-        return running.means()
+        if not running.seen:  # an iterable with no batch left: no figures for this epoch
+            return {}, 0
+        logs = running.means()
+        if self.source.samples is None:
+            progress.update(running.seen, logs)  # the bar had no total to tell it the epoch was over
+        return logs, steps

@@ -193,3 +193,19 @@ def test_fit_skips_the_backward_of_an_augmentation_layer_in_front(monkeypatch):
     monkeypatch.setattr(RandomShift, "backward", refuse)
     _, losses = fit_history(0, [RandomShift(1)])
     assert len(losses) == 2
+
+
+def test_augmentation_works_inside_a_nested_model(tmp_path, monkeypatch):
+    seen = []
+    forward = RandomShift.forward
+    monkeypatch.setattr(RandomShift, "forward", lambda self, x, training=False: (seen.append(training),
+                                                                                 forward(self, x, training))[1])
+    inner = Sequential([RandomShift(1), Conv2D(2, 3, padding="same"), ReLU()])
+    model = Sequential([inner, Flatten(), Dense(3), SoftmaxCE()], input_shape=(1, 6, 6), seed=0)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((16, 1, 6, 6)), rng.integers(0, 3, 16)
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    model.predict(X)
+    assert seen == [True, True, False]  # two training batches, then inference
+    model.save(tmp_path / "nested.npz")
+    assert type(minidl.load(tmp_path / "nested.npz").layers[0].layers[0]) is RandomShift

@@ -2,9 +2,8 @@
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/epoch_time.py --images 2048
 
-For each preset of ``minidl.presets.DATASET_PRESETS`` (LeNet for MNIST-shaped data, cifar_vgg for
-CIFAR-10), trains one epoch of its recipe's batch size on ``--images`` random images (after one
-warm-up batch), and scales the time to the data set's training set (60,000 or 50,000 images).
+For LeNet (MNIST-shaped data) and cifar_vgg (CIFAR-10), trains one epoch of the recipe's batch size
+on ``--images`` random images (after one warm-up batch), and scales the time to the data set's training set (60,000 or 50,000 images).
 Random data: the time of a step does not depend on the values.
 """
 
@@ -15,9 +14,9 @@ import time
 
 import numpy as np
 
-from minidl.presets import PRESETS, RECIPES
+from minidl.presets import RECIPES, cifar_vgg, lenet
 
-CASES = {"lenet": ((1, 28, 28), 60_000), "cifar_vgg": ((3, 32, 32), 50_000)}
+CASES = {"lenet": (lenet, (1, 28, 28), 60_000), "cifar_vgg": (cifar_vgg, (3, 32, 32), 50_000)}
 
 
 def main() -> None:
@@ -25,11 +24,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2048)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    for name, (shape, train_size) in CASES.items():
+    for name, (build, shape, train_size) in CASES.items():
         recipe = RECIPES[name]
         X = rng.random((args.images, *shape), dtype=np.float32)
         y = rng.integers(0, 10, args.images)
-        model = PRESETS[name](input_shape=shape, seed=0)
+        model = build(input_shape=shape, seed=0)
         optimizer = recipe.make_optimizer(model.parameters())
         model.fit(X[:recipe.batch_size], y[:recipe.batch_size], optimizer=optimizer, verbose=0)  # warm-up
         start = time.perf_counter()

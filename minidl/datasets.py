@@ -145,7 +145,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, *, base_url: str | S
     return _scaled(*train, dtype), _scaled(*batches[5], dtype)
 
 
-#: The loaders by data set name, as the command line names them (``minidl train DATASET``).
+#: The loaders by data set name.
 LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
 

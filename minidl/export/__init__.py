@@ -1,0 +1,120 @@
+"""Export trained minidl models: :func:`to_onnx` (any ONNX runtime) and :func:`to_torch` (a ``torch.nn.Module``).
+
+Both walk the model and convert each layer with the exporter registered for its class;
+:func:`register_onnx` and :func:`register_torch` add exporters for your own layers
+(docs/extending.md, "Exporting your layer"). ``onnx`` and ``torch`` are optional: they are
+imported only when an export runs (``pip install "minidl[onnx]"`` / ``"minidl[torch]"``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..layers.base import as_int
+from ..model import Sequential
+from .onnx_graph import MIN_OPSET, OnnxGraph
+from .registry import register_onnx, register_torch
+
+__all__ = ["to_onnx", "to_torch", "register_onnx", "register_torch", "OnnxGraph"]
+
+
+def _require(module: str, extra: str, what: str) -> Any:
+    try:
+        return __import__(module)
+    except ModuleNotFoundError as err:
+        if err.name != module:
+            raise
+        raise ImportError(f"{what} needs the {module!r} package: pip install \"minidl[{extra}]\"") from None
+
+
+def _check_model(model: Any, what: str) -> None:
+    if not isinstance(model, Sequential):
+        raise TypeError(f"{what}: model must be a minidl Sequential, got {type(model).__name__}")
+    if not model.built:
+        raise ValueError(f"{what}: the model is not built; pass input_shape= to Sequential or call model.build(shape)")
+
+
+def _param_names(model: Sequential) -> dict[int, str]:
+    return {id(p): name for name, p in (model.named_parameters() | model.named_buffers()).items()}
+
+
+def to_onnx(model: Sequential, path: str | os.PathLike | None, opset: int = MIN_OPSET) -> Any:
+    """Write ``model`` as an ONNX file at ``path`` (skipped if ``None``) and return the ``onnx.ModelProto``.
+
+    The graph has one input ``"input"`` of shape ``(N, *model.input_shape)`` and one output
+    ``"output"``, with a symbolic batch axis ``N``; it computes ``model.forward`` in inference
+    mode: ``Dropout`` is left out, ``BatchNorm2D`` uses its running statistics, and a loss head
+    becomes its inference output (``SoftmaxCE`` → ``Softmax`` over axis 1, so the output is
+    ``model.predict_proba``). Weights keep their ``state_dict`` names. The file is written
+    atomically and checked with ``onnx.checker.check_model(full_check=True)`` first.
+
+    Args:
+        model: a built :class:`~minidl.Sequential`.
+        path: where to write the ``.onnx`` file, or ``None`` to only return the model.
+        opset: the ONNX opset, at least 13 (from 13 on ``Softmax`` takes one axis).
+
+    Example::
+
+        >>> import onnxruntime as ort                                    # doctest: +SKIP
+        >>> to_onnx(model, "digits.onnx")                                 # doctest: +SKIP
+        >>> ort.InferenceSession("digits.onnx").run(None, {"input": X})[0]  # == model.predict_proba(X)
+    """
+    onnx = _require("onnx", "onnx", "to_onnx")
+    _check_model(model, "to_onnx")
+    as_int(opset, "opset", "to_onnx", minimum=MIN_OPSET)
+    latest = onnx.defs.onnx_opset_version()
+    if opset > latest:
+        raise ValueError(f"to_onnx: opset must be between {MIN_OPSET} and {latest} (this onnx's newest), got {opset}")
+    graph = OnnxGraph(_param_names(model), model.dtype, opset)
+    y = graph.layer(model, "input")
+    if y == "input":  # a model that is the identity at inference still needs a node to name its output
+        y = graph.node("Identity", [y])
+    proto = graph.to_model(model.input_shape, y, model.output_shape, __version__)
+    if path is not None:
+        _write_atomically(Path(path), proto.SerializeToString())
+    return proto
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_torch(model: Sequential) -> Any:
+    """An equivalent ``torch.nn.Module`` (in ``eval()`` mode) holding ``model``'s trained weights.
+
+    A ``Sequential`` becomes an ``nn.Sequential`` with the same indices, so ``state_dict``
+    names match minidl's (``"0.weight"``), with these conversions:
+
+    - ``Dense``'s ``(in, out)`` weight is transposed to ``nn.Linear``'s ``(out, in)``;
+    - ``Conv2D`` with ``padding="same"`` that needs more padding at the bottom/right than at the
+      top/left becomes ``nn.Sequential(nn.ZeroPad2d(...), nn.Conv2d(...))`` (keys ``"i.1.weight"``);
+    - ``BatchNorm2D`` carries its running statistics (``num_batches_tracked`` is 0: minidl
+      does not count batches, and PyTorch reads the count only when ``momentum=None``);
+    - ``Dropout`` becomes ``nn.Dropout`` (the identity in ``eval()`` mode);
+    - the ``SoftmaxCE`` head becomes ``nn.Softmax(dim=1)``, so the output is
+      ``model.predict_proba``; to train on in PyTorch take ``module[:-1]`` (the logits) with
+      ``nn.CrossEntropyLoss``.
+
+    Example::
+
+        >>> net = to_torch(model)                                         # doctest: +SKIP
+        >>> net(torch.from_numpy(X)).detach().numpy()                     # == model.predict_proba(X)
+    """
+    _require("torch", "torch", "to_torch")
+    _check_model(model, "to_torch")
+    from .torch_modules import TorchContext
+
+    return TorchContext(model.dtype).convert(model).eval()

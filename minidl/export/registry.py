@@ -1,0 +1,70 @@
+"""Who exports which layer: one registry per target format, looked up along the layer's class hierarchy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ExporterRegistry", "ONNX_EXPORTERS", "TORCH_EXPORTERS", "register_onnx", "register_torch"]
+
+
+class ExporterRegistry:
+    """Maps layer classes to exporter functions for one target (``"ONNX"`` or ``"PyTorch"``).
+
+    ``lookup(layer)`` walks ``type(layer).__mro__``, so an exporter registered for a class also
+    serves its subclasses unless they register their own.
+    """
+
+    def __init__(self, target: str, register_name: str) -> None:
+        self.target = target
+        self.register_name = register_name
+        self._exporters: dict[type, Callable[..., Any]] = {}
+
+    def register(self, cls: type, *, builtin: bool = False) -> Callable[[Callable], Callable]:
+        if not isinstance(cls, type):
+            raise TypeError(f"{self.register_name}: expected a layer class, got {cls!r}")
+
+        def decorate(fn: Callable) -> Callable:
+            if not callable(fn):
+                raise TypeError(f"{self.register_name}({cls.__name__}): expected a function, got {fn!r}")
+            if builtin:  # a user's own exporter for a built-in class wins, whenever it was registered
+                self._exporters.setdefault(cls, fn)
+            else:
+                self._exporters[cls] = fn
+            return fn
+
+        return decorate
+
+    def lookup(self, layer: Any) -> Callable[..., Any]:
+        for cls in type(layer).__mro__:
+            fn = self._exporters.get(cls)
+            if fn is not None:
+                return fn
+        name = type(layer).__name__
+        raise TypeError(
+            f"no {self.target} exporter for layer {getattr(layer, 'name', name)!r} ({type(layer).__module__}.{name}); "
+            f"register one with @minidl.export.{self.register_name}({name}) "
+            "(docs/extending.md, 'Exporting your layer')"
+        )
+
+
+ONNX_EXPORTERS = ExporterRegistry("ONNX", "register_onnx")
+TORCH_EXPORTERS = ExporterRegistry("PyTorch", "register_torch")
+
+
+def register_onnx(cls: type) -> Callable[[Callable], Callable]:
+    """Decorator: ``fn(layer, graph, x) -> y`` writes ``layer`` into an ONNX graph.
+
+    ``x`` is the name of the layer's input tensor; ``fn`` adds nodes with ``graph.node(...)``
+    and weights with ``graph.initializer(...)`` and returns the name of the output tensor.
+    """
+    return ONNX_EXPORTERS.register(cls)
+
+
+def register_torch(cls: type) -> Callable[[Callable], Callable]:
+    """Decorator: ``fn(layer, ctx) -> torch.nn.Module`` equivalent to ``layer`` in inference mode.
+
+    ``ctx.nn`` is ``torch.nn``, ``ctx.tensor(array)`` makes a tensor of the model's dtype and
+    ``ctx.convert(child)`` converts a layer held by ``layer`` (for composite layers).
+    """
+    return TORCH_EXPORTERS.register(cls)

@@ -1,0 +1,136 @@
+"""PyTorch export: the built-in layers as ``torch.nn`` modules. Imports torch: only ``to_torch`` imports this."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
+                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh)
+from ..layers.conv import resolve_padding
+from ..model import Sequential
+from .registry import TORCH_EXPORTERS
+
+__all__ = ["TorchContext"]
+
+_builtin = lambda cls: TORCH_EXPORTERS.register(cls, builtin=True)  # noqa: E731
+
+
+class TorchContext:
+    """What a PyTorch exporter gets besides its layer: ``torch``, ``nn``, the dtype, and ``convert``."""
+
+    torch = torch
+    nn = nn
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        """A copy of ``array`` as a tensor of the model's dtype."""
+        return torch.tensor(np.asarray(array), dtype=self.dtype)
+
+    def load(self, module: nn.Module, **arrays: np.ndarray | None) -> nn.Module:
+        """Copy ``arrays`` into ``module``'s parameters/buffers of the same names (shapes must match)."""
+        with torch.no_grad():
+            for name, array in arrays.items():
+                if array is not None:
+                    target = getattr(module, name)
+                    value = self.tensor(array)
+                    if target.shape != value.shape:  # an exporter bug, never a user's: say which
+                        raise ValueError(f"to_torch: {type(module).__name__}.{name} has shape {tuple(target.shape)}, "
+                                         f"got {tuple(value.shape)}")
+                    target.copy_(value)
+        return module
+
+    def convert(self, layer: Layer | Sequential) -> nn.Module:
+        """``layer`` as an ``nn.Module`` with its registered exporter."""
+        return TORCH_EXPORTERS.lookup(layer)(layer, self)
+
+
+def _data(holder: Any) -> np.ndarray | None:
+    return None if holder is None else holder.data
+
+
+@_builtin(Sequential)
+def _sequential(model: Sequential, ctx: TorchContext) -> nn.Module:
+    return nn.Sequential(*[ctx.convert(layer) for layer in model.layers])  # same indices as minidl's
+
+
+@_builtin(Conv2D)
+def _conv2d(layer: Conv2D, ctx: TorchContext) -> nn.Module:
+    (top, bottom), (left, right) = resolve_padding(layer.padding, layer.input_shape[1:], layer.kernel_size,
+                                                   layer.stride)
+    symmetric = top == bottom and left == right
+    conv = nn.Conv2d(layer.input_shape[0], layer.filters, layer.kernel_size, stride=layer.stride,
+                     padding=(top, left) if symmetric else 0, bias=layer.use_bias, dtype=ctx.dtype)
+    ctx.load(conv, weight=_data(layer.weight), bias=_data(layer.bias))
+    if symmetric:
+        return conv
+    # "same" with the odd pixel at the bottom/right: PyTorch pads symmetrically, so pad explicitly first
+    return nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv)
+
+
+@_builtin(MaxPool2D)
+def _maxpool2d(layer: MaxPool2D, ctx: TorchContext) -> nn.Module:
+    return nn.MaxPool2d(layer.pool_size, stride=layer.stride, padding=layer.padding)  # -inf padding, floor mode
+
+
+@_builtin(AvgPool2D)
+def _avgpool2d(layer: AvgPool2D, ctx: TorchContext) -> nn.Module:
+    return nn.AvgPool2d(layer.pool_size, stride=layer.stride, padding=layer.padding, count_include_pad=True)
+
+
+@_builtin(GlobalAvgPool2D)
+def _global_avgpool2d(layer: GlobalAvgPool2D, ctx: TorchContext) -> nn.Module:
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+@_builtin(Flatten)
+def _flatten(layer: Flatten, ctx: TorchContext) -> nn.Module:
+    return nn.Flatten()
+
+
+@_builtin(Dense)
+def _dense(layer: Dense, ctx: TorchContext) -> nn.Module:
+    linear = nn.Linear(layer.input_shape[0], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
+    # minidl's weight is (in, out), nn.Linear's (out, in)
+    return ctx.load(linear, weight=layer.weight.data.T, bias=_data(layer.bias))
+
+
+@_builtin(BatchNorm2D)
+def _batchnorm2d(layer: BatchNorm2D, ctx: TorchContext) -> nn.Module:
+    # Same update rule (momentum, unbiased running variance). num_batches_tracked stays 0: minidl does
+    # not count batches, and PyTorch reads the count only when momentum is None.
+    bn = nn.BatchNorm2d(layer.input_shape[0], eps=layer.eps, momentum=layer.momentum, dtype=ctx.dtype)
+    return ctx.load(bn, weight=layer.weight.data, bias=layer.bias.data, running_mean=layer.running_mean.data,
+                    running_var=layer.running_var.data)
+
+
+@_builtin(Dropout)
+def _dropout(layer: Dropout, ctx: TorchContext) -> nn.Module:
+    return nn.Dropout(layer.rate)
+
+
+@_builtin(LeakyReLU)
+def _leaky_relu(layer: LeakyReLU, ctx: TorchContext) -> nn.Module:
+    return nn.LeakyReLU(layer.negative_slope)
+
+
+@_builtin(Softmax)
+def _softmax(layer: Softmax, ctx: TorchContext) -> nn.Module:
+    return nn.Softmax(dim=layer.axis)  # both count the batch axis as 0
+
+
+def _simple(module: type[nn.Module], **kwargs: Any):
+    return lambda layer, ctx: module(**kwargs)
+
+
+_builtin(ReLU)(_simple(nn.ReLU))
+_builtin(Tanh)(_simple(nn.Tanh))
+_builtin(Sigmoid)(_simple(nn.Sigmoid))
+_builtin(Identity)(_simple(nn.Identity))
+# A loss head becomes its inference output; train in PyTorch on module[:-1] (the logits) with nn.CrossEntropyLoss.
+_builtin(SoftmaxCE)(_simple(nn.Softmax, dim=1))

@@ -1,0 +1,340 @@
+"""minidl.export: ONNX (checked by onnx's checker, run by onnxruntime) and PyTorch, against minidl's own outputs."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minidl import Sequential, presets
+from minidl.export import register_onnx, register_torch, to_onnx, to_torch
+from minidl.export.registry import ONNX_EXPORTERS, TORCH_EXPORTERS
+from minidl.layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
+                           LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh)
+
+TOL = 1e-5  # float32, as issue 11 asks
+BATCHES = (1, 7)
+
+PRESETS = {name: fn for name, fn in vars(presets).items()
+           if inspect.isfunction(fn) and fn.__module__ == presets.__name__
+           and inspect.signature(fn).return_annotation in ("Sequential", Sequential)}
+
+
+def test_every_preset_is_found():
+    assert {"blog_cnn", "digits_cnn", "lenet"} <= set(PRESETS)
+
+
+def perturbed(model: Sequential, seed: int = 0) -> Sequential:
+    """Weights as training leaves them: non-zero biases, running statistics away from 0 and 1."""
+    rng = np.random.default_rng(seed)
+    for name, holder in (model.named_parameters() | model.named_buffers()).items():
+        if name.endswith("running_var"):
+            holder.data[...] = rng.uniform(0.5, 2.0, holder.shape)
+        elif name.endswith(("bias", "running_mean")) or (name.endswith("weight") and holder.data.ndim == 1):
+            holder.data[...] = holder.data + rng.normal(0, 0.3, holder.shape)
+    return model
+
+
+def inputs(model: Sequential, n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, *model.input_shape)).astype(model.dtype)
+
+
+def run_onnx(model: Sequential, X: np.ndarray, opset: int = 13) -> np.ndarray:
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    proto = to_onnx(model, None, opset=opset)
+    onnx.checker.check_model(proto, full_check=True)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": X})[0]
+
+
+def run_torch(model: Sequential, X: np.ndarray) -> np.ndarray:
+    torch = pytest.importorskip("torch")
+    with torch.no_grad():
+        return to_torch(model)(torch.from_numpy(X)).numpy()
+
+
+# -- the presets ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
+def test_every_preset_matches_predict_proba(name, run):
+    model = perturbed(PRESETS[name](seed=0))
+    for n in BATCHES:
+        X = inputs(model, n)
+        out = run(model, X)
+        assert out.shape == (n, *model.output_shape)
+        np.testing.assert_allclose(out, model.predict_proba(X), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
+def test_trained_and_faithful_blog_cnn(run, digits):
+    X_train, X_test, y_train, _ = digits
+    model = presets.blog_cnn(seed=0)
+    presets.RECIPES["blog_cnn"].fit(model, X_train[:400], y_train[:400], verbose=0)
+    faithful = presets.blog_cnn(seed=0, faithful=True)  # a bias-free convolution
+    for m in (model, faithful):
+        X = X_test[:7].astype(np.float32)
+        np.testing.assert_allclose(run(m, X), m.predict_proba(X), rtol=0, atol=TOL)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from minidl.data import load_digits
+
+    return load_digits()
+
+
+# -- random compositions (Hypothesis) ---------------------------------------------------------
+@st.composite
+def models(draw, dtype: str = "float32") -> Sequential:
+    """A random valid stack: image layers, Flatten or GlobalAvgPool2D, dense layers, maybe a head.
+
+    Each drawn layer is kept only if it can take the current shape, so nothing is rejected.
+    """
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    layers: list[Layer] = []
+    current = shape
+    small = st.integers(1, 4)
+    image_layers = st.one_of(
+        st.builds(Conv2D, st.integers(1, 4), st.tuples(small, small), st.tuples(st.integers(1, 3), st.integers(1, 3)),
+                  st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 2),
+                            st.tuples(st.integers(0, 2), st.integers(0, 2))), st.booleans()),
+        st.integers(1, 4).flatmap(lambda k: st.builds(
+            lambda cls, s, p: cls(k, stride=s, padding=p), st.sampled_from([MaxPool2D, AvgPool2D]),
+            st.one_of(st.none(), st.integers(1, 3)), st.integers(0, k // 2))),
+        st.builds(BatchNorm2D, eps=st.sampled_from([1e-5, 1e-3])),
+        st.sampled_from([ReLU, Tanh, Sigmoid, Identity]).map(lambda cls: cls()),
+        st.builds(LeakyReLU, st.floats(0, 0.5)),
+        st.builds(Dropout, st.floats(0, 0.9)),
+        st.just(Softmax(axis=1)).map(lambda _: Softmax(axis=1)),
+    )
+    for layer in draw(st.lists(image_layers, max_size=5)):
+        try:
+            current = layer.compute_output_shape(current)
+        except ValueError:
+            continue
+        layers.append(layer)
+    layers.append(draw(st.sampled_from([Flatten, GlobalAvgPool2D]))())
+    for units in draw(st.lists(st.integers(1, 6), max_size=2)):
+        layers += [Dense(units), draw(st.sampled_from([ReLU, Tanh, LeakyReLU]))()]
+    head = draw(st.sampled_from(["softmaxce", "softmax", "none"]))
+    if head != "none":
+        layers += [Dense(draw(st.integers(2, 5))), SoftmaxCE() if head == "softmaxce" else Softmax()]
+    return perturbed(Sequential(layers, input_shape=shape, seed=draw(st.integers(0, 99)), dtype=dtype),
+                     seed=draw(st.integers(0, 99)))
+
+
+@given(models())
+@settings(max_examples=25)
+def test_random_models_export_to_onnx(model):
+    for n in BATCHES:
+        X = inputs(model, n)
+        np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+@given(models())
+@settings(max_examples=25)
+def test_random_models_export_to_torch(model):
+    for n in BATCHES:
+        X = inputs(model, n)
+        np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+# -- layer by layer: padding, naming, dtypes --------------------------------------------------
+@pytest.mark.parametrize("padding", ["same", "valid", 1, (0, 2)])
+@pytest.mark.parametrize("kernel, stride", [((2, 3), 1), (4, 2), (3, (2, 1))])
+def test_conv_paddings(padding, kernel, stride):
+    model = perturbed(Sequential([Conv2D(3, kernel, stride, padding)], input_shape=(2, 7, 6), seed=0))
+    X = inputs(model, 7)
+    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+def test_asymmetric_same_padding_is_explicit():
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    model = Sequential([Conv2D(2, 2, padding="same")], input_shape=(1, 5, 5), seed=0)  # pads 0 top/left, 1 bottom/right
+    conv = next(node for node in to_onnx(model, None).graph.node if node.op_type == "Conv")
+    assert [list(a.ints) for a in conv.attribute if a.name == "pads"] == [[0, 0, 1, 1]]
+    net = to_torch(model)
+    assert isinstance(net[0], torch.nn.Sequential) and isinstance(net[0][0], torch.nn.ZeroPad2d)
+    assert net[0][0].padding == (0, 1, 0, 1)
+
+
+def test_pools_with_padding_keep_minidl_semantics():
+    # all-negative input: MaxPool's padding must act as -inf, AvgPool's as zeros counted in the divisor
+    model = Sequential([MaxPool2D(3, stride=2, padding=1), AvgPool2D((2, 3), stride=1, padding=(1, 1))],
+                       input_shape=(2, 6, 7), seed=0)
+    X = -np.abs(inputs(model, 7)) - 1
+    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+def test_onnx_batch_axis_is_symbolic_and_weights_keep_their_names(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = presets.blog_cnn(seed=0)
+    to_onnx(model, tmp_path / "m.onnx")
+    proto = onnx.load(tmp_path / "m.onnx")
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "N" and [d.dim_value for d in dims[1:]] == [1, 8, 8]
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    assert set(weights) == set(model.state_dict())
+    np.testing.assert_array_equal(weights["4.weight"], model.layers[4].weight.data)
+    assert [n.op_type for n in proto.graph.node] == ["Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Softmax"]
+    assert list(tmp_path.iterdir()) == [tmp_path / "m.onnx"]  # no temporary file left behind
+
+
+def test_onnx_opset_and_dtype():
+    onnx = pytest.importorskip("onnx")
+    model = perturbed(Sequential([Flatten(), Dense(3), Tanh(), Dense(2), SoftmaxCE()], input_shape=(4,), seed=0))
+    X = inputs(model, 7)
+    newest = min(onnx.defs.onnx_opset_version(), 21)  # onnxruntime may trail onnx by a few opsets
+    np.testing.assert_allclose(run_onnx(model, X, opset=newest), model.forward(X), rtol=0, atol=TOL)
+    with pytest.raises(ValueError, match="opset must be >= 13, got 12"):
+        to_onnx(model, None, opset=12)
+    with pytest.raises(ValueError, match="opset must be between 13 and"):
+        to_onnx(model, None, opset=10_000)
+    double = Sequential([Dense(3), Sigmoid()], input_shape=(4,), seed=0, dtype="float64")
+    assert to_onnx(double, None).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    np.testing.assert_allclose(run_onnx(double, inputs(double, 7)), double.forward(inputs(double, 7)), atol=1e-12)
+
+
+def test_identity_model_and_dropout_is_left_out():
+    pytest.importorskip("onnx")
+    model = Sequential([Dropout(0.5), Identity()], input_shape=(3,), seed=0)
+    assert [n.op_type for n in to_onnx(model, None).graph.node] == ["Identity"]
+    X = inputs(model, 7)
+    np.testing.assert_array_equal(run_onnx(model, X), X)
+
+
+def test_square_dense_is_not_loaded_transposed():
+    torch = pytest.importorskip("torch")
+    model = Sequential([Dense(4, use_bias=False)], input_shape=(4,), seed=0)
+    w = model.layers[0].weight.data
+    assert np.abs(w - w.T).max() > 0.1  # a transposed load would change the outputs
+    net = to_torch(model)
+    np.testing.assert_array_equal(net[0].weight.detach().numpy(), w.T)
+    X = inputs(model, 7)
+    np.testing.assert_allclose(run_torch(model, X), X @ w, atol=TOL)
+    assert np.abs(run_torch(model, X) - X @ w.T).max() > 0.1
+
+
+def test_torch_state_dict_carries_the_trained_weights():
+    torch = pytest.importorskip("torch")
+    model = perturbed(Sequential([Conv2D(3, 3), BatchNorm2D(momentum=0.2, eps=1e-3), ReLU(), Dropout(0.3),
+                                  Flatten(), Dense(5), SoftmaxCE()], input_shape=(2, 5, 5), seed=0))
+    net = to_torch(model)
+    state = net.state_dict()
+    minidl_state = model.state_dict()
+    assert set(state) == set(minidl_state) | {"1.num_batches_tracked"}  # the same names as minidl's
+    for name, value in minidl_state.items():
+        expected = value.T if name == "5.weight" else value
+        np.testing.assert_array_equal(state[name].numpy(), expected, err_msg=name)
+    assert state["1.num_batches_tracked"].item() == 0
+    bn = net[1]
+    assert (bn.momentum, bn.eps) == (0.2, 1e-3) and not net.training
+    assert isinstance(net[3], torch.nn.Dropout) and net[3].p == 0.3
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+def test_torch_float64_and_training_on_in_pytorch():
+    torch = pytest.importorskip("torch")
+    model = perturbed(Sequential([Conv2D(2, 3, padding="same"), BatchNorm2D(), ReLU(), GlobalAvgPool2D(), Dense(3),
+                                  SoftmaxCE()], input_shape=(1, 6, 6), seed=0, dtype="float64"))
+    X = inputs(model, 7)
+    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=1e-12)
+    net = to_torch(model).train()
+    logits = net[:-1](torch.from_numpy(X))  # the documented way to train on: drop the Softmax head
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0, 1, 2, 0]))
+    loss.backward()
+    assert net[0].weight.grad is not None and net[1].num_batches_tracked.item() == 1
+
+
+# -- registering exporters, and the errors ------------------------------------------------------
+class Scale(Layer):
+    """Multiplies by a constant: a user's layer without a built-in exporter."""
+
+    def __init__(self, factor: float = 2.0, *, trainable: bool = True, name: str | None = None) -> None:
+        super().__init__(trainable=trainable, name=name)
+        self.factor = factor
+
+    def get_config(self):
+        return {"factor": self.factor}
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        return x * self.factor
+
+    def backward(self, grad_out):
+        return grad_out * self.factor
+
+
+@pytest.fixture
+def clean_registries():
+    saved = {r: dict(r._exporters) for r in (ONNX_EXPORTERS, TORCH_EXPORTERS)}
+    yield
+    for registry, exporters in saved.items():
+        registry._exporters.clear()
+        registry._exporters.update(exporters)
+
+
+def test_unregistered_layer_names_itself_and_how_to_register(clean_registries):
+    model = Sequential([Flatten(), Scale(name="my_scale")], input_shape=(3,), seed=0)
+    with pytest.raises(TypeError, match=r"no ONNX exporter for layer 'my_scale' \(.*Scale\); register one with "
+                                        r"@minidl.export.register_onnx\(Scale\)"):
+        to_onnx(model, None)
+    pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"no PyTorch exporter for layer 'my_scale'.*register_torch\(Scale\)"):
+        to_torch(model)
+
+
+def test_user_exporters(clean_registries):
+    @register_onnx(Scale)
+    def scale_to_onnx(layer, graph, x):
+        return graph.node("Mul", [x, graph.initializer(np.array(layer.factor, dtype=graph.dtype))])
+
+    @register_torch(Scale)
+    def scale_to_torch(layer, ctx):
+        class Mul(ctx.nn.Module):
+            def forward(self, x):
+                return x * layer.factor
+        return Mul()
+
+    model = Sequential([Flatten(), Scale(3.0), Dense(2), SoftmaxCE()], input_shape=(2, 2), seed=0)
+    X = inputs(model, 7)
+    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+def test_register_checks_its_arguments():
+    with pytest.raises(TypeError, match="register_onnx: expected a layer class"):
+        register_onnx("Scale")
+    with pytest.raises(TypeError, match=r"register_torch\(Scale\): expected a function"):
+        register_torch(Scale)(42)
+
+
+def test_bad_models_are_refused():
+    with pytest.raises(TypeError, match="to_onnx: model must be a minidl Sequential, got Dense"):
+        to_onnx(Dense(3), None)
+    with pytest.raises(ValueError, match="to_onnx: the model is not built"):
+        to_onnx(Sequential([Dense(3)]), None)
+
+
+@pytest.mark.parametrize("module, call", [("onnx", lambda m: to_onnx(m, None)), ("torch", to_torch)])
+def test_missing_optional_package_names_the_extra(module, call, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    model = Sequential([Dense(3)], input_shape=(2,), seed=0)
+    with pytest.raises(ImportError, match=rf'needs the {module!r} package: pip install "minidl\[{module}\]"'):
+        call(model)
+
+
+def test_importing_minidl_export_imports_neither_onnx_nor_torch():
+    import subprocess
+
+    code = ("import sys, minidl.export; bad = {'onnx', 'torch', 'onnxruntime'} & set(sys.modules); "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,6 +7,8 @@
 Both follow scikit-learn's estimator rules: ``__init__`` only stores its arguments, every
 ``fit`` builds and trains a fresh model (``model_``), class labels can be any values
 (``classes_``), and with a fixed ``random_state`` two fits give identical models.
+``partial_fit(X, y, classes=None)`` trains one epoch per call, keeping the model and the
+optimizer's state between calls (incremental searches such as dask-ml's ``HyperbandSearchCV``).
 
 Input ``X``: images ``(N, H, W)`` (one channel, as ``load_digits().images``) or
 ``(N, C, H, W)``, or flat rows ``(N, F)`` (see each class for how rows become model inputs).
@@ -14,16 +16,19 @@ Input ``X``: images ``(N, H, W)`` (one channel, as ``load_digits().images``) or
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .layers import Dense, Layer, SoftmaxCE
+from .callbacks import History
+from .layers import BatchNorm2D, Dense, Layer, SoftmaxCE
 from .layers.base import as_int
 from .model import Sequential
 from .optim import SGD
@@ -31,12 +36,18 @@ from .presets import blog_cnn
 
 Shape = tuple[int, ...]
 
+#: fit and partial_fit warn when, after at least MIN_EPOCHS_TO_JUDGE epochs, the last epoch's training loss
+#: is above CHANCE_FRACTION of ln K, the loss of uniform guessing over K classes.
+CHANCE_FRACTION = 0.97
+MIN_EPOCHS_TO_JUDGE = 5
+
 
 class _MinidlClassifier(ClassifierMixin, BaseEstimator):
     """Shared ``fit / predict / predict_proba``; subclasses say how to make the model and read ``X``."""
 
     # -- what subclasses provide --------------------------------------------------------------
-    def _make_model(self, input_shape: Shape, n_classes: int, seed: Any) -> Sequential:
+    def _make_model(self, X: np.ndarray, n_classes: int, seed: Any) -> Sequential:
+        """A fresh, built model for training data ``X`` (N, *input_shape)."""
         raise NotImplementedError
 
     def _row_shape(self, n_features: int) -> Shape:
@@ -46,27 +57,51 @@ class _MinidlClassifier(ClassifierMixin, BaseEstimator):
     # -- scikit-learn API ----------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> "_MinidlClassifier":
         """Build a fresh model for ``X``'s shape and ``y``'s classes and train it for ``num_iter`` epochs."""
-        _check_param(self, "num_iter", 0)
-        _check_param(self, "batch_size", 1)
+        self._check_params()
         X, y = self._validate(X, y, reset=True)
         check_classification_targets(y)
         classes, y_index = self._encode_labels(y)
-        model = self._make_model(X.shape[1:], len(classes), _seed_from(self.random_state))
-        if model.output_shape != (len(classes),):
-            raise ValueError(
-                f"{type(self).__name__}: the model outputs shape {model.output_shape}, but y has "
-                f"{len(classes)} classes {_preview(classes)}: make the layer before SoftmaxCE a "
-                f"Dense({len(classes)}), or leave SoftmaxCE out and fit appends that head"
-            )
-        optimizer = SGD(model.parameters(), lr=self.lr, momentum=self.momentum)
-        history = model.fit(
-            X, y_index, optimizer=optimizer, epochs=int(self.num_iter), batch_size=int(self.batch_size),
-            verbose=self.verbose,
-        )
+        state = self._start(X, classes)
+        history = self._train(state, X, y_index, int(self.num_iter))
         # The fitted attributes are set together, once training has succeeded.
-        self.classes_, self.input_shape_, self.model_, self.history_ = classes, X.shape[1:], model, history
-        self.loss_curve_ = list(history.get("loss", []))
+        self.classes_, self.input_shape_, (self.model_, self.optimizer_) = classes, X.shape[1:], state
+        self.history_, self.loss_curve_ = history, list(history.get("loss", []))
         self.n_iter_ = len(self.loss_curve_)
+        self._warn_if_at_chance()
+        return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "_MinidlClassifier":
+        """Train one epoch on ``(X, y)``, continuing from the previous call (or ``fit``).
+
+        ``classes`` (every label ``y`` may ever hold) is required on the first call, as in
+        scikit-learn's ``SGDClassifier``; later calls may repeat it unchanged or leave it out.
+        The model, the optimizer's state (momentum) and the shuffling stream carry over between
+        calls; what is fitted on the data once (``CNNClassifier``'s input standardisation) is
+        fitted on the first call's ``X``.
+        """
+        name = type(self).__name__
+        first = not hasattr(self, "model_")
+        if first and classes is None:
+            raise ValueError(f"{name}: classes must be passed on the first call to partial_fit "
+                             "(every label y may hold, e.g. np.unique(y_all))")
+        self._check_params()
+        X, y = self._validate(X, y, reset=first)
+        check_classification_targets(y)
+        known = self._encode_labels(np.asarray(classes))[0] if classes is not None else self.classes_
+        if not first and not np.array_equal(known, self.classes_):
+            raise ValueError(f"{name}: classes={_preview(known)} differs from the first call's {_preview(self.classes_)}")
+        unseen = np.setdiff1d(y, known)
+        if unseen.size:
+            raise ValueError(f"{name}: y holds labels {_preview(unseen)} that are not in classes {_preview(known)}")
+        state = self._start(X, known) if first else (self.model_, self.optimizer_)
+        history = self._train(state, X, np.searchsorted(known, y), 1)
+        if first:
+            self.classes_, self.input_shape_, (self.model_, self.optimizer_) = known, X.shape[1:], state
+            self.loss_curve_, self.n_iter_ = [], 0
+        self.history_ = history
+        self.loss_curve_ += list(history.get("loss", []))
+        self.n_iter_ += 1
+        self._warn_if_at_chance()
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -79,6 +114,38 @@ class _MinidlClassifier(ClassifierMixin, BaseEstimator):
         """The most probable label for each sample, taken from ``classes_``."""
         check_is_fitted(self, "model_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    # -- training ------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        _check_param(self, "num_iter", 0)
+        _check_param(self, "batch_size", 1)
+
+    def _start(self, X: np.ndarray, classes: np.ndarray) -> tuple[Sequential, SGD]:
+        """A fresh model for training data ``X`` and its optimizer."""
+        model = self._make_model(X, len(classes), _seed_from(self.random_state))
+        if model.output_shape != (len(classes),):
+            raise ValueError(
+                f"{type(self).__name__}: the model outputs shape {model.output_shape}, but y has "
+                f"{len(classes)} classes {_preview(classes)}: make the layer before SoftmaxCE a "
+                f"Dense({len(classes)}), or leave SoftmaxCE out and fit appends that head"
+            )
+        return model, SGD(model.parameters(), lr=self.lr, momentum=self.momentum)
+
+    def _train(self, state: tuple[Sequential, SGD], X: np.ndarray, y_index: np.ndarray, epochs: int) -> History:
+        model, optimizer = state
+        return model.fit(X, y_index, optimizer=optimizer, epochs=epochs, batch_size=int(self.batch_size),
+                         verbose=self.verbose)
+
+    def _warn_if_at_chance(self) -> None:
+        """A mean cross-entropy still near ln K predicts no better than uniform guessing: say so, never silently."""
+        k, losses = len(self.classes_), self.loss_curve_
+        if k > 1 and len(losses) >= MIN_EPOCHS_TO_JUDGE and losses[-1] > CHANCE_FRACTION * np.log(k):
+            warnings.warn(
+                f"{type(self).__name__}: after {len(losses)} epochs the training loss is {losses[-1]:.4f}, "
+                f"still at chance level (ln {k} = {np.log(k):.4f}): the model has learnt nothing. "
+                "Scale the inputs (e.g. to [0, 1] or with StandardScaler), or change lr or num_iter.",
+                ConvergenceWarning, stacklevel=3,
+            )
 
     # -- helpers ---------------------------------------------------------------------------
     def _encode_labels(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,12 +197,18 @@ class CNNClassifier(_MinidlClassifier):
     - ``image_shape=None``: how flat rows ``(N, F)`` become images. ``(H, W)`` or ``(C, H, W)``
       reshapes each row; ``None`` makes a square one-channel image when ``F`` is a square
       (``load_digits().data``, 64 → 8×8) and otherwise a one-row image ``(1, 1, F)``.
+    - ``standardize=True``: ``fit`` measures each channel's mean and standard deviation on
+      the training images, and the model's first layer, a frozen ``BatchNorm2D`` named
+      ``"standardize"``, maps ``x`` to ``(x - mean) / sqrt(var + 1e-5)``; so raw pixel values
+      (``load_digits().data``, 0..16) train as well as scaled ones, and ``model_`` carries its
+      scaling when saved or exported. ``False`` leaves the layer out: the blog's network as it is.
     - ``random_state=None``: seeds the weights and the shuffling; an int gives identical fits.
     - ``dtype="float32"``, ``verbose=0`` (1: a progress bar per epoch, 2: a line per epoch).
 
     Fitted attributes: ``model_`` (the trained :class:`~minidl.Sequential`), ``classes_``,
-    ``n_features_in_`` (values per sample), ``input_shape_`` (C, H, W), ``history_``,
-    ``loss_curve_`` and ``n_iter_``.
+    ``n_features_in_`` (values per sample), ``input_shape_`` (C, H, W), ``optimizer_``,
+    ``history_`` (of the last ``fit`` or ``partial_fit`` call), ``loss_curve_`` and ``n_iter_``
+    (epochs trained in all).
     """
 
     def __init__(
@@ -150,6 +223,7 @@ class CNNClassifier(_MinidlClassifier):
         batch_size: int = 32,
         momentum: float = 0.9,
         image_shape: Sequence[int] | None = None,
+        standardize: bool = True,
         random_state: Any = None,
         dtype: str = "float32",
         verbose: int = 0,
@@ -163,20 +237,35 @@ class CNNClassifier(_MinidlClassifier):
         self.batch_size = batch_size
         self.momentum = momentum
         self.image_shape = image_shape
+        self.standardize = standardize
         self.random_state = random_state
         self.dtype = dtype
         self.verbose = verbose
 
-    def _make_model(self, input_shape: Shape, n_classes: int, seed: Any) -> Sequential:
+    def _make_model(self, X: np.ndarray, n_classes: int, seed: Any) -> Sequential:
+        input_shape = X.shape[1:]
         _, h, w = input_shape
         _check_param(self, "filter_size", 1)
         _check_param(self, "pool_size", 1)
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise ValueError(f"CNNClassifier: standardize must be True or False, got {self.standardize!r}")
         kernel = (min(self.filter_size, h), min(self.filter_size, w))
         pool = (min(self.pool_size, h - kernel[0] + 1), min(self.pool_size, w - kernel[1] + 1))
-        return blog_cnn(
+        model = blog_cnn(
             num_filters=self.num_filters, filter_size=kernel, pool_size=pool, num_classes=n_classes,
             input_shape=input_shape, seed=seed, dtype=self.dtype,
         )
+        if not self.standardize:
+            return model
+        # A frozen BatchNorm2D holding the training data's statistics is exactly (x - mean) / sqrt(var + eps),
+        # and it travels with the model: saving, loading and export keep the scaling. It draws no random
+        # numbers, so the other layers get the same initial weights as without it.
+        scale = BatchNorm2D(trainable=False, name="standardize")
+        model = Sequential([scale, *model.layers], input_shape=input_shape, seed=seed, dtype=self.dtype)
+        axes = (0, 2, 3)
+        scale.running_mean.data[...] = X.mean(axis=axes, dtype=np.float64)
+        scale.running_var.data[...] = X.var(axis=axes, dtype=np.float64)
+        return model
 
     def _row_shape(self, n_features: int) -> Shape:
         if self.image_shape is not None:
@@ -247,11 +336,11 @@ class SequentialClassifier(_MinidlClassifier):
         self.dtype = dtype
         self.verbose = verbose
 
-    def _make_model(self, input_shape: Shape, n_classes: int, seed: Any) -> Sequential:
+    def _make_model(self, X: np.ndarray, n_classes: int, seed: Any) -> Sequential:
         layers = self._fresh_layers()
         if not isinstance(layers[-1], SoftmaxCE):
             layers += [Dense(n_classes), SoftmaxCE()]
-        return Sequential(layers, input_shape=input_shape, seed=seed, dtype=self.dtype)
+        return Sequential(layers, input_shape=X.shape[1:], seed=seed, dtype=self.dtype)
 
     def _fresh_layers(self) -> list[Layer]:
         if self.layers is None:

@@ -128,20 +128,13 @@ def models(draw, dtype: str = "float32") -> Sequential:
                      seed=draw(st.integers(0, 99)))
 
 
-@given(models())
+@pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
+@given(model=models())
 @settings(max_examples=25)
-def test_random_models_export_to_onnx(model):
+def test_random_models_match_forward(run, model):
     for n in BATCHES:
         X = inputs(model, n)
-        np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
-
-
-@given(models())
-@settings(max_examples=25)
-def test_random_models_export_to_torch(model):
-    for n in BATCHES:
-        X = inputs(model, n)
-        np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+        np.testing.assert_allclose(run(model, X), model.forward(X), rtol=0, atol=TOL)
 
 
 # -- layer by layer: padding, naming, dtypes --------------------------------------------------

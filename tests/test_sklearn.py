@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits as sk_load_digits
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -73,7 +73,7 @@ def test_grid_search(digits):
     grid = {"num_filters": [2, 4], "lr": [0.002, 0.05]}
     search = GridSearchCV(CNNClassifier(num_iter=10, random_state=0), grid, cv=2).fit(images[:400], y[:400])
     assert search.best_params_ == {"num_filters": 4, "lr": 0.05}  # more filters and a bigger step win at 10 epochs
-    assert search.best_estimator_.model_.layers[0].filters == 4
+    assert search.best_estimator_.model_.layers[1].filters == 4
     assert search.score(images[400:600], y[400:600]) > 0.7  # 400 images, 10 epochs: learning, not the best score
 
 
@@ -146,7 +146,7 @@ def test_flat_rows_that_are_not_square_become_one_row_images(digits):
     _, flat, y = digits
     clf = CNNClassifier(num_iter=3, random_state=0).fit(flat[:100, :10], y[:100])
     assert clf.input_shape_ == (1, 1, 10)
-    assert clf.model_.layers[0].kernel_size == (1, 3) and clf.model_.layers[2].pool_size == (1, 2)
+    assert clf.model_.layers[1].kernel_size == (1, 3) and clf.model_.layers[3].pool_size == (1, 2)
     wide = CNNClassifier(num_iter=3, random_state=0, image_shape=(4, 16)).fit(flat[:100], y[:100])
     assert wide.input_shape_ == (1, 4, 16)
     with pytest.raises(ValueError, match=r"image_shape=\(7, 7\) must be \(H, W\) or \(C, H, W\) with H·W \(·C\) = 64"):
@@ -203,7 +203,7 @@ def test_random_state_makes_fits_reproducible(digits):
     c = CNNClassifier(num_iter=3, random_state=8).fit(images[:200], y[:200])
     sa, sb, sc = a.model_.state_dict(), b.model_.state_dict(), c.model_.state_dict()
     assert all(np.array_equal(sa[k], sb[k]) for k in sa)
-    assert not np.array_equal(sa["0.weight"], sc["0.weight"])
+    assert not np.array_equal(sa["1.weight"], sc["1.weight"])
     assert a.loss_curve_ == b.loss_curve_
 
 
@@ -275,3 +275,70 @@ def test_sequential_classifier_bad_layers(digits):
         SequentialClassifier(lambda: [built]).fit(flat[:10], y[:10])
     with pytest.raises(ValueError, match=r"input_shape=\(1, 7, 7\) holds 49 values per sample, but X has 64 features"):
         SequentialClassifier(small_cnn(), input_shape=(1, 7, 7)).fit(flat[:10], y[:10])
+
+
+# -- partial_fit ---------------------------------------------------------------------------------
+def test_partial_fit_epochs_are_fit_epochs(digits):
+    """n calls of partial_fit on the same data train exactly what fit(num_iter=n) trains: one epoch per
+    call, with the momentum buffers and the shuffling stream carried over."""
+    images, _, y = digits
+    fitted = CNNClassifier(num_iter=3, random_state=0).fit(images[:200], y[:200])
+    inc = CNNClassifier(random_state=0)
+    for _ in range(3):
+        assert inc.partial_fit(images[:200], y[:200], classes=np.arange(10)) is inc
+    a, b = fitted.model_.state_dict(), inc.model_.state_dict()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert inc.loss_curve_ == fitted.loss_curve_ and inc.n_iter_ == 3
+    assert inc.optimizer_.params == inc.model_.parameters()
+
+
+def test_partial_fit_classes_rules(digits):
+    images, _, y = digits
+    clf = CNNClassifier(random_state=0)
+    with pytest.raises(ValueError, match="CNNClassifier: classes must be passed on the first call to partial_fit"):
+        clf.partial_fit(images[:20], y[:20])
+    assert not hasattr(clf, "model_")
+    clf.partial_fit(images[:20][y[:20] < 5], y[:20][y[:20] < 5], classes=np.arange(10))  # chunk lacks 5..9
+    assert np.array_equal(clf.classes_, np.arange(10)) and clf.predict_proba(images[:3]).shape == (3, 10)
+    clf.partial_fit(images[20:40], y[20:40])  # later calls may leave classes out
+    with pytest.raises(ValueError, match=r"classes=\[0, 1, 2\] differs from the first call's \[0, 1, 2, 3, 4, 5, 6"):
+        clf.partial_fit(images[:20], y[:20] % 3, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"y holds labels \[10\] that are not in classes \[0, 1"):
+        clf.partial_fit(images[:2], [0, 10])
+    with pytest.raises(ValueError, match="X has 63 features, but CNNClassifier is expecting 64"):
+        clf.partial_fit(images[:5].reshape(5, 64)[:, :63], y[:5])
+    assert clf.n_iter_ == 2
+    clf.fit(images[:30], y[:30])  # fit starts afresh ...
+    assert clf.n_iter_ == 50 and np.array_equal(clf.classes_, np.unique(y[:30]))
+    clf.partial_fit(images[:30], y[:30])  # ... and partial_fit continues from it
+    assert clf.n_iter_ == 51 and len(clf.loss_curve_) == 51
+
+
+def test_partial_fit_with_string_labels_and_sequential_classifier(digits):
+    _, flat, y = digits
+    names = np.array([f"d{d}" for d in y])
+    clf = SequentialClassifier([Dense(16), ReLU()], lr=0.1, random_state=0)
+    for start in range(0, 600, 200):
+        clf.partial_fit(flat[start:start + 200], names[start:start + 200], classes=np.unique(names))
+    assert clf.n_iter_ == 3 and clf.predict(flat[:4]).dtype == names.dtype
+    assert clf.score(flat[600:900], names[600:900]) > 0.4  # three epochs of 200 images: well above chance (0.1)
+
+
+# -- raw pixels (issue 12: CNNClassifier() on load_digits().data must not train to chance) -------------
+def test_raw_pixel_rows_train_with_the_defaults():
+    d = sk_load_digits()
+    X, y = d.data, d.target  # (N, 64) in 0..16, as the README's example passes them
+    clf = CNNClassifier(random_state=0).fit(X[:1200], y[:1200])
+    assert clf.score(X[1200:], y[1200:]) > 0.9  # chance: 0.1; the last 597 digits are the hardest
+    scale = clf.model_.layers[0]
+    assert scale.name == "standardize" and not scale.trainable
+    # the frozen layer holds the training data's statistics, unmoved by training
+    np.testing.assert_allclose(scale.running_mean.data, [X[:1200].mean()], rtol=1e-6)
+    np.testing.assert_allclose(scale.running_var.data, [X[:1200].var()], rtol=1e-6)
+    with pytest.warns(ConvergenceWarning, match=r"training loss is 2\.\d+, still at chance level \(ln 10 = 2\.3026\)"):
+        unscaled = CNNClassifier(standardize=False, random_state=0).fit(X[:1200], y[:1200])  # issue 12's case
+    assert type(unscaled.model_.layers[0]).__name__ == "Conv2D"
+    # scaled by hand, the same data trains the same network as the default on raw data
+    assert CNNClassifier(random_state=0).fit(X[:1200] / 16, y[:1200]).score(X[1200:] / 16, y[1200:]) > 0.9
+    with pytest.raises(ValueError, match="CNNClassifier: standardize must be True or False, got 'yes'"):
+        CNNClassifier(standardize="yes").fit(X[:10], y[:10])

@@ -1,0 +1,74 @@
+"""Scaling out the search (docs/scaling.md): joblib's Dask backend and dask-ml's Hyperband over partial_fit.
+
+One LocalCluster for the module: 2 worker processes of 1 thread each, on 127.0.0.1 only, closed at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV
+
+from minidl.sklearn import CNNClassifier
+
+distributed = pytest.importorskip("distributed")
+joblib = pytest.importorskip("joblib")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    return d.data[:360], d.target[:360]  # raw 0..16 rows: CNNClassifier standardizes them
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_workers_run_one_blas_thread_each(client):
+    threads = client.run(_blas_threads)
+    assert len(threads) == 2
+    assert all(counts and set(counts) == {1} for counts in threads.values()), threads
+
+
+def test_grid_search_on_dask_matches_the_local_run(client, digits):
+    X, y = digits
+    grid = {"num_filters": [2, 4], "lr": [0.01, 0.05]}
+
+    def search():
+        return GridSearchCV(CNNClassifier(num_iter=5, random_state=0), grid, cv=2, n_jobs=-1)
+
+    local = search().fit(X, y)
+    with joblib.parallel_backend("dask"):
+        remote = search().fit(X, y)
+    assert remote.best_params_ == local.best_params_
+    np.testing.assert_array_equal(remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"])
+    assert remote.best_score_ > 0.5  # 5 epochs on 180 images each: learning, far above chance (0.1)
+    # the work ran on the cluster's workers, not in this process
+    assert sum(len(tasks) for tasks in client.processing().values()) == 0 and client.run(lambda: 1)
+
+
+def test_hyperband_search_drives_partial_fit(client, digits):
+    dask_ml = pytest.importorskip("dask_ml.model_selection")
+    import dask.array as da
+
+    X, y = digits
+    Xd, yd = da.from_array(X, chunks=(90, 64)), da.from_array(y, chunks=90)
+    search = dask_ml.HyperbandSearchCV(CNNClassifier(random_state=0), {"lr": [0.003, 0.01, 0.03, 0.1]}, max_iter=9,
+                                      random_state=0, test_size=0.25)
+    search.fit(Xd, yd, classes=np.arange(10))
+    assert search.best_params_["lr"] in (0.003, 0.01, 0.03, 0.1)
+    best_id = search.cv_results_["model_id"][search.best_index_]
+    calls = max(record["partial_fit_calls"] for record in search.history_ if record["model_id"] == best_id)
+    assert search.best_estimator_.n_iter_ == calls >= 1  # one epoch per partial_fit call
+    assert search.best_score_ > 0.5  # chance: 0.1

@@ -23,8 +23,9 @@ from minidl.layers.base import LAYERS
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = ["../README.md", "layers.md", "extending.md", "training.md", "saving.md", "sklearn.md", "visualising.md",
-         "data.md"]
+         "data.md", "export.md", "scaling.md"]
 NO_RUN = "# doc: no-run"
+NEEDS = "# doc: needs "  # then the modules of an optional extra, e.g. "# doc: needs onnx onnxruntime"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
@@ -62,6 +63,9 @@ def test_python_blocks_run(page, tmp_path, monkeypatch, clean_layer_registry):
     for line, code, expected in blocks:
         if code.lstrip().startswith(NO_RUN):
             continue
+        if code.lstrip().startswith(NEEDS):  # an optional extra: CI installs it; elsewhere the page is skipped
+            for module in code.lstrip().splitlines()[0][len(NEEDS):].split():
+                pytest.importorskip(module)
         # Padding puts the code on its own lines of the page, so a traceback points into the .md file.
         compiled = compile("\n" * line + code, str(path), "exec")
         out = io.StringIO()

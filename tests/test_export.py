@@ -14,7 +14,7 @@ from minidl import Sequential, presets
 from minidl.export import register_onnx, register_torch, to_onnx, to_torch
 from minidl.export.registry import ONNX_EXPORTERS, TORCH_EXPORTERS
 from minidl.layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                           LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh)
+                           LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
 
 TOL = 1e-5  # float32, as issue 11 asks
 BATCHES = (1, 7)
@@ -107,6 +107,7 @@ def models(draw, dtype: str = "float32") -> Sequential:
             lambda cls, s, p: cls(k, stride=s, padding=p), st.sampled_from([MaxPool2D, AvgPool2D]),
             st.one_of(st.none(), st.integers(1, 3)), st.integers(0, k // 2))),
         st.builds(BatchNorm2D, eps=st.sampled_from([1e-5, 1e-3])),
+        st.builds(Upsample2D, st.tuples(st.integers(1, 3), st.integers(1, 3))),
         st.sampled_from([ReLU, Tanh, Sigmoid, Identity]).map(lambda cls: cls()),
         st.builds(LeakyReLU, st.floats(0, 0.5)),
         st.builds(Dropout, st.floats(0, 0.9)),
@@ -163,6 +164,13 @@ def test_pools_with_padding_keep_minidl_semantics():
     model = Sequential([MaxPool2D(3, stride=2, padding=1), AvgPool2D((2, 3), stride=1, padding=(1, 1))],
                        input_shape=(2, 6, 7), seed=0)
     X = -np.abs(inputs(model, 7)) - 1
+    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+def test_upsample2d():
+    model = Sequential([Upsample2D((2, 3)), Conv2D(2, 3, padding="same")], input_shape=(1, 3, 2), seed=0)
+    X = inputs(model, 7)
     np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
     np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh)
+                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
 from ..model import Sequential
@@ -142,6 +142,14 @@ def _avgpool2d(layer: AvgPool2D, g: OnnxGraph, x: str) -> str:
 @_builtin(GlobalAvgPool2D)
 def _global_avgpool2d(layer: GlobalAvgPool2D, g: OnnxGraph, x: str) -> str:
     return g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1)  # (N, C, 1, 1) -> (N, C)
+
+
+@_builtin(Upsample2D)
+def _upsample2d(layer: Upsample2D, g: OnnxGraph, x: str) -> str:
+    # integer scales with "asymmetric" coordinates and floor rounding: output pixel i reads input i // f
+    scales = g.initializer(np.array([1, 1, *layer.factor], dtype=np.float32), "scales")
+    return g.node("Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric",
+                  nearest_mode="floor")
 
 
 @_builtin(Flatten)

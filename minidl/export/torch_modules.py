@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh)
+                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
 from ..layers.conv import resolve_padding
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
@@ -86,6 +86,11 @@ def _avgpool2d(layer: AvgPool2D, ctx: TorchContext) -> nn.Module:
 @_builtin(GlobalAvgPool2D)
 def _global_avgpool2d(layer: GlobalAvgPool2D, ctx: TorchContext) -> nn.Module:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+@_builtin(Upsample2D)
+def _upsample2d(layer: Upsample2D, ctx: TorchContext) -> nn.Module:
+    return nn.Upsample(scale_factor=tuple(float(f) for f in layer.factor), mode="nearest")
 
 
 @_builtin(Flatten)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import inspect
 import math
 import shlex
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--preset", choices=sorted(table), default=command.default,
                          help=f"architecture (default: {command.default})")
         _add_training_options(cmd, presets)
+        cmd.add_argument("--export", metavar="PATH",
+                         help='after training, write the model as an ONNX file (needs pip install "minidl[onnx]")')
     sub.choices["digits"].add_argument(
         "--faithful", action="store_true",
         help="blog_cnn only: the filters stay frozen at their random start; only the dense layer trains",
@@ -157,6 +160,8 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
     if getattr(args, "faithful", False) and args.preset != "blog_cnn":
         parser.error(f"--faithful applies only to --preset blog_cnn, not {args.preset}")
+    if args.export is not None and importlib.util.find_spec("onnx") is None:  # before training, not after
+        parser.error('--export needs the onnx package: pip install "minidl[onnx]"')
     recipe = presets.RECIPES[args.preset]
     given = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
     optimizer = given.get("optimizer", recipe.optimizer)
@@ -201,6 +206,13 @@ def run(args: argparse.Namespace, recipe: presets.Recipe) -> float:
         written = write_report(args.report, model, history, X_test, y_test, command=args.command_line,
                                preset=args.preset, recipe=f"{_describe(recipe)} --seed {args.seed}", seconds=seconds)
         print(f"report: {written['report.md']} and {len(written) - 1} pictures")
+    if args.export is not None:
+        from .export import to_onnx
+
+        to_onnx(model, args.export)
+        if args.verbose:
+            shape = ", ".join(map(str, model.input_shape))
+            print(f"exported: {args.export} (ONNX opset 13; input 'input' (N, {shape}), output 'output' probabilities)")
     return result["accuracy"]
 
 

@@ -89,7 +89,9 @@ class _MinidlClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         known = self._encode_labels(np.asarray(classes))[0] if classes is not None else self.classes_
         if not first and not np.array_equal(known, self.classes_):
-            raise ValueError(f"{name}: classes={_preview(known)} differs from the first call's {_preview(self.classes_)}")
+            raise ValueError(
+                f"{name}: classes={_preview(known)} differs from the first call's {_preview(self.classes_)}"
+            )
         unseen = np.setdiff1d(y, known)
         if unseen.size:
             raise ValueError(f"{name}: y holds labels {_preview(unseen)} that are not in classes {_preview(known)}")

@@ -256,7 +256,7 @@ def test_torch_float64_and_training_on_in_pytorch():
 
 
 # -- registering exporters, and the errors ------------------------------------------------------
-class Scale(Layer):
+class TimesConstant(Layer):
     """Multiplies by a constant: a user's layer without a built-in exporter."""
 
     def __init__(self, factor: float = 2.0, *, trainable: bool = True, name: str | None = None) -> None:
@@ -284,28 +284,28 @@ def clean_registries():
 
 
 def test_unregistered_layer_names_itself_and_how_to_register(clean_registries):
-    model = Sequential([Flatten(), Scale(name="my_scale")], input_shape=(3,), seed=0)
-    with pytest.raises(TypeError, match=r"no ONNX exporter for layer 'my_scale' \(.*Scale\); register one with "
-                                        r"@minidl.export.register_onnx\(Scale\)"):
+    model = Sequential([Flatten(), TimesConstant(name="my_scale")], input_shape=(3,), seed=0)
+    with pytest.raises(TypeError, match=r"no ONNX exporter for layer 'my_scale' \(.*TimesConstant\); register one with "
+                                        r"@minidl.export.register_onnx\(TimesConstant\)"):
         to_onnx(model, None)
     pytest.importorskip("torch")
-    with pytest.raises(TypeError, match=r"no PyTorch exporter for layer 'my_scale'.*register_torch\(Scale\)"):
+    with pytest.raises(TypeError, match=r"no PyTorch exporter for layer 'my_scale'.*register_torch\(TimesConstant\)"):
         to_torch(model)
 
 
 def test_user_exporters(clean_registries):
-    @register_onnx(Scale)
+    @register_onnx(TimesConstant)
     def scale_to_onnx(layer, graph, x):
         return graph.node("Mul", [x, graph.initializer(np.array(layer.factor, dtype=graph.dtype))])
 
-    @register_torch(Scale)
+    @register_torch(TimesConstant)
     def scale_to_torch(layer, ctx):
         class Mul(ctx.nn.Module):
             def forward(self, x):
                 return x * layer.factor
         return Mul()
 
-    model = Sequential([Flatten(), Scale(3.0), Dense(2), SoftmaxCE()], input_shape=(2, 2), seed=0)
+    model = Sequential([Flatten(), TimesConstant(3.0), Dense(2), SoftmaxCE()], input_shape=(2, 2), seed=0)
     X = inputs(model, 7)
     np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
     np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
@@ -313,9 +313,9 @@ def test_user_exporters(clean_registries):
 
 def test_register_checks_its_arguments():
     with pytest.raises(TypeError, match="register_onnx: expected a layer class"):
-        register_onnx("Scale")
-    with pytest.raises(TypeError, match=r"register_torch\(Scale\): expected a function"):
-        register_torch(Scale)(42)
+        register_onnx("TimesConstant")
+    with pytest.raises(TypeError, match=r"register_torch\(TimesConstant\): expected a function"):
+        register_torch(TimesConstant)(42)
 
 
 def test_bad_models_are_refused():
@@ -339,3 +339,31 @@ def test_importing_minidl_export_imports_neither_onnx_nor_torch():
     code = ("import sys, minidl.export; bad = {'onnx', 'torch', 'onnxruntime'} & set(sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_digits_export(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from minidl.cli import main
+    from minidl.data import load_digits
+
+    path = tmp_path / "digits.onnx"
+    assert main(["digits", "--epochs", "2", "--verbose", "2", "--export", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"exported: {path} (ONNX opset 13; input 'input' (N, 1, 8, 8)" in out
+    _, X_test, _, y_test = load_digits()
+    probs = ort.InferenceSession(str(path)).run(None, {"input": X_test})[0]
+    assert f"test accuracy: {np.mean(probs.argmax(axis=1) == y_test):.4f}" in out  # the model it trained
+
+
+def test_cli_export_without_onnx_fails_before_training(monkeypatch, capsys):
+    import importlib.util
+
+    from minidl.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["digits", "--export", "m.onnx"])
+    assert exit_info.value.code == 2
+    assert '--export needs the onnx package: pip install "minidl[onnx]"' in capsys.readouterr().err

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from minidl import Sequential, presets
 from minidl.export import register_onnx, register_torch, to_onnx, to_torch
 from minidl.export.registry import ONNX_EXPORTERS, TORCH_EXPORTERS
-from minidl.layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
+from minidl.layers import (AvgPool2D, Parallel, Residual, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
                            LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
 
 TOL = 1e-5  # float32, as issue 11 asks
@@ -111,9 +111,9 @@ def models(draw, dtype: str = "float32") -> Sequential:
         st.sampled_from([ReLU, Tanh, Sigmoid, Identity]).map(lambda cls: cls()),
         st.builds(LeakyReLU, st.floats(0, 0.5)),
         st.builds(Dropout, st.floats(0, 0.9)),
-        st.just(Softmax(axis=1)).map(lambda _: Softmax(axis=1)),
+        st.builds(Softmax, st.sampled_from([1, -1])),
     )
-    for layer in draw(st.lists(image_layers, max_size=5)):
+    for layer in draw(st.lists(st.one_of(image_layers, blocks()), max_size=5)):
         try:
             current = layer.compute_output_shape(current)
         except ValueError:
@@ -127,6 +127,44 @@ def models(draw, dtype: str = "float32") -> Sequential:
         layers += [Dense(draw(st.integers(2, 5))), SoftmaxCE() if head == "softmaxce" else Softmax()]
     return perturbed(Sequential(layers, input_shape=shape, seed=draw(st.integers(0, 99)), dtype=dtype),
                      seed=draw(st.integers(0, 99)))
+
+
+@st.composite
+def keeping(draw, channels: int, depth: int) -> list[Layer]:
+    """1-3 layers mapping (channels, H, W) to itself, containers nested up to depth 3."""
+    kinds = ["conv", "bn", "act"] + (["residual", "add"] if depth < 3 else [])
+    out: list[Layer] = []
+    for kind in draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3)):
+        if kind == "conv":
+            out.append(Conv2D(channels, draw(st.integers(1, 4)), padding="same"))
+        elif kind == "bn":
+            out.append(BatchNorm2D())
+        elif kind == "act":
+            out.append(draw(st.sampled_from([ReLU, Tanh, Sigmoid]))())
+        elif kind == "residual":
+            out.append(Residual(draw(keeping(channels, depth + 1))))
+        else:
+            out.append(Parallel([draw(keeping(channels, depth + 1)) for _ in range(draw(st.integers(1, 3)))],
+                                merge="add"))
+    return out
+
+
+@st.composite
+def blocks(draw) -> Layer:
+    """A container for images of any channel count c: the model's loop keeps it only if it fits."""
+    c = draw(st.integers(1, 3))
+    kind = draw(st.sampled_from(["residual", "projection", "concat", "add"]))
+    if kind == "residual":
+        return Residual(draw(keeping(c, 1)))
+    if kind == "projection":
+        out, stride = draw(st.integers(1, 4)), draw(st.integers(1, 2))
+        return Residual([Conv2D(out, 3, stride=stride, padding="same"), ReLU()],
+                        shortcut=Conv2D(out, 1, stride=stride))
+    if kind == "add":
+        return Parallel([draw(keeping(c, 1)) for _ in range(2)], merge="add")
+    return Parallel([[Conv2D(draw(st.integers(1, 3)), draw(st.integers(1, 3)), padding="same")],
+                     [MaxPool2D(3, stride=1, padding=1)],
+                     Residual(draw(keeping(c, 2)))])
 
 
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
@@ -166,6 +204,32 @@ def test_pools_with_padding_keep_minidl_semantics():
     X = -np.abs(inputs(model, 7)) - 1
     np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
     np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+def test_nested_containers_keep_minidl_names():
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    block = Residual([Conv2D(3, 3, padding="same"), BatchNorm2D(), ReLU(), Conv2D(3, 2, padding="same")])
+    down = Residual([Conv2D(4, 3, stride=2, padding="same"), ReLU()], shortcut=Conv2D(4, 1, stride=2))
+    model = perturbed(Sequential([
+        Sequential([Conv2D(3, 3, padding="same"), ReLU()]), block, down,
+        Parallel([[Conv2D(2, 1)], [Residual([Conv2D(4, 3, padding="same")])]], merge="concat"),
+        Parallel([Conv2D(2, 1), [AvgPool2D(3, stride=1, padding=1), Conv2D(2, 1)]], merge="add"),
+        GlobalAvgPool2D(), Dense(5), SoftmaxCE(),
+    ], input_shape=(1, 7, 6), seed=0))
+    for n in BATCHES:
+        X = inputs(model, n)
+        np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
+        np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+    ops = [node.op_type for node in to_onnx(model, None).graph.node]
+    assert ops.count("Add") == 3 and ops.count("Concat") == 1 and ops.count("Sum") == 1
+    state = to_torch(model).state_dict()
+    minidl_state = model.state_dict()
+    # the same names, except where an asymmetric "same" padding adds a ZeroPad2d (".1." for the Conv2d)
+    padded = {"1.layers.3.": "1.layers.3.1.", "2.layers.0.": "2.layers.0.1."}  # kernel 2; stride 2 on 7×6
+    renamed = {next((k.replace(a, b) for a, b in padded.items() if k.startswith(a)), k) for k in minidl_state}
+    assert renamed | {k for k in state if k.endswith("num_batches_tracked")} == set(state)
+    assert isinstance(to_torch(model)[1], torch.nn.Module) and type(to_torch(model)[1]).__name__ == "TorchResidual"
 
 
 def test_upsample2d():

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
+                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
 from ..model import Sequential
@@ -109,6 +109,20 @@ def _sequential(model: Sequential, g: OnnxGraph, x: str) -> str:
     for layer in model.layers:
         x = g.layer(layer, x)
     return x
+
+
+@_builtin(Residual)
+def _residual(layer: Residual, g: OnnxGraph, x: str) -> str:
+    shortcut = x if layer.shortcut is None else g.layer(layer.shortcut, x)
+    return g.node("Add", [g.layer(layer.layers, x), shortcut])
+
+
+@_builtin(Parallel)
+def _parallel(layer: Parallel, g: OnnxGraph, x: str) -> str:
+    outputs = [g.layer(branch, x) for branch in layer.branches]
+    if layer.merge == "add":
+        return g.node("Sum", outputs)
+    return g.node("Concat", outputs, axis=1)  # minidl concatenates along the channel (first non-batch) axis
 
 
 @_builtin(Conv2D)

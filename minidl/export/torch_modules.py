@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from ..layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
+                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
 from ..layers.conv import resolve_padding
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
 
-__all__ = ["TorchContext"]
+__all__ = ["TorchContext", "TorchResidual", "TorchParallel"]
 
 _builtin = lambda cls: TORCH_EXPORTERS.register(cls, builtin=True)  # noqa: E731
 
@@ -50,6 +50,34 @@ class TorchContext:
         return TORCH_EXPORTERS.lookup(layer)(layer, self)
 
 
+class TorchResidual(nn.Module):
+    """``layers(x) + shortcut(x)`` (the identity when ``shortcut`` is None): minidl's ``Residual``."""
+
+    def __init__(self, layers: nn.Module, shortcut: nn.Module | None = None) -> None:
+        super().__init__()
+        self.layers = layers
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
+class TorchParallel(nn.Module):
+    """Every branch on ``x``, outputs concatenated on dim 1 or summed: minidl's ``Parallel``."""
+
+    def __init__(self, branches: list[nn.Module], merge: str = "concat") -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.merge = merge
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [branch(x) for branch in self.branches]
+        return torch.stack(outputs).sum(dim=0) if self.merge == "add" else torch.cat(outputs, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"merge={self.merge!r}"
+
+
 def _data(holder: Any) -> np.ndarray | None:
     return None if holder is None else holder.data
 
@@ -57,6 +85,17 @@ def _data(holder: Any) -> np.ndarray | None:
 @_builtin(Sequential)
 def _sequential(model: Sequential, ctx: TorchContext) -> nn.Module:
     return nn.Sequential(*[ctx.convert(layer) for layer in model.layers])  # same indices as minidl's
+
+
+@_builtin(Residual)
+def _residual(layer: Residual, ctx: TorchContext) -> nn.Module:
+    # the same attribute names as minidl's, so state_dict keys match ("2.layers.0.weight", "2.shortcut.0.weight")
+    return TorchResidual(ctx.convert(layer.layers), None if layer.shortcut is None else ctx.convert(layer.shortcut))
+
+
+@_builtin(Parallel)
+def _parallel(layer: Parallel, ctx: TorchContext) -> nn.Module:
+    return TorchParallel([ctx.convert(branch) for branch in layer.branches], layer.merge)
 
 
 @_builtin(Conv2D)

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from minidl import Sequential, presets
 from minidl.export import register_onnx, register_torch, to_onnx, to_torch
 from minidl.export.registry import ONNX_EXPORTERS, TORCH_EXPORTERS
-from minidl.layers import (AvgPool2D, Parallel, Residual, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                           LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
+from minidl.layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
+                           LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh,
+                           Upsample2D)
 
 TOL = 1e-5  # float32, as issue 11 asks
 BATCHES = (1, 7)

@@ -3,6 +3,7 @@
 - :class:`CNNClassifier` — the blog post's ``CNN`` class with the blog's parameter names,
   built on :func:`minidl.presets.blog_cnn`.
 - :class:`SequentialClassifier` — any layer list (or a function returning one).
+- :class:`SequentialRegressor` — any layer list trained with ``MSE``, for regression.
 
 Both follow scikit-learn's estimator rules: ``__init__`` only stores its arguments, every
 ``fit`` builds and trains a fresh model (``model_``), class labels can be any values
@@ -21,18 +22,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .callbacks import History
-from .layers import BatchNorm2D, Dense, Layer, SoftmaxCE
+from .layers import MSE, BatchNorm2D, Dense, Layer, Loss, SoftmaxCE
 from .layers.base import as_int
 from .model import Sequential
 from .optim import SGD
 from .presets import blog_cnn
+
+__all__ = ["CNNClassifier", "SequentialClassifier", "SequentialRegressor"]
 
 Shape = tuple[int, ...]
 
@@ -42,11 +45,18 @@ CHANCE_FRACTION = 0.97
 MIN_EPOCHS_TO_JUDGE = 5
 
 
-class _MinidlClassifier(ClassifierMixin, BaseEstimator):
-    """Shared ``fit / predict / predict_proba``; subclasses say how to make the model and read ``X``."""
+class _MinidlEstimator(BaseEstimator):
+    """What every minidl estimator shares: ``fit``, ``partial_fit``'s loop, input checks and the optimizer.
 
-    # -- what subclasses provide --------------------------------------------------------------
-    def _make_model(self, X: np.ndarray, n_classes: int, seed: Any) -> Sequential:
+    Subclasses say how to make the model (``_make_model``), how flat rows become model inputs
+    (``_row_shape``) and what the targets are: ``_fit_targets(y) -> (spec, targets)`` for a fresh
+    fit, where ``spec`` is what the model's output must match (the classes, or the number of
+    outputs), ``_targets(y, spec)`` for later ``partial_fit`` calls, and ``_keep_spec(spec)``.
+    """
+
+    _validate_y: dict[str, Any] = {}  # extra arguments of scikit-learn's validate_data for y
+
+    def _make_model(self, X: np.ndarray, n_outputs: int, seed: Any) -> Sequential:
         """A fresh, built model for training data ``X`` (N, *input_shape)."""
         raise NotImplementedError
 
@@ -55,104 +65,64 @@ class _MinidlClassifier(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
     # -- scikit-learn API ----------------------------------------------------------------
-    def fit(self, X: Any, y: Any) -> "_MinidlClassifier":
-        """Build a fresh model for ``X``'s shape and ``y``'s classes and train it for ``num_iter`` epochs."""
+    def fit(self, X: Any, y: Any) -> "_MinidlEstimator":
+        """Build a fresh model for ``X`` and ``y`` and train it for ``num_iter`` epochs."""
         self._check_params()
-        X, y = self._validate(X, y, reset=True)
-        check_classification_targets(y)
-        classes, y_index = self._encode_labels(y)
-        state = self._start(X, classes)
-        history = self._train(state, X, y_index, int(self.num_iter))
-        # The fitted attributes are set together, once training has succeeded.
-        self.classes_, self.input_shape_, (self.model_, self.optimizer_) = classes, X.shape[1:], state
-        self.history_, self.loss_curve_ = history, list(history.get("loss", []))
-        self.n_iter_ = len(self.loss_curve_)
-        self._warn_if_at_chance()
+        X, y = self._validate(X, _require_y(self, y), reset=True)
+        spec, targets = self._fit_targets(y)
+        state = self._start(X, spec)
+        history = self._train(state, X, targets, int(self.num_iter))
+        self._keep(spec, X, state, history, first=True)  # the fitted attributes, together, once training succeeded
         return self
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "_MinidlClassifier":
-        """Train one epoch on ``(X, y)``, continuing from the previous call (or ``fit``).
-
-        ``classes`` (every label ``y`` may ever hold) is required on the first call, as in
-        scikit-learn's ``SGDClassifier``; later calls may repeat it unchanged or leave it out.
-        The model, the optimizer's state (momentum) and the shuffling stream carry over between
-        calls; what is fitted on the data once (``CNNClassifier``'s input standardisation) is
-        fitted on the first call's ``X``.
-        """
-        name = type(self).__name__
+    def _partial_fit(self, X: Any, y: Any, first_spec: Callable[[np.ndarray], Any]) -> "_MinidlEstimator":
+        """One epoch on ``(X, y)``; the first call builds the model for ``first_spec(y)``."""
         first = not hasattr(self, "model_")
-        if first and classes is None:
-            raise ValueError(f"{name}: classes must be passed on the first call to partial_fit "
-                             "(every label y may hold, e.g. np.unique(y_all))")
         self._check_params()
-        X, y = self._validate(X, y, reset=first)
-        check_classification_targets(y)
-        known = self._encode_labels(np.asarray(classes))[0] if classes is not None else self.classes_
-        if not first and not np.array_equal(known, self.classes_):
-            raise ValueError(
-                f"{name}: classes={_preview(known)} differs from the first call's {_preview(self.classes_)}"
-            )
-        unseen = np.setdiff1d(y, known)
-        if unseen.size:
-            raise ValueError(f"{name}: y holds labels {_preview(unseen)} that are not in classes {_preview(known)}")
-        state = self._start(X, known) if first else (self.model_, self.optimizer_)
-        history = self._train(state, X, np.searchsorted(known, y), 1)
-        if first:
-            self.classes_, self.input_shape_, (self.model_, self.optimizer_) = known, X.shape[1:], state
-            self.loss_curve_, self.n_iter_ = [], 0
-        self.history_ = history
-        self.loss_curve_ += list(history.get("loss", []))
-        self.n_iter_ += 1
-        self._warn_if_at_chance()
+        X, y = self._validate(X, _require_y(self, y), reset=first)
+        spec = first_spec(y) if first else self._spec()
+        targets = self._targets(y, spec)
+        state = self._start(X, spec) if first else (self.model_, self.optimizer_)
+        self._keep(spec, X, state, self._train(state, X, targets, 1), first=first)
         return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape ``(N, len(classes_))``, columns in the order of ``classes_``."""
-        check_is_fitted(self, "model_")
-        X, _ = self._validate(X, None, reset=False)
-        return self.model_.predict_proba(X)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable label for each sample, taken from ``classes_``."""
-        check_is_fitted(self, "model_")
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     # -- training ------------------------------------------------------------------------
     def _check_params(self) -> None:
         _check_param(self, "num_iter", 0)
         _check_param(self, "batch_size", 1)
 
-    def _start(self, X: np.ndarray, classes: np.ndarray) -> tuple[Sequential, SGD]:
+    def _start(self, X: np.ndarray, spec: Any) -> tuple[Sequential, SGD]:
         """A fresh model for training data ``X`` and its optimizer."""
-        model = self._make_model(X, len(classes), _seed_from(self.random_state))
-        if model.output_shape != (len(classes),):
+        n_outputs = self._n_outputs(spec)
+        model = self._make_model(X, n_outputs, _seed_from(self.random_state))
+        if model.output_shape != (n_outputs,):
+            head = type(model.head).__name__ if model.head is not None else "the loss"
             raise ValueError(
                 f"{type(self).__name__}: the model outputs shape {model.output_shape}, but y has "
-                f"{len(classes)} classes {_preview(classes)}: make the layer before SoftmaxCE a "
-                f"Dense({len(classes)}), or leave SoftmaxCE out and fit appends that head"
+                f"{self._describe(spec)}: make the layer before {head} a Dense({n_outputs}), or leave "
+                f"{head} out and fit appends that head"
             )
         return model, SGD(model.parameters(), lr=self.lr, momentum=self.momentum)
 
-    def _train(self, state: tuple[Sequential, SGD], X: np.ndarray, y_index: np.ndarray, epochs: int) -> History:
+    def _train(self, state: tuple[Sequential, SGD], X: np.ndarray, targets: np.ndarray, epochs: int) -> History:
         model, optimizer = state
-        return model.fit(X, y_index, optimizer=optimizer, epochs=epochs, batch_size=int(self.batch_size),
+        return model.fit(X, targets, optimizer=optimizer, epochs=epochs, batch_size=int(self.batch_size),
                          verbose=self.verbose)
 
-    def _warn_if_at_chance(self) -> None:
-        """A mean cross-entropy still near ln K predicts no better than uniform guessing: say so, never silently."""
-        k, losses = len(self.classes_), self.loss_curve_
-        if k > 1 and len(losses) >= MIN_EPOCHS_TO_JUDGE and losses[-1] > CHANCE_FRACTION * np.log(k):
-            warnings.warn(
-                f"{type(self).__name__}: after {len(losses)} epochs the training loss is {losses[-1]:.4f}, "
-                f"still at chance level (ln {k} = {np.log(k):.4f}): the model has learnt nothing. "
-                "Scale the inputs (e.g. to [0, 1] or with StandardScaler), or change lr or num_iter.",
-                ConvergenceWarning, stacklevel=3,
-            )
+    def _keep(self, spec: Any, X: np.ndarray, state: tuple[Sequential, SGD], history: History, first: bool) -> None:
+        self._keep_spec(spec)
+        if first:
+            self.input_shape_, (self.model_, self.optimizer_) = X.shape[1:], state
+            self.loss_curve_ = []
+        self.history_ = history
+        self.loss_curve_ = self.loss_curve_ + list(history.get("loss", []))
+        self.n_iter_ = len(self.loss_curve_)
+        self._check_progress()
+
+    def _check_progress(self) -> None:
+        """After training: warn about what a user should know (the classifiers: a loss at chance level)."""
 
     # -- helpers ---------------------------------------------------------------------------
-    def _encode_labels(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.unique(y, return_inverse=True)
-
     def _validate(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, Any]:
         """Check ``X`` (and ``y``) the scikit-learn way and shape ``X`` as the model's input."""
         name = type(self).__name__
@@ -174,10 +144,85 @@ class _MinidlClassifier(ClassifierMixin, BaseEstimator):
         if y is None:
             X = validate_data(self, X, reset=reset, dtype=dtype)
         else:
-            X, y = validate_data(self, X, y, reset=reset, dtype=dtype)
+            X, y = validate_data(self, X, y, reset=reset, dtype=dtype, **self._validate_y)
         if shape is None:
             shape = self._row_shape(X.shape[1]) if reset else self.input_shape_
         return X.reshape(len(X), *shape), y
+
+
+class _MinidlClassifier(ClassifierMixin, _MinidlEstimator):
+    """Classifiers: labels of any type (``classes_``), ``partial_fit(X, y, classes)``, ``predict_proba``."""
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "_MinidlClassifier":
+        """Train one epoch on ``(X, y)``, continuing from the previous call (or ``fit``).
+
+        ``classes`` (every label ``y`` may ever hold) is required on the first call, as in
+        scikit-learn's ``SGDClassifier``; later calls may repeat it unchanged or leave it out.
+        The model, the optimizer's state (momentum) and the shuffling stream carry over between
+        calls; what is fitted on the data once (``CNNClassifier``'s input standardisation) is
+        fitted on the first call's ``X``.
+        """
+        name = type(self).__name__
+        if not hasattr(self, "model_") and classes is None:
+            raise ValueError(f"{name}: classes must be passed on the first call to partial_fit "
+                             "(every label y may hold, e.g. np.unique(y_all))")
+        known = None if classes is None else self._encode_labels(np.asarray(classes))[0]
+        if known is not None and hasattr(self, "model_") and not np.array_equal(known, self.classes_):
+            raise ValueError(
+                f"{name}: classes={_preview(known)} differs from the first call's {_preview(self.classes_)}"
+            )
+        return self._partial_fit(X, y, lambda y: known)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape ``(N, len(classes_))``, columns in the order of ``classes_``."""
+        check_is_fitted(self, "model_")
+        X, _ = self._validate(X, None, reset=False)
+        return self.model_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable label for each sample, taken from ``classes_``."""
+        check_is_fitted(self, "model_")
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    # -- the targets: class labels --------------------------------------------------------------
+    def _fit_targets(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_classification_targets(y)
+        return self._encode_labels(y)
+
+    def _targets(self, y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        check_classification_targets(y)
+        unseen = np.setdiff1d(y, classes)
+        if unseen.size:
+            raise ValueError(
+                f"{type(self).__name__}: y holds labels {_preview(unseen)} that are not in classes {_preview(classes)}"
+            )
+        return np.searchsorted(classes, y)
+
+    def _encode_labels(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.unique(y, return_inverse=True)
+
+    def _spec(self) -> np.ndarray:
+        return self.classes_
+
+    def _keep_spec(self, classes: np.ndarray) -> None:
+        self.classes_ = classes
+
+    def _n_outputs(self, classes: np.ndarray) -> int:
+        return len(classes)
+
+    def _describe(self, classes: np.ndarray) -> str:
+        return f"{len(classes)} classes {_preview(classes)}"
+
+    def _check_progress(self) -> None:
+        """A mean cross-entropy still near ln K predicts no better than uniform guessing: say so, never silently."""
+        k, losses = len(self.classes_), self.loss_curve_
+        if k > 1 and len(losses) >= MIN_EPOCHS_TO_JUDGE and losses[-1] > CHANCE_FRACTION * np.log(k):
+            warnings.warn(
+                f"{type(self).__name__}: after {len(losses)} epochs the training loss is {losses[-1]:.4f}, "
+                f"still at chance level (ln {k} = {np.log(k):.4f}): the model has learnt nothing. "
+                "Scale the inputs (e.g. to [0, 1] or with StandardScaler), or change lr or num_iter.",
+                ConvergenceWarning, stacklevel=4,
+            )
 
 
 class CNNClassifier(_MinidlClassifier):
@@ -244,7 +289,7 @@ class CNNClassifier(_MinidlClassifier):
         self.dtype = dtype
         self.verbose = verbose
 
-    def _make_model(self, X: np.ndarray, n_classes: int, seed: Any) -> Sequential:
+    def _make_model(self, X: np.ndarray, n_outputs: int, seed: Any) -> Sequential:
         input_shape = X.shape[1:]
         _, h, w = input_shape
         _check_param(self, "filter_size", 1)
@@ -254,7 +299,7 @@ class CNNClassifier(_MinidlClassifier):
         kernel = (min(self.filter_size, h), min(self.filter_size, w))
         pool = (min(self.pool_size, h - kernel[0] + 1), min(self.pool_size, w - kernel[1] + 1))
         model = blog_cnn(
-            num_filters=self.num_filters, filter_size=kernel, pool_size=pool, num_classes=n_classes,
+            num_filters=self.num_filters, filter_size=kernel, pool_size=pool, num_classes=n_outputs,
             input_shape=input_shape, seed=seed, dtype=self.dtype,
         )
         if not self.standardize:
@@ -296,7 +341,48 @@ class CNNClassifier(_MinidlClassifier):
         return np.arange(k), y.astype(np.intp)
 
 
-class SequentialClassifier(_MinidlClassifier):
+class _LayerList:
+    """The ``layers`` and ``input_shape`` of the ``Sequential*`` estimators: fresh layers on every fit.
+
+    A list ending with a ``whole_if_last`` layer is the whole network; any other list is its
+    body, and ``fit`` appends ``Dense(outputs)`` and a ``head()``.
+    """
+
+    head: type[Loss]
+    whole_if_last: type[Layer]
+
+    def _make_model(self, X: np.ndarray, n_outputs: int, seed: Any) -> Sequential:
+        layers = self._fresh_layers()
+        if not isinstance(layers[-1], self.whole_if_last):
+            layers += [Dense(n_outputs), self.head()]
+        return Sequential(layers, input_shape=X.shape[1:], seed=seed, dtype=self.dtype)
+
+    def _fresh_layers(self) -> list[Layer]:
+        name = type(self).__name__
+        if self.layers is None:
+            raise ValueError(f"{name}: pass layers=[...] (a list of layers) or a function returning one")
+        if callable(self.layers):
+            layers = list(self.layers())
+            if any(not isinstance(layer, Layer) or layer.built for layer in layers):
+                raise TypeError(f"{name}: layers() must return new, unbuilt minidl layers on every call")
+            return layers
+        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, Sequence) or not self.layers:
+            raise TypeError(f"{name}: layers must be a non-empty list of layers, got {self.layers!r}")
+        return [Layer.from_config(item.to_config() if isinstance(item, Layer) else item) for item in self.layers]
+
+    def _row_shape(self, n_features: int) -> Shape:
+        if self.input_shape is None:
+            return (n_features,)
+        shape = tuple(self.input_shape)
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(
+                f"{type(self).__name__}: input_shape={shape} holds {int(np.prod(shape))} values per sample, "
+                f"but X has {n_features} features"
+            )
+        return shape
+
+
+class SequentialClassifier(_LayerList, _MinidlClassifier):
     """Any minidl layer list as a scikit-learn classifier.
 
     ``layers``: a list of (unbuilt) layers, or of their ``to_config()`` dicts, or a function of
@@ -314,6 +400,9 @@ class SequentialClassifier(_MinidlClassifier):
     ``lr``, ``momentum``, ``num_iter``, ``batch_size``, ``random_state``, ``dtype``, ``verbose``
     and the fitted attributes are as in :class:`CNNClassifier`.
     """
+
+    head = SoftmaxCE
+    whole_if_last = SoftmaxCE
 
     def __init__(
         self,
@@ -338,34 +427,133 @@ class SequentialClassifier(_MinidlClassifier):
         self.dtype = dtype
         self.verbose = verbose
 
-    def _make_model(self, X: np.ndarray, n_classes: int, seed: Any) -> Sequential:
-        layers = self._fresh_layers()
-        if not isinstance(layers[-1], SoftmaxCE):
-            layers += [Dense(n_classes), SoftmaxCE()]
-        return Sequential(layers, input_shape=X.shape[1:], seed=seed, dtype=self.dtype)
 
-    def _fresh_layers(self) -> list[Layer]:
-        if self.layers is None:
-            raise ValueError("SequentialClassifier: pass layers=[...] (a list of layers) or a function returning one")
-        if callable(self.layers):
-            layers = list(self.layers())
-            if any(not isinstance(layer, Layer) or layer.built for layer in layers):
-                raise TypeError("SequentialClassifier: layers() must return new, unbuilt minidl layers on every call")
-            return layers
-        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, Sequence) or not self.layers:
-            raise TypeError(f"SequentialClassifier: layers must be a non-empty list of layers, got {self.layers!r}")
-        return [Layer.from_config(item.to_config() if isinstance(item, Layer) else item) for item in self.layers]
+class SequentialRegressor(RegressorMixin, _LayerList, _MinidlEstimator):
+    """Any minidl layer list as a scikit-learn regressor, trained with ``MSE``.
 
-    def _row_shape(self, n_features: int) -> Shape:
-        if self.input_shape is None:
-            return (n_features,)
-        shape = tuple(self.input_shape)
-        if int(np.prod(shape)) != n_features:
+    ``layers`` and ``input_shape`` are as in :class:`SequentialClassifier`. A list that does not
+    end with a loss is the body of the network, and ``fit`` appends ``Dense(n_outputs_)`` and
+    ``MSE()``; a list ending with a loss (``MSE``, or your own such as a Huber loss) is the whole
+    network, and its output must have one value per target.
+
+    ``y``: ``(N,)`` (one target; ``predict`` returns ``(N,)``) or ``(N, K)`` (``K`` targets;
+    ``predict`` returns ``(N, K)``), any numbers. ``score`` is R² (scikit-learn's regressors').
+    ``partial_fit(X, y)`` trains one epoch per call, keeping the model and the optimizer's state.
+
+    ``standardize_targets=True``: the model learns ``(y - target_mean_) / target_scale_`` (each
+    target's mean and standard deviation on the training data, or on the first ``partial_fit``
+    call's), and ``predict`` maps its outputs back. The squared error, and so the size of each
+    SGD step, is then independent of the targets' units: without it, targets in the hundreds
+    make ``lr=0.01`` diverge. ``model_`` works in the standardised units.
+
+    ``lr``, ``momentum``, ``num_iter``, ``batch_size``, ``random_state``, ``dtype``, ``verbose``
+    are as in :class:`CNNClassifier`. Fitted attributes: ``model_``, ``n_outputs_``,
+    ``target_mean_`` and ``target_scale_`` (each ``(n_outputs_,)``), ``n_features_in_``,
+    ``input_shape_``, ``optimizer_``, ``history_`` (per-epoch loss and ``mae``, in standardised
+    units), ``loss_curve_``, ``n_iter_``.
+
+    Example::
+
+        >>> reg = SequentialRegressor([Dense(32), ReLU()], random_state=0).fit(X, y)  # doctest: +SKIP
+        >>> reg.predict(X[:3]), reg.score(X, y)                                       # doctest: +SKIP
+    """
+
+    head = MSE
+    whole_if_last = Loss
+    _validate_y = {"multi_output": True, "y_numeric": True}
+
+    def __init__(
+        self,
+        layers: Sequence[Layer | dict[str, Any]] | Callable[[], Sequence[Layer]] | None = None,
+        *,
+        input_shape: Sequence[int] | None = None,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        num_iter: int = 50,
+        batch_size: int = 32,
+        standardize_targets: bool = True,
+        random_state: Any = None,
+        dtype: str = "float32",
+        verbose: int = 0,
+    ) -> None:
+        self.layers = layers
+        self.input_shape = input_shape
+        self.lr = lr
+        self.momentum = momentum
+        self.num_iter = num_iter
+        self.batch_size = batch_size
+        self.standardize_targets = standardize_targets
+        self.random_state = random_state
+        self.dtype = dtype
+        self.verbose = verbose
+
+    def partial_fit(self, X: Any, y: Any) -> "SequentialRegressor":
+        """Train one epoch on ``(X, y)``, continuing from the previous call (or ``fit``).
+
+        The first call builds the model for ``y``'s number of targets; the model, the optimizer's
+        state and the shuffling stream carry over between calls.
+        """
+        return self._partial_fit(X, y, lambda y: self._fit_targets(y)[0])
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted values: ``(N,)`` for one target, ``(N, n_outputs_)`` for several."""
+        check_is_fitted(self, "model_")
+        X, _ = self._validate(X, None, reset=False)
+        out = self.model_.predict(X) * self.target_scale_ + self.target_mean_
+        return out[:, 0] if self.n_outputs_ == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    # -- the targets: values, standardised -------------------------------------------------------
+    def _fit_targets(self, y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        if not isinstance(self.standardize_targets, (bool, np.bool_)):
+            raise ValueError(f"SequentialRegressor: standardize_targets must be True or False, "
+                             f"got {self.standardize_targets!r}")
+        y = _as_columns(y)
+        mean, scale = np.zeros(y.shape[1]), np.ones(y.shape[1])
+        if self.standardize_targets:
+            mean, scale = y.mean(axis=0), y.std(axis=0)
+            scale[scale == 0] = 1.0  # a constant target: shift it, nothing to scale
+        spec = (mean, scale)
+        return spec, self._targets(y, spec)
+
+    def _targets(self, y: np.ndarray, spec: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        mean, scale = spec
+        y = _as_columns(y)
+        if y.shape[1] != len(mean):
             raise ValueError(
-                f"SequentialClassifier: input_shape={shape} holds {int(np.prod(shape))} values per sample, "
-                f"but X has {n_features} features"
+                f"{type(self).__name__}: y has {y.shape[1]} target(s) per sample, but the model was "
+                f"fitted on {len(mean)}"
             )
-        return shape
+        return (y - mean) / scale
+
+    def _spec(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.target_mean_, self.target_scale_
+
+    def _keep_spec(self, spec: tuple[np.ndarray, np.ndarray]) -> None:
+        self.target_mean_, self.target_scale_ = spec
+        self.n_outputs_ = len(self.target_mean_)
+
+    def _n_outputs(self, spec: tuple[np.ndarray, np.ndarray]) -> int:
+        return len(spec[0])
+
+    def _describe(self, spec: tuple[np.ndarray, np.ndarray]) -> str:
+        return f"{len(spec[0])} target(s) per sample"
+
+
+def _as_columns(y: Any) -> np.ndarray:
+    """Targets as float64 columns ``(N, K)``."""
+    y = np.asarray(y, dtype=np.float64)
+    return y.reshape(len(y), -1)
+
+
+def _require_y(estimator: BaseEstimator, y: Any) -> Any:
+    if y is None:  # scikit-learn's wording, which its estimator checks look for
+        raise ValueError(f"{type(estimator).__name__} requires y to be passed, but the target y is None")
+    return y
 
 
 def _check_param(estimator: BaseEstimator, name: str, minimum: int) -> None:

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from minidl import Sequential, presets
 from minidl.export import register_onnx, register_torch, to_onnx, to_torch
 from minidl.export.registry import ONNX_EXPORTERS, TORCH_EXPORTERS
-from minidl.layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                           LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh,
-                           Upsample2D)
+from minidl.layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity,
+                           Layer, LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax,
+                           SoftmaxCE, Tanh, Upsample2D)
 
 TOL = 1e-5  # float32, as issue 11 asks
 BATCHES = (1, 7)
@@ -123,9 +123,9 @@ def models(draw, dtype: str = "float32") -> Sequential:
     layers.append(draw(st.sampled_from([Flatten, GlobalAvgPool2D]))())
     for units in draw(st.lists(st.integers(1, 6), max_size=2)):
         layers += [Dense(units), draw(st.sampled_from([ReLU, Tanh, LeakyReLU]))()]
-    head = draw(st.sampled_from(["softmaxce", "softmax", "none"]))
-    if head != "none":
-        layers += [Dense(draw(st.integers(2, 5))), SoftmaxCE() if head == "softmaxce" else Softmax()]
+    head = draw(st.sampled_from([SoftmaxCE, Softmax, SigmoidBCE, MSE, None]))
+    if head is not None:
+        layers += [Dense(draw(st.integers(2, 5))), head()]
     return perturbed(Sequential(layers, input_shape=shape, seed=draw(st.integers(0, 99)), dtype=dtype),
                      seed=draw(st.integers(0, 99)))
 
@@ -267,6 +267,16 @@ def test_onnx_opset_and_dtype():
     double = Sequential([Dense(3), Sigmoid()], input_shape=(4,), seed=0, dtype="float64")
     assert to_onnx(double, None).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     np.testing.assert_allclose(run_onnx(double, inputs(double, 7)), double.forward(inputs(double, 7)), atol=1e-12)
+
+
+@pytest.mark.parametrize("head, op", [(SigmoidBCE, "Sigmoid"), (MSE, None), (SoftmaxCE, "Softmax")])
+def test_loss_heads_export_their_inference_output(head, op):
+    pytest.importorskip("onnx")
+    model = perturbed(Sequential([Flatten(), Dense(3), head()], input_shape=(2, 2), seed=0))
+    assert [n.op_type for n in to_onnx(model, None).graph.node] == ["Flatten", "Gemm", *([op] if op else [])]
+    X = inputs(model, 7)
+    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
 
 
 def test_identity_model_and_dropout_is_left_out():

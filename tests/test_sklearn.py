@@ -16,8 +16,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import minidl
 from minidl.data import load_digits
-from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
-from minidl.sklearn import CNNClassifier, SequentialClassifier
+from minidl.layers import MSE, Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from minidl.sklearn import CNNClassifier, SequentialClassifier, SequentialRegressor
 
 
 def small_cnn():
@@ -31,6 +31,7 @@ def small_cnn():
         CNNClassifier(),
         CNNClassifier(num_filters=2, filter_size=2, pool_size=1, dtype="float64"),
         SequentialClassifier([Dense(8), ReLU()]),
+        SequentialRegressor([Dense(8), ReLU()]),
     ],
     expected_failed_checks=lambda estimator: {},
 )
@@ -43,8 +44,8 @@ def test_array_api_check_with_dispatch_enabled():
     script = (
         "from sklearn.utils.estimator_checks import check_array_api_input\n"
         "from minidl.layers import Dense, ReLU\n"
-        "from minidl.sklearn import CNNClassifier, SequentialClassifier\n"
-        "for est in [CNNClassifier(), SequentialClassifier([Dense(8), ReLU()])]:\n"
+        "from minidl.sklearn import CNNClassifier, SequentialClassifier, SequentialRegressor\n"
+        "for est in [CNNClassifier(), SequentialClassifier([Dense(8), ReLU()]), SequentialRegressor([Dense(8)])]:\n"
         "    check_array_api_input(type(est).__name__, est, array_namespace='numpy', expect_only_array_outputs=False)\n"
         "print('passed')\n"
     )
@@ -342,3 +343,38 @@ def test_raw_pixel_rows_train_with_the_defaults():
     assert CNNClassifier(random_state=0).fit(X[:1200] / 16, y[:1200]).score(X[1200:] / 16, y[1200:]) > 0.9
     with pytest.raises(ValueError, match="CNNClassifier: standardize must be True or False, got 'yes'"):
         CNNClassifier(standardize="yes").fit(X[:10], y[:10])
+
+
+# -- SequentialRegressor ----------------------------------------------------------------------
+def test_sequential_regressor_one_and_several_targets(digits):
+    from sklearn.datasets import make_regression
+    from sklearn.model_selection import cross_val_score
+
+    X, y = make_regression(n_samples=300, n_features=6, n_informative=4, noise=5.0, random_state=0)
+    y = (y - y.mean()) / y.std()
+    reg = SequentialRegressor([Dense(16), ReLU()], random_state=0).fit(X[:200], y[:200])
+    assert reg.n_outputs_ == 1 and reg.predict(X[200:]).shape == (100,)
+    assert reg.score(X[200:], y[200:]) > 0.9
+    assert [type(layer).__name__ for layer in reg.model_.layers] == ["Dense", "ReLU", "Dense", "MSE"]
+    assert "mae" in reg.history_ and reg.loss_curve_[-1] < reg.loss_curve_[0]
+    two = np.stack([y, -2 * y], axis=1)
+    multi = SequentialRegressor([Dense(16), ReLU()], random_state=0).fit(X[:200], two[:200])
+    assert multi.n_outputs_ == 2 and multi.predict(X[200:]).shape == (100, 2)
+    assert cross_val_score(SequentialRegressor([Dense(16), ReLU()], random_state=0), X, y, cv=3).min() > 0.8
+    with pytest.raises(ValueError, match=r"y has 2 target\(s\) per sample, but the model was fitted on 1"):
+        reg.partial_fit(X[:10], two[:10])
+    with pytest.raises(ValueError, match=r"outputs shape \(3,\), but y has 2 target\(s\) per sample: make the "
+                                         r"layer before MSE a Dense\(2\)"):
+        SequentialRegressor([Dense(3), MSE()]).fit(X[:20], two[:20])
+
+
+def test_sequential_regressor_partial_fit_equals_fit():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 5))
+    y = X @ rng.standard_normal(5)
+    fitted = SequentialRegressor([Dense(8), ReLU()], num_iter=4, random_state=0).fit(X, y)
+    inc = SequentialRegressor([Dense(8), ReLU()], random_state=0)
+    for _ in range(4):
+        inc.partial_fit(X, y)
+    np.testing.assert_array_equal(inc.predict(X), fitted.predict(X))
+    assert inc.n_iter_ == 4 and inc.loss_curve_ == fitted.loss_curve_

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
+from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
+                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
+                      Upsample2D)
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
 from ..model import Sequential
@@ -190,7 +191,8 @@ def _dropout(layer: Dropout, g: OnnxGraph, x: str) -> str:
 
 
 @_builtin(Identity)
-def _identity(layer: Identity, g: OnnxGraph, x: str) -> str:
+@_builtin(MSE)  # a regression head's inference output is its input
+def _identity(layer: Identity | MSE, g: OnnxGraph, x: str) -> str:
     return x
 
 
@@ -201,7 +203,9 @@ def _unary(op_type: str, **attributes: Any):
 _builtin(ReLU)(_unary("Relu"))
 _builtin(Tanh)(_unary("Tanh"))
 _builtin(Sigmoid)(_unary("Sigmoid"))
-_builtin(SoftmaxCE)(_unary("Softmax", axis=1))  # a loss head exports its inference output
+# a loss head exports its inference output
+_builtin(SoftmaxCE)(_unary("Softmax", axis=1))
+_builtin(SigmoidBCE)(_unary("Sigmoid"))
 
 
 @_builtin(LeakyReLU)

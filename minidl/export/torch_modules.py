@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D)
+from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
+                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
+                      Upsample2D)
 from ..layers.conv import resolve_padding
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
@@ -176,5 +177,8 @@ _builtin(ReLU)(_simple(nn.ReLU))
 _builtin(Tanh)(_simple(nn.Tanh))
 _builtin(Sigmoid)(_simple(nn.Sigmoid))
 _builtin(Identity)(_simple(nn.Identity))
-# A loss head becomes its inference output; train in PyTorch on module[:-1] (the logits) with nn.CrossEntropyLoss.
+# A loss head becomes its inference output. To train on in PyTorch, take module[:-1] (the logits or values) with
+# nn.CrossEntropyLoss, nn.BCEWithLogitsLoss or nn.MSELoss.
 _builtin(SoftmaxCE)(_simple(nn.Softmax, dim=1))
+_builtin(SigmoidBCE)(_simple(nn.Sigmoid))
+_builtin(MSE)(_simple(nn.Identity))

@@ -13,6 +13,7 @@ import numpy as np
 from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
                       LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
                       Upsample2D)
+from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
 from ..model import Sequential
@@ -188,6 +189,23 @@ def _batchnorm2d(layer: BatchNorm2D, g: OnnxGraph, x: str) -> str:
 @_builtin(Dropout)
 def _dropout(layer: Dropout, g: OnnxGraph, x: str) -> str:
     return x  # the identity at inference
+
+
+@_builtin(RandomFlip)
+@_builtin(RandomRotation)
+def _augmentation(layer: Layer, g: OnnxGraph, x: str) -> str:
+    return x  # the identity at inference
+
+
+@_builtin(_RandomWindow)
+def _window(layer: _RandomWindow, g: OnnxGraph, x: str) -> str:
+    # at inference: the centre window of the zero-padded image
+    (ph, pw), (h, w), (wh, ww) = layer.padding, layer.input_shape[1:], layer.output_shape[1:]
+    top, left = (h + 2 * ph - wh) // 2, (w + 2 * pw - ww) // 2
+    padded = g.node("Pad", [x, g.initializer(np.array([0, 0, ph, pw, 0, 0, ph, pw], dtype=np.int64), "pads")])
+    starts = g.initializer(np.array([top, left], dtype=np.int64), "starts")
+    ends = g.initializer(np.array([top + wh, left + ww], dtype=np.int64), "ends")
+    return g.node("Slice", [padded, starts, ends, g.initializer(np.array([2, 3], dtype=np.int64), "axes")])
 
 
 @_builtin(Identity)

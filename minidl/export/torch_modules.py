@@ -11,6 +11,7 @@ from torch import nn
 from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
                       LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
                       Upsample2D)
+from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
@@ -79,6 +80,19 @@ class TorchParallel(nn.Module):
         return f"merge={self.merge!r}"
 
 
+class TorchCentreWindow(nn.Module):
+    """The centre ``(wh, ww)`` window of the image zero-padded by ``(ph, pw)``: RandomCrop/RandomShift at inference."""
+
+    def __init__(self, padding: tuple[int, int], start: tuple[int, int], size: tuple[int, int]) -> None:
+        super().__init__()
+        self.padding, self.start, self.size = padding, start, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (ph, pw), (top, left), (wh, ww) = self.padding, self.start, self.size
+        padded = nn.functional.pad(x, (pw, pw, ph, ph))
+        return padded[:, :, top:top + wh, left:left + ww]
+
+
 def _data(holder: Any) -> np.ndarray | None:
     return None if holder is None else holder.data
 
@@ -97,6 +111,16 @@ def _residual(layer: Residual, ctx: TorchContext) -> nn.Module:
 @_builtin(Parallel)
 def _parallel(layer: Parallel, ctx: TorchContext) -> nn.Module:
     return TorchParallel([ctx.convert(branch) for branch in layer.branches], layer.merge)
+
+
+@_builtin(_RandomWindow)
+def _window(layer: _RandomWindow, ctx: TorchContext) -> nn.Module:
+    (ph, pw), (h, w), (wh, ww) = layer.padding, layer.input_shape[1:], layer.output_shape[1:]
+    return TorchCentreWindow((ph, pw), ((h + 2 * ph - wh) // 2, (w + 2 * pw - ww) // 2), (wh, ww))
+
+
+_builtin(RandomFlip)(lambda layer, ctx: nn.Identity())  # augmentations are the identity at inference
+_builtin(RandomRotation)(lambda layer, ctx: nn.Identity())
 
 
 @_builtin(Conv2D)

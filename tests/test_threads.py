@@ -18,7 +18,11 @@ def blas_threads_now() -> int:
 
 
 @pytest.fixture(autouse=True)
-def default_policy():
+def default_policy(monkeypatch):
+    # Other tests in the same process (joblib, dask) may leave a BLAS variable set; the policy reads them.
+    for var in threads.ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(threads, "_decision", None)
     yield
     minidl.set_num_threads(None)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minidl import Sequential
+from minidl import Sequential, presets
 from minidl.layers import Conv2D, Dense, Flatten, ReLU, SoftmaxCE
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -17,6 +17,26 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return load_example("resnet_digits")
+
+
+def test_resnet_by_hand_is_the_preset(resnet):
+    by_hand, preset = resnet.make_model(seed=3), presets.digits_resnet(seed=3)
+    assert repr(by_hand) == repr(preset)  # the same layers with the same settings, in the same tree
+    mine, theirs = by_hand.state_dict(), preset.state_dict()
+    assert mine.keys() == theirs.keys()
+    for name, value in mine.items():
+        np.testing.assert_array_equal(value, theirs[name], err_msg=name)
+
+
+def test_resnet_example_learns(resnet, capsys):
+    scores = resnet.main(["--epochs", "2"])
+    assert "Residual" in capsys.readouterr().out  # the summary shows the blocks
+    assert scores["accuracy"] > 0.5  # chance is 0.1; two epochs of the 50 (the preset's tests train longer)
 
 
 def test_autoencoder_reconstructs_better_than_the_mean_image(capsys):

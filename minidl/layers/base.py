@@ -1,43 +1,26 @@
 """The layer contract: ``Parameter``, ``Buffer`` and the ``Layer`` base class.
 
-A layer maps a batch ``x`` of shape ``(N, *input_shape)`` to ``(N, *output_shape)``.
-Its life has two phases:
+A layer is built once for a per-sample input shape (``build``: ``compute_output_shape``, then
+``create_parameters``), then maps batches forward and gradients backward. Parameters, buffers and
+sub-layers are plain attributes (or lists, tuples and dicts of layers), found by one recursive walk
+with dotted PyTorch-style names (``"1.layers.0.weight"``), so there is nothing to register.
+docs/architecture.md shows how layers, containers, the model and the training loop fit together.
 
-1. **build** — the model tells it the per-sample input shape; the layer checks
-   that it can take that shape (``compute_output_shape``) and creates its
-   parameters for it (``create_parameters``).
-2. **forward / backward** — ``forward(x, training)`` caches what ``backward``
-   needs; ``backward(grad_out)`` writes ``dL/dparam`` into every parameter's
-   ``.grad`` (overwriting, never accumulating) and returns ``dL/dx``.
-
-Parameters are plain attributes holding a :class:`Parameter`, and sub-layers plain
-attributes holding a Layer (or lists, tuples or dicts of them): one recursive walk over
-the attributes finds them all, with dotted PyTorch-style names (``"1.layers.0.weight"``),
-so there is nothing to register. A container (``Sequential``, ``Residual``, ``Parallel``
-or a user's composite layer) builds its children in ``create_parameters`` and calls their
-``forward``/``backward``; everything else (optimizers, freezing, saving) goes through the walk.
-State that must be saved but is never trained (``BatchNorm2D``'s running mean and
-variance) lives in :class:`Buffer` attributes, found the same way: the model's
-``state_dict`` holds parameters and buffers, ``parameters()`` (and so every
-optimizer) holds parameters only, and ``trainable=False`` freezes parameters only.
-
-Randomness (``Dropout``'s masks) comes from a ``np.random.Generator`` that the layer
-derives in ``create_parameters`` from the ``rng`` it is given (the model's seed),
-never from NumPy's global state. ``minidl.testing.check_layer`` relies on this: it
-finds ``Generator`` attributes and rewinds them so a stochastic layer draws the same
-numbers for every finite-difference evaluation.
-
-Layer classes register themselves by class name in :data:`LAYERS` when they are
-defined, so a saved architecture (``to_config``) can be rebuilt (``from_config``).
+Layer classes register themselves by class name in :data:`LAYERS` when they are defined, so a
+saved architecture (``to_config``) can be rebuilt (``from_config``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+# The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
+from ..arguments import as_float, as_int, as_pair, as_shape, check_bool
+
+__all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "as_float", "as_int", "as_pair", "check_bool"]
 
 Shape = tuple[int, ...]
 
@@ -104,7 +87,8 @@ class Layer:
     - ``create_parameters(input_shape, rng, dtype)``: assign :class:`Parameter` (trained) and
       :class:`Buffer` (saved, not trained) attributes of ``dtype``, drawing initial values
       from ``rng`` only; derive a layer's own ``Generator`` from ``rng`` here if ``forward``
-      is random. Default: none.
+      is random (never NumPy's global state: ``check_layer`` rewinds such generators between
+      its evaluations). Default: none.
     - ``forward(x, training=False)``: ``(N, *input_shape) -> (N, *output_shape)``; call
       ``self.check_input(x)`` first; cache what ``backward`` needs. ``training`` switches
       training-time behaviour (dropout masks, batch statistics).
@@ -193,7 +177,7 @@ class Layer:
         new model); for another shape or dtype it refuses. A failed build leaves no trace: every layer
         of the subtree it built is unbuilt again and ``rng`` is rewound.
         """
-        input_shape = _as_shape(input_shape, self.name)
+        input_shape = as_shape(input_shape, self.name)
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"{self.name}: dtype must be a floating type, got {dtype}")
@@ -391,69 +375,3 @@ def _layers_in(prefix: str, value: Any) -> Iterator[tuple[str, Layer]]:
             yield f"{prefix}{key}", item
         elif isinstance(item, (list, tuple, dict)):
             yield from _layers_in(f"{prefix}{key}.", item)
-
-
-def _as_shape(shape: Any, owner: str) -> Shape:
-    try:
-        if any(isinstance(d, (bool, np.bool_)) for d in shape):  # int(True) is 1: a typo, not a size
-            raise TypeError
-        out = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{owner}: input shape must be a tuple of ints, got {shape!r}") from None
-    if any(d < 1 for d in out) or any(int(d) != d for d in shape):
-        raise ValueError(f"{owner}: input shape must hold positive ints, got {shape!r}")
-    if math.prod(out) > _INT64_MAX:  # NumPy counts elements in int64: beyond, sizes wrap around
-        raise ValueError(f"{owner}: input shape {out} holds {math.prod(out):.3g} values per sample, "
-                         f"more than an int64 can count")
-    return out
-
-
-_INT64_MAX = int(np.iinfo(np.int64).max)
-
-
-def check_bool(value: Any, arg: str, owner: str) -> bool:
-    """``value`` as a bool; a ``TypeError`` quoting it otherwise (``"no"`` is truthy, so strings are refused)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {arg} must be a bool, got {value!r}")
-    return bool(value)
-
-
-def as_pair(value: Any, arg: str, owner: str, minimum: int = 1) -> tuple[int, int]:
-    """``3 -> (3, 3)``; ``(2, 3)`` stays; anything else is a ``ValueError``/``TypeError`` quoting it."""
-    pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"{owner}: {arg} must be an int or a pair of ints, got {value!r}")
-    if any(v < minimum for v in pair):
-        raise ValueError(f"{owner}: {arg} must be >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def as_int(value: Any, arg: str, owner: str | None = None, minimum: int = 0) -> int:
-    """``value`` as an int ``>= minimum``, or a ``TypeError``/``ValueError`` quoting it (``True`` is no int here)."""
-    prefix = f"{owner}: " if owner else ""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{prefix}{arg} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{prefix}{arg} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def as_float(
-    value: Any, arg: str, owner: str, low: float, high: float | None = None, low_inclusive: bool = True
-) -> float:
-    """``value`` as a float, or a ``TypeError``/``ValueError`` quoting it unless finite and in ``[low, high)``.
-
-    ``low_inclusive=False`` makes the interval open at ``low``; ``high=None`` leaves it unbounded.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}: {arg} must be a number, got {value!r}")
-    span = f"{'(' if not low_inclusive else '['}{low}, {high if high is not None else 'inf'})"
-    try:
-        value = float(value)
-    except OverflowError:
-        raise ValueError(f"{owner}: {arg} must be finite and in {span}, got an int of {int(value).bit_length()} "
-                         "bits, too large for a float") from None
-    too_low = value < low or (value == low and not low_inclusive)
-    if not math.isfinite(value) or too_low or (high is not None and value >= high):
-        raise ValueError(f"{owner}: {arg} must be finite and in {span}, got {value!r}")
-    return value

@@ -141,8 +141,8 @@ class LearningRateScheduler(Callback):
     """Keras's ``LearningRateScheduler``: before each epoch, ``optimizer.lr = schedule(epoch, lr)``.
 
     ``schedule`` takes the 0-based epoch and the current learning rate and returns the new one.
-    For PyTorch-style schedules pass a :class:`minidl.optim.StepLR` or
-    :class:`~minidl.optim.CosineAnnealingLR` to ``callbacks`` directly instead.
+    For PyTorch-style schedules pass a :class:`minidl.lr_scheduler.StepLR` or
+    :class:`~minidl.lr_scheduler.CosineAnnealingLR` to ``callbacks`` directly instead.
     """
 
     def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0) -> None:

@@ -1,4 +1,7 @@
-"""Optimizers update :class:`~minidl.layers.Parameter` objects in place from their ``.grad``."""
+"""Optimizers update :class:`~minidl.layers.Parameter` objects in place from their ``.grad``.
+
+The learning-rate schedules are in :mod:`minidl.lr_scheduler` (PyTorch's ``torch.optim.lr_scheduler``).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .callbacks import Callback
-from .layers.base import Parameter, check_bool
-from .layers.base import as_float as _check_float
-from .layers.base import as_int
+from .arguments import as_float, check_bool
+from .layers.base import Parameter
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
 class Optimizer:
@@ -33,7 +36,7 @@ class Optimizer:
             )
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError(f"{owner}: a parameter appears more than once in params; it would be updated twice")
-        self.lr = _check_float(lr, "lr", type(self).__name__, low=0.0, low_inclusive=False)
+        self.lr = as_float(lr, "lr", type(self).__name__, low=0.0, low_inclusive=False)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -123,8 +126,8 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, lr)
-        self.momentum = _check_float(momentum, "momentum", "SGD", low=0.0, high=1.0)
-        self.weight_decay = _check_float(weight_decay, "weight_decay", "SGD", low=0.0)
+        self.momentum = as_float(momentum, "momentum", "SGD", low=0.0, high=1.0)
+        self.weight_decay = as_float(weight_decay, "weight_decay", "SGD", low=0.0)
         if check_bool(nesterov, "nesterov", "SGD") and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
@@ -191,12 +194,10 @@ class Adam(Optimizer):
         name = type(self).__name__
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = tuple(_check_float(b, f"betas[{i}]", name, low=0.0, high=1.0) for i, b in enumerate(betas))
-        self.eps = _check_float(eps, "eps", name, low=0.0)
-        self.weight_decay = _check_float(weight_decay, "weight_decay", name, low=0.0)
-        if not isinstance(amsgrad, bool):
-            raise TypeError(f"{name}: amsgrad must be a bool, got {amsgrad!r}")
-        self.amsgrad = amsgrad
+        self.betas = tuple(as_float(b, f"betas[{i}]", name, low=0.0, high=1.0) for i, b in enumerate(betas))
+        self.eps = as_float(eps, "eps", name, low=0.0)
+        self.weight_decay = as_float(weight_decay, "weight_decay", name, low=0.0)
+        self.amsgrad = check_bool(amsgrad, "amsgrad", name)
         #: Per parameter (same order as ``params``): ``step``, ``exp_avg``, ``exp_avg_sq`` (+ ``max_exp_avg_sq``).
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
@@ -258,88 +259,6 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
 
 
-
-class LRScheduler(Callback):
-    """Base class of learning-rate schedules, PyTorch-style: call :meth:`step` once per epoch.
-
-    A schedule is also a :class:`~minidl.callbacks.Callback`: pass it to
-    ``fit(..., optimizer=opt, callbacks=[schedule])`` and ``fit`` steps it after every epoch.
-    Subclasses implement :meth:`get_lr`, the learning rate for epoch ``self.last_epoch``
-    (closed form, from ``base_lr``, the optimizer's ``lr`` when the schedule was made).
-    """
-
-    def __init__(self, optimizer: Optimizer) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: optimizer must be a minidl Optimizer, got {optimizer!r}")
-        self.optimizer = optimizer
-        self.base_lr = optimizer.lr
-        self.last_epoch = 0
-        self._last_lr = self.base_lr
-
-    def get_lr(self) -> float:
-        raise NotImplementedError
-
-    def step(self) -> None:
-        """Advance one epoch and set the optimizer's ``lr``."""
-        self.last_epoch += 1
-        self._last_lr = self.optimizer.lr = self.get_lr()
-
-    def get_last_lr(self) -> list[float]:
-        """The learning rate set by the last :meth:`step`, as a one-element list as in PyTorch."""
-        return [self._last_lr]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in ("optimizer", "model")}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        expected = set(self.state_dict())
-        if set(state) != expected:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: missing key(s) {sorted(expected - set(state))}, "
-                             f"unexpected key(s) {sorted(set(state) - expected)}")
-        for key, value in state.items():
-            setattr(self, key, _like(getattr(self, key), value))
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if self.model.optimizer is not self.optimizer:
-            raise ValueError(
-                f"{type(self).__name__}: fit trains with a different optimizer than the one this schedule "
-                "changes; pass the same object as fit(optimizer=...)"
-            )
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.step()
-
-
-class StepLR(LRScheduler):
-    r"""``torch.optim.lr_scheduler.StepLR``: ``lr = base_lr · γ^{⌊epoch / step_size⌋}``."""
-
-    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        super().__init__(optimizer)
-        self.step_size = as_int(step_size, "step_size", "StepLR", minimum=1)
-        self.gamma = _check_float(gamma, "gamma", "StepLR", low=0.0, low_inclusive=False)
-
-    def get_lr(self) -> float:
-        return self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
-
-
-class CosineAnnealingLR(LRScheduler):
-    r"""``torch.optim.lr_scheduler.CosineAnnealingLR`` (closed form, without restarts):
-
-    .. math:: \mathrm{lr} = η_{min} + \tfrac12 (\mathrm{base\_lr} - η_{min})\,(1 + \cos(π \cdot \mathrm{epoch} / T_{max}))
-
-    It reaches ``eta_min`` after ``T_max`` epochs; usually ``T_max`` is the number of epochs.
-    """
-
-    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803 (PyTorch's name)
-        super().__init__(optimizer)
-        self.T_max = as_int(T_max, "T_max", "CosineAnnealingLR", minimum=1)
-        self.eta_min = _check_float(eta_min, "eta_min", "CosineAnnealingLR", low=0.0)
-
-    def get_lr(self) -> float:
-        cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
-        return self.eta_min + (self.base_lr - self.eta_min) * cosine
-
-
 def _slot_key(key: str, n_params: int, slots: set[str]) -> bool:
     """Whether ``key`` is ``"<i>.<slot>"`` for one of ``n_params`` parameters and a known slot."""
     index, _, slot = key.partition(".")
@@ -351,3 +270,12 @@ def _like(current: Any, value: Any) -> Any:
     if isinstance(current, tuple):
         return tuple(float(v) for v in value)
     return type(current)(value)
+
+
+def __getattr__(name: str) -> Any:
+    # The schedules moved to minidl.lr_scheduler; ``from minidl.optim import CosineAnnealingLR`` (README) still works.
+    if name in ("LRScheduler", "StepLR", "CosineAnnealingLR"):
+        from . import lr_scheduler  # it imports this module
+
+        return getattr(lr_scheduler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,8 @@ import pytest
 
 from minidl import Sequential
 from minidl.layers import Dense, Parameter, SoftmaxCE
-from minidl.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
+from minidl.lr_scheduler import CosineAnnealingLR, StepLR
+from minidl.optim import SGD, Adam, AdamW
 
 LR, EPS = 0.1, 1e-8
 
@@ -196,6 +197,15 @@ def test_schedule_for_another_optimizer_is_an_error_in_fit():
     with pytest.raises(ValueError, match="different optimizer"):
         model.fit(np.zeros((4, 4)), np.zeros(4, int), optimizer=SGD(model.parameters()), verbose=0,
                   callbacks=[CosineAnnealingLR(other, T_max=3)])
+
+
+def test_schedules_are_also_importable_from_optim_as_the_readme_shows():
+    import minidl.optim
+    from minidl.optim import CosineAnnealingLR as Cosine
+
+    assert Cosine is CosineAnnealingLR and minidl.optim.StepLR is StepLR
+    with pytest.raises(AttributeError, match="has no attribute 'ExponentialLR'"):
+        minidl.optim.ExponentialLR
 
 
 def test_adam_state_dict_round_trip_through_npz(tmp_path):

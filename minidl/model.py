@@ -4,22 +4,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from . import training
+from .arguments import as_int
 from .callbacks import Callback, History
 from .inputs import raise_if_not_finite
-from .layers.base import Layer, Parameter, Shape, as_int
+from .layers.base import Layer, Parameter, Shape
 from .layers.losses import Loss
 from .optim import Optimizer
 from .sources import as_source
+from .summary import print_summary
 from .threads import blas_threads
 
 if TYPE_CHECKING:
     from .saving import LoadResult
+
+__all__ = ["Sequential"]
 
 
 class Sequential(Layer):
@@ -94,12 +98,8 @@ class Sequential(Layer):
 
     # -- structure ---------------------------------------------------------------------
     def build(self, input_shape: Sequence[int], rng: np.random.Generator | None = None, dtype: Any = None) -> Shape:
-        """The shape pass: build every layer for ``input_shape``; return the output shape.
-
-        At the top the model's own seed and dtype are used; a nested ``Sequential`` is built by
-        the outer model's pass, with its ``rng`` and ``dtype``. Layers already built for the same
-        shape and dtype keep their weights; a failed build leaves no trace.
-        """
+        """The shape pass (see :meth:`Layer.build`) with the model's own seed and dtype at the top;
+        a nested ``Sequential`` gets the outer model's ``rng`` and ``dtype``."""
         rng = self._init_rng if rng is None else rng
         return super().build(input_shape, rng, self.dtype if dtype is None else dtype)
 
@@ -148,30 +148,10 @@ class Sequential(Layer):
         return saving.load_weights(self, path, strict=strict)
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
-        """Print the tree of layers, containers indented above their children: output shape and
-        parameter count of each (a container counts its whole subtree); then the totals.
-
-        As in Keras, buffers (e.g. BatchNorm2D's running statistics) count as non-trainable parameters.
-        """
+        """Print the tree of layers with each one's output shape and parameter count, then the totals
+        (see :func:`minidl.summary.print_summary`)."""
         self._require_built("summary")
-        size = lambda layer: sum(a.size for a in layer.parameters() + layer.buffers())  # noqa: E731
-
-        def rows(layer: Layer, indent: str) -> Iterator[tuple[str, str, str]]:
-            for key, child in layer.named_children().items():
-                kind = "" if child.name == type(child).__name__ else f" ({type(child).__name__})"
-                yield f"{indent}{key}: {child.name}{kind}", str((None, *child.output_shape)), f"{size(child):,}"
-                yield from rows(child, indent + "  ")
-
-        table = [("Layer (type)", "Output shape", "Param #"), *rows(self, "")]
-        widths = [max(len(r[c]) for r in table) for c in range(3)]
-        line = "-" * (sum(widths) + 4)
-        fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"  # noqa: E731
-        total, trainable = size(self), sum(p.size for p in self.parameters() if p.trainable)
-        print_fn("\n".join([
-            f"Sequential: input (None, {', '.join(map(str, self.input_shape))}), dtype {self.dtype}",
-            line, fmt(table[0]), line, *map(fmt, table[1:]), line,
-            f"Total params: {total:,}", f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}",
-        ]))
+        print_summary(self, print_fn)
 
     # -- computation -------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -229,16 +209,13 @@ class Sequential(Layer):
         Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made.
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         ``callbacks``: :class:`~minidl.callbacks.Callback` objects, e.g. ``EarlyStopping`` or a
-        learning-rate schedule such as ``minidl.optim.CosineAnnealingLR(optimizer, T_max=epochs)``.
+        learning-rate schedule such as ``minidl.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)``.
         The loop itself is :class:`minidl.training.Trainer`.
 
-        Data that does not fit in memory (docs/data.md): ``X`` may be a ``np.memmap`` (e.g.
-        ``np.load(path, mmap_mode="r")``), read and checked batch by batch, never copied whole
-        (shuffling reads it in shuffled blocks, see :mod:`minidl.sources`); or an iterable of
-        ``(X_batch, y_batch)`` tuples with ``y=None``, each batch checked as it comes, used as given
-        (``batch_size`` and ``shuffle`` do not apply). An object whose ``__iter__`` starts a fresh pass
-        is read once per epoch; a generator or iterator is read once, ``steps_per_epoch`` batches an
-        epoch (without it, one epoch takes it all). ``validation_data`` may be such an iterable too.
+        Data that does not fit in memory (docs/data.md, :mod:`minidl.sources`): ``X`` may be a
+        ``np.memmap``, read and checked batch by batch, or an iterable of ``(X_batch, y_batch)`` with
+        ``y=None``, its batches used as given; a generator is read once, ``steps_per_epoch`` batches an
+        epoch. ``validation_data`` may be such an iterable too.
 
         Training never loses work:
 

@@ -1,40 +1,34 @@
-"""The training loop behind ``Sequential.fit`` and ``evaluate``.
+"""The training loop behind ``Sequential.fit``, ``evaluate`` and ``predict``.
 
 One :class:`Trainer` runs one ``fit`` call. It holds the model, the optimizer, the callbacks,
-the :class:`~minidl.guard.TrainingGuard`, the :class:`~minidl.callbacks.History` and the
-progress display; an epoch is the batches of :meth:`Trainer.batches` (the one place that
-produces them), each one step of :func:`forward_backward`, the guard's check, the update and
-the callbacks; :class:`Progress` is the one place that reports.
+the :class:`~minidl.guard.TrainingGuard`, the :class:`~minidl.callbacks.History`, the running
+means (:class:`~minidl.metrics.RunningMetrics`) and the display (:class:`~minidl.progress.Progress`);
+an epoch is the batches of :meth:`Trainer.batches` (the one place that produces them), each one
+step of :func:`forward_backward`, the guard's check, the update and the callbacks.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from .arguments import as_int, check_bool
 from .callbacks import Callback, History
 from .guard import NonFiniteLossError, TrainingGuard
 from .inputs import prepare_inputs, raise_if_not_finite
-from .sources import Source, as_source, is_batch_iterable
-from .layers.base import as_int
+from .metrics import RunningMetrics
 from .optim import SGD, Optimizer
+from .progress import Progress
+from .sources import Source, as_source, is_batch_iterable
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = [
-    "Trainer", "Progress", "RunningMetrics", "require_loss", "prepare", "head_inputs", "forward_backward", "evaluate",
-    "predict", "PROGRESS_INTERVAL",
-]
-
-#: How often (seconds) fit refreshes its progress bar; formatting it every step would cost more than a step.
-PROGRESS_INTERVAL = 0.1
+__all__ = ["Trainer", "require_loss", "prepare", "head_inputs", "forward_backward", "evaluate", "predict"]
 
 
 def require_loss(model: Sequential, what: str) -> Loss:
@@ -119,98 +113,6 @@ def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False, ste
     return np.concatenate(chunks)
 
 
-class RunningMetrics:
-    """Means of the loss and of the loss head's metrics over the batches seen.
-
-    Metrics are computed when someone reads them (:meth:`means`: a progress refresh, the end of
-    an epoch) or the buffer of ``capacity`` samples is full, not per step: at batch 1 that
-    would cost a noticeable part of the step. Until then each batch's loss-head inputs are
-    copied into the buffer (a layer may reuse its output array) and its targets kept by
-    reference (the batch producer hands out slices it does not overwrite). ``capacity=0``
-    computes them at once, per batch.
-    """
-
-    def __init__(self, head: Loss, capacity: int) -> None:
-        self.head, self.capacity = head, capacity
-        self.loss_sum, self.seen = 0.0, 0
-        self.sums: dict[str, float] = {}
-        self._outputs: np.ndarray | None = None
-        self._targets: list[np.ndarray] = []
-        self._filled = 0
-
-    def reset(self) -> None:
-        self.loss_sum, self.seen, self.sums, self._targets, self._filled = 0.0, 0, {}, [], 0
-
-    def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
-        size = len(outputs)
-        self.loss_sum += loss * size
-        self.seen += size
-        start = self._filled
-        stop = start + size
-        if stop > self.capacity:
-            self._flush()
-            if size > self.capacity:
-                self._accumulate(outputs, targets)
-                return
-            start, stop = 0, size
-        if self._outputs is None:
-            self._outputs = np.empty((self.capacity, *outputs.shape[1:]), dtype=outputs.dtype)
-        self._outputs[start:stop] = outputs
-        self._targets.append(targets)
-        self._filled = stop
-
-    def means(self) -> dict[str, float]:
-        """``{"loss": ..., metric: ...}``, each a mean over the samples seen."""
-        self._flush()
-        return {"loss": self.loss_sum / self.seen} | {k: v / self.seen for k, v in self.sums.items()}
-
-    def _flush(self) -> None:
-        if self._filled:
-            self._accumulate(self._outputs[:self._filled], np.concatenate(self._targets))
-            self._targets, self._filled = [], 0
-
-    def _accumulate(self, outputs: np.ndarray, targets: np.ndarray) -> None:
-        for name, values in self.head.metrics(outputs, targets).items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(np.add.reduce(values, axis=None))
-
-
-class Progress:
-    """What ``fit`` shows: ``verbose`` 0 nothing, 1 a progress bar per epoch, 2 one line per epoch."""
-
-    def __init__(self, verbose: int, epochs: int) -> None:
-        self.verbose, self.epochs = verbose, epochs
-        self._bar: Any = None
-        self._last_refresh = 0.0
-
-    def begin_epoch(self, epoch: int, samples: int | None) -> None:
-        self._bar = tqdm(total=samples, desc=f"Epoch {epoch + 1}/{self.epochs}", unit="sample",
-                         disable=self.verbose != 1, leave=True, mininterval=PROGRESS_INTERVAL)
-        self._last_refresh = time.perf_counter()
-
-    def due(self, seen: int) -> bool:
-        """Whether the bar wants fresh figures after ``seen`` samples (cheap: called every step)."""
-        return self.verbose == 1 and (seen == self._bar.total
-                                      or time.perf_counter() - self._last_refresh > PROGRESS_INTERVAL)
-
-    def update(self, seen: int, logs: dict[str, float]) -> None:
-        self._bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-        self._bar.update(seen - self._bar.n)
-        self._last_refresh = time.perf_counter()
-
-    def end_epoch(self, epoch: int, logs: dict[str, float]) -> None:
-        if self.verbose == 1:  # as in Keras, the finished bar shows the epoch's every metric, val_* included
-            self._bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "lr"}, refresh=False)
-        self._bar.close()
-        if self.verbose == 2:
-            print(f"Epoch {epoch + 1}/{self.epochs}: " + ", ".join(
-                f"{k}={v:.4g}" if k == "lr" else f"{k}={v:.4f}" for k, v in logs.items()))
-
-    def interrupted(self, epochs_done: int) -> None:
-        if self.verbose:
-            print(f"fit: interrupted; returning the history of {epochs_done} completed epoch(s); "
-                  "the model keeps the weights of the last completed step")
-
-
 class Trainer:
     """One ``fit`` call: mini-batch gradient descent on ``model`` with its guarantees (see ``Sequential.fit``).
 
@@ -270,9 +172,7 @@ class Trainer:
         model = self.model
         self.epochs = as_int(epochs, "epochs", minimum=0)
         self.batch_size = as_int(batch_size, "batch_size", minimum=1)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"fit: shuffle must be a bool, got {shuffle!r}")
-        self.shuffle = bool(shuffle)
+        self.shuffle = check_bool(shuffle, "shuffle", "fit")
         self.source = as_source(model, X, y, "X", "y", steps_per_epoch)
         self.val = None
         if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:

@@ -8,7 +8,7 @@ from minidl.callbacks import Callback, EarlyStopping
 from minidl.guard import NonFiniteLossError
 from minidl.layers import MSE, Dense, Flatten, ReLU, SigmoidBCE, SoftmaxCE, Tanh
 from minidl.optim import SGD, Adam
-from minidl.training import RunningMetrics, Trainer
+from minidl.training import Trainer
 
 from test_losses import Huber
 
@@ -104,22 +104,6 @@ def test_history_metrics_are_exact_means_over_the_epoch():
     correct = np.count_nonzero(model.predict(X) == y)
     assert history["accuracy"][0] == correct / 37
     assert history["loss"][0] == pytest.approx(model.evaluate(X, y)["loss"], rel=1e-12)
-
-
-def test_running_metrics_buffer_gives_the_same_means_as_per_batch_metrics():
-    head = SoftmaxCE()
-    head.build((3,), dtype="float64")
-    rng = np.random.default_rng(1)
-    batches = [(rng.normal(size=(k, 3)), rng.integers(0, 3, k)) for k in (1, 4, 2, 5, 3, 1)]
-    buffered, direct = RunningMetrics(head, capacity=5), RunningMetrics(head, capacity=0)
-    for running in (buffered, direct):
-        for z, t in batches:
-            running.add(head.loss(z, t), z, t)
-            running.means()  # reading midway must not double-count
-    assert buffered.means() == direct.means()
-    z = np.concatenate([b[0] for b in batches])
-    t = np.concatenate([b[1] for b in batches])
-    assert buffered.means()["accuracy"] == np.mean(z.argmax(axis=1) == t)
 
 
 def test_early_stopping_minimises_val_mae_in_auto_mode():

@@ -26,12 +26,14 @@ import numpy as np
 
 __all__ = [
     "MAX_HEADER_BYTES", "MAX_JSON_DEPTH", "MAX_NPY_HEADER_BYTES", "SMALL_DRAWS", "STATE_DTYPES",
-    "ArchitectureTooBig", "BudgetedGenerator", "ModelArchive",
+    "ArchitectureTooBig", "BudgetedGenerator", "ModelArchive", "json_levels",
 ]
 
 ZIP_MAGIC = b"PK\x03\x04"
 #: What a file may make a loader read before its content has been checked.
-MAX_HEADER_BYTES = 1 << 22  # the JSON header: 4 MiB is thousands of layers
+#: The JSON header: ~170 bytes a layer, so 1 MiB holds saving.MAX_LAYERS layers and their manifest; decoding
+#: costs up to ~20 bytes of Python objects a byte (measured on a header of empty lists): ~20 MB at most.
+MAX_HEADER_BYTES = 1 << 20
 MAX_JSON_DEPTH = 64
 MAX_NPY_HEADER_BYTES = 1 << 16  # a member's own .npy header (np.save writes 128 bytes)
 #: dtypes an array of the state may have (a custom layer's buffer may hold counts or flags).
@@ -214,7 +216,8 @@ def _is_count(value: Any) -> bool:
 
 
 class ArchitectureTooBig(Exception):
-    """Raised by :class:`BudgetedGenerator` instead of a draw that would exceed its budget."""
+    """Raised instead of building what a file's arrays cannot account for (a draw over :class:`BudgetedGenerator`'s
+    budget; in ``minidl.saving``, a layer input with a dimension over it)."""
 
 
 class BudgetedGenerator(np.random.Generator):
@@ -225,8 +228,9 @@ class BudgetedGenerator(np.random.Generator):
     declares is stopped at its first oversized draw, before anything of that size exists.
     """
 
-    def __init__(self, budget: int) -> None:
-        super().__init__(np.random.PCG64(0))
+    def __init__(self, budget: int, bit_generator: np.random.BitGenerator | None = None) -> None:
+        """Allow ``budget`` values in all, drawn from ``bit_generator`` (shared, not copied; default a fixed PCG64)."""
+        super().__init__(np.random.PCG64(0) if bit_generator is None else bit_generator)
         self.left = budget
 
     def _take(self, size: Any) -> None:
@@ -260,10 +264,15 @@ class BudgetedGenerator(np.random.Generator):
         return super().integers(low, high, size, *args, **kwargs)
 
 
+def json_levels(value: Any) -> Iterator[list[Any]]:
+    """A decoded JSON value level by level: ``[value]``, then the items of its lists and dicts, ... (no recursion)."""
+    level = [value]
+    while level:
+        yield level
+        level = [item for c in level if isinstance(c, (list, dict))
+                 for item in (c.values() if isinstance(c, dict) else c)]
+
+
 def _json_depth(value: Any) -> int:
-    """How deeply lists and dicts nest in ``value`` (a scalar is 0), level by level: no recursion."""
-    depth, level = 0, [value]
-    while containers := [v for v in level if isinstance(v, (list, dict))]:
-        depth += 1
-        level = [item for c in containers for item in (c.values() if isinstance(c, dict) else c)]
-    return depth
+    """How deeply lists and dicts nest in ``value`` (a scalar is 0)."""
+    return sum(any(isinstance(v, (list, dict)) for v in level) for level in json_levels(value))

@@ -13,8 +13,9 @@ The file is an uncompressed NumPy ``.npz`` archive (a zip of ``.npy`` arrays) ho
 Loading never unpickles and rebuilds layers only through the layer registry
 (``Layer.from_config``), so it never executes code from the file; it reads through
 :mod:`minidl.archive`, which checks every member against the manifest before reading it,
-and it builds the architecture with a random-number budget of what the arrays hold before
-building it for real, so a hostile file costs no more memory than it declares. Every way a
+and it builds the architecture once with a budget of what the arrays hold (random draws, and
+every dimension of every layer's input) before building it for real, so a hostile file costs
+no more than a small multiple of the memory it declares. Every way a
 file can be wrong — not an archive, truncated, a flipped byte (the zip's CRC-32 catches
 it), no header, a newer format, an unlisted or oversized member, a huge layer, weights that
 do not fit the architecture — raises a ``ValueError`` naming the file and what is wrong.
@@ -35,10 +36,13 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from .archive import SMALL_DRAWS, ArchitectureTooBig, BudgetedGenerator, ModelArchive
+from .archive import SMALL_DRAWS, ArchitectureTooBig, BudgetedGenerator, ModelArchive, json_levels
 from .layers.base import LAYERS, Layer, Shape
 from .model import Sequential
 
+#: Layers an architecture may hold, counting those inside containers (the largest preset has 26). Each costs
+#: ~0.2 ms and a few kB to make and build twice, so a few-kB file listing 10⁵ of them would take ~20 s.
+MAX_LAYERS = 4096
 FORMAT = "minidl.Sequential"
 FORMAT_VERSION = 2  # 2: nested configs (containers); 1: a flat list of layers
 HEADER_KEY = "__minidl__"
@@ -212,23 +216,32 @@ def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
     ``layers`` are throwaway copies: they are built here with made-up weights (and a built layer keeps
     its weights when built again, so the model's own layers must be fresh for its seed to draw them).
 
-    The layers are built once with a :class:`BudgetedGenerator` allowed as many random values
-    as the file's arrays hold, so a config asking for a huge layer (``filters=10**12``) fails
-    at its first draw instead of allocating; then every parameter and buffer must have the
-    name and shape of a declared array. A file thus costs at most what its arrays declare.
+    The file's arrays hold ``n`` values; the layers are built once with ``n + SMALL_DRAWS`` as a bound
+    on two things, each checked before what it bounds is allocated:
+
+    - the random values drawn (:class:`BudgetedGenerator`), so a config asking for a huge layer
+      (``filters=10**12``) fails at its first draw instead of allocating it;
+    - every dimension of every layer's per-sample input, checked in the shape pass (which, through
+      containers, reaches every layer before anything is created): what a layer allocates without
+      drawing (``BatchNorm2D``'s four arrays of C) grows with its input's dimensions, and in a real
+      model no channel count, feature count or image side outnumbers the values its arrays hold.
+
+    Then every parameter and buffer must have the name and shape of a declared array. A file thus
+    costs at most a small multiple of what its arrays declare.
     """
     header, manifest = file.header, file.manifest
     budget = sum(math.prod(shape) for shape, _ in manifest.values()) + SMALL_DRAWS
     rng, shape = BudgetedGenerator(budget), tuple(header["input_shape"])
     built: dict[str, Any] = {}
     for i, layer in enumerate(layers):
+        _bound_dimensions(layer, budget)
         try:
             shape = layer.build(shape, rng=rng, dtype=header["dtype"])
         except (TypeError, ValueError, OverflowError) as err:
             raise file.bad(f"the saved architecture does not build: layer {i} ({type(layer).__name__}) got "
                            f"input shape {shape}: {err}") from None
         except (ArchitectureTooBig, MemoryError) as err:
-            raise file.bad(f"the saved architecture asks for more weights than the file's arrays hold: layer {i} "
+            raise file.bad(f"the saved architecture asks for more than the file's arrays hold: layer {i} "
                            f"({type(layer).__name__}) {err or 'runs out of memory when built'}, while the arrays "
                            f"hold {budget - SMALL_DRAWS} values in all") from None
         built.update({f"{i}.{k}": v for k, v in (layer.named_parameters() | layer.named_buffers()).items()})
@@ -241,6 +254,32 @@ def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
     ]
     if problems:
         raise file.bad("the weights do not fit the saved architecture: " + "; ".join(problems))
+
+
+def _bound_dimensions(top: Layer, limit: int) -> None:
+    """Make ``top`` and every layer below it refuse, in their shape pass, an input with a dimension over ``limit``.
+
+    Only for the throwaway layers of :func:`_check_architecture`: each gets its own ``compute_output_shape``
+    wrapped, the one step of ``build`` that comes before ``create_parameters`` and that a container runs
+    for all its children before building any of them.
+    """
+    for layer in (top, *top.named_layers().values()):
+        layer.compute_output_shape = _bounded(layer, layer.compute_output_shape, limit)
+
+
+def _bounded(layer: Layer, shape_pass: Callable[[Shape], Shape], limit: int) -> Callable[[Shape], Shape]:
+    def compute_output_shape(input_shape: Shape) -> Shape:
+        if max(input_shape, default=0) > limit:
+            raise ArchitectureTooBig(
+                f"builds {type(layer).__name__} for a per-sample input of shape {tuple(input_shape)}, which has a "
+                f"dimension over {limit} (no channel count, feature count or image side of a real model outnumbers "
+                f"the values its arrays hold, plus {SMALL_DRAWS})"
+            )
+        return shape_pass(input_shape)
+
+    return compute_output_shape
+
+
 def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> LoadResult:
     """Copy the weights saved at ``path`` into ``model`` (in place; optimizers keep working).
 
@@ -252,13 +291,7 @@ def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> Load
     fname = _fspath(path, "load_weights")
     header, arrays = _read(fname)
     if not model.built:
-        try:
-            model.build(header["input_shape"])
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"load_weights: the model cannot be built for the input shape {tuple(header['input_shape'])} "
-                f"saved in {fname!r}: {err}"
-            ) from None
+        _build_for_file(model, fname, tuple(header["input_shape"]), sum(a.size for a in arrays.values()))
     current = model.state_dict()
     diff = _compare({k: a.shape for k, a in current.items()}, {k: a.shape for k, a in arrays.items()},
                     "the model", "the file")
@@ -272,6 +305,28 @@ def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> Load
     except ValueError as err:  # non-finite values
         raise ValueError(f"load_weights: {fname!r}: {err}") from None
     return LoadResult(diff.missing, diff.unexpected, diff.mismatched)
+
+
+def _build_for_file(model: Sequential, fname: str, input_shape: Shape, values: int) -> None:
+    """Build ``model`` for the ``input_shape`` of a file whose arrays hold ``values`` values, as ``load`` would allow.
+
+    The file chooses the shape, so it is held to :func:`_check_architecture`'s bounds: no dimension over
+    ``values + SMALL_DRAWS``, and no more random draws than that. The draws come from a
+    :class:`BudgetedGenerator` on the model's own bit generator, so the weights are those of a plain
+    ``model.build(input_shape)``.
+    """
+    budget = values + SMALL_DRAWS
+    cannot = f"load_weights: the model cannot be built for the input shape {input_shape} saved in {fname!r}"
+    if max(input_shape, default=0) > budget:
+        raise ValueError(f"{cannot}: a dimension over {budget}, the values its arrays hold plus {SMALL_DRAWS}")
+    try:
+        model.build(input_shape, rng=BudgetedGenerator(budget, model._init_rng.bit_generator))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{cannot}: {err}") from None
+    except (ArchitectureTooBig, MemoryError) as err:
+        raise ValueError(f"{cannot}: for that shape the model {err or 'runs out of memory'}, more than the file's "
+                         f"arrays hold ({values} values); to load part of a file into a larger model, build the "
+                         "model first (input_shape=...)") from None
 
 
 class _Diff(NamedTuple):
@@ -340,3 +395,12 @@ def _check_header(header: Any, bad: Callable[[str], ValueError]) -> None:
     for key, ok in checks.items():
         if key not in header or not ok(header[key]):
             raise bad(f"the header's {key!r} entry is missing or invalid: {header.get(key)!r}")
+    layers = _count_layers(header["layers"])
+    if layers > MAX_LAYERS:
+        raise bad(f"the architecture has {layers} layers (counting those inside containers), more than the "
+                  f"{MAX_LAYERS} a file may hold (saving.MAX_LAYERS)")
+
+
+def _count_layers(specs: Any) -> int:
+    """How many layer specs (``{"class": ..., "config": ...}`` dicts, which ``Layer.from_config`` takes) are in ``specs``."""
+    return sum(isinstance(v, dict) and v.keys() == {"class", "config"} for level in json_levels(specs) for v in level)

@@ -6,6 +6,7 @@ few megabytes although the file asks for far more.
 """
 
 import json
+import re
 import tracemalloc
 import zipfile
 
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 
 import minidl
-from minidl import Sequential, archive
-from minidl.layers import Conv2D, Dense, Flatten, ReLU, SoftmaxCE
+from minidl import Sequential, archive, saving
+from minidl.layers import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, Identity, MaxPool2D, Parallel, ReLU,
+                           SoftmaxCE)
 
 #: What loading one of these files may allocate at its peak: the model itself is a few kilobytes.
 SMALL = 4 << 20
@@ -61,16 +63,30 @@ def with_header(path, header: dict) -> dict[str, bytes]:
     return entries
 
 
-def load_refused(path, match: str) -> int:
-    """Load ``path``, expect ``ValueError`` naming it and matching ``match``; return the peak allocation."""
+def peak_of(call):
+    """``call()``'s result and the peak of what it allocated."""
     tracemalloc.start()
     try:
-        with pytest.raises(ValueError, match=match) as info:
-            minidl.load(path)
-        peak = tracemalloc.get_traced_memory()[1]
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert f"cannot load '{path}'" in str(info.value)
+
+
+def refused(call, match: str) -> tuple[ValueError, int]:
+    """``call()``'s ``ValueError``, which must match ``match``, and the peak of what the call allocated."""
+    def expect() -> ValueError:
+        with pytest.raises(ValueError, match=match) as info:
+            call()
+        return info.value
+
+    return peak_of(expect)
+
+
+def load_refused(path, match: str) -> int:
+    """Load ``path``, expect ``ValueError`` naming it and matching ``match``; return the peak allocation."""
+    error, peak = refused(lambda: minidl.load(path), match)
+    assert f"cannot load '{path}'" in str(error)
     return peak
 
 
@@ -135,16 +151,106 @@ def test_a_manifest_entry_with_a_bool_or_negative_dimension_is_refused(saved, tm
     lambda h: h["layers"][0]["config"].update(filters=10**12),       # would raise MemoryError
     lambda h: h["layers"][0]["config"].update(filters=4 * 10**6),    # would allocate ~300 MB, then be refused
     lambda h: h["layers"][3]["config"].update(units=10**7),          # Dense: 144 x 10**7 weights
-    lambda h: h.update(input_shape=[1, 3000, 3000]),                 # a huge input makes Dense's weights huge
-], ids=["filters-1e12", "filters-4e6", "dense-units", "input-shape"])
+    lambda h: h.update(input_shape=[1, 100, 100]),                   # a larger input makes Dense's weights larger
+    lambda h: h.update(input_shape=[1, 3000, 3000]),                 # Dense's input alone outnumbers the arrays
+], ids=["filters-1e12", "filters-4e6", "dense-units", "input-shape", "input-shape-huge"])
 def test_an_architecture_asking_for_huge_layers_is_refused_before_it_is_built(saved, tmp_path, edit):
     header = header_of(saved)
     edit(header)
     path = tmp_path / "huge-layer.npz"
     write_zip(path, with_header(saved, header))
-    peak = load_refused(path, r"the saved architecture asks for more weights than the file's arrays hold: "
-                              r"layer \d \((Conv2D|Dense)\) draws \d+ initial values at once \(shape \(\d+, \d+")
+    peak = load_refused(path, r"the saved architecture asks for more than the file's arrays hold: "
+                              r"layer \d \((Conv2D|Dense)\) (draws \d+ initial values at once \(shape \(\d+, \d+"
+                              r"|builds Dense for a per-sample input of shape \(35952016,\))")
     assert peak < SMALL
+
+
+# -- what building costs besides the drawn weights ------------------------------------------------
+@pytest.mark.parametrize("pool", [MaxPool2D, AvgPool2D])
+def test_a_pool_window_far_larger_than_its_input_costs_nothing_to_load(tmp_path, pool):
+    """Building a pooling layer used to make its kh·kw window offsets: 317² ≈ 10⁵ Python tuples (~40 MB) here, for
+    a file of a few hundred bytes, and 4·10⁸ for a window of 20001 (padding may reach half the window)."""
+    path = tmp_path / "wide-window.npz"
+    Sequential([pool(317, padding=158), Flatten(), Dense(3), SoftmaxCE()], input_shape=(1, 1, 1), seed=0).save(path)
+    model, peak = peak_of(lambda: minidl.load(path))
+    assert model.layers[0].pool_size == (317, 317) and model.output_shape == (3,)
+    assert peak < SMALL
+
+
+def test_a_layer_that_allocates_without_drawing_is_refused_in_the_shape_pass(saved, tmp_path):
+    """BatchNorm2D makes four arrays of C (and two gradients) without drawing: the budget of draws cannot see
+    them, the bound on every input dimension can (2·10⁶ channels: 48 MB before the file was refused)."""
+    header = header_of(saved)
+    header["input_shape"] = [2 * 10**6, 1, 1]
+    header["layers"] = [BatchNorm2D().to_config(), *header["layers"][2:]]  # BatchNorm2D, Flatten, Dense, SoftmaxCE
+    path = tmp_path / "wide-batchnorm.npz"
+    write_zip(path, with_header(saved, header))
+    peak = load_refused(path, r"the saved architecture asks for more than the file's arrays hold: layer 0 "
+                              r"\(BatchNorm2D\) builds BatchNorm2D for a per-sample input of shape \(2000000, 1, 1\), "
+                              r"which has a dimension over 66011 .*, while the arrays hold 475 values in all")
+    assert peak < SMALL
+
+
+def test_a_container_that_widens_its_input_is_bounded_at_every_layer_inside(saved, tmp_path):
+    """The input (60000 channels) is within the bound; 40 identity branches concatenated make 2.4·10⁶ channels for
+    the BatchNorm2D inside (58 MB before the file was refused)."""
+    header = header_of(saved)
+    header["input_shape"] = [60000, 1, 1]
+    widen = Sequential([Parallel([Identity() for _ in range(40)]), BatchNorm2D()])
+    header["layers"] = [widen.to_config(), *header["layers"][2:]]
+    path = tmp_path / "widening.npz"
+    write_zip(path, with_header(saved, header))
+    peak = load_refused(path, r"layer 0 \(Sequential\) builds BatchNorm2D for a per-sample input of shape "
+                              r"\(2400000, 1, 1\), which has a dimension over 66011")
+    assert peak < SMALL
+
+
+@pytest.mark.parametrize("depth", [15, 40])
+def test_containers_nested_deeply_load_or_are_refused_by_the_json_bound(tmp_path, depth):
+    """Each nested container is three levels of JSON: 15 fit in the header's 64, 40 do not (never a RecursionError)."""
+    inner = Conv2D(2, 3)
+    for _ in range(depth):
+        inner = Sequential([inner])
+    model = Sequential([inner, Flatten(), Dense(3), SoftmaxCE()], input_shape=(1, 8, 8), seed=0)
+    path = tmp_path / "nested.npz"
+    model.save(path)
+    if depth == 15:
+        weight = "0" + ".0" * 15 + ".weight"
+        np.testing.assert_array_equal(minidl.load(path).state_dict()[weight], model.state_dict()[weight])
+    else:
+        load_refused(path, r"the '__minidl__' header nests lists and objects deeper than 64 levels")
+
+
+# -- load_weights: the file chooses the input shape an unbuilt model is built for ---------------------
+@pytest.mark.parametrize("input_shape, layers, match", [
+    ([1, 600, 600], lambda: [Conv2D(4, 3), ReLU(), Flatten(), Dense(3), SoftmaxCE()],  # 4·598²·3 weights: 34 MB
+     r"for that shape the model draws 4291248 initial values at once \(shape \(1430416, 3\)\), more than the file's "
+     r"arrays hold \(475 values\); to load part of a file into a larger model, build the model first"),
+    ([10**6, 1, 1], lambda: [BatchNorm2D(), Flatten(), Dense(3), SoftmaxCE()],  # 24 MB of BatchNorm2D, then 24 more
+     r"a dimension over 66011, the values its arrays hold plus 65536"),
+], ids=["dense-draws", "batchnorm-channels"])
+def test_load_weights_builds_an_unbuilt_model_only_as_far_as_the_file_accounts_for(saved, tmp_path, input_shape,
+                                                                                  layers, match):
+    header = header_of(saved)
+    header["input_shape"] = input_shape
+    path = tmp_path / "big-input.npz"
+    write_zip(path, with_header(saved, header))
+    model = Sequential(layers(), seed=0)
+    _, peak = refused(lambda: model.load_weights(path), rf"load_weights: the model cannot be built for the input "
+                      rf"shape {re.escape(str(tuple(input_shape)))} saved in '{path}': {match}")
+    assert peak < SMALL
+    assert not model.built
+
+
+def test_load_weights_builds_an_unbuilt_model_with_the_weights_a_plain_build_draws(saved):
+    def layers():
+        return [Conv2D(4, 3), ReLU(), Flatten(), Dense(5), SoftmaxCE()]
+
+    plain = Sequential(layers(), input_shape=(1, 8, 8), seed=3)
+    fresh = Sequential(layers(), seed=3)
+    assert fresh.load_weights(saved, strict=False).mismatched_keys == ["3.weight", "3.bias"]
+    np.testing.assert_array_equal(fresh.state_dict()["3.weight"], plain.state_dict()["3.weight"])
+    np.testing.assert_array_equal(fresh.state_dict()["0.weight"], small_model().state_dict()["0.weight"])
 
 
 def test_an_architecture_within_budget_but_of_other_shapes_is_refused_before_reading_the_arrays(saved, tmp_path):
@@ -184,7 +290,36 @@ def test_a_header_larger_than_the_bound_is_refused_before_it_is_read(saved, tmp_
     entries["__minidl__.npy"] = npy_bytes(np.frombuffer(json.dumps(header_of(saved)).encode() + padding, np.uint8))
     path = tmp_path / "big-header.npz"
     write_zip(path, entries, compression=zipfile.ZIP_DEFLATED)
-    peak = load_refused(path, r"entry '__minidl__' of the archive inflates to \d+ bytes, more than the 4194304 bytes the header may take")
+    peak = load_refused(path, r"entry '__minidl__' of the archive inflates to \d+ bytes, more than the 1048576 bytes "
+                              r"the header may take")
+    assert peak < SMALL
+
+
+def test_the_largest_header_allowed_costs_a_bounded_amount_to_decode(saved, tmp_path):
+    """Empty lists are the JSON that costs most to decode (~20 bytes of Python objects a byte): the header bound
+    (1 MiB, deflated to 4 kB here) keeps it near 20 MB; at the 4 MiB allowed before, ~110 MB."""
+    header = header_of(saved)
+    room = archive.MAX_HEADER_BYTES - len(json.dumps(header)) - 16
+    header["x"] = [[]] * (room // 4)  # json.dumps writes "[], " for each
+    path = tmp_path / "lists.npz"
+    write_zip(path, with_header(saved, header), compression=zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 50_000
+    model, peak = peak_of(lambda: minidl.load(path))
+    assert model.input_shape == (1, 8, 8)
+    assert peak < 40 << 20
+
+
+def test_an_architecture_of_more_layers_than_the_bound_is_refused_before_any_is_made(saved, tmp_path):
+    """10⁵ parameterless layers fit in a 3 MB header (a few kB deflated) and took ~20 s and ~200 MB to make and
+    build; counted inside containers too."""
+    header = header_of(saved)
+    relus = [ReLU().to_config()] * (saving.MAX_LAYERS - 5)  # with the model's own 5: one over the bound
+    header["layers"] = [Sequential([ReLU()]).to_config(), *header["layers"]]
+    header["layers"][0]["config"]["layers"] = relus
+    path = tmp_path / "many.npz"
+    write_zip(path, with_header(saved, header), compression=zipfile.ZIP_DEFLATED)
+    peak = load_refused(path, rf"the architecture has {saving.MAX_LAYERS + 1} layers \(counting those inside "
+                              rf"containers\), more than the {saving.MAX_LAYERS} a file may hold")
     assert peak < SMALL
 
 

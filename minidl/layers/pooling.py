@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -56,9 +57,13 @@ class _PoolWindows:
             )
         return (c, conv_output_size(h, kh, self.stride[0], 2 * ph), conv_output_size(w, kw, self.stride[1], 2 * pw))
 
-    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
-        """No parameters: fix the window geometry for this input shape, once per build."""
-        self._offsets = kernels.window_offsets(self.pool_size, self.stride, self.compute_output_shape(input_shape)[1:])
+    @cached_property
+    def _offsets(self) -> list[tuple[int, tuple[slice, ...]]]:
+        """The ``kh·kw`` window offsets of the built geometry, made at the first forward pass, not at build:
+        a padded window may be far larger than its input (``MaxPool2D(20001, padding=10000)`` on 1×1 images
+        has 4·10⁸ offsets), and building, which ``minidl.load`` does to a file's architecture, must cost
+        nothing of the kind."""
+        return kernels.window_offsets(self.pool_size, self.stride, self.output_shape[1:])
 
 
 class MaxPool2D(_PoolWindows, Layer):
@@ -82,7 +87,7 @@ class MaxPool2D(_PoolWindows, Layer):
     """
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
-        super().create_parameters(input_shape, rng, dtype)
+        """No parameters: which forward path the geometry allows (O(1), whatever the window)."""
         _, h, w = input_shape
         _, oh, ow = self.compute_output_shape(input_shape)
         kh, kw = self.pool_size
@@ -90,7 +95,11 @@ class MaxPool2D(_PoolWindows, Layer):
         self._tiled = self.stride == self.pool_size and self.padding == (0, 0)
         # ... and may cover all of it, or drop a few rows/columns at the edges
         self._covered = oh * kh == h and ow * kw == w
-        self._window_index = np.arange(kh * kw)
+
+    @cached_property
+    def _window_index(self) -> np.ndarray:
+        """``0 .. kh·kw - 1``, for the small path's backward (made when first needed, as ``_offsets``)."""
+        return np.arange(self.pool_size[0] * self.pool_size[1])
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)

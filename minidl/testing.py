@@ -25,9 +25,18 @@ The check treats the layer's output ``y`` as feeding a loss ``L = Σ y ⊙ G`` f
 ``(L(θ + ε) - L(θ - ε)) / 2ε`` for every entry of the input and of every trainable parameter.
 Work in float64: in float32 rounding swamps the differences.
 
-Errors are element-wise relative errors ``|a - n| / max(|a|, |n|, floor)``, the floor being
+Errors are element-wise relative errors ``(|a - n| - r) / max(|a|, |n|, floor)``, the floor being
 ``1e-3`` of the largest gradient entry, so that entries that are exactly zero compare
-absolutely. Inputs must keep clear of kinks (ReLU at 0) and ties (two maxima of a pooling
+absolutely, and ``r`` the round-off the finite difference itself may carry (a difference within
+it is not counted). Each output ``f_j`` is computed to about one unit in its last place
+(machine epsilon ``u``: 2.2e-16 in float64) relative to ``|f_j|``, so the difference quotient of
+an entry carries up to ``r = u · Σ_j |G_j| (|f_j(θ+ε)| + |f_j(θ-ε)|) / 2ε``, summed over the
+outputs that moved (an output computed bit for bit the same both times carries none). With
+``ε = 1e-5`` and outputs of order 1 that is ~1e-11 per output: it matters only for gradient
+entries far smaller than the outputs, where it would otherwise read as a relative error
+(4e-6 computed to 6e-12 is "1.4e-6"); a wrong gradient differs by far more than ``r``.
+
+Inputs must keep clear of kinks (ReLU at 0) and ties (two maxima of a pooling
 window) by more than ``ε``; :func:`tie_free_input` makes such inputs.
 """
 
@@ -76,23 +85,43 @@ def numerical_gradient(
     The difference ``f(x+ε) - f(x-ε)`` is taken element-wise before it is weighted and summed,
     which keeps the rounding error at the scale of single outputs rather than of their sum.
     """
+    return central_differences(f, x, weights, eps)[0]
+
+
+def central_differences(
+    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`numerical_gradient`, and for each entry the round-off it may carry (see the module docstring)."""
     grad = np.zeros_like(x, dtype=np.float64)
+    noise = np.zeros_like(grad)
     flat = x.reshape(-1)
     if not np.shares_memory(flat, x):
         raise ValueError("numerical_gradient: x must be contiguous so it can be perturbed in place")
     for i in range(flat.size):
         original = flat[i]
         flat[i] = original + eps
-        plus = np.array(f(), dtype=np.float64)
+        plus = np.array(f())  # a copy: a layer may hand out a buffer that its next forward pass reuses
         flat[i] = original - eps
-        minus = np.array(f(), dtype=np.float64)
+        minus = np.array(f())
         flat[i] = original
+        unit = np.finfo(plus.dtype if plus.dtype.kind == "f" else np.float64).eps
+        plus, minus = plus.astype(np.float64), minus.astype(np.float64)
         grad.reshape(-1)[i] = np.sum((plus - minus) * weights) / (2 * eps)
-    return grad
+        # Outputs that came out bit for bit the same carry no round-off into the difference; each other
+        # output carries up to about one unit in the last place of f(x+ε) and of f(x-ε).
+        moved = np.abs(weights) * (np.abs(plus) + np.abs(minus)) * (plus != minus)
+        noise.reshape(-1)[i] = unit * np.sum(moved) / (2 * eps)
+    return grad, noise
 
 
-def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> tuple[float, tuple[int, ...]]:
-    """Largest element-wise relative error and where it is (see the module docstring for the floor)."""
+def relative_error(
+    analytic: np.ndarray, numeric: np.ndarray, noise: np.ndarray | float = 0.0
+) -> tuple[float, tuple[int, ...]]:
+    """Largest element-wise relative error and where it is (see the module docstring for the floor).
+
+    ``noise`` (from :func:`central_differences`) is the round-off each finite difference may carry:
+    a difference within it is no evidence against the analytic gradient and is not counted.
+    """
     analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
     if analytic.shape != numeric.shape:
         raise AssertionError(f"gradient has shape {analytic.shape}, expected {numeric.shape}")
@@ -100,7 +129,8 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> tuple[float, tu
         return 0.0, ()
     scale = max(np.abs(analytic).max(), np.abs(numeric).max())
     floor = max(1e-3 * scale, 1e-12)
-    err = np.abs(analytic - numeric) / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
+    unexplained = np.maximum(np.abs(analytic - numeric) - noise, 0.0)
+    err = unexplained / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
     where = np.unravel_index(int(np.argmax(err)), err.shape)
     return float(err[where]), tuple(int(i) for i in where)
 
@@ -187,8 +217,8 @@ def _compare(f, weights, x, grad_x, named_params, eps) -> dict[str, tuple[float,
     targets = {"input": x} | {k: p.data for k, p in params.items()}
     report = {}
     for name, array in targets.items():
-        numeric = numerical_gradient(f, array, weights, eps)
-        err, where = relative_error(analytic[name], numeric)
+        numeric, noise = central_differences(f, array, weights, eps)
+        err, where = relative_error(analytic[name], numeric, noise)
         report[name] = (err, where, float(analytic[name][where]), float(numeric[where]))
     return report
 
@@ -700,8 +730,8 @@ def check_loss(
         again = np.array(head.backward())
         if not np.array_equal(again, grad):
             problems.append("backward called twice gave different gradients")
-        numeric = numerical_gradient(lambda: head.loss(z, t), z, 1.0, eps)
-        error, where = relative_error(grad, numeric)
+        numeric, noise = central_differences(lambda: head.loss(z, t), z, 1.0, eps)
+        error, where = relative_error(grad, numeric, noise)
         if not error <= tol:
             problems.append(f"gradient: max relative error {error:.3g} > {tol:.0e} at index {where} "
                             f"(backward {grad[where]:.10g}, finite differences {numeric[where]:.10g})")

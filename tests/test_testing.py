@@ -7,7 +7,8 @@ from minidl import Sequential
 from minidl.guard import NonFiniteLossError
 from minidl.layers import Dense, Flatten, Layer, Parameter, SoftmaxCE
 from minidl.optim import SGD
-from minidl.testing import ROUND_TRIP, LayerCheckError, check_layer
+from minidl.testing import (ROUND_TRIP, LayerCheckError, central_differences, check_layer, check_layer_gradients,
+                            relative_error)
 
 
 class RepeatForgetful(Layer):
@@ -115,3 +116,51 @@ def test_divergence_with_built_in_layers_only_does_not_blame_custom_code():
     with pytest.raises(NonFiniteLossError) as info, np.errstate(all="ignore"):
         model.fit(X, y, optimizer=SGD(model.parameters(), lr=1e38), epochs=5, verbose=0)
     assert "check_layer" not in str(info.value)
+
+
+class Offset(Layer):
+    """``y = 1 + s·x``: outputs of order 1 whose gradient ``s`` is tiny; ``wrong`` scales what backward returns."""
+
+    def __init__(self, s: float = 4.3e-6, wrong: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.s, self.wrong = s, wrong
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        return 1.0 + self.s * x
+
+    def backward(self, grad_out):
+        return grad_out * (self.s * self.wrong)
+
+
+@pytest.mark.parametrize("wrong", [2.0, 1.01, 1.0001])
+def test_a_wrong_gradient_as_small_as_round_off_matters_is_still_reported(wrong):
+    """Round-off of the finite differences is ~1e-11 here (outputs of order 1, ε = 1e-5); a gradient of 4.3e-6 that
+    is off by 100%, 1% or 0.01% (4.3e-10) is far outside it and fails the check."""
+    x = np.random.default_rng(0).uniform(-2, 2, (3, 4))
+    right, off = Offset(), Offset(wrong=wrong)
+    for layer in (right, off):
+        layer.build((4,), dtype="float64")
+    assert check_layer_gradients(right, x)["input"] <= 1e-6
+    with pytest.raises(AssertionError, match=r"Offset: gradients disagree with finite differences\n  input: max "
+                                             r"relative error"):
+        check_layer_gradients(off, x)
+
+
+def test_the_round_off_allowance_is_what_the_outputs_that_moved_carry():
+    outputs = np.array([1.0, -3.0, 5.0])
+    weights = np.array([2.0, 1.0, 0.5])
+    x = np.zeros(2)
+
+    def f():  # x[0] moves the first two outputs, x[1] none
+        return outputs + np.array([x[0], 2 * x[0], 0.0])
+
+    grad, noise = central_differences(f, x, weights, eps=1e-5)
+    np.testing.assert_allclose(grad, [2.0 + 2.0, 0.0], rtol=1e-9)
+    u = np.finfo(np.float64).eps
+    expected = u * (2.0 * (abs(1 + 1e-5) + abs(1 - 1e-5)) + 1.0 * (abs(-3 + 2e-5) + abs(-3 - 2e-5))) / 2e-5
+    np.testing.assert_allclose(noise, [expected, 0.0], rtol=1e-12)
+    # a difference within the allowance is not counted; beyond it, only the excess is
+    assert relative_error(np.array([1e-6]), np.array([1e-6 + 1e-12]), np.array([2e-12])) == (0.0, (0,))
+    error, _ = relative_error(np.array([1e-6]), np.array([1.1e-6]), np.array([2e-12]))
+    assert error == pytest.approx((1e-7 - 2e-12) / 1.1e-6)

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import signal
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -362,6 +363,16 @@ def test_robustness_doc_is_up_to_date():
     assert DOC.exists(), "docs/robustness.md is missing: run python tests/gen_robustness_doc.py"
     assert _comparable(DOC.read_text()) == _comparable(render_doc()), \
         "docs/robustness.md is stale: run python tests/gen_robustness_doc.py"
+
+
+def test_labels_beyond_int64_are_refused_without_a_numpy_warning():
+    """The case table runs under ``np.errstate(all="ignore")``; here NumPy's cast warning would be an error."""
+    ns = namespace()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for labels, quoted in ((ns["y"] * 1e30, r"\[0, 2e\+30\]"), (-ns["y"] * 1e30 - 1, r"\[-2e\+30, -1\]")):
+            with pytest.raises(ValueError, match=rf"y holds labels in {quoted}, but the model has 3 classes"):
+                ns["model"].fit(ns["X"], labels)
 
 
 # -- conversions that are not errors ------------------------------------------------------------

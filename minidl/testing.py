@@ -54,6 +54,13 @@ from .layers.base import LAYERS, Layer
 from .layers.losses import Loss
 from .model import Sequential
 
+__all__ = [
+    "DEFAULT_EPS", "DEFAULT_TOL", "JUNK", "MEMORY_LAYOUTS", "ROUND_TRIP", "CheckResult", "LayerCheckError",
+    "LayerCheckReport", "any_shapes", "central_differences", "check_layer", "check_layer_gradients", "check_loss",
+    "check_model_gradients", "feature_shapes", "image_shapes", "layer_gradient_errors", "layer_inputs",
+    "model_gradient_errors", "numerical_gradient", "relative_error", "rewinder", "stored_as", "tie_free_input",
+]
+
 DEFAULT_EPS = 1e-5
 DEFAULT_TOL = 1e-6
 #: What check_layer fills ``.grad`` with before calling ``backward`` again: an accumulating layer adds to it.

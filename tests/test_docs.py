@@ -112,3 +112,27 @@ def test_layer_reference_has_the_real_signature(name):
     real = [(p.name, p.default) for p in inspect.signature(getattr(minidl.layers, name)).parameters.values()
             if not (p.kind is p.KEYWORD_ONLY and p.name in ("trainable", "name") and p.name not in shown)]
     assert documented == real
+
+
+MARKDOWN = [ROOT / "README.md", *sorted(DOCS.glob("*.md")), *sorted(DOCS.glob("*/*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_point_inside_the_repository(page):
+    """Every relative link resolves to a file of this repository: nothing points at a path outside
+    it (the blog's script lived in ../shared/ once), and no link is broken."""
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue  # a URL or an anchor on the same page
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), f"{page.name}: {target} points outside the repository"
+        assert path.exists(), f"{page.name}: {target} does not exist"
+
+
+def test_the_blog_is_named_before_it_is_cited():
+    """"The blog" is the README's shorthand: the post is named (title and number) before the first use."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    named = readme.find("*Machine Learning from Scratch*, post 11")
+    assert named != -1
+    assert named < readme.lower().find("the blog") + 100

@@ -1,8 +1,10 @@
-"""Command line: ``minidl digits`` and ``minidl mnist`` (also ``python -m minidl ...``).
+"""Command line: ``minidl train DATASET`` (with ``minidl digits`` and ``minidl mnist`` kept as its
+aliases for two of the data sets); also ``python -m minidl ...``.
 
-Importing this module imports the standard library only: NumPy, the layers and scikit-learn
-load inside :func:`main`, when a command needs them, so ``minidl --help`` is quick and Ctrl-C
-at any moment of start-up exits with status 130 and one line, like Ctrl-C anywhere else.
+Importing this module, and building the parser, imports the standard library only (the presets'
+names, shapes and recipes come from :mod:`minidl.recipes`): NumPy, the layers, tqdm and scikit-learn
+load inside :func:`run`, when a command needs them, so ``minidl --help`` is quick and Ctrl-C at any
+moment of start-up exits with status 130 and one line, like Ctrl-C anywhere else.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from . import presets
+from . import recipes
 
-__all__ = ["COMMANDS", "Command", "CommandError", "build_parser", "main", "resolve_recipe", "run"]
+__all__ = ["DATASETS", "DataSet", "CommandError", "build_parser", "main", "resolve_recipe", "run"]
 
 #: The recipe's fields that have a command-line option of the same name.
 RECIPE_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "momentum", "schedule")
@@ -59,80 +60,110 @@ class CommandError(Exception):
     """A command cannot go on (its data cannot be had, ...): ``minidl: error: <message>``, exit status 1."""
 
 
-class Command(NamedTuple):
-    """A command that trains a preset on a data set and reports its test accuracy."""
+class DataSet(NamedTuple):
+    """A data set ``minidl train`` trains on: its loader in :data:`minidl.datasets.LOADERS` has the same name."""
 
-    presets: str  # the name of the table in minidl.presets its --preset chooses from
+    shape: tuple[int, int, int]  # its images' (C, H, W): the presets of that input shape train on it
     default: str  # the default preset
-    data: str  # what it trains on, for the help
-    load: Callable[[argparse.Namespace], tuple]  # args -> X_train, X_test, y_train, y_test
+    about: str  # what it is, for the help
+    downloads: bool  # its files are downloaded (so the command has --data-dir and --no-download)
 
 
-def _load_digits(args: argparse.Namespace) -> tuple:
-    from .data import load_digits
-
-    return load_digits()
-
-
-def _load_mnist(args: argparse.Namespace) -> tuple:
-    from .datasets import load_mnist
-    from .download import DownloadError
-
-    try:
-        (X_train, y_train), (X_test, y_test) = load_mnist(args.data_dir, download=not args.no_download,
-                                                          verbose=args.verbose > 0)
-    except DownloadError as err:  # its message says where to put the files by hand
-        raise CommandError(err) from None
-    return X_train, X_test, y_train, y_test
-
-
-#: The training commands: ``minidl NAME --preset P ...``. Each has the training options below.
-COMMANDS: dict[str, Command] = {
-    "digits": Command("PRESETS", "blog_cnn", "scikit-learn's 8x8 digits (the blog's split)", _load_digits),
-    "mnist": Command("MNIST_PRESETS", "lenet", "MNIST's 28x28 digits (60,000 / 10,000; downloaded once, 11 MB)",
-                     _load_mnist),
+#: The data sets of ``minidl train DATASET``; each trains with the training options below.
+DATASETS: dict[str, DataSet] = {
+    "digits": DataSet((1, 8, 8), "blog_cnn", "scikit-learn's 8x8 digits (the blog's split, 1,437 / 360)", False),
+    "mnist": DataSet((1, 28, 28), "lenet", "MNIST's 28x28 digits (60,000 / 10,000; downloaded once, 11 MB)", True),
+    "fashion-mnist": DataSet((1, 28, 28), "lenet", "Fashion-MNIST's 28x28 clothing images (60,000 / 10,000; "
+                             "downloaded once, 30 MB)", True),
+    "cifar10": DataSet((3, 32, 32), "cifar_resnet", "CIFAR-10's 32x32 colour photographs (50,000 / 10,000; "
+                       "downloaded once, 163 MB)", True),
 }
+#: The data sets that are also commands of their own (``minidl digits`` is ``minidl train digits``).
+ALIASES = ("digits", "mnist")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import presets  # NumPy and the layers: imported once a command line is parsed
-
     parser = argparse.ArgumentParser(prog="minidl", description="minidl: a small deep-learning framework in NumPy.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, command in COMMANDS.items():
-        table = getattr(presets, command.presets)
-        recipes = "\n".join(f"  {preset}: {_describe(presets.RECIPES[preset])}" for preset in table)
-        what = f"train a preset CNN on {command.data} and report its test accuracy"
-        cmd = sub.add_parser(
-            name, help=what, description=f"{what[0].upper()}{what[1:]}. Training options left out come from the "
-                                         "preset's recipe.",
-            epilog=f"recipes (the defaults of the training options):\n{recipes}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        cmd.add_argument("--preset", choices=sorted(table), default=command.default,
-                         help=f"architecture (default: {command.default})")
-        _add_training_options(cmd, presets)
-        cmd.add_argument("--export", metavar="PATH",
-                         help='after training, write the model as an ONNX file (needs pip install "minidl[onnx]")')
-    sub.choices["digits"].add_argument(
-        "--faithful", action="store_true",
-        help="blog_cnn only: the filters stay frozen at their random start; only the dense layer trains",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(["train", *ALIASES]) + "}")
+    what = "train a preset on a data set and report its test accuracy"
+    train = sub.add_parser(
+        "train", help=what, description=f"{what[0].upper()}{what[1:]}. Training options left out come from the "
+                                        "preset's recipe; minidl train DATASET --help lists that data set's options.",
+        epilog="data sets, their presets and the presets' recipes (the defaults of the training options):\n"
+               + "\n".join(f"  {name}: {data.about}, {_shape(data.shape)} images\n{_recipes(name, indent=4)}"
+                           for name, data in DATASETS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    mnist = sub.choices["mnist"]
-    mnist.add_argument("--data-dir", help="where the files are cached (default: $MINIDL_DATA or ~/.cache/minidl)")
-    mnist.add_argument("--no-download", action="store_true", help="never use the network: the files must be cached")
+    commands = train.add_subparsers(dest="dataset", required=True, metavar="DATASET",
+                                    title="data sets (DATASET)")
+    for name in DATASETS:
+        _add_dataset_command(commands, name, f"train on {DATASETS[name].about}")
+    for name in ALIASES:
+        _add_dataset_command(sub, name, f"the same as minidl train {name}")
     return parser
 
 
-def _add_training_options(cmd: argparse.ArgumentParser, presets) -> None:
+def _add_dataset_command(sub, name: str, summary: str) -> None:
+    """``name``'s command (under ``train``, or an alias) with its presets and the training options."""
+    data = DATASETS[name]
+    choices = recipes.presets_for(data.shape)
+    what = f"train a preset on {data.about} and report its test accuracy"
+    cmd = sub.add_parser(
+        name, help=summary, description=f"{what[0].upper()}{what[1:]}. Training options left out come from the "
+                                     "preset's recipe.",
+        epilog=f"presets for {_shape(data.shape)} images and their recipes (the defaults of the training options):"
+               f"\n{_recipes(name, indent=2)}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.set_defaults(dataset=name)
+    cmd.add_argument("--preset", type=_preset_of(name, choices), default=data.default,
+                     metavar="{" + ",".join(choices) + "}", help=f"architecture (default: {data.default})")
+    _add_training_options(cmd)
+    cmd.add_argument("--export", metavar="PATH",
+                     help='after training, write the model as an ONNX file (needs pip install "minidl[onnx]")')
+    if "blog_cnn" in choices:
+        cmd.add_argument("--faithful", action="store_true",
+                         help="blog_cnn only: the filters stay frozen at their random start; only the dense layer "
+                              "trains")
+    if data.downloads:
+        cmd.add_argument("--data-dir", help="where the files are cached (default: $MINIDL_DATA or ~/.cache/minidl)")
+        cmd.add_argument("--no-download", action="store_true",
+                         help="never use the network: the files must be cached")
+
+
+def _preset_of(dataset: str, choices: list[str]):
+    """``--preset``'s parser: a preset for another input shape is a usage error naming the ones that fit."""
+    def parse(text: str) -> str:
+        if text in choices:
+            return text
+        shape = _shape(DATASETS[dataset].shape)
+        why = (f"{text} takes {_shape(recipes.INPUT_SHAPES[text])} images, {dataset}'s are {shape}"
+               if text in recipes.INPUT_SHAPES else f"no preset is called {text!r}")
+        raise argparse.ArgumentTypeError(f"{why}; the presets for {dataset} are {', '.join(choices)}")
+    return parse
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _recipes(dataset: str, indent: int) -> str:
+    """One line per preset of ``dataset``: its name and its recipe there, as options."""
+    default = DATASETS[dataset].default
+    return "\n".join(f"{' ' * indent}{preset}{' (default)' if preset == default else ''}: "
+                     f"{_describe(recipes.recipe_for(preset, dataset))}"
+                     for preset in recipes.presets_for(DATASETS[dataset].shape))
+
+
+def _add_training_options(cmd: argparse.ArgumentParser) -> None:
     """The options every training command has (add new shared options here)."""
-    cmd.add_argument("--optimizer", choices=sorted(presets.OPTIMIZERS),
+    cmd.add_argument("--optimizer", choices=sorted(recipes.OPTIMIZERS),
                      help="default: the recipe's; choosing another one without --lr uses its own default lr")
     cmd.add_argument("--lr", type=_float_in(0.0, math.inf, True), help="learning rate (default: the recipe's)")
     cmd.add_argument("--epochs", type=_positive_int, help="passes over the training images (default: the recipe's)")
     cmd.add_argument("--batch-size", type=_positive_int, help="images per optimizer step (default: the recipe's)")
     cmd.add_argument("--momentum", type=_float_in(0.0, 1.0, False), help="SGD only")
-    cmd.add_argument("--schedule", choices=presets.SCHEDULES,
+    cmd.add_argument("--schedule", choices=recipes.SCHEDULES,
                      help="learning-rate schedule: cosine anneals to 0 over the epochs")
     cmd.add_argument("--seed", type=_int_at_least(0, "non-negative"), default=0,
                      help="seeds the weights and the shuffling (default: 0)")
@@ -147,14 +178,14 @@ def _add_training_options(cmd: argparse.ArgumentParser, presets) -> None:
                           "confusion matrix, mistakes); needs the plot extra: pip install \"minidl[plot]\"")
 
 
-def _describe(recipe: presets.Recipe) -> str:
+def _describe(recipe: recipes.Recipe) -> str:
     """The recipe as the options that give it."""
     momentum = f" --momentum {recipe.momentum}" if recipe.optimizer == "sgd" else ""
     return (f"--optimizer {recipe.optimizer} --lr {recipe.lr}{momentum} --epochs {recipe.epochs} "
             f"--batch-size {recipe.batch_size} --schedule {recipe.schedule}")
 
 
-def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> presets.Recipe:
+def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> recipes.Recipe:
     """The preset's recipe with the options the user gave; contradictions are usage errors (exit 2)."""
     from . import presets
 
@@ -162,7 +193,7 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error(f"--faithful applies only to --preset blog_cnn, not {args.preset}")
     if args.export is not None and importlib.util.find_spec("onnx") is None:  # before training, not after
         parser.error('--export needs the onnx package: pip install "minidl[onnx]"')
-    recipe = presets.RECIPES[args.preset]
+    recipe = recipes.recipe_for(args.preset, args.dataset)
     given = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
     optimizer = given.get("optimizer", recipe.optimizer)
     if optimizer != "sgd" and "momentum" in given:
@@ -174,16 +205,33 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return dataclasses.replace(recipe, **given)
 
 
-def run(args: argparse.Namespace, recipe: presets.Recipe) -> float:
-    """Train ``args.preset`` on ``args.command``'s data with ``recipe``; print the results; return the accuracy."""
+def _load(args: argparse.Namespace) -> tuple:
+    """``X_train, X_test, y_train, y_test`` of ``args.dataset``; what stops it is a :class:`CommandError`."""
+    from . import datasets
+
+    load = datasets.LOADERS[args.dataset]
+    try:
+        if DATASETS[args.dataset].downloads:
+            (X_train, y_train), (X_test, y_test) = load(args.data_dir, download=not args.no_download,
+                                                        verbose=args.verbose > 0)
+        else:
+            (X_train, y_train), (X_test, y_test) = load()
+    # DownloadError (an OSError) says where to put the files by hand; DataFormatError names the bad file.
+    except (OSError, datasets.DataFormatError) as err:
+        raise CommandError(err) from None
+    return X_train, X_test, y_train, y_test
+
+
+def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
+    """Train ``args.preset`` on ``args.dataset`` with ``recipe``; print the results; return the accuracy."""
     from . import presets
 
     if args.threads is not None:
         from .threads import set_num_threads
 
         set_num_threads(args.threads)
-    X_train, X_test, y_train, y_test = COMMANDS[args.command].load(args)
-    build = getattr(presets, COMMANDS[args.command].presets)[args.preset]
+    X_train, X_test, y_train, y_test = _load(args)
+    build = presets.MODELS[args.preset]
     faithful = getattr(args, "faithful", False)
     model = build(seed=args.seed, faithful=True) if faithful else build(seed=args.seed)
     if args.verbose:
@@ -231,10 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # --help and usage errors exit here, before NumPy is imported
     from .guard import NonFiniteLossError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     args.command_line = "python -m minidl " + shlex.join(sys.argv[1:] if argv is None else argv)
     if getattr(args, "report", None):
         try:

@@ -49,7 +49,7 @@ def main() -> None:
         scale = train_size / args.images
         print(f"{name}: {wall / args.images * 1000:.2f} s wall, {cpu / args.images * 1000:.2f} s CPU per 1,000 "
               f"images at batch {recipe.batch_size}; so per epoch of {train_size:,} images {wall * scale / 60:.1f} "
-              f"min wall, {cpu * scale / 60:.1f} min CPU; {cpu * scale * recipe.epochs / 3600:.1f} h CPU for the "
+              f"min wall, {cpu * scale / 60:.1f} min CPU; {cpu * scale * recipe.epochs / 60:.0f} min CPU for the "
               f"recipe's {recipe.epochs} epochs", flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

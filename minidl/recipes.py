@@ -33,7 +33,7 @@ class Recipe:
 
     ``recipe.fit(model, X, y)`` trains with it; ``dataclasses.replace(recipe, epochs=5)``
     changes one setting. ``momentum`` applies to SGD only; ``schedule="cosine"`` anneals the
-    learning rate to 0 over ``epochs`` with :class:`~minidl.optim.CosineAnnealingLR`.
+    learning rate to 0 over ``epochs`` with :class:`~minidl.lr_scheduler.CosineAnnealingLR`.
     """
 
     optimizer: str
@@ -60,7 +60,7 @@ class Recipe:
         return optimizer(params, lr=self.lr, **extra)
 
     def make_callbacks(self, optimizer: Optimizer) -> list[Callback]:
-        from .optim import CosineAnnealingLR
+        from .lr_scheduler import CosineAnnealingLR
 
         return [CosineAnnealingLR(optimizer, T_max=self.epochs)] if self.schedule == "cosine" else []
 

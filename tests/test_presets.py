@@ -9,7 +9,8 @@ from minidl import presets, recipes
 from minidl.cli import build_parser, main, resolve_recipe
 from minidl.data import load_digits
 from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, RandomShift, ReLU, Residual, SoftmaxCE
-from minidl.optim import SGD, Adam, CosineAnnealingLR
+from minidl.lr_scheduler import CosineAnnealingLR
+from minidl.optim import SGD, Adam
 from minidl.testing import check_layer
 
 

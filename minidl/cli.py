@@ -84,7 +84,7 @@ ALIASES = ("digits", "mnist")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minidl", description="minidl: a small deep-learning framework in NumPy.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(["train", *ALIASES]) + "}")
+    sub = parser.add_subparsers(dest="command", required=True)
     what = "train a preset on a data set and report its test accuracy"
     train = sub.add_parser(
         "train", help=what, description=f"{what[0].upper()}{what[1:]}. Training options left out come from the "

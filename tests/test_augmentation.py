@@ -23,13 +23,15 @@ def test_random_flip_contract(shape, horizontal, batch):
     check_layer(RandomFlip(horizontal=horizontal, vertical=not horizontal or shape[1] > 3), shape, batch=batch)
 
 
-@given(shape=image_shapes(height=(1, 7)), pixels=st.integers(0, 3), batch=st.integers(1, 3))
-def test_random_shift_contract(shape, pixels, batch):
+@given(data=st.data(), shape=image_shapes(height=(1, 7)), batch=st.integers(1, 3))
+def test_random_shift_contract(data, shape, batch):
+    pixels = data.draw(st.integers(0, min(3, *shape[1:])))  # a shift up to the whole image
     check_layer(RandomShift(pixels), shape, batch=batch)
 
 
-@given(data=st.data(), shape=image_shapes(height=(1, 7)), padding=st.integers(0, 2))
-def test_random_crop_contract(data, shape, padding):
+@given(data=st.data(), shape=image_shapes(height=(1, 7)))
+def test_random_crop_contract(data, shape):
+    padding = data.draw(st.integers(0, min(2, *shape[1:])))
     size = (data.draw(st.integers(1, shape[1] + 2 * padding)), data.draw(st.integers(1, shape[2] + 2 * padding)))
     check_layer(RandomCrop(size, padding=padding), shape, batch=data.draw(st.integers(1, 3)))
 
@@ -174,6 +176,19 @@ def test_shapes_that_cannot_work_fail_at_build():
         RandomCrop(9, padding=1).build((1, 5, 5))
     with pytest.raises(ValueError, match=r"expects images \(N, C, H, W\)"):
         RandomShift(1).build((10,))
+
+
+@pytest.mark.parametrize("layer, match", [
+    (RandomShift(10**400), r"RandomShift: pixels \(10{400}, 10{400}\) is more than the image's height and width"),
+    (RandomShift((1, 7)), r"pixels \(1, 7\) is more than the image's height and width \(5, 6\)"),
+    (RandomCrop(5, padding=10**5), r"RandomCrop: padding \(100000, 100000\) is more than .* expected at most \(5, 6\)"),
+])
+def test_padding_beyond_the_image_fails_at_build(layer, match):
+    # Accepted before, these failed only at the first training step: NumPy's "high is out of bounds
+    # for int64" (10**400), or padding each image of the batch to gigabytes (10**5).
+    with pytest.raises(ValueError, match=match):
+        Sequential([layer], input_shape=(1, 5, 6))
+    assert RandomShift((5, 6)).build((1, 5, 6)) == (1, 5, 6)  # a shift by the whole image is the limit
 
 
 def test_the_cifar_preset_trains_with_its_augmentation():

@@ -104,6 +104,13 @@ class _RandomWindow(_Augmentation):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         c, h, w = super().compute_output_shape(input_shape)
         (wh, ww), (ph, pw) = self._window(input_shape), self.padding
+        # Beyond the image's own side, more padding only adds windows of nothing but zeros (as Keras
+        # refuses a translation of more than the image); unbounded, it reaches NumPy's int64 draws
+        # (10**400) or pads every image of a batch to gigabytes (10**5) at the first training step.
+        if ph > h or pw > w:
+            arg = "pixels" if self.size is None else "padding"
+            raise ValueError(f"{self.name}: {arg} {self.padding} is more than the image's height and width "
+                             f"{(h, w)} (input shape {input_shape}): expected at most {(h, w)}")
         if wh > h + 2 * ph or ww > w + 2 * pw:
             raise ValueError(f"{self.name}: window {(wh, ww)} is bigger than the padded image "
                              f"{(h + 2 * ph, w + 2 * pw)} (input shape {input_shape})")
@@ -144,7 +151,7 @@ class RandomCrop(_RandomWindow, Layer):
 
     Args:
         size: window height and width, an int or ``(h, w)``; at most the padded image's.
-        padding: zeros added on each side first, an int or ``(h, w)``.
+        padding: zeros added on each side first, an int or ``(h, w)``; at most the image's height and width.
 
     Shape: ``(N, C, H, W) -> (N, C, size_h, size_w)``.
 
@@ -167,7 +174,8 @@ class RandomShift(_RandomWindow, Layer):
     with ``padding=pixels``.
 
     Args:
-        pixels: the largest shift, an int or ``(along height, along width)``.
+        pixels: the largest shift, an int or ``(along height, along width)``; at most the image's height
+            and width (a shift by the whole image already leaves only zeros).
 
     Shape: ``(N, C, H, W) -> (N, C, H, W)``.
 

@@ -1,7 +1,8 @@
 """minidl vs PyTorch, side by side: ``python benchmarks/run.py`` (``--quick`` for a smoke test).
 
 ``--contended`` keeps one core busy with a busy-loop subprocess (started and stopped here, and
-bounded by :data:`BUSY_LIMIT` seconds) and times minidl with its default threads and with one.
+bounded by :data:`BUSY_LIMIT` seconds) and times minidl with its default threads (one per CPU) and
+with one.
 
 Workloads (float32, SGD, the same network in both frameworks):
 
@@ -198,7 +199,8 @@ def make_runner(framework: str, name: str, X: np.ndarray, y: np.ndarray) -> Call
 
 
 def limit_threads(n: int) -> None:
-    """Give both frameworks ``n`` threads: minidl's setting (NumPy's BLAS, through threadpoolctl), torch's."""
+    """Give both frameworks ``n`` threads: minidl's own (``set_num_threads``; BLAS runs one inside
+    ``fit``), NumPy's BLAS outside minidl (through threadpoolctl), torch's."""
     import minidl
     from threadpoolctl import threadpool_limits
 
@@ -216,13 +218,6 @@ def timed(fn: Callable[[], None], clock: Callable[[], float] = time.perf_counter
     start = clock()
     fn()
     return clock() - start
-
-
-def minidl_threads():
-    """The threads minidl's fit would use, for timing its layers outside fit."""
-    from minidl.threads import blas_threads
-
-    return blas_threads()
 
 
 def time_alternating(runners: dict[str, Callable[[], None]], repeats: int, warmup: bool) -> dict[str, list[float]]:
@@ -314,8 +309,12 @@ CONV_TABLES = {
 
 def conv_efficiency(table: str, repeats: int, clock=time.perf_counter, batch: int = 64) -> list[tuple[str, float, float]]:
     """(label, achieved GFLOP/s of the layer, numpy.matmul GFLOP/s of its GEMMs) for one table's convs,
-    timed with ``clock``."""
+    timed with ``clock``. The layer runs as in ``fit`` (minidl's threads, one BLAS thread each),
+    ``numpy.matmul`` with as many BLAS threads as minidl has."""
+    import minidl
     from minidl.layers import Conv2D
+    from minidl.threads import blas_threads
+    from threadpoolctl import threadpool_limits
 
     rows = []
     rng = np.random.default_rng(0)
@@ -330,11 +329,14 @@ def conv_efficiency(table: str, repeats: int, clock=time.perf_counter, batch: in
             x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
         g = np.ascontiguousarray(g.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
         backward = layer.backward_params if first else layer.backward  # fit skips dL/dx of the data
-        fwd = min(timed(lambda: layer.forward(x, training=True), clock) for _ in range(repeats))
-        bwd = min(timed(lambda: backward(g), clock) for _ in range(repeats))
+        with blas_threads():
+            fwd = min(timed(lambda: layer.forward(x, training=True), clock) for _ in range(repeats))
+            bwd = min(timed(lambda: backward(g), clock) for _ in range(repeats))
         flops = 2 * f * k * m
-        raw_fwd = gemm_rate((f, k), (k, m), repeats, clock)
-        raw_bwd = gemm_rate((f, m), (m, k), repeats, clock) + (0 if first else gemm_rate((k, f), (f, m), repeats, clock))
+        with threadpool_limits(minidl.get_num_threads(), user_api="blas"):
+            raw_fwd = gemm_rate((f, k), (k, m), repeats, clock)
+            raw_bwd = gemm_rate((f, m), (m, k), repeats, clock) + (
+                0 if first else gemm_rate((k, f), (f, m), repeats, clock))
         bwd_flops = flops * (1 if first else 2)
         rows.append((f"{label} forward", flops / fwd / 1e9, flops / raw_fwd / 1e9))
         rows.append((f"{label} backward", bwd_flops / bwd / 1e9, bwd_flops / raw_bwd / 1e9))
@@ -354,15 +356,11 @@ def busy_core(seconds: float) -> subprocess.Popen:
 def contended(workloads: Sequence[str], scale: float, repeats: int, warmup: bool) -> None:
     """Time minidl's default threads against one thread while a busy loop holds one core."""
     import minidl
-    from minidl.threads import blas_threads
-    from threadpoolctl import threadpool_info
 
     busy = busy_core(BUSY_LIMIT)
     try:
-        time.sleep(1.0)  # the busy loop is running: what minidl measures from now on includes it
-        with blas_threads():
-            chosen = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
-        print(f"one core kept busy by a busy-loop process; minidl's default policy chose {chosen} BLAS thread(s)")
+        time.sleep(1.0)  # the busy loop is running before the first timed run
+        print(f"one core kept busy by a busy-loop process; minidl's default: {minidl.get_num_threads()} threads")
         header = f"{'workload':<12} {'default':>11} {'1 thread':>11} {'ratio':>6}"
         print(header + "\n" + "-" * len(header), flush=True)
         for name in workloads:
@@ -429,8 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info()
                      if i["user_api"] == "blas" and "numpy" in i["filepath"])
     repeats = 1 if args.quick else args.repeats
+    import minidl
+
     print(f"numpy {np.__version__}, python {platform.python_version()}, {os.cpu_count()} cores, "
           f"BLAS {blas or '?'}, 28x28 data: {mnist_like(1)[2]}, repeats {repeats}{' (quick)' if args.quick else ''}")
+    print(f"minidl {minidl.get_num_threads()} threads (one BLAS thread inside fit and predict)")
 
     header = f"{'workload':<12} {'minidl':>11} {'PyTorch':>11} {'ratio':>6}   {'peak RSS growth minidl / torch':>31}   tracemalloc"
     lines = [header, "-" * len(header)]
@@ -457,8 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock, clock_name = (time.process_time, "CPU time") if args.threads == 1 else (time.perf_counter, "wall time")
         for table in tables or ["LeNet"]:
             print(f"\n{table + ' conv layer, batch 64':<42} {'GFLOP/s':>8} {'matmul':>8} {'share':>6}")
-            with minidl_threads():
-                rows = conv_efficiency(table, max(3, repeats), clock)
+            rows = conv_efficiency(table, max(3, repeats), clock)
             for label, achieved, raw in rows:
                 print(f"{label:<42} {achieved:8.1f} {raw:8.1f} {achieved / raw:6.0%}")
         print(f"(matmul: numpy.matmul GFLOP/s on the same GEMM shapes, contiguous operands; best of "

@@ -27,7 +27,8 @@ import numpy as np
 from . import threads
 
 __all__ = [
-    "CONV_BLOCK", "TRANSPOSED_MIN_CHANNELS", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "conv_forward", "conv_weight_grad",
+    "CONV_BLOCK", "TRANSPOSED_MIN_CHANNELS", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows", "conv_forward",
+    "conv_weight_grad", "kept_array",
     "conv_input_grad", "pad_batch_innermost",
     "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like",
     "scratch_like", "channel_sums", "channel_dot",
@@ -53,14 +54,14 @@ CONV_BLOCK = 2**18
 # -- convolution ------------------------------------------------------------------------------
 def im2col(
     xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int], first_row: int = 0,
-    buffers: dict | None = None,
+    buffers: dict | None = None, slot: int = 0,
 ) -> np.ndarray:
     """``X_col`` (C·kh·kw, OH·OW·N) of padded images stored batch-innermost, ``xp`` (C, H, W, N): one copy.
 
     Rows are kernel taps ``(c, u, v)``, columns output pixels ``(i, j, n)`` for the ``out[0]``
     output rows from ``first_row`` on. ``xp`` must be C-contiguous. With a ``buffers`` dict the
-    copy goes into an array kept there and reused by the next call (so the result is only valid
-    until then).
+    copy goes into an array kept there for ``slot`` (a thread of :func:`minidl.threads.map_blocks`)
+    and reused by that slot's next call (so the result is only valid until then).
 
     Measured on vgg-cifar's conv2 (8 blocks of 4 output rows, 9.4 MB each): 36 ms with a new
     array per block, 4.2 ms copying into one reused array — a fresh array's pages are
@@ -83,9 +84,9 @@ def im2col(
     size = c * kh * kw * rows * ow * n
     if buffers is None:
         return windows.reshape(c * kh * kw, rows * ow * n)
-    buf = buffers.get("im2col")
+    buf = buffers.get(("im2col", slot))
     if buf is None or buf.size < size or buf.dtype != xp.dtype or not buf.flags.writeable:  # e.g. unpickled read-only
-        buf = buffers["im2col"] = np.empty(size, dtype=xp.dtype)
+        buf = buffers[("im2col", slot)] = np.empty(size, dtype=xp.dtype)
     cols = buf[:size]
     np.copyto(cols.reshape(shape), windows)
     return cols.reshape(c * kh * kw, rows * ow * n)
@@ -155,20 +156,25 @@ def conv_forward(
     """``W_mat · X_col`` (F, OH·OW·N) of padded batch-innermost images ``xp`` (C, H, W, N), C-contiguous.
 
     Unfolds :data:`CONV_BLOCK`-sized blocks of output rows; each block is a contiguous range of the
-    GEMM's columns, so the product is written straight into place. ``buffers``: see :func:`im2col`.
+    GEMM's columns, so the product is written straight into place, and the blocks run on
+    :func:`minidl.threads.map_blocks`' threads, each unfolding into its own array. ``buffers``:
+    see :func:`im2col`.
     """
-    threads.recheck()  # a long fit follows the machine's load (one clock read, mostly)
     oh, ow = out_hw
-    n = xp.shape[3]
+    width = ow * xp.shape[3]  # GEMM columns per output row
     f, k = weight.shape
-    rows = block_rows(k, ow * n, oh)
+    rows = block_rows(k, width, oh)
     if rows == oh:
         return matmul_wide(weight, im2col(xp, kernel, stride, out_hw, buffers=buffers))
-    out = np.empty((f, oh * ow * n), dtype=xp.dtype)
-    for i in range(0, oh, rows):
+    out = np.empty((f, oh * width), dtype=xp.dtype)
+
+    def block(b: int, slot: int) -> None:
+        i = b * rows
         r = min(rows, oh - i)
-        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=buffers)
-        matmul_wide(weight, cols, out=out[:, i * ow * n:(i + r) * ow * n])
+        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=buffers, slot=slot)
+        matmul_wide(weight, cols, out=out[:, i * width:(i + r) * width])
+
+    threads.map_blocks(block, -(-oh // rows))
     return out
 
 
@@ -179,22 +185,39 @@ def conv_weight_grad(
     """``out = grad · X_colᵀ`` (F, C·kh·kw) for ``grad`` (F, OH·OW·N): the weight gradient.
 
     Block by block as :func:`conv_forward` unfolds them, each block of X_col unfolded again while
-    it is in cache: vgg-cifar's conv2 backward kept a 75 MB X_col from forward before.
+    it is in cache: vgg-cifar's conv2 backward kept a 75 MB X_col from forward before. Each block's
+    product goes into its own array and they are summed in block order afterwards, so the sum
+    rounds the same however many threads computed the blocks.
     """
     oh, ow = out_hw
-    n = xp.shape[3]
-    rows = block_rows(out.shape[1], ow * n, oh)
-    part = None
-    for i in range(0, oh, rows):
+    width = ow * xp.shape[3]
+    rows = block_rows(out.shape[1], width, oh)
+    if rows == oh:
+        return matmul_nt(grad, im2col(xp, kernel, stride, out_hw, buffers=buffers), out=out)
+    count = -(-oh // rows)
+    parts = kept_array(buffers, "weight_grad_parts", (count - 1, *out.shape), out.dtype)
+
+    def block(b: int, slot: int) -> None:
+        i = b * rows
         r = min(rows, oh - i)
-        g = grad[:, i * ow * n:(i + r) * ow * n]
-        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=buffers)
-        if i == 0:
-            matmul_nt(g, cols, out=out)
-        else:
-            part = matmul_nt(g, cols, out=np.empty_like(out) if part is None else part)
-            out += part
+        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=buffers, slot=slot)
+        matmul_nt(grad[:, i * width:(i + r) * width], cols, out=out if b == 0 else parts[b - 1])
+
+    threads.map_blocks(block, count)
+    for part in parts:
+        out += part
     return out
+
+
+def kept_array(buffers: dict | None, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array of ``shape``, kept in ``buffers[key]`` and handed out
+    again while shape and dtype repeat (a new one each call without ``buffers``)."""
+    buf = None if buffers is None else buffers.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype or not buf.flags.writeable:
+        buf = np.empty(shape, dtype=dtype)
+        if buffers is not None:
+            buffers[key] = buf
+    return buf
 
 
 def conv_input_grad(

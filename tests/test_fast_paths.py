@@ -135,6 +135,45 @@ def test_chunked_weight_gradient_gemm_matches_one_matmul(length):
     np.testing.assert_allclose(matmul_nt(a, b, out=out, chunk=4096), a @ b.T, rtol=1e-12, atol=1e-10)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blocked_conv_products_give_the_bits_of_the_one_thread_loop_at_any_thread_count(monkeypatch, n, dtype):
+    from threadpoolctl import threadpool_limits
+
+    from minidl import set_num_threads, threads
+
+    c, f, (kh, kw), (oh, ow), batch = 8, 6, (3, 3), (10, 10), 64
+    monkeypatch.setattr(kernels, "CONV_BLOCK", c * kh * kw * ow * batch * 2)  # 2 output rows a block: 5 blocks
+    rng = np.random.default_rng(0)
+    xp = rng.standard_normal((c, oh + kh - 1, ow + kw - 1, batch)).astype(dtype)
+    weight = rng.standard_normal((f, c * kh * kw)).astype(dtype)
+    grad = rng.standard_normal((f, oh * ow * batch)).astype(dtype)
+    width = ow * batch
+    # The loop kernels.py ran before the thread pool: one block after the other, with one BLAS thread,
+    # summing the weight gradient as it goes.
+    forward, dw, part = np.empty((f, oh * width), dtype), np.empty((f, c * kh * kw), dtype), None
+    with threadpool_limits(1):
+        for i in range(0, oh, 2):
+            cols = kernels.im2col(xp, (kh, kw), (1, 1), (2, ow), first_row=i)
+            matmul_wide(weight, cols, out=forward[:, i * width:(i + 2) * width])
+            g = grad[:, i * width:(i + 2) * width]
+            if i == 0:
+                matmul_nt(g, cols, out=dw)
+            else:
+                part = matmul_nt(g, cols, out=np.empty_like(dw) if part is None else part)
+                dw += part
+    set_num_threads(n)
+    try:
+        with threads.blas_threads():
+            buffers: dict = {}
+            assert np.array_equal(kernels.conv_forward(xp, weight, (kh, kw), (1, 1), (oh, ow), buffers), forward)
+            out = np.empty_like(dw)
+            kernels.conv_weight_grad(xp, grad, (kh, kw), (1, 1), (oh, ow), out, buffers)
+            assert np.array_equal(out, dw)
+    finally:
+        set_num_threads(None)
+
+
 @st.composite
 def pool_cases(draw):
     pool = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))

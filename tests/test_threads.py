@@ -1,89 +1,145 @@
-"""minidl.threads: set_num_threads, the default policy (idle cores, the user's own choice) and its scope."""
+"""minidl.threads: how many threads (set_num_threads, the environment, the CPUs), BLAS pinned to one
+inside fit/evaluate/predict, the block pool, and the same bits at every thread count."""
 
+import multiprocessing
 import os
-import subprocess
-import sys
+import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import minidl
-from minidl import threads
+from minidl import kernels, threads
+from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from minidl.optim import SGD
 
 
 def blas_threads_now() -> int:
     return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
 
 
+def cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 @pytest.fixture(autouse=True)
-def default_policy(monkeypatch):
-    # Other tests in the same process (joblib, dask) may leave a BLAS variable set; the policy reads them.
+def default_setting(monkeypatch):
+    # Other tests in the same process (joblib, dask) may leave a BLAS variable set; the default reads them.
     for var in threads.ENV_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(threads, "_decision", None)
+    minidl.set_num_threads(None)
     yield
     minidl.set_num_threads(None)
 
 
+# -- how many threads ------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
 def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
     with pytest.raises(ValueError, match="set_num_threads: n must be a positive int or None"):
         minidl.set_num_threads(bad)
 
 
-def test_set_num_threads_applies_inside_the_block_and_is_put_back():
-    before = blas_threads_now()
-    minidl.set_num_threads(1)
-    assert minidl.get_num_threads() == 1
-    with threads.blas_threads():
-        assert blas_threads_now() == 1
-        with threads.blas_threads():  # nested: the outer block decides
-            assert blas_threads_now() == 1
-        assert blas_threads_now() == 1
-    assert blas_threads_now() == before
-
-
-def test_a_users_threadpool_limits_is_left_alone():
-    with threadpool_limits(1):
-        with threads.blas_threads():
-            assert blas_threads_now() == 1
-
-
-def test_default_policy_counts_only_cores_other_processes_leave_idle(monkeypatch):
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(threads, "RECHECK_SECONDS", 0.0)  # measure at every call
-    for idle, expected in [(4.0, 4), (3.3, 4), (3.1, 3), (1.0, 1), (0.2, 1), (0.0, 1)]:
-        monkeypatch.setattr(threads, "idle_cores", lambda idle=idle: idle)
-        assert threads._policy() == expected
+def test_default_is_the_cpus_this_process_may_use_and_set_num_threads_wins():
+    assert minidl.get_num_threads() == cpus()
+    minidl.set_num_threads(3)
+    assert minidl.get_num_threads() == 3
+    minidl.set_num_threads(None)
+    assert minidl.get_num_threads() == cpus()
 
 
 @pytest.mark.parametrize("var", threads.ENV_VARS)
-def test_default_policy_respects_the_environment(monkeypatch, var):
-    monkeypatch.setattr(threads, "idle_cores", lambda: 2.0)
-    monkeypatch.setenv(var, "1")
-    assert threads._policy() is None  # BLAS keeps what the variable chose
+def test_the_environments_thread_budget_is_respected(monkeypatch, var):
+    monkeypatch.setenv(var, "5")
+    assert minidl.get_num_threads() == 5
     minidl.set_num_threads(2)
-    assert threads._policy() == 2  # an explicit call still wins
+    assert minidl.get_num_threads() == 2  # an explicit call still wins
 
 
-def test_idle_cores_sees_a_busy_process():
-    code = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
-    busy = subprocess.Popen([sys.executable, "-c", code])
+def test_environment_values_that_are_not_a_positive_count_are_passed_over(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "lots")
+    monkeypatch.setenv("MKL_NUM_THREADS", "0")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3,2")  # OpenMP's per-level list: the outer level counts
+    assert minidl.get_num_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert minidl.get_num_threads() == cpus()
+
+
+def test_digits_command_line_takes_a_thread_count(capsys):
+    from minidl import cli
+
+    assert cli.main(["digits", "--threads", "1", "--epochs", "1", "--verbose", "0"]) == 0
+    assert minidl.get_num_threads() == 1
+    assert "test accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["digits", "--threads", "0"])
+    assert exit_info.value.code == 2
+
+
+# -- BLAS pinned to one thread -------------------------------------------------------------------------
+def test_blas_runs_one_thread_inside_the_block_and_is_put_back_even_nested():
+    with threadpool_limits(2):
+        with threads.blas_threads():
+            assert blas_threads_now() == 1
+            with threads.blas_threads():
+                assert blas_threads_now() == 1
+            assert blas_threads_now() == 1  # the inner block does not put BLAS back early
+        assert blas_threads_now() == 2
+
+
+class FakeBLAS:
+    """A BLAS library's threadpoolctl controller, recording what it is told; ``obeys=False``: like
+    OpenBLAS asked from a thread other than the main one, it keeps its count."""
+
+    def __init__(self, n: int, obeys: bool = True) -> None:
+        self.n, self.obeys, self.calls = n, obeys, []
+
+    def get_num_threads(self) -> int:
+        return self.n
+
+    def set_num_threads(self, n: int) -> None:
+        self.calls.append(n)
+        self.n = n if self.obeys else self.n
+
+
+def test_blocks_open_in_several_threads_put_blas_back_when_the_last_closes(monkeypatch):
+    blas = FakeBLAS(2)
+    monkeypatch.setattr(threads, "_blas", [blas])
+    opened, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with threads.blas_threads():
+            opened.set()
+            release.wait(timeout=60)
+
+    worker = threading.Thread(target=other)
+    worker.start()
     try:
-        threads.idle_cores()
-        time.sleep(0.5)
-        idle = threads.idle_cores()
+        opened.wait(timeout=60)
+        with threads.blas_threads():
+            assert blas.n == 1
+        assert blas.n == 1  # the other thread's block is still open
     finally:
-        busy.kill()
-        busy.wait()
-    assert idle is not None and idle <= os.cpu_count() - 0.5  # one core taken (at least half of it)
+        release.set()
+        worker.join()
+    assert blas.n == 2 and blas.calls == [1, 2]
 
 
-def test_fit_evaluate_and_predict_run_under_the_setting_and_put_blas_back():
-    from minidl.layers import Dense, ReLU, SoftmaxCE
+def test_a_blas_that_keeps_its_threads_is_reported_once(monkeypatch):
+    monkeypatch.setattr(threads, "_blas", [FakeBLAS(2, obeys=False)])
+    monkeypatch.setattr(threads, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="BLAS kept 2 threads instead of 1"):
+        with threads.blas_threads():
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with threads.blas_threads():
+            pass
 
+
+def test_fit_evaluate_and_predict_run_one_blas_thread_and_put_blas_back():
     seen = []
 
     class Spy(ReLU):
@@ -91,16 +147,121 @@ def test_fit_evaluate_and_predict_run_under_the_setting_and_put_blas_back():
             seen.append(blas_threads_now())
             return super().forward(x, training)
 
-    before = blas_threads_now()
-    wanted = 2 if before == 1 else 1  # something BLAS is not doing already
-    minidl.set_num_threads(wanted)
-    model = minidl.Sequential([Dense(4), Spy(), Dense(3), SoftmaxCE()], input_shape=(5,), seed=0)
-    X, y = np.random.default_rng(0).random((8, 5)), np.arange(8) % 3
+    with threadpool_limits(2):
+        model = minidl.Sequential([Dense(4), Spy(), Dense(3), SoftmaxCE()], input_shape=(5,), seed=0)
+        X, y = np.random.default_rng(0).random((8, 5)), np.arange(8) % 3
+        model.fit(X, y, epochs=1, batch_size=4, verbose=0)
+        model.evaluate(X, y)
+        model.predict(X)
+        assert len(seen) == 4 and set(seen) == {1}
+        assert blas_threads_now() == 2
+
+
+# -- the pool --------------------------------------------------------------------------------------------
+def test_map_blocks_returns_in_block_order_and_never_runs_one_slot_twice_at_once():
+    minidl.set_num_threads(3)
+    busy, clashes = set(), []
+    guard = threading.Lock()
+
+    def fn(i: int, slot: int) -> int:
+        with guard:
+            if slot in busy:
+                clashes.append(slot)
+            busy.add(slot)
+        time.sleep(0.001)  # give the other threads a chance to take blocks
+        with guard:
+            busy.discard(slot)
+        return i * i
+
+    assert threads.map_blocks(fn, 50) == [i * i for i in range(50)]
+    assert clashes == []
+
+
+def test_map_blocks_uses_several_threads_and_the_caller_alone_for_one_block_or_thread():
+    minidl.set_num_threads(2)
+    caller = threading.get_ident()
+    seen: set = set()
+    barrier = threading.Barrier(2, timeout=60)
+
+    def fn(i: int, slot: int) -> None:
+        seen.add((threading.get_ident(), slot))
+        if i < 2:
+            barrier.wait()  # the first two blocks meet: they run in two threads at once
+
+    threads.map_blocks(fn, 4)
+    assert {ident for ident, _ in seen} - {caller} and {slot for _, slot in seen} == {0, 1}
+    for n, count in [(2, 1), (1, 5)]:
+        minidl.set_num_threads(n)
+        seen.clear()
+        threads.map_blocks(lambda i, slot: seen.add((threading.get_ident(), slot)), count)
+        assert seen == {(caller, 0)}
+
+
+def test_map_blocks_raises_a_blocks_error_after_the_others_have_stopped():
+    minidl.set_num_threads(2)
+    running = []
+
+    def fn(i: int, slot: int) -> None:
+        running.append(i)
+        time.sleep(0.002)
+        if i == 3:
+            raise ArithmeticError("block 3")
+        running.remove(i)
+
+    with pytest.raises(ArithmeticError, match="block 3"):
+        threads.map_blocks(fn, 40)
+    assert running == [3]  # nothing still running when the error arrives
+    assert len(threads._executor()._threads) >= 1  # and the pool still serves the next call
+    assert threads.map_blocks(lambda i, slot: i, 3) == [0, 1, 2]
+
+
+def test_idle_pool_threads_sleep():
+    minidl.set_num_threads(2)
+    threads.map_blocks(lambda i, slot: np.ones((256, 256)) @ np.ones((256, 256)), 8)
+    assert any(t.name.startswith("minidl") for t in threading.enumerate())
+    time.sleep(0.2)  # BLAS's own threads, if an earlier test woke them, stop spinning by then
+    start_cpu, start = time.process_time(), time.monotonic()
+    time.sleep(0.5)
+    spent = time.process_time() - start_cpu
+    assert spent < 0.1 * (time.monotonic() - start)  # a spinning thread would burn the whole interval
+
+
+def _forward_in_child(weight: np.ndarray) -> np.ndarray:
+    minidl.set_num_threads(2)
+    xp = np.random.default_rng(0).random((3, 10, 10, 4)).astype(np.float32)
+    return kernels.conv_forward(xp, weight, (3, 3), (1, 1), (8, 8))
+
+
+def test_a_forked_child_gets_its_own_pool(monkeypatch):
+    monkeypatch.setattr(kernels, "CONV_BLOCK", 1)  # one output row per block: 8 blocks
+    weight = np.random.default_rng(1).random((4, 27)).astype(np.float32)
+    expected = _forward_in_child(weight)  # the parent's pool exists (and is idle) before the fork
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(_forward_in_child, (weight,)).get(timeout=300)  # a stuck child fails here
+    np.testing.assert_array_equal(result, expected)
+
+
+def _thread_settings_seen_by_fit(seed: int) -> tuple[int, set]:
+    """Fit a tiny model in a joblib worker: minidl's thread count there, and BLAS's during fit."""
+    seen = set()
+
+    class Spy(ReLU):
+        def forward(self, x, training=False):
+            seen.add(blas_threads_now())
+            return super().forward(x, training)
+
+    model = minidl.Sequential([Dense(4), Spy(), Dense(3), SoftmaxCE()], input_shape=(5,), seed=seed)
+    X, y = np.random.default_rng(seed).random((8, 5)), np.arange(8) % 3
     model.fit(X, y, epochs=1, batch_size=4, verbose=0)
-    model.evaluate(X, y)
-    model.predict(X)
-    assert len(seen) == 4 and set(seen) == {wanted}
-    assert blas_threads_now() == before
+    return minidl.get_num_threads(), seen
+
+
+def test_joblib_workers_share_the_cores():
+    # loky sets OPENBLAS_NUM_THREADS etc. to cores // n_jobs in its workers: minidl's budget there
+    from joblib import Parallel, delayed
+
+    results = Parallel(n_jobs=2)(delayed(_thread_settings_seen_by_fit)(seed) for seed in range(2))
+    assert results == [(max(1, (os.cpu_count() or 1) // 2), {1})] * 2
 
 
 def test_benchmark_contended_mode_reports_both_settings_and_stops_its_busy_loop(capsys):
@@ -120,46 +281,34 @@ def test_benchmark_contended_mode_reports_both_settings_and_stops_its_busy_loop(
     assert len(started) == 1 and started[0].poll() is not None  # the busy loop is gone
 
 
-def test_digits_command_line_takes_a_thread_count(capsys):
-    from minidl import cli
-
-    assert cli.main(["digits", "--threads", "1", "--epochs", "1", "--verbose", "0"]) == 0
-    assert minidl.get_num_threads() == 1
-    assert "test accuracy" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["digits", "--threads", "0"])
-    assert exit_info.value.code == 2
+# -- the same bits at every thread count ---------------------------------------------------------------
+def conv_net() -> minidl.Sequential:
+    """Every kind of Conv2D work: a first layer (weight gradient only), stride-1 convolutions with
+    >= 16 channels (input gradient as a convolution), and a strided one (input gradient by col2im)."""
+    return minidl.Sequential([Conv2D(16, 3, padding=1), ReLU(), Conv2D(16, 3, padding=1), BatchNorm2D(), ReLU(),
+                              MaxPool2D(2), Conv2D(8, 3, stride=2), ReLU(), Flatten(), Dense(10), SoftmaxCE()],
+                             input_shape=(3, 32, 32), seed=0)
 
 
-def _blas_threads_seen_by_fit(seed: int) -> set:
-    """Fit a tiny model and report the BLAS thread counts its layers ran under (in a joblib worker)."""
-    from minidl.layers import Dense, ReLU, SoftmaxCE
-
-    seen = set()
-
-    class Spy(ReLU):
-        def forward(self, x, training=False):
-            seen.add(blas_threads_now())
-            return super().forward(x, training)
-
-    model = minidl.Sequential([Dense(4), Spy(), Dense(3), SoftmaxCE()], input_shape=(5,), seed=seed)
-    X, y = np.random.default_rng(seed).random((8, 5)), np.arange(8) % 3
-    model.fit(X, y, epochs=1, batch_size=4, verbose=0)
-    return seen
+def train_conv_net(n: int | None) -> list[np.ndarray]:
+    minidl.set_num_threads(n)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((48, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, 48)
+    model = conv_net()
+    model.fit(X, y, optimizer=SGD(model.parameters(), lr=0.05, momentum=0.9), epochs=2, batch_size=16, verbose=0)
+    return [p.data.copy() for p in model.parameters()] + [model.predict_proba(X[:20])]
 
 
-def test_joblib_workers_keep_one_blas_thread_each():
-    # loky sets OPENBLAS_NUM_THREADS etc. to cores // n_jobs in its workers; minidl must not undo that
-    from joblib import Parallel, delayed
+def test_conv_layers_work_in_several_blocks_here():
+    # what the bit-identity test below relies on: conv1's and conv2's products (forward, weight and
+    # input gradient, K = 27 or 144 deep, 32 output rows of 32 * 16 columns) split into blocks
+    for k in (27, 144):
+        assert kernels.block_rows(k, 32 * 16, 32) < 32
 
-    results = Parallel(n_jobs=2)(delayed(_blas_threads_seen_by_fit)(seed) for seed in range(2))
-    assert [sorted(r) for r in results] == [[max(1, (os.cpu_count() or 1) // 2)]] * 2
 
-
-def test_default_policy_reuses_its_answer_within_the_recheck_interval(monkeypatch):
-    calls = []
-    monkeypatch.setattr(threads, "idle_cores", lambda: calls.append(1) or 2.0)
-    monkeypatch.setattr(threads, "_decision", None)
-    first = threads._policy()
-    assert [threads._policy() for _ in range(5)] == [first] * 5
-    assert len(calls) == 1  # a predict per sample in a loop does not read /proc/stat each time
+def test_training_gives_the_same_bits_with_any_number_of_threads():
+    one = train_conv_net(1)
+    for n in (2, 3):
+        assert all(np.array_equal(a, b) for a, b in zip(one, train_conv_net(n))), n
+    with threadpool_limits(2):  # BLAS's own setting outside fit changes nothing either
+        assert all(np.array_equal(a, b) for a, b in zip(one, train_conv_net(None)))

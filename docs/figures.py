@@ -5,9 +5,9 @@ was made with; this script runs those commands, under each thread setting, and p
 Markdown row per run to paste back. It takes several minutes (not run by the test suite).
 ``python docs/figures.py blog`` runs only the commands whose text contains ``blog``.
 
-Training is deterministic for a seed *and* a thread setting: the BLAS library sums in a
-different order with 2 threads than with 1, so the last digits of the accuracy can differ
-between the settings — which is why every figure names its setting.
+Training gives the same bits for a seed at any thread count (BLAS runs one thread inside
+``fit``; see minidl/threads.py), so both settings should print the same accuracy; running both
+checks it, and every figure still names the setting it was made with.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ minidl's heavy work is matrix products. Left to itself, NumPy's BLAS (OpenBLAS o
 each product over one thread per core, and that has two costs:
 
 - **Results depend on the thread count.** OpenBLAS returns different last bits for the same
-  operands with 1 and 2 threads, which training amplifies (``minidl digits --preset
+  operands with 1 and 2 threads, which training amplifies (issue 9: ``minidl digits --preset
   digits_resnet --seed 0`` ended at 0.9944 test accuracy with 2 threads, 0.9972 with one).
 - **Its threads busy-wait for each other.** When another process keeps a core busy, every
-  product waits for the thread that shares a core: 2 threads ran 2.4x slower than one.
+  product waits for the thread that shares a core (issue 9: 2 threads took 2.4x one's time).
 
 So while ``fit``, ``evaluate`` and ``predict`` run (:func:`blas_threads`), BLAS gets **one
 thread**, put back as it was when they return, and minidl spreads the work itself where it is
@@ -17,7 +17,9 @@ runs those blocks on a small pool of threads. Every block computes what it would
 and sums across blocks run in block order, so **training gives the same bits with any number of
 threads**, the same as with ``OPENBLAS_NUM_THREADS=1``. The pool's threads sleep on a queue
 between blocks (nothing spins while another process needs the core), and a block that one
-thread cannot start is taken by the next free one.
+thread cannot start is taken by the next free one. Measured in ``docs/benchmarks.md``: the same
+SHA-256 of the weights with 1, 2 and 3 threads as before this pool with ``OPENBLAS_NUM_THREADS=1``;
+with one core kept busy elsewhere, 0.52-1.08x the one-thread time (``benchmarks/run.py --contended``).
 
 How many threads (:func:`get_num_threads`):
 

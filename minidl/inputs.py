@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,7 +90,10 @@ def as_array(value: Any, arg: str) -> np.ndarray:
 
 
 def describe(a: np.ndarray) -> str:
-    """``"an array of dtype <U3 and shape (4,)"``, or the type and value of a 0-d object array, for messages."""
-    if a.dtype == object and a.ndim == 0:
-        return f"{type(a.item()).__name__} {a.item()!r}"
+    """``"an array of dtype <U3 and shape (4,)"``, or the type and (shortened) value of what a 0-d array wraps.
+
+    A dict of arrays or a file name passed as ``X`` is quoted as such, in a line, rather than as a 0-d array.
+    """
+    if a.ndim == 0 and a.dtype.kind in "OUS":
+        return f"{type(a.item()).__name__} {reprlib.repr(a.item())}"
     return f"an array of dtype {a.dtype} and shape {a.shape}"

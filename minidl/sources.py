@@ -87,7 +87,7 @@ class MemmapSource(Source):
     def __init__(self, model: Sequential, X: np.memmap, y: Any, x_name: str, y_name: str | None) -> None:
         if X.ndim < 2 or len(X) == 0:
             prepare_inputs(model, X, x_name)  # its error names what is wrong (empty, no feature axis)
-        prepare_inputs(model, X[:1], x_name)  # dtype and shape, on one sample
+        prepare_inputs(model, X[:1], f"{x_name}[:1]")  # dtype and shape, on one sample: named as such
         self.model, self.X, self.x_name = model, X, x_name
         self.samples = len(X)
         self.y = None if y_name is None else model.head.prepare_targets(y, len(X), y_name, x_name)
@@ -146,7 +146,7 @@ class IterableSource(Source):
         x = prepare_inputs(self.model, item[0] if pair else item, f"{where}: X")
         if not self.labels:
             return x, None
-        return x, self.model.head.prepare_targets(item[1], len(x), f"{where}: y", f"{where}: X")
+        return x, self.model.head.prepare_targets(item[1], len(x), f"{where}: y", "X")  # "to match X": the batch's
 
 
 def as_source(model: Sequential, X: Any, y: Any, x_name: str, y_name: str | None, steps: int | None = None,

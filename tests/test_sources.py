@@ -84,8 +84,11 @@ def test_a_bad_value_in_a_memmap_is_named_by_its_batch(tmp_path):
 def test_memmap_shape_and_label_errors_come_before_any_training(tmp_path):
     X, y = data(n=20)
     model = make_model()
-    with pytest.raises(ValueError, match=r"X has shape \(1, 1, 6, 5\), but the model expects \(N, 1, 6, 6\)"):
+    # The check reads one sample, and says so: "X has shape (1, 1, 6, 5)" misquoted a (20, 1, 6, 5) file.
+    with pytest.raises(ValueError, match=r"X\[:1\] has shape \(1, 1, 6, 5\), but the model expects \(N, 1, 6, 6\)"):
         model.fit(memmapped(tmp_path, X[:, :, :, :5]), y, verbose=0)
+    with pytest.raises(TypeError, match=r"X\[:1\] must be a numeric array, got an array of dtype complex"):
+        model.fit(memmapped(tmp_path, X + 1j, "D.npy"), y, verbose=0)
     with pytest.raises(ValueError, match=r"y must have shape \(20,\)"):
         model.fit(memmapped(tmp_path, X, "B.npy"), y[:19], verbose=0)
     unbuilt = Sequential([Flatten(), Dense(4), SoftmaxCE()], seed=0)
@@ -171,6 +174,19 @@ def test_each_batch_of_an_iterable_is_checked():
     bad[1] = X[8:16]
     with pytest.raises(ValueError, match=r"X batch 1 must be a tuple \(X_batch, y_batch\), got a ndarray"):
         make_model().fit(iter(bad), verbose=0)
+    bad[1] = (X[8:16], y[8:15])  # was "... to match X batch 1: X, got (7,)"
+    with pytest.raises(ValueError, match=r"^X batch 1: y must have shape \(8,\) to match X, got \(7,\)$"):
+        make_model().fit(iter(bad), verbose=0)
+
+
+@pytest.mark.parametrize("X, expected", [
+    ({"images": np.zeros((500, 1, 6, 6))}, r"X must be a numeric array, got dict \{'images': array\(.{0,60}\}$"),
+    ("digits.npy", r"X must be a numeric array, got str 'digits.npy'$"),
+])
+def test_what_is_not_an_array_is_quoted_in_a_line(X, expected):
+    # A dict of arrays was quoted whole (thousands of characters); a file name as "an array of dtype <U10 and shape ()".
+    with pytest.raises(TypeError, match=expected):
+        make_model().fit(X, np.zeros(500, int), verbose=0)
 
 
 def test_arguments_that_do_not_fit_the_data():

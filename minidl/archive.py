@@ -61,6 +61,8 @@ class ModelArchive:
                  ) -> None:
         """Open ``fname``; its JSON header is the member ``header_key``, which ``check_header(header, bad)``
         must accept (raising ``bad(message)`` otherwise) and which must hold the manifest under ``"state"``."""
+        if os.path.isdir(fname):
+            raise IsADirectoryError(f"cannot load {fname!r}: it is a directory, expected a minidl model file")
         if not os.path.isfile(fname):
             raise FileNotFoundError(f"cannot load {fname!r}: no such file")
         self.fname, self.header_key, self._check_header = fname, header_key, check_header

@@ -4,6 +4,7 @@ naming the argument (and its owner, e.g. ``"Conv2D: stride must be >= 1, got 0"`
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,9 @@ def as_shape(shape: Any, owner: str) -> tuple[int, ...]:
     if any(d < 1 for d in out) or any(int(d) != d for d in shape):
         raise ValueError(f"{owner}: input shape must hold positive ints, got {shape!r}")
     if math.prod(out) > _INT64_MAX:  # NumPy counts elements in int64: beyond, sizes wrap around
-        raise ValueError(f"{owner}: input shape {out} holds {math.prod(out):.3g} values per sample, "
+        size = math.prod(out)
+        # beyond a float's range the count is quoted as a power of two (formatting it as a float overflows)
+        count = f"{size:.3g}" if size.bit_length() < 1000 else f"about 2**{size.bit_length() - 1}"
+        raise ValueError(f"{owner}: input shape {reprlib.repr(out)} holds {count} values per sample, "
                          f"more than an int64 can count")
     return out

@@ -14,8 +14,10 @@ import dataclasses
 import importlib.util
 import inspect
 import math
+import os
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -172,7 +174,7 @@ def _add_training_options(cmd: argparse.ArgumentParser) -> None:
                           "the recipe and a progress bar per epoch; 2: the same with one line per epoch instead "
                           "of the bar (default: 2)")
     cmd.add_argument("--threads", type=_positive_int,
-                     help="BLAS threads (default: one per core other processes leave idle; minidl.set_num_threads)")
+                     help="threads for the convolutions (default: one per CPU, or OPENBLAS_NUM_THREADS/OMP_NUM_THREADS when set; minidl.set_num_threads); results are the same at any count")
     cmd.add_argument("--report", metavar="DIR",
                      help="also write DIR/report.md and pictures of the run (history, filters, feature maps, "
                           "confusion matrix, mistakes); needs the plot extra: pip install \"minidl[plot]\"")
@@ -222,6 +224,28 @@ def _load(args: argparse.Namespace) -> tuple:
     return X_train, X_test, y_train, y_test
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Where --report and --export will write must be usable before training, not found wanting after it."""
+    if args.report:
+        try:
+            os.makedirs(args.report, exist_ok=True)
+        except OSError as err:
+            raise CommandError(f"--report: cannot create the directory {args.report!r} ({err.strerror})") from None
+        _check_writable("--report", args.report)
+    if args.export is not None:
+        if os.path.isdir(args.export):
+            raise CommandError(f"--export: {args.export!r} is a directory, expected a file name such as model.onnx")
+        _check_writable("--export", os.path.dirname(os.path.abspath(args.export)))
+
+
+def _check_writable(option: str, folder: str) -> None:
+    try:  # trying is the only test that holds for root, read-only mounts and /proc alike
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise CommandError(f"{option}: cannot write in the directory {folder!r} ({err.strerror})") from None
+
+
 def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
     """Train ``args.preset`` on ``args.dataset`` with ``recipe``; print the results; return the accuracy."""
     from . import presets
@@ -230,6 +254,7 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
         from .threads import set_num_threads
 
         set_num_threads(args.threads)
+    _check_outputs(args)
     X_train, X_test, y_train, y_test = _load(args)
     build = presets.MODELS[args.preset]
     faithful = getattr(args, "faithful", False)

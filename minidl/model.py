@@ -234,7 +234,7 @@ class Sequential(Layer):
           holding parameters of another model is refused before any work.
         """
         trainer = training.Trainer(self, optimizer, callbacks=callbacks, verbose=verbose)
-        with blas_threads():  # minidl's thread policy (minidl/threads.py): one BLAS thread per idle core
+        with blas_threads():  # BLAS pinned to one thread; minidl's own threads run the big products (minidl/threads.py)
             return trainer.fit(X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                                shuffle=shuffle, steps_per_epoch=steps_per_epoch)
 

@@ -30,6 +30,8 @@ def test_good_values_are_converted():
         (lambda: as_shape((1, True), "Dense"), TypeError, r"Dense: input shape must be a tuple of ints"),
         (lambda: as_shape((2.5,), "Dense"), ValueError, r"must hold positive ints, got \(2.5,\)"),
         (lambda: as_shape((2**40, 2**40), "Dense"), ValueError, r"more than an int64 can count"),
+        # beyond a float's range too: the size is quoted as a power of two
+        (lambda: as_shape((10**400, 1), "Dense"), ValueError, r"about 2\*\*1328 values per sample, more than an int64"),
     ],
 )
 def test_bad_values_name_the_argument_and_quote_the_value(call, error, match):

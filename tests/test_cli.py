@@ -295,3 +295,20 @@ def test_every_data_set_has_a_loader_and_a_default_preset_that_fits():
     for name, data in DATASETS.items():
         assert data.default in recipes.presets_for(data.shape)
         assert data.downloads == (name in datasets.FILES)
+
+
+@pytest.mark.parametrize("option, target, message", [
+    ("--report", "a-file", "--report: cannot create the directory"),
+    ("--export", "missing-dir/model.onnx", "--export: cannot write in the directory"),
+    ("--export", ".", "is a directory, expected a file name such as model.onnx"),
+])
+def test_unusable_report_and_export_paths_fail_before_training(option, target, message, tmp_path, monkeypatch,
+                                                               capsys):
+    pytest.importorskip("onnx") if option == "--export" else pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("a file where the report's directory would go")
+    assert main(["digits", "--epochs", "1", "--verbose", "0", option, target]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing trained: the error comes first
+    assert captured.err.startswith("minidl: error: ") and message in captured.err
+    assert captured.err.count("\n") == 1

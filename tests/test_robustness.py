@@ -181,6 +181,8 @@ CASES = [
          r"input shape must be a tuple of ints, got \(True, 8, 8\)"),
     Case(MODEL, "Sequential([Flatten()], input_shape=(2**40, 2**40))", ValueError,
          r"input shape \(1099511627776, 1099511627776\) holds 1.21e\+24 values per sample, more than an int64"),
+    Case(MODEL, "Sequential([Flatten()], input_shape=(10**400, 1))", ValueError,
+         r"input shape \(1000.*0000, 1\) holds about 2\*\*1328 values per sample, more than an int64"),
     Case(MODEL, "Sequential([Flatten()], input_shape=8)", TypeError, r"input shape must be a tuple of ints, got 8"),
     Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3)], input_shape=(1, 8, 8))", ValueError,
          r"layer 1 \(Dense\) got input shape \(2, 6, 6\).*put a Flatten\(\) before it"),

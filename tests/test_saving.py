@@ -207,6 +207,8 @@ def test_bad_paths(tmp_path):
         model.save(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such file"):
         minidl.load(tmp_path / "missing.npz")
+    with pytest.raises(IsADirectoryError, match="is a directory, expected a minidl model file"):
+        minidl.load(tmp_path)
 
 
 def test_unbuilt_model_and_unsaveable_config_raise_before_writing(tmp_path):

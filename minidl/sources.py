@@ -160,8 +160,11 @@ def as_source(model: Sequential, X: Any, y: Any, x_name: str, y_name: str | None
         if steps is not None:
             raise ValueError(f"steps applies to an iterable of batches; {x_name} is array data (a {type(X).__name__})")
         if labels and y is None:
+            # A list of (X_batch, y_batch) pairs looks like "an iterable of pairs" to its author, but is data.
+            listed = (f" (a {type(X).__name__} is read as array data: pass iter({x_name}) for one pass, or an object "
+                      "whose __iter__ starts a fresh pass each epoch)") if isinstance(X, (list, tuple)) else ""
             raise ValueError(f"{y_name} is missing: pass labels with an array {x_name}, or pass an iterable of "
-                             f"(X_batch, y_batch) pairs as {x_name}")
+                             f"(X_batch, y_batch) pairs as {x_name}{listed}")
         y_name = y_name if labels else None
         return (MemmapSource if isinstance(X, np.memmap) else ArraySource)(model, X, y, x_name, y_name)
     if y is not None:

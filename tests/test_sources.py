@@ -198,6 +198,8 @@ def test_arguments_that_do_not_fit_the_data():
         model.fit(X, y, steps_per_epoch=2, verbose=0)
     with pytest.raises(ValueError, match="y is missing"):
         model.fit(X, verbose=0)
+    with pytest.raises(ValueError, match=r"pairs as X \(a list is read as array data: pass iter\(X\) for one pass"):
+        model.fit(batches_of(X, y, 8), verbose=0)  # a list of pairs is data, and the message says so
     with pytest.raises(ValueError, match="steps_per_epoch must be >= 1"):
         model.fit(iter(batches_of(X, y, 8)), steps_per_epoch=0, verbose=0)
 

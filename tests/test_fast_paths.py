@@ -501,3 +501,22 @@ def test_layers_reused_arrays_are_replaced_when_they_come_back_read_only():
             for array in getattr(layer, name, {}).values():
                 array.flags.writeable = False
     np.testing.assert_array_equal(bn.forward(conv.forward(x, training=True), training=True), y)
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_a_one_block_weight_gradient_uses_the_latest_forward_only(padding, monkeypatch):
+    # conv_weight_grad takes conv_forward's X_col back when it is one block; after another forward
+    # (the padded input's array reused, or a batch of several blocks) it must be that forward's.
+    monkeypatch.setattr(kernels, "CONV_BLOCK", 1500)  # batch 2: one block; batch 20: several
+    rng = np.random.default_rng(0)
+    x1, x2, x3 = rng.random((2, 2, 6, 6)), rng.random((2, 2, 6, 6)), rng.random((20, 2, 6, 6))
+    layer = built(Conv2D(3, 3, padding=padding), (2, 6, 6))
+    fresh = built(Conv2D(3, 3, padding=padding), (2, 6, 6))
+    fresh.weight.data[...] = layer.weight.data
+    for xs in ([x1, x2], [x1, x3], [x3, x1]):
+        for x in xs:
+            g = rng.random(layer.forward(x, training=True).shape)
+        layer.backward(g)
+        fresh.forward(xs[-1], training=True)
+        fresh.backward(g)
+        np.testing.assert_array_equal(layer.weight.grad, fresh.weight.grad)

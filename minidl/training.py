@@ -185,6 +185,12 @@ class Trainer:
                 f"{type(validation_data).__name__}"
                 + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
             )
+        if self.val is not None and self.val.once and self.epochs > 1:  # said now, not after an epoch of training
+            raise ValueError(
+                f"fit: validation_data is an iterator, which is read once, but validation runs after each of the "
+                f"{self.epochs} epochs; expected (X_val, y_val) or an object whose __iter__ starts a fresh pass "
+                "each time (like a keras.utils.Sequence)"
+            )
         optimizer = self.optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
         self._check_owned(optimizer)
         if model._fitting:

@@ -147,7 +147,7 @@ def test_a_generator_is_shared_out_by_steps_per_epoch():
                                validation_data=Reiterable(batches_of(X, y, 16)))
     assert len(history["loss"]) == 2 and seen == list(range(0, 64, 8)) and sizes.sizes == [8] * 8
     assert "val_accuracy" in history
-    with pytest.raises(ValueError, match="validation_data gave no batch: an iterator is read once"):
+    with pytest.raises(ValueError, match="validation_data is an iterator, which is read once"):
         make_model().fit(X, y, epochs=2, verbose=0, validation_data=iter(batches_of(X, y, 16)))
 
 
@@ -218,3 +218,17 @@ def test_lists_and_arrays_are_still_data_not_batches():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit(X.tolist(), y.tolist(), verbose=0)
+
+
+def test_a_one_pass_iterator_as_validation_data_is_refused_before_training_when_it_is_read_each_epoch():
+    X, y = data(n=16)
+    model = make_model()
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"validation_data is an iterator, which is read once, but validation runs "
+                                         r"after each of the 2 epochs"):
+        model.fit(X, y, epochs=2, validation_data=iter(batches_of(X, y, 8)), verbose=0)
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())  # nothing trained
+    history = model.fit(X, y, epochs=1, validation_data=iter(batches_of(X, y, 8)), verbose=0)  # one pass suffices
+    assert "val_loss" in history.history
+    history = model.fit(X, y, epochs=2, validation_data=Reiterable(batches_of(X, y, 8)), verbose=0)  # a pass each time
+    assert len(history.history["val_loss"]) == 2

@@ -365,6 +365,7 @@ def clean_registries():
 
 
 def test_unregistered_layer_names_itself_and_how_to_register(clean_registries):
+    pytest.importorskip("onnx")  # the onnx extra; without it to_onnx says so (test_missing_optional_package...)
     model = Sequential([Flatten(), TimesConstant(name="my_scale")], input_shape=(3,), seed=0)
     with pytest.raises(TypeError, match=r"no ONNX exporter for layer 'my_scale' \(.*TimesConstant\); register one with "
                                         r"@minidl.export.register_onnx\(TimesConstant\)"):
@@ -400,6 +401,7 @@ def test_register_checks_its_arguments():
 
 
 def test_bad_models_are_refused():
+    pytest.importorskip("onnx")
     with pytest.raises(TypeError, match="to_onnx: model must be a minidl Sequential, got Dense"):
         to_onnx(Dense(3), None)
     with pytest.raises(ValueError, match="to_onnx: the model is not built"):

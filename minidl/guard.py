@@ -55,8 +55,10 @@ class TrainingGuard:
     def __init__(self, optimizer: Any, buffers: Iterable[Buffer] = (), layers: Iterable[Any] = ()) -> None:
         self.optimizer = optimizer  # read at error time: a schedule may have changed its lr
         # Layers written outside minidl are the likelier cause of a divergence: the message says so.
-        self.custom_layers = sorted({type(layer).__name__ for layer in layers
-                                     if not type(layer).__module__.startswith("minidl.")})
+        custom = [layer for layer in layers if not type(layer).__module__.startswith("minidl.")]
+        self.custom_layers = sorted({type(layer).__name__ for layer in custom})
+        # a loss of one's own is checked with check_loss, which also knows its targets
+        self.custom_losses = sorted({type(layer).__name__ for layer in custom if hasattr(layer, "prepare_targets")})
         # All of them, not only the trainable ones: a callback may unfreeze a layer mid-fit.
         self.params = list(optimizer.params)
         self._frozen = [p for p in self.params if not p.trainable]
@@ -154,9 +156,14 @@ class TrainingGuard:
         lr = f" (lr={lr:g})" if lr is not None else ""
         custom = ""
         if self.custom_layers:
+            checks = []
+            if set(self.custom_layers) - set(self.custom_losses):
+                checks.append("each layer with minidl.testing.check_layer(layer, input_shape)")
+            if self.custom_losses:
+                checks.append("the loss with minidl.testing.check_loss(loss, input_shape)")
             custom = (f" The model holds layers that are not built in ({', '.join(self.custom_layers)}): a backward "
-                      "that adds to .grad (+=) or returns a wrong gradient also makes the loss diverge; check each "
-                      "with minidl.testing.check_layer(layer, input_shape).")
+                      "that adds to .grad (+=) or returns a wrong gradient also makes the loss diverge; check "
+                      f"{' and '.join(checks)}.")
         raise NonFiniteLossError(
             f"fit: {what} at epoch {epoch + 1}, step {step + 1}; {last}. Training stopped and {kept}. "
             f"Try a lower learning rate{lr}, less weight decay, or rescaled inputs.{custom}",

@@ -5,7 +5,7 @@ import pytest
 
 from minidl import Sequential
 from minidl.guard import NonFiniteLossError
-from minidl.layers import Dense, Flatten, Layer, Parameter, SoftmaxCE
+from minidl.layers import MSE, Dense, Flatten, Layer, Parameter, SoftmaxCE
 from minidl.optim import SGD
 from minidl.testing import (ROUND_TRIP, LayerCheckError, central_differences, check_layer, check_layer_gradients,
                             relative_error)
@@ -108,6 +108,25 @@ def test_divergence_with_a_custom_layer_suggests_check_layer():
     assert "not built in (AccumulatingScale)" in message and "minidl.testing.check_layer(layer, input_shape)" in message
     report = check_layer(AccumulatingScale(), (4,), raise_on_failure=False)
     assert any(name.startswith("backward overwrites") for name in failures(report))
+
+
+class ScaledMSE(MSE):
+    """A loss of one's own whose gradient is 1000x too large: it diverges what it trains."""
+
+    def backward(self):
+        return super().backward() * 1000
+
+
+def test_divergence_with_a_custom_loss_suggests_check_loss():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((64, 4)).astype(np.float32), rng.random((64, 1)).astype(np.float32)
+    model = Sequential([Dense(1), ScaledMSE()], input_shape=(4,), seed=0)
+    with pytest.raises(NonFiniteLossError) as info, np.errstate(all="ignore"):
+        model.fit(X, y, optimizer=SGD(model.parameters(), lr=0.1), epochs=50, batch_size=4, verbose=0)
+    message = str(info.value)
+    assert "not built in (ScaledMSE)" in message
+    assert "check the loss with minidl.testing.check_loss(loss, input_shape)" in message
+    assert "check_layer" not in message  # every other layer is built in
 
 
 def test_divergence_with_built_in_layers_only_does_not_blame_custom_code():

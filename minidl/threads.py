@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -57,10 +58,10 @@ MAX_POOL = 64
 T = TypeVar("T")
 
 _requested: int | None = None  # set_num_threads
-_blas = None  # threadpoolctl's controllers of the loaded BLAS libraries, found on first use
+_blas: tuple[int, list] = (-1, [])  # (len(sys.modules) when found, threadpoolctl's controllers of the loaded BLAS libraries)
 _lock = threading.Lock()  # guards the BLAS pin's count and the pool's creation
 _pinned = 0  # blas_threads blocks open in this process (nested or in other threads)
-_saved: list[int] = []  # each BLAS library's thread count before the outermost block
+_saved: list = []  # (controller, thread count) of each BLAS library before the outermost block
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -95,12 +96,14 @@ def get_num_threads() -> int:
 
 
 def _controllers() -> list:
+    # Found again whenever modules were imported since: an import may load another BLAS (SciPy's own
+    # OpenBLAS arrives with scipy.linalg), which would otherwise keep its threads. A scan costs ~1 ms.
     global _blas
-    if _blas is None:
+    if _blas[0] != len(sys.modules):
         from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
 
-        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
-    return _blas
+        _blas = (len(sys.modules), ThreadpoolController().select(user_api="blas").lib_controllers)
+    return _blas[1]
 
 
 @contextlib.contextmanager
@@ -113,8 +116,8 @@ def blas_threads() -> Iterator[None]:
     global _pinned, _saved
     with _lock:
         if _pinned == 0:
-            _saved = [c.get_num_threads() for c in _controllers()]
-            for c, n in zip(_controllers(), _saved):
+            _saved = [(c, c.get_num_threads()) for c in _controllers()]  # the ones pinned are the ones put back
+            for c, n in _saved:
                 if n != 1:
                     c.set_num_threads(1)
                     if c.get_num_threads() != 1:
@@ -126,7 +129,7 @@ def blas_threads() -> Iterator[None]:
         with _lock:
             _pinned -= 1
             if _pinned == 0:
-                for c, n in zip(_controllers(), _saved):
+                for c, n in _saved:
                     if n != 1:
                         c.set_num_threads(n)
 

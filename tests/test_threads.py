@@ -3,6 +3,8 @@ inside fit/evaluate/predict, the block pool, and the same bits at every thread c
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -106,7 +108,7 @@ class FakeBLAS:
 
 def test_blocks_open_in_several_threads_put_blas_back_when_the_last_closes(monkeypatch):
     blas = FakeBLAS(2)
-    monkeypatch.setattr(threads, "_blas", [blas])
+    monkeypatch.setattr(threads, "_controllers", lambda: [blas])
     opened, release = threading.Event(), threading.Event()
 
     def other() -> None:
@@ -128,7 +130,7 @@ def test_blocks_open_in_several_threads_put_blas_back_when_the_last_closes(monke
 
 
 def test_a_blas_that_keeps_its_threads_is_reported_once(monkeypatch):
-    monkeypatch.setattr(threads, "_blas", [FakeBLAS(2, obeys=False)])
+    monkeypatch.setattr(threads, "_controllers", lambda: [FakeBLAS(2, obeys=False)])
     monkeypatch.setattr(threads, "_warned", False)
     with pytest.warns(RuntimeWarning, match="BLAS kept 2 threads instead of 1"):
         with threads.blas_threads():
@@ -312,3 +314,22 @@ def test_training_gives_the_same_bits_with_any_number_of_threads():
         assert all(np.array_equal(a, b) for a, b in zip(one, train_conv_net(n))), n
     with threadpool_limits(2):  # BLAS's own setting outside fit changes nothing either
         assert all(np.array_equal(a, b) for a, b in zip(one, train_conv_net(None)))
+
+
+def test_a_blas_loaded_after_the_first_pin_is_pinned_too():
+    # SciPy's own OpenBLAS arrives with scipy.linalg: a library imported after minidl first pinned
+    # BLAS must be pinned as well, and put back.
+    code = (
+        "import minidl.threads as t\n"
+        "from threadpoolctl import threadpool_info, threadpool_limits\n"
+        "with t.blas_threads(): before = len(threadpool_info())\n"
+        "import scipy.linalg\n"
+        "assert len(threadpool_info()) > before, 'scipy.linalg brought no BLAS of its own'\n"
+        "with threadpool_limits(2):\n"
+        "    with t.blas_threads():\n"
+        "        inside = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "    after = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "print(len(inside), max(inside), min(after))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) >= 1 and out[1:] == ["1", "2"]

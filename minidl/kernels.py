@@ -27,7 +27,9 @@ positions, obviously correct and slow: the oracles of ``tests/test_fast_paths.py
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import threading
+from collections.abc import Hashable, Iterable
 
 import numpy as np
 
@@ -35,7 +37,7 @@ from . import threads
 
 __all__ = [
     "CONV_BLOCK", "TRANSPOSED_MIN_CHANNELS", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows", "conv_forward",
-    "conv_weight_grad", "kept_array",
+    "conv_weight_grad", "kept_array", "workspace",
     "conv_input_grad", "pad_batch_innermost",
     "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like",
     "scratch_like", "channel_sums", "channel_dot",
@@ -68,7 +70,8 @@ def im2col(
     Rows are kernel taps ``(c, u, v)``, columns output pixels ``(i, j, n)`` for the ``out[0]``
     output rows from ``first_row`` on. ``xp`` must be C-contiguous. With a ``buffers`` dict the
     copy goes into an array kept there for ``slot`` (a thread of :func:`minidl.threads.map_blocks`)
-    and reused by that slot's next call (so the result is only valid until then).
+    and reused by that slot's next call (so the result is only valid until then); without one, the
+    result is the copy ``reshape`` makes of the window view.
 
     Measured on vgg-cifar's conv2 (8 blocks of 4 output rows, 9.4 MB each): 36 ms with a new
     array per block, 4.2 ms copying into one reused array — a fresh array's pages are
@@ -88,15 +91,11 @@ def im2col(
     else:
         shape, strides = (c, kh, kw, rows, ow, n), (sc, sh, sw, sh * stride[0], sw * stride[1], sn)
     windows = np.ndarray(shape, xp.dtype, xp, first_row * stride[0] * sh, strides)
-    size = c * kh * kw * rows * ow * n
     if buffers is None:
         return windows.reshape(c * kh * kw, rows * ow * n)
-    buf = buffers.get(("im2col", slot))
-    if buf is None or buf.size < size or buf.dtype != xp.dtype or not buf.flags.writeable:  # e.g. unpickled read-only
-        buf = buffers[("im2col", slot)] = np.empty(size, dtype=xp.dtype)
-    cols = buf[:size]
+    cols = kept_array(buffers, ("im2col", slot), (c * kh * kw, rows * ow * n), xp.dtype)
     cols.reshape(shape)[...] = windows  # not np.copyto: a Python-level wrapper, ~1 µs a call at batch 1
-    return cols.reshape(c * kh * kw, rows * ow * n)
+    return cols
 
 
 def col2im_add(
@@ -162,28 +161,30 @@ def conv_forward(
 ) -> np.ndarray:
     """``W_mat · X_col`` (F, OH·OW·N) of padded batch-innermost images ``xp`` (C, H, W, N), C-contiguous.
 
-    Unfolds :data:`CONV_BLOCK`-sized blocks of output rows; each block is a contiguous range of the
-    GEMM's columns, so the product is written straight into place, and the blocks run on
-    :func:`minidl.threads.map_blocks`' threads, each unfolding into its own array. ``buffers``:
-    see :func:`im2col`.
+    Unfolds :data:`CONV_BLOCK`-sized blocks of output rows into :func:`workspace` arrays; each
+    block is a contiguous range of the GEMM's columns, so the product is written straight into
+    place, and the blocks run on :func:`minidl.threads.map_blocks`' threads, each unfolding into
+    its own array. When X_col is one block and ``buffers`` (the layer's own dict) is given, X_col
+    is unfolded into it instead and kept there for :func:`conv_weight_grad`.
     """
     oh, ow = out_hw
     width = ow * xp.shape[3]  # GEMM columns per output row
     f, k = weight.shape
     rows = block_rows(k, width, oh)
     if rows == oh:
-        cols = im2col(xp, kernel, stride, out_hw, buffers=buffers)
+        cols = im2col(xp, kernel, stride, out_hw, buffers=workspace() if buffers is None else buffers)
         if buffers is not None:  # one block: small enough to keep for the weight gradient
             buffers["forward cols"], buffers["forward cols of"] = cols, xp
         return matmul_wide(weight, cols)
     if buffers is not None:
-        buffers.pop("forward cols of", None)  # the array is about to hold the blocks
+        buffers.pop("forward cols of", None)
     out = np.empty((f, oh * width), dtype=xp.dtype)
+    scratch = workspace()
 
     def block(b: int, slot: int) -> None:
         i = b * rows
         r = min(rows, oh - i)
-        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=buffers, slot=slot)
+        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=scratch, slot=slot)
         matmul_wide(weight, cols, out=out[:, i * width:(i + r) * width])
 
     threads.map_blocks(block, -(-oh // rows))
@@ -207,15 +208,16 @@ def conv_weight_grad(
     oh, ow = out_hw
     width = ow * xp.shape[3]
     rows = block_rows(out.shape[1], width, oh)
+    scratch = workspace()
     if rows == oh:
-        return matmul_nt(grad, im2col(xp, kernel, stride, out_hw, buffers=buffers), out=out)
+        return matmul_nt(grad, im2col(xp, kernel, stride, out_hw, buffers=scratch), out=out)
     count = -(-oh // rows)
-    parts = kept_array(buffers, "weight_grad_parts", (count - 1, *out.shape), out.dtype)
+    parts = kept_array(scratch, "weight grad parts", (count - 1, *out.shape), out.dtype)
 
     def block(b: int, slot: int) -> None:
         i = b * rows
         r = min(rows, oh - i)
-        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=buffers, slot=slot)
+        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=scratch, slot=slot)
         matmul_nt(grad[:, i * width:(i + r) * width], cols, out=out if b == 0 else parts[b - 1])
 
     threads.map_blocks(block, count)
@@ -224,20 +226,45 @@ def conv_weight_grad(
     return out
 
 
-def kept_array(buffers: dict | None, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array of ``shape``, kept in ``buffers[key]`` and handed out
-    again while shape and dtype repeat (a new one each call without ``buffers``)."""
+def kept_array(buffers: dict | None, key: Hashable, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array of ``shape``: the front of a flat array kept in
+    ``buffers[key]``, which grows to the largest size asked for (a new array without ``buffers``).
+
+    A fresh 8 MB array costs ~0.6 ms of page faults on top of the pass that fills it (glibc hands
+    big blocks back to the kernel on free): vgg-cifar's conv2 unfolding 36 -> 4.2 ms into a kept
+    array, BatchNorm2D backward 9.6 -> 4.2 ms (2-core Haswell).
+    """
+    size = math.prod(shape)
     buf = None if buffers is None else buffers.get(key)
-    if buf is None or buf.shape != shape or buf.dtype != dtype or not buf.flags.writeable:
-        buf = np.empty(shape, dtype=dtype)
+    if buf is None or buf.size < size or buf.dtype != dtype or not buf.flags.writeable:  # e.g. unpickled read-only
+        buf = np.empty(size, dtype=dtype)
         if buffers is not None:
             buffers[key] = buf
-    return buf
+    return buf[:size].reshape(shape)
+
+
+_local = threading.local()
+
+
+def workspace() -> dict:
+    """This thread's arrays for temporaries that live only within one kernel call (kernels and
+    layers pass it to :func:`kept_array` and :func:`scratch_like`).
+
+    Every layer shares them, so they cost the largest layer's size rather than the sum over layers:
+    vgg-cifar's im2col blocks, padded input gradients, weight-gradient parts and BatchNorm2D
+    products held 73 MB per layer-owned copy, 20 MB shared, which took minidl's peak memory
+    growth from above PyTorch's to below it (``docs/benchmarks.md``). Per thread, so models
+    trained in different threads never write into each other's temporaries.
+    """
+    try:
+        return _local.arrays
+    except AttributeError:
+        _local.arrays = {}
+        return _local.arrays
 
 
 def conv_input_grad(
     grad: np.ndarray, weight: np.ndarray, stride: tuple[int, int], pads: Pads, in_hw: tuple[int, int],
-    buffers: dict | None = None,
 ) -> np.ndarray:
     """``dL/dx`` (C, H, W, N) for ``grad`` (F, OH, OW, N) and ``weight`` (F, C, kh, kw), both batch-innermost.
 
@@ -253,8 +280,8 @@ def conv_input_grad(
     oh, ow, n = grad.shape[1:]
     if stride == (1, 1) and max(pt, pb) < kh and max(pl, pr) < kw and c >= TRANSPOSED_MIN_CHANNELS:
         flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
-        gp = pad_batch_innermost(grad, ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)), buffers)
-        return conv_forward(gp, flipped, (kh, kw), (1, 1), in_hw, buffers).reshape(c, *in_hw, n)
+        gp = pad_batch_innermost(grad, ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)), workspace())
+        return conv_forward(gp, flipped, (kh, kw), (1, 1), in_hw).reshape(c, *in_hw, n)
     dxp = np.zeros((c, in_hw[0] + pt + pb, in_hw[1] + pl + pr, n), dtype=grad.dtype)
     g = grad.reshape(f, -1)
     rows = block_rows(c * kh * kw, ow * n, oh)
@@ -268,19 +295,15 @@ def conv_input_grad(
 def pad_batch_innermost(x: np.ndarray, pads: Pads, buffers: dict | None = None) -> np.ndarray:
     """``x`` (C, H, W, N) zero-padded on H and W, C-contiguous (``x`` itself when it is and pads are 0).
 
-    With a ``buffers`` dict the padded array is kept there and reused by the next call of the
-    same shape: its border stays zero, only the interior is written (saves a ``zeros`` per step).
+    With a ``buffers`` dict the padded array is a :func:`kept_array` there, reused step after step.
     """
     (pt, pb), (pl, pr) = pads
     if pt == pb == pl == pr == 0:
         return np.ascontiguousarray(x)  # no copy after a Conv2D, ReLU, BatchNorm2D or MaxPool2D
     c, h, w, n = x.shape
     shape = (c, h + pt + pb, w + pl + pr, n)
-    buf = None if buffers is None else buffers.get("padded")
-    if buf is None or buf.shape != shape or buf.dtype != x.dtype or not buf.flags.writeable:  # new batch size
-        buf = np.zeros(shape, dtype=x.dtype)
-        if buffers is not None:
-            buffers["padded"] = buf
+    buf = kept_array(buffers, "padded", shape, x.dtype)
+    buf[:, :pt] = buf[:, pt + h:] = buf[:, pt:pt + h, :pl] = buf[:, pt:pt + h, pl + w:] = 0  # the border only
     buf[:, pt:pt + h, pl:pl + w] = x
     return buf
 
@@ -355,18 +378,13 @@ def copy_like(template: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def scratch_like(template: np.ndarray, buffers: dict, key: str) -> np.ndarray:
-    """An uninitialised array shaped and laid out like ``template``, kept in ``buffers[key]`` and
-    handed out again while the shape, strides and dtype repeat. For a layer's own temporaries only
-    (never for what it returns). A fresh 8 MB temporary costs ~0.6 ms of page faults on top of the
-    pass that fills it (glibc gives big blocks back to the kernel on free): BatchNorm2D backward on
-    vgg-cifar's (64, 32, 32, 32) input 9.6 -> 4.2 ms with one scratch array instead of temporaries.
-    """
-    buf = buffers.get(key)
-    if (buf is None or buf.shape != template.shape or buf.strides != template.strides
-            or buf.dtype != template.dtype or not buf.flags.writeable):
-        buf = buffers[key] = np.empty_like(template)
-    return buf
+def scratch_like(template: np.ndarray, buffers: dict, key: Hashable) -> np.ndarray:
+    """An uninitialised array shaped like ``template`` with its axes in the same memory order, a
+    :func:`kept_array` in ``buffers``. For a layer's own temporaries and caches only (never for
+    what it returns): element-wise passes over operands of one layout run 5-10x faster than over mixed ones."""
+    order = sorted(range(template.ndim), key=lambda a: -template.strides[a])  # outermost axis first
+    buf = kept_array(buffers, key, tuple(template.shape[a] for a in order), template.dtype)
+    return buf.transpose(np.argsort(order))
 
 
 # -- per-channel reductions (BatchNorm2D) ---------------------------------------------------------

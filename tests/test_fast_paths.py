@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import minidl.kernels as kernels
 import minidl.layers.pooling as pooling
 from helpers import built
-from minidl import Sequential
+from minidl import Sequential, set_num_threads
 from minidl.callbacks import Callback
 from minidl.guard import NonFiniteLossError
 from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, SoftmaxCE
@@ -520,3 +520,33 @@ def test_a_one_block_weight_gradient_uses_the_latest_forward_only(padding, monke
         fresh.forward(xs[-1], training=True)
         fresh.backward(g)
         np.testing.assert_array_equal(layer.weight.grad, fresh.weight.grad)
+
+
+@pytest.mark.parametrize("depth", [2, 6])
+def test_a_deeper_network_keeps_its_caches_not_a_set_of_temporaries_per_layer(depth):
+    # Each Conv2D + BatchNorm2D + ReLU block keeps what its backward needs (the padded input, the
+    # centred input, the ReLU output); the unfolded blocks, the padded input gradient and the
+    # BatchNorm2D product are temporaries every layer shares (kernels.workspace).
+    def retained(blocks: int) -> int:
+        layers = []
+        for _ in range(blocks):
+            layers += [Conv2D(8, 3, padding=1), BatchNorm2D(), ReLU()]
+        model = built(Sequential([*layers, Flatten(), Dense(10)]), (8, 16, 16))
+        x = np.random.default_rng(0).random((32, 8, 16, 16))
+        tracemalloc.start()
+        out = model.forward(x, training=True)
+        model.backward(np.ones_like(out))
+        del out
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return held
+
+    image = 8 * 16 * 16 * 32 * 8  # one block's activations, float64
+    caches = image * 18 * 18 // (16 * 16) + 2 * image  # padded input, centred input, ReLU output
+    set_num_threads(1)  # a pool thread's first block would make its own temporaries at a random moment
+    try:
+        retained(1)  # this thread's shared temporaries are made here, and counted in neither figure below
+        per_block = (retained(depth + 1) - retained(1)) / depth
+    finally:
+        set_num_threads(None)
+    assert per_block < caches + image / 4

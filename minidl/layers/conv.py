@@ -125,8 +125,7 @@ class Conv2D(Layer):
         self.weight = Parameter((rng.standard_normal((self.filters, c, kh, kw)) * std).astype(dtype))
         self.bias = Parameter(np.zeros(self.filters, dtype=dtype)) if self.use_bias else None
         self._pads, self._out_hw = self._geometry(input_shape)
-        self._input_buffers: dict = {}  # kernels' arrays for the padded input and X_col, reused step after step
-        self._grad_buffers: dict = {}  # the same for the input-gradient convolution
+        self._input_buffers: dict = {}  # the padded input (and a one-block X_col) kept for backward, reused step after step
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
@@ -159,6 +158,5 @@ class Conv2D(Layer):
             return None
         oh, ow = self._out_hw
         g = g.reshape(f, oh, ow, -1)
-        dx = kernels.conv_input_grad(g, self.weight.data, self.stride, self._pads, self.input_shape[1:],
-                                     self._grad_buffers)
+        dx = kernels.conv_input_grad(g, self.weight.data, self.stride, self._pads, self.input_shape[1:])
         return dx.transpose(3, 0, 1, 2)

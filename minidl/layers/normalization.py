@@ -62,7 +62,7 @@ class BatchNorm2D(Layer):
         self.bias = Parameter(np.zeros(c, dtype=dtype))
         self.running_mean = Buffer(np.zeros(c, dtype=dtype))
         self.running_var = Buffer(np.ones(c, dtype=dtype))
-        self._scratch: dict = {}  # kernels.scratch_like: this layer's temporaries, reused step after step
+        self._scratch: dict = {}  # kernels.scratch_like: the centred input kept for backward, reused step after step
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
@@ -105,6 +105,6 @@ class BatchNorm2D(Layer):
         # scale·(g − mean(g) − x̂·mean(g·x̂)), as g·scale − centred·b − c with per-channel b, c
         dx = grad_out * scale[:, None, None]
         dx -= np.multiply(centred, (scale * inv_std * sum_gx / m)[:, None, None],
-                          out=kernels.scratch_like(centred, self._scratch, "product"))
+                          out=kernels.scratch_like(centred, kernels.workspace(), "product"))
         dx -= (scale * sum_g / m)[:, None, None]
         return dx

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 import numpy as np
 
@@ -40,7 +40,7 @@ __all__ = [
     "conv_weight_grad", "kept_array", "workspace",
     "conv_input_grad", "pad_batch_innermost",
     "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like",
-    "scratch_like", "channel_sums", "channel_dot",
+    "scratch_like", "CHANNEL_BLOCK", "batchnorm_forward", "batchnorm_backward", "channel_sums", "channel_dot",
     "conv2d_reference", "conv2d_backward_reference", "maxpool2d_reference", "maxpool2d_backward_reference",
     "batchnorm2d_reference",
 ]
@@ -387,7 +387,79 @@ def scratch_like(template: np.ndarray, buffers: dict, key: Hashable) -> np.ndarr
     return buf.transpose(np.argsort(order))
 
 
-# -- per-channel reductions (BatchNorm2D) ---------------------------------------------------------
+# -- batch normalisation -------------------------------------------------------------------------
+#: BatchNorm2D works through blocks of whole channels of about this many elements (512 KB in float32),
+#: every pass of a block while it is in the L2 cache, the blocks on :func:`minidl.threads.map_blocks`'
+#: threads. Block boundaries depend on the shape only and every value is per channel, so the results
+#: are the same at any thread count.
+CHANNEL_BLOCK = 2**17
+
+
+def _over_channel_blocks(fn: Callable[[slice, int], None], x: np.ndarray) -> None:
+    c = x.shape[1]
+    per = max(1, CHANNEL_BLOCK // max(1, x.size // max(1, c)))
+    threads.map_blocks(lambda b, slot: fn(slice(b * per, min(c, (b + 1) * per)), slot), -(-c // per))
+
+
+def batchnorm_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, centred: np.ndarray,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(y, mean, var, inv_std)`` of BatchNorm2D on NCHW ``x``, with the batch's statistics or the
+    given ``stats = (mean, var)``; ``centred`` (shaped and laid out like ``x``) receives ``x - mean``.
+
+    Per block of channels: the sums, the centring, the variance and the affine map run while the
+    block is in cache. vgg-cifar's (64, 32, 32, 32) input, stored batch-innermost, one thread (this
+    machine's two threads share one core's caches and gain nothing here): forward 2.17 -> 1.89 ms,
+    backward 3.00 -> 2.44 ms with blocks of 2**17 elements rather than whole passes (2**16 to 2**18
+    alike, 2**19 and up as slow as none; ``time.process_time``, best of 15, AVX-512 Xeon).
+    """
+    c, m = x.shape[1], x.size // max(1, x.shape[1])
+    y = np.empty_like(x)
+    mean, var = (np.empty(c, x.dtype), np.empty(c, x.dtype)) if stats is None else stats
+    inv_std = np.empty(c, x.dtype)
+
+    def block(s: slice, slot: int) -> None:
+        if stats is None:
+            mean[s] = channel_sums(x[:, s]) / m
+        cs = np.subtract(x[:, s], mean[s, None, None], out=centred[:, s])
+        if stats is None:
+            var[s] = channel_dot(cs, cs) / m
+        inv_std[s] = 1 / np.sqrt(var[s] + eps)
+        ys = np.multiply(cs, (weight[s] * inv_std[s])[:, None, None], out=y[:, s])
+        ys += bias[s, None, None]
+
+    _over_channel_blocks(block, x)
+    return y, mean, var, inv_std
+
+
+def batchnorm_backward(
+    grad: np.ndarray, centred: np.ndarray, inv_std: np.ndarray, weight: np.ndarray, batch_stats: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx, dweight, dbias)`` of :func:`batchnorm_forward`; with ``batch_stats`` through the batch's
+    mean and variance, ``scale·(g − mean(g) − x̂·mean(g·x̂))``, else the fixed affine map's ``scale·g``
+    (``scale = weight·inv_std``, ``x̂ = centred·inv_std``), a block of channels at a time."""
+    c, m = grad.shape[1], grad.size // max(1, grad.shape[1])
+    dx = np.empty_like(grad)
+    dweight, dbias = np.empty(c, grad.dtype), np.empty(c, grad.dtype)
+    scratch = workspace()
+
+    def block(s: slice, slot: int) -> None:
+        g, cs = grad[:, s], centred[:, s]
+        dbias[s] = channel_sums(g)
+        dweight[s] = channel_dot(g, cs) * inv_std[s]  # Σ g·x̂
+        scale = weight[s] * inv_std[s]
+        dxs = np.multiply(g, scale[:, None, None], out=dx[:, s])
+        if batch_stats:  # g·scale − centred·b − c, with per-channel b and c
+            dxs -= np.multiply(cs, (scale * inv_std[s] * dweight[s] / m)[:, None, None],
+                               out=scratch_like(cs, scratch, ("product", slot)))
+            dxs -= (scale * dbias[s] / m)[:, None, None]
+
+    _over_channel_blocks(block, grad)
+    return dx, dweight, dbias
+
+
+# -- per-channel reductions ------------------------------------------------------------------------
 def channel_sums(x: np.ndarray) -> np.ndarray:
     """``x.sum(axis=(0, 2, 3))`` for NCHW ``x``, reducing in memory order."""
     return np.add.reduce(_channel_rows(x, _row_order(x)), axis=1)

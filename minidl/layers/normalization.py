@@ -67,44 +67,29 @@ class BatchNorm2D(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
         self._batch_stats = training and self.trainable
+        m = x.shape[0] * x.shape[2] * x.shape[3]
+        if self._batch_stats and m < 2:
+            raise ValueError(
+                f"{self.name}: training needs more than one value per channel to take batch statistics, "
+                f"got input of shape {x.shape}"
+            )
+        stats = None if self._batch_stats else (self.running_mean.data, self.running_var.data)
+        # x̂ = centred · inv_std is never stored: backward needs only Σ g·x̂
+        self._centred = kernels.scratch_like(x, self._scratch, "centred")
+        y, mean, var, self._inv_std = kernels.batchnorm_forward(x, self.weight.data, self.bias.data, self.eps,
+                                                                self._centred, stats)
         if self._batch_stats:
-            m = x.shape[0] * x.shape[2] * x.shape[3]
-            if m < 2:
-                raise ValueError(
-                    f"{self.name}: training needs more than one value per channel to take batch statistics, "
-                    f"got input of shape {x.shape}"
-                )
-            mean = kernels.channel_sums(x) / m
-            centred = np.subtract(x, mean[:, None, None], out=kernels.scratch_like(x, self._scratch, "centred"))
-            var = kernels.channel_dot(centred, centred) / m
             self.running_mean.data *= 1 - self.momentum
             self.running_mean.data += self.momentum * mean
             self.running_var.data *= 1 - self.momentum
             self.running_var.data += (self.momentum * m / (m - 1)) * var
-        else:
-            mean, var = self.running_mean.data, self.running_var.data
-            centred = np.subtract(x, mean[:, None, None], out=kernels.scratch_like(x, self._scratch, "centred"))
-        self._inv_std = (1 / np.sqrt(var + self.eps)).astype(x.dtype)
-        self._centred = centred  # x̂ = centred · inv_std, never stored: backward needs only Σ g·x̂
-        y = centred * (self.weight.data * self._inv_std)[:, None, None]
-        y += self.bias.data[:, None, None]
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        centred, inv_std = self._centred, self._inv_std
-        sum_g = kernels.channel_sums(grad_out)
-        sum_gx = kernels.channel_dot(grad_out, centred) * inv_std  # Σ g·x̂
+        dx, dweight, dbias = kernels.batchnorm_backward(grad_out, self._centred, self._inv_std, self.weight.data,
+                                                        self._batch_stats)
         if self.weight.trainable:
-            self.weight.grad[...] = sum_gx
+            self.weight.grad[...] = dweight
         if self.bias.trainable:
-            self.bias.grad[...] = sum_g
-        scale = self.weight.data * inv_std
-        if not self._batch_stats:
-            return grad_out * scale[:, None, None]
-        m = grad_out.size // len(sum_g)
-        # scale·(g − mean(g) − x̂·mean(g·x̂)), as g·scale − centred·b − c with per-channel b, c
-        dx = grad_out * scale[:, None, None]
-        dx -= np.multiply(centred, (scale * inv_std * sum_gx / m)[:, None, None],
-                          out=kernels.scratch_like(centred, kernels.workspace(), "product"))
-        dx -= (scale * sum_g / m)[:, None, None]
+            self.bias.grad[...] = dbias
         return dx

@@ -36,7 +36,7 @@ import numpy as np
 from . import threads
 
 __all__ = [
-    "CONV_BLOCK", "TRANSPOSED_MIN_CHANNELS", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows", "conv_forward",
+    "CONV_BLOCK", "PARALLEL_MIN_FLOPS", "TRANSPOSED_MIN_CHANNELS", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows", "conv_forward",
     "conv_weight_grad", "kept_array", "workspace",
     "conv_input_grad", "pad_batch_innermost",
     "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like",
@@ -58,6 +58,15 @@ TRANSPOSED_MIN_CHANNELS = 16
 #: 64): forward 51-69 -> 36-46 ms (one whole X_col is 75 MB: copying it out to memory and reading it
 #: back cost more than unfolding it twice in cache); 2**17 to 2**19 measured alike, 2**20 slower.
 CONV_BLOCK = 2**18
+
+#: A convolution product of fewer floating-point operations runs its blocks in the calling thread.
+#: Two threads against one, wall clock, forward and backward of a batch of 64 (2-core AVX-512 Xeon):
+#: LeNet's conv1 (15 MFLOP) 1.65x slower — OpenBLAS's many tiny calls of :func:`matmul_wide` do not
+#: run side by side — and its conv2 (31 MFLOP) no faster; vgg-cifar's conv1 (113 MFLOP) 0.67x, and
+#: 0.52-0.87x for every convolution of vgg-cifar and resnet-cifar (151-1208 MFLOP). lenet-b64 epoch
+#: with two threads: 329 ms with every product on the pool, 284 with this bound (one thread: 279);
+#: predict-10k (batch 256, conv1 60 MFLOP) 208-209 ms either way (one thread: 259).
+PARALLEL_MIN_FLOPS = 2**25
 
 
 # -- convolution ------------------------------------------------------------------------------
@@ -187,7 +196,7 @@ def conv_forward(
         cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=scratch, slot=slot)
         matmul_wide(weight, cols, out=out[:, i * width:(i + r) * width])
 
-    threads.map_blocks(block, -(-oh // rows))
+    threads.map_blocks(block, -(-oh // rows), _max_threads(f * k * oh * width))
     return out
 
 
@@ -220,10 +229,14 @@ def conv_weight_grad(
         cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=scratch, slot=slot)
         matmul_nt(grad[:, i * width:(i + r) * width], cols, out=out if b == 0 else parts[b - 1])
 
-    threads.map_blocks(block, count)
+    threads.map_blocks(block, count, _max_threads(grad.shape[0] * out.shape[1] * grad.shape[1]))
     for part in parts:
         out += part
     return out
+
+
+def _max_threads(multiply_adds: int) -> int | None:
+    return 1 if 2 * multiply_adds < PARALLEL_MIN_FLOPS else None
 
 
 def kept_array(buffers: dict | None, key: Hashable, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -389,16 +402,16 @@ def scratch_like(template: np.ndarray, buffers: dict, key: Hashable) -> np.ndarr
 
 # -- batch normalisation -------------------------------------------------------------------------
 #: BatchNorm2D works through blocks of whole channels of about this many elements (512 KB in float32),
-#: every pass of a block while it is in the L2 cache, the blocks on :func:`minidl.threads.map_blocks`'
-#: threads. Block boundaries depend on the shape only and every value is per channel, so the results
-#: are the same at any thread count.
+#: every pass of a block while it is in the L2 cache. In one thread: two gained nothing on the
+#: 2-core AVX-512 machine (vgg-cifar's (64, 32, 32, 32) forward 1.74 ms with one, 1.85 with two).
 CHANNEL_BLOCK = 2**17
 
 
-def _over_channel_blocks(fn: Callable[[slice, int], None], x: np.ndarray) -> None:
+def _over_channel_blocks(fn: Callable[[slice], None], x: np.ndarray) -> None:
     c = x.shape[1]
     per = max(1, CHANNEL_BLOCK // max(1, x.size // max(1, c)))
-    threads.map_blocks(lambda b, slot: fn(slice(b * per, min(c, (b + 1) * per)), slot), -(-c // per))
+    for start in range(0, c, per):
+        fn(slice(start, min(c, start + per)))
 
 
 def batchnorm_forward(
@@ -409,8 +422,7 @@ def batchnorm_forward(
     given ``stats = (mean, var)``; ``centred`` (shaped and laid out like ``x``) receives ``x - mean``.
 
     Per block of channels: the sums, the centring, the variance and the affine map run while the
-    block is in cache. vgg-cifar's (64, 32, 32, 32) input, stored batch-innermost, one thread (this
-    machine's two threads share one core's caches and gain nothing here): forward 2.17 -> 1.89 ms,
+    block is in cache. vgg-cifar's (64, 32, 32, 32) input, stored batch-innermost: forward 2.17 -> 1.89 ms,
     backward 3.00 -> 2.44 ms with blocks of 2**17 elements rather than whole passes (2**16 to 2**18
     alike, 2**19 and up as slow as none; ``time.process_time``, best of 15, AVX-512 Xeon).
     """
@@ -419,7 +431,7 @@ def batchnorm_forward(
     mean, var = (np.empty(c, x.dtype), np.empty(c, x.dtype)) if stats is None else stats
     inv_std = np.empty(c, x.dtype)
 
-    def block(s: slice, slot: int) -> None:
+    def block(s: slice) -> None:
         if stats is None:
             mean[s] = channel_sums(x[:, s]) / m
         cs = np.subtract(x[:, s], mean[s, None, None], out=centred[:, s])
@@ -444,7 +456,7 @@ def batchnorm_backward(
     dweight, dbias = np.empty(c, grad.dtype), np.empty(c, grad.dtype)
     scratch = workspace()
 
-    def block(s: slice, slot: int) -> None:
+    def block(s: slice) -> None:
         g, cs = grad[:, s], centred[:, s]
         dbias[s] = channel_sums(g)
         dweight[s] = channel_dot(g, cs) * inv_std[s]  # Σ g·x̂
@@ -452,7 +464,7 @@ def batchnorm_backward(
         dxs = np.multiply(g, scale[:, None, None], out=dx[:, s])
         if batch_stats:  # g·scale − centred·b − c, with per-channel b and c
             dxs -= np.multiply(cs, (scale * inv_std[s] * dweight[s] / m)[:, None, None],
-                               out=scratch_like(cs, scratch, ("product", slot)))
+                               out=scratch_like(cs, scratch, "product"))
             dxs -= (scale * dbias[s] / m)[:, None, None]
 
     _over_channel_blocks(block, grad)

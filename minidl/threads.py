@@ -44,7 +44,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 __all__ = ["set_num_threads", "get_num_threads", "blas_threads", "map_blocks", "ENV_VARS"]
@@ -170,7 +170,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
-def map_blocks(fn: Callable[[int, int], T], count: int) -> list[T]:
+def map_blocks(fn: Callable[[int, int], T], count: int, max_threads: int | None = None) -> list[T]:
     """``[fn(0, slot), fn(1, slot), ..., fn(count - 1, slot)]``, the calls spread over :func:`get_num_threads` threads.
 
     ``slot`` (0 to threads - 1) names the thread running the call, for per-thread scratch arrays:
@@ -179,35 +179,45 @@ def map_blocks(fn: Callable[[int, int], T], count: int) -> list[T]:
     at most. Which thread computes a block changes from run to run; the results do not, as long as
     ``fn(i, slot)``'s value does not depend on ``slot``. With one thread or one block, a plain loop
     in the caller. BLAS runs one thread while the pool works (within ``fit`` it already does).
-    An exception in any call is raised here after every started call has returned.
+    An exception in any call is raised here after every started call has returned. ``max_threads``
+    caps the thread count for work too small to gain from more.
     """
-    threads = min(get_num_threads(), count, MAX_POOL)
+    threads = min(get_num_threads(), count, MAX_POOL, max_threads or MAX_POOL)
     if threads <= 1:
         return [fn(i, 0) for i in range(count)]
     results: list = [None] * count
-    taken = threading.Lock()
-    cursor = [0]  # the next block nobody has taken
-    stop = threading.Event()
+    errors: list[BaseException] = []
+    state = {"next": 0, "running": 0, "closed": False}  # the next block nobody has taken; blocks being computed
+    changed = threading.Condition()
 
     def drain(slot: int) -> None:
-        while not stop.is_set():
-            with taken:
-                i = cursor[0]
-                cursor[0] += 1
-            if i >= count:
-                return
+        while True:
+            with changed:
+                if state["closed"] or state["next"] >= count:
+                    return
+                i = state["next"]
+                state["next"] += 1
+                state["running"] += 1
             try:
                 results[i] = fn(i, slot)
-            except BaseException:
-                stop.set()
-                raise
+            except BaseException as error:
+                with changed:
+                    errors.append(error)
+                    state["closed"] = True  # nobody takes another block
+            finally:
+                with changed:
+                    state["running"] -= 1
+                    changed.notify_all()
 
     with blas_threads():
-        helpers = [_executor().submit(drain, slot) for slot in range(1, threads)]
-        try:
-            drain(0)
-        finally:
-            wait(helpers)  # they write into the caller's arrays: never return while one runs
-        for helper in helpers:
-            helper.result()  # a helper's exception, raised here
+        for slot in range(1, threads):
+            _executor().submit(drain, slot)
+        drain(0)
+        # Wait for the blocks being computed, not for the helpers: one that wakes after the caller has
+        # taken every block finds none left and does nothing (a wake-up costs ~100 µs in a VM).
+        with changed:
+            state["closed"] = True
+            changed.wait_for(lambda: state["running"] == 0)
+    if errors:
+        raise errors[0]
     return results

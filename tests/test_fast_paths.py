@@ -72,8 +72,9 @@ def test_conv2d_forward_and_backward_match_the_loop_reference(case, min_channels
 
 @given(conv_cases())
 def test_conv2d_in_row_blocks_matches_the_loop_reference(case):
-    original = kernels.CONV_BLOCK
+    original = kernels.CONV_BLOCK, kernels.PARALLEL_MIN_FLOPS
     kernels.CONV_BLOCK = 1  # one output row per block: the smallest blocks there are
+    kernels.PARALLEL_MIN_FLOPS = 0  # and on the pool's threads however small
     try:
         layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
                       (case["channels"], *case["size"]), dtype=case["dtype"], seed=case["seed"])
@@ -88,7 +89,7 @@ def test_conv2d_in_row_blocks_matches_the_loop_reference(case):
         np.testing.assert_allclose(dx, ref_dx, **TOL[case["dtype"]])
         np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
     finally:
-        kernels.CONV_BLOCK = original
+        kernels.CONV_BLOCK, kernels.PARALLEL_MIN_FLOPS = original
 
 
 def test_conv2d_padding_buffer_is_reused_without_stale_values():
@@ -144,6 +145,7 @@ def test_blocked_conv_products_give_the_bits_of_the_one_thread_loop_at_any_threa
 
     c, f, (kh, kw), (oh, ow), batch = 8, 6, (3, 3), (10, 10), 64
     monkeypatch.setattr(kernels, "CONV_BLOCK", c * kh * kw * ow * batch * 2)  # 2 output rows a block: 5 blocks
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_FLOPS", 0)
     rng = np.random.default_rng(0)
     xp = rng.standard_normal((c, oh + kh - 1, ow + kw - 1, batch)).astype(dtype)
     weight = rng.standard_normal((f, c * kh * kw)).astype(dtype)

@@ -236,6 +236,7 @@ def _forward_in_child(weight: np.ndarray) -> np.ndarray:
 
 def test_a_forked_child_gets_its_own_pool(monkeypatch):
     monkeypatch.setattr(kernels, "CONV_BLOCK", 1)  # one output row per block: 8 blocks
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_FLOPS", 0)
     weight = np.random.default_rng(1).random((4, 27)).astype(np.float32)
     expected = _forward_in_child(weight)  # the parent's pool exists (and is idle) before the fork
     with multiprocessing.get_context("fork").Pool(1) as pool:
@@ -308,7 +309,8 @@ def test_conv_layers_work_in_several_blocks_here():
         assert kernels.block_rows(k, 32 * 16, 32) < 32
 
 
-def test_training_gives_the_same_bits_with_any_number_of_threads():
+def test_training_gives_the_same_bits_with_any_number_of_threads(monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_FLOPS", 0)  # every product of several blocks on the pool
     one = train_conv_net(1)
     for n in (2, 3):
         assert all(np.array_equal(a, b) for a, b in zip(one, train_conv_net(n))), n
@@ -333,3 +335,26 @@ def test_a_blas_loaded_after_the_first_pin_is_pinned_too():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) >= 1 and out[1:] == ["1", "2"]
+
+
+def test_small_products_stay_in_the_calling_thread(monkeypatch):
+    # Below kernels.PARALLEL_MIN_FLOPS the blocks run where the call was made: OpenBLAS's tiny calls
+    # do not run side by side, and waking a thread costs more than it saves.
+    minidl.set_num_threads(2)
+    monkeypatch.setattr(kernels, "CONV_BLOCK", 1)  # 8 blocks
+    seen = set()
+    original = kernels.im2col
+
+    def spy(*args, **kwargs):
+        seen.add(threading.get_ident())
+        time.sleep(0.002)  # long enough blocks for the pool's thread to wake and take some
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "im2col", spy)
+    xp = np.random.default_rng(0).random((3, 10, 10, 4)).astype(np.float32)
+    weight = np.random.default_rng(1).random((4, 27)).astype(np.float32)
+    kernels.conv_forward(xp, weight, (3, 3), (1, 1), (8, 8))
+    assert seen == {threading.get_ident()}
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_FLOPS", 0)
+    kernels.conv_forward(xp, weight, (3, 3), (1, 1), (8, 8))
+    assert len(seen) > 1

@@ -15,10 +15,16 @@ arrays calls ``np.ascontiguousarray``.
 
 **Blocks on threads.** :func:`conv_forward` and :func:`conv_weight_grad` hand their
 :data:`CONV_BLOCK` blocks to :func:`minidl.threads.map_blocks` (BLAS one thread each, each thread
-its own X_col array); blocks depend on the shapes only and the weight gradient sums its per-block
-products in block order, so results are bitwise those of the one-thread loop. One vgg-cifar epoch
-of 512 images (``benchmarks/run.py --scale 0.5``, wall clock, load 3.3–4 from other processes):
-6.88 s with one thread, 4.54 s with two; lenet-b64 with one core kept busy elsewhere 659 -> 344 ms.
+its own X_col array) when the product has at least :data:`PARALLEL_MIN_FLOPS`; blocks depend on
+the shapes only and the weight gradient sums its per-block products in block order, so results
+are bitwise those of the one-thread loop. One vgg-cifar epoch of 512 images (``benchmarks/run.py
+--scale 0.5``, wall clock, load 3.3–4 from other processes): 6.88 s with one thread, 4.54 s with
+two; lenet-b64 with one core kept busy elsewhere 659 -> 344 ms.
+
+**One workspace.** Temporaries that live within one call (the unfolded blocks, the padded input
+gradient, the weight gradient's per-block parts, BatchNorm2D's product) come from
+:func:`workspace`, this thread's set of :func:`kept_array` buffers that every layer shares; a
+layer keeps only what its backward needs.
 
 **References.** ``conv2d_reference``, ``conv2d_backward_reference``, ``maxpool2d_reference``,
 ``maxpool2d_backward_reference`` and ``batchnorm2d_reference`` are loops/einsums over output

@@ -293,6 +293,18 @@ def test_benchmark_quick_mode_runs(capsys):
     assert "digits-b32" in out and "predict-10k" in out and "GFLOP/s" in out
 
 
+def test_layer_times_prints_every_layer_and_the_sums():
+    import subprocess
+    import sys
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "layer_times.py"
+    out = subprocess.run([sys.executable, str(path), "--repeats", "1", "--threads", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line[:2].strip().isdigit()]
+    assert [row.split()[1] for row in rows][:4] == ["Conv2D", "BatchNorm2D", "ReLU", "Conv2D"] and len(rows) == 16
+    assert any(line.startswith("sum") for line in out.splitlines())
+
+
 @pytest.mark.parametrize("shape", [(6, 25, 50176), (25, 6, 9000), (16, 150, 9000), (3, 4, 8192)])
 def test_chunked_wide_gemm_matches_one_matmul(shape):
     m, k, length = shape

@@ -72,8 +72,8 @@ def test_conv2d_forward_and_backward_match_the_loop_reference(case, min_channels
 
 @given(conv_cases())
 def test_conv2d_in_row_blocks_matches_the_loop_reference(case):
-    original = kernels.CONV_BLOCK, kernels.PARALLEL_MIN_FLOPS
-    kernels.CONV_BLOCK = 1  # one output row per block: the smallest blocks there are
+    original = kernels.CONV_BLOCK, kernels.COL2IM_BLOCK, kernels.PARALLEL_MIN_FLOPS
+    kernels.CONV_BLOCK = kernels.COL2IM_BLOCK = 1  # one output row per block: the smallest blocks there are
     kernels.PARALLEL_MIN_FLOPS = 0  # and on the pool's threads however small
     try:
         layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
@@ -89,7 +89,7 @@ def test_conv2d_in_row_blocks_matches_the_loop_reference(case):
         np.testing.assert_allclose(dx, ref_dx, **TOL[case["dtype"]])
         np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
     finally:
-        kernels.CONV_BLOCK, kernels.PARALLEL_MIN_FLOPS = original
+        kernels.CONV_BLOCK, kernels.COL2IM_BLOCK, kernels.PARALLEL_MIN_FLOPS = original
 
 
 def test_conv2d_padding_buffer_is_reused_without_stale_values():

@@ -143,9 +143,12 @@ def matmul_wide(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, chu
 
     OpenBLAS runs such products ~2x slower in one call than in column chunks of 4096 when
     ``a`` is tiny (measured for LeNet's conv1: 6×25 · 25×50176, 25×6 · 6×50176), and no faster
-    when it is not (16×150 · 150×25600): chunk only the first kind.
+    when it is not (16×150 · 150×25600): chunk only the first kind, from one chunk's width on.
+    (Chunking only from two chunks on left LeNet's conv1 at predict's batch of 256 — one output row,
+    7,168 columns a block — in one slow call per block: its forward 3.46 -> 1.77 ms, predict-10k
+    291 -> 244 ms CPU, one thread.)
     """
-    if a.shape[0] * a.shape[1] > 256 or b.shape[1] <= 2 * chunk:
+    if a.shape[0] * a.shape[1] > 256 or b.shape[1] <= chunk:
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))

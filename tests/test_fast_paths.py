@@ -305,7 +305,7 @@ def test_layer_times_prints_every_layer_and_the_sums():
     assert any(line.startswith("sum") for line in out.splitlines())
 
 
-@pytest.mark.parametrize("shape", [(6, 25, 50176), (25, 6, 9000), (16, 150, 9000), (3, 4, 8192)])
+@pytest.mark.parametrize("shape", [(6, 25, 50176), (25, 6, 9000), (16, 150, 9000), (3, 4, 8192), (6, 25, 7168)])
 def test_chunked_wide_gemm_matches_one_matmul(shape):
     m, k, length = shape
     rng = np.random.default_rng(length)

@@ -281,9 +281,9 @@ def workspace() -> dict:
     layers pass it to :func:`kept_array` and :func:`scratch_like`).
 
     Every layer shares them, so they cost the largest layer's size rather than the sum over layers:
-    vgg-cifar's im2col blocks, padded input gradients, weight-gradient parts and BatchNorm2D
-    products held 73 MB per layer-owned copy, 20 MB shared, which took minidl's peak memory
-    growth from above PyTorch's to below it (``docs/benchmarks.md``). Per thread, so models
+    vgg-cifar's unfolded blocks, padded input gradients, weight-gradient parts and BatchNorm2D
+    products took 77 MB when each layer kept its own and take 17 MB shared (two threads), which
+    brought minidl's peak memory growth from above PyTorch's to below it (``docs/benchmarks.md``). Per thread, so models
     trained in different threads never write into each other's temporaries.
     """
     try:

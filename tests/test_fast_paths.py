@@ -566,24 +566,3 @@ def test_a_deeper_network_keeps_its_caches_not_a_set_of_temporaries_per_layer(de
     finally:
         set_num_threads(None)
     assert per_block < caches + image / 4
-
-
-@pytest.mark.parametrize("n", [2, 3])
-def test_batchnorm2d_gives_the_bits_of_one_thread_at_any_thread_count(n, monkeypatch):
-    monkeypatch.setattr(kernels, "CHANNEL_BLOCK", 6 * 7 * 7)  # one channel a block: 5 blocks
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((6, 5, 7, 7)).astype(np.float32)
-    g = rng.standard_normal((6, 5, 7, 7)).astype(np.float32)
-
-    def step(threads: int) -> list[np.ndarray]:
-        layer = built(BatchNorm2D(), (5, 7, 7), dtype="float32")
-        set_num_threads(threads)
-        try:
-            y = layer.forward(x, training=True)
-            dx = layer.backward(g)
-        finally:
-            set_num_threads(None)
-        return [y, dx, layer.weight.grad, layer.bias.grad, layer.running_mean.data, layer.running_var.data]
-
-    for one, many in zip(step(1), step(n)):
-        assert np.array_equal(one, many)

@@ -187,9 +187,11 @@ class MultiHeadAttention(Layer):
             d_weights *= self._drop
         weights = self.last_attention
         d_scores = weights * (d_weights - (d_weights * weights).sum(axis=-1, keepdims=True))
-        dq = (d_scores @ k) * x.dtype.type(1 / np.sqrt(dk))
-        dk_ = d_scores.swapaxes(-1, -2) @ q  # q carries the 1/sqrt(dk) scale already
-        d_qkv = np.stack([dq, dk_, dv], axis=2).transpose(0, 3, 2, 1, 4).reshape(n, t, 3 * h * dk)
+        d_qkv = np.empty((n, t, 3, h, dk), dtype=x.dtype)  # the packed layout of in_proj_weight's columns
+        d_qkv[:, :, 0] = ((d_scores @ k) * x.dtype.type(1 / np.sqrt(dk))).transpose(0, 2, 1, 3)
+        d_qkv[:, :, 1] = (d_scores.swapaxes(-1, -2) @ q).transpose(0, 2, 1, 3)  # q carries the 1/sqrt(dk) already
+        d_qkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
+        d_qkv = d_qkv.reshape(n, t, 3 * h * dk)
         if self.in_proj_weight.trainable:
             np.matmul(x.reshape(-1, d).T, d_qkv.reshape(-1, 3 * h * dk), out=self.in_proj_weight.grad)
         if self.in_proj_bias is not None and self.in_proj_bias.trainable:

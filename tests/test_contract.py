@@ -13,6 +13,7 @@ from minidl.layers import (
     Layer, LayerNorm, LeakyReLU, MaxPool2D, MultiHeadAttention, Parallel, Parameter, PositionalEmbedding, RandomCrop,
     RandomFlip, RandomRotation, RandomShift, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh, Upsample2D,
 )
+from minidl.layers import GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D, SimpleRNN
 from minidl.layers.base import LAYERS
 from minidl.optim import SGD
 from minidl.testing import (
@@ -61,6 +62,16 @@ EXAMPLES = {
                  (lambda: Parallel([Dense(2), Residual(Dense(2))], merge="add"), (2,))],
     "SigmoidBCE": [(lambda: SigmoidBCE(), (3,)), (lambda: SigmoidBCE(), (1, 2, 2))],  # inference: σ(z)
     "MSE": [(lambda: MSE(), (2, 3))],  # inference: the identity; check_loss checks the losses themselves
+    # Sequences (N, T, C):
+    "Conv1D": [(lambda: Conv1D(3, 3, stride=2, padding="same", dilation=2), (7, 2)), (lambda: Conv1D(2, 1), (1, 3))],
+    "MaxPool1D": [(lambda: MaxPool1D(3, stride=2, padding=1), (6, 2))],
+    "GlobalAvgPool1D": [(lambda: GlobalAvgPool1D(), (4, 3))],
+    "GlobalMaxPool1D": [(lambda: GlobalMaxPool1D(), (4, 3))],
+    "SimpleRNN": [(lambda: SimpleRNN(3), (4, 2)), (lambda: SimpleRNN(2, "relu", return_sequences=True), (3, 2))],
+    "LSTM": [(lambda: LSTM(3), (4, 2)), (lambda: LSTM(2, return_sequences=True), (1, 3))],
+    "GRU": [(lambda: GRU(3), (4, 2)), (lambda: GRU(2, return_sequences=True), (1, 3))],
+    "Bidirectional": [(lambda: Bidirectional(LSTM(2, return_sequences=True)), (3, 2)),
+                      (lambda: Bidirectional(GRU(2), merge="sum"), (3, 2))],
 }
 
 BUILTINS = sorted(name for name, cls in LAYERS.items() if cls.__module__.startswith("minidl."))

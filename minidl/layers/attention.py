@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .base import Layer, Parameter, Shape, as_float, as_int, check_bool
+from .masking import check_mask
 
 __all__ = ["MultiHeadAttention"]
 
@@ -125,15 +126,11 @@ class MultiHeadAttention(Layer):
         self.out_proj_bias = Parameter(np.zeros(d, dtype=dtype)) if self.use_bias else None
         self._rng = np.random.default_rng(rng.integers(2**63))
 
-    def _allowed(self, mask: np.ndarray | None, n: int, t: int) -> np.ndarray | None:
+    def _allowed(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """Where a query may attend to a key, broadcastable to ``(N, H, T, T)``; None when everywhere."""
-        allowed = None
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (n, t):
-                raise ValueError(f"{self.name}: mask must be a bool array of shape ({n}, {t}) (True at valid "
-                                 f"steps), got dtype {mask.dtype} and shape {mask.shape}")
-            allowed = mask[:, None, None, :]
+        mask = check_mask(mask, x, self.name)
+        allowed = None if mask is None else mask[:, None, None, :]
+        t = x.shape[1]
         if self.causal:
             past = np.tri(t, dtype=bool)
             allowed = past if allowed is None else allowed & past
@@ -143,7 +140,7 @@ class MultiHeadAttention(Layer):
         self.check_input(x)
         n, t, _ = x.shape
         h, dk = self.num_heads, self._head_dim
-        allowed = self._allowed(mask, n, t)
+        allowed = self._allowed(x, mask)
         qkv = x @ self.in_proj_weight.data
         if self.in_proj_bias is not None:
             qkv += self.in_proj_bias.data

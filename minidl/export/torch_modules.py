@@ -8,15 +8,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
-                      Upsample2D)
+from ..layers import (GELU, MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2D,
+                      Identity, Layer, LayerNorm, LeakyReLU, MaxPool2D, MultiHeadAttention, Parallel,
+                      PositionalEmbedding, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh, Upsample2D)
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
 
-__all__ = ["TorchContext", "TorchResidual", "TorchParallel"]
+__all__ = ["TorchContext", "TorchResidual", "TorchParallel", "TorchPositionalEmbedding", "TorchSelfAttention"]
 
 _builtin = lambda cls: TORCH_EXPORTERS.register(cls, builtin=True)  # noqa: E731
 
@@ -93,6 +93,39 @@ class TorchCentreWindow(nn.Module):
         return padded[:, :, top:top + wh, left:left + ww]
 
 
+class TorchPositionalEmbedding(nn.Module):
+    """``x + table[:T]`` on ``(N, T, D)``: minidl's ``PositionalEmbedding`` (a parameter ``weight`` when learned,
+    a buffer ``table`` when sinusoidal)."""
+
+    def __init__(self, table: torch.Tensor, learned: bool) -> None:
+        super().__init__()
+        if learned:
+            self.weight = nn.Parameter(table)
+        else:
+            self.register_buffer("table", table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        table = self.weight if hasattr(self, "weight") else self.table
+        return x + table[: x.shape[1]]
+
+
+class TorchSelfAttention(nn.Module):
+    """``attention(x, x, x)`` with minidl's causal mask: ``MultiHeadAttention`` as ``nn.MultiheadAttention``."""
+
+    def __init__(self, attention: nn.MultiheadAttention, causal: bool) -> None:
+        super().__init__()
+        self.attention = attention
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1) if self.causal else None
+        return self.attention(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+    def extra_repr(self) -> str:
+        return f"causal={self.causal}"
+
+
 def _data(holder: Any) -> np.ndarray | None:
     return None if holder is None else holder.data
 
@@ -164,7 +197,7 @@ def _flatten(layer: Flatten, ctx: TorchContext) -> nn.Module:
 
 @_builtin(Dense)
 def _dense(layer: Dense, ctx: TorchContext) -> nn.Module:
-    linear = nn.Linear(layer.input_shape[0], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
+    linear = nn.Linear(layer.input_shape[-1], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
     # minidl's weight is (in, out), nn.Linear's (out, in)
     return ctx.load(linear, weight=layer.weight.data.T, bias=_data(layer.bias))
 
@@ -176,6 +209,45 @@ def _batchnorm2d(layer: BatchNorm2D, ctx: TorchContext) -> nn.Module:
     bn = nn.BatchNorm2d(layer.input_shape[0], eps=layer.eps, momentum=layer.momentum, dtype=ctx.dtype)
     return ctx.load(bn, weight=layer.weight.data, bias=layer.bias.data, running_mean=layer.running_mean.data,
                     running_var=layer.running_var.data)
+
+
+@_builtin(LayerNorm)
+def _layernorm(layer: LayerNorm, ctx: TorchContext) -> nn.Module:
+    norm = nn.LayerNorm(layer.input_shape[-1], eps=layer.eps, dtype=ctx.dtype)
+    return ctx.load(norm, weight=layer.weight.data, bias=layer.bias.data)
+
+
+@_builtin(Embedding)
+def _embedding(layer: Embedding, ctx: TorchContext) -> nn.Module:
+    if layer.mask_zero:  # the layers after it would attend to (or average over) the padding
+        raise ValueError(f"to_torch: {layer.name} has mask_zero=True, and the exported nn.Sequential carries no "
+                         "mask; export a model without mask_zero, or pass PyTorch's masks yourself")
+    return ctx.load(nn.Embedding(layer.vocab_size, layer.dim, dtype=ctx.dtype), weight=layer.weight.data)
+
+
+@_builtin(PositionalEmbedding)
+def _positional_embedding(layer: PositionalEmbedding, ctx: TorchContext) -> nn.Module:
+    learned = layer.weight is not None
+    return TorchPositionalEmbedding(ctx.tensor(layer.weight.data if learned else layer._table), learned)
+
+
+@_builtin(MultiHeadAttention)
+def _multi_head_attention(layer: MultiHeadAttention, ctx: TorchContext) -> nn.Module:
+    d = layer.input_shape[-1]
+    if layer.key_dim is not None and layer.key_dim * layer.num_heads != d:
+        raise ValueError(f"to_torch: {layer.name} has key_dim={layer.key_dim} with num_heads={layer.num_heads} and "
+                         f"D={d}; nn.MultiheadAttention needs key_dim * num_heads == D")
+    attention = nn.MultiheadAttention(d, layer.num_heads, dropout=layer.dropout, bias=layer.use_bias,
+                                      batch_first=True, dtype=ctx.dtype)
+    # minidl's (in, out) projections are the transposes of PyTorch's (out, in)
+    ctx.load(attention, in_proj_weight=layer.in_proj_weight.data.T, in_proj_bias=_data(layer.in_proj_bias))
+    ctx.load(attention.out_proj, weight=layer.out_proj_weight.data.T, bias=_data(layer.out_proj_bias))
+    return TorchSelfAttention(attention, layer.causal)
+
+
+@_builtin(GELU)
+def _gelu(layer: GELU, ctx: TorchContext) -> nn.Module:
+    return nn.GELU(approximate=layer.approximate)
 
 
 @_builtin(Dropout)

@@ -8,15 +8,50 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import (GELU, MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2D,
-                      Identity, Layer, LayerNorm, LeakyReLU, MaxPool2D, MultiHeadAttention, Parallel,
-                      PositionalEmbedding, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh, Upsample2D)
+from ..layers import (
+    GELU,
+    GRU,
+    LSTM,
+    MSE,
+    AvgPool2D,
+    BatchNorm2D,
+    Bidirectional,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    Identity,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    MaxPool1D,
+    MaxPool2D,
+    MultiHeadAttention,
+    Parallel,
+    PositionalEmbedding,
+    ReLU,
+    Residual,
+    Sigmoid,
+    SigmoidBCE,
+    SimpleRNN,
+    Softmax,
+    SoftmaxCE,
+    Tanh,
+    Upsample2D,
+)
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
+from ..layers.conv1d import padding_1d
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
 
-__all__ = ["TorchContext", "TorchResidual", "TorchParallel", "TorchPositionalEmbedding", "TorchSelfAttention"]
+__all__ = ["TorchContext", "TorchResidual", "TorchParallel", "TorchPositionalEmbedding", "TorchSelfAttention",
+           "TorchConv1d", "TorchMaxPool1d", "TorchGlobalPool1d", "TorchRNN", "TorchLSTM", "TorchGRU"]
 
 _builtin = lambda cls: TORCH_EXPORTERS.register(cls, builtin=True)  # noqa: E731
 
@@ -124,6 +159,68 @@ class TorchSelfAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"causal={self.causal}"
+class TorchConv1d(nn.Conv1d):
+    """``nn.Conv1d`` on channels-last sequences ``(N, T, C)``, padded ``(left, right)`` first: minidl's ``Conv1D``.
+
+    Its parameters are ``nn.Conv1d``'s ``weight`` and ``bias``, the same names and layout as minidl's.
+    """
+
+    def __init__(self, *args: Any, pads: tuple[int, int] = (0, 0), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pads = pads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x.transpose(1, 2), self.pads)).transpose(1, 2)
+
+
+class TorchMaxPool1d(nn.Module):
+    """Max pooling of channels-last sequences ``(N, T, C)``, padded ``(left, right)`` with ``-inf``: ``MaxPool1D``."""
+
+    def __init__(self, pool_size: int, stride: int, pads: tuple[int, int]) -> None:
+        super().__init__()
+        self.pool_size, self.stride, self.pads = pool_size, stride, pads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = nn.functional.pad(x.transpose(1, 2), self.pads, value=-float("inf"))
+        return nn.functional.max_pool1d(padded, self.pool_size, self.stride).transpose(1, 2)
+
+
+class TorchGlobalPool1d(nn.Module):
+    """Mean or max over the time axis of ``(N, T, C)``: ``GlobalAvgPool1D``/``GlobalMaxPool1D`` (without a mask)."""
+
+    def __init__(self, reduce: str) -> None:
+        super().__init__()
+        self.reduce = reduce
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1) if self.reduce == "mean" else x.amax(dim=1)
+
+
+class _Recurrent:
+    """``forward`` of minidl's recurrent layers on top of PyTorch's: every step's output
+    (``return_sequences``) or the last state, both directions concatenated or summed (``merge``)."""
+
+    return_sequences: bool
+    merge: str | None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, h_n = super().forward(x)
+        if self.return_sequences:
+            return out[..., :self.hidden_size] + out[..., self.hidden_size:] if self.merge == "sum" else out
+        h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # LSTM: (h_n, c_n); h_n is (directions, N, units)
+        return h_n[0] + h_n[1] if self.merge == "sum" else torch.cat(list(h_n), dim=-1)
+
+
+class TorchRNN(_Recurrent, nn.RNN):
+    """``nn.RNN(batch_first=True)`` returning minidl's ``SimpleRNN`` output."""
+
+
+class TorchLSTM(_Recurrent, nn.LSTM):
+    """``nn.LSTM(batch_first=True)`` returning minidl's ``LSTM`` output."""
+
+
+class TorchGRU(_Recurrent, nn.GRU):
+    """``nn.GRU(batch_first=True)`` returning minidl's ``GRU`` output."""
 
 
 def _data(holder: Any) -> np.ndarray | None:
@@ -278,3 +375,42 @@ _builtin(Identity)(_simple(nn.Identity))
 _builtin(SoftmaxCE)(_simple(nn.Softmax, dim=1))
 _builtin(SigmoidBCE)(_simple(nn.Sigmoid))
 _builtin(MSE)(_simple(nn.Identity))
+
+
+@_builtin(Conv1D)
+def _conv1d(layer: Conv1D, ctx: TorchContext) -> nn.Module:
+    pads = padding_1d(layer.padding, layer.input_shape[0], (layer.kernel_size - 1) * layer.dilation + 1, layer.stride)
+    conv = TorchConv1d(layer.input_shape[1], layer.filters, layer.kernel_size, stride=layer.stride,
+                       dilation=layer.dilation, bias=layer.use_bias, dtype=ctx.dtype, pads=pads)
+    return ctx.load(conv, weight=layer.weight.data, bias=_data(layer.bias))
+
+
+@_builtin(MaxPool1D)
+def _maxpool1d(layer: MaxPool1D, ctx: TorchContext) -> nn.Module:
+    return TorchMaxPool1d(layer.pool_size, layer.stride,
+                          padding_1d(layer.padding, layer.input_shape[0], layer.pool_size, layer.stride))
+
+
+_builtin(GlobalAvgPool1D)(_simple(TorchGlobalPool1d, reduce="mean"))
+_builtin(GlobalMaxPool1D)(_simple(TorchGlobalPool1d, reduce="amax"))
+
+
+def _recurrent(layer: Layer, ctx: TorchContext) -> nn.Module:
+    """PyTorch's module for a recurrent layer or a ``Bidirectional`` one: ``weight_ih_l0`` is minidl's ``weight_ih``
+    (and ``weight_ih_l0_reverse`` the backward layer's), and so on."""
+    bidirectional = isinstance(layer, Bidirectional)
+    inner = layer.forward_layer if bidirectional else layer
+    cls = {SimpleRNN: TorchRNN, LSTM: TorchLSTM, GRU: TorchGRU}[type(inner)]
+    kwargs = {"nonlinearity": inner.activation} if isinstance(inner, SimpleRNN) else {}
+    module = cls(inner.input_shape[1], inner.units, batch_first=True, bidirectional=bidirectional, dtype=ctx.dtype,
+                 **kwargs)
+    module.return_sequences, module.merge = inner.return_sequences, layer.merge if bidirectional else None
+    directions = {"": inner, "_reverse": layer.backward_layer} if bidirectional else {"": inner}
+    for suffix, source in directions.items():
+        ctx.load(module, **{f"{name}_l0{suffix}": getattr(source, name).data
+                            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+    return module
+
+
+for _cls in (SimpleRNN, LSTM, GRU, Bidirectional):
+    _builtin(_cls)(_recurrent)

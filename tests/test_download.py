@@ -251,3 +251,34 @@ def test_an_oversized_part_from_an_earlier_run_is_restarted(mnist, tmp_path):
     download.fetch([remote], tmp_path, [mnist.url], verbose=False)
     assert [r for path, r in mnist.requests if path == NAME] == [None]
     assert (tmp_path / NAME).read_bytes() == mnist.files[NAME] and not parts(tmp_path)
+
+
+#: The downloads section of docs/robustness.md (tests/test_robustness.py's render_doc puts it there).
+GUIDE = """
+## Downloads: hostile servers, shared and damaged caches
+
+Each row is a test in `tests/test_download.py`, run against HTTP servers on 127.0.0.1
+(`tests/data_server.py`); each failed on the code before it (issue 21). How a download works: each
+one writes into a temporary file of its own, `<file>.<16 random hex digits>.part`, created with
+`O_CREAT | O_EXCL | O_NOFOLLOW` (a new file, never an existing one, never through a link) and held
+under an exclusive `flock` while in use; its SHA-256 digest is computed from that open file, and it
+is renamed onto the final name only if the digest matches and the name still refers to that very
+file. **Resuming stays**: when a transfer breaks off, the bytes received stay in the `.part` and the
+next attempt (a retry, or a later run) takes over a `.part` of that file that no process holds
+(the largest, if several) and asks only for the rest (HTTP `Range`). It takes over only names of
+that exact form, opened with `O_NOFOLLOW`, that are regular files with a single link, locked by it
+and still under their name; a `.part` held by a running download is left alone. (On Windows,
+which has no `flock`, a `.part` of an earlier run is not taken over: the download starts afresh.)
+
+| Case | What minidl does | Test |
+|---|---|---|
+| A body without `Content-Length` that goes on past the pinned size (an endless server) | reads at most one byte past the published size, then raises `ChecksumError` ("the server sent more than the published N bytes: not the published file, stopped there"), drops those bytes and asks the next mirror | `test_a_body_without_length_stops_at_the_pinned_size` |
+| A `Content-Length` other than the published size (e.g. 48 MiB for a 10 kB file) | refused before a byte of the body is read (`ChecksumError`: "the server announces ... bytes ..., the published file has ...: not the published file, refused before reading it"), not retried; the next mirror is asked | `test_a_larger_declared_length_is_refused_before_reading` |
+| A malformed `Content-Length` (`abc`, `10000, 10000` as proxies repeat it, `-5`, `1e3`) | `DownloadError` "malformed Content-Length header ...: expected one decimal number of bytes" for that mirror, and the next mirror is asked | `test_a_malformed_content_length_goes_to_the_next_mirror` |
+| HTTP 5xx on every attempt, no byte received | "gave up after 3 attempts (HTTP 503 ...)" and nothing more: no `.part` is left or claimed. A `.part` is said to be kept only when it holds bytes, with their number and its path | `test_server_errors_make_no_claim_of_a_kept_partial_file` |
+| A mirror whose connections never complete (packets dropped), or that accepts and never answers | one attempt of `TIMEOUT` seconds ("no connection within 30 s" / "connected, but no answer within 30 s"), then that mirror is not asked again in this call; with no other mirror the loader stops at once and lists every file ("not tried: offline"), as docs/data.md promises | `test_a_mirror_that_cannot_be_connected_to_stops_the_loader_at_once` |
+| Two processes (here threads) downloading the same file into one cache | each writes its own `.part`; both succeed, and the final name only ever holds a verified file | `test_two_downloads_of_one_file_into_one_cache_each_use_their_own_part`, `test_a_part_held_by_another_download_is_not_taken_over` |
+| A cache directory that cannot be written (read-only data-set folder; a write failing part way, e.g. a file size limit or a full disk) | stops at once, before or without any retry: `DownloadError` "cannot write to the data directory DIR (...): make it writable or choose another (data_dir= or $MINIDL_DATA); nothing was retried"; a half-written `.part` is deleted | `test_a_local_write_error_fails_at_once_naming_the_directory` |
+| A symbolic link placed at `<file>.part` (the old name) or at a name of the new form, pointing outside the cache or nowhere | never written through (the new `.part` is created with `O_EXCL \\| O_NOFOLLOW`; a link of the new form is skipped), nothing is created outside the cache, and every cache entry is a regular file; a link is never moved into place | `test_a_link_at_a_part_name_is_never_written_through_nor_moved_into_place`, `test_a_part_that_is_a_hard_link_is_not_taken_over` |
+| A `.part` longer than the published file | cannot be a prefix of it: started afresh | `test_an_oversized_part_from_an_earlier_run_is_restarted` |
+"""

@@ -288,6 +288,15 @@ def _abandoned(target: Path) -> tuple[int, Path] | None:
     return None
 
 
+def _remove_abandoned(target: Path) -> None:
+    """Delete the ``.part`` files of ``target`` left by earlier runs (none is needed once it is cached)."""
+    while (found := _abandoned(target)) is not None:
+        fd, path = found
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
 def _download(remote: RemoteFile, path: Path, mirrors: Sequence[str], unreachable: set[str],
               verbose: bool) -> tuple[list[str], bool]:
     """Download ``remote`` to ``path`` from the first mirror that works: ``(reasons it failed, a wrong file came)``."""
@@ -304,6 +313,7 @@ def _download(remote: RemoteFile, path: Path, mirrors: Sequence[str], unreachabl
             try:
                 _download_verified(url, part, remote, verbose)
                 part.move_to(path)
+                _remove_abandoned(path)
                 return [], False
             except _Offline as err:
                 unreachable.add(mirror)

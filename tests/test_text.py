@@ -16,8 +16,8 @@ from minidl import datasets, download
 from minidl.download import ChecksumError, DownloadError, RemoteFile
 from minidl.text import CharTokenizer, TextData, load_pydoc_text, load_tiny_shakespeare, split_text
 
-CORPUS = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-          "First Citizen:\nYou are all resolved rather to die than to famish?\n").encode()
+CORPUS = (b"First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+          b"First Citizen:\nYou are all resolved rather to die than to famish?\n")
 
 
 @given(st.text(min_size=1, max_size=200), st.text(max_size=200))

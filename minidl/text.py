@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -188,8 +189,8 @@ def load_pydoc_text(validation_fraction: float = 0.1) -> TextData:
 
 
 def load_tiny_shakespeare(data_dir: str | os.PathLike | None = None, download: bool = True, *,
-                          base_url: str | Sequence[str] | None = None, verbose: bool = True,
-                          validation_fraction: float = 0.1) -> TextData:
+                          base_url: str | Sequence[str] | None = None, path: str | os.PathLike | None = None,
+                          verbose: bool = True, validation_fraction: float = 0.1) -> TextData:
     """Tiny Shakespeare, the 1,115,394-character corpus of Karpathy's char-rnn (65 distinct characters).
 
     Downloaded once to ``<data_dir>/tiny-shakespeare/input.txt`` from
@@ -202,6 +203,8 @@ def load_tiny_shakespeare(data_dir: str | os.PathLike | None = None, download: b
         data_dir: cache directory; default ``$MINIDL_DATA`` or ``~/.cache/minidl``.
         download: ``False`` never touches the network: the file must be in the cache.
         base_url: a mirror (or list of mirrors) to download from instead.
+        path: a directory holding your own copy of ``input.txt``: used as it is, never downloaded and
+            not compared with the published digest; it must be UTF-8 text, and a line says so (``verbose``).
         verbose: show a progress bar while downloading.
         validation_fraction: the share of characters, at the end, held out for validation.
 
@@ -215,12 +218,17 @@ def load_tiny_shakespeare(data_dir: str | os.PathLike | None = None, download: b
     """
     from . import datasets  # it imports this module
 
-    (path,) = datasets._fetch("tiny-shakespeare", data_dir, base_url, download, verbose)
-    raw = Path(path).read_bytes()
+    (file,) = datasets._files("tiny-shakespeare", data_dir, base_url, download, path, verbose)
+    raw = Path(file).read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise datasets.DataFormatError(f"{path} is not UTF-8 text ({err})") from None
+        raise datasets.DataFormatError(f"{file} is not UTF-8 text ({err})") from None
+    if not text:
+        raise datasets.DataFormatError(f"{file} is empty: there is no text to learn from")
+    if path is not None and verbose:
+        print(f"tiny-shakespeare: using your own {file}: not compared with the published SHA-256 digest; "
+              f"checked instead: UTF-8 text, {len(text):,} characters", file=sys.stderr)
     return split_text(text, validation_fraction)
 
 

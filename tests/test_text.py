@@ -147,3 +147,15 @@ def test_the_pinned_digest_is_the_published_one():
     assert (remote.name, remote.size) == ("input.txt", 1115394)
     assert remote.sha256 == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
     assert datasets.MIRRORS["tiny-shakespeare"][0].startswith("https://raw.githubusercontent.com/karpathy/char-rnn/")
+
+
+def test_tiny_shakespeare_from_your_own_copy(tmp_path, capsys):
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "input.txt").write_bytes(b"To be, or not to be")  # not the published file: used as it is
+    data = load_tiny_shakespeare(path=own, validation_fraction=0.2)
+    assert data.tokenizer.decode(data.train) + data.tokenizer.decode(data.validation) == "To be, or not to be"
+    assert "not compared with the published SHA-256 digest" in capsys.readouterr().err
+    (own / "input.txt").write_bytes(b"\xff\xfe")
+    with pytest.raises(datasets.DataFormatError, match="is not UTF-8 text"):
+        load_tiny_shakespeare(path=own, verbose=False)

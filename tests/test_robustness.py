@@ -300,7 +300,9 @@ def render_doc() -> str:
     for argv in CLI_CASES:
         status, _, last = run_cli(argv)
         lines.append(f"| `{' '.join(['minidl', *argv])}` | {status} | {last} |")
-    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), ""]
+    from test_download import GUIDE as DOWNLOADS_GUIDE
+
+    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), "", *DOWNLOADS_GUIDE.strip("\n").splitlines(), ""]
     return "\n".join(lines)
 
 

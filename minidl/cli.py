@@ -131,6 +131,10 @@ def _add_dataset_command(sub, name: str, summary: str) -> None:
         cmd.add_argument("--data-dir", help="where the files are cached (default: $MINIDL_DATA or ~/.cache/minidl)")
         cmd.add_argument("--no-download", action="store_true",
                          help="never use the network: the files must be cached")
+        cmd.add_argument("--trust-local", action="store_true",
+                         help=f"your own copy of the files in <data-dir>/{name}/ (gzip-compressed or not): used as "
+                              "they are, checked for format, sizes and labels instead of the published SHA-256 "
+                              "digests; never downloads")
 
 
 def _preset_of(dataset: str, choices: list[str]):
@@ -174,7 +178,8 @@ def _add_training_options(cmd: argparse.ArgumentParser) -> None:
                           "the recipe and a progress bar per epoch; 2: the same with one line per epoch instead "
                           "of the bar (default: 2)")
     cmd.add_argument("--threads", type=_positive_int,
-                     help="threads for the convolutions (default: one per CPU, or OPENBLAS_NUM_THREADS/OMP_NUM_THREADS when set; minidl.set_num_threads); results are the same at any count")
+                     help="threads for the convolutions (default: one per CPU, or OPENBLAS_NUM_THREADS/OMP_NUM_THREADS "
+                          "when set; minidl.set_num_threads); results are the same at any count")
     cmd.add_argument("--report", metavar="DIR",
                      help="also write DIR/report.md and pictures of the run (history, filters, feature maps, "
                           "confusion matrix, mistakes); needs the plot extra: pip install \"minidl[plot]\"")
@@ -210,10 +215,14 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 def _load(args: argparse.Namespace) -> tuple:
     """``X_train, X_test, y_train, y_test`` of ``args.dataset``; what stops it is a :class:`CommandError`."""
     from . import datasets
+    from .download import data_home
 
     load = datasets.LOADERS[args.dataset]
     try:
-        if DATASETS[args.dataset].downloads:
+        if DATASETS[args.dataset].downloads and args.trust_local:
+            (X_train, y_train), (X_test, y_test) = load(path=data_home(args.data_dir) / args.dataset,
+                                                        verbose=args.verbose > 0)
+        elif DATASETS[args.dataset].downloads:
             (X_train, y_train), (X_test, y_test) = load(args.data_dir, download=not args.no_download,
                                                         verbose=args.verbose > 0)
         else:

@@ -8,14 +8,40 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
-                      Upsample2D)
-from ..layers import (GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D,
-                      SimpleRNN)
-from ..layers.conv1d import padding_1d
+from ..layers import (
+    GRU,
+    LSTM,
+    MSE,
+    AvgPool2D,
+    BatchNorm2D,
+    Bidirectional,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    Identity,
+    Layer,
+    LeakyReLU,
+    MaxPool1D,
+    MaxPool2D,
+    Parallel,
+    ReLU,
+    Residual,
+    Sigmoid,
+    SigmoidBCE,
+    SimpleRNN,
+    Softmax,
+    SoftmaxCE,
+    Tanh,
+    Upsample2D,
+)
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
+from ..layers.conv1d import padding_1d
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
 

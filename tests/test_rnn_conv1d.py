@@ -563,8 +563,7 @@ def test_lstm_model_trains_and_saves_bit_exact(tmp_path):
 # -- to_torch ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype, tol", [("float32", 1e-5), ("float64", 1e-12)])
-@pytest.mark.parametrize("make", [
+SEQUENCE_MODELS = [
     lambda: [Conv1D(4, 3, stride=2, padding="same"), MaxPool1D(2, padding="same"),
              Bidirectional(LSTM(3, return_sequences=True), merge="sum"), GRU(5), Dense(3), SoftmaxCE()],
     lambda: [Conv1D(3, 2, padding=1, dilation=2, use_bias=False), SimpleRNN(4, "relu", return_sequences=True),
@@ -572,17 +571,44 @@ def test_lstm_model_trains_and_saves_bit_exact(tmp_path):
     lambda: [Bidirectional(GRU(3, return_sequences=True)), GlobalAvgPool1D(), Dense(2), SoftmaxCE()],
     lambda: [Bidirectional(SimpleRNN(3)), Dense(2), SoftmaxCE()],
     lambda: [Bidirectional(LSTM(2), merge="sum"), Dense(2), SoftmaxCE()],
-], ids=["conv-lstm-gru", "rnn-pools", "bigru-avg", "birnn", "bilstm-sum"])
+]
+SEQUENCE_MODEL_IDS = ["conv-lstm-gru", "rnn-pools", "bigru-avg", "birnn", "bilstm-sum"]
+
+
+def perturbed(model: Sequential) -> Sequential:
+    """Parameters moved away from their initial values (non-zero biases), as training leaves them."""
+    rng = np.random.default_rng(1)
+    for p in model.parameters():
+        p.data[...] += rng.normal(0, 0.2, p.shape).astype(p.dtype)
+    return model
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-5), ("float64", 1e-12)])
+@pytest.mark.parametrize("make", SEQUENCE_MODELS, ids=SEQUENCE_MODEL_IDS)
 def test_to_torch(make, dtype, tol):
     torch = pytest.importorskip("torch")
     from minidl.export import to_torch
 
-    model = Sequential(make(), input_shape=(9, 4), seed=0, dtype=dtype)
-    for p in model.parameters():  # biases away from their initial values, as training leaves them
-        p.data[...] += np.random.default_rng(1).normal(0, 0.2, p.shape).astype(dtype)
+    model = perturbed(Sequential(make(), input_shape=(9, 4), seed=0, dtype=dtype))
     x = np.random.default_rng(2).standard_normal((5, 9, 4)).astype(dtype)
     net = to_torch(model)
     with torch.no_grad():
         theirs = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(theirs, model.predict_proba(x), rtol=0, atol=tol)
     assert all(p.dtype == getattr(torch, dtype) for p in net.parameters())
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+@pytest.mark.parametrize("make", SEQUENCE_MODELS, ids=SEQUENCE_MODEL_IDS)
+def test_to_onnx(make, opset):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from minidl.export import to_onnx
+
+    model = perturbed(Sequential(make(), input_shape=(9, 4), seed=0))
+    proto = to_onnx(model, None, opset=opset)
+    onnx.checker.check_model(proto, full_check=True)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for n in (1, 5):
+        x = np.random.default_rng(2).standard_normal((n, 9, 4)).astype(np.float32)
+        np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict_proba(x), rtol=0, atol=1e-5)

@@ -155,8 +155,13 @@ def test_every_preset_takes_the_input_shape_the_light_table_gives_it():
 
 
 def test_the_optimizer_names_of_the_light_table_are_the_optimizer_classes():
-    assert list(presets.OPTIMIZERS) == list(recipes.OPTIMIZERS)
-    assert {name: cls.__name__ for name, cls in presets.OPTIMIZERS.items()} == recipes.OPTIMIZERS
+    from minidl import optim
+
+    assert presets.OPTIMIZERS is recipes.OPTIMIZERS  # one table
+    for name, cls in recipes.OPTIMIZERS.items():
+        assert recipes.optimizer_class(name) is getattr(optim, cls) and cls in optim.__all__
+    with pytest.raises(ValueError, match=r"optimizer must be one of \['adam', 'adamw', 'sgd'\], got 'rmsprop'"):
+        recipes.optimizer_class("rmsprop")
     assert presets.Recipe is recipes.Recipe and presets.RECIPES is recipes.RECIPES
 
 

@@ -175,8 +175,12 @@ def _flatten(layer: Flatten, g: OnnxGraph, x: str) -> str:
 
 @_builtin(Dense)
 def _dense(layer: Dense, g: OnnxGraph, x: str) -> str:
-    # Gemm's B is (K, N) without transB: minidl's (in, out) weight as it is
-    return g.node("Gemm", [x, *_params(g, layer.weight, layer.bias)])
+    # Gemm's B is (K, N) without transB: minidl's (in, out) weight as it is. Gemm takes 2-D inputs only;
+    # on sequences (N, T, D), MatMul broadcasts over the leading axes as Dense does.
+    if len(layer.input_shape) == 1:
+        return g.node("Gemm", [x, *_params(g, layer.weight, layer.bias)])
+    y = g.node("MatMul", [x, g.initializer(layer.weight)])
+    return y if layer.bias is None else g.node("Add", [y, g.initializer(layer.bias)])
 
 
 @_builtin(BatchNorm2D)

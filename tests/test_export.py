@@ -60,6 +60,7 @@ def run_torch(model: Sequential, X: np.ndarray) -> np.ndarray:
 
 
 # -- the presets ------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 def test_every_preset_matches_predict_proba(name, run):
@@ -71,6 +72,7 @@ def test_every_preset_matches_predict_proba(name, run):
         np.testing.assert_allclose(out, model.predict_proba(X), rtol=0, atol=TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 def test_trained_and_faithful_blog_cnn(run, digits):
     X_train, X_test, y_train, _ = digits
@@ -174,6 +176,7 @@ def blocks(draw) -> Layer:
                      Residual(draw(keeping(c, 2)))])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 @given(model=models())
 @settings(max_examples=25)

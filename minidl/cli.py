@@ -301,8 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Bad options exit with status 2 and a usage message (argparse); a diverged run, or data that
     cannot be downloaded, with 1 and one error line; Ctrl-C outside ``fit`` (which stops at a step
-    and reports what it has) with 130 and one line.
+    and reports what it has) with 130 and one line, also while the command's modules are imported
+    (the signal is held until they are: :mod:`minidl._sigint`).
     """
+    from ._sigint import HELD
+
+    HELD.hold()
     try:
         return _run(argv)
     except KeyboardInterrupt:
@@ -311,22 +315,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)  # --help and usage errors exit here, before NumPy is imported
+    from ._sigint import HELD
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)  # --help and usage errors exit here, before NumPy is imported
+        if getattr(args, "report", None):
+            try:
+                from . import plot  # noqa: F401  (missing matplotlib is said before training, not after)
+            except ImportError as err:
+                parser.error(str(err))
+        _import_modules(args)
+    finally:
+        HELD.release()  # a Ctrl-C held while importing is raised here, as a KeyboardInterrupt
     from .guard import NonFiniteLossError
 
     args.command_line = "python -m minidl " + shlex.join(sys.argv[1:] if argv is None else argv)
-    if getattr(args, "report", None):
-        try:
-            from . import plot  # noqa: F401  (missing matplotlib is said before training, not after)
-        except ImportError as err:
-            parser.error(str(err))
     try:
         run(args, resolve_recipe(args, parser))
     except (NonFiniteLossError, CommandError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _import_modules(args: argparse.Namespace) -> None:
+    """Import what the command will use, so that no import is under way when Ctrl-C is let through."""
+    modules = ["minidl.presets", "minidl.datasets", "minidl.guard", "minidl.training", "minidl.progress",
+               "minidl.threads", "minidl.report" if args.report else None]
+    if args.export is not None and importlib.util.find_spec("onnx") is not None:  # else resolve_recipe says so
+        modules += ["minidl.export", "onnx", "onnx.helper", "onnx.numpy_helper"]
+    if args.dataset == "digits":  # minidl.data imports scikit-learn inside load_digits
+        modules += ["sklearn.datasets", "sklearn.model_selection"]
+    for name in filter(None, modules):
+        importlib.import_module(name)
 
 
 if __name__ == "__main__":

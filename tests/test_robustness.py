@@ -300,7 +300,9 @@ def render_doc() -> str:
     for argv in CLI_CASES:
         status, _, last = run_cli(argv)
         lines.append(f"| `{' '.join(['minidl', *argv])}` | {status} | {last} |")
-    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), ""]
+    from test_download import GUIDE as DOWNLOADS_GUIDE
+
+    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), "", *DOWNLOADS_GUIDE.strip("\n").splitlines(), ""]
     return "\n".join(lines)
 
 
@@ -661,6 +663,7 @@ def test_a_second_ctrl_c_stops_at_once():
     assert_weights_equal(model, snaps.states[1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_ctrl_c_on_the_command_line_stops_training_and_still_reports(tmp_path):
     """A real SIGINT to a real `minidl digits` process: it stops after a step, evaluates, exits 0."""
@@ -753,6 +756,7 @@ model.fit(X, y, epochs=10_000, batch_size=4, verbose=0, shuffle=True,
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_a_killed_training_process_resumes_from_its_last_checkpoint(tmp_path):
     import subprocess

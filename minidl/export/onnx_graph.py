@@ -13,9 +13,12 @@ import numpy as np
 from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
                       LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
                       Upsample2D)
+from ..layers import (GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D,
+                      SimpleRNN)
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
+from ..layers.conv1d import padding_1d
 from ..model import Sequential
 from .registry import ONNX_EXPORTERS
 
@@ -175,8 +178,12 @@ def _flatten(layer: Flatten, g: OnnxGraph, x: str) -> str:
 
 @_builtin(Dense)
 def _dense(layer: Dense, g: OnnxGraph, x: str) -> str:
-    # Gemm's B is (K, N) without transB: minidl's (in, out) weight as it is
-    return g.node("Gemm", [x, *_params(g, layer.weight, layer.bias)])
+    # Gemm's B is (K, N) without transB: minidl's (in, out) weight as it is. Gemm takes 2-D inputs only;
+    # on sequences (N, T, D), MatMul broadcasts over the leading axes as Dense does.
+    if len(layer.input_shape) == 1:
+        return g.node("Gemm", [x, *_params(g, layer.weight, layer.bias)])
+    y = g.node("MatMul", [x, g.initializer(layer.weight)])
+    return y if layer.bias is None else g.node("Add", [y, g.initializer(layer.bias)])
 
 
 @_builtin(BatchNorm2D)
@@ -234,3 +241,77 @@ def _leaky_relu(layer: LeakyReLU, g: OnnxGraph, x: str) -> str:
 @_builtin(Softmax)
 def _softmax(layer: Softmax, g: OnnxGraph, x: str) -> str:
     return g.node("Softmax", [x], axis=layer.axis)
+
+
+# -- sequences (N, T, C): ONNX's Conv and MaxPool take (N, C, T), its recurrent ops (T, N, D) ------------------
+
+
+def _channels_first(g: OnnxGraph, x: str, op_type: str, inputs: list[str], **attributes: Any) -> str:
+    """``op_type`` on ``x`` transposed to ``(N, C, T)``, transposed back to ``(N, T, C)``."""
+    y = g.node(op_type, [g.node("Transpose", [x], perm=[0, 2, 1]), *inputs], **attributes)
+    return g.node("Transpose", [y], perm=[0, 2, 1])
+
+
+@_builtin(Conv1D)
+def _conv1d(layer: Conv1D, g: OnnxGraph, x: str) -> str:
+    span = (layer.kernel_size - 1) * layer.dilation + 1
+    left, right = padding_1d(layer.padding, layer.input_shape[0], span, layer.stride)
+    return _channels_first(g, x, "Conv", _params(g, layer.weight, layer.bias), kernel_shape=[layer.kernel_size],
+                           strides=[layer.stride], dilations=[layer.dilation], pads=[left, right])
+
+
+@_builtin(MaxPool1D)
+def _maxpool1d(layer: MaxPool1D, g: OnnxGraph, x: str) -> str:
+    left, right = padding_1d(layer.padding, layer.input_shape[0], layer.pool_size, layer.stride)
+    return _channels_first(g, x, "MaxPool", [], kernel_shape=[layer.pool_size], strides=[layer.stride],
+                           pads=[left, right], ceil_mode=0)
+
+
+def _reduce(g: OnnxGraph, op_type: str, x: str, axis: int, keepdims: int = 0) -> str:
+    """``op_type`` (ReduceMean, ReduceMax, ReduceSum) over one axis: an attribute before opset 18 (13 for
+    ReduceSum), an input from then on."""
+    if g.opset >= (13 if op_type == "ReduceSum" else 18):
+        return g.node(op_type, [x, g.initializer(np.array([axis], dtype=np.int64), "axes")], keepdims=keepdims)
+    return g.node(op_type, [x], axes=[axis], keepdims=keepdims)
+
+
+_builtin(GlobalAvgPool1D)(lambda layer, g, x: _reduce(g, "ReduceMean", x, 1))
+_builtin(GlobalMaxPool1D)(lambda layer, g, x: _reduce(g, "ReduceMax", x, 1))
+
+#: Where PyTorch's (and minidl's) gate blocks go in ONNX's order: LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h.
+_ONNX_GATES = {SimpleRNN: [0], LSTM: [0, 3, 1, 2], GRU: [1, 0, 2]}
+
+
+def _recurrent(layer: Layer, g: OnnxGraph, x: str) -> str:
+    """A recurrent layer, or a ``Bidirectional`` one, as ONNX's ``RNN``/``LSTM``/``GRU`` (time-major, zero
+    initial state; without a mask, every step of every sequence runs)."""
+    bidirectional = isinstance(layer, Bidirectional)
+    inner = layer.forward_layer if bidirectional else layer
+    directions = [inner, layer.backward_layer] if bidirectional else [inner]
+    u, order = inner.units, _ONNX_GATES[type(inner)]
+
+    def stacked(name: str) -> np.ndarray:
+        return np.stack([np.concatenate([getattr(d, name).data[k * u:(k + 1) * u] for k in order])
+                         for d in directions])
+
+    weights = [g.initializer(stacked("weight_ih"), "W"), g.initializer(stacked("weight_hh"), "R"),
+               g.initializer(np.concatenate([stacked("bias_ih"), stacked("bias_hh")], axis=1), "B")]
+    attributes: dict[str, Any] = {"hidden_size": u, "direction": "bidirectional" if bidirectional else "forward"}
+    if isinstance(inner, SimpleRNN):
+        attributes["activations"] = [inner.activation.capitalize()] * len(directions)
+    if isinstance(inner, GRU):
+        attributes["linear_before_reset"] = 1  # r multiplies W_hn h + b_hn: PyTorch's GRU
+    op_type = "RNN" if isinstance(inner, SimpleRNN) else type(inner).__name__
+    y, y_h = g.node(op_type, [g.node("Transpose", [x], perm=[1, 0, 2]), *weights], outputs=2, **attributes)[:2]
+    if inner.return_sequences:  # Y (T, directions, N, u) -> (N, T, directions, u)
+        out, axis = g.node("Transpose", [y], perm=[2, 0, 1, 3]), 2
+    else:  # Y_h (directions, N, u) -> (N, directions, u)
+        out, axis = g.node("Transpose", [y_h], perm=[1, 0, 2]), 1
+    if bidirectional and layer.merge == "sum":
+        return _reduce(g, "ReduceSum", out, axis)
+    # directions side by side on the last axis, forward first (0 in a Reshape's shape keeps that axis)
+    return g.node("Reshape", [out, g.initializer(np.array([0] * axis + [-1], dtype=np.int64), "shape")])
+
+
+for _cls in (SimpleRNN, LSTM, GRU, Bidirectional):
+    _builtin(_cls)(_recurrent)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .base import Layer, Parameter, Shape, as_float, as_int, check_bool
+from .masking import check_mask
 
 __all__ = ["MultiHeadAttention"]
 
@@ -125,15 +126,11 @@ class MultiHeadAttention(Layer):
         self.out_proj_bias = Parameter(np.zeros(d, dtype=dtype)) if self.use_bias else None
         self._rng = np.random.default_rng(rng.integers(2**63))
 
-    def _allowed(self, mask: np.ndarray | None, n: int, t: int) -> np.ndarray | None:
+    def _allowed(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """Where a query may attend to a key, broadcastable to ``(N, H, T, T)``; None when everywhere."""
-        allowed = None
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (n, t):
-                raise ValueError(f"{self.name}: mask must be a bool array of shape ({n}, {t}) (True at valid "
-                                 f"steps), got dtype {mask.dtype} and shape {mask.shape}")
-            allowed = mask[:, None, None, :]
+        mask = check_mask(mask, x, self.name)
+        allowed = None if mask is None else mask[:, None, None, :]
+        t = x.shape[1]
         if self.causal:
             past = np.tri(t, dtype=bool)
             allowed = past if allowed is None else allowed & past
@@ -143,7 +140,7 @@ class MultiHeadAttention(Layer):
         self.check_input(x)
         n, t, _ = x.shape
         h, dk = self.num_heads, self._head_dim
-        allowed = self._allowed(mask, n, t)
+        allowed = self._allowed(x, mask)
         qkv = x @ self.in_proj_weight.data
         if self.in_proj_bias is not None:
             qkv += self.in_proj_bias.data
@@ -187,9 +184,11 @@ class MultiHeadAttention(Layer):
             d_weights *= self._drop
         weights = self.last_attention
         d_scores = weights * (d_weights - (d_weights * weights).sum(axis=-1, keepdims=True))
-        dq = (d_scores @ k) * x.dtype.type(1 / np.sqrt(dk))
-        dk_ = d_scores.swapaxes(-1, -2) @ q  # q carries the 1/sqrt(dk) scale already
-        d_qkv = np.stack([dq, dk_, dv], axis=2).transpose(0, 3, 2, 1, 4).reshape(n, t, 3 * h * dk)
+        d_qkv = np.empty((n, t, 3, h, dk), dtype=x.dtype)  # the packed layout of in_proj_weight's columns
+        d_qkv[:, :, 0] = ((d_scores @ k) * x.dtype.type(1 / np.sqrt(dk))).transpose(0, 2, 1, 3)
+        d_qkv[:, :, 1] = (d_scores.swapaxes(-1, -2) @ q).transpose(0, 2, 1, 3)  # q carries the 1/sqrt(dk) already
+        d_qkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
+        d_qkv = d_qkv.reshape(n, t, 3 * h * dk)
         if self.in_proj_weight.trainable:
             np.matmul(x.reshape(-1, d).T, d_qkv.reshape(-1, 3 * h * dk), out=self.in_proj_weight.grad)
         if self.in_proj_bias is not None and self.in_proj_bias.trainable:

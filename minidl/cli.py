@@ -267,7 +267,8 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
     faithful = getattr(args, "faithful", False)
     model = build(seed=args.seed, faithful=True) if faithful else build(seed=args.seed)
     if model.input_shape != X_train.shape[1:]:  # a preset reading single-channel images as rows (H, W)
-        X_train, X_test = X_train.reshape(len(X_train), *model.input_shape), X_test.reshape(len(X_test), *model.input_shape)
+        X_train = X_train.reshape(len(X_train), *model.input_shape)
+        X_test = X_test.reshape(len(X_test), *model.input_shape)
     if args.verbose:
         model.summary()
         print(f"recipe: {_describe(recipe)} --seed {args.seed}")

@@ -12,9 +12,9 @@ from .layers import (GRU, BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, 
 from .model import Sequential
 from .recipes import DATASET_RECIPES, INPUT_SHAPES, OPTIMIZERS, RECIPES, SCHEDULES, Recipe, recipe_for
 
-__all__ = ["blog_cnn", "digits_cnn", "digits_resnet", "digits_gru", "residual_block", "lenet", "cifar_vgg", "cifar_resnet",
-           "MODELS", "PRESETS", "MNIST_PRESETS", "CIFAR_PRESETS", "OPTIMIZERS", "SCHEDULES", "Recipe", "RECIPES",
-           "DATASET_RECIPES", "INPUT_SHAPES", "recipe_for"]
+__all__ = ["blog_cnn", "digits_cnn", "digits_resnet", "digits_gru", "residual_block", "lenet", "cifar_vgg",
+           "cifar_resnet", "MODELS", "PRESETS", "MNIST_PRESETS", "CIFAR_PRESETS", "OPTIMIZERS", "SCHEDULES", "Recipe",
+           "RECIPES", "DATASET_RECIPES", "INPUT_SHAPES", "recipe_for"]
 
 
 def blog_cnn(

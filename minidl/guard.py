@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .layers.base import Buffer
+from .layers.losses import Loss
 
 if TYPE_CHECKING:
     from .optim import Optimizer
@@ -73,10 +74,11 @@ class TrainingGuard:
     def __init__(self, optimizer: Optimizer, buffers: Iterable[Buffer] = (), layers: Iterable[Any] = ()) -> None:
         self.optimizer = optimizer  # read at error time: a schedule may have changed its lr
         # Layers written outside minidl are the likelier cause of a divergence: the message says so.
+        # ``layers`` may hold the model's loss too: a custom loss is a Loss whose class is not minidl's.
         custom = [layer for layer in layers if not type(layer).__module__.startswith("minidl.")]
         self.custom_layers = sorted({type(layer).__name__ for layer in custom})
         # a loss of one's own is checked with check_loss, which also knows its targets
-        self.custom_losses = sorted({type(layer).__name__ for layer in custom if hasattr(layer, "prepare_targets")})
+        self.custom_losses = sorted({type(layer).__name__ for layer in custom if isinstance(layer, Loss)})
         # All of them, not only the trainable ones: a callback may unfreeze a layer mid-fit.
         self.params = list(optimizer.params)
         self._frozen = [p for p in self.params if not p.trainable]

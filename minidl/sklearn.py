@@ -29,6 +29,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .callbacks import History
+from .config import from_config
 from .layers import MSE, BatchNorm2D, Dense, Layer, Loss, SoftmaxCE
 from .layers.base import as_int
 from .model import Sequential
@@ -96,11 +97,11 @@ class _MinidlEstimator(BaseEstimator):
         n_outputs = self._n_outputs(spec)
         model = self._make_model(X, n_outputs, _seed_from(self.random_state))
         if model.output_shape != (n_outputs,):
-            head = type(model.head).__name__ if model.head is not None else "the loss"
+            loss = type(model.loss).__name__ if model.loss is not None else "the loss"
             raise ValueError(
                 f"{type(self).__name__}: the model outputs shape {model.output_shape}, but y has "
-                f"{self._describe(spec)}: make the layer before {head} a Dense({n_outputs}), or leave "
-                f"{head} out and fit appends that head"
+                f"{self._describe(spec)}: make the layer before {loss} a Dense({n_outputs}), or leave "
+                f"{loss} out and fit appends that loss"
             )
         return model, SGD(model.parameters(), lr=self.lr, momentum=self.momentum)
 
@@ -308,7 +309,8 @@ class CNNClassifier(_MinidlClassifier):
         # and it travels with the model: saving, loading and export keep the scaling. It draws no random
         # numbers, so the other layers get the same initial weights as without it.
         scale = BatchNorm2D(trainable=False, name="standardize")
-        model = Sequential([scale, *model.layers], input_shape=input_shape, seed=seed, dtype=self.dtype)
+        model = Sequential([scale, *model.layers], input_shape=input_shape, seed=seed, dtype=self.dtype,
+                           loss=model.loss)
         axes = (0, 2, 3)
         scale.running_mean.data[...] = X.mean(axis=axes, dtype=np.float64)
         scale.running_var.data[...] = X.var(axis=axes, dtype=np.float64)
@@ -344,31 +346,32 @@ class CNNClassifier(_MinidlClassifier):
 class _LayerList:
     """The ``layers`` and ``input_shape`` of the ``Sequential*`` estimators: fresh layers on every fit.
 
-    A list ending with a ``whole_if_last`` layer is the whole network; any other list is its
-    body, and ``fit`` appends ``Dense(outputs)`` and a ``head()``.
+    A list ending with a ``whole_if_last`` loss is the whole network; any other list is its
+    body, and ``fit`` appends ``Dense(outputs)`` and a ``default_loss()``.
     """
 
-    head: type[Loss]
-    whole_if_last: type[Layer]
+    default_loss: type[Loss]
+    whole_if_last: type[Loss]
 
     def _make_model(self, X: np.ndarray, n_outputs: int, seed: Any) -> Sequential:
-        layers = self._fresh_layers()
+        layers: list[Layer | Loss] = list(self._fresh_layers())
         if not isinstance(layers[-1], self.whole_if_last):
-            layers += [Dense(n_outputs), self.head()]
+            layers += [Dense(n_outputs), self.default_loss()]
         return Sequential(layers, input_shape=X.shape[1:], seed=seed, dtype=self.dtype)
 
-    def _fresh_layers(self) -> list[Layer]:
+    def _fresh_layers(self) -> list[Layer | Loss]:
         name = type(self).__name__
         if self.layers is None:
             raise ValueError(f"{name}: pass layers=[...] (a list of layers) or a function returning one")
         if callable(self.layers):
             layers = list(self.layers())
-            if any(not isinstance(layer, Layer) or layer.built for layer in layers):
+            if any(not isinstance(layer, (Layer, Loss)) or (isinstance(layer, Layer) and layer.built)
+                   for layer in layers):
                 raise TypeError(f"{name}: layers() must return new, unbuilt minidl layers on every call")
             return layers
         if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, Sequence) or not self.layers:
             raise TypeError(f"{name}: layers must be a non-empty list of layers, got {self.layers!r}")
-        return [Layer.from_config(item.to_config() if isinstance(item, Layer) else item) for item in self.layers]
+        return [from_config(item.to_config() if isinstance(item, (Layer, Loss)) else item) for item in self.layers]
 
     def _row_shape(self, n_features: int) -> Shape:
         if self.input_shape is None:
@@ -401,7 +404,7 @@ class SequentialClassifier(_LayerList, _MinidlClassifier):
     and the fitted attributes are as in :class:`CNNClassifier`.
     """
 
-    head = SoftmaxCE
+    default_loss = SoftmaxCE
     whole_if_last = SoftmaxCE
 
     def __init__(
@@ -458,7 +461,7 @@ class SequentialRegressor(RegressorMixin, _LayerList, _MinidlEstimator):
         >>> reg.predict(X[:3]), reg.score(X, y)                                       # doctest: +SKIP
     """
 
-    head = MSE
+    default_loss = MSE
     whole_if_last = Loss
     _validate_y = {"multi_output": True, "y_numeric": True}
 

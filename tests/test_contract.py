@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from minidl import Sequential
 from minidl.layers import (
-    GELU, MSE, AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2D, Identity,
+    GELU, AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2D, Identity,
     Layer, LayerNorm, LeakyReLU, MaxPool2D, MultiHeadAttention, Parallel, Parameter, PositionalEmbedding, RandomCrop,
-    RandomFlip, RandomRotation, RandomShift, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh, Upsample2D,
+    RandomFlip, RandomRotation, RandomShift, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D,
 )
 from minidl.layers import GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D, SimpleRNN
 from minidl.layers.base import LAYERS
@@ -53,15 +53,12 @@ EXAMPLES = {
     "MultiHeadAttention": [(lambda: MultiHeadAttention(2), (3, 4)),
                            (lambda: MultiHeadAttention(1, key_dim=3, causal=True, dropout=0.3, use_bias=False),
                             (4, 2))],
-    "SoftmaxCE": [(lambda: SoftmaxCE(), (5,))],  # check_layer runs its inference path (probabilities)
     # Containers: nested parameters, buffers and random generators are checked like a leaf's.
     "Sequential": [(lambda: Sequential([Conv2D(2, 2), Tanh(), Sequential([Flatten(), Dense(3)])]), (1, 3, 3))],
     "Residual": [(lambda: Residual([Conv2D(2, 3, padding="same", use_bias=False), BatchNorm2D(), Tanh()]), (2, 3, 3)),
                  (lambda: Residual([Dense(3), Dropout(0.4)], shortcut=Dense(3)), (4,))],
     "Parallel": [(lambda: Parallel([Conv2D(2, 1), [Conv2D(1, 3, padding="same"), Tanh()]]), (2, 3, 2)),
                  (lambda: Parallel([Dense(2), Residual(Dense(2))], merge="add"), (2,))],
-    "SigmoidBCE": [(lambda: SigmoidBCE(), (3,)), (lambda: SigmoidBCE(), (1, 2, 2))],  # inference: σ(z)
-    "MSE": [(lambda: MSE(), (2, 3))],  # inference: the identity; check_loss checks the losses themselves
     # Sequences (N, T, C):
     "Conv1D": [(lambda: Conv1D(3, 3, stride=2, padding="same", dilation=2), (7, 2)), (lambda: Conv1D(2, 1), (1, 3))],
     "MaxPool1D": [(lambda: MaxPool1D(3, stride=2, padding=1), (6, 2))],

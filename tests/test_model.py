@@ -20,7 +20,8 @@ def toy_data(n=24, classes=10, shape=(1, 8, 8), seed=0):
 
 def test_shape_pass_infers_every_input_size():
     model = Sequential(blog_layers(), input_shape=(1, 8, 8), seed=0)
-    assert [layer.output_shape for layer in model.layers] == [(4, 6, 6), (4, 6, 6), (4, 3, 3), (36,), (10,), (10,)]
+    assert [layer.output_shape for layer in model.layers] == [(4, 6, 6), (4, 6, 6), (4, 3, 3), (36,), (10,)]
+    assert model.loss.input_shape == (10,) and isinstance(model.loss, SoftmaxCE)
     assert model.layers[0].weight.shape == (4, 1, 3, 3)
     assert model.layers[4].weight.shape == (36, 10)
     assert model.layers[4].bias.shape == (10,)

@@ -238,8 +238,8 @@ def test_sequential_classifier_never_touches_the_layers_it_was_given(digits):
     assert all(not layer.built for layer in layers) and clf.layers is layers
     assert all(a is not b for a, b in zip(layers, clf.model_.layers))
     assert [type(layer).__name__ for layer in clf.model_.layers] == [
-        "Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense", "SoftmaxCE"
-    ]  # the head is sized from y
+        "Conv2D", "ReLU", "MaxPool2D", "Flatten", "Dense"
+    ] and isinstance(clf.model_.loss, SoftmaxCE)  # the last Dense is sized from y
     assert clf.model_.layers[4].units == 10
 
 
@@ -259,11 +259,11 @@ def test_sequential_classifier_accepts_layers_configs_and_factories(digits):
     assert clone(fits[2]).layers is small_cnn
 
 
-def test_sequential_classifier_with_its_own_head_and_tabular_data(digits):
+def test_sequential_classifier_with_its_own_loss_and_tabular_data(digits):
     _, flat, y = digits
     mlp = SequentialClassifier([Dense(32), ReLU(), Dense(10), SoftmaxCE()], num_iter=10, random_state=0)
     assert mlp.fit(flat[:500], y[:500]).score(flat[500:800], y[500:800]) > 0.7
-    assert mlp.input_shape_ == (64,) and len(mlp.model_.layers) == 4
+    assert mlp.input_shape_ == (64,) and len(mlp.model_.layers) == 3 and isinstance(mlp.model_.loss, SoftmaxCE)
     with pytest.raises(ValueError, match=r"outputs shape \(10,\), but y has 3 classes \[0, 1, 2\]: make the layer before SoftmaxCE a Dense\(3\)"):
         mlp.fit(flat[:30], y[:30] % 3)
 
@@ -361,7 +361,8 @@ def test_sequential_regressor_one_and_several_targets(digits):
     reg = SequentialRegressor([Dense(16), ReLU()], random_state=0).fit(X[:200], y[:200])
     assert reg.n_outputs_ == 1 and reg.predict(X[200:]).shape == (100,)
     assert reg.score(X[200:], y[200:]) > 0.9
-    assert [type(layer).__name__ for layer in reg.model_.layers] == ["Dense", "ReLU", "Dense", "MSE"]
+    assert [type(layer).__name__ for layer in reg.model_.layers] == ["Dense", "ReLU", "Dense"]
+    assert isinstance(reg.model_.loss, MSE)
     assert "mae" in reg.history_ and reg.loss_curve_[-1] < reg.loss_curve_[0]
     two = np.stack([y, -2 * y], axis=1)
     multi = SequentialRegressor([Dense(16), ReLU()], random_state=0).fit(X[:200], two[:200])

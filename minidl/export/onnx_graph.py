@@ -112,8 +112,8 @@ def _params(g: OnnxGraph, *values: Parameter | None) -> list[str]:
 
 @_builtin(Sequential)
 def _sequential(model: Sequential, g: OnnxGraph, x: str) -> str:
-    for layer in model.layers:
-        x = g.layer(layer, x)
+    for layer in (*model.layers, *([model.loss] if model.loss is not None else [])):
+        x = g.layer(layer, x)  # the loss exports its inference output (SoftmaxCE: the probabilities)
     return x
 
 
@@ -217,7 +217,7 @@ def _window(layer: _RandomWindow, g: OnnxGraph, x: str) -> str:
 
 
 @_builtin(Identity)
-@_builtin(MSE)  # a regression head's inference output is its input
+@_builtin(MSE)  # a regression loss's inference output is its input
 def _identity(layer: Identity | MSE, g: OnnxGraph, x: str) -> str:
     return x
 
@@ -229,8 +229,8 @@ def _unary(op_type: str, **attributes: Any):
 _builtin(ReLU)(_unary("Relu"))
 _builtin(Tanh)(_unary("Tanh"))
 _builtin(Sigmoid)(_unary("Sigmoid"))
-# a loss head exports its inference output
-_builtin(SoftmaxCE)(_unary("Softmax", axis=1))
+# a loss exports its inference output: what predict_proba returns
+_builtin(SoftmaxCE)(_unary("Softmax", axis=-1))
 _builtin(SigmoidBCE)(_unary("Sigmoid"))
 
 

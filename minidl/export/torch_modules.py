@@ -229,7 +229,8 @@ def _data(holder: Any) -> np.ndarray | None:
 
 @_builtin(Sequential)
 def _sequential(model: Sequential, ctx: TorchContext) -> nn.Module:
-    return nn.Sequential(*[ctx.convert(layer) for layer in model.layers])  # same indices as minidl's
+    loss = [] if model.loss is None else [ctx.convert(model.loss)]  # its inference output, last
+    return nn.Sequential(*[ctx.convert(layer) for layer in model.layers], *loss)  # same indices as minidl's
 
 
 @_builtin(Residual)
@@ -370,9 +371,9 @@ _builtin(ReLU)(_simple(nn.ReLU))
 _builtin(Tanh)(_simple(nn.Tanh))
 _builtin(Sigmoid)(_simple(nn.Sigmoid))
 _builtin(Identity)(_simple(nn.Identity))
-# A loss head becomes its inference output. To train on in PyTorch, take module[:-1] (the logits or values) with
+# A loss becomes its inference output. To train on in PyTorch, take module[:-1] (the logits or values) with
 # nn.CrossEntropyLoss, nn.BCEWithLogitsLoss or nn.MSELoss.
-_builtin(SoftmaxCE)(_simple(nn.Softmax, dim=1))
+_builtin(SoftmaxCE)(_simple(nn.Softmax, dim=-1))
 _builtin(SigmoidBCE)(_simple(nn.Sigmoid))
 _builtin(MSE)(_simple(nn.Identity))
 

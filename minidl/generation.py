@@ -16,7 +16,7 @@ import numpy as np
 
 from .arguments import as_float, as_int
 
-__all__ = ["generate", "model_logits", "next_token_logits"]
+__all__ = ["generate", "next_token_logits"]
 
 
 def next_token_logits(model: Any, context: np.ndarray) -> np.ndarray:
@@ -40,32 +40,11 @@ def next_token_logits(model: Any, context: np.ndarray) -> np.ndarray:
     last = context.shape[1] - 1
     if window is not None and context.shape[1] < window:
         context = np.pad(context, ((0, 0), (0, window - context.shape[1])))  # after the last step: unseen
-    x = model_logits(model, context)
+    x = model.forward(context)
     if x.ndim != 3:
-        raise ValueError(f"generate: the model must map tokens (N, T) to logits (N, T, V), its body gave shape "
+        raise ValueError(f"generate: the model must map tokens (N, T) to logits (N, T, V), it gave shape "
                          f"{x.shape}")
     return x[:, last].astype(np.float64)
-
-
-def model_logits(model: Any, x: np.ndarray) -> np.ndarray:
-    """``model``'s outputs for ``x`` in inference mode, before its loss head (a classifier's logits).
-
-    Args:
-        model: a built ``Sequential``; a loss head at its end (``SoftmaxCE``) is left out, since
-            its inference output would be probabilities.
-        x: a batch the model takes, e.g. token ids ``(N, T)``.
-
-    Shape:
-        ``(N, *input_shape) -> (N, *output_shape)`` of the last layer before the head.
-
-    Example::
-
-        logits = model_logits(model, tokens)   # (N, T, V) for a character model
-    """
-    layers = model.layers[:-1] if getattr(model, "head", None) is not None else model.layers
-    for layer in layers:
-        x = layer.forward(x, training=False)
-    return x
 
 
 def _window_length(model: Any) -> int | None:
@@ -94,7 +73,7 @@ def generate(
 
     Args:
         model: a built causal language model mapping ids ``(N, T)`` to logits ``(N, T, V)``
-            (module docstring), e.g. the ``char_gpt`` preset; a loss head at its end is skipped.
+            (module docstring), e.g. the ``char_gpt`` preset.
         prompt_tokens: integer ids, ``(L,)`` for one prompt or ``(N, L)`` for ``N`` prompts of
             the same length; ``L >= 1``.
         max_new_tokens: how many tokens to add (``>= 0``).

@@ -686,9 +686,7 @@ def attention(
                          f"shape {np.asarray(tokens).shape}")
     if x.dtype.kind not in "iu":
         x = x.astype(model.dtype)
-    from .generation import model_logits  # here: minidl.generation needs nothing of matplotlib
-
-    model_logits(model, x)
+    model.forward(x)
     weights = np.asarray(chosen.last_attention)[0]  # (H, T, T)
     steps = weights.shape[-1]
     if labels is None and tokenizer is not None and x.dtype.kind in "iu":

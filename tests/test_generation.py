@@ -36,6 +36,12 @@ def test_short_context_reads_the_last_real_step_not_the_padding():
     assert logits[0].argmax() == 2  # after token 1, not after the padding id 0
 
 
+def test_sequential_generate_is_generate():
+    model = bigram_model(np.zeros((V, V)))
+    np.testing.assert_array_equal(model.generate(np.array([1, 2]), 6, temperature=0.7, top_k=3, seed=2),
+                                  generate(model, np.array([1, 2]), 6, temperature=0.7, top_k=3, seed=2))
+
+
 def test_batch_of_prompts_and_top_k_one_is_greedy():
     model = bigram_model(successor_logits())
     prompts = np.array([[0, 1], [4, 4]])

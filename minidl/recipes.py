@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .optim import Optimizer
 
 __all__ = ["Recipe", "OPTIMIZERS", "optimizer_class", "SCHEDULES", "INPUT_SHAPES", "RECIPES", "DATASET_RECIPES",
-           "recipe_for", "presets_for"]
+           "recipe_for", "presets_for", "CHAR_GPT", "CHAR_LSTM"]
 
 #: The optimizers a :class:`Recipe` (and the command line's ``--optimizer``) can name, and their
 #: class's name in :mod:`minidl.optim` (names, not classes: this table loads without NumPy;
@@ -137,3 +137,22 @@ def recipe_for(preset: str, dataset: str | None = None) -> Recipe:
 def presets_for(input_shape: Sequence[int]) -> list[str]:
     """The presets that take images of ``input_shape`` ``(C, H, W)``, in :data:`INPUT_SHAPES`'s order."""
     return [name for name, shape in INPUT_SHAPES.items() if shape == tuple(input_shape)]
+
+
+#: The ``char_gpt`` preset's architecture and training recipe, as plain numbers: the preset
+#: (:func:`minidl.presets.char_gpt`) and its PyTorch twin in ``benchmarks/char_gpt_torch.py`` both
+#: read this table, so the learning-quality comparison trains the same network the same way.
+#: ``context`` tokens per window, ``dim`` the model width, ``blocks`` pre-norm transformer blocks of
+#: ``heads`` causal attention heads and an MLP of ``4 * dim``; Adam at ``lr`` (constant) on
+#: batches of ``batch_size`` random windows of the training text, for ``steps`` steps.
+CHAR_GPT: dict[str, float] = {
+    "context": 128, "dim": 64, "heads": 4, "blocks": 2, "dropout": 0.1,
+    "lr": 3e-3, "batch_size": 32, "steps": 1000,
+}
+
+#: The 2-layer character LSTM of the same comparison: ``Embedding(V, dim)``, two ``LSTM(units)``
+#: returning sequences, ``Dense(V)``; trained as :data:`CHAR_GPT` is.
+CHAR_LSTM: dict[str, float] = {
+    "context": 128, "dim": 64, "units": 128,
+    "lr": 3e-3, "batch_size": 32, "steps": 1000,
+}

@@ -45,7 +45,8 @@ class NonFiniteLossError(FloatingPointError):
     ``None``), and ``history`` (the epochs completed before it, filled in by ``fit``).
     """
 
-    def __init__(self, message: str, epoch: int, step: int, loss: float, last_finite_loss: float | None) -> None:
+    def __init__(self, message: str, epoch: int, step: int, loss: float | None,
+                 last_finite_loss: float | None) -> None:
         super().__init__(message)
         self.epoch, self.step, self.loss, self.last_finite_loss = epoch, step, loss, last_finite_loss
         self.history: Any = None

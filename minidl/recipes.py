@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from .model import Sequential
     from .optim import Optimizer
 
-__all__ = ["Recipe", "OPTIMIZERS", "optimizer_class", "SCHEDULES", "INPUT_SHAPES", "RECIPES", "DATASET_RECIPES", "recipe_for",
-           "presets_for"]
+__all__ = ["Recipe", "OPTIMIZERS", "optimizer_class", "SCHEDULES", "INPUT_SHAPES", "RECIPES", "DATASET_RECIPES",
+           "recipe_for", "presets_for"]
 
 #: The optimizers a :class:`Recipe` (and the command line's ``--optimizer``) can name, and their
 #: class's name in :mod:`minidl.optim` (names, not classes: this table loads without NumPy;
@@ -72,7 +72,7 @@ class Recipe:
 
     def make_optimizer(self, params: Iterable[Parameter]) -> Optimizer:
         optimizer = optimizer_class(self.optimizer)
-        extra = {"momentum": self.momentum} if self.optimizer == "sgd" else {}
+        extra: dict[str, Any] = {"momentum": self.momentum} if self.optimizer == "sgd" else {}
         return optimizer(params, lr=self.lr, **extra)
 
     def make_callbacks(self, optimizer: Optimizer) -> list[Callback]:

@@ -60,6 +60,7 @@ def run_torch(model: Sequential, X: np.ndarray) -> np.ndarray:
 
 
 # -- the presets ------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 def test_every_preset_matches_predict_proba(name, run):
@@ -71,6 +72,7 @@ def test_every_preset_matches_predict_proba(name, run):
         np.testing.assert_allclose(out, model.predict_proba(X), rtol=0, atol=TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 def test_trained_and_faithful_blog_cnn(run, digits):
     X_train, X_test, y_train, _ = digits
@@ -174,6 +176,7 @@ def blocks(draw) -> Layer:
                      Residual(draw(keeping(c, 2)))])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 @given(model=models())
 @settings(max_examples=25)
@@ -495,3 +498,17 @@ def test_dense_on_sequences_exports(run):
     for n in BATCHES:
         X = inputs(model, n)
         np.testing.assert_allclose(run(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("opset", [13, 18])
+def test_onnx_export_of_attention_layers(kind, opset):
+    from minidl.layers import GELU, LayerNorm, MultiHeadAttention, PositionalEmbedding
+
+    model = perturbed(Sequential([PositionalEmbedding(7, kind=kind), LayerNorm(), MultiHeadAttention(2, causal=True),
+                                  Dense(16), GELU("tanh"), MultiHeadAttention(4, use_bias=False), Dense(8), GELU()],
+                                 input_shape=(5, 8), seed=0))
+    for n in BATCHES:
+        X = inputs(model, n)
+        np.testing.assert_allclose(run_onnx(model, X, opset=opset), model.forward(X), rtol=0, atol=TOL)
+        np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)

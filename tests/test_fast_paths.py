@@ -282,6 +282,7 @@ def test_predict_works_in_chunks_of_bounded_memory():
     np.testing.assert_allclose(proba[:300], model.forward(X[:300]), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_benchmark_quick_mode_runs(capsys):
     path = pathlib.Path(__file__).parents[1] / "benchmarks" / "run.py"
     spec = importlib.util.spec_from_file_location("minidl_benchmarks", path)
@@ -293,6 +294,7 @@ def test_benchmark_quick_mode_runs(capsys):
     assert "digits-b32" in out and "predict-10k" in out and "GFLOP/s" in out
 
 
+@pytest.mark.slow
 def test_layer_times_prints_every_layer_and_the_sums():
     import subprocess
     import sys

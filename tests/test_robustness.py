@@ -663,6 +663,7 @@ def test_a_second_ctrl_c_stops_at_once():
     assert_weights_equal(model, snaps.states[1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_ctrl_c_on_the_command_line_stops_training_and_still_reports(tmp_path):
     """A real SIGINT to a real `minidl digits` process: it stops after a step, evaluates, exits 0."""
@@ -755,6 +756,7 @@ model.fit(X, y, epochs=10_000, batch_size=4, verbose=0, shuffle=True,
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_a_killed_training_process_resumes_from_its_last_checkpoint(tmp_path):
     import subprocess

@@ -21,7 +21,7 @@ import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Sequential", "load", "set_num_threads", "get_num_threads", "__version__"]
 

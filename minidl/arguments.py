@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_bool", "as_int", "as_float", "as_pair", "as_shape", "as_state_value"]
+__all__ = ["check_bool", "as_int", "as_float", "as_pair", "as_shape", "as_type_of", "as_state_value"]
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
@@ -81,6 +81,20 @@ def as_shape(shape: Any, owner: str) -> tuple[int, ...]:
     return out
 
 
+def as_type_of(current: Any, value: Any) -> Any:
+    """``value`` (maybe a NumPy scalar or array read back from ``.npz``) as the type of ``current``.
+
+    Args:
+        current: the value being replaced (a tuple becomes a tuple of floats).
+        value: the value read back.
+
+    Example::
+
+        as_type_of(0.1, np.float64(0.5))  # 0.5, a Python float
+    """
+    if isinstance(current, tuple):
+        return tuple(float(v) for v in value)
+    return type(current)(value)
 def as_state_value(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype,
                    owner: str = "load_state_dict") -> np.ndarray:
     """``value``, a state entry for the parameter or buffer ``name`` of ``shape`` and ``dtype``, cast to ``dtype``.

@@ -194,8 +194,6 @@ def _describe(recipe: recipes.Recipe) -> str:
 
 def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> recipes.Recipe:
     """The preset's recipe with the options the user gave; contradictions are usage errors (exit 2)."""
-    from . import presets
-
     if getattr(args, "faithful", False) and args.preset != "blog_cnn":
         parser.error(f"--faithful applies only to --preset blog_cnn, not {args.preset}")
     if args.export is not None and importlib.util.find_spec("onnx") is None:  # before training, not after
@@ -207,7 +205,7 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error(f"--momentum applies only to --optimizer sgd; {args.preset} trains with {optimizer}")
     if optimizer != recipe.optimizer:
         # The recipe's lr and momentum were tuned for its own optimizer.
-        given.setdefault("lr", inspect.signature(presets.OPTIMIZERS[optimizer]).parameters["lr"].default)
+        given.setdefault("lr", inspect.signature(recipes.optimizer_class(optimizer)).parameters["lr"].default)
         given.setdefault("momentum", 0.0)
     return dataclasses.replace(recipe, **given)
 

@@ -13,6 +13,11 @@ else ``~/.cache/minidl``); see :mod:`minidl.download` for the download itself. T
 digests and sizes below are those TensorFlow Datasets publishes for these exact files
 (``tensorflow_datasets/url_checksums/{mnist,fashion_mnist,cifar10}.txt``). CIFAR-10 is read from
 its *binary* version: the pickled Python version is never opened, since unpickling runs code.
+
+Text (:mod:`minidl.text`, re-exported here): ``load_pydoc_text`` (offline) and
+``load_tiny_shakespeare`` (``input.txt``, 1.1 MB; digest and size from TensorFlow Datasets'
+``tensorflow_datasets/url_checksums/tiny_shakespeare.txt``) return a character tokenizer and
+train/validation token arrays.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from .download import DownloadError, RemoteFile, data_home, fetch, sha256_of
+from .text import load_pydoc_text, load_tiny_shakespeare
 
 __all__ = ["load_digits", "load_mnist", "load_fashion_mnist", "load_cifar10", "load_from_arrays", "load_npz",
-           "read_idx", "read_cifar10", "DataFormatError", "LOADERS", "FILES", "MIRRORS", "CIFAR10_CLASSES",
-           "FASHION_MNIST_CLASSES"]
+           "load_pydoc_text", "load_tiny_shakespeare", "read_idx", "read_cifar10", "DataFormatError", "LOADERS",
+           "FILES", "MIRRORS", "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES"]
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -46,6 +52,7 @@ MIRRORS: dict[str, list[str]] = {
     ],
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],  # Zalando's
     "cifar10": ["https://www.cs.toronto.edu/~kriz/"],  # Alex Krizhevsky's
+    "tiny-shakespeare": ["https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"],
 }
 
 #: The files of each data set with their published SHA-256 digests and sizes (see the module docstring).
@@ -74,6 +81,9 @@ FILES: dict[str, tuple[RemoteFile, ...]] = {
         RemoteFile("cifar-10-binary.tar.gz",
                    "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd", 170052171),
     ),
+    "tiny-shakespeare": (  # minidl.text.load_tiny_shakespeare
+        RemoteFile("input.txt", "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", 1115394),
+    ),
 }
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -94,11 +104,34 @@ class DataFormatError(ValueError):
 
 
 def load_digits(test_size: float = 0.2, random_state: int = 42, dtype: Any = "float32") -> tuple[Split, Split]:
-    """scikit-learn's 8×8 digits split as the blog splits them (:func:`minidl.data.load_digits`),
-    returned as ``(X_train, y_train), (X_test, y_test)``; nothing is downloaded."""
-    from . import data  # scikit-learn: imported when needed, not by the command line's start
+    """scikit-learn's 8×8 digits, split as the blog splits them; nothing is downloaded.
 
-    X_train, X_test, y_train, y_test = data.load_digits(test_size=test_size, random_state=random_state, dtype=dtype)
+    The one implementation: :func:`minidl.data.load_digits` returns the same arrays as
+    ``X_train, X_test, y_train, y_test``.
+
+    Args:
+        test_size: the fraction of the 1,797 images held out for testing.
+        random_state: the seed of scikit-learn's ``train_test_split``.
+        dtype: floating dtype of the images.
+
+    Shape:
+        images ``(N, 1, 8, 8)`` scaled to [0, 1] (the pixels are 0..16); labels ``(N,)``. The
+        defaults reproduce the blog's ``train_test_split(X, y, test_size=0.2, random_state=42)``:
+        1,437 training and 360 test images.
+
+    Example::
+
+        (X_train, y_train), (X_test, y_test) = load_digits()
+    """
+    dtype = _float_dtype(dtype)
+    # scikit-learn takes seconds to import: only when the digits are wanted (minidl --help stays quick).
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = sklearn_digits()
+    X = (digits.images / 16.0).astype(dtype)[:, None]
+    X_train, X_test, y_train, y_test = train_test_split(X, digits.target, test_size=test_size,
+                                                        random_state=random_state)
     return (X_train, y_train), (X_test, y_test)
 
 

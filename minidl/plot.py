@@ -511,7 +511,8 @@ def confusion_matrix(
 
     Args:
         model: a trained classifier.
-        X, y: images and their integer labels, as ``evaluate`` takes them.
+        X: images, as ``evaluate`` takes them.
+        y: their integer labels.
         class_names: labels for the classes 0..K-1 (default the numbers).
         path: also save the figure there.
 
@@ -604,7 +605,8 @@ def misclassified(
 
     Args:
         model: a trained classifier.
-        X, y: images and their integer labels, as ``evaluate`` takes them.
+        X: images, as ``evaluate`` takes them.
+        y: their integer labels.
         max_images: show at most this many.
         class_names: labels for the classes 0..K-1 (default the numbers).
         path: also save the figure there.

@@ -69,6 +69,7 @@ def start_minidl(site: Path, env: dict[str, str], **popen) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 @pytest.mark.parametrize("module", ["datetime", "sklearn.utils"])
 def test_ctrl_c_while_a_real_module_is_imported_is_one_line_and_status_130(tmp_path, module):
@@ -80,6 +81,7 @@ def test_ctrl_c_while_a_real_module_is_imported_is_one_line_and_status_130(tmp_p
     assert (proc.returncode, err, out) == (130, "minidl: interrupted\n", "")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_status_130(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)

@@ -300,6 +300,7 @@ def test_a_header_larger_than_the_bound_is_refused_before_it_is_read(saved, tmp_
     assert peak < SMALL
 
 
+@pytest.mark.slow
 def test_the_largest_header_allowed_costs_a_bounded_amount_to_decode(saved, tmp_path):
     """Empty lists are the JSON that costs most to decode (~20 bytes of Python objects a byte): the header bound
     (1 MiB, deflated to 4 kB here) keeps it near 20 MB; at the 4 MiB allowed before, ~110 MB."""

@@ -518,7 +518,9 @@ def confusion_matrix(
 
     The numbers are scikit-learn's (``sklearn.metrics.confusion_matrix``, ``recall_score``,
     ``accuracy_score``); the matrix is drawn by ``ConfusionMatrixDisplay``. Rows are true
-    labels, columns predictions; recall is the diagonal over the row's total.
+    labels, columns predictions; recall is the diagonal over the row's total, its colours spanning
+    the recalls' own range (light the lowest, dark the highest) so that 0.93 and 1.00 differ.
+    Labels outside ``0..K-1`` are a ``ValueError`` naming the first one.
 
     Example::
 

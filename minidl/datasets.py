@@ -232,6 +232,13 @@ def load_npz(path: str | os.PathLike, *, channels_last: bool = False, dtype: Any
     Keras's ``mnist.npz`` uses), through :func:`load_from_arrays`. The file is opened with
     ``allow_pickle=False``: object arrays, which would run code when unpickled, are refused.
 
+    Args:
+        path: the ``.npz`` file.
+        channels_last, dtype: as for :func:`load_from_arrays`.
+
+    Raises:
+        DataFormatError: (a ``ValueError``) naming the file: not an ``.npz`` of plain arrays, or an array missing.
+
     Example::
 
         np.savez("mine.npz", x_train=images, y_train=labels, x_test=test_images, y_test=test_labels)

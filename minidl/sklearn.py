@@ -66,7 +66,7 @@ class _MinidlEstimator(BaseEstimator):
         raise NotImplementedError
 
     # -- scikit-learn API ----------------------------------------------------------------
-    def fit(self, X: Any, y: Any) -> "_MinidlEstimator":
+    def fit(self, X: Any, y: Any) -> _MinidlEstimator:
         """Build a fresh model for ``X`` and ``y`` and train it for ``num_iter`` epochs."""
         self._check_params()
         X, y = self._validate(X, _require_y(self, y), reset=True)
@@ -76,7 +76,7 @@ class _MinidlEstimator(BaseEstimator):
         self._keep(spec, X, state, history, first=True)  # the fitted attributes, together, once training succeeded
         return self
 
-    def _partial_fit(self, X: Any, y: Any, first_spec: Callable[[np.ndarray], Any]) -> "_MinidlEstimator":
+    def _partial_fit(self, X: Any, y: Any, first_spec: Callable[[np.ndarray], Any]) -> _MinidlEstimator:
         """One epoch on ``(X, y)``; the first call builds the model for ``first_spec(y)``."""
         first = not hasattr(self, "model_")
         self._check_params()
@@ -133,7 +133,8 @@ class _MinidlEstimator(BaseEstimator):
         if len(X.shape) > 2:  # images: scikit-learn validates 2-D data, so check them flattened
             X = np.asarray(X)
             if X.ndim > 4:
-                raise ValueError(f"{name}: X must be (N, H, W) or (N, C, H, W) images or (N, F) rows, got shape {X.shape}")
+                raise ValueError(f"{name}: X must be (N, H, W) or (N, C, H, W) images or (N, F) rows, "
+                                 f"got shape {X.shape}")
             shape = (1, *X.shape[1:]) if X.ndim == 3 else X.shape[1:]
             if not reset and shape != self.input_shape_:
                 raise ValueError(
@@ -154,7 +155,7 @@ class _MinidlEstimator(BaseEstimator):
 class _MinidlClassifier(ClassifierMixin, _MinidlEstimator):
     """Classifiers: labels of any type (``classes_``), ``partial_fit(X, y, classes)``, ``predict_proba``."""
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "_MinidlClassifier":
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> _MinidlClassifier:
         """Train one epoch on ``(X, y)``, continuing from the previous call (or ``fit``).
 
         ``classes`` (every label ``y`` may ever hold) is required on the first call, as in
@@ -231,7 +232,8 @@ class CNNClassifier(_MinidlClassifier):
 
     Parameters (the first six keep the blog's names):
 
-    - ``num_filters=4``, ``filter_size=3``, ``pool_size=2``: the convolution and pooling.
+    - ``num_filters=16``, ``filter_size=3``, ``pool_size=2``: the convolution and pooling (the
+      blog's 4 filters score 0.93 in 5-fold cross-validation on ``load_digits()``, 16 score 0.96).
       Both windows are capped at the image (a 1×F image gets ``1×3`` filters), so any
       image size works, down to 1×1.
     - ``num_classes=None``: with ``None`` (the scikit-learn way) the classes are the distinct
@@ -239,8 +241,8 @@ class CNNClassifier(_MinidlClassifier):
       fixes the output layer as the blog does: labels must then be the integers ``0..K-1``,
       ``classes_`` is ``arange(K)`` even when ``y`` lacks some of them (a fold of
       cross-validation, say), and ``predict_proba`` always has ``K`` columns.
-    - ``lr=0.01``, ``momentum=0.9``: SGD's step size and momentum (PyTorch's rule).
-    - ``num_iter=50``: epochs (passes over the data), as ``num_iter`` in the blog.
+    - ``lr=0.05``, ``momentum=0.9``: SGD's step size and momentum (PyTorch's rule).
+    - ``num_iter=20``: epochs (passes over the data), as ``num_iter`` in the blog.
     - ``batch_size=32``.
     - ``image_shape=None``: how flat rows ``(N, F)`` become images. ``(H, W)`` or ``(C, H, W)``
       reshapes each row; ``None`` makes a square one-channel image when ``F`` is a square
@@ -261,12 +263,12 @@ class CNNClassifier(_MinidlClassifier):
 
     def __init__(
         self,
-        num_filters: int = 4,
+        num_filters: int = 16,
         filter_size: int = 3,
         pool_size: int = 2,
         num_classes: int | None = None,
-        lr: float = 0.01,
-        num_iter: int = 50,
+        lr: float = 0.05,
+        num_iter: int = 20,
         *,
         batch_size: int = 32,
         momentum: float = 0.9,
@@ -490,7 +492,7 @@ class SequentialRegressor(RegressorMixin, _LayerList, _MinidlEstimator):
         self.dtype = dtype
         self.verbose = verbose
 
-    def partial_fit(self, X: Any, y: Any) -> "SequentialRegressor":
+    def partial_fit(self, X: Any, y: Any) -> SequentialRegressor:
         """Train one epoch on ``(X, y)``, continuing from the previous call (or ``fit``).
 
         The first call builds the model for ``y``'s number of targets; the model, the optimizer's

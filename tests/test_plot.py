@@ -280,9 +280,11 @@ def test_misclassified(trained, tmp_path):
                                                 for i in order]
     assert fig.get_suptitle().startswith(f"Misclassified: {wrong.size} of {len(y_test)}")
     c, h, w = model.input_shape
-    grid = plot._Grid(h, w, min(len(order), max(4, int(np.ceil(np.sqrt(len(order))))), 8), row_gap=-(-h * 3 // 10) + 1)
+    scale = -(-32 // max(h, w))  # small images are drawn enlarged, each pixel a block
+    cols = min(len(order), max(4, int(np.ceil(np.sqrt(len(order))))), 8)
+    grid = plot._labelled_grid(h * scale, w * scale, cols, max(cols * 1.3, 5.0))
     first = tile(ax, 0, grid)
-    image = np.asarray(X_test[order[0]]).reshape(model.input_shape)
+    image = np.asarray(X_test[order[0]]).reshape(model.input_shape).repeat(scale, axis=1).repeat(scale, axis=2)
     if c == 3:  # in colour
         np.testing.assert_allclose(first, image.transpose(1, 2, 0), rtol=1e-6)
     else:

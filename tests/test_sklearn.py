@@ -94,7 +94,7 @@ def test_pipeline_on_flat_rows(digits):
 def test_cnn_on_the_blogs_split_beats_the_blog():
     X_train, X_test, y_train, y_test = load_digits()
     clf = CNNClassifier(random_state=0).fit(X_train[:, 0], y_train)  # (N, 8, 8), the blog's shape
-    assert clf.n_iter_ == 50 and len(clf.loss_curve_) == 50 and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.n_iter_ == clf.num_iter == len(clf.loss_curve_) and clf.loss_curve_[-1] < clf.loss_curve_[0]
     assert clf.score(X_test[:, 0], y_test) >= 0.95  # the blog: 0.81-0.91
 
 
@@ -314,9 +314,9 @@ def test_partial_fit_classes_rules(digits):
         clf.partial_fit(images[:5].reshape(5, 64)[:, :63], y[:5])
     assert clf.n_iter_ == 2
     clf.fit(images[:30], y[:30])  # fit starts afresh ...
-    assert clf.n_iter_ == 50 and np.array_equal(clf.classes_, np.unique(y[:30]))
+    assert clf.n_iter_ == clf.num_iter and np.array_equal(clf.classes_, np.unique(y[:30]))
     clf.partial_fit(images[:30], y[:30])  # ... and partial_fit continues from it
-    assert clf.n_iter_ == 51 and len(clf.loss_curve_) == 51
+    assert clf.n_iter_ == clf.num_iter + 1 and len(clf.loss_curve_) == clf.num_iter + 1
 
 
 def test_partial_fit_with_string_labels_and_sequential_classifier(digits):
@@ -342,7 +342,8 @@ def test_raw_pixel_rows_train_with_the_defaults():
     np.testing.assert_allclose(scale.running_mean.data, [X[:1200].mean()], rtol=1e-6)
     np.testing.assert_allclose(scale.running_var.data, [X[:1200].var()], rtol=1e-6)
     with pytest.warns(ConvergenceWarning, match=r"training loss is 2\.\d+, still at chance level \(ln 10 = 2\.3026\)"):
-        unscaled = CNNClassifier(standardize=False, random_state=0).fit(X[:1200], y[:1200])  # issue 12's case
+        unscaled = CNNClassifier(standardize=False, num_filters=4, lr=0.01, num_iter=50,  # issue 12's case
+                                 random_state=0).fit(X[:1200], y[:1200])
     assert type(unscaled.model_.layers[0]).__name__ == "Conv2D"
     # scaled by hand, the same data trains the same network as the default on raw data
     assert CNNClassifier(random_state=0).fit(X[:1200] / 16, y[:1200]).score(X[1200:] / 16, y[1200:]) > 0.9

@@ -3,7 +3,7 @@
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .augmentation import RandomCrop, RandomFlip, RandomRotation, RandomShift
 from .base import Buffer, Layer, Parameter
-from .containers import Parallel, Residual
+from .containers import Parallel, Residual, Sequential
 from .conv import Conv2D
 from .core import Dense, Flatten
 from .losses import MSE, Loss, SigmoidBCE, SoftmaxCE
@@ -16,6 +16,6 @@ __all__ = [
     "Layer", "Parameter", "Buffer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Upsample2D", "BatchNorm2D", "Dropout",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Identity",
-    "Flatten", "Dense", "Loss", "SoftmaxCE", "SigmoidBCE", "MSE", "Residual", "Parallel",
+    "Flatten", "Dense", "Loss", "SoftmaxCE", "SigmoidBCE", "MSE", "Sequential", "Residual", "Parallel",
     "RandomFlip", "RandomShift", "RandomCrop", "RandomRotation",
 ]

@@ -198,6 +198,38 @@ def make_runner(framework: str, name: str, X: np.ndarray, y: np.ndarray) -> Call
     return epoch
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def machine() -> str:
+    """What a time depends on besides the code: CPU, cores, the BLAS kernel NumPy runs and the thread setting.
+
+    OpenBLAS's ``architecture`` is the kernel it chose; ``OPENBLAS_CORETYPE`` in the environment
+    overrides its choice (e.g. Haswell kernels on an AVX-512 CPU), so the variable is printed too.
+    """
+    from threadpoolctl import threadpool_info
+
+    blas = ", ".join(f"{i['internal_api']} {i['version']} '{i.get('architecture', '?')}' ({i['num_threads']} threads)"
+                     for i in threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"])
+    env = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                   if k.startswith("OPENBLAS_") or k in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")) or "none"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    import minidl
+
+    return (f"CPU {cpu_model()}, {os.cpu_count()} cores, load {load}; BLAS {blas or '?'}; "
+            f"thread variables: {env}; minidl threads {minidl.get_num_threads()}; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
 def limit_threads(n: int) -> None:
     """Give both frameworks ``n`` threads: minidl's own (``set_num_threads``; BLAS runs one inside
     ``fit``), NumPy's BLAS outside minidl (through threadpoolctl), torch's."""
@@ -360,6 +392,7 @@ def contended(workloads: Sequence[str], scale: float, repeats: int, warmup: bool
     busy = busy_core(BUSY_LIMIT)
     try:
         time.sleep(1.0)  # the busy loop is running before the first timed run
+        print(machine())
         print(f"one core kept busy by a busy-loop process; minidl's default: {minidl.get_num_threads()} threads")
         header = f"{'workload':<12} {'default':>11} {'1 thread':>11} {'ratio':>6}"
         print(header + "\n" + "-" * len(header), flush=True)
@@ -422,15 +455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("PyTorch is not installed: minidl only (pip install torch to compare)")
         else:
             print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    from threadpoolctl import threadpool_info
-
-    blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info()
-                     if i["user_api"] == "blas" and "numpy" in i["filepath"])
     repeats = 1 if args.quick else args.repeats
     import minidl
 
-    print(f"numpy {np.__version__}, python {platform.python_version()}, {os.cpu_count()} cores, "
-          f"BLAS {blas or '?'}, 28x28 data: {mnist_like(1)[2]}, repeats {repeats}{' (quick)' if args.quick else ''}")
+    print(machine())
+    print(f"numpy {np.__version__}, python {platform.python_version()}, "
+          f"28x28 data: {mnist_like(1)[2]}, repeats {repeats}{' (quick)' if args.quick else ''}")
     print(f"minidl {minidl.get_num_threads()} threads (one BLAS thread inside fit and predict)")
 
     header = f"{'workload':<12} {'minidl':>11} {'PyTorch':>11} {'ratio':>6}   {'peak RSS growth minidl / torch':>31}   tracemalloc"

@@ -119,7 +119,7 @@ def history(history: Any, *, path: PathLike | None = None) -> Figure:
     fig = _figure(max(4.2 * len(panels), 5.0), 3.6)
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
     marker = "o" if len(epochs) <= 40 else None
-    for ax, name in zip(axes, panels):
+    for ax, name in zip(axes, panels, strict=True):
         base = name.removeprefix("val_")
         for key in (k for k in (base, f"val_{base}") if k in logs):
             label, colour, style = ("validation", "C1", "--") if key.startswith("val_") else \
@@ -464,11 +464,20 @@ def _classes(model: Any, class_names: Sequence[Any] | None, what: str) -> list[s
     return names
 
 
-def _labels(y: Any, n: int, what: str) -> np.ndarray:
+def _labels(y: Any, n: int, k: int, what: str) -> np.ndarray:
+    """``y`` as class indices ``0..k-1``, one per image; an error naming the first label outside them."""
     y = np.asarray(y)
     if y.shape != (n,):
         raise ValueError(f"plot.{what}: y must have shape ({n},) to match X, got {y.shape}")
-    return y
+    whole = y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y))))  # as fit accepts them
+    if y.dtype.kind not in "biu" and not whole:
+        raise TypeError(f"plot.{what}: y must hold integer class labels 0..{k - 1}, got dtype {y.dtype}")
+    outside = (y < 0) | (y >= k)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise ValueError(f"plot.{what}: y holds label {y[first]} (at index {first}), but the model has {k} classes "
+                         f"(0..{k - 1}); pass the labels the model was trained on")
+    return y.astype(np.int64)
 
 
 def confusion_matrix(
@@ -483,7 +492,8 @@ def confusion_matrix(
 
     Args:
         model: a trained classifier.
-        X, y: images and their integer labels, as ``evaluate`` takes them.
+        X: images, as ``evaluate`` takes them.
+        y: their integer labels.
         class_names: labels for the classes 0..K-1 (default the numbers).
         path: also save the figure there.
 
@@ -500,7 +510,7 @@ def confusion_matrix(
     _require_built(model, "confusion_matrix")
     names = _classes(model, class_names, "confusion_matrix")
     predicted = model.predict(X)
-    y = _labels(y, len(predicted), "confusion_matrix")
+    y = _labels(y, len(predicted), len(names), "confusion_matrix")
     labels = np.arange(len(names))
     counts = metrics.confusion_matrix(y, predicted, labels=labels)
     recall = metrics.recall_score(y, predicted, labels=labels, average=None, zero_division=0)
@@ -545,7 +555,8 @@ def misclassified(
 
     Args:
         model: a trained classifier.
-        X, y: images and their integer labels, as ``evaluate`` takes them.
+        X: images, as ``evaluate`` takes them.
+        y: their integer labels.
         max_images: show at most this many.
         class_names: labels for the classes 0..K-1 (default the numbers).
         path: also save the figure there.
@@ -563,7 +574,7 @@ def misclassified(
     images = _images(model, X, "misclassified")
     proba = model.predict_proba(X)
     predicted = model.predict(X)
-    y = _labels(y, len(images), "misclassified")
+    y = _labels(y, len(images), len(names), "misclassified")
     confidence = _confidence(proba, predicted)
     wrong = np.flatnonzero(predicted != y)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:max_images]

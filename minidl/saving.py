@@ -37,7 +37,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from .archive import SMALL_DRAWS, ArchitectureTooBig, BudgetedGenerator, ModelArchive, json_levels
+from .archive import (
+    MAX_HEADER_BYTES,
+    MAX_JSON_DEPTH,
+    SMALL_DRAWS,
+    STATE_DTYPES,
+    ArchitectureTooBig,
+    BudgetedGenerator,
+    ModelArchive,
+    json_levels,
+)
 from .config import loads_as
 from .layers.base import LAYERS, Layer, Shape
 from .layers.losses import LOSSES, Loss
@@ -92,7 +101,28 @@ def save(model: Sequential, path: PathLike) -> None:
         "state": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in state.items()},
     }
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    _check_loadable(header, len(blob))
     atomic_write(target, lambda f: np.savez(f, **{HEADER_KEY: blob}, **state))
+
+
+def _check_loadable(header: dict[str, Any], size: int) -> None:
+    """Refuse to write a file that :func:`load` would refuse: the same bounds, checked before writing."""
+    depth = sum(any(isinstance(v, (list, dict)) for v in level) for level in json_levels(header))
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"save: the model's containers nest so deeply that its header would nest {depth} levels of "
+                         f"JSON, more than the {MAX_JSON_DEPTH} load reads (minidl.archive.MAX_JSON_DEPTH; about 3 "
+                         "a container): flatten the nesting (a Sequential inside a Sequential adds nothing)")
+    layers = _count_layers(header["layers"])
+    if layers > MAX_LAYERS:
+        raise ValueError(f"save: the model has {layers} layers (counting those inside containers), more than the "
+                         f"{MAX_LAYERS} load reads (saving.MAX_LAYERS)")
+    if size > MAX_HEADER_BYTES:
+        raise ValueError(f"save: the model's header would take {size:,} bytes, more than the {MAX_HEADER_BYTES:,} "
+                         "load reads (minidl.archive.MAX_HEADER_BYTES): fewer layers or shorter names")
+    for key, entry in header["state"].items():
+        if entry["dtype"] not in STATE_DTYPES:
+            raise ValueError(f"save: state entry {key!r} has dtype {entry['dtype']}, which load does not read; "
+                             f"the dtypes it reads: {', '.join(sorted(STATE_DTYPES))}")
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:

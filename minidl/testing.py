@@ -156,7 +156,8 @@ def layer_gradient_errors(
     a stochastic layer is differentiated with one fixed mask.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
-    x = np.array(x, dtype=layer.dtype, order="C")
+    integer = _token_ids(x)
+    x = np.array(x, dtype=None if integer else layer.dtype, order="C")
     rewind = rewinder(layer)
 
     def forward() -> np.ndarray:
@@ -168,7 +169,7 @@ def layer_gradient_errors(
     for p in layer.parameters():
         p.grad[...] = 0  # compare values only; check_layer's "overwrites" check catches accumulation
     grad_x = layer.backward(weights)
-    return _compare(forward, weights, x, grad_x, layer.named_parameters(), eps)
+    return _compare(forward, weights, None if integer else x, grad_x, layer.named_parameters(), eps)
 
 
 def rewinder(layer: Layer) -> Callable[[], None]:
@@ -216,8 +217,8 @@ def model_gradient_errors(
 def _compare(f, weights, x, grad_x, named_params, eps) -> dict[str, tuple[float, tuple[int, ...], float, float]]:
     """Finite differences of ``Σ f() ⊙ weights`` against the analytic gradients just computed."""
     params = {k: p for k, p in named_params.items() if p.trainable}
-    analytic = {"input": np.array(grad_x)} | {k: p.grad.copy() for k, p in params.items()}
-    targets = {"input": x} | {k: p.data for k, p in params.items()}
+    analytic = ({} if x is None else {"input": np.array(grad_x)}) | {k: p.grad.copy() for k, p in params.items()}
+    targets = ({} if x is None else {"input": x}) | {k: p.data for k, p in params.items()}
     report = {}
     for name, array in targets.items():
         numeric, noise = central_differences(f, array, weights, eps)
@@ -325,7 +326,8 @@ def check_layer(
     ``rng=np.random.default_rng(seed)``. For each dtype in ``dtypes`` and each mode in
     ``training`` (``forward(x, training=mode)``), on a batch ``x`` of ``batch`` samples
     (default: :func:`tie_free_input`, ties- and kink-free; pass your own ``x`` if your layer
-    has kinks elsewhere):
+    has kinks elsewhere; pass an integer ``x`` for a layer taking token ids, as ``Embedding``:
+    it keeps its dtype, and ``backward`` must return ``None``, there being no gradient of ids):
 
     - **shapes**: ``build`` returns ``compute_output_shape(input_shape)``; ``forward`` gives
       ``(batch, *output_shape)``; ``backward`` gives ``x.shape`` and each ``.grad`` its
@@ -358,7 +360,7 @@ def check_layer(
     report = LayerCheckReport(layer=repr(layer), input_shape=input_shape)
     if x is not None and np.shape(x)[1:] != input_shape:
         raise ValueError(f"check_layer: x has shape {np.shape(x)}, expected (batch, *{input_shape})")
-    base = np.array(x, dtype=np.float64) if x is not None else tie_free_input(
+    base = np.array(x, dtype=None if _token_ids(x) else np.float64) if x is not None else tie_free_input(
         (batch, *input_shape), np.random.default_rng(seed))
     outputs: dict[tuple[str, bool], np.ndarray] = {}
     stochastic = False
@@ -367,7 +369,7 @@ def check_layer(
         if built is None:
             continue
         stochastic |= bool(_generators(built))
-        xd = base.astype(dtype)
+        xd = base if _token_ids(base) else base.astype(dtype)
         rewind = rewinder(built)
         for mode in modes:
             rewind()  # every mode starts from the freshly built state, in every dtype
@@ -434,14 +436,14 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
         _record(report, f"forward/backward [{label}]",
                 [f"forward returned shape {getattr(y, 'shape', type(y).__name__)}, expected {expected}"])
         return None
-    if y.dtype != x.dtype:
-        problems.append(f"forward returned dtype {y.dtype}, expected {x.dtype}")
+    if y.dtype != layer.dtype:
+        problems.append(f"forward returned dtype {y.dtype}, expected {layer.dtype}")
     if not np.isfinite(y).all():
         problems.append(f"forward returned {np.count_nonzero(~np.isfinite(y))} non-finite values")
     if not np.array_equal(x, x_before):
         problems.append("forward modified its input x in place")
     y = y.copy()  # the layer may hand out a view of its own cache
-    g = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(x.dtype)
+    g = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(layer.dtype)
     g_before = g.copy()
     params = {k: p for k, p in layer.named_parameters().items() if p.trainable}
     for p in params.values():
@@ -453,7 +455,10 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
         return y
     if not np.array_equal(g, g_before):
         problems.append("backward modified grad_out in place")
-    if not isinstance(dx, np.ndarray) or dx.shape != x.shape:
+    if _token_ids(x):
+        if dx is not None:
+            problems.append(f"backward returned {type(dx).__name__} for integer inputs, expected None (no gradient)")
+    elif not isinstance(dx, np.ndarray) or dx.shape != x.shape:
         problems.append(f"backward returned shape {getattr(dx, 'shape', type(dx).__name__)}, expected {x.shape}")
     elif dx.dtype != x.dtype:
         problems.append(f"backward returned dtype {dx.dtype}, expected {x.dtype}")
@@ -475,6 +480,11 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
         for k in first if not np.array_equal(first[k], again[k])
     ])
     return y
+
+
+def _token_ids(x: Any) -> bool:
+    """Whether ``x`` is an integer array (token ids): it has no gradient, and keeps its dtype in the checks."""
+    return isinstance(x, np.ndarray) and x.dtype.kind in "iu"
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:

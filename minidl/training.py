@@ -286,9 +286,8 @@ class Trainer:
         for step, (xb, yb) in enumerate(self.batches()):
             loss, outputs = forward_backward(model, xb, yb, False)
             guard.check_step(loss, epoch, step)  # before the update: a NaN step is never applied
-            guard.updating = True
-            step_fn()
-            guard.updating = False
+            with guard.step():  # an interrupt inside the update leaves guard.updating set
+                step_fn()
             running.add(loss, outputs, yb, model.output_mask)
             for cb in callbacks:
                 cb.on_batch_end(step, {"loss": loss, "size": len(yb)})

@@ -66,6 +66,7 @@ def run_torch(model: Sequential, X: np.ndarray) -> np.ndarray:
 
 
 # -- the presets ------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 def test_every_preset_matches_predict_proba(name, run):
@@ -77,6 +78,7 @@ def test_every_preset_matches_predict_proba(name, run):
         np.testing.assert_allclose(out, model.predict_proba(X), rtol=0, atol=TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 def test_trained_and_faithful_blog_cnn(run, digits):
     X_train, X_test, y_train, _ = digits
@@ -180,6 +182,7 @@ def blocks(draw) -> Layer:
                      Residual(draw(keeping(c, 2)))])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 @given(model=models())
 @settings(max_examples=25)
@@ -456,3 +459,62 @@ def test_cli_export_without_onnx_fails_before_training(monkeypatch, capsys):
         main(["digits", "--export", "m.onnx"])
     assert exit_info.value.code == 2
     assert '--export needs the onnx package: pip install "minidl[onnx]"' in capsys.readouterr().err
+
+
+# -- sequence layers ----------------------------------------------------------------------------------
+
+
+def token_model(kind: str = "learned", dtype: str = "float64") -> Sequential:
+    from minidl.layers import GELU, Embedding, LayerNorm, MultiHeadAttention, PositionalEmbedding
+
+    return perturbed(Sequential([Embedding(11, 8), PositionalEmbedding(6, kind=kind), LayerNorm(eps=1e-3),
+                                 MultiHeadAttention(2, causal=True, dropout=0.1), Dense(16), GELU("tanh"), Dense(11),
+                                 GELU()], input_shape=(6,), dtype=dtype, seed=0))
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_export_of_sequence_layers(kind, dtype):
+    torch = pytest.importorskip("torch")
+    model = token_model(kind, dtype)
+    ids = np.random.default_rng(2).integers(0, 11, (3, 6))
+    with torch.no_grad():
+        out = to_torch(model)(torch.from_numpy(ids)).numpy()
+    np.testing.assert_allclose(out, model.forward(ids),
+                               rtol=0, atol=1e-9 if dtype == "float64" else TOL)
+    state = to_torch(model).state_dict()
+    assert state["3.attention.in_proj_weight"].shape == (24, 8) and ("1.weight" in state) == (kind == "learned")
+
+
+def test_torch_export_refuses_what_torch_cannot_hold():
+    pytest.importorskip("torch")
+    from minidl.layers import Embedding, MultiHeadAttention
+
+    with pytest.raises(ValueError, match=r"to_torch: Embedding has mask_zero=True, and the exported nn.Sequential "
+                                         r"carries no mask"):
+        to_torch(Sequential([Embedding(5, 4, mask_zero=True), Dense(2)], input_shape=(3,)))
+    with pytest.raises(ValueError, match=r"key_dim=3 with num_heads=2 and D=4; nn.MultiheadAttention needs "
+                                         r"key_dim \* num_heads == D"):
+        to_torch(Sequential([MultiHeadAttention(2, key_dim=3)], input_shape=(3, 4)))
+
+
+@pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
+def test_dense_on_sequences_exports(run):
+    model = perturbed(Sequential([Dense(4), Tanh(), Dense(3, use_bias=False), Dense(2)], input_shape=(5, 6), seed=0))
+    for n in BATCHES:
+        X = inputs(model, n)
+        np.testing.assert_allclose(run(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("opset", [13, 18])
+def test_onnx_export_of_attention_layers(kind, opset):
+    from minidl.layers import GELU, LayerNorm, MultiHeadAttention, PositionalEmbedding
+
+    model = perturbed(Sequential([PositionalEmbedding(7, kind=kind), LayerNorm(), MultiHeadAttention(2, causal=True),
+                                  Dense(16), GELU("tanh"), MultiHeadAttention(4, use_bias=False), Dense(8), GELU()],
+                                 input_shape=(5, 8), seed=0))
+    for n in BATCHES:
+        X = inputs(model, n)
+        np.testing.assert_allclose(run_onnx(model, X, opset=opset), model.forward(X), rtol=0, atol=TOL)
+        np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)

@@ -282,6 +282,7 @@ def test_predict_works_in_chunks_of_bounded_memory():
     np.testing.assert_allclose(proba[:300], model.loss.probabilities(model.forward(X[:300])), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_benchmark_quick_mode_runs(capsys):
     path = pathlib.Path(__file__).parents[1] / "benchmarks" / "run.py"
     spec = importlib.util.spec_from_file_location("minidl_benchmarks", path)
@@ -293,6 +294,7 @@ def test_benchmark_quick_mode_runs(capsys):
     assert "digits-b32" in out and "predict-10k" in out and "GFLOP/s" in out
 
 
+@pytest.mark.slow
 def test_layer_times_prints_every_layer_and_the_sums():
     import subprocess
     import sys
@@ -376,8 +378,9 @@ class GradSnapshots(Callback):
         self.grads.append([p.grad.copy() for p in self.model.parameters()])
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
 @pytest.mark.parametrize("rebind", [False, True], ids=["written-in-place", "rebound"])
-def test_the_fused_gradient_check_stops_before_the_update_however_a_layer_sets_grad(rebind):
+def test_the_gradient_check_stops_before_the_update_however_a_layer_sets_grad(rebind, fused):
     rng = np.random.default_rng(0)
     X, y = rng.random((12, 1, 8, 8)), np.arange(12) % 3
     poisoned = PoisonableScale(poison_at=3, rebind=rebind)
@@ -385,25 +388,30 @@ def test_the_fused_gradient_check_stops_before_the_update_however_a_layer_sets_g
                        input_shape=(1, 8, 8), seed=0, dtype="float64")
     snaps = GradSnapshots()
     with pytest.raises(NonFiniteLossError, match=r"gradients became non-finite .* at epoch 1, step 3"):
-        model.fit(X, y, epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[snaps])
+        model.fit(X, y, epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[snaps],
+                  optimizer=SGD(model.parameters(), lr=0.01, fused=fused))
     assert len(snaps.weights) == 3  # the start, then steps 1 and 2: step 3's update was not applied
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, snaps.weights[-1][name])
 
 
-def test_fit_hands_each_parameter_its_own_gradient_array_back_with_the_last_values():
+def test_fit_leaves_the_gradient_layout_to_the_optimizer():
     rng = np.random.default_rng(1)
     X, y = rng.random((10, 1, 8, 8)), np.arange(10) % 3
     model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), PoisonableScale(), Dense(3), SoftmaxCE()],
                        input_shape=(1, 8, 8), seed=0)
-    model.layers[4].bias.trainable = False  # frozen parameters are not gathered, and keep their (zero) grad
+    model.layers[4].bias.trainable = False  # frozen parameters are not fused, and keep their (zero) grad
     before = [p.grad for p in model.parameters()]
+    opt = SGD(model.parameters(), lr=0.1, fused=True)
+    (flat,) = opt.flat_grads()
+    after = [p.grad for p in model.parameters()]
     snaps = GradSnapshots()
-    model.fit(X, y, epochs=2, batch_size=4, verbose=0, callbacks=[snaps])
-    for p, own, last in zip(model.parameters(), before, snaps.grads[-1]):
-        assert p.grad is own and p.grad.base is None
+    model.fit(X, y, epochs=2, batch_size=4, verbose=0, callbacks=[snaps], optimizer=opt)
+    for p, own, view, last in zip(model.parameters(), before, after, snaps.grads[-1], strict=True):
+        assert p.grad is view  # neither fit nor the guard rebinds a .grad
+        assert (p.grad.base is flat) == p.trainable and (p.grad is own) == (not p.trainable)
         np.testing.assert_array_equal(p.grad, last)
-    assert np.any(snaps.grads[-1][0] != 0)
+    assert np.any(snaps.grads[-1][0] != 0) and not np.any(model.layers[4].bias.grad)
 
 
 @pytest.mark.parametrize("layer", [Dense(3), ReLU(), Flatten(), MaxPool2D(2)], ids=lambda l: l.name)

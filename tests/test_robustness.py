@@ -184,8 +184,8 @@ CASES = [
     Case(MODEL, "Sequential([Flatten()], input_shape=(10**400, 1))", ValueError,
          r"input shape \(1000.*0000, 1\) holds about 2\*\*1328 values per sample, more than an int64"),
     Case(MODEL, "Sequential([Flatten()], input_shape=8)", TypeError, r"input shape must be a tuple of ints, got 8"),
-    Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3)], input_shape=(1, 8, 8))", ValueError,
-         r"layer 1 \(Dense\) got input shape \(2, 6, 6\).*put a Flatten\(\) before it"),
+    Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3), SoftmaxCE()], input_shape=(1, 8, 8))", ValueError,
+         r"layer 2 \(SoftmaxCE\) got input shape \(2, 6, 3\).*put a Flatten\(\) and a Dense\(classes\) before it"),
     Case(COMPOSE, "Sequential([Flatten(), Conv2D(2, 3)], input_shape=(1, 8, 8))", ValueError,
          r"layer 1 \(Conv2D\) got input shape \(64,\).*expects images"),
     Case(COMPOSE, "Sequential([Flatten(), MaxPool2D(2)], input_shape=(1, 8, 8))", ValueError,
@@ -300,7 +300,9 @@ def render_doc() -> str:
     for argv in CLI_CASES:
         status, _, last = run_cli(argv)
         lines.append(f"| `{' '.join(['minidl', *argv])}` | {status} | {last} |")
-    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), ""]
+    from test_download import GUIDE as DOWNLOADS_GUIDE
+
+    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), "", *DOWNLOADS_GUIDE.strip("\n").splitlines(), ""]
     return "\n".join(lines)
 
 
@@ -661,6 +663,7 @@ def test_a_second_ctrl_c_stops_at_once():
     assert_weights_equal(model, snaps.states[1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_ctrl_c_on_the_command_line_stops_training_and_still_reports(tmp_path):
     """A real SIGINT to a real `minidl digits` process: it stops after a step, evaluates, exits 0."""
@@ -753,6 +756,7 @@ model.fit(X, y, epochs=10_000, batch_size=4, verbose=0, shuffle=True,
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_a_killed_training_process_resumes_from_its_last_checkpoint(tmp_path):
     import subprocess

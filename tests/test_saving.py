@@ -358,6 +358,7 @@ def test_truncated_file(saved, tmp_path, keep):
         minidl.load(bad)
 
 
+@pytest.mark.slow
 def test_every_flipped_byte_is_detected_or_harmless(saved, tmp_path, digits):
     """No single corrupted byte anywhere in the file loads different weights silently."""
     model, path = saved

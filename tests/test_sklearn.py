@@ -39,6 +39,7 @@ def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow
 def test_array_api_check_with_dispatch_enabled():
     """``check_array_api_input`` skips itself unless SCIPY_ARRAY_API=1 is set before SciPy is imported."""
     script = (
@@ -63,12 +64,14 @@ def digits():
 
 
 # -- model selection and pipelines --------------------------------------------------------------
+@pytest.mark.slow
 def test_cross_val_score(digits):
     images, _, y = digits
     scores = cross_val_score(CNNClassifier(num_iter=30, random_state=0), images[:450], y[:450], cv=3)
     assert scores.shape == (3,) and scores.min() > 0.8
 
 
+@pytest.mark.slow
 def test_grid_search(digits):
     images, _, y = digits
     grid = {"num_filters": [2, 4], "lr": [0.002, 0.05]}
@@ -87,6 +90,7 @@ def test_pipeline_on_flat_rows(digits):
     assert pipe.score(flat[500:800], y[500:800]) > 0.75
 
 
+@pytest.mark.slow
 def test_cnn_on_the_blogs_split_beats_the_blog():
     X_train, X_test, y_train, y_test = load_digits()
     clf = CNNClassifier(random_state=0).fit(X_train[:, 0], y_train)  # (N, 8, 8), the blog's shape
@@ -326,6 +330,7 @@ def test_partial_fit_with_string_labels_and_sequential_classifier(digits):
 
 
 # -- raw pixels (issue 12: CNNClassifier() on load_digits().data must not train to chance) -------------
+@pytest.mark.slow
 def test_raw_pixel_rows_train_with_the_defaults():
     d = sk_load_digits()
     X, y = d.data, d.target  # (N, 64) in 0..16, as the README's example passes them
@@ -346,6 +351,7 @@ def test_raw_pixel_rows_train_with_the_defaults():
 
 
 # -- SequentialRegressor ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_sequential_regressor_one_and_several_targets(digits):
     from sklearn.datasets import make_regression
     from sklearn.model_selection import cross_val_score

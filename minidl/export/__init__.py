@@ -104,6 +104,12 @@ def to_torch(model: Sequential) -> Any:
     - ``BatchNorm2D`` carries its running statistics (``num_batches_tracked`` is 0: minidl
       does not count batches, and PyTorch reads the count only when ``momentum=None``);
     - ``Dropout`` becomes ``nn.Dropout`` (the identity in ``eval()`` mode);
+    - ``Conv1D``, ``MaxPool1D`` and the global 1-D pools become modules that take minidl's channels-last
+      ``(N, T, C)`` sequences (``TorchConv1d`` is an ``nn.Conv1d``: the same ``weight`` and ``bias``);
+    - ``SimpleRNN``, ``LSTM``, ``GRU`` and ``Bidirectional`` become ``nn.RNN``/``nn.LSTM``/``nn.GRU``
+      (``batch_first=True``, ``bidirectional=True`` for ``Bidirectional``) whose ``forward`` returns
+      minidl's output; their parameters have PyTorch's names (``weight_ih_l0`` is minidl's ``weight_ih``,
+      ``weight_ih_l0_reverse`` the backward layer's). The exported modules take no mask;
     - the ``SoftmaxCE`` loss becomes a last ``nn.Softmax(dim=-1)``, so the output is
       ``model.predict_proba``; to train on in PyTorch take ``module[:-1]`` (the logits) with
       ``nn.CrossEntropyLoss``.

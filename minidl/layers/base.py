@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from .. import config
-
 # The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
 from ..arguments import as_float, as_int, as_pair, as_shape, check_bool
 from ..config import register_class

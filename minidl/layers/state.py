@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..arguments import as_state_value
+
 __all__ = ["Parameter", "Buffer", "named_layers", "named_parameters", "named_buffers", "state_dict",
            "load_state_dict"]
 
@@ -151,15 +153,6 @@ def load_state_dict(top: _Node, state: dict[str, np.ndarray], strict: bool = Tru
     for name, p in params.items():  # check everything before writing anything: no half-loaded model
         if name not in state:
             continue
-        value = np.asarray(state[name])
-        if value.shape != p.shape:
-            raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"load_state_dict: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
-        bad = value.size - np.count_nonzero(np.isfinite(value))
-        if bad:
-            raise ValueError(f"load_state_dict: {name!r} holds {bad} NaN or infinite value(s) of {value.size}; "
-                             "such weights only give NaN outputs (was the state saved after training diverged?)")
-        values[name] = value
+        values[name] = as_state_value(state[name], name, p.shape, p.dtype)
     for name, value in values.items():
         params[name].data[...] = value

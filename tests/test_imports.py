@@ -99,13 +99,17 @@ def test_the_graph_reader_sees_function_level_and_relative_imports():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-# optim ⇢ lr_scheduler → optim belongs to the optimizer work; every other module must be cycle-free.
-OTHERS = {"minidl.optim", "minidl.lr_scheduler"}
+#: Function-level imports that still close a cycle, each owned by other work in progress (issue 18 move 4):
+#: the test fails on any other cycle, and on these once they are gone (so the list only shrinks).
+KNOWN = {("minidl.text", "minidl.datasets")}
 
 
 def test_minidl_imports_form_no_cycle():
-    graph = {k: v - OTHERS for k, v in GRAPH.items() if k not in OTHERS}
+    graph = {k: {m for m in v if (k, m) not in KNOWN} for k, v in GRAPH.items()}
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+    still = {edge for edge in KNOWN
+             if edge[1] in GRAPH[edge[0]] and find_cycle({**graph, edge[0]: graph[edge[0]] | {edge[1]}})}
+    assert still == KNOWN, f"no longer a cycle, drop from KNOWN: {KNOWN - still}"
 
 
 @pytest.mark.parametrize("module", ["minidl.saving", "minidl.layers.containers", "minidl.model", "minidl.training"])

@@ -39,7 +39,7 @@ __all__ = ["Backend", "get_backend", "set_backend", "available_backends", "confi
 #: The environment variable that picks the backend when ``set_backend`` was not called.
 ENV_VAR = "MINIDL_BACKEND"
 #: Each backend's name and the ``module:class`` that implements it.
-BACKENDS = {"numpy": "minidl.backend.numpy:NumpyBackend"}
+BACKENDS = {"numpy": "minidl.backend.numpy:NumpyBackend", "fast": "minidl.backend.fast:FastBackend"}
 
 _current: Backend | None = None
 _lock = threading.Lock()

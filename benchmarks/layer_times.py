@@ -29,10 +29,10 @@ BATCH = 64
 
 
 def minidl_steps(x: np.ndarray, g_last: np.ndarray) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
-    """(name, forward, forward then backward) per minidl layer below the loss, each called with the
+    """(name, forward, forward then backward) per minidl layer (the loss is apart), each called with the
     input and gradient it gets in training, under the backend set when called."""
     model = minidl_model("vgg-cifar")
-    *body, _ = model.layers
+    body = model.layers  # the loss is not among them
     inputs, out = [], x
     for layer in body:
         inputs.append(out)

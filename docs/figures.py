@@ -1,4 +1,4 @@
-"""Re-measure the accuracy and time figures quoted in README.md and docs/: ``python docs/figures.py``.
+"""Re-measure the accuracy and time figures quoted in docs/ (the README quotes none): ``python docs/figures.py``.
 
 Each figure in the docs is printed beside the command that makes it and the thread setting it
 was made with; this script runs those commands, under each thread setting, and prints one

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+import sys
 
-__version__ = "0.1.0"
+
+def _run_as_command() -> bool:
+    """True while ``python -m minidl`` imports this package (``sys.argv[0]`` is ``"-m"`` until runpy found it)."""
+    argv = getattr(sys, "orig_argv", [])
+    return sys.argv[:1] == ["-m"] and ("-mminidl" in argv or any(
+        a == "-m" and b == "minidl" for a, b in zip(argv, argv[1:], strict=False)))
+
+
+if _run_as_command():  # first thing: Ctrl-C is held until the command's imports are done (minidl._sigint)
+    from ._sigint import HELD
+
+    HELD.hold()
+
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+__version__ = "0.2.0"
 
 __all__ = ["Sequential", "load", "set_num_threads", "get_num_threads", "show_config", "__version__"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_bool", "as_int", "as_float", "as_pair", "as_shape"]
+__all__ = ["check_bool", "as_int", "as_float", "as_pair", "as_shape", "as_type_of", "as_state_value"]
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
@@ -79,3 +79,45 @@ def as_shape(shape: Any, owner: str) -> tuple[int, ...]:
         raise ValueError(f"{owner}: input shape {reprlib.repr(out)} holds {count} values per sample, "
                          f"more than an int64 can count")
     return out
+
+
+def as_type_of(current: Any, value: Any) -> Any:
+    """``value`` (maybe a NumPy scalar or array read back from ``.npz``) as the type of ``current``.
+
+    Args:
+        current: the value being replaced (a tuple becomes a tuple of floats).
+        value: the value read back.
+
+    Example::
+
+        as_type_of(0.1, np.float64(0.5))  # 0.5, a Python float
+    """
+    if isinstance(current, tuple):
+        return tuple(float(v) for v in value)
+    return type(current)(value)
+def as_state_value(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype,
+                   owner: str = "load_state_dict") -> np.ndarray:
+    """``value``, a state entry for the parameter or buffer ``name`` of ``shape`` and ``dtype``, cast to ``dtype``.
+
+    Everything a state must satisfy before any of it is written: the shape, a numeric dtype, finite
+    values, and values that stay finite in the model's ``dtype`` (``1e300`` from a float64 file
+    overflows a float32 model's weight to ``inf``). Each failure is an error naming ``name``.
+    """
+    value = np.asarray(value)
+    if value.shape != shape:
+        raise ValueError(f"{owner}: parameter {name!r} has shape {shape}, the state has {value.shape}")
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
+    bad = value.size - np.count_nonzero(np.isfinite(value))
+    if bad:
+        raise ValueError(f"{owner}: {name!r} holds {bad} NaN or infinite value(s) of {value.size}; "
+                         "such weights only give NaN outputs (was the state saved after training diverged?)")
+    with np.errstate(over="ignore"):
+        cast = value.astype(dtype)
+    overflowed = cast.size - np.count_nonzero(np.isfinite(cast))
+    if overflowed:
+        largest = float(np.abs(value).max())
+        raise ValueError(f"{owner}: {name!r} holds {overflowed} value(s) too large for the model's {dtype} "
+                         f"(up to {largest:.3g}; {dtype} holds at most {float(np.finfo(dtype).max):.3g}), which "
+                         f"would become inf; load the state into a float64 model (dtype=\"float64\") instead")
+    return cast

@@ -35,9 +35,9 @@ class Callback:
     """Subclass and override any hook. ``self.model`` is set before training starts.
 
     Setting ``model.stop_training = True`` in a hook ends ``fit`` after the current epoch.
-    While ``fit`` runs, each parameter's ``.grad`` is a view of one flat array (one check then
-    covers every gradient): read ``p.grad`` when you need it rather than keeping an array taken
-    before ``fit`` started. Calling ``fit`` from a hook raises ``RuntimeError``.
+    A fused optimizer (the default) makes each trainable parameter's ``.grad`` a view of its
+    flat buffer when it is created: read ``p.grad`` when you need it rather than keeping an
+    array taken before the optimizer was made. Calling ``fit`` from a hook raises ``RuntimeError``.
     """
 
     model: Sequential

@@ -145,6 +145,10 @@ def _add_dataset_command(sub, name: str, summary: str) -> None:
         cmd.add_argument("--data-dir", help="where the files are cached (default: $MINIDL_DATA or ~/.cache/minidl)")
         cmd.add_argument("--no-download", action="store_true",
                          help="never use the network: the files must be cached")
+        cmd.add_argument("--trust-local", action="store_true",
+                         help=f"your own copy of the files in <data-dir>/{name}/ (gzip-compressed or not): used as "
+                              "they are, checked for format, sizes and labels instead of the published SHA-256 "
+                              "digests; never downloads")
 
 
 def _preset_of(dataset: str, choices: list[str]):
@@ -188,7 +192,8 @@ def _add_training_options(cmd: argparse.ArgumentParser) -> None:
                           "the recipe and a progress bar per epoch; 2: the same with one line per epoch instead "
                           "of the bar (default: 2)")
     cmd.add_argument("--threads", type=_positive_int,
-                     help="threads for the convolutions (default: one per CPU, or OPENBLAS_NUM_THREADS/OMP_NUM_THREADS when set; minidl.set_num_threads); results are the same at any count")
+                     help="threads for the convolutions (default: one per CPU, or OPENBLAS_NUM_THREADS/OMP_NUM_THREADS "
+                          "when set; minidl.set_num_threads); results are the same at any count")
     cmd.add_argument("--report", metavar="DIR",
                      help="also write DIR/report.md and pictures of the run (history, filters, feature maps, "
                           "confusion matrix, mistakes); needs the plot extra: pip install \"minidl[plot]\"")
@@ -203,8 +208,6 @@ def _describe(recipe: recipes.Recipe) -> str:
 
 def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> recipes.Recipe:
     """The preset's recipe with the options the user gave; contradictions are usage errors (exit 2)."""
-    from . import presets
-
     if getattr(args, "faithful", False) and args.preset != "blog_cnn":
         parser.error(f"--faithful applies only to --preset blog_cnn, not {args.preset}")
     if args.export is not None and importlib.util.find_spec("onnx") is None:  # before training, not after
@@ -216,7 +219,7 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error(f"--momentum applies only to --optimizer sgd; {args.preset} trains with {optimizer}")
     if optimizer != recipe.optimizer:
         # The recipe's lr and momentum were tuned for its own optimizer.
-        given.setdefault("lr", inspect.signature(presets.OPTIMIZERS[optimizer]).parameters["lr"].default)
+        given.setdefault("lr", inspect.signature(recipes.optimizer_class(optimizer)).parameters["lr"].default)
         given.setdefault("momentum", 0.0)
     return dataclasses.replace(recipe, **given)
 
@@ -224,10 +227,14 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 def _load(args: argparse.Namespace) -> tuple:
     """``X_train, X_test, y_train, y_test`` of ``args.dataset``; what stops it is a :class:`CommandError`."""
     from . import datasets
+    from .download import data_home
 
     load = datasets.LOADERS[args.dataset]
     try:
-        if DATASETS[args.dataset].downloads:
+        if DATASETS[args.dataset].downloads and args.trust_local:
+            (X_train, y_train), (X_test, y_test) = load(path=data_home(args.data_dir) / args.dataset,
+                                                        verbose=args.verbose > 0)
+        elif DATASETS[args.dataset].downloads:
             (X_train, y_train), (X_test, y_test) = load(args.data_dir, download=not args.no_download,
                                                         verbose=args.verbose > 0)
         else:
@@ -308,8 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Bad options exit with status 2 and a usage message (argparse); a diverged run, or data that
     cannot be downloaded, with 1 and one error line; Ctrl-C outside ``fit`` (which stops at a step
-    and reports what it has) with 130 and one line.
+    and reports what it has) with 130 and one line, also while the command's modules are imported
+    (the signal is held until they are: :mod:`minidl._sigint`).
     """
+    from ._sigint import HELD
+
+    HELD.hold()
     try:
         return _run(argv)
     except KeyboardInterrupt:
@@ -318,22 +329,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)  # --help and usage errors exit here, before NumPy is imported
+    from ._sigint import HELD
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)  # --help and usage errors exit here, before NumPy is imported
+        if getattr(args, "report", None):
+            try:
+                from . import plot  # noqa: F401  (missing matplotlib is said before training, not after)
+            except ImportError as err:
+                parser.error(str(err))
+        _import_modules(args)
+    finally:
+        HELD.release()  # a Ctrl-C held while importing is raised here, as a KeyboardInterrupt
     from .guard import NonFiniteLossError
 
     args.command_line = "python -m minidl " + shlex.join(sys.argv[1:] if argv is None else argv)
-    if getattr(args, "report", None):
-        try:
-            from . import plot  # noqa: F401  (missing matplotlib is said before training, not after)
-        except ImportError as err:
-            parser.error(str(err))
     try:
         run(args, resolve_recipe(args, parser))
     except (NonFiniteLossError, CommandError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _import_modules(args: argparse.Namespace) -> None:
+    """Import what the command will use, so that no import is under way when Ctrl-C is let through."""
+    modules = ["minidl.presets", "minidl.datasets", "minidl.guard", "minidl.training", "minidl.progress",
+               "minidl.threads", "minidl.report" if args.report else None]
+    if args.export is not None and importlib.util.find_spec("onnx") is not None:  # else resolve_recipe says so
+        modules += ["minidl.export", "onnx", "onnx.helper", "onnx.numpy_helper"]
+    if args.dataset == "digits":  # minidl.data imports scikit-learn inside load_digits
+        modules += ["sklearn.datasets", "sklearn.model_selection"]
+    for name in filter(None, modules):
+        importlib.import_module(name)
 
 
 if __name__ == "__main__":

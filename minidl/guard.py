@@ -3,13 +3,11 @@
 ``TrainingGuard`` is used by ``Sequential.fit``; no weights are copied per step:
 
 - ``check_step(loss)`` runs once per step, *before* ``optimizer.step()``. A non-finite
-  loss, or a finite loss whose gradients hold NaN/inf or overflow (it sums ``g·g`` over the
-  trainable parameters), raises :class:`NonFiniteLossError` before the update is applied:
-  the weights are exactly those of the last good step. While the guard is active the
-  trainable ``.grad`` arrays are views of one flat array, so that sum is a single BLAS dot
-  (per-parameter calls cost more than a whole layer at batch 1); a layer that rebinds a
-  ``.grad`` instead of writing into it is noticed and checked on its own. On exit each
-  parameter gets its own gradient array back, holding the last values.
+  loss, or a finite loss whose gradients hold NaN/inf or overflow (the optimizer's
+  :meth:`~minidl.optim.Optimizer.grad_norm_squared`, ``Σ g·g`` over the trainable
+  parameters: one BLAS dot when the optimizer is ``fused``), raises
+  :class:`NonFiniteLossError` before the update is applied: the weights are exactly those of
+  the last good step. The guard only reads; it never rebinds a ``.grad``.
 - What that cannot see is an update that overflows although loss and gradients are finite
   (an enormous learning rate or weight decay). Non-finite weights then show up as a
   non-finite loss at the next step, or in ``end_epoch``'s check; as the bad update is
@@ -19,7 +17,8 @@
 - ``check_interrupt()`` runs *after* the step. While the guard is active on the main
   thread, Ctrl-C (SIGINT) only sets a flag; the step in flight finishes (no update is
   left half-applied) and then ``KeyboardInterrupt`` is raised at this boundary. A
-  second Ctrl-C raises at once; ``updating`` tells ``fit`` whether it hit an update.
+  second Ctrl-C raises at once; ``fit`` runs ``optimizer.step()`` inside ``with guard.step():``,
+  and :attr:`TrainingGuard.updating` then tells it whether that interrupt hit an update.
 """
 
 from __future__ import annotations
@@ -28,11 +27,15 @@ import math
 import signal
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .layers.base import Buffer
+from .layers.losses import Loss
+
+if TYPE_CHECKING:
+    from .optim import Optimizer
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -43,33 +46,59 @@ class NonFiniteLossError(FloatingPointError):
     ``None``), and ``history`` (the epochs completed before it, filled in by ``fit``).
     """
 
-    def __init__(self, message: str, epoch: int, step: int, loss: float, last_finite_loss: float | None) -> None:
+    def __init__(self, message: str, epoch: int, step: int, loss: float | None,
+                 last_finite_loss: float | None) -> None:
         super().__init__(message)
         self.epoch, self.step, self.loss, self.last_finite_loss = epoch, step, loss, last_finite_loss
         self.history: Any = None
 
 
 class TrainingGuard:
-    """Per-step safety checks for one ``fit`` call; a context manager that defers SIGINT."""
+    """Per-step safety checks for one ``fit`` call; a context manager that defers SIGINT.
 
-    def __init__(self, optimizer: Any, buffers: Iterable[Buffer] = (), layers: Iterable[Any] = ()) -> None:
+    Args:
+        optimizer: the :class:`~minidl.optim.Optimizer` of the ``fit`` call; its
+            ``grad_norm_squared()`` is the gradient check and its ``lr`` is quoted in errors.
+        buffers: the model's buffers (running statistics), restored with the weights.
+        layers: the model's layers; those defined outside minidl are named in the error.
+
+    Example::
+
+        with TrainingGuard(opt, model.named_buffers().values()) as guard:
+            guard.check_step(loss, epoch=0, step=0)
+            with guard.step():
+                opt.step()
+            guard.check_interrupt()
+    """
+
+    def __init__(self, optimizer: Optimizer, buffers: Iterable[Buffer] = (), layers: Iterable[Any] = ()) -> None:
         self.optimizer = optimizer  # read at error time: a schedule may have changed its lr
         # Layers written outside minidl are the likelier cause of a divergence: the message says so.
+        # ``layers`` may hold the model's loss too: a custom loss is a Loss whose class is not minidl's.
         custom = [layer for layer in layers if not type(layer).__module__.startswith("minidl.")]
         self.custom_layers = sorted({type(layer).__name__ for layer in custom})
         # a loss of one's own is checked with check_loss, which also knows its targets
-        self.custom_losses = sorted({type(layer).__name__ for layer in custom if hasattr(layer, "prepare_targets")})
+        self.custom_losses = sorted({type(layer).__name__ for layer in custom if isinstance(layer, Loss)})
         # All of them, not only the trainable ones: a callback may unfreeze a layer mid-fit.
         self.params = list(optimizer.params)
         self._frozen = [p for p in self.params if not p.trainable]
         self.buffers = list(buffers)  # e.g. running statistics, updated by the forward pass itself
         self.last_loss: float | None = None
         self.interrupt_requested = False
-        self.updating = False  # True while fit runs optimizer.step(): an interrupt there is not at a boundary
+        self._updating = False
+        self._step = _Step(self)  # one object for every step: fit enters it once per batch
         self._previous_handler: Any = None
         self._epoch_start: list[np.ndarray] = []
-        self._flat_grad: np.ndarray | None = None  # while active: the trainable gradients, end to end
-        self._grad_views: list[tuple[Any, np.ndarray, np.ndarray]] = []  # (parameter, its view, its own array)
+
+    @property
+    def updating(self) -> bool:
+        """Whether the last :meth:`step` block was left by an exception (an interrupt inside the update):
+        the weights may then be half-updated."""
+        return self._updating
+
+    def step(self) -> _Step:
+        """``with guard.step(): optimizer.step()``: marks the update, so that an interrupt there is told apart."""
+        return self._step
 
     # -- non-finite loss / gradients / weights ------------------------------------------------
     def begin_epoch(self) -> None:
@@ -78,13 +107,13 @@ class TrainingGuard:
         if len(self._epoch_start) != len(held):
             self._epoch_start = [h.data.copy() for h in held]
         else:
-            for saved, h in zip(self._epoch_start, held):
+            for saved, h in zip(self._epoch_start, held, strict=True):
                 np.copyto(saved, h.data)
 
     def check_step(self, loss: float, epoch: int, step: int) -> None:
         """Raise :class:`NonFiniteLossError` unless ``loss`` and every gradient are finite."""
         if math.isfinite(loss):
-            squares = self._grad_squares()
+            squares = self.optimizer.grad_norm_squared()
             if math.isfinite(squares):
                 self.last_loss = loss
                 return
@@ -92,41 +121,6 @@ class TrainingGuard:
         else:
             what = f"the loss became {loss}"
         self._stop(what, epoch, step, loss)
-
-    def _grad_squares(self) -> float:
-        """``Σ g·g`` over the trainable gradients: one dot over the flat array while each ``.grad`` views it."""
-        flat = self._flat_grad
-        if flat is not None and not any(p.trainable for p in self._frozen):
-            for p, view, _ in self._grad_views:
-                if p.grad is not view or not p.trainable:
-                    break
-            else:
-                return float(np.vdot(flat, flat))
-        return sum(float(np.vdot(p.grad, p.grad)) for p in self.params if p.trainable)
-
-    def _gather_grads(self) -> None:
-        """Make the trainable ``.grad`` arrays views of one flat array (when they share a dtype)."""
-        trainable = [p for p in self.params if p.trainable]
-        grads = [p.grad for p in trainable]
-        if not grads or len({g.dtype for g in grads}) != 1:
-            return
-        flat = np.empty(sum(g.size for g in grads), dtype=grads[0].dtype)
-        offset = 0
-        for p, own in zip(trainable, grads):
-            view = flat[offset:offset + own.size].reshape(own.shape)
-            view[...] = own
-            offset += own.size
-            self._grad_views.append((p, view, own))
-            p.grad = view
-        self._flat_grad = flat
-
-    def _scatter_grads(self) -> None:
-        """Give each parameter its own gradient array back, with the latest values."""
-        for p, view, own in self._grad_views:
-            if p.grad is view:
-                own[...] = view
-                p.grad = own
-        self._grad_views, self._flat_grad = [], None
 
     def end_epoch(self, epoch: int, steps: int) -> None:
         """Raise :class:`NonFiniteLossError` if an update of this epoch left non-finite weights."""
@@ -137,7 +131,7 @@ class TrainingGuard:
         return _all_finite(self.params)
 
     def _restore(self, first: int, held: list[Any]) -> None:
-        for saved, h in zip(self._epoch_start[first:], held):
+        for saved, h in zip(self._epoch_start[first:], held, strict=True):
             np.copyto(h.data, saved)
 
     def _stop(self, what: str, epoch: int, step: int, loss: float | None) -> None:
@@ -171,8 +165,7 @@ class TrainingGuard:
         )
 
     # -- Ctrl-C at step boundaries --------------------------------------------------------
-    def __enter__(self) -> "TrainingGuard":
-        self._gather_grads()
+    def __enter__(self) -> TrainingGuard:
         # Only the main thread may install handlers; respect a handler the user installed.
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -180,7 +173,6 @@ class TrainingGuard:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._scatter_grads()
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
@@ -194,6 +186,22 @@ class TrainingGuard:
         """Raise ``KeyboardInterrupt`` here if Ctrl-C was pressed during the step that just ended."""
         if self.interrupt_requested:
             raise KeyboardInterrupt
+
+
+class _Step:
+    """The context of :meth:`TrainingGuard.step`; an exception leaves the guard marked as updating."""
+
+    __slots__ = ("guard",)
+
+    def __init__(self, guard: TrainingGuard) -> None:
+        self.guard = guard
+
+    def __enter__(self) -> None:
+        self.guard._updating = True
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:  # after an exception fit reads that the update was cut short
+            self.guard._updating = False
 
 
 def _all_finite(held: list[Any]) -> bool:

@@ -2,7 +2,7 @@
 
 - :func:`prepare_inputs` turns ``X`` into a C-contiguous float array of the model's dtype and
   shape ``(N, *model.input_shape)`` (building an unbuilt model from it), with errors naming the argument.
-  Targets are the loss head's business: :meth:`minidl.layers.Loss.prepare_targets`.
+  Targets are the loss's business: :meth:`minidl.layers.Loss.prepare_targets`.
 - :func:`raise_if_not_finite` makes a NaN or infinite result an error, never a silent answer.
 """
 

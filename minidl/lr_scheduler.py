@@ -1,13 +1,19 @@
-"""Learning-rate schedules, as PyTorch's ``torch.optim.lr_scheduler`` (``from minidl.optim import StepLR`` works too)."""
+"""Learning-rate schedules, as PyTorch's ``torch.optim.lr_scheduler`` (``from minidl.optim import StepLR`` works too).
+
+This module does not import :mod:`minidl.optim` (which re-exports the schedules): a schedule
+only reads and sets its optimizer's ``lr``.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .arguments import as_float, as_int
+from .arguments import as_float, as_int, as_type_of
 from .callbacks import Callback
-from .optim import Optimizer, _like
+
+if TYPE_CHECKING:
+    from .optim import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR"]
 
@@ -22,7 +28,8 @@ class LRScheduler(Callback):
     """
 
     def __init__(self, optimizer: Optimizer) -> None:
-        if not isinstance(optimizer, Optimizer):
+        # what a schedule uses of a minidl Optimizer (checked so, minidl.optim imports this module)
+        if not isinstance(getattr(optimizer, "lr", None), float) or not hasattr(optimizer, "params"):
             raise TypeError(f"{type(self).__name__}: optimizer must be a minidl Optimizer, got {optimizer!r}")
         self.optimizer = optimizer
         self.base_lr = optimizer.lr
@@ -50,7 +57,7 @@ class LRScheduler(Callback):
             raise ValueError(f"{type(self).__name__}.load_state_dict: missing key(s) {sorted(expected - set(state))}, "
                              f"unexpected key(s) {sorted(set(state) - expected)}")
         for key, value in state.items():
-            setattr(self, key, _like(getattr(self, key), value))
+            setattr(self, key, as_type_of(getattr(self, key), value))
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.model.optimizer is not self.optimizer:
@@ -78,7 +85,8 @@ class StepLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     r"""``torch.optim.lr_scheduler.CosineAnnealingLR`` (closed form, without restarts):
 
-    .. math:: \mathrm{lr} = η_{min} + \tfrac12 (\mathrm{base\_lr} - η_{min})\,(1 + \cos(π \cdot \mathrm{epoch} / T_{max}))
+    .. math::
+        \mathrm{lr} = η_{min} + \tfrac12 (\mathrm{base\_lr} - η_{min})\,(1 + \cos(π \cdot \mathrm{epoch} / T_{max}))
 
     It reaches ``eta_min`` after ``T_max`` epochs; usually ``T_max`` is the number of epochs.
     """

@@ -30,13 +30,15 @@ class Sequential(Layer):
     """Layers applied one after another. A layer itself: it nests in another ``Sequential`` or container.
 
     Args:
-        layers: the layers, in order; kept as ``.layers``. The outermost model may end in a loss
-            head (a :class:`~minidl.layers.Loss` such as ``SoftmaxCE``), which ``fit`` needs.
+        layers: the layers, in order; kept as ``.layers``. A :class:`~minidl.layers.Loss` (such as
+            ``SoftmaxCE``) ending the list becomes ``loss``: ``Sequential([..., SoftmaxCE()])``.
         input_shape: the per-sample shape, e.g. ``(1, 8, 8)`` for single-channel 8×8 images; without
             it the model is built from the first batch it sees. A nested ``Sequential`` needs none:
             the outer model's shape pass builds it.
         seed: fixes the initial weights and the shuffling of ``fit`` (outermost model only).
         dtype: float32 or float64 (outermost model only; nested layers take the outer one's).
+        loss: what ``fit`` and ``evaluate`` minimise and what ``predict`` turns the outputs into
+            (outermost model only); kept as ``.loss``. ``fit`` needs one.
 
     Shape:
         ``(N, *input_shape) -> (N, *output_shape of the last layer)``.
@@ -44,7 +46,8 @@ class Sequential(Layer):
     Example::
 
         stem = Sequential([Conv2D(8, 3, padding="same"), ReLU()])
-        model = Sequential([stem, Flatten(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8), seed=0)
+        model = Sequential([stem, Flatten(), Dense(10)], input_shape=(1, 8, 8), seed=0, loss=SoftmaxCE())
+        # the same: Sequential([stem, Flatten(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8), seed=0)
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class Sequential(Layer):
         seed: int | None = None,
         dtype: Any = "float32",
         *,
+        loss: Loss | None = None,
         trainable: bool = True,
         name: str | None = None,
     ) -> None:
@@ -61,22 +65,29 @@ class Sequential(Layer):
         if isinstance(layers, Layer) or not isinstance(layers, Iterable):
             raise TypeError(f"Sequential: layers must be a list of Layer objects, got {layers!r}")
         self.layers: list[Layer] = list(layers)
-        if not self.layers:
+        losses = [i for i, layer in enumerate(self.layers) if isinstance(layer, Loss)]
+        if len(losses) + (loss is not None) > 1:
+            where = f"one at each of positions {losses}" + (" and loss=" if loss is not None else "")
+            raise ValueError(f"Sequential: a model has one loss, found {where}")
+        if self.layers and isinstance(self.layers[-1], Loss):  # Sequential([..., SoftmaxCE()]): the loss
+            loss = self.layers.pop()
+        if not self.layers and loss is None:
             raise ValueError("Sequential: got an empty layer list")
         for i, layer in enumerate(self.layers):
+            if isinstance(layer, Loss):
+                after = (self.layers[i + 1:] or [loss])[0]
+                raise ValueError(f"Sequential: {type(layer).__name__} must be the last layer, found at position {i} "
+                                 f"of {len(self.layers) + (loss is not None)} (followed by {type(after).__name__})")
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a minidl Layer")
-        heads = [int(path) if path.isdigit() else path  # a position, or the path into a container
-                 for path, layer in self.named_layers().items() if isinstance(layer, Loss)]
-        if len(heads) > 1:
-            raise ValueError(f"Sequential: a model has one loss head, found one at each of positions {heads}")
-        if heads and heads[0] != len(self.layers) - 1:
-            where = heads[0]
-            after = f"followed by {type(self.layers[where + 1]).__name__}" if isinstance(where, int) else "inside a container"
-            raise ValueError(
-                f"Sequential: {type(self.named_layers()[str(where)]).__name__} must be the last layer, "
-                f"found at position {where} of {len(self.layers)} ({after})"
-            )
+        for path, layer in self.named_layers().items():
+            if isinstance(layer, Sequential) and layer.loss is not None:
+                raise ValueError(f"Sequential: the Sequential at {path} has the loss {layer.loss.name}; only the "
+                                 "outermost model has a loss")
+        if loss is not None and not isinstance(loss, Loss):
+            raise TypeError(f"Sequential: loss must be a minidl Loss such as SoftmaxCE(), got {loss!r}")
+        #: What ``fit`` minimises (``SoftmaxCE``, ``SigmoidBCE``, ``MSE``, a user's), or ``None``.
+        self.loss = loss
         try:
             self.dtype = np.dtype(dtype)
         except TypeError:
@@ -106,20 +117,18 @@ class Sequential(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         for i, layer in enumerate(self.layers):
             input_shape = _at_layer(i, layer, input_shape, layer.compute_output_shape)
+        if self.loss is not None:  # refused here, in the shape pass, before any weight is made
+            _at_layer(len(self.layers), self.loss, input_shape, lambda shape: self.loss.check_shape(shape) or shape)
         return input_shape
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
         for i, layer in enumerate(self.layers):
             input_shape = _at_layer(i, layer, input_shape, layer.build, rng, dtype)
+        if self.loss is not None:
+            self.loss.build(input_shape, dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {"layers": self.layers}
-
-    @property
-    def head(self) -> Loss | None:
-        """The loss layer that ends the model (``SoftmaxCE``, ``SigmoidBCE``, ``MSE``, a user's), or ``None``."""
-        last = self.layers[-1]
-        return last if isinstance(last, Loss) else None
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -155,31 +164,29 @@ class Sequential(Layer):
 
     # -- computation -------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Run every layer; the loss head gives its inference output (SoftmaxCE: class probabilities)."""
+        """Run every layer: the model's outputs (a classifier's logits; ``predict_proba`` gives probabilities)."""
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x
 
-    def _body(self) -> list[Layer]:
-        return self.layers[:-1] if self.head is not None else self.layers
-
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """Back-propagate ``grad_out`` through the layers (below the head, if any); returns ``dL/dx``."""
-        for layer in reversed(self._body()):
+        """Back-propagate ``grad_out`` (``dL/doutputs``) through the layers; returns ``dL/dx``."""
+        for layer in reversed(self.layers):
             grad_out = layer.backward(grad_out)
         return grad_out
 
     def backward_params(self, grad_out: np.ndarray) -> None:
         """``backward`` without ``dL/dx``: the first layer gets ``backward_params`` (see :class:`Layer`)."""
-        first, *rest = self._body()
-        for layer in reversed(rest):
-            grad_out = layer.backward(grad_out)
-        first.backward_params(grad_out)
+        layers = self.layers
+        for i in range(len(layers) - 1, 0, -1):
+            grad_out = layers[i].backward(grad_out)
+        if layers:
+            layers[0].backward_params(grad_out)
 
     def forward_backward(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
         """One training pass on a batch: forward, loss, backward. Fills every ``.grad``; updates nothing.
 
-        Returns ``(loss, outputs)``, ``outputs`` being the loss head's inputs (a classifier's logits).
+        Returns ``(loss, outputs)``, ``outputs`` being the model's outputs (a classifier's logits).
         Gradients are overwritten, not accumulated. ``x`` and ``y`` are checked and converted as
         ``fit`` does; a NaN or infinite loss raises ``FloatingPointError``.
         """
@@ -201,9 +208,9 @@ class Sequential(Layer):
         callbacks: Sequence[Callback] = (),
         steps_per_epoch: int | None = None,
     ) -> History:
-        """Train with mini-batch gradient descent; returns per-epoch ``loss``, the loss head's metrics
+        """Train with mini-batch gradient descent; returns per-epoch ``loss``, the loss's metrics
         (``accuracy`` for SoftmaxCE/SigmoidBCE, ``mae`` for MSE), their ``val_*`` and the learning
-        rate ``lr`` each epoch trained with. ``y``'s form is the loss head's: class labels for
+        rate ``lr`` each epoch trained with. ``y``'s form is the loss's: class labels for
         SoftmaxCE, 0/1 targets for SigmoidBCE, numbers of the output's shape for MSE.
 
         Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made.
@@ -239,7 +246,7 @@ class Sequential(Layer):
                                shuffle=shuffle, steps_per_epoch=steps_per_epoch)
 
     def evaluate(self, X: Any, y: Any = None, batch_size: int = 256, steps: int | None = None) -> dict[str, float]:
-        """Mean loss and the loss head's metrics (``accuracy``, ``mae``, ...) on ``(X, y)``, in inference mode.
+        """Mean loss and the loss's metrics (``accuracy``, ``mae``, ...) on ``(X, y)``, in inference mode.
 
         ``X`` may be a memmap or an iterable of ``(X_batch, y_batch)`` (then ``y=None``; ``steps``
         batches if given), as for ``fit``."""
@@ -251,11 +258,11 @@ class Sequential(Layer):
         return result
 
     def predict(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
-        """Predictions for ``X``, computed in chunks of ``batch_size``; the loss head decides what they are.
+        """Predictions for ``X``, computed in chunks of ``batch_size``; the loss decides what they are.
 
         SoftmaxCE: the class index, shape (N,). SigmoidBCE: 0/1 labels, (N,) for one output, else
         (N, K). MSE (and losses that do not override ``Loss.predict``): the values, (N, *output).
-        Without a loss head: the last layer's outputs.
+        Without a loss: the last layer's outputs.
         """
         with blas_threads():
             return training.predict(self, X, batch_size, steps=steps)
@@ -263,7 +270,7 @@ class Sequential(Layer):
     def predict_proba(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
         """Class probabilities for ``X``: (N, K) with SoftmaxCE, ``σ(z)`` of the output's shape with SigmoidBCE.
 
-        Only classifier heads have probabilities; for any other model this is a ``ValueError``.
+        Only classifier losses have probabilities; for any other model this is a ``ValueError``.
         """
         with blas_threads():
             return training.predict(self, X, batch_size, proba=True, steps=steps)
@@ -276,7 +283,8 @@ class Sequential(Layer):
         extra = (f", input_shape={self.input_shape}" if self.built else "") + (
             f", seed={self.seed}" if self.seed is not None else "") + (
             f", dtype='{self.dtype}'" if self.dtype != np.float32 else "")
-        return f"Sequential([{', '.join(map(repr, self.layers))}]{extra})"
+        loss = f", loss={self.loss!r}" if self.loss is not None else ""
+        return f"Sequential([{', '.join(map(repr, self.layers))}]{extra}{loss})"
 
 
 def _at_layer(i: int, layer: Layer, shape: Shape, step: Callable[..., Shape], *args: Any) -> Shape:

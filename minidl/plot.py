@@ -119,13 +119,15 @@ def history(history: Any, *, path: PathLike | None = None) -> Figure:
     fig = _figure(max(4.2 * len(panels), 5.0), 3.6)
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
     marker = "o" if len(epochs) <= 40 else None
-    for ax, name in zip(axes, panels):
+    for ax, name in zip(axes, panels, strict=True):
         base = name.removeprefix("val_")
-        for key in (k for k in (base, f"val_{base}") if k in logs):
+        keys = [k for k in (base, f"val_{base}") if k in logs]
+        last = _alike([logs[k][-1] for k in keys])
+        for key, quoted in zip(keys, last, strict=True):
             label, colour, style = ("validation", "C1", "--") if key.startswith("val_") else \
                 ("learning rate", "C2", "-") if key == "lr" else ("training", "C0", "-")
             ax.plot(epochs, logs[key], style, color=colour, marker=marker, markersize=3,
-                    label=f"{label} (last {logs[key][-1]:.4g})")
+                    label=f"{label} (last {quoted})")
         values = np.concatenate([logs[k] for k in (base, f"val_{base}") if k in logs])
         if base == "loss" and values.min() > 0 and values.max() / values.min() > 100:
             ax.set_yscale("log")  # a loss falling over decades is a straight-ish line, not an L
@@ -137,6 +139,16 @@ def history(history: Any, *, path: PathLike | None = None) -> Figure:
         ax.legend(fontsize="small")
     fig.suptitle(f"Training history: {len(epochs)} epoch{'s' if len(epochs) > 1 else ''}")
     return _done(fig, path)
+
+
+def _alike(values: Sequence[float]) -> list[str]:
+    """``values`` with the same number of decimals, enough for 4 significant digits of each
+    ("1.0000" beside "0.9917", not "1" beside "0.9917"); scientific notation beyond 1e-4 .. 1e6."""
+    finite = [abs(v) for v in values if math.isfinite(v) and v != 0]
+    if any(v < 1e-4 or v >= 1e6 for v in finite):
+        return [f"{v:.3e}" for v in values]
+    decimals = max((3 - math.floor(math.log10(v)) for v in finite), default=0)
+    return [f"{v:.{max(decimals, 0)}f}" for v in values]
 
 
 # -- layers by path -----------------------------------------------------------------------------------
@@ -471,11 +483,20 @@ def _classes(model: Any, class_names: Sequence[Any] | None, what: str) -> list[s
     return names
 
 
-def _labels(y: Any, n: int, what: str) -> np.ndarray:
+def _labels(y: Any, n: int, k: int, what: str) -> np.ndarray:
+    """``y`` as class indices ``0..k-1``, one per image; an error naming the first label outside them."""
     y = np.asarray(y)
     if y.shape != (n,):
         raise ValueError(f"plot.{what}: y must have shape ({n},) to match X, got {y.shape}")
-    return y
+    whole = y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y))))  # as fit accepts them
+    if y.dtype.kind not in "biu" and not whole:
+        raise TypeError(f"plot.{what}: y must hold integer class labels 0..{k - 1}, got dtype {y.dtype}")
+    outside = (y < 0) | (y >= k)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise ValueError(f"plot.{what}: y holds label {y[first]} (at index {first}), but the model has {k} classes "
+                         f"(0..{k - 1}); pass the labels the model was trained on")
+    return y.astype(np.int64)
 
 
 def confusion_matrix(
@@ -490,13 +511,16 @@ def confusion_matrix(
 
     Args:
         model: a trained classifier.
-        X, y: images and their integer labels, as ``evaluate`` takes them.
+        X: images, as ``evaluate`` takes them.
+        y: their integer labels.
         class_names: labels for the classes 0..K-1 (default the numbers).
         path: also save the figure there.
 
     The numbers are scikit-learn's (``sklearn.metrics.confusion_matrix``, ``recall_score``,
     ``accuracy_score``); the matrix is drawn by ``ConfusionMatrixDisplay``. Rows are true
-    labels, columns predictions; recall is the diagonal over the row's total.
+    labels, columns predictions; recall is the diagonal over the row's total, its colours spanning
+    the recalls' own range (light the lowest, dark the highest) so that 0.93 and 1.00 differ.
+    Labels outside ``0..K-1`` are a ``ValueError`` naming the first one.
 
     Example::
 
@@ -507,7 +531,7 @@ def confusion_matrix(
     _require_built(model, "confusion_matrix")
     names = _classes(model, class_names, "confusion_matrix")
     predicted = model.predict(X)
-    y = _labels(y, len(predicted), "confusion_matrix")
+    y = _labels(y, len(predicted), len(names), "confusion_matrix")
     labels = np.arange(len(names))
     counts = metrics.confusion_matrix(y, predicted, labels=labels)
     recall = metrics.recall_score(y, predicted, labels=labels, average=None, zero_division=0)
@@ -521,14 +545,45 @@ def confusion_matrix(
     ax.set_title("Counts")
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
-    ax_recall.imshow(recall[:, None], cmap="Greens", vmin=0, vmax=1, aspect="auto")
-    for i, r in enumerate(recall):
-        ax_recall.text(0, i, f"{r:.2f}", ha="center", va="center", color="white" if r > 0.6 else "black")
+    # The colours span the recalls' own range (0.93 and 1.00 would both be dark green on 0..1), from light at the
+    # lowest to dark at the highest; the numbers carry the values.
+    low, high = float(recall.min()), float(recall.max())
+    shade = (recall - low) / (high - low) if high > low else np.ones_like(recall)
+    colours = colormaps["Greens"](0.15 + 0.7 * shade)
+    ax_recall.imshow(colours[:, None], aspect="auto")
+    for i, (r, colour) in enumerate(zip(recall, colours, strict=True)):
+        dark = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] < 0.5
+        ax_recall.text(0, i, f"{r:.2f}", ha="center", va="center", color="white" if dark else "black")
     ax_recall.set_xticks([])
     ax_recall.set_yticks(labels, names)
     ax_recall.set_title("Recall")
+    ax_recall.set_xlabel(f"colour: {low:.2f}..{high:.2f}" if high > low else "all equal", fontsize="small")
     fig.suptitle(f"Confusion matrix: {int(np.trace(counts))} of {len(y)} right (accuracy {accuracy:.4f})")
     return _done(fig, path)
+
+
+#: Inches of the band above each misclassified image: its two lines of small labels.
+LABEL_BAND = 0.27
+
+
+def _labelled_grid(h: int, w: int, cols: int, width: float) -> _Grid:
+    """The grid of :func:`misclassified`: ``h × w`` tiles in ``cols`` columns drawn ``width`` inches wide, with
+    just enough blank rows above each row of tiles for two lines of labels (whatever the image size)."""
+    grid = _Grid(h, w, cols)
+    inch_per_pixel = width / (cols * (w + grid.gap) - grid.gap)
+    return _Grid(h, w, cols, row_gap=max(1, math.ceil(LABEL_BAND / inch_per_pixel)))
+
+
+def _trim_height(fig: Figure, ax: Any) -> None:
+    """Take off the blank height that an image axes (whose aspect is fixed) leaves above and below itself."""
+    fig.draw_without_rendering()
+    title = fig.get_suptitle() and fig._suptitle.get_window_extent(fig._get_renderer())
+    width, height = fig.get_size_inches()
+    box = ax.get_position()
+    top = title.y0 / fig.dpi if title else height
+    slack = (top - box.y1 * height) + box.y0 * height - 0.15  # keep 0.15 in: below the title and the last row
+    if slack > 0.02:
+        fig.set_size_inches(width, round((height - slack) * fig.dpi) / fig.dpi)
 
 
 def _confidence(proba: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -552,7 +607,8 @@ def misclassified(
 
     Args:
         model: a trained classifier.
-        X, y: images and their integer labels, as ``evaluate`` takes them.
+        X: images, as ``evaluate`` takes them.
+        y: their integer labels.
         max_images: show at most this many.
         class_names: labels for the classes 0..K-1 (default the numbers).
         path: also save the figure there.
@@ -570,7 +626,7 @@ def misclassified(
     images = _images(model, X, "misclassified")
     proba = model.predict_proba(X)
     predicted = model.predict(X)
-    y = _labels(y, len(images), "misclassified")
+    y = _labels(y, len(images), len(names), "misclassified")
     confidence = _confidence(proba, predicted)
     wrong = np.flatnonzero(predicted != y)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:max_images]
@@ -583,14 +639,21 @@ def misclassified(
         fig.suptitle(f"Misclassified: none of {len(y)}")
         return _done(fig, path)
     cols = min(len(wrong), max(4, math.ceil(math.sqrt(len(wrong)))), 8)
-    h, w = images.shape[2:]
-    grid = _Grid(h, w, cols, row_gap=math.ceil(h * 0.3) + 1)  # room for two lines of labels
-    fig = _figure(max(cols * 1.3, 5.0), grid.height_for(len(wrong), cols * 1.3) + 0.9)
+    width = max(cols * 1.3, 5.0)
+    tiles = _displayable(images[wrong])
+    # Small images are enlarged (each pixel a block) so that the label band can be as tall as its text, to
+    # a fraction of an image pixel.
+    scale = math.ceil(32 / max(tiles.shape[1:3]))
+    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+    grid = _labelled_grid(tiles.shape[1], tiles.shape[2], cols, width)
+    fig = _figure(width, grid.height_for(len(wrong), width) + 1.0)
+    fig.get_layout_engine().set(h_pad=0.08, w_pad=0.08)
     ax = fig.subplots()
-    ax.imshow(grid.mosaic(_displayable(images[wrong])), cmap=_cmap(IMAGE_CMAP), interpolation="nearest")
+    ax.imshow(grid.mosaic(tiles), cmap=_cmap(IMAGE_CMAP), interpolation="nearest")
     _bare(ax)
     grid.label(ax, [f"{names[y[i]]} → {names[predicted[i]]}\n{confidence[i]:.0%}" for i in wrong],
-               fontsize="small", color="C3")
+               fontsize="small", color="C3", linespacing=1.1)
     shown = f", the {len(wrong)} most confident" if len(wrong) < n_wrong else ""
     fig.suptitle(f"Misclassified: {n_wrong} of {len(y)}{shown}\n(true → predicted, confidence)")
+    _trim_height(fig, ax)
     return _done(fig, path)

@@ -7,18 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from . import optim, recipes
 from .layers import (BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, Layer, MaxPool2D, RandomCrop,
                      RandomFlip, RandomShift, ReLU, Residual, SoftmaxCE)
 from .model import Sequential
-from .recipes import DATASET_RECIPES, INPUT_SHAPES, RECIPES, SCHEDULES, Recipe, recipe_for
+from .recipes import DATASET_RECIPES, INPUT_SHAPES, OPTIMIZERS, RECIPES, SCHEDULES, Recipe, recipe_for
 
 __all__ = ["blog_cnn", "digits_cnn", "digits_resnet", "residual_block", "lenet", "cifar_vgg", "cifar_resnet",
            "MODELS", "PRESETS", "MNIST_PRESETS", "CIFAR_PRESETS", "OPTIMIZERS", "SCHEDULES", "Recipe", "RECIPES",
            "DATASET_RECIPES", "INPUT_SHAPES", "recipe_for"]
-
-#: Optimizers a :class:`Recipe` (and the command line's ``--optimizer``) can name.
-OPTIMIZERS: dict[str, type[optim.Optimizer]] = {name: getattr(optim, cls) for name, cls in recipes.OPTIMIZERS.items()}
 
 
 def blog_cnn(

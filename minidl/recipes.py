@@ -18,13 +18,31 @@ if TYPE_CHECKING:
     from .model import Sequential
     from .optim import Optimizer
 
-__all__ = ["Recipe", "OPTIMIZERS", "SCHEDULES", "INPUT_SHAPES", "RECIPES", "DATASET_RECIPES", "recipe_for",
-           "presets_for"]
+__all__ = ["Recipe", "OPTIMIZERS", "optimizer_class", "SCHEDULES", "INPUT_SHAPES", "RECIPES", "DATASET_RECIPES",
+           "recipe_for", "presets_for"]
 
 #: The optimizers a :class:`Recipe` (and the command line's ``--optimizer``) can name, and their
-#: class in :mod:`minidl.optim` (``minidl.presets.OPTIMIZERS`` holds the classes themselves).
+#: class's name in :mod:`minidl.optim` (names, not classes: this table loads without NumPy;
+#: :func:`optimizer_class` gives the class). ``minidl.presets.OPTIMIZERS`` is this same table.
 OPTIMIZERS: dict[str, str] = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 SCHEDULES = ("none", "cosine")
+
+
+def optimizer_class(name: str) -> type[Optimizer]:
+    """The :mod:`minidl.optim` class that :data:`OPTIMIZERS` names ``name`` (imports NumPy).
+
+    Args:
+        name: a key of :data:`OPTIMIZERS`, e.g. ``"adamw"``.
+
+    Example::
+
+        optimizer_class("adamw")  # minidl.optim.AdamW
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    from . import optim  # here, not at the top: the command line reads this module without NumPy
+
+    return getattr(optim, OPTIMIZERS[name])
 
 
 @dataclass(frozen=True)
@@ -53,10 +71,8 @@ class Recipe:
                              f"with {self.optimizer!r}")
 
     def make_optimizer(self, params: Iterable[Parameter]) -> Optimizer:
-        from . import optim
-
-        optimizer = getattr(optim, OPTIMIZERS[self.optimizer])
-        extra = {"momentum": self.momentum} if self.optimizer == "sgd" else {}
+        optimizer = optimizer_class(self.optimizer)
+        extra: dict[str, Any] = {"momentum": self.momentum} if self.optimizer == "sgd" else {}
         return optimizer(params, lr=self.lr, **extra)
 
     def make_callbacks(self, optimizer: Optimizer) -> list[Callback]:

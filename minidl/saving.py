@@ -5,8 +5,9 @@ The file is an uncompressed NumPy ``.npz`` archive (a zip of ``.npy`` arrays) ho
 - ``__minidl__``: a UTF-8 JSON header stored as a ``uint8`` array — the format name and
   version, the minidl version, the model's ``input_shape``, ``seed`` and ``dtype``, the
   architecture as ``[layer.to_config(), ...]`` (a container's config nests its children's
-  specs, format version 2; version 1 files, flat lists, still load) and a manifest ``{name: {shape, dtype}}``
-  of every array in ``model.state_dict()``;
+  specs), the loss beside it as ``{"class": ..., "config": ...}`` or ``null`` (format version 3;
+  in versions 1 and 2 a loss was the last entry of the layers, and such files still load; version
+  1 has no containers) and a manifest ``{name: {shape, dtype}}`` of every array in ``model.state_dict()``;
 - one array per ``state_dict()`` entry under its own name (``"0.weight"``, ...), so
   ``np.load(path)["0.weight"]`` works without minidl.
 
@@ -36,15 +37,25 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from .archive import SMALL_DRAWS, ArchitectureTooBig, BudgetedGenerator, ModelArchive, json_levels
+from .archive import (
+    MAX_HEADER_BYTES,
+    MAX_JSON_DEPTH,
+    SMALL_DRAWS,
+    STATE_DTYPES,
+    ArchitectureTooBig,
+    BudgetedGenerator,
+    ModelArchive,
+    json_levels,
+)
 from .layers.base import LAYERS, Layer, Shape
+from .layers.losses import LOSSES, Loss
 from .model import Sequential
 
 #: Layers an architecture may hold, counting those inside containers (the largest preset has 26). Each costs
 #: ~0.2 ms and a few kB to make and build twice, so a few-kB file listing 10⁵ of them would take ~20 s.
 MAX_LAYERS = 4096
 FORMAT = "minidl.Sequential"
-FORMAT_VERSION = 2  # 2: nested configs (containers); 1: a flat list of layers
+FORMAT_VERSION = 3  # 3: the loss beside the layers; 2: nested configs (containers); 1: a flat list of layers
 HEADER_KEY = "__minidl__"
 
 PathLike = str | os.PathLike
@@ -80,10 +91,32 @@ def save(model: Sequential, path: PathLike) -> None:
         "seed": _seed_to_json(model.seed),
         "dtype": model.dtype.name,
         "layers": [_layer_spec(i, layer) for i, layer in enumerate(model.layers)],
+        "loss": None if model.loss is None else _loss_spec(model.loss),
         "state": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in state.items()},
     }
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    _check_loadable(header, len(blob))
     atomic_write(target, lambda f: np.savez(f, **{HEADER_KEY: blob}, **state))
+
+
+def _check_loadable(header: dict[str, Any], size: int) -> None:
+    """Refuse to write a file that :func:`load` would refuse: the same bounds, checked before writing."""
+    depth = sum(any(isinstance(v, (list, dict)) for v in level) for level in json_levels(header))
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"save: the model's containers nest so deeply that its header would nest {depth} levels of "
+                         f"JSON, more than the {MAX_JSON_DEPTH} load reads (minidl.archive.MAX_JSON_DEPTH; about 3 "
+                         "a container): flatten the nesting (a Sequential inside a Sequential adds nothing)")
+    layers = _count_layers(header["layers"])
+    if layers > MAX_LAYERS:
+        raise ValueError(f"save: the model has {layers} layers (counting those inside containers), more than the "
+                         f"{MAX_LAYERS} load reads (saving.MAX_LAYERS)")
+    if size > MAX_HEADER_BYTES:
+        raise ValueError(f"save: the model's header would take {size:,} bytes, more than the {MAX_HEADER_BYTES:,} "
+                         "load reads (minidl.archive.MAX_HEADER_BYTES): fewer layers or shorter names")
+    for key, entry in header["state"].items():
+        if entry["dtype"] not in STATE_DTYPES:
+            raise ValueError(f"save: state entry {key!r} has dtype {entry['dtype']}, which load does not read; "
+                             f"the dtypes it reads: {', '.join(sorted(STATE_DTYPES))}")
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
@@ -160,6 +193,18 @@ def _layer_spec(i: int, layer: Layer) -> dict[str, Any]:
         raise TypeError(f"save: layer {i} ({name}) has a config that is not JSON-serialisable: {err}") from None
 
 
+def _loss_spec(loss: Loss) -> dict[str, Any]:
+    name = type(loss).__name__
+    if LOSSES.get(name) is not type(loss):
+        raise ValueError(f"save: the loss is a {type(loss).__module__}.{name}, but the loss registry maps {name!r} to "
+                         f"{LOSSES.get(name)!r}, so the file could not be loaded; give the class a unique name")
+    spec = loss.to_config()
+    try:
+        return json.loads(json.dumps(spec))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"save: the loss ({name}) has a config that is not JSON-serialisable: {err}") from None
+
+
 def _seed_to_json(seed: Any) -> Any:
     if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
         return None if seed is None else int(seed)
@@ -185,11 +230,12 @@ def load(path: PathLike) -> Sequential:
     fname = _fspath(path, "load")
     with _open(fname) as file:
         header = file.header
-        _check_architecture(file, _layers(file))
+        _check_architecture(file, _layers(file)[0])
         arrays = file.read_arrays()
-        layers = _layers(file)  # fresh ones: the check's draws must not stand in for the seed's
+        layers, loss = _layers(file)  # fresh ones: the check's draws must not stand in for the seed's
     try:
-        model = Sequential(layers, input_shape=header["input_shape"], seed=header["seed"], dtype=header["dtype"])
+        model = Sequential(layers, input_shape=header["input_shape"], seed=header["seed"], dtype=header["dtype"],
+                           loss=loss)
     except (TypeError, ValueError) as err:
         raise file.bad(f"the saved architecture does not build: {err}") from None
     try:
@@ -199,15 +245,30 @@ def load(path: PathLike) -> Sequential:
     return model
 
 
-def _layers(file: ModelArchive) -> list[Layer]:
-    """The header's layers, made from their configs (nothing is built yet)."""
+def _layers(file: ModelArchive) -> tuple[list[Layer], Loss | None]:
+    """The header's layers and loss, made from their configs (nothing is built yet).
+
+    Before format version 3 a loss was the last entry of the layers: it is taken from there.
+    """
+    specs, loss_spec = list(file.header["layers"]), file.header.get("loss")
+    last = specs[-1] if specs else None
+    if file.header["format_version"] < 3 and isinstance(last, dict) and last.get("class") in LOSSES:
+        specs.pop()
+        config = last.get("config")
+        loss_spec = {"class": last["class"], "config": {k: v for k, v in config.items() if k != "trainable"}
+                     if isinstance(config, dict) else config}
     layers = []
-    for i, spec in enumerate(file.header["layers"]):
+    for i, spec in enumerate(specs):
         try:
             layers.append(Layer.from_config(spec))
         except (TypeError, ValueError) as err:
             raise file.bad(f"layer {i} cannot be rebuilt: {err}") from None
-    return layers
+    if loss_spec is None:
+        return layers, None
+    try:
+        return layers, Loss.from_config(loss_spec)
+    except (TypeError, ValueError) as err:
+        raise file.bad(f"the loss cannot be rebuilt: {err}") from None
 
 
 def _check_architecture(file: ModelArchive, layers: list[Layer]) -> None:
@@ -389,9 +450,12 @@ def _check_header(header: Any, bad: Callable[[str], ValueError]) -> None:
         "input_shape": lambda v: isinstance(v, list) and all(isinstance(d, int) for d in v),
         "seed": lambda v: v is None or isinstance(v, int) or (isinstance(v, list) and all(isinstance(s, int) for s in v)),
         "dtype": lambda v: v in ("float32", "float64"),
-        "layers": lambda v: isinstance(v, list) and len(v) > 0,
+        "layers": lambda v: isinstance(v, list),
         "state": lambda v: isinstance(v, dict) and all(isinstance(m, dict) for m in v.values()),
     }
+    if version >= 3:
+        checks["loss"] = lambda v: v is None or (isinstance(v, dict) and v.keys() == {"class", "config"}
+                                                 and isinstance(v["class"], str) and isinstance(v["config"], dict))
     for key, ok in checks.items():
         if key not in header or not ok(header[key]):
             raise bad(f"the header's {key!r} entry is missing or invalid: {header.get(key)!r}")

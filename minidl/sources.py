@@ -11,7 +11,7 @@
   (``batch_size`` and ``shuffle`` do not apply).
 
 Every source yields ``(x, y)`` batches ready for the layers: ``x`` a C-contiguous float array of
-the model's dtype, ``y`` the targets as the loss head takes them (``None`` where none are needed).
+the model's dtype, ``y`` the targets as the loss takes them (``None`` where none are needed).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ArraySource(Source):
 
     def __init__(self, model: Sequential, X: Any, y: Any, x_name: str, y_name: str | None) -> None:
         self.X, self.x_name = prepare_inputs(model, X, x_name), x_name
-        self.y = None if y_name is None else model.head.prepare_targets(y, len(self.X), y_name, x_name)
+        self.y = None if y_name is None else model.loss.prepare_targets(y, len(self.X), y_name, x_name)
         self.samples = len(self.X)
 
     def batches(self, batch_size: int, shuffle: bool = False, rng: np.random.Generator | None = None
@@ -90,7 +90,7 @@ class MemmapSource(Source):
         prepare_inputs(model, X[:1], f"{x_name}[:1]")  # dtype and shape, on one sample: named as such
         self.model, self.X, self.x_name = model, X, x_name
         self.samples = len(X)
-        self.y = None if y_name is None else model.head.prepare_targets(y, len(X), y_name, x_name)
+        self.y = None if y_name is None else model.loss.prepare_targets(y, len(X), y_name, x_name)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         return prepare_inputs(self.model, self.X[start:stop], f"{self.x_name}[{start}:{stop}]")
@@ -146,7 +146,7 @@ class IterableSource(Source):
         x = prepare_inputs(self.model, item[0] if pair else item, f"{where}: X")
         if not self.labels:
             return x, None
-        return x, self.model.head.prepare_targets(item[1], len(x), f"{where}: y", "X")  # "to match X": the batch's
+        return x, self.model.loss.prepare_targets(item[1], len(x), f"{where}: y", "X")  # "to match X": the batch's
 
 
 def as_source(model: Sequential, X: Any, y: Any, x_name: str, y_name: str | None, steps: int | None = None,

@@ -35,4 +35,5 @@ def print_summary(model: Sequential, print_fn: Callable[[str], None] = print) ->
         f"Sequential: input (None, {', '.join(map(str, model.input_shape))}), dtype {model.dtype}",
         line, fmt(table[0]), line, *map(fmt, table[1:]), line,
         f"Total params: {total:,}", f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}",
+        *([f"Loss: {model.loss!r}"] if model.loss is not None else []),
     ]))

@@ -10,7 +10,7 @@ The one call most users want::
 shapes, dtypes, gradients against finite differences, ``backward`` overwriting rather than
 accumulating, rejecting bad input, and a save/load round trip. :func:`image_shapes`,
 :func:`feature_shapes`, :func:`any_shapes` and :func:`layer_inputs` are Hypothesis strategies
-to run it (or your own asserts) over random shapes. :func:`check_loss` checks a loss head.
+to run it (or your own asserts) over random shapes. :func:`check_loss` checks a loss.
 
 The pieces underneath, to check gradients by hand::
 
@@ -155,7 +155,8 @@ def layer_gradient_errors(
     a stochastic layer is differentiated with one fixed mask.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
-    x = np.array(x, dtype=layer.dtype, order="C")
+    integer = _token_ids(x)
+    x = np.array(x, dtype=None if integer else layer.dtype, order="C")
     rewind = rewinder(layer)
 
     def forward() -> np.ndarray:
@@ -167,7 +168,7 @@ def layer_gradient_errors(
     for p in layer.parameters():
         p.grad[...] = 0  # compare values only; check_layer's "overwrites" check catches accumulation
     grad_x = layer.backward(weights)
-    return _compare(forward, weights, x, grad_x, layer.named_parameters(), eps)
+    return _compare(forward, weights, None if integer else x, grad_x, layer.named_parameters(), eps)
 
 
 def rewinder(layer: Layer) -> Callable[[], None]:
@@ -200,28 +201,23 @@ def _generators(layer: Layer) -> list[np.random.Generator]:
 def model_gradient_errors(
     model: Sequential, x: np.ndarray, y: np.ndarray, eps: float = DEFAULT_EPS
 ) -> dict[str, tuple[float, tuple[int, ...], float, float]]:
-    """End-to-end check through a model with a loss head: ``"input"`` and every trainable parameter."""
-    head = model.head
-    if head is None:
-        raise ValueError("model_gradient_errors: the model must end with a loss layer (SoftmaxCE)")
+    """End-to-end check through a model with a loss: ``"input"`` and every trainable parameter."""
+    if model.loss is None:
+        raise ValueError("model_gradient_errors: the model needs a loss (Sequential(..., loss=SoftmaxCE()))")
     x = np.array(x, dtype=model.dtype, order="C")
 
-    def loss() -> float:
-        z = x
-        for layer in model.layers[:-1]:
-            z = layer.forward(z, training=True)
-        return head.loss(z, y)
+    def loss_and_grad() -> tuple[float, np.ndarray]:
+        return model.loss.loss_and_grad(model.forward(x, training=True), y)
 
-    loss()
-    grad_x = model.backward(head.backward())
-    return _compare(loss, 1.0, x, grad_x, model.named_parameters(), eps)
+    grad_x = model.backward(loss_and_grad()[1])
+    return _compare(lambda: loss_and_grad()[0], 1.0, x, grad_x, model.named_parameters(), eps)
 
 
 def _compare(f, weights, x, grad_x, named_params, eps) -> dict[str, tuple[float, tuple[int, ...], float, float]]:
     """Finite differences of ``Σ f() ⊙ weights`` against the analytic gradients just computed."""
     params = {k: p for k, p in named_params.items() if p.trainable}
-    analytic = {"input": np.array(grad_x)} | {k: p.grad.copy() for k, p in params.items()}
-    targets = {"input": x} | {k: p.data for k, p in params.items()}
+    analytic = ({} if x is None else {"input": np.array(grad_x)}) | {k: p.grad.copy() for k, p in params.items()}
+    targets = ({} if x is None else {"input": x}) | {k: p.data for k, p in params.items()}
     report = {}
     for name, array in targets.items():
         numeric, noise = central_differences(f, array, weights, eps)
@@ -329,7 +325,8 @@ def check_layer(
     ``rng=np.random.default_rng(seed)``. For each dtype in ``dtypes`` and each mode in
     ``training`` (``forward(x, training=mode)``), on a batch ``x`` of ``batch`` samples
     (default: :func:`tie_free_input`, ties- and kink-free; pass your own ``x`` if your layer
-    has kinks elsewhere):
+    has kinks elsewhere; pass an integer ``x`` for a layer taking token ids, as ``Embedding``:
+    it keeps its dtype, and ``backward`` must return ``None``, there being no gradient of ids):
 
     - **shapes**: ``build`` returns ``compute_output_shape(input_shape)``; ``forward`` gives
       ``(batch, *output_shape)``; ``backward`` gives ``x.shape`` and each ``.grad`` its
@@ -362,7 +359,7 @@ def check_layer(
     report = LayerCheckReport(layer=repr(layer), input_shape=input_shape)
     if x is not None and np.shape(x)[1:] != input_shape:
         raise ValueError(f"check_layer: x has shape {np.shape(x)}, expected (batch, *{input_shape})")
-    base = np.array(x, dtype=np.float64) if x is not None else tie_free_input(
+    base = np.array(x, dtype=None if _token_ids(x) else np.float64) if x is not None else tie_free_input(
         (batch, *input_shape), np.random.default_rng(seed))
     outputs: dict[tuple[str, bool], np.ndarray] = {}
     stochastic = False
@@ -371,7 +368,7 @@ def check_layer(
         if built is None:
             continue
         stochastic |= bool(_generators(built))
-        xd = base.astype(dtype)
+        xd = base if _token_ids(base) else base.astype(dtype)
         rewind = rewinder(built)
         for mode in modes:
             rewind()  # every mode starts from the freshly built state, in every dtype
@@ -438,14 +435,14 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
         _record(report, f"forward/backward [{label}]",
                 [f"forward returned shape {getattr(y, 'shape', type(y).__name__)}, expected {expected}"])
         return None
-    if y.dtype != x.dtype:
-        problems.append(f"forward returned dtype {y.dtype}, expected {x.dtype}")
+    if y.dtype != layer.dtype:
+        problems.append(f"forward returned dtype {y.dtype}, expected {layer.dtype}")
     if not np.isfinite(y).all():
         problems.append(f"forward returned {np.count_nonzero(~np.isfinite(y))} non-finite values")
     if not np.array_equal(x, x_before):
         problems.append("forward modified its input x in place")
     y = y.copy()  # the layer may hand out a view of its own cache
-    g = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(x.dtype)
+    g = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(layer.dtype)
     g_before = g.copy()
     params = {k: p for k, p in layer.named_parameters().items() if p.trainable}
     for p in params.values():
@@ -457,7 +454,10 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
         return y
     if not np.array_equal(g, g_before):
         problems.append("backward modified grad_out in place")
-    if not isinstance(dx, np.ndarray) or dx.shape != x.shape:
+    if _token_ids(x):
+        if dx is not None:
+            problems.append(f"backward returned {type(dx).__name__} for integer inputs, expected None (no gradient)")
+    elif not isinstance(dx, np.ndarray) or dx.shape != x.shape:
         problems.append(f"backward returned shape {getattr(dx, 'shape', type(dx).__name__)}, expected {x.shape}")
     elif dx.dtype != x.dtype:
         problems.append(f"backward returned dtype {dx.dtype}, expected {x.dtype}")
@@ -479,6 +479,11 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
         for k in first if not np.array_equal(first[k], again[k])
     ])
     return y
+
+
+def _token_ids(x: Any) -> bool:
+    """Whether ``x`` is an integer array (token ids): it has no gradient, and keeps its dtype in the checks."""
+    return isinstance(x, np.ndarray) and x.dtype.kind in "iu"
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -683,7 +688,7 @@ def layer_inputs(shapes=None, batch: int | tuple[int, int] = (1, 3), dtype: Any 
     )
 
 
-# -- loss heads ------------------------------------------------------------------------------
+# -- losses ------------------------------------------------------------------------------------
 
 
 def check_loss(
@@ -693,76 +698,86 @@ def check_loss(
     batch: int = 3,
     outputs: np.ndarray | None = None,
     targets: Any = None,
+    mask: np.ndarray | None = None,
     tol: float = DEFAULT_TOL,
     eps: float = DEFAULT_EPS,
     seed: int = 0,
 ) -> float:
-    """Check a loss head (:class:`minidl.layers.Loss`) against its contract; return the gradient's error.
+    """Check a loss (:class:`minidl.layers.Loss`) against its contract; return the gradient's error.
 
-    On a float64 deep copy of ``loss`` built for per-sample ``input_shape``, with ``outputs``
-    (default :func:`tie_free_input` of ``batch`` samples) and ``targets`` (default: the first of
-    normal floats, 0/1 values, class labels ``(N,)`` that ``loss.prepare_targets`` accepts):
+    On a deep copy of ``loss`` built for model outputs of per-sample ``input_shape`` in float64,
+    with ``outputs`` (default :func:`tie_free_input` of ``batch`` samples), ``targets`` (default:
+    the first of normal floats, 0/1 values, class labels that ``loss.prepare_targets`` accepts)
+    and ``mask`` (optional, bool ``(N, T)`` for sequence outputs):
 
-    - ``loss(outputs, targets)`` is a finite Python float and leaves both arrays unchanged;
-    - ``backward()`` has ``outputs``' shape and dtype, matches central finite differences of
-      ``loss`` within ``tol`` (relative, as :func:`check_layer`), and is the same when called again;
-    - ``forward`` gives ``(N, *output_shape)``; ``metrics`` gives per-sample arrays ``(N,)``;
-      ``predict`` gives one row per sample.
+    - ``loss_and_grad(outputs, targets, mask)`` gives a finite Python float and a gradient of
+      ``outputs``' shape and dtype, leaves its arguments unchanged and gives the same when called
+      again;
+    - the gradient matches central finite differences of the value within ``tol`` (relative,
+      as :func:`check_layer`);
+    - ``metrics`` gives one value per sample ``(N,)`` or per step ``(N, T)``; ``predict`` gives
+      one row per sample.
 
-    Raises ``AssertionError`` listing every problem. Example::
+    Args:
+        loss: the loss to check.
+        input_shape: the per-sample shape of the model outputs it takes.
+
+    Raises ``AssertionError`` listing every problem.
+
+    Example::
 
         check_loss(Huber(delta=1.0), (3,))
     """
     if not isinstance(loss, Loss):
         raise TypeError(f"check_loss: expected a minidl.layers.Loss, got {type(loss).__name__}")
     input_shape = tuple(int(d) for d in input_shape)
-    head = copy.deepcopy(loss)
-    output_shape = head.build(input_shape, rng=np.random.default_rng(seed), dtype=np.float64)
+    loss = copy.deepcopy(loss)
+    loss.build(input_shape, dtype=np.float64)
     rng = np.random.default_rng(seed)
     z = np.array(outputs, dtype=np.float64) if outputs is not None else tie_free_input((batch, *input_shape), rng)
     n = len(z)
-    t = head.prepare_targets(targets if targets is not None else _example_targets(head, n, rng), n)
+    t = loss.prepare_targets(targets if targets is not None else _example_targets(loss, n, rng), n)
     z0, t0 = z.copy(), t.copy()
+    args = (t,) if mask is None else (t, mask)
     problems = []
-    value = head.loss(z, t)
+    value, grad = loss.loss_and_grad(z, *args)
+    grad = np.array(grad)
     if not isinstance(value, float) or not np.isfinite(value):
-        problems.append(f"loss returned {value!r}, not a finite Python float")
-    grad = np.array(head.backward())
+        problems.append(f"loss_and_grad gave the value {value!r}, not a finite Python float")
     if grad.shape != z.shape or grad.dtype != z.dtype:
-        problems.append(f"backward gave shape {grad.shape} and dtype {grad.dtype}, expected {z.shape} and {z.dtype}")
+        problems.append(f"loss_and_grad gave a gradient of shape {grad.shape} and dtype {grad.dtype}, "
+                        f"expected {z.shape} and {z.dtype}")
     if not (np.array_equal(z, z0) and np.array_equal(t, t0)):
-        problems.append("loss changed its outputs or targets argument")
+        problems.append("loss_and_grad changed its outputs or targets argument")
     error = np.inf
     if not problems:
-        again = np.array(head.backward())
-        if not np.array_equal(again, grad):
-            problems.append("backward called twice gave different gradients")
-        numeric, noise = central_differences(lambda: head.loss(z, t), z, 1.0, eps)
+        again = loss.loss_and_grad(z, *args)
+        if again[0] != value or not np.array_equal(np.array(again[1]), grad):
+            problems.append("loss_and_grad called twice gave different results")
+        numeric, noise = central_differences(lambda: loss.loss_and_grad(z, *args)[0], z, 1.0, eps)
         error, where = relative_error(grad, numeric, noise)
         if not error <= tol:
             problems.append(f"gradient: max relative error {error:.3g} > {tol:.0e} at index {where} "
-                            f"(backward {grad[where]:.10g}, finite differences {numeric[where]:.10g})")
-    out = head.forward(z)
-    if np.shape(out) != (n, *output_shape):
-        problems.append(f"forward gave shape {np.shape(out)}, expected {(n, *output_shape)}")
-    for name, values in head.metrics(z, t).items():
-        if np.shape(values) != (n,):
-            problems.append(f"metrics()[{name!r}] has shape {np.shape(values)}, expected per-sample values ({n},)")
-    if len(head.predict(z)) != n:
-        problems.append(f"predict gave {len(head.predict(z))} rows for {n} samples")
+                            f"(loss_and_grad {grad[where]:.10g}, finite differences {numeric[where]:.10g})")
+    for name, values in (loss.metrics(z, t) if mask is None else loss.metrics(z, t, mask)).items():
+        if np.shape(values) not in ((n,), z.shape[:2]):
+            problems.append(f"metrics()[{name!r}] has shape {np.shape(values)}, expected one value per sample "
+                            f"({n},) or per step {z.shape[:2]}")
+    if len(loss.predict(z)) != n:
+        problems.append(f"predict gave {len(loss.predict(z))} rows for {n} samples")
     if problems:
-        raise AssertionError(f"{head.name}: " + "\n  ".join(["loss contract broken:", *problems]))
+        raise AssertionError(f"{loss.name}: " + "\n  ".join(["loss contract broken:", *problems]))
     return error
 
 
-def _example_targets(head: Loss, n: int, rng: np.random.Generator) -> np.ndarray:
-    """The first kind of target ``head`` accepts: normal floats, 0/1 values, or class labels."""
-    shape = (n, *head.input_shape)
-    candidates = [rng.standard_normal(shape), rng.integers(0, 2, shape), rng.integers(0, head.input_shape[0], n)]
+def _example_targets(loss: Loss, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The first kind of target ``loss`` accepts: normal floats, 0/1 values, or class labels."""
+    shape = (n, *loss.input_shape)
+    candidates = [rng.standard_normal(shape), rng.integers(0, 2, shape), rng.integers(0, shape[-1], shape[:-1])]
     for candidate in candidates:
         try:
-            head.prepare_targets(candidate, n)
+            loss.prepare_targets(candidate, n)
         except (TypeError, ValueError):
             continue
         return candidate
-    raise ValueError(f"check_loss: {head.name} accepts none of float, 0/1 or class-label targets; pass targets=")
+    raise ValueError(f"check_loss: {loss.name} accepts none of float, 0/1 or class-label targets; pass targets=")

@@ -28,84 +28,73 @@ if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["Trainer", "require_loss", "prepare", "head_inputs", "forward_backward", "evaluate", "predict"]
+__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict"]
 
 
 def require_loss(model: Sequential, what: str) -> Loss:
-    """The model's loss head, or a ``ValueError`` saying which loss to add."""
-    head = model.head
-    if head is None:
+    """The model's loss (built for its outputs), or a ``ValueError`` saying which loss to add."""
+    loss = model.loss
+    if loss is None:
         raise ValueError(
-            f"Sequential.{what} needs a loss layer at the end of the model: add SoftmaxCE() for class labels, "
+            f"Sequential.{what} needs a loss: pass loss=SoftmaxCE() (or end the layers with it) for class labels, "
             "SigmoidBCE() for binary or multi-label 0/1 targets, or MSE() for regression"
         )
-    return head
+    if model.built and (loss.input_shape, loss.dtype) != (model.output_shape, model.dtype):
+        loss.build(model.output_shape, model.dtype)  # a loss set after the model was built
+    return loss
 
 
 def prepare(model: Sequential, X: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
     """Check and convert a data set ``(X, y)`` once, before any work: ``X`` for the model, ``y`` by its loss."""
     X = prepare_inputs(model, X, x_name)
-    return X, model.head.prepare_targets(y, len(X), y_name, x_name)
-
-
-def head_inputs(model: Sequential, x: np.ndarray, training: bool = False) -> np.ndarray:
-    """Run the layers below the loss head (all of them without one): what the loss, its metrics and predict take."""
-    layers = model.layers[:-1] if model.head is not None else model.layers
-    for layer in layers:
-        x = layer.forward(x, training=training)
-    return x
+    return X, require_loss(model, "fit").prepare_targets(y, len(X), y_name, x_name)
 
 
 def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray, input_grad: bool = True) -> tuple[float, np.ndarray]:
     """One unchecked training pass on a prepared batch: forward, loss, backward; returns ``(loss, outputs)``.
 
-    ``outputs`` are the loss head's inputs (the logits of a classifier). ``input_grad=False`` (fit)
+    ``outputs`` are the model's outputs (the logits of a classifier). ``input_grad=False`` (fit)
     calls the first layer's ``backward_params``: nobody reads the gradient of the data, and a
     Conv2D then skips computing it.
     """
-    # head_inputs and model.backward inlined: this runs once per step, and at batch 1 every call counts.
-    *body, head = model.layers
-    outputs = x
-    for layer in body:
-        outputs = layer.forward(outputs, training=True)
-    loss = head.loss(outputs, y)
-    grad = head.backward()
-    for layer in body[:0:-1]:
-        grad = layer.backward(grad)
-    if body:
-        (body[0].backward if input_grad else body[0].backward_params)(grad)
+    outputs = model.forward(x, training=True)
+    loss, grad = model.loss.loss_and_grad(outputs, y)
+    (model.backward if input_grad else model.backward_params)(grad)
     return loss, outputs
 
 
 def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, float]:
-    """Mean loss and the loss head's metrics over the batches of ``source``, in inference mode."""
-    running = RunningMetrics(model.head, capacity=0)
+    """Mean loss and the loss's metrics over the batches of ``source``, in inference mode."""
+    loss = require_loss(model, "evaluate")
+    running = RunningMetrics(loss, capacity=0)
     for xb, yb in source.batches(batch_size):
-        outputs = head_inputs(model, xb)
-        running.add(model.head.loss(outputs, yb), outputs, yb)
+        outputs = model.forward(xb)
+        running.add(loss.loss_and_grad(outputs, yb)[0], outputs, yb)
     if not running.seen:
         raise source.no_batch()
     return running.means()
 
 
 def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False, steps: int | None = None) -> np.ndarray:
-    """``model.predict`` (or ``predict_proba``): the loss head's predictions for ``X``, in chunks.
+    """``model.predict`` (or ``predict_proba``): the loss's predictions (or probabilities) for ``X``, in chunks.
 
-    Without a loss head, ``predict`` returns the last layer's outputs.
+    Without a loss, ``predict`` returns the model's outputs.
     """
     what = "predict_proba" if proba else "predict"
     as_int(batch_size, "batch_size", minimum=1)
-    head = model.head
-    if proba and head is None:
+    loss = model.loss
+    if proba and loss is None:
         raise ValueError(
-            "predict_proba needs a classifier loss (SoftmaxCE or SigmoidBCE) at the end of the model, which has "
-            "no loss layer; use predict for its outputs"
+            "predict_proba needs a classifier loss (SoftmaxCE or SigmoidBCE), and the model has no loss; "
+            "use predict for its outputs"
         )
-    convert = (head.predict_proba if proba else head.predict) if head is not None else None
     source = as_source(model, X, None, "X", None, steps, labels=False)
+    if loss is not None:
+        require_loss(model, what)
+    convert = (loss.probabilities if proba else loss.predict) if loss is not None else None
     chunks = []
     for xb, _ in source.batches(batch_size):
-        outputs = head_inputs(model, xb)
+        outputs = model.forward(xb)
         raise_if_not_finite(outputs, f"{what}: the outputs")
         chunks.append(outputs if convert is None else convert(outputs))
     if not chunks:
@@ -117,7 +106,7 @@ class Trainer:
     """One ``fit`` call: mini-batch gradient descent on ``model`` with its guarantees (see ``Sequential.fit``).
 
     Args:
-        model: a built or unbuilt ``Sequential`` ending in a loss head.
+        model: a built or unbuilt ``Sequential`` with a loss.
         optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``.
         callbacks: :class:`~minidl.callbacks.Callback` objects.
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
@@ -135,7 +124,7 @@ class Trainer:
         verbose: int = 1,
     ) -> None:
         self.model = model
-        self.head = require_loss(model, "fit")
+        require_loss(model, "fit")
         if verbose not in (0, 1, 2):
             raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
         if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
@@ -228,10 +217,11 @@ class Trainer:
 
     def _run(self) -> History:
         """The epochs under the guard; a NaN stop or Ctrl-C still ends with the callbacks' ``on_train_end``."""
-        self.guard = guard = TrainingGuard(self.optimizer, self.model.named_buffers().values(),
-                                           self.model.named_layers().values())
+        model = self.model
+        self.guard = guard = TrainingGuard(self.optimizer, model.named_buffers().values(),
+                                           [*model.named_layers().values(), model.loss])
         self.progress = Progress(self.verbose, self.epochs)
-        self.running = RunningMetrics(self.head, capacity=max(self.batch_size, min(self.source.samples or 1024, 1024)))
+        self.running = RunningMetrics(require_loss(self.model, "fit"), capacity=max(self.batch_size, min(self.source.samples or 1024, 1024)))
         diverged = None
         try:
             with guard:
@@ -299,9 +289,8 @@ class Trainer:
         for step, (xb, yb) in enumerate(self.batches()):
             loss, outputs = forward_backward(model, xb, yb, False)
             guard.check_step(loss, epoch, step)  # before the update: a NaN step is never applied
-            guard.updating = True
-            step_fn()
-            guard.updating = False
+            with guard.step():  # an interrupt inside the update leaves guard.updating set
+                step_fn()
             running.add(loss, outputs, yb)
             for cb in callbacks:
                 cb.on_batch_end(step, {"loss": loss, "size": len(yb)})

@@ -6,10 +6,12 @@ these files' digests (``FILES``).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import re
+import socket
 import struct
 import tarfile
 import threading
@@ -70,6 +72,10 @@ class FileServer:
     ``drop[path] = n`` makes the next response for ``path`` announce the whole length but close
     the connection after ``n`` bytes (once). ``ignore_range`` answers every request with the whole
     file (200). ``fail[path] = [codes]`` answers the next requests with those HTTP errors.
+    ``content_length[path]`` is the ``Content-Length`` header announced for ``path`` instead of the
+    true one (``None``: no header, the body ends when the connection closes); ``padding[path] = n``
+    sends ``n`` more bytes after the file; ``barrier[path]`` (a ``threading.Barrier``) holds each
+    response after half of its body until as many responses have reached that point.
     ``requests`` records ``(path, Range header)`` of every request.
     """
 
@@ -77,6 +83,9 @@ class FileServer:
         self.files = dict(files)
         self.drop: dict[str, int] = {}
         self.fail: dict[str, list[int]] = {}
+        self.content_length: dict[str, str | None] = {}
+        self.padding: dict[str, int] = {}
+        self.barrier: dict[str, threading.Barrier] = {}
         self.ignore_range = False
         self.requests: list[tuple[str, str | None]] = []
         server = self
@@ -106,13 +115,27 @@ class FileServer:
                     self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
                 else:
                     self.send_response(200)
-                body = payload[start:]
-                self.send_header("Content-Length", str(len(body)))
+                body = payload[start:] + b"\0" * server.padding.get(path, 0)
+                length = server.content_length.get(path, str(len(body)))
+                if length is not None:
+                    self.send_header("Content-Length", length)
                 self.end_headers()
                 cut = server.drop.pop(path, None)
-                self.wfile.write(body if cut is None else body[:cut])
                 if cut is not None:
+                    body = body[:cut]
+                    self.close_connection = True
+                try:
+                    barrier = server.barrier.get(path)
+                    if barrier is not None:
+                        self.wfile.write(body[:len(body) // 2])
+                        self.wfile.flush()
+                        with contextlib.suppress(threading.BrokenBarrierError):
+                            barrier.wait()
+                        body = body[len(body) // 2:]
+                    for at in range(0, len(body), 1 << 16):  # in pieces, as a client that hangs up stops it
+                        self.wfile.write(body[at:at + (1 << 16)])
                     self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
             def log_message(self, *args) -> None:
@@ -123,7 +146,7 @@ class FileServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def __enter__(self) -> "FileServer":
+    def __enter__(self) -> FileServer:
         self.thread.start()
         return self
 
@@ -133,10 +156,66 @@ class FileServer:
         self.thread.join(timeout=10)
 
 
+class SilentServer:
+    """A listening socket on 127.0.0.1 that accepts connections and never answers; ``accepted`` counts them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.accepted = 0
+        self.held: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            self.held.append(conn)
+
+    def __enter__(self) -> SilentServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def unconnectable_url():
+    """A URL on 127.0.0.1 whose connections never complete: a socket that listens but never accepts, its
+    backlog filled first, so that the kernel drops further connection requests unanswered (as a firewall
+    that drops packets does)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    try:
+        for _ in range(4):  # more than the backlog holds: the last ones stay pending
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(address)
+            fillers.append(filler)
+        yield f"http://127.0.0.1:{address[1]}/"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 where nothing listens (the port was just released): connections are refused."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -29,6 +29,7 @@ def test_random_shift_contract(data, shape, batch):
     check_layer(RandomShift(pixels), shape, batch=batch)
 
 
+@pytest.mark.slow
 @given(data=st.data(), shape=image_shapes(height=(1, 7)))
 def test_random_crop_contract(data, shape):
     padding = data.draw(st.integers(0, min(2, *shape[1:])))
@@ -36,6 +37,7 @@ def test_random_crop_contract(data, shape):
     check_layer(RandomCrop(size, padding=padding), shape, batch=data.draw(st.integers(1, 3)))
 
 
+@pytest.mark.slow
 @given(shape=image_shapes(height=(1, 7)), degrees=st.floats(0, 180), batch=st.integers(1, 3))
 def test_random_rotation_contract(shape, degrees, batch):
     check_layer(RandomRotation(degrees), shape, batch=batch)

@@ -288,9 +288,10 @@ def test_predict_works_in_chunks_of_bounded_memory():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < im2col_all / 4
-    np.testing.assert_allclose(proba[:300], model.forward(X[:300]), rtol=1e-6)
+    np.testing.assert_allclose(proba[:300], model.loss.probabilities(model.forward(X[:300])), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_benchmark_quick_mode_runs(capsys):
     path = pathlib.Path(__file__).parents[1] / "benchmarks" / "run.py"
     spec = importlib.util.spec_from_file_location("minidl_benchmarks", path)
@@ -302,6 +303,7 @@ def test_benchmark_quick_mode_runs(capsys):
     assert "digits-b32" in out and "predict-10k" in out and "GFLOP/s" in out
 
 
+@pytest.mark.slow
 def test_layer_times_prints_every_layer_and_the_sums():
     import subprocess
     import sys
@@ -385,8 +387,9 @@ class GradSnapshots(Callback):
         self.grads.append([p.grad.copy() for p in self.model.parameters()])
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
 @pytest.mark.parametrize("rebind", [False, True], ids=["written-in-place", "rebound"])
-def test_the_fused_gradient_check_stops_before_the_update_however_a_layer_sets_grad(rebind):
+def test_the_gradient_check_stops_before_the_update_however_a_layer_sets_grad(rebind, fused):
     rng = np.random.default_rng(0)
     X, y = rng.random((12, 1, 8, 8)), np.arange(12) % 3
     poisoned = PoisonableScale(poison_at=3, rebind=rebind)
@@ -394,30 +397,35 @@ def test_the_fused_gradient_check_stops_before_the_update_however_a_layer_sets_g
                        input_shape=(1, 8, 8), seed=0, dtype="float64")
     snaps = GradSnapshots()
     with pytest.raises(NonFiniteLossError, match=r"gradients became non-finite .* at epoch 1, step 3"):
-        model.fit(X, y, epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[snaps])
+        model.fit(X, y, epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[snaps],
+                  optimizer=SGD(model.parameters(), lr=0.01, fused=fused))
     assert len(snaps.weights) == 3  # the start, then steps 1 and 2: step 3's update was not applied
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, snaps.weights[-1][name])
 
 
-def test_fit_hands_each_parameter_its_own_gradient_array_back_with_the_last_values():
+def test_fit_leaves_the_gradient_layout_to_the_optimizer():
     rng = np.random.default_rng(1)
     X, y = rng.random((10, 1, 8, 8)), np.arange(10) % 3
     model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), PoisonableScale(), Dense(3), SoftmaxCE()],
                        input_shape=(1, 8, 8), seed=0)
-    model.layers[4].bias.trainable = False  # frozen parameters are not gathered, and keep their (zero) grad
+    model.layers[4].bias.trainable = False  # frozen parameters are not fused, and keep their (zero) grad
     before = [p.grad for p in model.parameters()]
+    opt = SGD(model.parameters(), lr=0.1, fused=True)
+    (flat,) = opt.flat_grads()
+    after = [p.grad for p in model.parameters()]
     snaps = GradSnapshots()
-    model.fit(X, y, epochs=2, batch_size=4, verbose=0, callbacks=[snaps])
-    for p, own, last in zip(model.parameters(), before, snaps.grads[-1]):
-        assert p.grad is own and p.grad.base is None
+    model.fit(X, y, epochs=2, batch_size=4, verbose=0, callbacks=[snaps], optimizer=opt)
+    for p, own, view, last in zip(model.parameters(), before, after, snaps.grads[-1], strict=True):
+        assert p.grad is view  # neither fit nor the guard rebinds a .grad
+        assert (p.grad.base is flat) == p.trainable and (p.grad is own) == (not p.trainable)
         np.testing.assert_array_equal(p.grad, last)
-    assert np.any(snaps.grads[-1][0] != 0)
+    assert np.any(snaps.grads[-1][0] != 0) and not np.any(model.layers[4].bias.grad)
 
 
-@pytest.mark.parametrize("layer", [Dense(3), ReLU(), Flatten(), SoftmaxCE(), MaxPool2D(2)], ids=lambda l: l.name)
+@pytest.mark.parametrize("layer", [Dense(3), ReLU(), Flatten(), MaxPool2D(2)], ids=lambda l: l.name)
 def test_check_input_fast_path_lets_through_only_what_the_full_check_accepts(layer):
-    shape = (4,) if isinstance(layer, (Dense, SoftmaxCE)) else (2, 4, 4)
+    shape = (4,) if isinstance(layer, Dense) else (2, 4, 4)
     layer.build(shape, rng=np.random.default_rng(0), dtype=np.dtype("float32"))
     layer.check_input(np.zeros((3, *shape), dtype=np.float32))
     layer.check_input(np.zeros((0, *shape), dtype=np.float32))
@@ -431,14 +439,15 @@ def test_check_input_fast_path_lets_through_only_what_the_full_check_accepts(lay
 
 def test_softmax_ce_loss_follows_the_batch_size_when_it_changes():
     rng = np.random.default_rng(2)
-    head = SoftmaxCE()
-    head.build((5,), rng=rng, dtype=np.dtype("float64"))
+    loss = SoftmaxCE()
+    loss.build((5,), dtype=np.dtype("float64"))
     for n in (3, 1, 1, 4, 3):
         z, y = rng.standard_normal((n, 5)), rng.integers(0, 5, n)
         shifted = z - z.max(axis=1, keepdims=True)
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        assert head.loss(z, y) == pytest.approx(-log_p[np.arange(n), y].mean(), rel=1e-12)
-        np.testing.assert_allclose(head.backward(), (np.exp(log_p) - np.eye(5)[y]) / n, rtol=1e-12, atol=1e-15)
+        value, grad = loss.loss_and_grad(z, y)
+        assert value == pytest.approx(-log_p[np.arange(n), y].mean(), rel=1e-12)
+        np.testing.assert_allclose(grad, (np.exp(log_p) - np.eye(5)[y]) / n, rtol=1e-12, atol=1e-15)
 
 
 def test_a_callback_calling_backward_during_fit_gets_the_input_gradient():

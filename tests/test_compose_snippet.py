@@ -5,6 +5,8 @@ import pytest
 
 from minidl.data import load_digits
 
+pytestmark = pytest.mark.slow  # the snippet trains for 20 epochs
+
 # Verbatim from the issue; only X, y, y_float come from outside (a slice of the digits, so that
 # its 20 epochs stay quick).
 SNIPPET = '''

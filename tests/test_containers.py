@@ -277,10 +277,10 @@ def test_parallel_shape_mismatch_names_the_branch():
     (lambda: Parallel([Dense(2), [Dense(2), "relu"]]), TypeError, r"branches\[1\] must be .* got \[Dense"),
     (lambda: Parallel([Dense(2)], merge="max"), ValueError, "merge must be \"concat\" or \"add\", got 'max'"),
     (lambda: Residual([Dense(2), SoftmaxCE()]), ValueError,
-     "Residual: layers ends in the loss SoftmaxCE; a loss can only be the last layer of the outermost model"),
+     "Residual: layers ends in the loss SoftmaxCE; only the outermost model has a loss"),
     (lambda: Parallel([Dense(2), SoftmaxCE()]), ValueError, r"Parallel: branches\[1\] ends in the loss SoftmaxCE"),
     (lambda: Sequential([Sequential([Dense(2), SoftmaxCE()]), Dense(2)]), ValueError,
-     "SoftmaxCE must be the last layer, found at position 0.1 of 2 .inside a container"),
+     "the Sequential at 0 has the loss SoftmaxCE; only the outermost model has a loss"),
 ])
 def test_bad_container_arguments(make, error, message):
     with pytest.raises(error, match=message):
@@ -307,8 +307,9 @@ def test_nested_model_round_trips_exactly(tmp_path):
     np.testing.assert_array_equal(same.predict_proba(X), model.predict_proba(X))
     with np.load(tmp_path / "nested.npz") as z:
         header = json.loads(z[HEADER_KEY].tobytes())
-    assert header["format_version"] == 2
+    assert header["format_version"] == 3
     assert header["layers"][1]["config"]["layers"]["class"] == "Sequential"
+    assert header["loss"]["class"] == "SoftmaxCE" and len(header["layers"]) == len(model.layers)
 
 
 def test_a_format_version_1_file_still_loads(tmp_path):
@@ -329,6 +330,28 @@ def test_a_format_version_1_file_still_loads(tmp_path):
     loaded = minidl.load(tmp_path / "v1.npz")
     X = np.random.default_rng(0).standard_normal((4, 1, 5, 5)).astype("float32")
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_format_version_2_file_with_the_loss_as_its_last_layer_still_loads(tmp_path):
+    model = Sequential([Conv2D(2, 3), Residual([ReLU()]), Flatten(), Dense(3)], input_shape=(1, 5, 5), seed=0,
+                       loss=SoftmaxCE())
+    state = model.state_dict()
+    header = {  # what minidl wrote before the loss left the layer list: nested specs, the loss last
+        "format": "minidl.Sequential", "format_version": 2, "minidl_version": "0.1.0",
+        "input_shape": [1, 5, 5], "seed": 0, "dtype": "float32",
+        "layers": [*[layer.to_config() for layer in model.layers],
+                   {"class": "SoftmaxCE", "config": {"name": "loss"}}],
+        "state": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in state.items()},
+    }
+    with open(tmp_path / "v2.npz", "wb") as f:
+        np.savez(f, **{HEADER_KEY: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}, **state)
+    loaded = minidl.load(tmp_path / "v2.npz")
+    assert isinstance(loaded.loss, SoftmaxCE) and loaded.loss.name == "loss" and len(loaded.layers) == 4
+    X = np.random.default_rng(0).standard_normal((4, 1, 5, 5)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    loaded.save(tmp_path / "v3.npz")  # and it saves in the new form
+    with np.load(tmp_path / "v3.npz") as z:
+        assert json.loads(z[HEADER_KEY].tobytes())["loss"]["config"]["name"] == "loss"
 
 
 def test_a_loaded_model_draws_its_random_state_from_its_seed(tmp_path):

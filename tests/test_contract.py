@@ -9,18 +9,20 @@ from hypothesis import strategies as st
 
 from minidl import Sequential
 from minidl.layers import (
-    MSE, AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer, LeakyReLU,
-    MaxPool2D, Parallel, Parameter, RandomCrop, RandomFlip, RandomRotation, RandomShift, ReLU, Residual, Sigmoid,
-    SigmoidBCE, Softmax, SoftmaxCE, Tanh, Upsample2D,
+    GELU, AvgPool2D, BatchNorm2D, Buffer, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2D, Identity,
+    Layer, LayerNorm, LeakyReLU, MaxPool2D, MultiHeadAttention, Parallel, Parameter, PositionalEmbedding, RandomCrop,
+    RandomFlip, RandomRotation, RandomShift, ReLU, Residual, Sigmoid, Softmax, SoftmaxCE, Tanh, Upsample2D,
 )
+from minidl.layers import GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D, SimpleRNN
 from minidl.layers.base import LAYERS
 from minidl.optim import SGD
 from minidl.testing import (
     LayerCheckError, any_shapes, check_layer, feature_shapes, image_shapes, layer_inputs, rewinder,
 )
 
-#: One or more (layer factory, per-sample input shape) per built-in layer class. A built-in layer
-#: without an entry fails test_every_builtin_layer_has_an_example: add it here when you add a layer.
+#: One or more (layer factory, per-sample input shape[, input batch]) per built-in layer class. A built-in
+#: layer without an entry fails test_every_builtin_layer_has_an_example: add it here when you add a layer.
+#: The batch is given where the default (floats) does not fit: token ids for an Embedding.
 EXAMPLES = {
     "Conv2D": [(lambda: Conv2D(3, 2, stride=2, padding=1), (2, 5, 5)),
                (lambda: Conv2D(2, (3, 1), padding="same", use_bias=False), (1, 4, 3))],
@@ -34,7 +36,7 @@ EXAMPLES = {
     "Upsample2D": [(lambda: Upsample2D(2), (2, 3, 2)), (lambda: Upsample2D((1, 3)), (1, 2, 2))],
     "BatchNorm2D": [(lambda: BatchNorm2D(), (3, 2, 3)), (lambda: BatchNorm2D(momentum=0.5, eps=1e-3), (2, 1, 1))],
     "Dropout": [(lambda: Dropout(0.3), (2, 3, 3)), (lambda: Dropout(0.5), (7,))],
-    "Dense": [(lambda: Dense(4), (7,)), (lambda: Dense(2, use_bias=False), (3,))],
+    "Dense": [(lambda: Dense(4), (7,)), (lambda: Dense(2, use_bias=False), (3,)), (lambda: Dense(3), (4, 2))],
     "Flatten": [(lambda: Flatten(), (2, 3, 2))],
     "ReLU": [(lambda: ReLU(), (2, 3, 3))],
     "LeakyReLU": [(lambda: LeakyReLU(0.2), (2, 3, 3))],
@@ -42,15 +44,31 @@ EXAMPLES = {
     "Sigmoid": [(lambda: Sigmoid(), (2, 3))],
     "Softmax": [(lambda: Softmax(), (5,)), (lambda: Softmax(axis=1), (3, 2, 2))],
     "Identity": [(lambda: Identity(), (2, 2, 2))],
-    "SoftmaxCE": [(lambda: SoftmaxCE(), (5,))],  # check_layer runs its inference path (probabilities)
+    "GELU": [(lambda: GELU(), (3, 4)), (lambda: GELU(approximate="tanh"), (2, 3))],
+    "LayerNorm": [(lambda: LayerNorm(), (3, 4)), (lambda: LayerNorm(eps=1e-3), (5,))],
+    "Embedding": [(lambda: Embedding(5, 3), (4,), np.array([[0, 4, 2, 4], [1, 3, 3, 0]])),
+                  (lambda: Embedding(3, 2, mask_zero=True), (1,), np.array([[2]]))],
+    "PositionalEmbedding": [(lambda: PositionalEmbedding(5), (3, 2)),
+                            (lambda: PositionalEmbedding(3, kind="sinusoidal"), (3, 5))],
+    "MultiHeadAttention": [(lambda: MultiHeadAttention(2), (3, 4)),
+                           (lambda: MultiHeadAttention(1, key_dim=3, causal=True, dropout=0.3, use_bias=False),
+                            (4, 2))],
     # Containers: nested parameters, buffers and random generators are checked like a leaf's.
     "Sequential": [(lambda: Sequential([Conv2D(2, 2), Tanh(), Sequential([Flatten(), Dense(3)])]), (1, 3, 3))],
     "Residual": [(lambda: Residual([Conv2D(2, 3, padding="same", use_bias=False), BatchNorm2D(), Tanh()]), (2, 3, 3)),
                  (lambda: Residual([Dense(3), Dropout(0.4)], shortcut=Dense(3)), (4,))],
     "Parallel": [(lambda: Parallel([Conv2D(2, 1), [Conv2D(1, 3, padding="same"), Tanh()]]), (2, 3, 2)),
                  (lambda: Parallel([Dense(2), Residual(Dense(2))], merge="add"), (2,))],
-    "SigmoidBCE": [(lambda: SigmoidBCE(), (3,)), (lambda: SigmoidBCE(), (1, 2, 2))],  # inference: σ(z)
-    "MSE": [(lambda: MSE(), (2, 3))],  # inference: the identity; check_loss checks the losses themselves
+    # Sequences (N, T, C):
+    "Conv1D": [(lambda: Conv1D(3, 3, stride=2, padding="same", dilation=2), (7, 2)), (lambda: Conv1D(2, 1), (1, 3))],
+    "MaxPool1D": [(lambda: MaxPool1D(3, stride=2, padding=1), (6, 2))],
+    "GlobalAvgPool1D": [(lambda: GlobalAvgPool1D(), (4, 3))],
+    "GlobalMaxPool1D": [(lambda: GlobalMaxPool1D(), (4, 3))],
+    "SimpleRNN": [(lambda: SimpleRNN(3), (4, 2)), (lambda: SimpleRNN(2, "relu", return_sequences=True), (3, 2))],
+    "LSTM": [(lambda: LSTM(3), (4, 2)), (lambda: LSTM(2, return_sequences=True), (1, 3))],
+    "GRU": [(lambda: GRU(3), (4, 2)), (lambda: GRU(2, return_sequences=True), (1, 3))],
+    "Bidirectional": [(lambda: Bidirectional(LSTM(2, return_sequences=True)), (3, 2)),
+                      (lambda: Bidirectional(GRU(2), merge="sum"), (3, 2))],
 }
 
 BUILTINS = sorted(name for name, cls in LAYERS.items() if cls.__module__.startswith("minidl."))
@@ -65,8 +83,8 @@ def test_every_builtin_layer_has_an_example():
 @pytest.mark.parametrize("name", BUILTINS)
 def test_builtin_layer_passes_check_layer(name):
     assert name in EXAMPLES, f"{name} has no entry in EXAMPLES; add a (factory, input_shape) for it"
-    for make, shape in EXAMPLES[name]:
-        report = check_layer(make(), shape)
+    for make, shape, *x in EXAMPLES[name]:
+        report = check_layer(make(), shape, x=x[0] if x else None)
         assert report.ok and len(report.checks) >= 14, str(report)
         assert max(report.gradient_errors["training"].values()) <= 1e-6
 
@@ -325,7 +343,7 @@ def test_freezing_batchnorm_freezes_parameters_and_statistics():
 
 def test_layer_config_is_json_for_every_builtin():
     for name in BUILTINS:
-        for make, _ in EXAMPLES[name]:
+        for make, *_ in EXAMPLES[name]:
             spec = make().to_config()
             assert json.loads(json.dumps(spec))["class"] == name
 

@@ -22,6 +22,7 @@ def test_load_digits_reproduces_the_blog_split():
     np.testing.assert_array_equal(y_test, blog_y_test)
 
 
+@pytest.mark.slow
 def test_blog_preset_trains_every_parameter_to_high_accuracy():
     X_train, X_test, y_train, y_test = load_digits()
     model = presets.blog_cnn(seed=0)
@@ -58,6 +59,7 @@ def test_digits_command_rejects_bad_options_with_exit_status_2(argv, capsys):
     assert "usage:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_blog_example_script_runs(capsys):
     import runpy
     from pathlib import Path

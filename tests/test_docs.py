@@ -53,7 +53,11 @@ def clean_layer_registry():
     LAYERS.update(saved)
 
 
-@pytest.mark.parametrize("page", PAGES)
+# Pages whose blocks train for seconds (the inner loop, `pytest -m "not slow"`, leaves them to CI).
+SLOW_PAGES = {"../README.md", "sklearn.md", "visualising.md", "export.md", "extending.md"}
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PAGES else p for p in PAGES])
 def test_python_blocks_run(page, tmp_path, monkeypatch, clean_layer_registry):
     path = DOCS / page
     blocks = code_blocks(path.read_text(encoding="utf-8"))
@@ -136,3 +140,24 @@ def test_the_blog_is_named_before_it_is_cited():
     named = readme.find("*Machine Learning from Scratch*, post 11")
     assert named != -1
     assert named < readme.lower().find("the blog") + 100
+
+
+def test_the_readme_is_short_and_undated():
+    """The README says what minidl is and how to start; measurements, with their dates, times of day, loads
+    and machines, live in docs/benchmarks.md and docs/training.md, so a new measurement needs no README commit."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) <= 10_000, f"README.md is {len(readme.encode())} bytes, over 10 KB"
+    for n, line in enumerate(readme.splitlines(), 1):
+        assert not re.search(r"\b\d{1,2}:\d{2}(–\d{1,2}:\d{2})? UTC\b|load average|\b20\d\d-\d\d-\d\d\b", line), \
+            f"README.md:{n} has a dated measurement; it belongs in docs/: {line}"
+
+
+def test_the_readme_starts_with_the_two_commands():
+    """The install-and-train and the test commands come first, before any prose about minidl."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [m.group(2).strip() for m in FENCE.finditer(readme)]
+    assert blocks[:2] == [
+        'python3 -m venv .venv && . .venv/bin/activate && pip install -e . && python -m minidl digits',
+        'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test,plot]" && python -m pytest -q',
+    ]
+    assert readme.index("```bash") < readme.index("## ")

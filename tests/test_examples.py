@@ -24,6 +24,7 @@ def resnet():
     return load_example("resnet_digits")
 
 
+@pytest.mark.slow
 def test_resnet_by_hand_is_the_preset(resnet):
     by_hand, preset = resnet.make_model(seed=3), presets.digits_resnet(seed=3)
     assert repr(by_hand) == repr(preset)  # the same layers with the same settings, in the same tree
@@ -33,12 +34,14 @@ def test_resnet_by_hand_is_the_preset(resnet):
         np.testing.assert_array_equal(value, theirs[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_resnet_example_learns(resnet, capsys):
     scores = resnet.main(["--epochs", "2"])
     assert "Residual" in capsys.readouterr().out  # the summary shows the blocks
     assert scores["accuracy"] > 0.5  # chance is 0.1; two epochs of the 50 (the preset's tests train longer)
 
 
+@pytest.mark.slow
 def test_autoencoder_reconstructs_better_than_the_mean_image(capsys):
     result = load_example("autoencoder").main(["--epochs", "3"])
     assert result["code_size"] == 32

@@ -44,6 +44,12 @@ def inputs(model: Sequential, n: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, *model.input_shape)).astype(model.dtype)
 
 
+def expected(model: Sequential, X: np.ndarray) -> np.ndarray:
+    """What the export computes: the model's outputs, then its loss's inference output (probabilities)."""
+    outputs = model.forward(X)
+    return model.loss.probabilities(outputs) if isinstance(model.loss, (SoftmaxCE, SigmoidBCE)) else outputs
+
+
 def run_onnx(model: Sequential, X: np.ndarray, opset: int = 13) -> np.ndarray:
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -60,6 +66,7 @@ def run_torch(model: Sequential, X: np.ndarray) -> np.ndarray:
 
 
 # -- the presets ------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 def test_every_preset_matches_predict_proba(name, run):
@@ -71,6 +78,7 @@ def test_every_preset_matches_predict_proba(name, run):
         np.testing.assert_allclose(out, model.predict_proba(X), rtol=0, atol=TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 def test_trained_and_faithful_blog_cnn(run, digits):
     X_train, X_test, y_train, _ = digits
@@ -174,13 +182,14 @@ def blocks(draw) -> Layer:
                      Residual(draw(keeping(c, 2)))])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
 @given(model=models())
 @settings(max_examples=25)
 def test_random_models_match_forward(run, model):
     for n in BATCHES:
         X = inputs(model, n)
-        np.testing.assert_allclose(run(model, X), model.forward(X), rtol=0, atol=TOL)
+        np.testing.assert_allclose(run(model, X), expected(model, X), rtol=0, atol=TOL)
 
 
 # -- layer by layer: padding, naming, dtypes --------------------------------------------------
@@ -189,8 +198,8 @@ def test_random_models_match_forward(run, model):
 def test_conv_paddings(padding, kernel, stride):
     model = perturbed(Sequential([Conv2D(3, kernel, stride, padding)], input_shape=(2, 7, 6), seed=0))
     X = inputs(model, 7)
-    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
-    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_onnx(model, X), expected(model, X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), expected(model, X), rtol=0, atol=TOL)
 
 
 def test_asymmetric_same_padding_is_explicit():
@@ -209,8 +218,8 @@ def test_pools_with_padding_keep_minidl_semantics():
     model = Sequential([MaxPool2D(3, stride=2, padding=1), AvgPool2D((2, 3), stride=1, padding=(1, 1))],
                        input_shape=(2, 6, 7), seed=0)
     X = -np.abs(inputs(model, 7)) - 1
-    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
-    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_onnx(model, X), expected(model, X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), expected(model, X), rtol=0, atol=TOL)
 
 
 def test_nested_containers_keep_minidl_names():
@@ -226,8 +235,8 @@ def test_nested_containers_keep_minidl_names():
     ], input_shape=(1, 7, 6), seed=0))
     for n in BATCHES:
         X = inputs(model, n)
-        np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
-        np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+        np.testing.assert_allclose(run_onnx(model, X), expected(model, X), rtol=0, atol=TOL)
+        np.testing.assert_allclose(run_torch(model, X), expected(model, X), rtol=0, atol=TOL)
     ops = [node.op_type for node in to_onnx(model, None).graph.node]
     assert ops.count("Add") == 3 and ops.count("Concat") == 1 and ops.count("Sum") == 1
     state = to_torch(model).state_dict()
@@ -242,8 +251,8 @@ def test_nested_containers_keep_minidl_names():
 def test_upsample2d():
     model = Sequential([Upsample2D((2, 3)), Conv2D(2, 3, padding="same")], input_shape=(1, 3, 2), seed=0)
     X = inputs(model, 7)
-    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
-    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_onnx(model, X), expected(model, X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), expected(model, X), rtol=0, atol=TOL)
 
 
 def test_onnx_batch_axis_is_symbolic_and_weights_keep_their_names(tmp_path):
@@ -265,24 +274,24 @@ def test_onnx_opset_and_dtype():
     model = perturbed(Sequential([Flatten(), Dense(3), Tanh(), Dense(2), SoftmaxCE()], input_shape=(4,), seed=0))
     X = inputs(model, 7)
     newest = min(onnx.defs.onnx_opset_version(), 21)  # onnxruntime may trail onnx by a few opsets
-    np.testing.assert_allclose(run_onnx(model, X, opset=newest), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_onnx(model, X, opset=newest), expected(model, X), rtol=0, atol=TOL)
     with pytest.raises(ValueError, match="opset must be >= 13, got 12"):
         to_onnx(model, None, opset=12)
     with pytest.raises(ValueError, match="opset must be between 13 and"):
         to_onnx(model, None, opset=10_000)
     double = Sequential([Dense(3), Sigmoid()], input_shape=(4,), seed=0, dtype="float64")
     assert to_onnx(double, None).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
-    np.testing.assert_allclose(run_onnx(double, inputs(double, 7)), double.forward(inputs(double, 7)), atol=1e-12)
+    np.testing.assert_allclose(run_onnx(double, inputs(double, 7)), expected(double, inputs(double, 7)), atol=1e-12)
 
 
 @pytest.mark.parametrize("head, op", [(SigmoidBCE, "Sigmoid"), (MSE, None), (SoftmaxCE, "Softmax")])
-def test_loss_heads_export_their_inference_output(head, op):
+def test_losses_export_their_inference_output(head, op):
     pytest.importorskip("onnx")
     model = perturbed(Sequential([Flatten(), Dense(3), head()], input_shape=(2, 2), seed=0))
     assert [n.op_type for n in to_onnx(model, None).graph.node] == ["Flatten", "Gemm", *([op] if op else [])]
     X = inputs(model, 7)
-    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
-    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_onnx(model, X), expected(model, X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), expected(model, X), rtol=0, atol=TOL)
 
 
 def test_identity_model_and_dropout_is_left_out():
@@ -328,7 +337,7 @@ def test_torch_float64_and_training_on_in_pytorch():
     model = perturbed(Sequential([Conv2D(2, 3, padding="same"), BatchNorm2D(), ReLU(), GlobalAvgPool2D(), Dense(3),
                                   SoftmaxCE()], input_shape=(1, 6, 6), seed=0, dtype="float64"))
     X = inputs(model, 7)
-    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(run_torch(model, X), expected(model, X), rtol=0, atol=1e-12)
     net = to_torch(model).train()
     logits = net[:-1](torch.from_numpy(X))  # the documented way to train on: drop the Softmax head
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0, 1, 2, 0]))
@@ -389,8 +398,8 @@ def test_user_exporters(clean_registries):
 
     model = Sequential([Flatten(), TimesConstant(3.0), Dense(2), SoftmaxCE()], input_shape=(2, 2), seed=0)
     X = inputs(model, 7)
-    np.testing.assert_allclose(run_onnx(model, X), model.forward(X), rtol=0, atol=TOL)
-    np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_onnx(model, X), expected(model, X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_torch(model, X), expected(model, X), rtol=0, atol=TOL)
 
 
 def test_register_checks_its_arguments():
@@ -450,3 +459,62 @@ def test_cli_export_without_onnx_fails_before_training(monkeypatch, capsys):
         main(["digits", "--export", "m.onnx"])
     assert exit_info.value.code == 2
     assert '--export needs the onnx package: pip install "minidl[onnx]"' in capsys.readouterr().err
+
+
+# -- sequence layers ----------------------------------------------------------------------------------
+
+
+def token_model(kind: str = "learned", dtype: str = "float64") -> Sequential:
+    from minidl.layers import GELU, Embedding, LayerNorm, MultiHeadAttention, PositionalEmbedding
+
+    return perturbed(Sequential([Embedding(11, 8), PositionalEmbedding(6, kind=kind), LayerNorm(eps=1e-3),
+                                 MultiHeadAttention(2, causal=True, dropout=0.1), Dense(16), GELU("tanh"), Dense(11),
+                                 GELU()], input_shape=(6,), dtype=dtype, seed=0))
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_export_of_sequence_layers(kind, dtype):
+    torch = pytest.importorskip("torch")
+    model = token_model(kind, dtype)
+    ids = np.random.default_rng(2).integers(0, 11, (3, 6))
+    with torch.no_grad():
+        out = to_torch(model)(torch.from_numpy(ids)).numpy()
+    np.testing.assert_allclose(out, model.forward(ids),
+                               rtol=0, atol=1e-9 if dtype == "float64" else TOL)
+    state = to_torch(model).state_dict()
+    assert state["3.attention.in_proj_weight"].shape == (24, 8) and ("1.weight" in state) == (kind == "learned")
+
+
+def test_torch_export_refuses_what_torch_cannot_hold():
+    pytest.importorskip("torch")
+    from minidl.layers import Embedding, MultiHeadAttention
+
+    with pytest.raises(ValueError, match=r"to_torch: Embedding has mask_zero=True, and the exported nn.Sequential "
+                                         r"carries no mask"):
+        to_torch(Sequential([Embedding(5, 4, mask_zero=True), Dense(2)], input_shape=(3,)))
+    with pytest.raises(ValueError, match=r"key_dim=3 with num_heads=2 and D=4; nn.MultiheadAttention needs "
+                                         r"key_dim \* num_heads == D"):
+        to_torch(Sequential([MultiHeadAttention(2, key_dim=3)], input_shape=(3, 4)))
+
+
+@pytest.mark.parametrize("run", [run_onnx, run_torch], ids=["onnx", "torch"])
+def test_dense_on_sequences_exports(run):
+    model = perturbed(Sequential([Dense(4), Tanh(), Dense(3, use_bias=False), Dense(2)], input_shape=(5, 6), seed=0))
+    for n in BATCHES:
+        X = inputs(model, n)
+        np.testing.assert_allclose(run(model, X), model.forward(X), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("opset", [13, 18])
+def test_onnx_export_of_attention_layers(kind, opset):
+    from minidl.layers import GELU, LayerNorm, MultiHeadAttention, PositionalEmbedding
+
+    model = perturbed(Sequential([PositionalEmbedding(7, kind=kind), LayerNorm(), MultiHeadAttention(2, causal=True),
+                                  Dense(16), GELU("tanh"), MultiHeadAttention(4, use_bias=False), Dense(8), GELU()],
+                                 input_shape=(5, 8), seed=0))
+    for n in BATCHES:
+        X = inputs(model, n)
+        np.testing.assert_allclose(run_onnx(model, X, opset=opset), model.forward(X), rtol=0, atol=TOL)
+        np.testing.assert_allclose(run_torch(model, X), model.forward(X), rtol=0, atol=TOL)

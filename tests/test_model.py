@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minidl import Sequential
-from minidl.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
+from minidl.layers import LSTM, Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
 from minidl.optim import SGD
 from minidl.testing import check_model_gradients, tie_free_input
 
@@ -20,7 +20,8 @@ def toy_data(n=24, classes=10, shape=(1, 8, 8), seed=0):
 
 def test_shape_pass_infers_every_input_size():
     model = Sequential(blog_layers(), input_shape=(1, 8, 8), seed=0)
-    assert [layer.output_shape for layer in model.layers] == [(4, 6, 6), (4, 6, 6), (4, 3, 3), (36,), (10,), (10,)]
+    assert [layer.output_shape for layer in model.layers] == [(4, 6, 6), (4, 6, 6), (4, 3, 3), (36,), (10,)]
+    assert model.loss.input_shape == (10,) and isinstance(model.loss, SoftmaxCE)
     assert model.layers[0].weight.shape == (4, 1, 3, 3)
     assert model.layers[4].weight.shape == (36, 10)
     assert model.layers[4].bias.shape == (10,)
@@ -38,7 +39,9 @@ def test_summary_lists_layers_shapes_and_parameter_counts():
 @pytest.mark.parametrize(
     "layers, input_shape, words",
     [
-        ([Conv2D(4, 3), MaxPool2D(2), Dense(10)], (1, 8, 8), ["layer 2", "Dense", "(4, 3, 3)", "Flatten"]),
+        ([Conv2D(4, 3), MaxPool2D(2), LSTM(10)], (1, 8, 8), ["layer 2", "LSTM", "(4, 3, 3)"]),
+        ([Conv2D(4, 3), MaxPool2D(2), Dense(10), SoftmaxCE()], (1, 8, 8),
+         ["layer 3", "SoftmaxCE", "(4, 3, 10)", "Flatten"]),  # Dense maps the last axis, as PyTorch's Linear
         ([Conv2D(4, 9)], (1, 8, 8), ["layer 0", "Conv2D", "(9, 9)", "(8, 8)"]),
         ([Flatten(), Conv2D(2, 3)], (1, 8, 8), ["layer 1", "Conv2D", "(64,)"]),
         ([MaxPool2D(4), MaxPool2D(4)], (1, 8, 8), ["layer 1", "MaxPool2D", "(1, 2, 2)"]),

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+import minidl.optim
 from minidl import Sequential
 from minidl.layers import Dense, Parameter, SoftmaxCE
 from minidl.lr_scheduler import CosineAnnealingLR, StepLR
@@ -306,3 +307,113 @@ def test_cross_check_against_torch():
         tsched.step()
         their_lrs.append(tsched.get_last_lr()[0])
     assert lrs(sched, 7) == pytest.approx(their_lrs, rel=1e-12)
+
+
+TORCH_CONFIGS = [
+    ("SGD", {"lr": 0.05}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}),
+    ("SGD", {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
+    ("Adam", {}),
+    ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1, "amsgrad": True}),
+    ("AdamW", {}),  # the class-level defaults: decoupled decay of 1e-2, as torch.optim.AdamW's
+    ("AdamW", {"lr": 0.02, "weight_decay": 0.3, "amsgrad": True}),
+]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+@pytest.mark.parametrize(("name", "kwargs"), TORCH_CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(TORCH_CONFIGS)])
+def test_every_optimizer_equals_torch_in_float64_over_several_steps(name, kwargs, fused):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    start = [rng.standard_normal((3, 4)), rng.standard_normal(4), rng.standard_normal((2, 1, 3))]
+    params = [Parameter(x.copy()) for x in start]
+    tensors = [torch.tensor(x, requires_grad=True) for x in start]
+    opt = getattr(minidl.optim, name)(params, fused=fused, **kwargs)
+    topt = getattr(torch.optim, name)(tensors, **kwargs)
+    for _ in range(6):
+        for p, t in zip(params, tensors, strict=True):
+            g = rng.standard_normal(p.shape)
+            p.grad[...] = g
+            t.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+    for p, t in zip(params, tensors, strict=True):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_adamw_is_adam_with_two_class_level_defaults():
+    assert AdamW.__init__ is Adam.__init__ and AdamW.step is Adam.step
+    assert AdamW([param(1.0)]).weight_decay == 1e-2 and Adam([param(1.0)]).weight_decay == 0.0
+    rng = np.random.default_rng(3)
+    grads = [rng.standard_normal(3) for _ in range(4)]
+    a, b = param(1.0, -2.0, 0.5), param(1.0, -2.0, 0.5)
+    run(AdamW([a], lr=0.1, weight_decay=0.2), a, grads)
+    run(Adam([b], lr=0.1, weight_decay=0.2, decoupled_weight_decay=True), b, grads)
+    np.testing.assert_array_equal(a.data, b.data)
+    with pytest.raises(TypeError, match="Adam: decoupled_weight_decay must be a bool, got 'yes'"):
+        Adam([param(1.0)], decoupled_weight_decay="yes")
+
+
+def test_a_fused_optimizer_owns_one_flat_gradient_buffer_per_dtype():
+    rng = np.random.default_rng(4)
+    w32, b32 = Parameter(rng.standard_normal((3, 2)).astype(np.float32)), Parameter(np.ones(2, np.float32))
+    w64, frozen = Parameter(rng.standard_normal(5)), Parameter(np.ones(4), trainable=False)
+    params = [w32, w64, frozen, b32]
+    for p in params:
+        p.grad[...] = rng.standard_normal(p.shape)
+    grads = [p.grad.copy() for p in params]
+    own_frozen_grad = frozen.grad
+    opt = SGD(params, lr=0.1, fused=True)
+    flat32, flat64 = opt.flat_grads()
+    assert (flat32.dtype, flat32.size, flat64.dtype, flat64.size) == (np.float32, 8, np.float64, 5)
+    assert w32.grad.base is flat32 and b32.grad.base is flat32 and w64.grad.base is flat64
+    assert frozen.grad is own_frozen_grad  # frozen when the optimizer was made: not gathered
+    for p, g in zip(params, grads, strict=True):
+        np.testing.assert_array_equal(p.grad, g)  # the values move into the buffer
+    by_hand = sum(float(np.vdot(p.grad, p.grad)) for p in (w32, w64, b32))
+    assert opt.grad_norm_squared() == pytest.approx(by_hand, rel=1e-6)
+    frozen.trainable = True  # unfrozen since: read one by one, the new one included
+    assert opt.flat_grads() is None
+    assert opt.grad_norm_squared() == pytest.approx(by_hand + float(np.vdot(frozen.grad, frozen.grad)), rel=1e-6)
+    frozen.trainable = False
+    w64.grad = np.full(5, np.nan)  # a layer that binds a new array instead of writing into .grad
+    assert opt.flat_grads() is None and math.isnan(opt.grad_norm_squared())
+    unfused = SGD([Parameter(np.ones(2))], fused=False)
+    assert unfused.flat_grads() is None and unfused.params[0].grad.base is None
+    with pytest.raises(TypeError, match="SGD: fused must be a bool, got 1"):
+        SGD([Parameter(np.ones(2))], fused=1)
+
+
+def test_fit_trains_the_same_weights_fused_or_not():
+    rng = np.random.default_rng(5)
+    X, y = rng.random((24, 4)), np.arange(24) % 3
+
+    def trained(fused):
+        model = small_model(trainable_first=True)
+        model.fit(X, y, optimizer=Adam(model.parameters(), lr=0.01, fused=fused), epochs=2, batch_size=5, verbose=0)
+        return model.state_dict()
+
+    reference = trained(False)
+    for name, value in trained(True).items():
+        np.testing.assert_array_equal(value, reference[name])
+
+
+def test_guard_step_marks_the_update_and_an_exception_inside_leaves_the_mark():
+    from minidl.guard import TrainingGuard
+
+    guard = TrainingGuard(SGD([param(1.0)]))
+    with guard.step():
+        assert guard.updating
+    assert not guard.updating
+    with pytest.raises(KeyboardInterrupt), guard.step():
+        raise KeyboardInterrupt
+    assert guard.updating  # fit's interrupt handler reads this: the update was cut short
+
+
+def test_lr_scheduler_does_not_import_optim():
+    import subprocess
+    import sys
+
+    code = "import sys, minidl.lr_scheduler; print('minidl.optim' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -109,6 +109,7 @@ def test_the_blank_check_catches_an_empty_figure(tmp_path):
         check_file(fig, tmp_path / "empty.png")
 
 
+@pytest.mark.slow
 def test_history(trained, tmp_path):
     name, _, history, _, _ = trained
     fig = plot.history(history, path=tmp_path / "history.png")
@@ -145,6 +146,7 @@ def test_mosaic_puts_each_tile_in_its_place():
     np.testing.assert_array_equal(rgb[2, 2], [0.9, 0.9, 0.9])  # gaps painted in the gap colour
 
 
+@pytest.mark.slow
 def test_filters(trained, tmp_path):
     name, model, _, _, _ = trained
     fig = plot.filters(model, path=tmp_path / "filters.png")
@@ -170,6 +172,7 @@ def test_filters(trained, tmp_path):
         assert fig.axes[1].get_ylabel() == "weight"
 
 
+@pytest.mark.slow
 def test_filters_of_a_deeper_conv_show_filters_by_input_channel(tmp_path):
     model = presets.digits_cnn(seed=0)
     fig = plot.filters(model, "3", path=tmp_path / "conv2.png")
@@ -183,6 +186,7 @@ def test_filters_of_a_deeper_conv_show_filters_by_input_channel(tmp_path):
         "Filters of Conv2D 'Conv2D': 2 of 128")
 
 
+@pytest.mark.slow
 def test_feature_maps(trained, tmp_path):
     name, model, _, X_test, _ = trained
     fig = plot.feature_maps(model, X_test[0], path=tmp_path / "maps.png")
@@ -220,6 +224,7 @@ def test_feature_maps_keep_the_most_active_channels_and_take_paths(digits):
     assert [int(t.get_text()) for t in rows[1].get_xticklabels()] == strongest.tolist()
 
 
+@pytest.mark.slow
 def test_feature_maps_and_filters_reach_inside_containers(digits, tmp_path):
     model = nested_model()
     X = digits[1][:1]
@@ -241,6 +246,7 @@ def test_feature_maps_and_filters_reach_inside_containers(digits, tmp_path):
     assert labels == ["input", "0: Sequential", "1: Residual", "2: ReLU", "3: MaxPool2D", "4: Parallel"]
 
 
+@pytest.mark.slow
 def test_confusion_matrix_numbers_are_scikit_learns(trained, tmp_path):
     from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
 
@@ -260,6 +266,7 @@ def test_confusion_matrix_numbers_are_scikit_learns(trained, tmp_path):
                                   f"(accuracy {accuracy_score(y_test, predicted):.4f})")
 
 
+@pytest.mark.slow
 def test_misclassified(trained, tmp_path):
     name, model, _, X_test, y_test = trained
     fig = plot.misclassified(model, X_test, y_test, max_images=12, path=tmp_path / "wrong.png")
@@ -273,9 +280,11 @@ def test_misclassified(trained, tmp_path):
                                                 for i in order]
     assert fig.get_suptitle().startswith(f"Misclassified: {wrong.size} of {len(y_test)}")
     c, h, w = model.input_shape
-    grid = plot._Grid(h, w, min(len(order), max(4, int(np.ceil(np.sqrt(len(order))))), 8), row_gap=-(-h * 3 // 10) + 1)
+    scale = -(-32 // max(h, w))  # small images are drawn enlarged, each pixel a block
+    cols = min(len(order), max(4, int(np.ceil(np.sqrt(len(order))))), 8)
+    grid = plot._labelled_grid(h * scale, w * scale, cols, max(cols * 1.3, 5.0))
     first = tile(ax, 0, grid)
-    image = np.asarray(X_test[order[0]]).reshape(model.input_shape)
+    image = np.asarray(X_test[order[0]]).reshape(model.input_shape).repeat(scale, axis=1).repeat(scale, axis=2)
     if c == 3:  # in colour
         np.testing.assert_allclose(first, image.transpose(1, 2, 0), rtol=1e-6)
     else:
@@ -346,6 +355,7 @@ def test_figures_show_in_jupyter_and_stay_out_of_pyplot():
     assert fig not in [plt.figure(n) for n in plt.get_fignums()]  # nothing for pyplot to re-show or leak
 
 
+@pytest.mark.slow
 def test_import_without_matplotlib_names_the_extra():
     """``import minidl`` works without matplotlib; ``from minidl import plot`` says which extra to install."""
     code = """

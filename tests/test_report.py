@@ -14,6 +14,7 @@ from minidl.cli import main  # noqa: E402
 from minidl.report import PICTURES  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset, epochs", [("blog_cnn", 2), ("digits_cnn", 1)])
 def test_digits_report_writes_the_pictures_and_the_page(preset, epochs, tmp_path, capsys):
     out = tmp_path / "report"
@@ -41,6 +42,7 @@ def test_digits_report_writes_the_pictures_and_the_page(preset, epochs, tmp_path
         assert f"]({name})" in page
 
 
+@pytest.mark.slow
 def test_report_without_matplotlib_stops_before_training(tmp_path):
     code = f"""
 import sys

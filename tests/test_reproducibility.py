@@ -53,6 +53,7 @@ def test_same_seed_gives_bit_identical_weights_history_and_predictions():
     assert p1.tobytes() == p2.tobytes()
 
 
+@pytest.mark.slow
 def test_same_seed_is_bit_identical_across_processes():
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r}); from test_reproducibility import fingerprint; " \
            "print(fingerprint())"

@@ -122,7 +122,7 @@ CASES = [
     Case(FIT, "model.evaluate(X, y, batch_size=0)", ValueError, r"batch_size must be >= 1"),
     Case(FIT, "model.predict(X, batch_size=-2)", ValueError, r"batch_size must be >= 1, got -2"),
     Case(FIT, "Sequential([Flatten(), Dense(3)], input_shape=(4,)).fit(np.ones((2, 4)), [0, 1])", ValueError,
-         r"fit needs a loss layer"),
+         r"fit needs a loss: pass loss=SoftmaxCE\(\)"),
     Case(FIT, "ModelCheckpoint(3)", TypeError, r"filepath must be a str or os.PathLike, got 3"),
     Case(FIT, "ModelCheckpoint('m.npz', every_n_epochs=0)", ValueError, r"every_n_epochs must be an int >= 1, got 0"),
     Case(FIT, "ModelCheckpoint('m.npz', mode='best')", ValueError, r"mode must be .* got 'best'"),
@@ -184,8 +184,8 @@ CASES = [
     Case(MODEL, "Sequential([Flatten()], input_shape=(10**400, 1))", ValueError,
          r"input shape \(1000.*0000, 1\) holds about 2\*\*1328 values per sample, more than an int64"),
     Case(MODEL, "Sequential([Flatten()], input_shape=8)", TypeError, r"input shape must be a tuple of ints, got 8"),
-    Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3)], input_shape=(1, 8, 8))", ValueError,
-         r"layer 1 \(Dense\) got input shape \(2, 6, 6\).*put a Flatten\(\) before it"),
+    Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3), SoftmaxCE()], input_shape=(1, 8, 8))", ValueError,
+         r"layer 2 \(SoftmaxCE\) got input shape \(2, 6, 3\).*put a Flatten\(\) and a Dense\(classes\) before it"),
     Case(COMPOSE, "Sequential([Flatten(), Conv2D(2, 3)], input_shape=(1, 8, 8))", ValueError,
          r"layer 1 \(Conv2D\) got input shape \(64,\).*expects images"),
     Case(COMPOSE, "Sequential([Flatten(), MaxPool2D(2)], input_shape=(1, 8, 8))", ValueError,
@@ -193,7 +193,7 @@ CASES = [
     Case(COMPOSE, "Sequential([Flatten(), SoftmaxCE(), Dense(3)])", ValueError,
          r"SoftmaxCE must be the last layer, found at position 1 of 3 \(followed by Dense\)"),
     Case(COMPOSE, "Sequential([Flatten(), Dense(3), SoftmaxCE(), SoftmaxCE()])", ValueError,
-         r"one loss head, found one at each of positions \[2, 3\]"),
+         r"a model has one loss, found one at each of positions \[2, 3\]"),
     Case(COMPOSE, "Sequential([Conv2D(2, 3), SoftmaxCE()], input_shape=(1, 8, 8))", ValueError,
          r"layer 1 \(SoftmaxCE\) got input shape \(2, 6, 6\).*class scores"),
     Case(COMPOSE, "Sequential([Conv2D(2, 5), MaxPool2D(2), Conv2D(2, 3)], input_shape=(1, 8, 8))", ValueError,
@@ -300,7 +300,9 @@ def render_doc() -> str:
     for argv in CLI_CASES:
         status, _, last = run_cli(argv)
         lines.append(f"| `{' '.join(['minidl', *argv])}` | {status} | {last} |")
-    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), ""]
+    from test_download import GUIDE as DOWNLOADS_GUIDE
+
+    lines += ["", *GUIDE_TEXT.strip("\n").splitlines(), "", *DOWNLOADS_GUIDE.strip("\n").splitlines(), ""]
     return "\n".join(lines)
 
 
@@ -338,6 +340,59 @@ GUIDE_TEXT = """
   epochs. Resume with `model = minidl.load(path)` and `model.fit(...)`: the file holds the weights
   (bit-identical to an uninterrupted run at that epoch), not the optimizer's momentum nor the shuffling
   stream, so the resumed epochs are not bit-identical to an uninterrupted run's.
+
+## Data files, users' own data, saved states, pictures and the first minute (issue 21)
+
+Each case below has its test (`file::test`); each failed on the code before it was fixed.
+
+- **IDX headers whose sizes overflow int64** (`65536⁴` wrapped to 0, `(2³²−1)²` to a negative size): the
+  size is computed in Python integers and the `DataFormatError` names the file and the true size
+  (`test_own_data.py::test_idx_dimensions_that_overflow_int64_are_a_format_error_naming_the_file`).
+- **`minidl train mnist` over such a cached file, or one holding zero images**: one `minidl: error:` line
+  naming the file, exit status 1, no traceback; the loaders refuse an empty split
+  (`test_own_data.py::test_train_mnist_over_a_cached_file_with_overflowing_or_zero_images_is_one_error_line`).
+- **Your own copy of a data set**: `load_mnist(path=DIR)` (likewise `load_fashion_mnist`, `load_cifar10`) and
+  `minidl train DATASET --trust-local` (which reads `<data-dir>/<data set>/`) use files that are not the
+  published ones, gzip-compressed or not, checking format, image size, counts and label range instead of
+  the digests, and say so on stderr (`test_own_data.py::test_load_mnist_path_reads_your_own_files_checks_them_and_says_so`,
+  `::test_your_own_files_are_checked_for_format_sizes_and_label_range`,
+  `::test_your_own_copy_missing_a_file_names_both_accepted_names`,
+  `::test_no_download_over_your_own_copy_says_what_to_do_offline_then_trust_local_trains`).
+- **Under `download=False` / `--no-download`** every message says what to do offline (copy the published
+  files to the listed paths, or `--trust-local` / `path=` for your own copy), never "delete it to download it
+  again" (`test_own_data.py::test_no_download_with_nothing_cached_says_where_to_copy_the_files`,
+  `::test_a_malformed_cached_file_under_no_download_is_not_told_to_download_again`,
+  `test_first_hour.py::test_the_command_line_says_no_download_not_download_false`).
+- **Your own arrays**: `load_from_arrays` and `load_npz` (Keras's `x_train`, `y_train`, `x_test`, `y_test`,
+  `allow_pickle=False`) check shapes, dtypes and labels, naming the argument or the file
+  (`test_own_data.py::test_load_npz_reads_keras_mnist_npz_layout`,
+  `::test_load_npz_refuses_missing_arrays_pickles_and_single_arrays`, `::test_load_from_arrays_shapes_scales_and_checks`).
+- **A state value that overflows the model's dtype** (`1e300` from a float64 file into a float32 weight or
+  BatchNorm `running_var`): `load_weights` and `load_state_dict` refuse it naming the key, with no
+  RuntimeWarning and nothing written, instead of storing `inf` (one check, `minidl.arguments.as_state_value`)
+  (`test_saving_bounds.py::test_a_float64_value_that_overflows_a_float32_model_is_refused_naming_the_key`).
+- **`save` never writes what `load` refuses**: a model nested 22 containers deep (its header deeper than
+  `load`'s 64 levels), more than `MAX_LAYERS` layers, a header over `MAX_HEADER_BYTES` or a state dtype `load`
+  does not read is refused at save time, and no file is left
+  (`test_saving_bounds.py::test_save_refuses_a_model_nested_deeper_than_load_reads`,
+  `::test_every_nesting_save_writes_load_reads`).
+- **`plot.confusion_matrix` / `plot.misclassified` with labels outside the model's classes** (12, −1): a
+  `ValueError` naming the label and its index; non-integer labels a `TypeError`
+  (`test_first_hour.py::test_plot_labels_outside_the_classes_are_an_error_naming_the_label`).
+- **Ctrl-C in the first half second of `python -m minidl`**: SIGINT is held from the first line of
+  `minidl/__init__.py` (when run as `python -m minidl`; `minidl.cli.main` holds it too) until the
+  command's modules are imported, then raised where it is a plain `KeyboardInterrupt`: one line
+  `minidl: interrupted`, status 130, at every moment of start-up
+  (`test_first_hour.py::test_ctrl_c_while_a_real_module_is_imported_is_one_line_and_status_130`, with the
+  SIGINT inside the import of `datetime` that NumPy's C start-up makes,
+  `::test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_status_130`, ten delays from 0 to 0.5 s).
+- **Pictures**: `misclassified.png` without the empty band above the digits and with a margin below them
+  (`test_first_hour.py::test_misclassified_is_laid_out_tightly`), the history legend's last values with the
+  same decimals (`::test_history_legend_quotes_the_last_values_with_the_same_decimals`), the recall
+  column's colours spanning the recalls' own range so that 0.93 and 1.00 differ
+  (`::test_confusion_matrix_recall_colours_tell_093_from_100`).
+- **`CNNClassifier`'s defaults**: 5-fold `cross_val_score` on `load_digits()` 0.962 (was 0.931)
+  (`test_first_hour.py::test_cnn_classifier_defaults_score_at_least_0_95_in_cross_validation`).
 
 ## Reproducible
 
@@ -661,6 +716,7 @@ def test_a_second_ctrl_c_stops_at_once():
     assert_weights_equal(model, snaps.states[1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_ctrl_c_on_the_command_line_stops_training_and_still_reports(tmp_path):
     """A real SIGINT to a real `minidl digits` process: it stops after a step, evaluates, exits 0."""
@@ -753,6 +809,7 @@ model.fit(X, y, epochs=10_000, batch_size=4, verbose=0, shuffle=True,
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="needs POSIX signals")
 def test_a_killed_training_process_resumes_from_its_last_checkpoint(tmp_path):
     import subprocess

@@ -71,13 +71,14 @@ def trained_blog_cnn(digits, dtype="float32", seed=3) -> Sequential:
 
 def assert_same_model(a: Sequential, b: Sequential, X: np.ndarray) -> None:
     assert [layer.to_config() for layer in a.layers] == [layer.to_config() for layer in b.layers]
+    assert repr(a.loss) == repr(b.loss)
     assert (a.input_shape, a.seed, a.dtype) == (b.input_shape, b.seed, b.dtype)
     sa, sb = a.state_dict(), b.state_dict()
     assert list(sa) == list(sb)
     for k in sa:
         assert sa[k].dtype == sb[k].dtype and np.array_equal(sa[k], sb[k]), k
     assert [p.trainable for p in a.parameters()] == [p.trainable for p in b.parameters()]
-    x = prepare_inputs(a, X, "X")  # the whole forward, loss head included: probabilities, or outputs without one
+    x = prepare_inputs(a, X, "X")  # the layers' outputs
     assert np.array_equal(a.forward(x), b.forward(x))  # bit for bit
 
 
@@ -159,7 +160,7 @@ def test_any_model_round_trips_exactly(tmp_path_factory, model, batch):
     assert_same_model(model, minidl.load(path), X)
 
 
-def test_model_without_a_loss_head_round_trips(tmp_path):
+def test_model_without_a_loss_round_trips(tmp_path):
     model = Sequential([Flatten(), Dense(3)], input_shape=(2, 2), seed=None)
     model.save(tmp_path / "m")
     X = np.random.default_rng(1).random((3, 2, 2)).astype("float32")
@@ -170,10 +171,11 @@ def test_file_is_a_plain_npz_with_a_json_header(tmp_path, digits):
     model = trained_blog_cnn(digits)
     model.save(tmp_path / "m.npz")
     header, arrays = read_raw(tmp_path / "m.npz")
-    assert header["format"] == "minidl.Sequential" and header["format_version"] == 2
+    assert header["format"] == "minidl.Sequential" and header["format_version"] == 3
     assert header["minidl_version"] == minidl.__version__
     assert header["input_shape"] == [1, 8, 8] and header["seed"] == 3 and header["dtype"] == "float32"
     assert header["layers"] == [json.loads(json.dumps(layer.to_config())) for layer in model.layers]
+    assert header["loss"] == {"class": "SoftmaxCE", "config": {"ignore_index": -100, "name": "SoftmaxCE"}}
     assert header["state"] == {k: {"shape": list(a.shape), "dtype": "float32"} for k, a in model.state_dict().items()}
     assert all(np.array_equal(arrays[k], a) for k, a in model.state_dict().items())
 
@@ -356,6 +358,7 @@ def test_truncated_file(saved, tmp_path, keep):
         minidl.load(bad)
 
 
+@pytest.mark.slow
 def test_every_flipped_byte_is_detected_or_harmless(saved, tmp_path, digits):
     """No single corrupted byte anywhere in the file loads different weights silently."""
     model, path = saved
@@ -433,7 +436,7 @@ def test_newer_format_version(saved):
     header, arrays = read_raw(path)
     header["format_version"] = 99
     write_raw(path, header, arrays)
-    with pytest.raises(ValueError, match="format version 99 .* reads versions up to 2: upgrade minidl"):
+    with pytest.raises(ValueError, match="format version 99 .* reads versions up to 3: upgrade minidl"):
         minidl.load(path)
 
 

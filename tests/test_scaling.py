@@ -13,6 +13,8 @@ from sklearn.model_selection import GridSearchCV
 
 from minidl.sklearn import CNNClassifier
 
+pytestmark = pytest.mark.slow  # a cluster of worker processes: seconds to start
+
 distributed = pytest.importorskip("distributed")
 joblib = pytest.importorskip("joblib")
 

@@ -57,6 +57,7 @@ def test_memmap_shuffling_reads_blocks_in_random_order_and_sees_every_sample_onc
     assert (again == ids).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_a_memmap_is_never_copied_whole(tmp_path, monkeypatch, shuffle):
     X, y = data(n=8000, shape=(1, 16, 16))  # 8 MB of images

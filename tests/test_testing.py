@@ -113,8 +113,9 @@ def test_divergence_with_a_custom_layer_suggests_check_layer():
 class ScaledMSE(MSE):
     """A loss of one's own whose gradient is 1000x too large: it diverges what it trains."""
 
-    def backward(self):
-        return super().backward() * 1000
+    def loss_and_grad(self, outputs, targets, mask=None):
+        value, grad = super().loss_and_grad(outputs, targets, mask)
+        return value, grad * 1000
 
 
 def test_divergence_with_a_custom_loss_suggests_check_loss():

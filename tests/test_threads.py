@@ -260,6 +260,7 @@ def _thread_settings_seen_by_fit(seed: int) -> tuple[int, set]:
     return minidl.get_num_threads(), seen
 
 
+@pytest.mark.slow
 def test_joblib_workers_share_the_cores():
     # loky sets OPENBLAS_NUM_THREADS etc. to cores // n_jobs in its workers: minidl's budget there
     from joblib import Parallel, delayed
@@ -310,6 +311,7 @@ def test_conv_layers_work_in_several_blocks_here():
         assert nb.block_rows(k, 32 * 16, 32) < 32
 
 
+@pytest.mark.slow
 def test_training_gives_the_same_bits_with_any_number_of_threads(monkeypatch):
     monkeypatch.setattr(nb, "PARALLEL_MIN_FLOPS", 0)  # every product of several blocks on the pool
     one = train_conv_net(1)
@@ -319,6 +321,7 @@ def test_training_gives_the_same_bits_with_any_number_of_threads(monkeypatch):
         assert all(np.array_equal(a, b) for a, b in zip(one, train_conv_net(None)))
 
 
+@pytest.mark.slow
 def test_a_blas_loaded_after_the_first_pin_is_pinned_too():
     # SciPy's own OpenBLAS arrives with scipy.linalg: a library imported after minidl first pinned
     # BLAS must be pinned as well, and put back.

@@ -144,18 +144,18 @@ def test_fit_and_evaluate_on_a_model_without_a_loss_name_the_losses_to_add():
                  lambda: model.forward_backward(X, y)):
         with pytest.raises(ValueError) as info:
             call()
-        for word in ("needs a loss layer", "SoftmaxCE()", "SigmoidBCE()", "MSE()"):
+        for word in ("needs a loss:", "SoftmaxCE()", "SigmoidBCE()", "MSE()"):
             assert word in str(info.value)
     prediction = model.predict(X)  # a model without a loss can still predict its outputs
     np.testing.assert_array_equal(prediction, model.forward(X.astype(np.float32)))
-    with pytest.raises(ValueError, match="predict_proba needs a classifier loss .* no loss layer"):
+    with pytest.raises(ValueError, match="predict_proba needs a classifier loss .* has no loss"):
         model.predict_proba(X)
 
 
 def test_a_loss_must_be_the_last_layer_whatever_its_kind():
     with pytest.raises(ValueError, match="MSE must be the last layer"):
         Sequential([Flatten(), MSE(), Dense(3)])
-    with pytest.raises(ValueError, match="one loss head"):
+    with pytest.raises(ValueError, match="a model has one loss, found one at each of positions \[1, 2\]"):
         Sequential([Dense(3), SigmoidBCE(), MSE()])
 
 

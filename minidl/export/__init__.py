@@ -49,9 +49,9 @@ def to_onnx(model: Sequential, path: str | os.PathLike | None, opset: int = MIN_
 
     The graph has one input ``"input"`` of shape ``(N, *model.input_shape)`` and one output
     ``"output"``, with a symbolic batch axis ``N``; it computes ``model.forward`` in inference
-    mode: ``Dropout`` is left out, ``BatchNorm2D`` uses its running statistics, and a loss head
-    becomes its inference output (``SoftmaxCE`` → ``Softmax`` over axis 1, so the output is
-    ``model.predict_proba``). Weights keep their ``state_dict`` names. The file is written
+    mode: ``Dropout`` is left out, ``BatchNorm2D`` uses its running statistics, and the model's
+    loss adds its inference output (``SoftmaxCE`` → ``Softmax`` over the last axis, so the output
+    is ``model.predict_proba``). Weights keep their ``state_dict`` names. The file is written
     atomically and checked with ``onnx.checker.check_model(full_check=True)`` first.
 
     Args:
@@ -104,7 +104,13 @@ def to_torch(model: Sequential) -> Any:
     - ``BatchNorm2D`` carries its running statistics (``num_batches_tracked`` is 0: minidl
       does not count batches, and PyTorch reads the count only when ``momentum=None``);
     - ``Dropout`` becomes ``nn.Dropout`` (the identity in ``eval()`` mode);
-    - the ``SoftmaxCE`` head becomes ``nn.Softmax(dim=1)``, so the output is
+    - ``Conv1D``, ``MaxPool1D`` and the global 1-D pools become modules that take minidl's channels-last
+      ``(N, T, C)`` sequences (``TorchConv1d`` is an ``nn.Conv1d``: the same ``weight`` and ``bias``);
+    - ``SimpleRNN``, ``LSTM``, ``GRU`` and ``Bidirectional`` become ``nn.RNN``/``nn.LSTM``/``nn.GRU``
+      (``batch_first=True``, ``bidirectional=True`` for ``Bidirectional``) whose ``forward`` returns
+      minidl's output; their parameters have PyTorch's names (``weight_ih_l0`` is minidl's ``weight_ih``,
+      ``weight_ih_l0_reverse`` the backward layer's). The exported modules take no mask;
+    - the ``SoftmaxCE`` loss becomes a last ``nn.Softmax(dim=-1)``, so the output is
       ``model.predict_proba``; to train on in PyTorch take ``module[:-1]`` (the logits) with
       ``nn.CrossEntropyLoss``.
 

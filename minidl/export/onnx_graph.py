@@ -13,9 +13,13 @@ import numpy as np
 from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
                       LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
                       Upsample2D)
+from ..layers import (GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D,
+                      SimpleRNN)
+from ..layers import GELU, LayerNorm, MultiHeadAttention, PositionalEmbedding
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
+from ..layers.conv1d import padding_1d
 from ..model import Sequential
 from .registry import ONNX_EXPORTERS
 
@@ -108,8 +112,8 @@ def _params(g: OnnxGraph, *values: Parameter | None) -> list[str]:
 
 @_builtin(Sequential)
 def _sequential(model: Sequential, g: OnnxGraph, x: str) -> str:
-    for layer in model.layers:
-        x = g.layer(layer, x)
+    for layer in (*model.layers, *([model.loss] if model.loss is not None else [])):
+        x = g.layer(layer, x)  # the loss exports its inference output (SoftmaxCE: the probabilities)
     return x
 
 
@@ -175,8 +179,12 @@ def _flatten(layer: Flatten, g: OnnxGraph, x: str) -> str:
 
 @_builtin(Dense)
 def _dense(layer: Dense, g: OnnxGraph, x: str) -> str:
-    # Gemm's B is (K, N) without transB: minidl's (in, out) weight as it is
-    return g.node("Gemm", [x, *_params(g, layer.weight, layer.bias)])
+    # Gemm's B is (K, N) without transB: minidl's (in, out) weight as it is. Gemm takes 2-D inputs only;
+    # on sequences (N, T, D), MatMul broadcasts over the leading axes as Dense does.
+    if len(layer.input_shape) == 1:
+        return g.node("Gemm", [x, *_params(g, layer.weight, layer.bias)])
+    y = g.node("MatMul", [x, g.initializer(layer.weight)])
+    return y if layer.bias is None else g.node("Add", [y, g.initializer(layer.bias)])
 
 
 @_builtin(BatchNorm2D)
@@ -209,7 +217,7 @@ def _window(layer: _RandomWindow, g: OnnxGraph, x: str) -> str:
 
 
 @_builtin(Identity)
-@_builtin(MSE)  # a regression head's inference output is its input
+@_builtin(MSE)  # a regression loss's inference output is its input
 def _identity(layer: Identity | MSE, g: OnnxGraph, x: str) -> str:
     return x
 
@@ -221,8 +229,8 @@ def _unary(op_type: str, **attributes: Any):
 _builtin(ReLU)(_unary("Relu"))
 _builtin(Tanh)(_unary("Tanh"))
 _builtin(Sigmoid)(_unary("Sigmoid"))
-# a loss head exports its inference output
-_builtin(SoftmaxCE)(_unary("Softmax", axis=1))
+# a loss exports its inference output: what predict_proba returns
+_builtin(SoftmaxCE)(_unary("Softmax", axis=-1))
 _builtin(SigmoidBCE)(_unary("Sigmoid"))
 
 
@@ -234,3 +242,141 @@ def _leaky_relu(layer: LeakyReLU, g: OnnxGraph, x: str) -> str:
 @_builtin(Softmax)
 def _softmax(layer: Softmax, g: OnnxGraph, x: str) -> str:
     return g.node("Softmax", [x], axis=layer.axis)
+
+
+# -- sequences (N, T, C): ONNX's Conv and MaxPool take (N, C, T), its recurrent ops (T, N, D) ------------------
+
+
+def _channels_first(g: OnnxGraph, x: str, op_type: str, inputs: list[str], **attributes: Any) -> str:
+    """``op_type`` on ``x`` transposed to ``(N, C, T)``, transposed back to ``(N, T, C)``."""
+    y = g.node(op_type, [g.node("Transpose", [x], perm=[0, 2, 1]), *inputs], **attributes)
+    return g.node("Transpose", [y], perm=[0, 2, 1])
+
+
+@_builtin(Conv1D)
+def _conv1d(layer: Conv1D, g: OnnxGraph, x: str) -> str:
+    span = (layer.kernel_size - 1) * layer.dilation + 1
+    left, right = padding_1d(layer.padding, layer.input_shape[0], span, layer.stride)
+    return _channels_first(g, x, "Conv", _params(g, layer.weight, layer.bias), kernel_shape=[layer.kernel_size],
+                           strides=[layer.stride], dilations=[layer.dilation], pads=[left, right])
+
+
+@_builtin(MaxPool1D)
+def _maxpool1d(layer: MaxPool1D, g: OnnxGraph, x: str) -> str:
+    left, right = padding_1d(layer.padding, layer.input_shape[0], layer.pool_size, layer.stride)
+    return _channels_first(g, x, "MaxPool", [], kernel_shape=[layer.pool_size], strides=[layer.stride],
+                           pads=[left, right], ceil_mode=0)
+
+
+def _reduce(g: OnnxGraph, op_type: str, x: str, axis: int, keepdims: int = 0) -> str:
+    """``op_type`` (ReduceMean, ReduceMax, ReduceSum) over one axis: an attribute before opset 18 (13 for
+    ReduceSum), an input from then on."""
+    if g.opset >= (13 if op_type == "ReduceSum" else 18):
+        return g.node(op_type, [x, g.initializer(np.array([axis], dtype=np.int64), "axes")], keepdims=keepdims)
+    return g.node(op_type, [x], axes=[axis], keepdims=keepdims)
+
+
+_builtin(GlobalAvgPool1D)(lambda layer, g, x: _reduce(g, "ReduceMean", x, 1))
+_builtin(GlobalMaxPool1D)(lambda layer, g, x: _reduce(g, "ReduceMax", x, 1))
+
+#: Where PyTorch's (and minidl's) gate blocks go in ONNX's order: LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h.
+_ONNX_GATES = {SimpleRNN: [0], LSTM: [0, 3, 1, 2], GRU: [1, 0, 2]}
+
+
+def _recurrent(layer: Layer, g: OnnxGraph, x: str) -> str:
+    """A recurrent layer, or a ``Bidirectional`` one, as ONNX's ``RNN``/``LSTM``/``GRU`` (time-major, zero
+    initial state; without a mask, every step of every sequence runs)."""
+    bidirectional = isinstance(layer, Bidirectional)
+    inner = layer.forward_layer if bidirectional else layer
+    directions = [inner, layer.backward_layer] if bidirectional else [inner]
+    u, order = inner.units, _ONNX_GATES[type(inner)]
+
+    def stacked(name: str) -> np.ndarray:
+        return np.stack([np.concatenate([getattr(d, name).data[k * u:(k + 1) * u] for k in order])
+                         for d in directions])
+
+    weights = [g.initializer(stacked("weight_ih"), "W"), g.initializer(stacked("weight_hh"), "R"),
+               g.initializer(np.concatenate([stacked("bias_ih"), stacked("bias_hh")], axis=1), "B")]
+    attributes: dict[str, Any] = {"hidden_size": u, "direction": "bidirectional" if bidirectional else "forward"}
+    if isinstance(inner, SimpleRNN):
+        attributes["activations"] = [inner.activation.capitalize()] * len(directions)
+    if isinstance(inner, GRU):
+        attributes["linear_before_reset"] = 1  # r multiplies W_hn h + b_hn: PyTorch's GRU
+    op_type = "RNN" if isinstance(inner, SimpleRNN) else type(inner).__name__
+    y, y_h = g.node(op_type, [g.node("Transpose", [x], perm=[1, 0, 2]), *weights], outputs=2, **attributes)[:2]
+    if inner.return_sequences:  # Y (T, directions, N, u) -> (N, T, directions, u)
+        out, axis = g.node("Transpose", [y], perm=[2, 0, 1, 3]), 2
+    else:  # Y_h (directions, N, u) -> (N, directions, u)
+        out, axis = g.node("Transpose", [y_h], perm=[1, 0, 2]), 1
+    if bidirectional and layer.merge == "sum":
+        return _reduce(g, "ReduceSum", out, axis)
+    # directions side by side on the last axis, forward first (0 in a Reshape's shape keeps that axis)
+    return g.node("Reshape", [out, g.initializer(np.array([0] * axis + [-1], dtype=np.int64), "shape")])
+
+
+for _cls in (SimpleRNN, LSTM, GRU, Bidirectional):
+    _builtin(_cls)(_recurrent)
+
+
+# -- tokens and attention (Embedding needs integer inputs, which the graph's float input cannot carry yet) --
+def _const(g: OnnxGraph, value: Any, hint: str) -> str:
+    """A constant of the model's dtype."""
+    return g.initializer(np.asarray(value, dtype=g.dtype), hint)
+
+
+def _shape(g: OnnxGraph, dims: list[int], hint: str = "shape") -> str:
+    return g.initializer(np.array(dims, dtype=np.int64), hint)
+
+
+@_builtin(GELU)
+def _gelu(layer: GELU, g: OnnxGraph, x: str) -> str:
+    if layer.approximate == "tanh":  # ½x(1 + tanh(√(2/π)(x + 0.044715 x³)))
+        cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+        inner = g.node("Add", [x, g.node("Mul", [cube, _const(g, 0.044715, "cubic")])])
+        cdf = g.node("Tanh", [g.node("Mul", [inner, _const(g, np.sqrt(2 / np.pi), "sqrt_2_over_pi")])])
+    else:  # ½x(1 + erf(x/√2))
+        cdf = g.node("Erf", [g.node("Mul", [x, _const(g, 1 / np.sqrt(2), "inv_sqrt2")])])
+    half_x = g.node("Mul", [x, _const(g, 0.5, "half")])
+    return g.node("Mul", [half_x, g.node("Add", [cdf, _const(g, 1.0, "one")])])
+
+
+@_builtin(LayerNorm)
+def _layernorm(layer: LayerNorm, g: OnnxGraph, x: str) -> str:
+    # Written out (LayerNormalization is opset 17): the mean and variance of the last axis, as minidl computes them.
+    axis = len(layer.input_shape)
+    centred = g.node("Sub", [x, _reduce(g, "ReduceMean", x, axis, keepdims=1)])
+    var = _reduce(g, "ReduceMean", g.node("Mul", [centred, centred]), axis, keepdims=1)
+    std = g.node("Sqrt", [g.node("Add", [var, _const(g, layer.eps, "eps")])])
+    scaled = g.node("Mul", [g.node("Div", [centred, std]), g.initializer(layer.weight)])
+    return g.node("Add", [scaled, g.initializer(layer.bias)])
+
+
+@_builtin(PositionalEmbedding)
+def _positional_embedding(layer: PositionalEmbedding, g: OnnxGraph, x: str) -> str:
+    t = layer.input_shape[0]
+    if layer.weight is None:
+        return g.node("Add", [x, g.initializer(layer._table, "positions")])
+    rows = g.node("Slice", [g.initializer(layer.weight), _shape(g, [0], "starts"), _shape(g, [t], "ends"),
+                            _shape(g, [0], "axes")])  # the first T rows of the saved (max_length, D) weight
+    return g.node("Add", [x, rows])
+
+
+@_builtin(MultiHeadAttention)
+def _multi_head_attention(layer: MultiHeadAttention, g: OnnxGraph, x: str) -> str:
+    t, d = layer.input_shape
+    h, dk = layer.num_heads, layer._head_dim
+    qkv = g.node("MatMul", [x, g.initializer(layer.in_proj_weight)])
+    if layer.in_proj_bias is not None:
+        qkv = g.node("Add", [qkv, g.initializer(layer.in_proj_bias)])
+    # (N, T, 3·H·dk) -> (3, N, H, T, dk): the packed column layout of in_proj_weight. Each of q, k, v keeps a
+    # leading axis of 1 (Gather by a 1-element index), which MatMul and Softmax broadcast over.
+    heads = g.node("Transpose", [g.node("Reshape", [qkv, _shape(g, [0, t, 3, h, dk])])], perm=[2, 0, 3, 1, 4])
+    q, k, v = [g.node("Gather", [heads, _shape(g, [i], "index")], axis=0) for i in range(3)]
+    scores = g.node("MatMul", [g.node("Mul", [q, _const(g, 1 / np.sqrt(dk), "scale")]),
+                               g.node("Transpose", [k], perm=[0, 1, 2, 4, 3])])
+    if layer.causal:  # -inf above the diagonal: exp gives those keys exactly zero weight
+        scores = g.node("Add", [scores, _const(g, np.triu(np.full((t, t), -np.inf), 1), "causal")])
+    weighted = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])  # (1, N, H, T, dk)
+    concat = g.node("Reshape", [g.node("Transpose", [weighted], perm=[0, 1, 3, 2, 4]), _shape(g, [-1, t, h * dk])])
+    out = g.node("MatMul", [concat, g.initializer(layer.out_proj_weight)])
+    return out if layer.out_proj_bias is None else g.node("Add", [out, g.initializer(layer.out_proj_bias)])

@@ -8,15 +8,50 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
-                      Upsample2D)
+from ..layers import (
+    GELU,
+    GRU,
+    LSTM,
+    MSE,
+    AvgPool2D,
+    BatchNorm2D,
+    Bidirectional,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    Identity,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    MaxPool1D,
+    MaxPool2D,
+    MultiHeadAttention,
+    Parallel,
+    PositionalEmbedding,
+    ReLU,
+    Residual,
+    Sigmoid,
+    SigmoidBCE,
+    SimpleRNN,
+    Softmax,
+    SoftmaxCE,
+    Tanh,
+    Upsample2D,
+)
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
+from ..layers.conv1d import padding_1d
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
 
-__all__ = ["TorchContext", "TorchResidual", "TorchParallel"]
+__all__ = ["TorchContext", "TorchResidual", "TorchParallel", "TorchPositionalEmbedding", "TorchSelfAttention",
+           "TorchConv1d", "TorchMaxPool1d", "TorchGlobalPool1d", "TorchRNN", "TorchLSTM", "TorchGRU"]
 
 _builtin = lambda cls: TORCH_EXPORTERS.register(cls, builtin=True)  # noqa: E731
 
@@ -93,13 +128,109 @@ class TorchCentreWindow(nn.Module):
         return padded[:, :, top:top + wh, left:left + ww]
 
 
+class TorchPositionalEmbedding(nn.Module):
+    """``x + table[:T]`` on ``(N, T, D)``: minidl's ``PositionalEmbedding`` (a parameter ``weight`` when learned,
+    a buffer ``table`` when sinusoidal)."""
+
+    def __init__(self, table: torch.Tensor, learned: bool) -> None:
+        super().__init__()
+        if learned:
+            self.weight = nn.Parameter(table)
+        else:
+            self.register_buffer("table", table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        table = self.weight if hasattr(self, "weight") else self.table
+        return x + table[: x.shape[1]]
+
+
+class TorchSelfAttention(nn.Module):
+    """``attention(x, x, x)`` with minidl's causal mask: ``MultiHeadAttention`` as ``nn.MultiheadAttention``."""
+
+    def __init__(self, attention: nn.MultiheadAttention, causal: bool) -> None:
+        super().__init__()
+        self.attention = attention
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1) if self.causal else None
+        return self.attention(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+    def extra_repr(self) -> str:
+        return f"causal={self.causal}"
+class TorchConv1d(nn.Conv1d):
+    """``nn.Conv1d`` on channels-last sequences ``(N, T, C)``, padded ``(left, right)`` first: minidl's ``Conv1D``.
+
+    Its parameters are ``nn.Conv1d``'s ``weight`` and ``bias``, the same names and layout as minidl's.
+    """
+
+    def __init__(self, *args: Any, pads: tuple[int, int] = (0, 0), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pads = pads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x.transpose(1, 2), self.pads)).transpose(1, 2)
+
+
+class TorchMaxPool1d(nn.Module):
+    """Max pooling of channels-last sequences ``(N, T, C)``, padded ``(left, right)`` with ``-inf``: ``MaxPool1D``."""
+
+    def __init__(self, pool_size: int, stride: int, pads: tuple[int, int]) -> None:
+        super().__init__()
+        self.pool_size, self.stride, self.pads = pool_size, stride, pads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = nn.functional.pad(x.transpose(1, 2), self.pads, value=-float("inf"))
+        return nn.functional.max_pool1d(padded, self.pool_size, self.stride).transpose(1, 2)
+
+
+class TorchGlobalPool1d(nn.Module):
+    """Mean or max over the time axis of ``(N, T, C)``: ``GlobalAvgPool1D``/``GlobalMaxPool1D`` (without a mask)."""
+
+    def __init__(self, reduce: str) -> None:
+        super().__init__()
+        self.reduce = reduce
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1) if self.reduce == "mean" else x.amax(dim=1)
+
+
+class _Recurrent:
+    """``forward`` of minidl's recurrent layers on top of PyTorch's: every step's output
+    (``return_sequences``) or the last state, both directions concatenated or summed (``merge``)."""
+
+    return_sequences: bool
+    merge: str | None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, h_n = super().forward(x)
+        if self.return_sequences:
+            return out[..., :self.hidden_size] + out[..., self.hidden_size:] if self.merge == "sum" else out
+        h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # LSTM: (h_n, c_n); h_n is (directions, N, units)
+        return h_n[0] + h_n[1] if self.merge == "sum" else torch.cat(list(h_n), dim=-1)
+
+
+class TorchRNN(_Recurrent, nn.RNN):
+    """``nn.RNN(batch_first=True)`` returning minidl's ``SimpleRNN`` output."""
+
+
+class TorchLSTM(_Recurrent, nn.LSTM):
+    """``nn.LSTM(batch_first=True)`` returning minidl's ``LSTM`` output."""
+
+
+class TorchGRU(_Recurrent, nn.GRU):
+    """``nn.GRU(batch_first=True)`` returning minidl's ``GRU`` output."""
+
+
 def _data(holder: Any) -> np.ndarray | None:
     return None if holder is None else holder.data
 
 
 @_builtin(Sequential)
 def _sequential(model: Sequential, ctx: TorchContext) -> nn.Module:
-    return nn.Sequential(*[ctx.convert(layer) for layer in model.layers])  # same indices as minidl's
+    loss = [] if model.loss is None else [ctx.convert(model.loss)]  # its inference output, last
+    return nn.Sequential(*[ctx.convert(layer) for layer in model.layers], *loss)  # same indices as minidl's
 
 
 @_builtin(Residual)
@@ -164,7 +295,7 @@ def _flatten(layer: Flatten, ctx: TorchContext) -> nn.Module:
 
 @_builtin(Dense)
 def _dense(layer: Dense, ctx: TorchContext) -> nn.Module:
-    linear = nn.Linear(layer.input_shape[0], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
+    linear = nn.Linear(layer.input_shape[-1], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
     # minidl's weight is (in, out), nn.Linear's (out, in)
     return ctx.load(linear, weight=layer.weight.data.T, bias=_data(layer.bias))
 
@@ -176,6 +307,45 @@ def _batchnorm2d(layer: BatchNorm2D, ctx: TorchContext) -> nn.Module:
     bn = nn.BatchNorm2d(layer.input_shape[0], eps=layer.eps, momentum=layer.momentum, dtype=ctx.dtype)
     return ctx.load(bn, weight=layer.weight.data, bias=layer.bias.data, running_mean=layer.running_mean.data,
                     running_var=layer.running_var.data)
+
+
+@_builtin(LayerNorm)
+def _layernorm(layer: LayerNorm, ctx: TorchContext) -> nn.Module:
+    norm = nn.LayerNorm(layer.input_shape[-1], eps=layer.eps, dtype=ctx.dtype)
+    return ctx.load(norm, weight=layer.weight.data, bias=layer.bias.data)
+
+
+@_builtin(Embedding)
+def _embedding(layer: Embedding, ctx: TorchContext) -> nn.Module:
+    if layer.mask_zero:  # the layers after it would attend to (or average over) the padding
+        raise ValueError(f"to_torch: {layer.name} has mask_zero=True, and the exported nn.Sequential carries no "
+                         "mask; export a model without mask_zero, or pass PyTorch's masks yourself")
+    return ctx.load(nn.Embedding(layer.vocab_size, layer.dim, dtype=ctx.dtype), weight=layer.weight.data)
+
+
+@_builtin(PositionalEmbedding)
+def _positional_embedding(layer: PositionalEmbedding, ctx: TorchContext) -> nn.Module:
+    learned = layer.weight is not None
+    return TorchPositionalEmbedding(ctx.tensor(layer.weight.data if learned else layer._table), learned)
+
+
+@_builtin(MultiHeadAttention)
+def _multi_head_attention(layer: MultiHeadAttention, ctx: TorchContext) -> nn.Module:
+    d = layer.input_shape[-1]
+    if layer.key_dim is not None and layer.key_dim * layer.num_heads != d:
+        raise ValueError(f"to_torch: {layer.name} has key_dim={layer.key_dim} with num_heads={layer.num_heads} and "
+                         f"D={d}; nn.MultiheadAttention needs key_dim * num_heads == D")
+    attention = nn.MultiheadAttention(d, layer.num_heads, dropout=layer.dropout, bias=layer.use_bias,
+                                      batch_first=True, dtype=ctx.dtype)
+    # minidl's (in, out) projections are the transposes of PyTorch's (out, in)
+    ctx.load(attention, in_proj_weight=layer.in_proj_weight.data.T, in_proj_bias=_data(layer.in_proj_bias))
+    ctx.load(attention.out_proj, weight=layer.out_proj_weight.data.T, bias=_data(layer.out_proj_bias))
+    return TorchSelfAttention(attention, layer.causal)
+
+
+@_builtin(GELU)
+def _gelu(layer: GELU, ctx: TorchContext) -> nn.Module:
+    return nn.GELU(approximate=layer.approximate)
 
 
 @_builtin(Dropout)
@@ -201,8 +371,47 @@ _builtin(ReLU)(_simple(nn.ReLU))
 _builtin(Tanh)(_simple(nn.Tanh))
 _builtin(Sigmoid)(_simple(nn.Sigmoid))
 _builtin(Identity)(_simple(nn.Identity))
-# A loss head becomes its inference output. To train on in PyTorch, take module[:-1] (the logits or values) with
+# A loss becomes its inference output. To train on in PyTorch, take module[:-1] (the logits or values) with
 # nn.CrossEntropyLoss, nn.BCEWithLogitsLoss or nn.MSELoss.
-_builtin(SoftmaxCE)(_simple(nn.Softmax, dim=1))
+_builtin(SoftmaxCE)(_simple(nn.Softmax, dim=-1))
 _builtin(SigmoidBCE)(_simple(nn.Sigmoid))
 _builtin(MSE)(_simple(nn.Identity))
+
+
+@_builtin(Conv1D)
+def _conv1d(layer: Conv1D, ctx: TorchContext) -> nn.Module:
+    pads = padding_1d(layer.padding, layer.input_shape[0], (layer.kernel_size - 1) * layer.dilation + 1, layer.stride)
+    conv = TorchConv1d(layer.input_shape[1], layer.filters, layer.kernel_size, stride=layer.stride,
+                       dilation=layer.dilation, bias=layer.use_bias, dtype=ctx.dtype, pads=pads)
+    return ctx.load(conv, weight=layer.weight.data, bias=_data(layer.bias))
+
+
+@_builtin(MaxPool1D)
+def _maxpool1d(layer: MaxPool1D, ctx: TorchContext) -> nn.Module:
+    return TorchMaxPool1d(layer.pool_size, layer.stride,
+                          padding_1d(layer.padding, layer.input_shape[0], layer.pool_size, layer.stride))
+
+
+_builtin(GlobalAvgPool1D)(_simple(TorchGlobalPool1d, reduce="mean"))
+_builtin(GlobalMaxPool1D)(_simple(TorchGlobalPool1d, reduce="amax"))
+
+
+def _recurrent(layer: Layer, ctx: TorchContext) -> nn.Module:
+    """PyTorch's module for a recurrent layer or a ``Bidirectional`` one: ``weight_ih_l0`` is minidl's ``weight_ih``
+    (and ``weight_ih_l0_reverse`` the backward layer's), and so on."""
+    bidirectional = isinstance(layer, Bidirectional)
+    inner = layer.forward_layer if bidirectional else layer
+    cls = {SimpleRNN: TorchRNN, LSTM: TorchLSTM, GRU: TorchGRU}[type(inner)]
+    kwargs = {"nonlinearity": inner.activation} if isinstance(inner, SimpleRNN) else {}
+    module = cls(inner.input_shape[1], inner.units, batch_first=True, bidirectional=bidirectional, dtype=ctx.dtype,
+                 **kwargs)
+    module.return_sequences, module.merge = inner.return_sequences, layer.merge if bidirectional else None
+    directions = {"": inner, "_reverse": layer.backward_layer} if bidirectional else {"": inner}
+    for suffix, source in directions.items():
+        ctx.load(module, **{f"{name}_l0{suffix}": getattr(source, name).data
+                            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+    return module
+
+
+for _cls in (SimpleRNN, LSTM, GRU, Bidirectional):
+    _builtin(_cls)(_recurrent)

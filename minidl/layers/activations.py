@@ -1,4 +1,4 @@
-"""Activations: ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``Identity`` (element-wise) and ``Softmax``."""
+"""Activations: ``ReLU``, ``LeakyReLU``, ``GELU``, ``Tanh``, ``Sigmoid``, ``Identity`` (element-wise), ``Softmax``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,68 @@ class LeakyReLU(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * self._slope
+
+
+class GELU(Layer):
+    r"""Gaussian error linear unit (Hendrycks & Gimpel, 2016), any shape: ``x`` weighted by ``Φ(x)``.
+
+    .. math:: y = x\,\Phi(x) = \tfrac{x}{2}\big(1 + \operatorname{erf}(x/\sqrt 2)\big), \qquad
+              \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}\big(\Phi(x) + x\,\varphi(x)\big)
+
+    With ``approximate="tanh"``, ``Φ(x)`` is replaced by ``½(1 + tanh(√(2/π)(x + 0.044715 x³)))``
+    (the form GPT-2 and BERT were trained with), and the backward differentiates that form exactly.
+    The names and both formulas are PyTorch's (``torch.nn.GELU(approximate=...)``); Keras spells the
+    option ``approximate=True/False``. The exact form takes ``erf`` from SciPy (installed with
+    scikit-learn, which minidl requires).
+
+    Args:
+        approximate: ``"none"`` (exact, the default) or ``"tanh"``.
+
+    Shape:
+        - Input: ``(N, *)``, any shape.
+        - Output: the input's shape.
+
+    Example::
+
+        >>> layer = GELU()
+        >>> layer.build((3,), dtype="float64")
+        (3,)
+        >>> layer.forward(np.array([[-1.0, 0.0, 1.0]])).round(4)
+        array([[-0.1587,  0.    ,  0.8413]])
+    """
+
+    def __init__(self, approximate: str = "none", *, trainable: bool = True, name: str | None = None) -> None:
+        super().__init__(trainable=trainable, name=name)
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f'{self.name}: approximate must be "none" or "tanh", got {approximate!r}')
+        self.approximate = approximate
+
+    def get_config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.check_input(x)
+        self._x = x
+        if self.approximate == "tanh":
+            self._t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3))
+            return 0.5 * x * (1 + self._t)
+        from scipy.special import erf  # imported here: SciPy adds ~0.1 s to `import minidl`
+
+        self._cdf = 0.5 * (1 + erf(x * x.dtype.type(1 / np.sqrt(2))))
+        return x * self._cdf
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x = self._x
+        if self.approximate == "tanh":
+            t = self._t
+            dt = (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_CUBIC * x * x)
+            return grad_out * (0.5 * (1 + t) + 0.5 * x * dt)
+        pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / np.sqrt(2 * np.pi))
+        return grad_out * (self._cdf + x * pdf)
+
+
+_SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
+_GELU_CUBIC = 0.044715
 
 
 class Tanh(Layer):

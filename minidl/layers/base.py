@@ -6,8 +6,9 @@ sub-layers are plain attributes (or lists, tuples and dicts of layers), found by
 with dotted PyTorch-style names (``"1.layers.0.weight"``), so there is nothing to register.
 docs/architecture.md shows how layers, containers, the model and the training loop fit together.
 
-Layer classes register themselves by class name in :data:`LAYERS` when they are defined, so a
-saved architecture (``to_config``) can be rebuilt (``from_config``).
+Layer classes register themselves by class name in :data:`LAYERS` when they are defined (an
+abstract base opts out: ``class Base(Layer, register=False)``), so a saved architecture
+(``to_config``) can be rebuilt (``from_config``; both in :mod:`minidl.config`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import config
 # The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
-from ..arguments import as_float, as_int, as_pair, as_shape, check_bool
+from ..arguments import as_float, as_int, as_pair, as_shape, as_state_value, check_bool
+from ..config import register_class
 
 __all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "as_float", "as_int", "as_pair", "check_bool"]
 
@@ -103,12 +106,10 @@ class Layer:
     ``minidl.testing.check_layer(layer, input_shape)`` checks all of this for any layer.
     """
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        taken = LAYERS.get(cls.__name__)
-        # A user's class may not shadow a built-in one: saved files name built-ins by class name.
-        if taken is None or not taken.__module__.startswith("minidl.") or cls.__module__.startswith("minidl."):
-            LAYERS[cls.__name__] = cls
+        if register:  # ``class MyBase(Layer, register=False)``: an abstract base no file can name
+            register_class(LAYERS, cls)
 
     def __init__(self, *, trainable: bool = True, name: str | None = None) -> None:
         check_bool(trainable, "trainable", type(self).__name__)
@@ -143,26 +144,13 @@ class Layer:
         return {}
 
     def to_config(self) -> dict[str, Any]:
-        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt layer.
-
-        Layers among the arguments (a container's children) become nested ``to_config`` specs.
-        """
-        config = {**_encode(self.get_config()), "name": self.name}
-        if not self._trainable:
-            config["trainable"] = False
-        return {"class": type(self).__name__, "config": config}
+        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt layer (see :mod:`minidl.config`)."""
+        return config.to_config(self)
 
     @staticmethod
     def from_config(spec: dict[str, Any]) -> "Layer":
         """Inverse of :meth:`to_config`; the class must be defined (imported) already."""
-        if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) or not isinstance(spec.get("config"), dict):
-            raise ValueError(f"Layer.from_config: expected {{'class': str, 'config': dict}}, got {spec!r}")
-        cls = LAYERS.get(spec["class"])
-        if cls is None:
-            raise ValueError(
-                f"Layer.from_config: unknown layer class {spec['class']!r}; import the module that defines it first"
-            )
-        return cls(**_decode(spec["config"]))
+        return config.from_config(spec, Layer)
 
     # -- machinery shared by every layer ---------------------------------------------
     def build(
@@ -296,15 +284,7 @@ class Layer:
         for name, p in params.items():  # check everything before writing anything: no half-loaded model
             if name not in state:
                 continue
-            value = np.asarray(state[name])
-            if value.shape != p.shape:
-                raise ValueError(f"load_state_dict: parameter {name!r} has shape {p.shape}, the state has {value.shape}")
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"load_state_dict: parameter {name!r} must be numeric, the state has dtype {value.dtype}")
-            bad = value.size - np.count_nonzero(np.isfinite(value))
-            if bad:
-                raise ValueError(f"load_state_dict: {name!r} holds {bad} NaN or infinite value(s) of {value.size}; "
-                                 "such weights only give NaN outputs (was the state saved after training diverged?)")
+            value = as_state_value(state[name], name, p.shape, p.dtype)
             values[name] = value
         for name, value in values.items():
             params[name].data[...] = value
@@ -345,26 +325,11 @@ class Layer:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
 
 
+config.register_kind(Layer, LAYERS)
+
 #: What ``Layer.__init__`` sets on every layer.
 _BASE_ATTRIBUTES = frozenset({"name", "input_shape", "output_shape", "dtype", "_trainable",
                               "built", "trainable"})  # the properties that read them fail over to __getattr__
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, Layer):
-        return value.to_config()
-    if isinstance(value, (list, tuple)):
-        return type(value)(map(_encode, value))
-    return {k: _encode(v) for k, v in value.items()} if isinstance(value, dict) else value
-
-
-def _decode(value: Any) -> Any:
-    """Inverse of :func:`_encode`: a ``{"class", "config"}`` dict is a layer spec."""
-    if isinstance(value, dict) and value.keys() == {"class", "config"}:
-        return Layer.from_config(value)
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return {k: _decode(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def _layers_in(prefix: str, value: Any) -> Iterator[tuple[str, Layer]]:

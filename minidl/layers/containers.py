@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .base import Layer, Shape
+from .losses import Loss
 
 if TYPE_CHECKING:
     from ..model import Sequential
@@ -29,13 +30,13 @@ def as_sequential(value: Any, arg: str, owner: str) -> Sequential:
 
     if isinstance(value, Layer):
         chain = value if isinstance(value, Sequential) else Sequential([value])
-    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
-        chain = Sequential(value)
+    elif isinstance(value, Loss) or (isinstance(value, (list, tuple)) and value
+                                     and all(isinstance(v, (Layer, Loss)) for v in value)):
+        chain = Sequential([value] if isinstance(value, Loss) else value)
     else:
         raise TypeError(f"{owner}: {arg} must be a layer or a non-empty list of layers, got {value!r}")
-    if chain.head is not None:
-        raise ValueError(f"{owner}: {arg} ends in the loss {chain.head.name}; a loss can only be the last layer "
-                         "of the outermost model")
+    if chain.loss is not None:
+        raise ValueError(f"{owner}: {arg} ends in the loss {chain.loss.name}; only the outermost model has a loss")
     return chain
 
 

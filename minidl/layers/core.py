@@ -24,13 +24,32 @@ class Flatten(Layer):
 
 
 class Dense(Layer):
-    r"""Affine map of feature vectors.
+    r"""Affine map of the last axis: ``y = x W + b`` for every position of ``x``.
 
-    .. math:: y = x W + b
+    .. math:: y_{\dots, u} = \sum_d x_{\dots, d} W_{d, u} + b_u
 
-    Shapes: ``x`` (N, D) → ``y`` (N, units); ``weight`` (D, units), ``bias`` (units,).
-    Backward: ``dW = xᵀ dY``, ``db = Σ_n dY``, ``dX = dY Wᵀ``.
+    Applies to the last axis of any rank, as ``torch.nn.Linear`` and Keras' ``Dense`` do: feature
+    vectors ``(N, D)``, or sequences ``(N, T, D)`` position by position. ``weight`` is stored
+    ``(D, units)`` (Keras' layout; PyTorch's ``Linear.weight`` is its transpose). With the leading
+    axes flattened into ``M`` rows, backward is ``dW = xᵀ dY``, ``db = Σ_m dY``, ``dX = dY Wᵀ``.
     Weights start He-normal (std ``sqrt(2 / D)``), biases at zero.
+
+    Args:
+        units: the size of the output's last axis.
+        use_bias: add the bias ``b``.
+
+    Shape:
+        - Input: ``(N, *, D)``.
+        - Output: ``(N, *, units)``.
+        - ``weight``: ``(D, units)``; ``bias``: ``(units,)``.
+
+    Example::
+
+        >>> layer = Dense(3)
+        >>> layer.build((5, 4), dtype="float64")
+        (5, 3)
+        >>> layer.forward(np.ones((2, 5, 4))).shape
+        (2, 5, 3)
     """
 
     def __init__(self, units: int, use_bias: bool = True, *, trainable: bool = True, name: str | None = None) -> None:
@@ -46,15 +65,10 @@ class Dense(Layer):
         return {"units": self.units, "use_bias": self.use_bias}
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 1:
-            raise ValueError(
-                f"{self.name}: expects feature vectors (N, features), got per-sample shape {input_shape}; "
-                "put a Flatten() before it"
-            )
-        return (self.units,)
+        return (*input_shape[:-1], self.units)
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
-        (d,) = input_shape
+        d = input_shape[-1]
         self.weight = Parameter((rng.standard_normal((d, self.units)) * np.sqrt(2.0 / d)).astype(dtype))
         self.bias = Parameter(np.zeros(self.units, dtype=dtype)) if self.use_bias else None
 
@@ -67,8 +81,11 @@ class Dense(Layer):
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        # Sequences (N, T, D) as rows (N·T, D); feature vectors keep their shape (and memory layout).
+        rows = grad_out if grad_out.ndim == 2 else grad_out.reshape(-1, self.units)
         if self.weight.trainable:
-            np.matmul(self._x.T, grad_out, out=self.weight.grad)
+            x = self._x if self._x.ndim == 2 else self._x.reshape(-1, self._x.shape[-1])
+            np.matmul(x.T, rows, out=self.weight.grad)
         if self.bias is not None and self.bias.trainable:
-            np.add.reduce(grad_out, axis=0, out=self.bias.grad)  # the ufunc itself: np.sum adds ~1 µs of wrapping
+            np.add.reduce(rows, axis=0, out=self.bias.grad)  # the ufunc itself: np.sum adds ~1 µs of wrapping
         return grad_out @ self.weight.data.T

@@ -1,8 +1,10 @@
-"""Loss heads: the :class:`Loss` contract and the built-ins ``SoftmaxCE``, ``SigmoidBCE`` and ``MSE``.
+"""Losses: the :class:`Loss` contract and the built-ins ``SoftmaxCE``, ``SigmoidBCE`` and ``MSE``.
 
-A loss is a model's last layer. ``fit``, ``evaluate`` and ``predict`` ask it everything that
-depends on the kind of problem (how targets look, which metrics to report, what a prediction
-is), so the training loop (:mod:`minidl.training`) treats every loss the same way, a user's too.
+A loss is not a layer: the model holds it beside its layers (``model.loss``), and ``fit``,
+``evaluate`` and ``predict`` ask it everything that depends on the kind of problem (the loss
+and its gradient, how targets look, which metrics to report, what a prediction is), so the
+training loop (:mod:`minidl.training`) treats every loss the same way, a user's too.
+``Sequential([..., SoftmaxCE()])`` still reads well: a trailing loss becomes ``model.loss``.
 """
 
 from __future__ import annotations
@@ -11,55 +13,85 @@ from typing import Any
 
 import numpy as np
 
+from .. import config
+from ..arguments import as_int, as_shape
+from ..config import register_class
 from ..inputs import as_array, check_finite, describe
-from .activations import log_softmax, softmax_backward
-from .base import LAYERS, Layer, Shape
+from .base import Shape
 
-__all__ = ["Loss", "SoftmaxCE", "SigmoidBCE", "MSE"]
+__all__ = ["Loss", "LOSSES", "SoftmaxCE", "SigmoidBCE", "MSE"]
+
+#: Every concrete ``Loss`` subclass by class name (saved files name losses by class name).
+LOSSES: dict[str, type[Loss]] = {}
 
 
-class Loss(Layer):
-    r"""Base class of loss heads. A loss is the last layer of a model; ``fit`` trains through it.
+class Loss:
+    r"""Base class of losses: what a model is trained to minimise, given its outputs and the targets.
 
-    Its input ``outputs`` (N, \*input_shape) is the output of the layer before it (scores, logits or
-    values). Implement three methods:
+    The loss takes the model's outputs ``(N, *input_shape)`` (scores, logits or values; its
+    ``input_shape`` is the model's output shape, set by :meth:`build`). Implement one method:
 
-    - ``forward(x, training=False)``: the inference output for ``x`` (probabilities for a
-      classifier, ``x`` itself for a regression loss); ``model.forward`` ends with it.
-    - ``loss(outputs, targets) -> float``: the loss, a mean over the batch; cache what
-      ``backward`` needs. ``targets`` are as :meth:`prepare_targets` returns them.
-    - ``backward() -> dL/doutputs``: the gradient of the last ``loss`` with respect to
-      ``outputs``, shape ``outputs.shape``.
+    - ``loss_and_grad(outputs, targets, mask=None) -> (value, d_outputs)``: the loss, a Python
+      float (a mean), and its gradient with respect to ``outputs`` (shape ``outputs.shape``).
+      ``targets`` are as :meth:`prepare_targets` returns them; ``mask`` (bool ``(N, T)``, True at
+      valid steps) comes with sequence outputs ``(N, T, ...)`` whose padded steps must not count.
 
     What ``fit``/``evaluate``/``predict`` need beyond that has defaults that suit regression;
     override them for other kinds of targets:
 
+    - :meth:`check_shape`: refuse model outputs the loss cannot take (default: any shape).
     - :meth:`prepare_targets`: check and convert ``y`` once, before training (default: finite
       floats of the outputs' shape).
-    - :meth:`metrics`: per-sample values ``fit`` reports beside the loss (default: none).
-    - :meth:`predict`: what ``model.predict`` returns (default: ``forward(outputs)``).
-    - :meth:`predict_proba`: classifiers only (default: an error).
+    - :meth:`metrics`: values ``fit`` reports beside the loss (default: none).
+    - :meth:`predict`: what ``model.predict`` returns (default: the outputs).
+    - :meth:`probabilities`: what ``model.predict_proba`` returns; classifiers only (default: an error).
+    - :meth:`get_config`: the constructor arguments, for saving.
 
-    ``minidl.testing.check_loss`` checks ``backward`` against finite differences of ``loss``.
+    ``minidl.testing.check_loss`` checks ``loss_and_grad`` against finite differences.
+
+    Args:
+        name: a name for messages (default: the class name).
 
     Example (an L1 loss; a Huber loss trained with ``fit`` is in docs/extending.md)::
 
         class L1(Loss):
-            def forward(self, x, training=False):
-                self.check_input(x)
-                return x                                   # regression: outputs are predictions
-            def loss(self, outputs, targets):
-                self._sign = np.sign(outputs - targets)
-                return float(np.mean(np.abs(outputs - targets)))
-            def backward(self):
-                return self._sign / self._sign.size
+            def loss_and_grad(self, outputs, targets, mask=None):
+                r = outputs - targets
+                return float(np.mean(np.abs(r))), np.sign(r) / r.size
     """
 
-    def loss(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        raise NotImplementedError(f"{type(self).__name__} must implement loss(outputs, targets)")
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if register:  # ``class MyBase(Loss, register=False)``: an abstract base no file can name
+            register_class(LOSSES, cls)
+
+    def __init__(self, *, name: str | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a str, got {name!r}")
+        self.name = name or type(self).__name__
+        self.input_shape: Shape | None = None
+        self.dtype: np.dtype | None = None
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None
+
+    def build(self, input_shape: Shape, dtype: Any = np.float32) -> None:
+        """Take model outputs of per-sample shape ``input_shape`` and ``dtype`` (the model calls it)."""
+        input_shape = as_shape(input_shape, self.name)
+        self.check_shape(input_shape)
+        self.input_shape, self.dtype = input_shape, np.dtype(dtype)
+
+    def check_shape(self, input_shape: Shape) -> None:
+        """Raise ``ValueError`` if the loss cannot take model outputs of per-sample shape ``input_shape``."""
+
+    def loss_and_grad(self, outputs: np.ndarray, targets: np.ndarray,
+                      mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """The mean loss of ``outputs`` against ``targets`` and its gradient ``dL/doutputs``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement loss_and_grad(outputs, targets, mask=None)")
 
     def prepare_targets(self, y: Any, n: int, name: str = "y", x_name: str = "X") -> np.ndarray:
-        """``y`` checked and converted for :meth:`loss`: here finite floats of shape ``(n, *input_shape)``.
+        """``y`` checked and converted for :meth:`loss_and_grad`: here finite floats of shape ``(n, *input_shape)``.
 
         Called once per data set by ``fit``/``evaluate``/``forward_backward``; ``name`` and
         ``x_name`` are the arguments' names for the messages, ``n`` the number of samples.
@@ -81,32 +113,79 @@ class Loss(Layer):
         check_finite(y, name, self.dtype)
         return y
 
-    def metrics(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-        """Metrics of a batch besides the loss: ``{name: per-sample values, shape (N,)}``.
+    def metrics(self, outputs: np.ndarray, targets: np.ndarray,
+                mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Metrics of a batch besides the loss: ``{name: values}``, one value per sample ``(N,)`` or per
+        position ``(N, T)``, NaN where nothing is scored (a padded step).
 
-        ``fit`` and ``evaluate`` report each as its mean over the data (``history[name]``,
-        ``history["val_" + name]``). ``outputs`` are the loss's inputs, ``targets`` as
-        :meth:`prepare_targets` returns them. Default: none.
+        ``fit`` and ``evaluate`` report each as the mean of its non-NaN values over the data
+        (``history[name]``, ``history["val_" + name]``). Default: none.
         """
         return {}
 
     def predict(self, outputs: np.ndarray) -> np.ndarray:
-        """What ``model.predict`` returns for ``outputs``; default: the inference output ``forward(outputs)``."""
-        return self.forward(outputs)
+        """What ``model.predict`` returns for ``outputs``; default: the outputs themselves."""
+        return outputs
 
-    def predict_proba(self, outputs: np.ndarray) -> np.ndarray:
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """Probabilities for ``model.predict_proba``; only classifier losses have them."""
         raise ValueError(
-            f"predict_proba needs a classifier loss (SoftmaxCE or SigmoidBCE), but the model ends with "
+            f"predict_proba needs a classifier loss (SoftmaxCE or SigmoidBCE), but the model's loss is "
             f"{self.name}; use predict for its values"
         )
 
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-able values (saving and ``repr`` use them)."""
+        return {}
 
-del LAYERS["Loss"]  # an abstract base: no model can hold, save or load one
+    def to_config(self) -> dict[str, Any]:
+        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt loss (see :mod:`minidl.config`)."""
+        return config.to_config(self)
+
+    @staticmethod
+    def from_config(spec: dict[str, Any]) -> Loss:
+        """Inverse of :meth:`to_config`; the class must be defined (imported) already."""
+        return config.from_config(spec, Loss)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check(self, outputs: np.ndarray, targets: Any, mask: np.ndarray | None) -> None:
+        """``outputs`` of the built shape and dtype; ``mask`` (if any) of shape (N, T) for sequence outputs."""
+        if not (isinstance(outputs, np.ndarray) and outputs.shape[1:] == self.input_shape
+                and outputs.dtype == self.dtype and outputs.ndim > 1):
+            if not self.built:
+                raise ValueError(f"{self.name} is not built: put it in a model (Sequential(..., loss=...)) "
+                                 "or call build(output_shape)")
+            raise ValueError(f"{self.name}: expected outputs of shape (N, {', '.join(map(str, self.input_shape))}) "
+                             f"and dtype {self.dtype}, got {np.shape(outputs)} {getattr(outputs, 'dtype', '')}")
+        if mask is not None and (outputs.ndim < 3 or np.shape(mask) != outputs.shape[:2]):
+            raise ValueError(f"{self.name}: mask must have shape (N, T) = {outputs.shape[:2]} for sequence outputs "
+                             f"(N, T, ...), got {np.shape(mask)} for outputs {outputs.shape}")
+
+    def _weights(self, outputs: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+        """The mask as 0/1 weights broadcast over ``outputs``, and how many elements it scores."""
+        if mask is None:
+            return None, outputs.size
+        w = mask.reshape(mask.shape + (1,) * (outputs.ndim - 2)).astype(outputs.dtype)
+        return w, int(np.count_nonzero(mask)) * (outputs.size // max(mask.size, 1))
+
+
+config.register_kind(Loss, LOSSES)
+
+
+def per_position(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Element-wise ``values`` (N, ...) as one mean per sample (N,), or per step (N, T) with NaN at padded steps."""
+    if mask is None:
+        return values.reshape(len(values), -1).mean(axis=1)
+    means = values.reshape(*mask.shape, -1).mean(axis=2)
+    means[~mask] = np.nan
+    return means
 
 
 class SoftmaxCE(Loss):
-    r"""Softmax over classes fused with the mean cross-entropy loss; the last layer of a classifier.
+    r"""Softmax over classes fused with the mean cross-entropy loss: the loss of a classifier.
 
     For logits ``z`` (N, K) and integer labels ``y`` (N,):
 
@@ -117,71 +196,81 @@ class SoftmaxCE(Loss):
         \frac{\partial L}{\partial z} = \frac{p - \mathrm{onehot}(y)}{N}
 
     Subtracting the row maximum keeps every exponent ≤ 0, so logits of ±1e4 give finite
-    values. ``forward`` returns the probabilities (inference); ``loss(z, y)`` computes
-    the loss (training). Each caches what ``backward`` needs to differentiate it.
-    Targets: class labels ``0..K-1``. Metric: ``accuracy``. ``predict``: the most probable
-    class, shape (N,); ``predict_proba``: the probabilities (N, K).
+    values. Over sequences, logits (N, T, K) and labels (N, T), the mean is over the scored
+    positions: those whose label is not ``ignore_index`` and (with a mask) not padded; a
+    batch with none scores 0. Targets: class labels ``0..K-1`` (or ``ignore_index``).
+    Metric: ``accuracy`` (on scored positions). ``predict``: the most probable class, shape
+    (N,) or (N, T); ``probabilities``: the softmax, the logits' shape.
 
-    Shape: input and output (N, K).
+    Args:
+        ignore_index: a label that is not scored (PyTorch's default, -100).
+        name: a name for messages.
+
+    Shape:
+        logits (N, K) or (N, T, K); labels (N,) or (N, T).
 
     Example::
 
-        model = Sequential([Flatten(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8))
+        model = Sequential([Flatten(), Dense(10)], input_shape=(1, 8, 8), loss=SoftmaxCE())
     """
 
-    _rows = np.arange(0)  # 0..N-1 for the label gather, kept while the batch size repeats
+    _rows = np.arange(0)  # 0..M-1 for the label gather, kept while the number of rows repeats
 
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 1:
+    def __init__(self, ignore_index: int = -100, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.ignore_index = as_int(ignore_index, "ignore_index", self.name, minimum=-(2**63))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"ignore_index": self.ignore_index}
+
+    def check_shape(self, input_shape: Shape) -> None:
+        if len(input_shape) not in (1, 2):
             raise ValueError(
-                f"{self.name}: expects class scores (N, classes), got per-sample shape {input_shape}; "
-                "put a Flatten() and a Dense(classes) before it"
+                f"{self.name}: expects class scores (N, classes) or, for sequences, (N, T, classes), got per-sample "
+                f"shape {input_shape}; put a Flatten() and a Dense(classes) before it"
             )
-        return tuple(input_shape)
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self.check_input(x)
-        self._p, self._y = np.exp(log_softmax(x, axis=1)), None
-        return self._p
-
-    def loss(self, logits: np.ndarray, y: np.ndarray) -> float:
-        """Mean cross-entropy of ``logits`` (N, K) against integer labels ``y`` (N,)."""
-        self.check_input(logits)
-        y = np.asarray(y)
-        if y.shape != (logits.shape[0],):
-            raise ValueError(f"{self.name}: labels must have shape ({logits.shape[0]},), got {y.shape}")
+    def loss_and_grad(self, logits: np.ndarray, y: np.ndarray,
+                      mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy of ``logits`` against integer labels ``y`` and its gradient ``(p - onehot(y)) / M``."""
+        self._check(logits, y, mask)
+        if np.shape(y) != logits.shape[:-1]:
+            raise ValueError(f"{self.name}: labels must have shape {logits.shape[:-1]}, got {np.shape(y)}")
+        z, labels = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
         # -log p_y = log Σ_j e^{s_j} - s_y with s = z - max z: one exp serves both the loss and p,
         # and np.*.reduce skips the dispatch that dominates a batch-of-one step.
-        shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
+        shifted = z - np.maximum.reduce(z, axis=1, keepdims=True)
         p = np.exp(shifted)
         total = np.add.reduce(p, axis=1, keepdims=True)
         p /= total
-        if len(self._rows) != len(y):
-            self._rows = np.arange(len(y))
-        self._p, self._y, rows = p, y, self._rows
-        return float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted[rows, y], axis=None)) / len(y)
-
-    def backward(self, grad_out: float | np.ndarray = 1.0) -> np.ndarray:
-        """Gradient w.r.t. the logits of whatever was computed last.
-
-        After ``loss``: ``grad_out · (p - onehot(y)) / N`` (``grad_out`` a scalar, default 1).
-        After ``forward``: the softmax vector-Jacobian product ``p ⊙ (g - Σ_k g_k p_k)`` for
-        ``g = grad_out`` of shape (N, K).
-        """
-        if self._y is None:
-            return softmax_backward(self._p, grad_out, axis=1)
-        grad = self._p.copy()
-        grad[self._rows, self._y] -= 1.0
-        grad *= grad_out / len(self._y)
-        return grad
+        if len(self._rows) != len(labels):
+            self._rows = np.arange(len(labels))
+        rows = self._rows
+        scored = labels != self.ignore_index
+        if mask is not None:
+            scored &= mask.reshape(-1)
+        if scored.all():
+            count = len(labels)
+            value = float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted[rows, labels], axis=None))
+            p[rows, labels] -= 1.0
+        else:
+            count = int(np.count_nonzero(scored))
+            labels = np.where(scored, labels, 0)
+            value = float(np.add.reduce((np.log(total[:, 0]) - shifted[rows, labels])[scored], axis=None))
+            p[rows, labels] -= 1.0
+            p[~scored] = 0.0
+        count = max(count, 1)
+        p *= 1.0 / count
+        return value / count, p.reshape(logits.shape)
 
     def prepare_targets(self, y: Any, n: int, name: str = "y", x_name: str = "X") -> np.ndarray:
-        """``y`` as integer class labels ``0..K-1`` of shape ``(n,)``; whole-number floats and bools are converted."""
-        classes = self.input_shape[0]
+        """``y`` as integer class labels ``0..K-1`` (or ``ignore_index``) of shape ``(n,)`` or ``(n, T)``;
+        whole-number floats and bools are converted."""
+        classes, shape = self.input_shape[-1], (n, *self.input_shape[:-1])
         y = as_array(y, name)
-        if y.ndim != 1 or len(y) != n:
-            hint = "; one-hot labels? pass y.argmax(axis=1)" if y.shape == (n, classes) else ""
-            raise ValueError(f"{name} must have shape ({n},) to match {x_name}, got {y.shape}{hint}")
+        if y.shape != shape:
+            hint = "; one-hot labels? pass y.argmax(axis=1)" if y.shape == (*shape, classes) else ""
+            raise ValueError(f"{name} must have shape {shape} to match {x_name}, got {y.shape}{hint}")
         if y.dtype.kind == "f":
             fractional = ~np.isfinite(y) | (y != np.round(y))
             if fractional.any():
@@ -189,33 +278,35 @@ class SoftmaxCE(Loss):
                     f"{name} must hold integer class labels, got dtype {y.dtype} with non-integer values "
                     f"such as {y[fractional][0]}"
                 )
-            if y.size and (y.min() < 0 or y.max() >= classes):  # before the cast, which wraps values beyond int64
-                raise ValueError(f"{name} holds labels in [{y.min():g}, {y.max():g}], but the model has {classes} "
-                                 f"classes (0..{classes - 1})")
-            y = y.astype(np.intp)
-        if y.dtype.kind not in "biu":
+        elif y.dtype.kind not in "biu":
             raise TypeError(
                 f"{name} must hold integer class labels 0..K-1, got {describe(y)}; encode other labels first "
                 "(e.g. sklearn.preprocessing.LabelEncoder)"
             )
-        if y.min() < 0 or y.max() >= classes:
-            raise ValueError(
-                f"{name} holds labels in [{y.min()}, {y.max()}], but the model has {classes} classes "
-                f"(0..{classes - 1})"
-            )
+        labels = y[y != self.ignore_index]  # checked before the cast, which wraps values beyond int64
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            low, high = (f"{v:g}" for v in (labels.min(), labels.max()))
+            raise ValueError(f"{name} holds labels in [{low}, {high}], but the model has {classes} classes "
+                             f"(0..{classes - 1})")
         return y.astype(np.intp, copy=False)
 
-    def metrics(self, logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        """``accuracy``: whether the highest score is the label's."""
-        return {"accuracy": logits.argmax(axis=1) == y}
+    def metrics(self, logits: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``accuracy``: whether the highest score is the label's (NaN where nothing is scored)."""
+        right = logits.argmax(axis=-1) == y
+        if logits.ndim == 2:
+            return {"accuracy": right}
+        scored = (y != self.ignore_index) if mask is None else (y != self.ignore_index) & mask
+        return {"accuracy": np.where(scored, right, np.nan)}
 
     def predict(self, logits: np.ndarray) -> np.ndarray:
-        """The most probable class of each sample, shape (N,)."""
-        return logits.argmax(axis=1)
+        """The most probable class: shape (N,), or (N, T) over sequences."""
+        return logits.argmax(axis=-1)
 
-    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (N, K)."""
-        return self.forward(logits)
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Class probabilities, the logits' shape."""
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        p = np.exp(shifted)
+        return p / p.sum(axis=-1, keepdims=True)
 
 
 class SigmoidBCE(Loss):
@@ -228,39 +319,39 @@ class SigmoidBCE(Loss):
         \frac{\partial L}{\partial z} = \frac{\sigma(z) - t}{M}
 
     Every exponent is ≤ 0, so logits of ±1e4 give finite values (PyTorch's
-    ``BCEWithLogitsLoss``, Keras's ``BinaryCrossentropy(from_logits=True)``). ``forward``
-    returns the probabilities ``σ(z)``. Targets: 0/1 (or bool) of the output's shape; with one
-    output, ``(N,)`` too. Metric: ``accuracy`` at threshold 0.5 (the share of correct outputs).
-    ``predict``: 0/1 labels, shape (N,) for one output and (N, K) otherwise; ``predict_proba``:
-    ``σ(z)``, shape (N, K).
+    ``BCEWithLogitsLoss``, Keras's ``BinaryCrossentropy(from_logits=True)``). Targets: 0/1
+    (or bool) of the output's shape; with one output, ``(N,)`` too. With a mask, padded steps
+    weigh 0 and ``M`` counts the valid elements. Metric: ``accuracy`` at threshold 0.5 (the
+    share of correct outputs). ``predict``: 0/1 labels, shape (N,) for one output and the
+    output's shape otherwise; ``probabilities``: ``σ(z)``.
 
-    Shape: input and output (N, \*) — any shape, e.g. (N, 1), (N, K) or per-pixel (N, C, H, W).
+    Args:
+        name: a name for messages.
+
+    Shape:
+        logits and targets (N, \*) — any shape, e.g. (N, 1), (N, K) or per-pixel (N, C, H, W).
 
     Example::
 
-        binary = Sequential([Flatten(), Dense(1), SigmoidBCE()], input_shape=(1, 8, 8))
+        binary = Sequential([Flatten(), Dense(1)], input_shape=(1, 8, 8), loss=SigmoidBCE())
         binary.fit(X, y == 3)
     """
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self.check_input(x)
-        self._p, self._t = _sigmoid(x), None
-        return self._p
-
-    def loss(self, logits: np.ndarray, targets: np.ndarray) -> float:
-        """Mean binary cross-entropy of ``logits`` against 0/1 ``targets`` of the same shape."""
-        self.check_input(logits)
+    def loss_and_grad(self, logits: np.ndarray, targets: np.ndarray,
+                      mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Mean binary cross-entropy of ``logits`` against 0/1 ``targets`` and its gradient ``(σ(z) - t) / M``."""
+        self._check(logits, targets, mask)
         if np.shape(targets) != logits.shape:
             raise ValueError(f"{self.name}: targets must have shape {logits.shape}, got {np.shape(targets)}")
-        self._p, self._t = _sigmoid(logits), targets
+        weights, count = self._weights(logits, mask)
+        count = max(count, 1)
         per = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
-        return float(np.add.reduce(per, axis=None)) / per.size
-
-    def backward(self, grad_out: float | np.ndarray = 1.0) -> np.ndarray:
-        """After ``loss``: ``grad_out · (σ(z) - t) / M``. After ``forward``: ``grad_out ⊙ σ(z)(1 - σ(z))``."""
-        if self._t is None:
-            return grad_out * self._p * (1 - self._p)
-        return (self._p - self._t) * (grad_out / self._p.size)
+        grad = _sigmoid(logits) - targets
+        if weights is not None:
+            per *= weights
+            grad *= weights
+        grad *= 1.0 / count
+        return float(np.add.reduce(per, axis=None)) / count, grad
 
     def prepare_targets(self, y: Any, n: int, name: str = "y", x_name: str = "X") -> np.ndarray:
         """``y`` as 0/1 floats of the output's shape (bools and integers accepted)."""
@@ -280,19 +371,19 @@ class SigmoidBCE(Loss):
             )
         return targets
 
-    def metrics(self, logits: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-        """``accuracy``: the share of each sample's outputs on the right side of 0.5."""
-        right = (logits > 0) == (targets == 1)
-        return {"accuracy": right.reshape(len(right), -1).mean(axis=1)}
+    def metrics(self, logits: np.ndarray, targets: np.ndarray,
+                mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``accuracy``: the share of each sample's (or step's) outputs on the right side of 0.5."""
+        return {"accuracy": per_position((logits > 0) == (targets == 1), mask)}
 
     def predict(self, logits: np.ndarray) -> np.ndarray:
         """0/1 labels: shape (N,) for a single output, the output's shape otherwise."""
         labels = (logits > 0).astype(np.intp)
         return labels[:, 0] if self.input_shape == (1,) else labels
 
-    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """``σ(z)``, the probability of 1 for each output, the output's shape."""
-        return self.forward(logits)
+        return _sigmoid(logits)
 
 
 class MSE(Loss):
@@ -302,43 +393,42 @@ class MSE(Loss):
 
     .. math:: L = \frac{1}{M} \sum (o - t)^2, \qquad \frac{\partial L}{\partial o} = \frac{2 (o - t)}{M}
 
-    (PyTorch's ``MSELoss``, Keras's ``MeanSquaredError``). ``forward`` returns its input.
-    Targets: finite numbers of the output's shape; with one output, ``(N,)`` too. Metric:
-    ``mae`` (mean absolute error). ``predict`` returns the values, shape (N, \*output_shape).
+    (PyTorch's ``MSELoss``, Keras's ``MeanSquaredError``). With a mask, padded steps weigh 0
+    and ``M`` counts the valid elements. Targets: finite numbers of the output's shape; with
+    one output, ``(N,)`` too. Metric: ``mae`` (mean absolute error). ``predict`` returns the
+    values, shape (N, \*output_shape).
 
-    Shape: input and output (N, \*) — any shape.
+    Args:
+        name: a name for messages.
+
+    Shape:
+        outputs and targets (N, \*) — any shape.
 
     Example::
 
-        reg = Sequential([Flatten(), Dense(32), ReLU(), Dense(1), MSE()], input_shape=(1, 8, 8))
+        reg = Sequential([Flatten(), Dense(32), ReLU(), Dense(1)], input_shape=(1, 8, 8), loss=MSE())
         reg.fit(X, y_float)
     """
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self.check_input(x)
-        self._diff = None
-        return x
-
-    def loss(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        """Mean of ``(outputs - targets)²`` over every element."""
-        self.check_input(outputs)
+    def loss_and_grad(self, outputs: np.ndarray, targets: np.ndarray,
+                      mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Mean of ``(outputs - targets)²`` over every (valid) element and its gradient ``2 (o - t) / M``."""
+        self._check(outputs, targets, mask)
         if np.shape(targets) != outputs.shape:
             raise ValueError(f"{self.name}: targets must have shape {outputs.shape}, got {np.shape(targets)}")
-        self._diff = diff = outputs - targets
-        return float(np.vdot(diff, diff)) / diff.size
+        weights, count = self._weights(outputs, mask)
+        count = max(count, 1)
+        diff = outputs - targets
+        if weights is not None:
+            diff *= weights
+        return float(np.vdot(diff, diff)) / count, diff * (2.0 / count)
 
-    def backward(self, grad_out: float | np.ndarray = 1.0) -> np.ndarray:
-        """After ``loss``: ``grad_out · 2 (o - t) / M``. After ``forward`` (the identity): ``grad_out``."""
-        if self._diff is None:
-            return grad_out
-        return self._diff * (2 * grad_out / self._diff.size)
-
-    def metrics(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-        """``mae``: each sample's mean absolute error."""
-        return {"mae": np.abs(outputs - targets).reshape(len(outputs), -1).mean(axis=1)}
+    def metrics(self, outputs: np.ndarray, targets: np.ndarray,
+                mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``mae``: each sample's (or step's) mean absolute error."""
+        return {"mae": per_position(np.abs(outputs - targets), mask)}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     """``1 / (1 + e^{-z})`` as ``e^{-log(1 + e^{-z})}``: no overflow, full precision in the left tail."""
     return np.exp(-np.logaddexp(0, -z))
-

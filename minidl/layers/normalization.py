@@ -90,3 +90,73 @@ class BatchNorm2D(Layer):
         if self.bias.trainable:
             self.bias.grad[...] = dbias
         return dx
+
+
+class LayerNorm(Layer):
+    r"""Layer normalisation (Ba, Kiros & Hinton, 2016): each position normalised over its last axis.
+
+    For every vector ``x`` of the last axis (``D`` values), with no batch statistics:
+
+    .. math::
+        \mu = \frac{1}{D}\sum_d x_d, \quad \sigma^2 = \frac{1}{D}\sum_d (x_d - \mu)^2, \quad
+        \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}, \quad y = \gamma \odot \hat x + \beta
+
+    Training and inference compute the same thing, so there are no buffers. Backward, with
+    ``ĝ = γ ⊙ ∂L/∂y`` and bars for means over the last axis:
+
+    .. math:: \frac{\partial L}{\partial x} = \frac{\hat g - \overline{\hat g} - \hat x\,\overline{\hat g \hat x}}
+              {\sqrt{\sigma^2 + \epsilon}}, \quad
+              \frac{\partial L}{\partial \gamma} = \sum g \odot \hat x, \quad \frac{\partial L}{\partial \beta} = \sum g
+
+    (sums over every axis but the last). This is ``torch.nn.LayerNorm(D, eps)`` and Keras'
+    ``LayerNormalization(axis=-1)``; the default ``eps`` is PyTorch's (Keras' is ``1e-3``).
+
+    Args:
+        eps: added to the variance before the square root; a number > 0.
+
+    Shape:
+        - Input: ``(N, *, D)``, any rank of at least 2 (a transformer's ``(N, T, D)``).
+        - Output: the input's shape.
+        - ``weight`` (γ, ones) and ``bias`` (β, zeros): ``(D,)``.
+
+    Example::
+
+        >>> layer = LayerNorm()
+        >>> layer.build((2, 4), dtype="float64")
+        (2, 4)
+        >>> y = layer.forward(np.arange(8.0).reshape(1, 2, 4))
+        >>> y.mean(axis=-1).round(12), y.std(axis=-1).round(4)
+        (array([[0., 0.]]), array([[1., 1.]]))
+    """
+
+    def __init__(self, eps: float = 1e-5, *, trainable: bool = True, name: str | None = None) -> None:
+        super().__init__(trainable=trainable, name=name)
+        self.eps = as_float(eps, "eps", self.name, low=0.0, low_inclusive=False)
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"eps": self.eps}
+
+    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
+        d = input_shape[-1]
+        self.weight = Parameter(np.ones(d, dtype=dtype))
+        self.bias = Parameter(np.zeros(d, dtype=dtype))
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self.check_input(x)
+        centred = x - x.mean(axis=-1, keepdims=True)
+        self._inv_std = 1 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + x.dtype.type(self.eps))
+        self._x_hat = centred * self._inv_std
+        return self._x_hat * self.weight.data + self.bias.data
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x_hat = self._x_hat
+        d = x_hat.shape[-1]
+        if self.weight.trainable:
+            self.weight.grad[...] = (grad_out * x_hat).reshape(-1, d).sum(axis=0)
+        if self.bias.trainable:
+            self.bias.grad[...] = grad_out.reshape(-1, d).sum(axis=0)
+        g_hat = grad_out * self.weight.data
+        return self._inv_std * (g_hat - g_hat.mean(axis=-1, keepdims=True)
+                                - x_hat * (g_hat * x_hat).mean(axis=-1, keepdims=True))

@@ -1,0 +1,73 @@
+"""Architectures as JSON-able specs: the class registries and ``to_config`` / ``from_config``.
+
+A spec is ``{"class": class name, "config": constructor keyword arguments}``; arguments that are
+themselves layers (a container's children) are nested specs. Saved files (:mod:`minidl.saving`)
+and ``repr`` use them. Classes are found by name in a registry per kind (``LAYERS`` for layers,
+``LOSSES`` for losses), which subclasses join when they are defined; so rebuilding a spec only
+calls registered constructors and never runs code from a file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["register_kind", "register_class", "to_config", "from_config"]
+
+#: The base class of each kind of configurable object (``Layer``, ``Loss``) and its registry.
+_KINDS: dict[type, dict[str, type]] = {}
+
+
+def register_kind(base: type, registry: dict[str, type]) -> None:
+    """Make instances of ``base`` (and its subclasses) configurable, their classes found in ``registry``."""
+    _KINDS[base] = registry
+
+
+def register_class(registry: dict[str, type], cls: type) -> None:
+    """Enter ``cls`` in ``registry`` under its class name; a user's class may not shadow a built-in one
+    (saved files name built-ins by class name)."""
+    taken = registry.get(cls.__name__)
+    if taken is None or not taken.__module__.startswith("minidl.") or cls.__module__.startswith("minidl."):
+        registry[cls.__name__] = cls
+
+
+def to_config(obj: Any) -> dict[str, Any]:
+    """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt copy of ``obj``.
+
+    ``kwargs`` are ``obj.get_config()`` (layers among them become nested specs), its ``name``
+    and, for a frozen layer, ``trainable=False``.
+    """
+    config = {**_encode(obj.get_config()), "name": obj.name}
+    if getattr(obj, "_trainable", True) is False:
+        config["trainable"] = False
+    return {"class": type(obj).__name__, "config": config}
+
+
+def from_config(spec: Any, kind: type | None = None) -> Any:
+    """Inverse of :func:`to_config`: a new object of the spec's class, looked up in ``kind``'s registry
+    (every registry if ``None``); the class must be defined (imported) already."""
+    owner = f"{kind.__name__}.from_config" if kind is not None else "from_config"
+    if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) or not isinstance(spec.get("config"), dict):
+        raise ValueError(f"{owner}: expected {{'class': str, 'config': dict}}, got {spec!r}")
+    registries = [_KINDS[kind]] if kind is not None else list(_KINDS.values())
+    cls = next((r[spec["class"]] for r in registries if spec["class"] in r), None)
+    if cls is None:
+        what = kind.__name__.lower() if kind is not None else "layer or loss"
+        raise ValueError(f"{owner}: unknown {what} class {spec['class']!r}; import the module that defines it first")
+    return cls(**_decode(spec["config"]))
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, tuple(_KINDS)):
+        return to_config(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(map(_encode, value))
+    return {k: _encode(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _decode(value: Any) -> Any:
+    """Inverse of :func:`_encode`: a ``{"class", "config"}`` dict is a nested spec."""
+    if isinstance(value, dict) and value.keys() == {"class", "config"}:
+        return from_config(value)
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return {k: _decode(v) for k, v in value.items()} if isinstance(value, dict) else value

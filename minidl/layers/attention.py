@@ -1,0 +1,196 @@
+"""Attention: ``MultiHeadAttention`` (self-attention over a sequence)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Layer, Parameter, Shape, as_float, as_int, check_bool
+from .masking import check_mask
+
+__all__ = ["MultiHeadAttention"]
+
+
+class MultiHeadAttention(Layer):
+    r"""Multi-head scaled dot-product self-attention (Vaswani et al., 2017) on sequences ``(N, T, D)``.
+
+    Every position projects to a query, a key and a value per head (``H`` heads of ``key_dim``
+    values each); each query attends to the keys, and the heads' weighted values are concatenated
+    and projected back to ``D``:
+
+    .. math::
+        [Q\,|\,K\,|\,V] = x W_{in} + b_{in}, \qquad
+        A_h = \operatorname{softmax}\Big(\frac{Q_h K_h^\top}{\sqrt{d_k}} + M\Big), \qquad
+        y = [A_1 V_1 \,|\, \dots \,|\, A_H V_H]\, W_{out} + b_{out}
+
+    ``M`` is ``-∞`` where a query may not look: keys at padded steps (the ``mask`` that arrives
+    from ``Embedding(mask_zero=True)``: ``(N, T)``, True at valid steps) and, with
+    ``causal=True``, keys after the query (step ``j > i``), so a decoder cannot see the future.
+    A padded key gets exactly zero weight, so nothing at a padded step changes an output at a
+    valid one. A query with no key left (a sequence that is all padding) gets all-zero weights
+    and outputs ``b_out`` (PyTorch gives NaN there). The softmax subtracts each row's maximum,
+    so large scores stay finite. ``dropout`` zeroes attention weights in training (inverted
+    scaling, from the layer's own generator derived from the build ``rng``), as PyTorch does.
+
+    ``last_attention`` holds the weights ``A`` of the last ``forward``, ``(N, H, T, T)``
+    (before dropout): what :func:`minidl.plot.attention` draws.
+
+    Backward is hand-written: through the output projection, ``dA = dO Vᵀ``, ``dV = Aᵀ dO``,
+    softmax's ``dS = A ⊙ (dA − Σ_j dA ⊙ A)``, ``dQ = dS K / √d_k``, ``dK = dSᵀ Q / √d_k`` and
+    the input projection; every step is a batched ``matmul`` over ``(N, H)``, with no loop.
+
+    **Parameters and PyTorch.** minidl keeps PyTorch's names and packing with its own
+    ``(in, out)`` layout (that of ``Dense``): ``in_proj_weight`` ``(D, 3·H·key_dim)`` holds the
+    query, key and value projections side by side, each head's ``key_dim`` columns in turn;
+    ``out_proj_weight`` is ``(H·key_dim, D)``. With ``key_dim = D // H`` (the default), this is
+    ``torch.nn.MultiheadAttention(D, H, batch_first=True)`` with ``in_proj_weight = ours.T``,
+    ``in_proj_bias = ours``, ``out_proj.weight = out_proj_weight.T``, ``out_proj.bias =
+    out_proj_bias``, ``attn_mask`` the causal mask and ``key_padding_mask = ~mask`` (PyTorch's
+    mask marks the steps to ignore). Other ``key_dim`` values follow Keras (whose
+    ``MultiHeadAttention`` takes ``num_heads`` and ``key_dim`` and projects back to ``D``) and
+    have no PyTorch twin. Projections start Glorot-uniform (Keras'), biases at zero.
+
+    Args:
+        num_heads: the number of heads ``H``.
+        key_dim: the size of each head's queries, keys and values; default ``D // num_heads``
+            (then ``D`` must be a multiple of ``num_heads``).
+        causal: let step ``i`` attend to steps ``j <= i`` only.
+        dropout: the probability of zeroing an attention weight in training, in ``[0, 1)``.
+        use_bias: add the biases ``b_in`` and ``b_out``.
+
+    Shape:
+        - Input: ``(N, T, D)``; ``mask`` (optional): ``(N, T)`` bool, True at valid steps.
+        - Output: ``(N, T, D)``.
+        - ``in_proj_weight``: ``(D, 3·H·key_dim)``; ``in_proj_bias``: ``(3·H·key_dim,)``;
+          ``out_proj_weight``: ``(H·key_dim, D)``; ``out_proj_bias``: ``(D,)``.
+
+    Example::
+
+        >>> layer = MultiHeadAttention(num_heads=2, causal=True)
+        >>> layer.build((3, 4), rng=np.random.default_rng(0), dtype="float64")
+        (3, 4)
+        >>> y = layer.forward(np.ones((1, 3, 4)), mask=np.array([[True, True, False]]))
+        >>> y.shape, layer.last_attention[0, 0].round(2)
+        ((1, 3, 4), array([[1. , 0. , 0. ],
+               [0.5, 0.5, 0. ],
+               [0.5, 0.5, 0. ]]))
+    """
+
+    supports_masking = True
+
+    def __init__(
+        self,
+        num_heads: int,
+        key_dim: int | None = None,
+        causal: bool = False,
+        dropout: float = 0.0,
+        use_bias: bool = True,
+        *,
+        trainable: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(trainable=trainable, name=name)
+        self.num_heads = as_int(num_heads, "num_heads", self.name, minimum=1)
+        self.key_dim = None if key_dim is None else as_int(key_dim, "key_dim", self.name, minimum=1)
+        self.causal = check_bool(causal, "causal", self.name)
+        self.dropout = as_float(dropout, "dropout", self.name, low=0.0, high=1.0)
+        self.use_bias = check_bool(use_bias, "use_bias", self.name)
+        self.in_proj_weight: Parameter | None = None
+        self.in_proj_bias: Parameter | None = None
+        self.out_proj_weight: Parameter | None = None
+        self.out_proj_bias: Parameter | None = None
+        self.last_attention: np.ndarray | None = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"num_heads": self.num_heads, "key_dim": self.key_dim, "causal": self.causal,
+                "dropout": self.dropout, "use_bias": self.use_bias}
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 2:
+            raise ValueError(f"{self.name}: expects sequences (N, T, D), got per-sample shape {input_shape}")
+        d = input_shape[1]
+        if self.key_dim is None and d % self.num_heads:
+            raise ValueError(f"{self.name}: the model dimension D={d} is not a multiple of num_heads="
+                             f"{self.num_heads}; choose num_heads dividing {d}, or give key_dim")
+        return tuple(input_shape)
+
+    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
+        d = input_shape[1]
+        self._head_dim = self.key_dim if self.key_dim is not None else d // self.num_heads
+        inner = self.num_heads * self._head_dim
+        limit = np.sqrt(6.0 / (d + inner))  # Glorot-uniform for each of the q, k, v and output projections
+        self.in_proj_weight = Parameter(rng.uniform(-limit, limit, (d, 3 * inner)).astype(dtype))
+        self.out_proj_weight = Parameter(rng.uniform(-limit, limit, (inner, d)).astype(dtype))
+        self.in_proj_bias = Parameter(np.zeros(3 * inner, dtype=dtype)) if self.use_bias else None
+        self.out_proj_bias = Parameter(np.zeros(d, dtype=dtype)) if self.use_bias else None
+        self._rng = np.random.default_rng(rng.integers(2**63))
+
+    def _allowed(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        """Where a query may attend to a key, broadcastable to ``(N, H, T, T)``; None when everywhere."""
+        mask = check_mask(mask, x, self.name)
+        allowed = None if mask is None else mask[:, None, None, :]
+        t = x.shape[1]
+        if self.causal:
+            past = np.tri(t, dtype=bool)
+            allowed = past if allowed is None else allowed & past
+        return allowed
+
+    def forward(self, x: np.ndarray, training: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
+        self.check_input(x)
+        n, t, _ = x.shape
+        h, dk = self.num_heads, self._head_dim
+        allowed = self._allowed(x, mask)
+        qkv = x @ self.in_proj_weight.data
+        if self.in_proj_bias is not None:
+            qkv += self.in_proj_bias.data
+        q, k, v = qkv.reshape(n, t, 3, h, dk).transpose(2, 0, 3, 1, 4)  # each (N, H, T, dk)
+        q = q * x.dtype.type(1 / np.sqrt(dk))
+        scores = q @ k.swapaxes(-1, -2)
+        if allowed is not None:
+            scores = np.where(allowed, scores, -np.inf)
+        peak = scores.max(axis=-1, keepdims=True)
+        peak[peak == -np.inf] = 0  # a row with no key left: exp(-inf) = 0 everywhere, no NaN from -inf - -inf
+        weights = np.exp(scores - peak)
+        total = weights.sum(axis=-1, keepdims=True)
+        weights /= np.where(total == 0, 1, total)
+        self.last_attention = weights
+        self._drop = None
+        if training and self.dropout > 0:
+            keep = self._rng.random(weights.shape, dtype=x.dtype) >= self.dropout
+            self._drop = keep * x.dtype.type(1 / (1 - self.dropout))
+            weights = weights * self._drop
+        heads = weights @ v  # (N, H, T, dk)
+        concat = heads.transpose(0, 2, 1, 3).reshape(n, t, h * dk)
+        self._cache = (x, q, k, v, weights, concat)
+        out = concat @ self.out_proj_weight.data
+        if self.out_proj_bias is not None:
+            out += self.out_proj_bias.data
+        return out
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x, q, k, v, dropped, concat = self._cache
+        n, t, d = x.shape
+        h, dk = self.num_heads, self._head_dim
+        rows = grad_out.reshape(-1, d)
+        if self.out_proj_weight.trainable:
+            np.matmul(concat.reshape(-1, h * dk).T, rows, out=self.out_proj_weight.grad)
+        if self.out_proj_bias is not None and self.out_proj_bias.trainable:
+            np.add.reduce(rows, axis=0, out=self.out_proj_bias.grad)
+        d_heads = (grad_out @ self.out_proj_weight.data.T).reshape(n, t, h, dk).transpose(0, 2, 1, 3)
+        d_weights = d_heads @ v.swapaxes(-1, -2)
+        dv = dropped.swapaxes(-1, -2) @ d_heads
+        if self._drop is not None:
+            d_weights *= self._drop
+        weights = self.last_attention
+        d_scores = weights * (d_weights - (d_weights * weights).sum(axis=-1, keepdims=True))
+        d_qkv = np.empty((n, t, 3, h, dk), dtype=x.dtype)  # the packed layout of in_proj_weight's columns
+        d_qkv[:, :, 0] = ((d_scores @ k) * x.dtype.type(1 / np.sqrt(dk))).transpose(0, 2, 1, 3)
+        d_qkv[:, :, 1] = (d_scores.swapaxes(-1, -2) @ q).transpose(0, 2, 1, 3)  # q carries the 1/sqrt(dk) already
+        d_qkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
+        d_qkv = d_qkv.reshape(n, t, 3 * h * dk)
+        if self.in_proj_weight.trainable:
+            np.matmul(x.reshape(-1, d).T, d_qkv.reshape(-1, 3 * h * dk), out=self.in_proj_weight.grad)
+        if self.in_proj_bias is not None and self.in_proj_bias.trainable:
+            np.add.reduce(d_qkv.reshape(-1, 3 * h * dk), axis=0, out=self.in_proj_bias.grad)
+        return d_qkv @ self.in_proj_weight.data.T

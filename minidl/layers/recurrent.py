@@ -1,0 +1,499 @@
+"""Recurrent layers on sequences ``(N, T, D)``: ``SimpleRNN``, ``LSTM``, ``GRU`` and ``Bidirectional``.
+
+Sequences are ``(N, T, D)`` (batch, time, features): Keras's layout and PyTorch's
+``batch_first=True``. The parameters are laid out exactly as PyTorch's single-layer
+``nn.RNN``/``nn.LSTM``/``nn.GRU`` (``weight_ih_l0`` is minidl's ``weight_ih``, and so on), so
+weights copy across both ways unchanged.
+
+How the work is done: the input projection ``x W_ihᵀ + b_ih`` of every time step is one matrix
+product before the loop, which is over time steps only and holds one ``(N, units) × (units, G·units)``
+product per step. Backward through time runs the loop in reverse and collects the per-step
+pre-activation gradients; the weight gradients are then one matrix product each over all steps.
+(PyTorch runs the same loop in C++; here each step costs a few NumPy calls of overhead, which
+matters for small batches and long sequences.)
+
+Masks (bool ``(N, T)``, True at valid steps): a padded step is skipped. The state is carried
+through it unchanged, its output (``return_sequences=True``) is zeros, and the last state returned
+(``return_sequences=False``) is that of each sequence's last valid step; a sequence without any
+valid step returns the initial state, zeros. For right-padded sequences this is exactly what
+PyTorch's ``pack_padded_sequence`` computes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Layer, Parameter, Shape, as_int, check_bool
+from .masking import check_mask
+
+__all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
+
+
+def _sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``1 / (1 + e^-a)`` as ``(1 + tanh(a/2)) / 2``: no overflow for large ``|a|``."""
+    out = np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
+
+
+class _Recurrent:
+    """The time loop, masks, shapes and parameters every recurrent layer shares; a subclass is its cell.
+
+    A mixin rather than a ``Layer`` subclass, so that it is not registered as a layer of its own.
+
+    A cell has ``_gates`` (``G``) blocks of ``units`` pre-activations, states ``_state_names``
+    (``h`` first) and implements ``_step`` (one step forward, caching what it needs) and
+    ``_step_backward``. ``_fold_hh_bias``: ``b_hh`` only ever adds to ``b_ih`` (RNN, LSTM), so it is
+    added to the input projection once instead of at every step.
+    """
+
+    supports_masking = True
+    _gates = 1
+    _state_names: tuple[str, ...] = ("h",)
+    _fold_hh_bias = True
+
+    def __init__(
+        self, units: int, return_sequences: bool = False, *, trainable: bool = True, name: str | None = None
+    ) -> None:
+        super().__init__(trainable=trainable, name=name)
+        self.units = as_int(units, "units", self.name, minimum=1)
+        self.return_sequences = check_bool(return_sequences, "return_sequences", self.name)
+        self.weight_ih: Parameter | None = None
+        self.weight_hh: Parameter | None = None
+        self.bias_ih: Parameter | None = None
+        self.bias_hh: Parameter | None = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"units": self.units, "return_sequences": self.return_sequences}
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 2:
+            raise ValueError(f"{self.name}: expects sequences (N, T, D), got per-sample shape {input_shape}")
+        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+
+    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """PyTorch's initialisation: every parameter uniform in ``±1/sqrt(units)``, in PyTorch's order."""
+        rows, bound = self._gates * self.units, 1.0 / np.sqrt(self.units)
+        shapes = {"weight_ih": (rows, input_shape[1]), "weight_hh": (rows, self.units),
+                  "bias_ih": (rows,), "bias_hh": (rows,)}
+        for attr, shape in shapes.items():
+            setattr(self, attr, Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
+
+    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        """The input mask for ``return_sequences=True`` (outputs line up with the steps), else None."""
+        return mask if self.return_sequences else None
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
+        self.check_input(x)
+        mask = check_mask(mask, x, self.name)
+        n, t, d = x.shape
+        u, rows = self.units, self._gates * self.units
+        self._x_steps = x.transpose(1, 0, 2).reshape(t * n, d)  # time-major: each step's rows are contiguous
+        xp = (self._x_steps @ self.weight_ih.data.T).reshape(t, n, rows)
+        xp += self.bias_ih.data + self.bias_hh.data if self._fold_hh_bias else self.bias_ih.data
+        # states[k][s] is state k before step s; states[k][t] the final one
+        self._states = [np.zeros((t + 1, n, u), dtype=x.dtype) for _ in self._state_names]
+        self._mask_steps = None if mask is None else mask.T[:, :, None]
+        self._steps = t
+        self._allocate(t, n, x.dtype)
+        weight_hh_t = self.weight_hh.data.T
+        for s in range(t):
+            previous = [state[s] for state in self._states]
+            new = self._step(s, xp[s], previous, weight_hh_t)
+            for state, value, old in zip(self._states, new, previous, strict=True):
+                state[s + 1] = value if mask is None else np.where(self._mask_steps[s], value, old)
+        h = self._states[0]
+        if not self.return_sequences:
+            return h[t].copy()
+        out = h[1:] if mask is None else np.where(self._mask_steps, h[1:], 0)
+        return np.ascontiguousarray(out.transpose(1, 0, 2))
+
+    # -- backward through time -------------------------------------------------------------
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        t, n = self._steps, self._states[0].shape[1]
+        u, rows = self.units, self._gates * self.units
+        m = self._mask_steps
+        if self.return_sequences:
+            dy = grad_out.transpose(1, 0, 2)
+            if m is not None:
+                dy = np.where(m, dy, 0)
+        d_states = [np.zeros((n, u), dtype=grad_out.dtype) for _ in self._state_names]
+        if not self.return_sequences:
+            d_states[0] = grad_out  # never written to: each step makes new arrays
+        gx_all = np.empty((t, n, rows), dtype=grad_out.dtype)
+        gh_all = gx_all if self._fold_hh_bias else np.empty_like(gx_all)
+        weight_hh = self.weight_hh.data
+        for s in range(t - 1, -1, -1):
+            if self.return_sequences:
+                d_states[0] = d_states[0] + dy[s]
+            if m is None:
+                into_step, carried = d_states, None
+            else:  # a masked step passed its state through: its gradient goes straight to the previous one
+                into_step = [np.where(m[s], d, 0) for d in d_states]
+                carried = [np.where(m[s], 0, d) for d in d_states]
+            gx, gh, direct = self._step_backward(s, into_step)
+            gx_all[s] = gx
+            if gh_all is not gx_all:
+                gh_all[s] = gh
+            d_prev = list(direct)
+            d_prev[0] = gh @ weight_hh if d_prev[0] is None else d_prev[0] + gh @ weight_hh
+            d_states = d_prev if carried is None else [a + b for a, b in zip(d_prev, carried, strict=True)]
+        self._gx = gx_all.reshape(t * n, rows)
+        gh_flat = gh_all.reshape(t * n, rows)
+        grads = {
+            self.weight_ih: lambda out: np.matmul(self._gx.T, self._x_steps, out=out),
+            self.weight_hh: lambda out: np.matmul(gh_flat.T, self._states[0][:-1].reshape(t * n, u), out=out),
+            self.bias_ih: lambda out: np.add.reduce(self._gx, axis=0, out=out),
+            self.bias_hh: lambda out: np.add.reduce(gh_flat, axis=0, out=out),
+        }
+        for p, write in grads.items():
+            if p.trainable:
+                write(p.grad)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        self.backward_params(grad_out)
+        dx = (self._gx @ self.weight_ih.data).reshape(self._steps, -1, self.weight_ih.shape[1])
+        return np.ascontiguousarray(dx.transpose(1, 0, 2))
+
+    # -- the cell ------------------------------------------------------------------------------
+    def _allocate(self, t: int, n: int, dtype: np.dtype) -> None:
+        """Make the per-step caches of the cell for ``t`` steps of ``n`` sequences."""
+        raise NotImplementedError
+
+    def _step(self, s: int, xp: np.ndarray, states: list[np.ndarray], weight_hh_t: np.ndarray) -> list[np.ndarray]:
+        """The cell's new states at step ``s`` from its input projection ``xp`` (N, G·units) and ``states``."""
+        raise NotImplementedError
+
+    def _step_backward(
+        self, s: int, d_new: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
+        """From ``dL/d(new states)`` of step ``s``: the gradients of its input projection (``gx``) and of its
+        hidden projection ``h W_hhᵀ + b_hh`` (``gh``), and the direct gradients of the previous states
+        (besides ``gh W_hh``, which the loop adds; ``None`` for none)."""
+        raise NotImplementedError
+
+
+_RETURN_ARGS = """        units: size of the hidden state ``h`` (``hidden_size`` in PyTorch).
+        return_sequences: return ``h`` at every step ``(N, T, units)`` (the mask passes on) rather than
+            the last state ``(N, units)`` (no mask after it)."""
+
+_SHAPE = """        - Input: ``(N, T, D)`` (batch first); mask ``(N, T)`` optional, True at valid steps.
+        - Output: ``(N, units)``, or ``(N, T, units)`` with ``return_sequences=True``.
+        - ``weight_ih`` ``({g}·units, D)``, ``weight_hh`` ``({g}·units, units)``, ``bias_ih`` and
+          ``bias_hh`` ``({g}·units,)``: PyTorch's ``weight_ih_l0`` and so on."""
+
+
+class SimpleRNN(_Recurrent, Layer):
+    r"""Elman recurrent layer: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, ``h_0 = 0``.
+
+    PyTorch's ``nn.RNN(D, units, nonlinearity=activation, batch_first=True)``, Keras's ``SimpleRNN``.
+    Parameters start uniform in ``±1/sqrt(units)``, as PyTorch's. Padded steps (mask False) are
+    skipped: see :mod:`minidl.layers.recurrent`.
+
+    Args:
+{args}
+        activation: ``"tanh"`` (default) or ``"relu"``.
+
+    Shape:
+{shape}
+
+    Example::
+
+        >>> import numpy as np
+        >>> rnn = SimpleRNN(4, return_sequences=True)
+        >>> rnn.build((5, 3), rng=np.random.default_rng(0))
+        (5, 4)
+        >>> rnn.forward(np.ones((2, 5, 3), np.float32)).shape
+        (2, 5, 4)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str = "tanh",
+        return_sequences: bool = False,
+        *,
+        trainable: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(units, return_sequences, trainable=trainable, name=name)
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f'{self.name}: activation must be "tanh" or "relu", got {activation!r}')
+        self.activation = activation
+
+    def get_config(self) -> dict[str, Any]:
+        return {"units": self.units, "activation": self.activation, "return_sequences": self.return_sequences}
+
+    def _allocate(self, t: int, n: int, dtype: np.dtype) -> None:
+        self._h_new = np.empty((t, n, self.units), dtype=dtype)  # act(a) at each step, before masking
+
+    def _step(self, s, xp, states, weight_hh_t):
+        a = np.matmul(states[0], weight_hh_t, out=self._h_new[s])
+        a += xp
+        if self.activation == "tanh":
+            np.tanh(a, out=a)
+        else:
+            np.maximum(a, 0, out=a)
+        return [a]
+
+    def _step_backward(self, s, d_new):
+        h = self._h_new[s]
+        da = d_new[0] * (1 - h * h) if self.activation == "tanh" else d_new[0] * (h > 0)
+        return da, da, [None]
+
+
+class LSTM(_Recurrent, Layer):
+    r"""Long short-term memory layer (Hochreiter & Schmidhuber, 1997), PyTorch's gate layout.
+
+    .. math::
+        i, f, g, o &= σ(a_i),\ σ(a_f),\ \tanh(a_g),\ σ(a_o), \quad
+            a = W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh} \\
+        c_t &= f c_{t-1} + i g, \qquad h_t = o \tanh(c_t)
+
+    The four gate blocks of ``a`` (and of every parameter's rows) are in PyTorch's order
+    ``i, f, g, o`` (input, forget, cell, output); ``h_0 = c_0 = 0``. PyTorch's
+    ``nn.LSTM(D, units, batch_first=True)``; Keras's ``LSTM`` (whose gate order is the same but
+    whose weights are transposed and have one bias). Parameters start uniform in ``±1/sqrt(units)``.
+    Padded steps (mask False) are skipped: see :mod:`minidl.layers.recurrent`.
+
+    Args:
+{args}
+
+    Shape:
+{shape}
+
+    Example::
+
+        >>> import numpy as np
+        >>> lstm = LSTM(8)
+        >>> lstm.build((5, 3), rng=np.random.default_rng(0))
+        (8,)
+        >>> lstm.weight_ih.shape, lstm.weight_hh.shape
+        ((32, 3), (32, 8))
+        >>> lstm.forward(np.ones((2, 5, 3), np.float32)).shape
+        (2, 8)
+    """
+
+    _gates = 4
+    _state_names = ("h", "c")
+
+    def _allocate(self, t: int, n: int, dtype: np.dtype) -> None:
+        self._acts = np.empty((t, n, 4 * self.units), dtype=dtype)  # i, f, g, o after their nonlinearities
+        self._tanh_c = np.empty((t, n, self.units), dtype=dtype)
+
+    def _step(self, s, xp, states, weight_hh_t):
+        u = self.units
+        a = np.matmul(states[0], weight_hh_t, out=self._acts[s])
+        a += xp
+        g_pre = a[:, 2 * u:3 * u].copy()
+        _sigmoid(a, out=a)  # i, f and o; the g block is then overwritten with tanh
+        np.tanh(g_pre, out=a[:, 2 * u:3 * u])
+        i, f, g, o = a[:, :u], a[:, u:2 * u], a[:, 2 * u:3 * u], a[:, 3 * u:]
+        c = f * states[1]
+        c += i * g
+        tc = np.tanh(c, out=self._tanh_c[s])
+        return [o * tc, c]
+
+    def _step_backward(self, s, d_new):
+        u = self.units
+        a, tc, c_prev = self._acts[s], self._tanh_c[s], self._states[1][s]
+        i, f, g, o = a[:, :u], a[:, u:2 * u], a[:, 2 * u:3 * u], a[:, 3 * u:]
+        dh, dc = d_new
+        dc = dc + dh * o * (1 - tc * tc)
+        da = np.empty_like(a)
+        da[:, :u] = dc * g
+        da[:, u:2 * u] = dc * c_prev
+        da[:, 2 * u:3 * u] = dc * i
+        da[:, 3 * u:] = dh * tc
+        deriv = a * (1 - a)
+        deriv[:, 2 * u:3 * u] = 1 - g * g
+        da *= deriv
+        return da, da, [None, dc * f]
+
+
+class GRU(_Recurrent, Layer):
+    r"""Gated recurrent unit (Cho et al., 2014), PyTorch's form and gate layout.
+
+    .. math::
+        r &= σ(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}), \quad
+        z = σ(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n &= \tanh(W_{in} x_t + b_{in} + r (W_{hn} h_{t-1} + b_{hn})), \quad
+        h_t = (1 - z)\, n + z\, h_{t-1}
+
+    The three gate blocks are in PyTorch's order ``r, z, n`` (reset, update, new), and ``r``
+    multiplies ``W_hn h + b_hn`` (Keras's ``reset_after=True``); ``h_0 = 0``. PyTorch's
+    ``nn.GRU(D, units, batch_first=True)``. Parameters start uniform in ``±1/sqrt(units)``.
+    Padded steps (mask False) are skipped: see :mod:`minidl.layers.recurrent`.
+
+    Args:
+{args}
+
+    Shape:
+{shape}
+
+    Example::
+
+        >>> import numpy as np
+        >>> gru = GRU(6, return_sequences=True)
+        >>> gru.build((5, 3), rng=np.random.default_rng(0))
+        (5, 6)
+        >>> x, mask = np.ones((2, 5, 3), np.float32), np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+        >>> gru.forward(x, mask=mask)[0, 3:]   # padded steps: zeros
+        array([[0., 0., 0., 0., 0., 0.],
+               [0., 0., 0., 0., 0., 0.]], dtype=float32)
+    """
+
+    _gates = 3
+    _fold_hh_bias = False
+
+    def _allocate(self, t: int, n: int, dtype: np.dtype) -> None:
+        self._acts = np.empty((t, n, 3 * self.units), dtype=dtype)  # r, z, n
+        self._hn = np.empty((t, n, self.units), dtype=dtype)  # W_hn h + b_hn, which r multiplies
+
+    def _step(self, s, xp, states, weight_hh_t):
+        u = self.units
+        h = states[0]
+        hh = h @ weight_hh_t
+        hh += self.bias_hh.data
+        a = self._acts[s]
+        np.add(xp[:, :2 * u], hh[:, :2 * u], out=a[:, :2 * u])
+        _sigmoid(a[:, :2 * u], out=a[:, :2 * u])
+        r, z = a[:, :u], a[:, u:2 * u]
+        self._hn[s] = hh[:, 2 * u:]
+        new = np.multiply(r, hh[:, 2 * u:], out=a[:, 2 * u:])
+        new += xp[:, 2 * u:]
+        np.tanh(new, out=new)
+        h_new = h - new
+        h_new *= z
+        h_new += new
+        return [h_new]
+
+    def _step_backward(self, s, d_new):
+        u = self.units
+        a, h_prev = self._acts[s], self._states[0][s]
+        r, z, n = a[:, :u], a[:, u:2 * u], a[:, 2 * u:]
+        dh = d_new[0]
+        gx = np.empty_like(a)
+        d_an = dh * (1 - z) * (1 - n * n)
+        gx[:, 2 * u:] = d_an
+        gx[:, :u] = d_an * self._hn[s] * r * (1 - r)
+        gx[:, u:2 * u] = dh * (h_prev - n) * z * (1 - z)
+        gh = gx.copy()
+        gh[:, 2 * u:] *= r
+        return gx, gh, [dh * z]
+
+
+for _cls in (SimpleRNN, LSTM, GRU):
+    # (replace, not format: the formulas hold braces)
+    _cls.__doc__ = _cls.__doc__.replace("{args}", _RETURN_ARGS).replace("{shape}", _SHAPE.format(g=_cls._gates))
+
+
+def reversal_index(mask: np.ndarray) -> np.ndarray:
+    """``(N, T)`` indices that reverse the valid steps of each sequence among themselves, padded steps kept.
+
+    ``x[arange(N)[:, None], index]`` runs each sequence backwards over its valid steps (the reverse
+    direction of PyTorch's packed bidirectional RNNs, for right-padded sequences); the index is its
+    own inverse.
+    """
+    n, t = mask.shape
+    rank = np.cumsum(mask, axis=1) - 1
+    count = rank[:, -1:] + 1
+    valid_positions = np.argsort(~mask, axis=1, kind="stable")  # each row's valid steps first, in order
+    mirrored = np.take_along_axis(valid_positions, np.clip(count - 1 - rank, 0, t - 1), axis=1)
+    return np.where(mask, mirrored, np.arange(t))
+
+
+class Bidirectional(Layer):
+    """Runs a recurrent layer forwards and a copy of it backwards in time, and merges their outputs.
+
+    The backward copy (``backward_layer``, with its own parameters) sees each sequence reversed;
+    with a mask, only the valid steps of each sequence are reversed (among themselves), as in
+    PyTorch's packed bidirectional RNNs. With ``return_sequences=True`` its outputs are put back in
+    forward time order before merging, so step ``t`` holds both directions' states at ``t``
+    (PyTorch's ``output``); otherwise each direction's last state is merged: the backward one is
+    its state after the first step (PyTorch's ``h_n[1]``, Keras's behaviour).
+
+    Args:
+        layer: an unbuilt ``SimpleRNN``, ``LSTM`` or ``GRU`` (kept as ``forward_layer``); the backward
+            copy is made from its configuration.
+        merge: ``"concat"`` (on the last axis: forward first, as PyTorch's ``bidirectional=True``) or
+            ``"sum"``.
+
+    Shape:
+        - Input: ``(N, T, D)``; mask ``(N, T)`` optional, True at valid steps.
+        - Output: the layer's output shape, with ``2·units`` on the last axis for ``"concat"``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> bi = Bidirectional(GRU(4, return_sequences=True))
+        >>> bi.build((5, 3), rng=np.random.default_rng(0))
+        (5, 8)
+        >>> bi.forward(np.ones((2, 5, 3), np.float32)).shape
+        (2, 5, 8)
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer: Layer, merge: str = "concat", *, trainable: bool = True, name: str | None = None) -> None:
+        super().__init__(trainable=trainable, name=name)
+        if not isinstance(layer, _Recurrent):
+            raise TypeError(f"{self.name}: layer must be a SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
+        if merge not in ("concat", "sum"):
+            raise ValueError(f'{self.name}: merge must be "concat" or "sum", got {merge!r}')
+        if layer.built:
+            raise ValueError(f"{self.name}: layer {layer.name} is already built; give Bidirectional an unbuilt one")
+        self.merge = merge
+        self.forward_layer = layer
+        spec = layer.to_config()
+        spec["config"]["name"] = f"backward_{layer.name}"
+        self.backward_layer = Layer.from_config(spec)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"layer": self.forward_layer, "merge": self.merge}
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        return (*shape[:-1], 2 * shape[-1]) if self.merge == "concat" else shape
+
+    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
+        self.forward_layer.build(input_shape, rng, dtype)
+        self.backward_layer.build(input_shape, rng, dtype)
+
+    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        return self.forward_layer.compute_mask(x, mask)
+
+    def _reverse(self, x: np.ndarray) -> np.ndarray:
+        return x[:, ::-1] if self._index is None else x[self._rows, self._index]
+
+    def forward(self, x: np.ndarray, training: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
+        self.check_input(x)
+        mask = check_mask(mask, x, self.name)
+        self._index = None if mask is None else reversal_index(mask)
+        self._rows = np.arange(x.shape[0])[:, None]
+        ahead = self.forward_layer.forward(x, training, mask=mask)
+        back = self.backward_layer.forward(np.ascontiguousarray(self._reverse(x)), training, mask=mask)
+        if self.forward_layer.return_sequences:
+            back = self._reverse(back)
+        return np.concatenate([ahead, back], axis=-1) if self.merge == "concat" else ahead + back
+
+    def _split(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        units = self.forward_layer.units
+        ahead, back = (grad_out[..., :units], grad_out[..., units:]) if self.merge == "concat" else (grad_out,) * 2
+        if self.forward_layer.return_sequences:
+            back = self._reverse(back)
+        return np.ascontiguousarray(ahead), np.ascontiguousarray(back)
+
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        ahead, back = self._split(grad_out)
+        self.forward_layer.backward_params(ahead)
+        self.backward_layer.backward_params(back)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        ahead, back = self._split(grad_out)
+        return self.forward_layer.backward(ahead) + self._reverse(self.backward_layer.backward(back))

@@ -1,0 +1,236 @@
+"""Character-level text data: a tokenizer and two corpora as train/validation token arrays.
+
+- :func:`load_pydoc_text`: the text of the standard library's ``pydoc_data.topics`` (the help
+  topics of ``help()``), about 465,000 characters: every Python install has it, nothing is
+  downloaded.
+- :func:`load_tiny_shakespeare`: the 1.1 MB "tiny Shakespeare" corpus of Karpathy's char-rnn
+  (``data/tinyshakespeare/input.txt``), downloaded once into the cache with
+  :mod:`minidl.download` (checked against its published SHA-256 digest, resumable).
+
+Both return a :class:`TextData`: the :class:`CharTokenizer` of the corpus's characters and the
+token ids (int64) of the training and validation parts. The validation part is the *last*
+``validation_fraction`` (default 10%) of the characters, the training part the rest: a contiguous
+split, so that no validation text is seen in training, as char-rnn and nanoGPT split it. The
+vocabulary is that of the whole corpus (so every validation character has an id), in code point
+order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["CharTokenizer", "TextData", "load_pydoc_text", "load_tiny_shakespeare", "split_text"]
+
+
+class CharTokenizer:
+    """Characters to token ids and back: id ``i`` is the ``i``-th character of ``vocab``.
+
+    Args:
+        vocab: the vocabulary, a string of distinct characters (e.g. ``tokenizer.vocab`` saved
+            earlier); :meth:`from_text` makes one from a text.
+
+    Shape:
+        - :meth:`encode`: a string of length ``L`` -> int64 ids ``(L,)``.
+        - :meth:`decode`: integer ids of any shape -> the string of their characters (flattened).
+
+    Example::
+
+        >>> tokenizer = CharTokenizer.from_text("hello world")
+        >>> tokenizer.vocab, tokenizer.vocab_size
+        (' dehlorw', 8)
+        >>> ids = tokenizer.encode("hello")
+        >>> ids.tolist(), tokenizer.decode(ids)
+        ([3, 2, 4, 4, 5], 'hello')
+    """
+
+    def __init__(self, vocab: str) -> None:
+        if not isinstance(vocab, str):
+            raise TypeError(f"CharTokenizer: vocab must be a str of distinct characters, got {type(vocab).__name__}")
+        if not vocab:
+            raise ValueError("CharTokenizer: vocab must hold at least one character, got ''")
+        if len(set(vocab)) != len(vocab):
+            repeated = sorted({c for c in vocab if vocab.count(c) > 1})
+            raise ValueError(f"CharTokenizer: vocab must hold distinct characters, got {''.join(repeated)!r} "
+                             "more than once")
+        self.vocab = vocab
+        self._codes = _code_points(vocab)
+        self._order = np.argsort(self._codes)  # encode looks code points up in sorted order
+        self._sorted = self._codes[self._order]
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        """The tokenizer of the distinct characters of ``text``, in code point order."""
+        if not isinstance(text, str):
+            raise TypeError(f"CharTokenizer.from_text: text must be a str, got {type(text).__name__}")
+        return cls("".join(sorted(set(text))))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CharTokenizer:
+        """The tokenizer saved at ``path`` by :meth:`save`."""
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict) or not isinstance(saved.get("vocab"), str):
+            raise ValueError(f"{path} is not a saved CharTokenizer: expected a JSON object with a 'vocab' string")
+        return cls(saved["vocab"])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the vocabulary to ``path`` as JSON (UTF-8); :meth:`load` reads it back."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"vocab": self.vocab}, f, ensure_ascii=False)
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of characters, so ids run over ``0 .. vocab_size - 1``."""
+        return len(self.vocab)
+
+    def encode(self, text: str) -> np.ndarray:
+        """The ids of the characters of ``text``, int64 of shape ``(len(text),)``.
+
+        Raises a ValueError naming the first character not in the vocabulary, its position and how many
+        distinct ones there are.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"CharTokenizer.encode: text must be a str, got {type(text).__name__}")
+        codes = _code_points(text)
+        where = np.minimum(np.searchsorted(self._sorted, codes), len(self._sorted) - 1)
+        unknown = self._sorted[where] != codes
+        if unknown.any():
+            first = int(np.argmax(unknown))
+            distinct = len(set(text[i] for i in np.flatnonzero(unknown)[:10_000]))
+            raise ValueError(f"CharTokenizer.encode: character {text[first]!r} at position {first} is not in the "
+                             f"vocabulary ({distinct} unknown character(s)); the vocabulary has {self.vocab_size}: "
+                             f"{self.vocab[:80]!r}{'...' if self.vocab_size > 80 else ''}")
+        return self._order[where].astype(np.int64)
+
+    def decode(self, ids: Any) -> str:
+        """The string of the characters of ``ids`` (integers in ``0 .. vocab_size - 1``, any shape, read flat)."""
+        ids = np.asarray(ids)
+        if ids.size and ids.dtype.kind not in "iu":
+            raise TypeError(f"CharTokenizer.decode: ids must be integers, got dtype {ids.dtype}")
+        ids = ids.reshape(-1).astype(np.int64)
+        bad = (ids < 0) | (ids >= self.vocab_size)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise ValueError(f"CharTokenizer.decode: id {ids[first]} at position {first} is outside the vocabulary "
+                             f"(ids 0..{self.vocab_size - 1})")
+        return self._codes[ids].astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CharTokenizer) and other.vocab == self.vocab
+
+    def __hash__(self) -> int:
+        return hash(self.vocab)
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size})"
+
+
+class TextData(NamedTuple):
+    """A corpus as a tokenizer and the token ids of its training and validation parts (int64)."""
+
+    tokenizer: CharTokenizer
+    train: np.ndarray
+    validation: np.ndarray
+
+
+def split_text(text: str, validation_fraction: float = 0.1) -> TextData:
+    """``text`` as a :class:`TextData`: the vocabulary of all of it, the last ``validation_fraction`` of
+    its characters (rounded down) for validation and the rest for training.
+
+    Args:
+        text: the corpus.
+        validation_fraction: the share of characters, at the end, held out; in ``[0, 1)``.
+
+    Shape:
+        - train: ``(len(text) - n_val,)``, validation: ``(n_val,)`` with
+          ``n_val = int(len(text) * validation_fraction)``.
+
+    Example::
+
+        >>> data = split_text("abcabcabca", validation_fraction=0.2)
+        >>> data.train.tolist(), data.validation.tolist()
+        ([0, 1, 2, 0, 1, 2, 0, 1], [2, 0])
+    """
+    if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)):
+        raise TypeError(f"validation_fraction must be a number in [0, 1), got {validation_fraction!r}")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be a number in [0, 1), got {validation_fraction!r}")
+    tokenizer = CharTokenizer.from_text(text)
+    ids = tokenizer.encode(text)
+    cut = len(ids) - int(len(ids) * validation_fraction)
+    return TextData(tokenizer, ids[:cut], ids[cut:])
+
+
+def load_pydoc_text(validation_fraction: float = 0.1) -> TextData:
+    """The text of the standard library's ``pydoc_data.topics``: every topic string, in sorted key order,
+    joined; about 465,000 characters and 100 distinct ones (the exact figures depend on the Python
+    version). Nothing is downloaded.
+
+    Args:
+        validation_fraction: the share of characters, at the end, held out for validation.
+
+    Example::
+
+        >>> tokenizer, train, validation = load_pydoc_text()
+        >>> tokenizer.decode(train[:12])
+        'The "assert"'
+    """
+    from pydoc_data import topics
+
+    text = "".join(topics.topics[key] for key in sorted(topics.topics))
+    return split_text(text, validation_fraction)
+
+
+def load_tiny_shakespeare(data_dir: str | os.PathLike | None = None, download: bool = True, *,
+                          base_url: str | Sequence[str] | None = None, path: str | os.PathLike | None = None,
+                          verbose: bool = True, validation_fraction: float = 0.1) -> TextData:
+    """Tiny Shakespeare, the 1,115,394-character corpus of Karpathy's char-rnn (65 distinct characters).
+
+    Downloaded once to ``<data_dir>/tiny-shakespeare/input.txt`` from
+    ``minidl.datasets.MIRRORS["tiny-shakespeare"]`` and checked against the SHA-256 digest and size
+    that TensorFlow Datasets publishes for this file
+    (``tensorflow_datasets/url_checksums/tiny_shakespeare.txt``, pinned in
+    ``minidl.datasets.FILES``); an interrupted download resumes.
+
+    Args:
+        data_dir: cache directory; default ``$MINIDL_DATA`` or ``~/.cache/minidl``.
+        download: ``False`` never touches the network: the file must be in the cache.
+        base_url: a mirror (or list of mirrors) to download from instead.
+        path: a directory holding your own copy of ``input.txt``: used as it is, never downloaded and
+            not compared with the published digest; it must be UTF-8 text, and a line says so (``verbose``).
+        verbose: show a progress bar while downloading.
+        validation_fraction: the share of characters, at the end, held out for validation.
+
+    Raises:
+        minidl.download.DownloadError: the file is missing and cannot be downloaded, or its digest is wrong.
+        minidl.datasets.DataFormatError: the file is not UTF-8 text.
+
+    Example::
+
+        tokenizer, train, validation = load_tiny_shakespeare()   # 1,003,855 / 111,539 characters
+    """
+    from . import datasets  # it imports this module
+
+    (file,) = datasets._files("tiny-shakespeare", data_dir, base_url, download, path, verbose)
+    raw = Path(file).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise datasets.DataFormatError(f"{file} is not UTF-8 text ({err})") from None
+    if not text:
+        raise datasets.DataFormatError(f"{file} is empty: there is no text to learn from")
+    if path is not None and verbose:
+        print(f"tiny-shakespeare: using your own {file}: not compared with the published SHA-256 digest; "
+              f"checked instead: UTF-8 text, {len(text):,} characters", file=sys.stderr)
+    return split_text(text, validation_fraction)
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)

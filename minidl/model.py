@@ -12,6 +12,7 @@ import numpy as np
 
 from . import saving, training
 from .arguments import as_int
+from .backend import get_backend
 from .callbacks import Callback, History
 from .inputs import raise_if_not_finite
 from .layers import containers
@@ -21,7 +22,6 @@ from .layers.losses import Loss
 from .optim import Optimizer
 from .sources import as_source
 from .summary import print_summary
-from .threads import blas_threads
 
 __all__ = ["Sequential", "load"]
 
@@ -241,7 +241,7 @@ class Sequential(containers.Sequential, register=False):
           holding parameters of another model is refused before any work.
         """
         trainer = training.Trainer(self, optimizer, callbacks=callbacks, verbose=verbose)
-        with blas_threads():  # BLAS pinned to one thread; minidl's own threads run the big products (minidl/threads.py)
+        with get_backend().execution():  # the backend's thread and BLAS policy (minidl/backend, minidl/threads.py)
             return trainer.fit(X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                                shuffle=shuffle, steps_per_epoch=steps_per_epoch)
 
@@ -252,7 +252,7 @@ class Sequential(containers.Sequential, register=False):
         batches if given), as for ``fit``."""
         training.require_loss(self, "evaluate")
         as_int(batch_size, "batch_size", minimum=1)
-        with blas_threads():
+        with get_backend().execution():
             result = training.evaluate(self, as_source(self, X, y, "X", "y", steps), batch_size=batch_size)
         raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
         return result
@@ -264,7 +264,7 @@ class Sequential(containers.Sequential, register=False):
         (N, K). MSE (and losses that do not override ``Loss.predict``): the values, (N, *output).
         Without a loss: the last layer's outputs.
         """
-        with blas_threads():
+        with get_backend().execution():
             return training.predict(self, X, batch_size, steps=steps)
 
     def predict_proba(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
@@ -272,7 +272,7 @@ class Sequential(containers.Sequential, register=False):
 
         Only classifier losses have probabilities; for any other model this is a ``ValueError``.
         """
-        with blas_threads():
+        with get_backend().execution():
             return training.predict(self, X, batch_size, proba=True, steps=steps)
 
     def _require_built(self, what: str) -> None:

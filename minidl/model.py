@@ -275,6 +275,13 @@ class Sequential(containers.Sequential, register=False):
         with get_backend().execution():
             return training.predict(self, X, batch_size, proba=True, steps=steps)
 
+    def generate(self, prompt_tokens: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 seed: int | None = None) -> np.ndarray:
+        """Extend token ids by sampling from this causal language model; see :func:`minidl.generation.generate`."""
+        from .generation import generate
+
+        return generate(self, prompt_tokens, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+
     def _require_built(self, what: str) -> None:
         if not self.built:
             raise ValueError(f"Sequential.{what}: the model is not built; pass input_shape= or call build()")

@@ -9,6 +9,7 @@ Needs the optional extra: ``pip install "minidl[plot]"`` (matplotlib). ::
     plot.feature_maps(model, X_test[0])            # the input, then each stage's channels
     plot.confusion_matrix(model, X_test, y_test)   # counts and per-class recall
     plot.misclassified(model, X_test, y_test)      # the wrong ones: true, predicted, confidence
+    plot.attention(model, "to be", tokenizer=tok)  # each head's attention weights, query by key
 
 Every function returns a matplotlib :class:`~matplotlib.figure.Figure` and saves it as well when
 given ``path=`` (the format follows the file's extension). The figures are made without pyplot:
@@ -41,9 +42,9 @@ try:
 except ImportError as err:  # pragma: no cover - exercised in a subprocess without matplotlib
     raise ImportError('minidl.plot needs matplotlib, the "plot" extra: pip install "minidl[plot]"') from err
 
-from .layers import Conv2D, Layer
+from .layers import Conv2D, Layer, MultiHeadAttention
 
-__all__ = ["history", "filters", "feature_maps", "confusion_matrix", "misclassified"]
+__all__ = ["history", "filters", "feature_maps", "confusion_matrix", "misclassified", "attention"]
 
 #: Colour map of signed values, used with limits ±max|value| so that white is exactly zero.
 SIGNED_CMAP = "RdBu_r"
@@ -649,4 +650,115 @@ def misclassified(
     shown = f", the {len(wrong)} most confident" if len(wrong) < n_wrong else ""
     fig.suptitle(f"Misclassified: {n_wrong} of {len(y)}{shown}\n(true → predicted, confidence)")
     _trim_height(fig, ax)
+    return _done(fig, path)
+
+
+# -- attention ------------------------------------------------------------------------------------------
+
+
+def _attention_layer(model: Any, layer: int | str | Layer | None) -> tuple[str, MultiHeadAttention]:
+    """``(path, layer)`` of the MultiHeadAttention that ``layer`` names: its index among the model's
+    attention layers, its path, its name, or the object itself."""
+    named = model.named_layers()
+    found = [(path, each) for path, each in named.items() if isinstance(each, MultiHeadAttention)]
+    if not found:
+        raise ValueError("plot.attention: the model has no MultiHeadAttention layer")
+    if layer is None:
+        return found[0]
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if not -len(found) <= layer < len(found):
+            raise ValueError(f"plot.attention: layer={layer} is out of range: the model has {len(found)} "
+                             f"MultiHeadAttention layer(s), at paths {[path for path, _ in found]}")
+        return found[layer]
+    if isinstance(layer, str) and layer not in named:
+        by_name = [(path, each) for path, each in named.items() if each.name == layer]
+        if by_name:
+            layer = by_name[0][1]
+    path, chosen = _resolve(model, layer, "attention")
+    if not isinstance(chosen, MultiHeadAttention):
+        raise ValueError(f"plot.attention: the layer at {path!r} is a {type(chosen).__name__}, not a "
+                         f"MultiHeadAttention; the attention layers are at {[path for path, _ in found]}")
+    return path, chosen
+
+
+def attention(
+    model: Any,
+    tokens: Any,
+    layer: int | str | Layer | None = None,
+    *,
+    tokenizer: Any = None,
+    labels: Sequence[str] | None = None,
+    max_heads: int = 16,
+    path: PathLike | None = None,
+) -> Figure:
+    """Each head's attention weights for one sequence: a ``T × T`` map per head, query by key.
+
+    The model is run on ``tokens`` in inference mode and the chosen ``MultiHeadAttention``'s
+    ``last_attention`` is drawn: row ``i`` of a head's map is how much step ``i`` (the query)
+    takes from each step ``j`` (the key); each row sums to 1 (all zeros for a query with no key
+    left). A causal layer's maps are zero above the diagonal.
+
+    Args:
+        model: a built model holding a ``MultiHeadAttention`` layer.
+        tokens: one sequence as the model takes it: token ids ``(T,)`` (or ``(1, T)``), a string
+            when ``tokenizer`` is given, or a float sequence ``(T, D)`` for a model of such inputs.
+        layer: which attention layer: its index among the model's attention layers (default the
+            first), its path (``"2.0"``), its name, or the layer object.
+        tokenizer: an object with ``encode``/``decode`` (a :class:`~minidl.text.CharTokenizer`):
+            encodes a string ``tokens`` and labels the axes with the characters (a space as ``␣``,
+            a newline as ``\\n``).
+        labels: the tick labels of the steps (``T`` strings); overrides the tokenizer's.
+        max_heads: draw at most this many heads.
+        path: also save the figure there.
+
+    Example::
+
+        plot.attention(model, "ROMEO:", layer=0, tokenizer=tokenizer, path="attention.png")
+    """
+    _require_built(model, "attention")
+    _check_count(max_heads, "max_heads", "attention")
+    where, chosen = _attention_layer(model, layer)
+    if isinstance(tokens, str):
+        if tokenizer is None:
+            raise ValueError("plot.attention: tokens is a string; pass tokenizer= to encode it")
+        tokens = tokenizer.encode(tokens)
+    x = np.asarray(tokens)
+    shape = tuple(model.input_shape)
+    if x.ndim == len(shape):
+        x = x[None]
+    if x.ndim != len(shape) + 1 or len(x) != 1:
+        raise ValueError(f"plot.attention: tokens must be one sequence of the model's input shape {shape}, got "
+                         f"shape {np.asarray(tokens).shape}")
+    if x.dtype.kind not in "iu":
+        x = x.astype(model.dtype)
+    model.forward(x)
+    weights = np.asarray(chosen.last_attention)[0]  # (H, T, T)
+    steps = weights.shape[-1]
+    if labels is None and tokenizer is not None and x.dtype.kind in "iu":
+        labels = [repr(tokenizer.decode(t))[1:-1].replace(" ", "␣") for t in x[0, :steps]]  # visible blanks
+    if labels is not None and len(labels) != steps:
+        raise ValueError(f"plot.attention: labels must have one string per step ({steps}), got {len(labels)}")
+    heads = min(len(weights), max_heads)
+    cols = min(heads, 4)
+    rows = math.ceil(heads / cols)
+    fig = _figure(max(3.2 * cols, 5.0), 3.2 * rows + 0.6)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
+    for h, ax in enumerate(axes):
+        if h >= heads:
+            ax.set_axis_off()
+            continue
+        image = ax.imshow(weights[h], cmap=ACTIVATION_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(f"head {h}")
+        ax.set_xlabel("key")
+        ax.set_ylabel("query")
+        if labels is not None and steps <= 64:
+            ax.set_xticks(range(steps), labels, fontsize="x-small", fontfamily="monospace")
+            ax.set_yticks(range(steps), labels, fontsize="x-small", fontfamily="monospace")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(image, ax=list(axes[:heads]), shrink=0.8, label="attention weight")
+    shown = f", the first {heads}" if heads < len(weights) else ""
+    fig.suptitle(f"Attention of {type(chosen).__name__} at {where!r}: {len(weights)} head"
+                 f"{'s' if len(weights) > 1 else ''}{shown}, {steps} steps")
     return _done(fig, path)

@@ -328,9 +328,10 @@ def machine() -> str:
                    if k.startswith("OPENBLAS_") or k in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")) or "none"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     import minidl
+    from minidl.backend import get_backend
 
     return (f"CPU {cpu_model()}, {os.cpu_count()} cores, load {load}; BLAS {blas or '?'}; "
-            f"thread variables: {env}; minidl threads {minidl.get_num_threads()}; "
+            f"thread variables: {env}; minidl backend {get_backend().name}, threads {minidl.get_num_threads()}; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
@@ -356,15 +357,16 @@ def timed(fn: Callable[[], None], clock: Callable[[], float] = time.perf_counter
     return clock() - start
 
 
-def time_alternating(runners: dict[str, Callable[[], None]], repeats: int, warmup: bool) -> dict[str, list[float]]:
-    """Run the frameworks A B A B ...; returns every run's seconds per framework."""
+def time_alternating(runners: dict[str, Callable[[], None]], repeats: int, warmup: bool,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Run the frameworks A B A B ...; returns every run's seconds per framework (by ``clock``)."""
     if warmup:
         for fn in runners.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(repeats):
         for k, fn in runners.items():
-            times[k].append(timed(fn))
+            times[k].append(timed(fn, clock))
     return times
 
 
@@ -537,10 +539,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frameworks", nargs="+", choices=("minidl", "torch"), default=["minidl", "torch"])
     parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for both frameworks (default: theirs)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-run memory subprocesses")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by CPU time of this process (all its threads) instead of the wall clock: "
+                             "what a loaded machine disturbs least")
+    parser.add_argument("--backend", help="minidl's backend (minidl.backend.set_backend; default: its default)")
     parser.add_argument("--contended", action="store_true",
                         help="keep one core busy and time minidl with its default threads and with one")
     parser.add_argument("--memory-child", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.backend:
+        from minidl.backend import ENV_VAR, set_backend
+
+        set_backend(args.backend)
+        os.environ[ENV_VAR] = args.backend  # the memory subprocesses' too
     if args.threads:
         limit_threads(args.threads)
     if args.memory_child:
@@ -572,7 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.workloads:
         X, y = workload_data(name, args.scale)
         runners = {fw: make_runner(fw, name, X, y) for fw in frameworks}
-        times = time_alternating(runners, repeats, warmup=not args.quick)
+        times = time_alternating(runners, repeats, warmup=not args.quick,
+                                 clock=time.process_time if args.cpu_time else time.perf_counter)
         med = {fw: statistics.median(t) for fw, t in times.items()}
         ratio = "—"
         if "torch" in times and "minidl" in times:
@@ -583,8 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"{name:<12} {fmt_time(med.get('minidl')):>11} {fmt_time(med.get('torch')):>11} {ratio:>6}   "
                      f"{rss + ' MB':>31}   {tm}")
         print(lines[-1] if len(lines) > 3 else "\n".join(lines), flush=True)
-    print(f"(times: median s per epoch / per predict of 10,000 / per {SEQ_STEPS} steps of the sequence rows; ratio: "
-          "median of paired minidl/PyTorch runs)")
+    print(f"(times: median s per epoch / per predict of 10,000 / per {SEQ_STEPS} steps of the sequence rows, "
+          f"{'CPU time' if args.cpu_time else 'wall clock'}; ratio: median of paired minidl/PyTorch runs)")
 
     tables = [t for t, w in (("LeNet", "lenet-b64"), ("vgg-cifar", "vgg-cifar")) if w in args.workloads]
     if "minidl" in frameworks:

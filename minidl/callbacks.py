@@ -16,7 +16,23 @@ MAXIMISED = ("accuracy",)
 
 
 class History(dict):
-    """Per-epoch metrics: ``history["loss"][e]``; ``history.history`` is the same dict, as in Keras."""
+    """Per-epoch metrics: ``history["loss"][e]``; ``history.history`` is the same dict, as in Keras.
+
+    ``interrupted`` is ``True`` when Ctrl-C ended ``fit`` early (:meth:`mark_interrupted`).
+
+    Example::
+
+        history = model.fit(X, y, epochs=3)
+        history["loss"], history.interrupted
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.interrupted = False
+
+    def mark_interrupted(self) -> None:
+        """Record that training stopped early, at a Ctrl-C: the epochs held are the completed ones."""
+        self.interrupted = True
 
     @property
     def history(self) -> dict[str, list[float]]:

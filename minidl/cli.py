@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import recipes
 
@@ -93,8 +93,22 @@ TEXT_DATASETS: dict[str, str] = {
 TEXT_PRESETS = {"char_gpt": recipes.CHAR_GPT, "char_lstm": recipes.CHAR_LSTM}
 
 
+class _ShowConfig(argparse.Action):
+    """``--version``: :func:`minidl.show_config`, then exit (like argparse's own version action)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help"))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from .backend import show_config
+
+        show_config()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minidl", description="minidl: a small deep-learning framework in NumPy.")
+    parser.add_argument("--version", action=_ShowConfig, help="print the version, backend, threads and BLAS, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
     what = "train a preset on a data set and report its test accuracy"
     train = sub.add_parser(

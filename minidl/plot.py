@@ -361,27 +361,20 @@ def _displayable(images: np.ndarray) -> np.ndarray:
 
 @contextmanager
 def _recording(layers: dict[str, Layer]):
-    """While active, every ``forward`` of ``layers`` also stores a copy of its output by path.
-
-    The wrapper is an instance attribute shadowing the class's method, removed on exit, so
-    the model is unchanged afterwards (PyTorch would use a forward hook).
-    """
+    """While active, a forward hook on each of ``layers`` stores a copy of its output by path."""
     outputs: dict[str, np.ndarray] = {}
 
-    def wrap(path: str, forward):
-        def recorded(*args, **kwargs):
-            out = forward(*args, **kwargs)
-            outputs[path] = np.array(out, dtype=float)  # a copy: layers may hand out their own buffers
-            return out
-        return recorded
+    def record(path: str):
+        def hook(layer: Layer, x: np.ndarray, y: np.ndarray) -> None:
+            outputs[path] = np.array(y, dtype=float)  # a copy: layers may hand out their own buffers
+        return hook
 
-    for path, layer in layers.items():
-        layer.forward = wrap(path, layer.forward)
+    handles = [layer.register_forward_hook(record(path)) for path, layer in layers.items()]
     try:
         yield outputs
     finally:
-        for layer in layers.values():
-            vars(layer).pop("forward", None)
+        for handle in handles:
+            handle.remove()
 
 
 def feature_maps(

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import loads_as
 from .layers.base import LAYERS, Layer
 from .layers.losses import Loss
 from .model import Sequential
@@ -566,7 +567,8 @@ def _check_layouts(report: LayerCheckReport, layer: Layer, x: np.ndarray, seed: 
 def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, seed: int) -> None:
     name = ROUND_TRIP
     cls = type(layer)
-    if LAYERS.get(cls.__name__) is not cls:
+    expected = loads_as(layer)
+    if expected is None:
         taken = LAYERS.get(cls.__name__)
         _record(report, name, [f"class name {cls.__name__!r} is taken by {taken.__module__}.{taken.__qualname__}; "
                                "rename your layer so from_config can find it"])
@@ -580,8 +582,8 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
                                "keyword arguments as JSON values)"])
         return
     problems = []
-    if type(clone) is not cls:
-        problems.append(f"from_config made a {type(clone).__name__}, expected {cls.__name__}")
+    if type(clone) is not expected:
+        problems.append(f"from_config made a {type(clone).__name__}, expected {expected.__name__}")
     elif json.dumps(clone.to_config()) != text:
         problems.append(f"config changed in the round trip: {text} became {json.dumps(clone.to_config())}")
     if problems:

@@ -58,9 +58,14 @@ def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray, input_grad
     Conv2D then skips computing it.
     """
     outputs = model.forward(x, training=True)
-    loss, grad = model.loss.loss_and_grad(outputs, y)
+    loss, grad = _loss_and_grad(model.loss, outputs, y, model.output_mask)
     (model.backward if input_grad else model.backward_params)(grad)
     return loss, outputs
+
+
+def _loss_and_grad(loss: Loss, outputs: np.ndarray, y: np.ndarray, mask: np.ndarray | None) -> tuple[float, np.ndarray]:
+    # without a mask, called as a loss written before masks existed expects
+    return loss.loss_and_grad(outputs, y) if mask is None else loss.loss_and_grad(outputs, y, mask)
 
 
 def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, float]:
@@ -69,7 +74,7 @@ def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, fl
     running = RunningMetrics(loss, capacity=0)
     for xb, yb in source.batches(batch_size):
         outputs = model.forward(xb)
-        running.add(loss.loss_and_grad(outputs, yb)[0], outputs, yb)
+        running.add(_loss_and_grad(loss, outputs, yb, model.output_mask)[0], outputs, yb, model.output_mask)
     if not running.seen:
         raise source.no_batch()
     return running.means()
@@ -138,7 +143,6 @@ class Trainer:
         self.optimizer = optimizer
         self.verbose = verbose
         self.history = History()
-        self.history.interrupted = False
         self.guard: TrainingGuard | None = None
         self.progress: Progress | None = None
         self.running: RunningMetrics | None = None
@@ -182,24 +186,17 @@ class Trainer:
             )
         optimizer = self.optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
         self._check_owned(optimizer)
-        if model._fitting:
-            raise RuntimeError("fit: this model is already training (fit was called from inside fit, e.g. a callback)")
-        previous_optimizer, model.optimizer = model.optimizer, optimizer
-        self.optimizer = optimizer
-        model.history = self.history
-        model.stop_training = False
-        try:
-            for cb in self.callbacks:
-                cb.set_model(model)
-                cb.on_train_begin()
-        except BaseException:
-            model.optimizer = previous_optimizer  # a refused fit leaves nothing behind for the next one
-            raise
-        model._fitting = True
-        try:
+        with model.training_session(self.history):
+            previous_optimizer, model.optimizer = model.optimizer, optimizer
+            self.optimizer = optimizer
+            try:
+                for cb in self.callbacks:
+                    cb.set_model(model)
+                    cb.on_train_begin()
+            except BaseException:
+                model.optimizer = previous_optimizer  # a refused fit leaves nothing behind for the next one
+                raise
             return self._run()
-        finally:
-            model._fitting = False
 
     def _check_owned(self, optimizer: Optimizer) -> None:
         own = {id(p) for p in self.model.parameters()}
@@ -233,7 +230,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_train_end()
                 raise
-            self.history.interrupted = True
+            self.history.mark_interrupted()
             self.model.stop_training = True
             self.progress.interrupted(len(self.history.epoch))
         for cb in self.callbacks:  # also after a NaN stop, so callbacks can restore or save what they hold
@@ -291,7 +288,7 @@ class Trainer:
             guard.check_step(loss, epoch, step)  # before the update: a NaN step is never applied
             with guard.step():  # an interrupt inside the update leaves guard.updating set
                 step_fn()
-            running.add(loss, outputs, yb)
+            running.add(loss, outputs, yb, model.output_mask)
             for cb in callbacks:
                 cb.on_batch_end(step, {"loss": loss, "size": len(yb)})
             steps = step + 1

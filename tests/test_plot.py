@@ -316,7 +316,7 @@ def test_history_of_other_metrics_and_keras_style_objects():
 
     fig = plot.history(KerasLike())
     assert titles(fig) == ["Loss", "Mean absolute error"]
-    assert fig.axes[1].lines[1].get_label() == "validation (last 0.8)"
+    assert fig.axes[1].lines[1].get_label() == "validation (last 0.8000)"  # as many decimals as "0.7000"
 
 
 @pytest.mark.parametrize("call, error, words", [

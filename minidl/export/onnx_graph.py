@@ -20,6 +20,7 @@ from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
+from ..layers import containers
 from ..model import Sequential
 from .registry import ONNX_EXPORTERS
 
@@ -110,9 +111,11 @@ def _params(g: OnnxGraph, *values: Parameter | None) -> list[str]:
     return [g.initializer(v) for v in values if v is not None]
 
 
+@_builtin(containers.Sequential)  # the chain; the model (a subclass) adds its loss's inference output
 @_builtin(Sequential)
-def _sequential(model: Sequential, g: OnnxGraph, x: str) -> str:
-    for layer in (*model.layers, *([model.loss] if model.loss is not None else [])):
+def _sequential(model: containers.Sequential, g: OnnxGraph, x: str) -> str:
+    loss = model.loss if isinstance(model, Sequential) else None
+    for layer in (*model.layers, *([loss] if loss is not None else [])):
         x = g.layer(layer, x)  # the loss exports its inference output (SoftmaxCE: the probabilities)
     return x
 

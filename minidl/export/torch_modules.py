@@ -47,6 +47,7 @@ from ..layers import (
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
+from ..layers import containers
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
 
@@ -227,9 +228,11 @@ def _data(holder: Any) -> np.ndarray | None:
     return None if holder is None else holder.data
 
 
+@_builtin(containers.Sequential)  # the chain; the model (a subclass) adds its loss's inference output
 @_builtin(Sequential)
-def _sequential(model: Sequential, ctx: TorchContext) -> nn.Module:
-    loss = [] if model.loss is None else [ctx.convert(model.loss)]  # its inference output, last
+def _sequential(model: containers.Sequential, ctx: TorchContext) -> nn.Module:
+    has_loss = isinstance(model, Sequential) and model.loss is not None
+    loss = [ctx.convert(model.loss)] if has_loss else []  # its inference output, last
     return nn.Sequential(*[ctx.convert(layer) for layer in model.layers], *loss)  # same indices as minidl's
 
 

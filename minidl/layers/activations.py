@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import get_backend
 from .base import Layer, Shape, as_float
 
 
@@ -17,19 +18,13 @@ class ReLU(Layer):
     The derivative at exactly 0 is taken as 0 (as in PyTorch).
     """
 
-    def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
-        # No parameters. A zero of the layer's dtype: NumPy pairs it with x ~0.2 µs faster than the Python int 0.
-        self._zero = np.zeros((), dtype=dtype)
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
-        # One pass that keeps x's memory layout (batch-innermost after a Conv2D); the mask is
-        # recomputed from the output in backward, so inference pays for nothing else.
-        self._out = np.maximum(x, self._zero)
-        return self._out
+        y, self._ctx = get_backend().relu(x)
+        return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out * (self._out > self._zero)
+        return get_backend().relu_backward(self._ctx, grad_out)
 
 
 class LeakyReLU(Layer):

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Layer, Shape, as_float, as_pair, check_bool
+from .images import image_shape
 
 __all__ = ["RandomFlip", "RandomShift", "RandomCrop", "RandomRotation"]
 
@@ -30,9 +31,7 @@ class _Augmentation:
     ``Layer`` subclass, so that it is not registered as a layer of its own."""
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expects images (N, C, H, W), got per-sample shape {input_shape}")
-        return tuple(input_shape)
+        return image_shape(input_shape, self.name)
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
         self._rng = np.random.default_rng(rng.integers(2**63))

@@ -33,7 +33,7 @@ class _PoolWindows:
         self.pool_size = as_pair(pool_size, "pool_size", self.name)
         self.stride = self.pool_size if stride is None else as_pair(stride, "stride", self.name)
         self.padding = as_pair(padding, "padding", self.name, minimum=0)
-        if any(p > k // 2 for p, k in zip(self.padding, self.pool_size)):
+        if any(p > k // 2 for p, k in zip(self.padding, self.pool_size, strict=True)):
             raise ValueError(
                 f"{self.name}: padding must be at most half the pool size {self.pool_size}, got {padding!r}"
             )

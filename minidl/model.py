@@ -16,7 +16,7 @@ from .inputs import raise_if_not_finite
 from .layers.base import Layer, Parameter, Shape
 from .layers.losses import Loss
 from .optim import Optimizer
-from .sources import as_source
+from .sources import as_source, batch_size_for
 from .summary import print_summary
 from .threads import blas_threads
 
@@ -201,7 +201,7 @@ class Sequential(Layer):
         y: Any = None,
         optimizer: Optimizer | None = None,
         epochs: int = 1,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         validation_data: tuple[Any, Any] | Any | None = None,
         shuffle: bool = True,
         verbose: int = 1,
@@ -221,8 +221,8 @@ class Sequential(Layer):
 
         Data that does not fit in memory (docs/data.md, :mod:`minidl.sources`): ``X`` may be a
         ``np.memmap``, read and checked batch by batch, or an iterable of ``(X_batch, y_batch)`` with
-        ``y=None``, its batches used as given; a generator is read once, ``steps_per_epoch`` batches an
-        epoch. ``validation_data`` may be such an iterable too.
+        ``y=None``, its batches used as given (``batch_size``, 32 for arrays, is refused with it); a
+        generator is read once, ``steps_per_epoch`` batches an epoch. ``validation_data`` may be such an iterable too.
 
         Training never loses work:
 
@@ -245,20 +245,21 @@ class Sequential(Layer):
             return trainer.fit(X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                                shuffle=shuffle, steps_per_epoch=steps_per_epoch)
 
-    def evaluate(self, X: Any, y: Any = None, batch_size: int = 256, steps: int | None = None) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any = None, batch_size: int | None = None, steps: int | None = None
+                 ) -> dict[str, float]:
         """Mean loss and the loss's metrics (``accuracy``, ``mae``, ...) on ``(X, y)``, in inference mode.
 
         ``X`` may be a memmap or an iterable of ``(X_batch, y_batch)`` (then ``y=None``; ``steps``
-        batches if given), as for ``fit``."""
+        batches if given, and no ``batch_size``), as for ``fit``; ``batch_size`` is 256 unless given."""
         training.require_loss(self, "evaluate")
-        as_int(batch_size, "batch_size", minimum=1)
+        batch_size = batch_size_for(X, batch_size, 256, "evaluate")
         with blas_threads():
             result = training.evaluate(self, as_source(self, X, y, "X", "y", steps), batch_size=batch_size)
         raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
         return result
 
-    def predict(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
-        """Predictions for ``X``, computed in chunks of ``batch_size``; the loss decides what they are.
+    def predict(self, X: Any, batch_size: int | None = None, steps: int | None = None) -> np.ndarray:
+        """Predictions for ``X``, computed in chunks of ``batch_size`` (256); the loss decides what they are.
 
         SoftmaxCE: the class index, shape (N,). SigmoidBCE: 0/1 labels, (N,) for one output, else
         (N, K). MSE (and losses that do not override ``Loss.predict``): the values, (N, *output).
@@ -267,7 +268,7 @@ class Sequential(Layer):
         with blas_threads():
             return training.predict(self, X, batch_size, steps=steps)
 
-    def predict_proba(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
+    def predict_proba(self, X: Any, batch_size: int | None = None, steps: int | None = None) -> np.ndarray:
         """Class probabilities for ``X``: (N, K) with SoftmaxCE, ``σ(z)`` of the output's shape with SigmoidBCE.
 
         Only classifier losses have probabilities; for any other model this is a ``ValueError``.

@@ -22,7 +22,7 @@ from .inputs import prepare_inputs, raise_if_not_finite
 from .metrics import RunningMetrics
 from .optim import SGD, Optimizer
 from .progress import Progress
-from .sources import Source, as_source, is_batch_iterable
+from .sources import Source, as_source, batch_size_for, is_batch_iterable
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
@@ -75,13 +75,14 @@ def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, fl
     return running.means()
 
 
-def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False, steps: int | None = None) -> np.ndarray:
+def predict(model: Sequential, X: Any, batch_size: int | None, proba: bool = False, steps: int | None = None
+            ) -> np.ndarray:
     """``model.predict`` (or ``predict_proba``): the loss's predictions (or probabilities) for ``X``, in chunks.
 
-    Without a loss, ``predict`` returns the model's outputs.
+    Without a loss, ``predict`` returns the model's outputs. ``batch_size=None`` means 256.
     """
     what = "predict_proba" if proba else "predict"
-    as_int(batch_size, "batch_size", minimum=1)
+    batch_size = batch_size_for(X, batch_size, 256, what)
     loss = model.loss
     if proba and loss is None:
         raise ValueError(
@@ -148,19 +149,20 @@ class Trainer:
         X: Any,
         y: Any,
         epochs: int = 1,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         validation_data: tuple[Any, Any] | Any | None = None,
         shuffle: bool = True,
         steps_per_epoch: int | None = None,
     ) -> History:
         """Check everything, then train for ``epochs`` epochs; returns the history.
 
-        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``);
-        see :mod:`minidl.sources`.
+        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``,
+        and no ``batch_size``: its batches are used as given); see :mod:`minidl.sources`.
+        ``batch_size=None`` means 32.
         """
         model = self.model
         self.epochs = as_int(epochs, "epochs", minimum=0)
-        self.batch_size = as_int(batch_size, "batch_size", minimum=1)
+        self.batch_size = batch_size_for(X, batch_size, 32, "fit")
         self.shuffle = check_bool(shuffle, "shuffle", "fit")
         self.source = as_source(model, X, y, "X", "y", steps_per_epoch)
         self.val = None

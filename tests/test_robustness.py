@@ -394,6 +394,24 @@ Each case below has its test (`file::test`); each failed on the code before it w
 - **`CNNClassifier`'s defaults**: 5-fold `cross_val_score` on `load_digits()` 0.962 (was 0.931)
   (`test_first_hour.py::test_cnn_classifier_defaults_score_at_least_0_95_in_cross_validation`).
 
+## Batches, memory maps, threads and silent non-learning (issue 21)
+
+Each case below has its test (`file::test`); each failed on the code before it was fixed.
+
+- **A bad batch from a generator shared over the epochs** (`steps_per_epoch`): from the second epoch on the
+  `ValueError` names the epoch, the step and the iterator's item, `X batch 3 (epoch 2, step 4, item 14 of the
+  iterator): ...`, not just `X batch 3`
+  (`test_sources.py::test_a_bad_batch_of_a_generator_shared_over_epochs_names_the_epoch_step_and_item`).
+- **A memory-mapped `X` whose file was truncated after `np.load`**: before each batch is read (and when `fit`
+  starts) the file's size is compared with the map's offset + size (one `os.stat`); a short file is an
+  `OSError` naming the file, its size and the size the map needs, where reading it killed the process with
+  SIGBUS (`test_sources.py::test_a_memmapped_file_truncated_after_load_is_an_error_naming_the_file_not_sigbus`,
+  in a subprocess).
+- **`batch_size=7` with an iterable of batches**: its batches are used as given, so `fit`, `evaluate`,
+  `predict` and `predict_proba` refuse an explicitly passed `batch_size` with a `ValueError` saying so (as
+  Keras does for generators), instead of ignoring it; left out, it is 32 for `fit` and 256 for the others
+  (`test_sources.py::test_an_explicit_batch_size_with_an_iterable_of_batches_is_refused`).
+
 ## Reproducible
 
 Same seed, data and arguments give bit-identical weights, history and predictions, in one process

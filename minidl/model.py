@@ -12,7 +12,7 @@ import numpy as np
 from . import training
 from .arguments import as_int
 from .callbacks import Callback, History
-from .inputs import raise_if_not_finite
+from .inputs import channels_first_hint, raise_if_not_finite
 from .layers.base import Layer, Parameter, Shape
 from .layers.losses import Loss
 from .optim import Optimizer
@@ -111,8 +111,14 @@ class Sequential(Layer):
     def build(self, input_shape: Sequence[int], rng: np.random.Generator | None = None, dtype: Any = None) -> Shape:
         """The shape pass (see :meth:`Layer.build`) with the model's own seed and dtype at the top;
         a nested ``Sequential`` gets the outer model's ``rng`` and ``dtype``."""
-        rng = self._init_rng if rng is None else rng
-        return super().build(input_shape, rng, self.dtype if dtype is None else dtype)
+        top, rng = rng is None, self._init_rng if rng is None else rng
+        try:
+            return super().build(input_shape, rng, self.dtype if dtype is None else dtype)
+        except ValueError as err:
+            hint = channels_first_hint(tuple(input_shape)) if top else ""
+            if not hint:
+                raise
+            raise ValueError(f"{err}{hint}") from None
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         for i, layer in enumerate(self.layers):
@@ -199,7 +205,7 @@ class Sequential(Layer):
         self,
         X: Any,
         y: Any = None,
-        optimizer: Optimizer | None = None,
+        optimizer: Optimizer | str | None = None,
         epochs: int = 1,
         batch_size: int | None = None,
         validation_data: tuple[Any, Any] | Any | None = None,
@@ -213,7 +219,9 @@ class Sequential(Layer):
         rate ``lr`` each epoch trained with. ``y``'s form is the loss's: class labels for
         SoftmaxCE, 0/1 targets for SigmoidBCE, numbers of the output's shape for MSE.
 
-        Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made.
+        Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made; a name
+        (``"sgd"``, ``"adam"``, ``"adamw"``: :data:`minidl.recipes.OPTIMIZERS`) makes that optimizer with its
+        default settings, as Keras does.
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         ``callbacks``: :class:`~minidl.callbacks.Callback` objects, e.g. ``EarlyStopping`` or a
         learning-rate schedule such as ``minidl.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)``.

@@ -22,6 +22,7 @@ from .inputs import prepare_inputs, raise_if_not_finite
 from .metrics import RunningMetrics
 from .optim import SGD, Optimizer
 from .progress import Progress
+from .recipes import OPTIMIZERS, optimizer_class
 from .sources import Source, as_source, batch_size_for, is_batch_iterable
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ class Trainer:
 
     Args:
         model: a built or unbuilt ``Sequential`` with a loss.
-        optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``.
+        optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``; a name of
+            :data:`minidl.recipes.OPTIMIZERS` (``"sgd"``, ``"adam"``, ``"adamw"``) makes that optimizer
+            with its default settings, as Keras does.
         callbacks: :class:`~minidl.callbacks.Callback` objects.
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
 
@@ -120,7 +123,7 @@ class Trainer:
     def __init__(
         self,
         model: Sequential,
-        optimizer: Optimizer | None = None,
+        optimizer: Optimizer | str | None = None,
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
     ) -> None:
@@ -134,8 +137,14 @@ class Trainer:
         for i, cb in enumerate(self.callbacks):
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: callbacks[{i}] must be a minidl Callback, got {type(cb).__name__}")
-        if optimizer is not None and not isinstance(optimizer, Optimizer):
-            raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, got {optimizer!r}")
+        if isinstance(optimizer, str):  # a name, as Keras takes: the optimizer with its default settings
+            if optimizer.lower() not in OPTIMIZERS:
+                raise ValueError(f"fit: optimizer {optimizer!r} is not a minidl optimizer: pass one of the names "
+                                 f"{sorted(OPTIMIZERS)} (default settings) or an Optimizer such as "
+                                 "Adam(model.parameters(), lr=1e-3)")
+        elif optimizer is not None and not isinstance(optimizer, Optimizer):
+            raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, or one of the names "
+                            f"{sorted(OPTIMIZERS)}, got {optimizer!r}")
         self.optimizer = optimizer
         self.verbose = verbose
         self.history = History()
@@ -183,6 +192,8 @@ class Trainer:
                 "each time (like a keras.utils.Sequence)"
             )
         optimizer = self.optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
+        if isinstance(optimizer, str):  # made now: an unbuilt model has its parameters only once X built it
+            optimizer = optimizer_class(optimizer.lower())(model.parameters())
         self._check_owned(optimizer)
         if model._fitting:
             raise RuntimeError("fit: this model is already training (fit was called from inside fit, e.g. a callback)")

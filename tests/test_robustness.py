@@ -73,7 +73,10 @@ CASES = [
     Case(DATA, "model.fit(np.zeros((6, 3, 8, 8)), y)", ValueError,
          r"X has shape \(6, 3, 8, 8\).*expects \(N, 1, 8, 8\)"),
     Case(DATA, "model.fit(X[:, :, :7, :7], y)", ValueError, r"X has shape \(6, 1, 7, 7\)"),
-    Case(DATA, "model.fit(X.reshape(6, 64), y)", ValueError, r"X has shape \(6, 64\)"),
+    Case(DATA, "model.fit(X.reshape(6, 64), y)", ValueError,
+         r"X has shape \(6, 64\).*flattened images: pass X.reshape\(-1, 1, 8, 8\)"),
+    Case(DATA, "model.fit(X.transpose(0, 2, 3, 1), y)", ValueError,
+         r"X has shape \(6, 8, 8, 1\).*channels-first: pass X.transpose\(0, 3, 1, 2\)"),
     Case(DATA, "model.predict(X[..., None])", ValueError, r"X has shape \(6, 1, 8, 8, 1\)"),
     Case(DATA, "model.fit(X[:0], y[:0])", ValueError, r"X is empty"),
     Case(DATA, "unbuilt.predict([])", ValueError, r"X is empty"),
@@ -114,7 +117,10 @@ CASES = [
     Case(FIT, "model.fit(X, y, verbose=3)", ValueError, r"verbose must be 0, 1 or 2, got 3"),
     Case(FIT, "model.fit(X, y, shuffle='no')", TypeError, r"shuffle must be a bool, got 'no'"),
     Case(FIT, "model.fit(X, y, validation_data=X)", ValueError, r"validation_data must be a pair"),
-    Case(FIT, "model.fit(X, y, optimizer='sgd')", TypeError, r"optimizer must be a minidl Optimizer.*'sgd'"),
+    Case(FIT, "model.fit(X, y, optimizer='adan')", ValueError,
+         r"optimizer 'adan' is not a minidl optimizer: pass one of the names \['adam', 'adamw', 'sgd'\]"),
+    Case(FIT, "model.fit(X, y, optimizer=0.1)", TypeError,
+         r"optimizer must be a minidl Optimizer such as SGD, or one of the names \['adam', 'adamw', 'sgd'\], got 0.1"),
     Case(FIT, "model.fit(X, y, optimizer=SGD(other.parameters()))", ValueError,
          r"the optimizer holds none of this model's parameters"),
     Case(FIT, "model.fit(X, y, callbacks=Callback())", TypeError, r"callbacks must be a list of Callback objects"),
@@ -184,6 +190,8 @@ CASES = [
     Case(MODEL, "Sequential([Flatten()], input_shape=(10**400, 1))", ValueError,
          r"input shape \(1000.*0000, 1\) holds about 2\*\*1328 values per sample, more than an int64"),
     Case(MODEL, "Sequential([Flatten()], input_shape=8)", TypeError, r"input shape must be a tuple of ints, got 8"),
+    Case(COMPOSE, "Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(8, 8, 1))", ValueError,
+         r"bigger than its padded input.*channels-first \(C, H, W\): did you mean input_shape=\(1, 8, 8\)"),
     Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3), SoftmaxCE()], input_shape=(1, 8, 8))", ValueError,
          r"layer 2 \(SoftmaxCE\) got input shape \(2, 6, 3\).*put a Flatten\(\) and a Dense\(classes\) before it"),
     Case(COMPOSE, "Sequential([Flatten(), Conv2D(2, 3)], input_shape=(1, 8, 8))", ValueError,
@@ -411,6 +419,14 @@ Each case below has its test (`file::test`); each failed on the code before it w
   `predict` and `predict_proba` refuse an explicitly passed `batch_size` with a `ValueError` saying so (as
   Keras does for generators), instead of ignoring it; left out, it is 32 for `fit` and 256 for the others
   (`test_sources.py::test_an_explicit_batch_size_with_an_iterable_of_batches_is_refused`).
+- **Channels-last habits**: `input_shape=(8, 8, 1)` for a convolutional model adds to the layer's error that
+  minidl is channels-first and suggests `input_shape=(1, 8, 8)`; `X` of shape `(N, 8, 8, 1)` suggests
+  `X.transpose(0, 3, 1, 2)` and flat `(N, 64)` suggests `X.reshape(-1, 1, 8, 8)` (the table above:
+  `model.fit(X.transpose(0, 2, 3, 1), y)`, `model.fit(X.reshape(6, 64), y)`, `input_shape=(8, 8, 1)`).
+- **`optimizer="adam"`**: `fit` takes the names of `minidl.recipes.OPTIMIZERS` (`"sgd"`, `"adam"`, `"adamw"`,
+  any case) as Keras does, making that optimizer with its default settings; an unknown name is a `ValueError`
+  listing them (`test_robustness.py::test_fit_takes_the_optimizer_names_keras_takes_with_their_default_settings`,
+  and `model.fit(X, y, optimizer='adan')` above).
 
 ## Reproducible
 
@@ -949,3 +965,14 @@ def test_an_interrupt_inside_the_optimizer_update_propagates_after_on_train_end(
     assert ended == [True]
     opt.step = step
     assert not model.fit(X, y, optimizer=opt, epochs=1, verbose=0).interrupted  # usable again
+
+
+def test_fit_takes_the_optimizer_names_keras_takes_with_their_default_settings():
+    from minidl.optim import Adam, AdamW
+
+    X, y = make_data()
+    for name, cls, lr in (("adam", Adam, 1e-3), ("AdamW", AdamW, 1e-3), ("sgd", SGD, 0.01)):
+        model = make_model(input_shape=None)  # unbuilt: the optimizer is made once X has built it
+        model.fit(X, y, optimizer=name, epochs=2, verbose=0)
+        assert type(model.optimizer) is cls and model.optimizer.lr == lr
+        assert {id(p) for p in model.optimizer.params} == {id(p) for p in model.parameters()}

@@ -427,6 +427,17 @@ Each case below has its test (`file::test`); each failed on the code before it w
   any case) as Keras does, making that optimizer with its default settings; an unknown name is a `ValueError`
   listing them (`test_robustness.py::test_fit_takes_the_optimizer_names_keras_takes_with_their_default_settings`,
   and `model.fit(X, y, optimizer='adan')` above).
+- **Silent non-learning** (`SGD(lr=10)`, `Adam(lr=10)` trained to chance without a word): from the fifth
+  epoch on, `fit` gives one `minidl.training.NotLearningWarning` (a `UserWarning`) when the training loss is
+  still at chance level (above 0.97 ln K for a `SoftmaxCE` over K classes) or has not fallen below the first
+  epoch's, naming the likely causes (the learning rate, with its value, and unscaled inputs). It is the
+  scikit-learn wrappers' criterion, one function (`minidl.training.not_learning`); the wrappers keep their
+  `ConvergenceWarning` over their whole `loss_curve_` and do not repeat `fit`'s
+  (`test_robustness.py::test_fit_warns_once_when_the_training_loss_stays_at_chance`).
+- **Raw pixels** given to an image model (`(C, H, W)` inputs) whose first layer does not normalize them:
+  integers above 1 (raw `uint8` 0..16 or 0..255) or floats above 10 get one `UserWarning` from `fit` naming the
+  largest value and the dtype, and saying to scale them to [0, 1] or standardize them
+  (`test_robustness.py::test_fit_warns_on_integer_or_unscaled_pixels_for_an_image_model`).
 
 ## Reproducible
 
@@ -976,3 +987,41 @@ def test_fit_takes_the_optimizer_names_keras_takes_with_their_default_settings()
         model.fit(X, y, optimizer=name, epochs=2, verbose=0)
         assert type(model.optimizer) is cls and model.optimizer.lr == lr
         assert {id(p) for p in model.optimizer.params} == {id(p) for p in model.parameters()}
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam"])
+def test_fit_warns_once_when_the_training_loss_stays_at_chance(optimizer):
+    from minidl import optim
+    from minidl.training import NotLearningWarning
+
+    X, _, y, _ = load_digits()
+    X, y = X[:200], y[:200]
+    model = blog_cnn(seed=0)
+    with pytest.warns(NotLearningWarning) as caught:  # new user 2: lr=10 trained to chance without a word
+        model.fit(X, y, optimizer=getattr(optim, optimizer)(model.parameters(), lr=10), epochs=7, verbose=0)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert re.search(r"^fit: after 5 epochs the training loss is \d+\.\d{4}, still at chance level \(ln 10 = 2\.3026\)",
+                     message), message
+    assert "learning rate too large or too small (lr=10)" in message and "unscaled inputs" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a model that learns is never warned about
+        healthy = blog_cnn(seed=0)
+        healthy.fit(X, y, optimizer=SGD(healthy.parameters(), lr=0.02, momentum=0.5), epochs=6, batch_size=4, verbose=0)
+
+
+def test_fit_warns_on_integer_or_unscaled_pixels_for_an_image_model():
+    from minidl.layers import BatchNorm2D
+
+    X, y = make_data()
+    raw = (X * 16).astype(np.uint8)  # new user 2: raw uint8 pixels 0..16 were accepted silently
+    with pytest.warns(UserWarning, match=r"^fit: X holds values up to 1[56] \(dtype uint8\) for an image model: "
+                                         r"unscaled pixels .* scale them to \[0, 1\]"):
+        make_model().fit(raw, y, verbose=0)
+    with pytest.warns(UserWarning, match=r"X holds values up to 2\d\d[.\d]* \(dtype float32\)"):
+        make_model().fit(X * 255, y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_model().fit(X, y, verbose=0)  # scaled: no warning
+        make_model().fit((X > 0.5).astype(np.uint8), y, verbose=0)  # 0/1 integers are scaled
+        Sequential([BatchNorm2D(), *make_model().layers], loss=SoftmaxCE(), input_shape=(1, 8, 8)).fit(X * 255, y, verbose=0)

@@ -344,7 +344,7 @@ class Trainer:
             self.judged = True
             warnings.warn(
                 f"fit: {why}. Likely causes: a learning rate too large or too small (lr={self.optimizer.lr:g}), "
-                "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=5)
+                "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=6)
 
     def _ran_out(self, epoch: int, steps: int) -> None:
         self.model.stop_training = True

@@ -19,16 +19,70 @@ from .arguments import as_int, check_bool
 from .callbacks import Callback, History
 from .guard import NonFiniteLossError, TrainingGuard
 from .inputs import prepare_inputs, raise_if_not_finite
+from .layers.losses import SoftmaxCE
 from .metrics import RunningMetrics
 from .optim import SGD, Optimizer
 from .progress import Progress
-from .sources import Source, as_source, is_batch_iterable
+from .recipes import OPTIMIZERS, optimizer_class
+from .sources import Source, as_source, batch_size_for, is_batch_iterable
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict"]
+__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict", "NotLearningWarning",
+           "not_learning", "warn_if_unscaled", "CHANCE_FRACTION", "MIN_EPOCHS_TO_JUDGE"]
+
+#: fit (and the scikit-learn wrappers) warn when, after at least MIN_EPOCHS_TO_JUDGE epochs, the training loss
+#: is above CHANCE_FRACTION of ln K (the loss of uniform guessing over K classes) or has not fallen at all.
+CHANCE_FRACTION = 0.97
+MIN_EPOCHS_TO_JUDGE = 5
+
+
+class NotLearningWarning(UserWarning):
+    """``fit``'s warning that training is not learning: a loss at chance level or not falling."""
+
+
+def not_learning(classes: int, losses: Sequence[float]) -> str | None:
+    """Why the training ``losses`` (one per epoch) show no learning, or ``None``; ``classes`` is K (0: no classes).
+
+    Args:
+        classes: the number of classes of a softmax cross-entropy, else 0.
+        losses: the training loss of each epoch so far.
+
+    Example::
+
+        not_learning(10, [2.4, 2.35, 2.33, 2.31, 2.30])  # "after 5 epochs the training loss is 2.3000, ..."
+    """
+    if len(losses) < MIN_EPOCHS_TO_JUDGE:
+        return None
+    last = losses[-1]
+    if classes > 1 and last > CHANCE_FRACTION * np.log(classes):
+        return (f"after {len(losses)} epochs the training loss is {last:.4f}, still at chance level "
+                f"(ln {classes} = {np.log(classes):.4f}): the model has learnt nothing")
+    if not last < losses[0]:
+        return (f"after {len(losses)} epochs the training loss {last:.4g} has not fallen below the first epoch's "
+                f"{losses[0]:.4g}")
+    return None
+
+
+def warn_if_unscaled(model: Sequential, X: Any) -> None:
+    """One ``UserWarning`` for raw pixels given to an image model: integers above 1, or floats above 10.
+
+    Models whose first layer normalizes its input (``BatchNorm2D``, ``LayerNorm``) scale the data themselves.
+    """
+    from .layers.normalization import BatchNorm2D, LayerNorm
+
+    if (not isinstance(X, np.ndarray) or X.dtype.kind not in "iuf" or X.size == 0 or len(model.input_shape) != 3
+            or isinstance(model.layers[0], (BatchNorm2D, LayerNorm))):
+        return
+    sample = X[:1024] if isinstance(X, np.memmap) else X  # a memmap is not read whole for a warning
+    top = float(np.max(np.abs(sample))) if X.dtype.kind != "f" else float(np.nanmax(np.abs(sample)))
+    if top > (1 if X.dtype.kind in "iu" else 10):
+        warnings.warn(
+            f"fit: X holds values up to {top:g} (dtype {X.dtype}) for an image model: unscaled pixels train badly "
+            "or not at all; scale them to [0, 1] (divide by the largest possible pixel value, e.g. X / 255) or "
+            "standardize them", UserWarning, stacklevel=4)
 
 
 def require_loss(model: Sequential, what: str) -> Loss:
@@ -80,13 +134,14 @@ def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, fl
     return running.means()
 
 
-def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False, steps: int | None = None) -> np.ndarray:
+def predict(model: Sequential, X: Any, batch_size: int | None, proba: bool = False, steps: int | None = None
+            ) -> np.ndarray:
     """``model.predict`` (or ``predict_proba``): the loss's predictions (or probabilities) for ``X``, in chunks.
 
-    Without a loss, ``predict`` returns the model's outputs.
+    Without a loss, ``predict`` returns the model's outputs. ``batch_size=None`` means 256.
     """
     what = "predict_proba" if proba else "predict"
-    as_int(batch_size, "batch_size", minimum=1)
+    batch_size = batch_size_for(X, batch_size, 256, what)
     loss = model.loss
     if proba and loss is None:
         raise ValueError(
@@ -112,7 +167,9 @@ class Trainer:
 
     Args:
         model: a built or unbuilt ``Sequential`` with a loss.
-        optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``.
+        optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``; a name of
+            :data:`minidl.recipes.OPTIMIZERS` (``"sgd"``, ``"adam"``, ``"adamw"``) makes that optimizer
+            with its default settings, as Keras does.
         callbacks: :class:`~minidl.callbacks.Callback` objects.
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
 
@@ -124,7 +181,7 @@ class Trainer:
     def __init__(
         self,
         model: Sequential,
-        optimizer: Optimizer | None = None,
+        optimizer: Optimizer | str | None = None,
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
     ) -> None:
@@ -138,11 +195,18 @@ class Trainer:
         for i, cb in enumerate(self.callbacks):
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: callbacks[{i}] must be a minidl Callback, got {type(cb).__name__}")
-        if optimizer is not None and not isinstance(optimizer, Optimizer):
-            raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, got {optimizer!r}")
+        if isinstance(optimizer, str):  # a name, as Keras takes: the optimizer with its default settings
+            if optimizer.lower() not in OPTIMIZERS:
+                raise ValueError(f"fit: optimizer {optimizer!r} is not a minidl optimizer: pass one of the names "
+                                 f"{sorted(OPTIMIZERS)} (default settings) or an Optimizer such as "
+                                 "Adam(model.parameters(), lr=1e-3)")
+        elif optimizer is not None and not isinstance(optimizer, Optimizer):
+            raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, or one of the names "
+                            f"{sorted(OPTIMIZERS)}, got {optimizer!r}")
         self.optimizer = optimizer
         self.verbose = verbose
         self.history = History()
+        self.judged = False  # the not-learning warning, given at most once
         self.guard: TrainingGuard | None = None
         self.progress: Progress | None = None
         self.running: RunningMetrics | None = None
@@ -152,21 +216,23 @@ class Trainer:
         X: Any,
         y: Any,
         epochs: int = 1,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         validation_data: tuple[Any, Any] | Any | None = None,
         shuffle: bool = True,
         steps_per_epoch: int | None = None,
     ) -> History:
         """Check everything, then train for ``epochs`` epochs; returns the history.
 
-        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``);
-        see :mod:`minidl.sources`.
+        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``,
+        and no ``batch_size``: its batches are used as given); see :mod:`minidl.sources`.
+        ``batch_size=None`` means 32.
         """
         model = self.model
         self.epochs = as_int(epochs, "epochs", minimum=0)
-        self.batch_size = as_int(batch_size, "batch_size", minimum=1)
+        self.batch_size = batch_size_for(X, batch_size, 32, "fit")
         self.shuffle = check_bool(shuffle, "shuffle", "fit")
         self.source = as_source(model, X, y, "X", "y", steps_per_epoch)
+        warn_if_unscaled(model, X)
         self.val = None
         if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
             self.val = as_source(model, *validation_data, "validation_data[0]", "validation_data[1]")
@@ -185,6 +251,8 @@ class Trainer:
                 "each time (like a keras.utils.Sequence)"
             )
         optimizer = self.optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
+        if isinstance(optimizer, str):  # made now: an unbuilt model has its parameters only once X built it
+            optimizer = optimizer_class(optimizer.lower())(model.parameters())
         self._check_owned(optimizer)
         with model.training_session(self.history):
             previous_optimizer, model.optimizer = model.optimizer, optimizer
@@ -257,9 +325,23 @@ class Trainer:
             self.progress.end_epoch(epoch, logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, logs)
+            self._judge_learning()
             guard.check_interrupt()
             if self.model.stop_training:
                 break
+
+    def _judge_learning(self) -> None:
+        """Warn once (per fit) when the training loss stays at chance level or does not fall: never silently."""
+        if self.judged:
+            return
+        loss, model = self.model.loss, self.model
+        classes = model.output_shape[-1] if isinstance(loss, SoftmaxCE) and model.output_shape else 0
+        why = not_learning(classes, self.history["loss"])
+        if why is not None:
+            self.judged = True
+            warnings.warn(
+                f"fit: {why}. Likely causes: a learning rate too large or too small (lr={self.optimizer.lr:g}), "
+                "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=6)
 
     def _ran_out(self, epoch: int, steps: int) -> None:
         self.model.stop_training = True

@@ -431,7 +431,7 @@ def feature_maps(
     fig = _figure(max(cols * cell + 2.6, 5.5), (len(stages) + 1) * (cell + 0.35) + 0.6)
     axes = fig.subplots(len(stages) + 1, 1, squeeze=False)[:, 0]
     _input_panel(axes[0], sample[0], cols)
-    for ax, (name, layer, maps) in zip(axes[1:], stages):
+    for ax, (name, layer, maps) in zip(axes[1:], stages, strict=True):
         channels = np.sort(np.argsort(-np.abs(maps).mean(axis=(1, 2)), kind="stable")[:max_channels])
         top = float(np.abs(maps).max()) or 1.0
         limits = dict(cmap=_cmap(SIGNED_CMAP), vmin=-top, vmax=top) if maps.min() < 0 else \

@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import __version__
 from ..layers.base import as_int
 from ..model import Sequential

@@ -10,17 +10,46 @@ from typing import Any
 
 import numpy as np
 
-from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
-                      Upsample2D)
-from ..layers import (GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D,
-                      SimpleRNN)
-from ..layers import GELU, LayerNorm, MultiHeadAttention, PositionalEmbedding
+from ..layers import (
+    GELU,
+    GRU,
+    LSTM,
+    MSE,
+    AvgPool2D,
+    BatchNorm2D,
+    Bidirectional,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    Identity,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    MaxPool1D,
+    MaxPool2D,
+    MultiHeadAttention,
+    Parallel,
+    PositionalEmbedding,
+    ReLU,
+    Residual,
+    Sigmoid,
+    SigmoidBCE,
+    SimpleRNN,
+    Softmax,
+    SoftmaxCE,
+    Tanh,
+    Upsample2D,
+    containers,
+)
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
-from ..layers import containers
 from ..model import Sequential
 from .registry import ONNX_EXPORTERS
 

@@ -43,11 +43,11 @@ from ..layers import (
     SoftmaxCE,
     Tanh,
     Upsample2D,
+    containers,
 )
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
-from ..layers import containers
 from ..model import Sequential
 from .registry import TORCH_EXPORTERS
 

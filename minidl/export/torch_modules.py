@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,12 +49,11 @@ from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
 from ..model import Sequential
-from .registry import TORCH_EXPORTERS
+from .registry import TORCH_EXPORTERS, built
 
 __all__ = ["TorchContext", "TorchResidual", "TorchParallel", "TorchPositionalEmbedding", "TorchSelfAttention",
            "TorchConv1d", "TorchMaxPool1d", "TorchGlobalPool1d", "TorchRNN", "TorchLSTM", "TorchGRU"]
 
-_T = TypeVar("_T")
 _builtin = lambda cls: TORCH_EXPORTERS.register(cls, builtin=True)  # noqa: E731
 
 
@@ -234,13 +233,6 @@ def _data(holder: Any) -> np.ndarray | None:
     return None if holder is None else holder.data
 
 
-def _built(value: _T | None) -> _T:
-    """``value`` (an input shape or a parameter) of a layer that must be built by now: models are exported built."""
-    if value is None:
-        raise ValueError("to_torch: the model is not built; build it (or fit it) before exporting")
-    return value
-
-
 @_builtin(containers.Sequential)  # the chain; the model (a subclass) adds its loss's inference output
 @_builtin(Sequential)
 def _sequential(model: containers.Sequential, ctx: TorchContext) -> nn.Module:
@@ -262,7 +254,7 @@ def _parallel(layer: Parallel, ctx: TorchContext) -> nn.Module:
 
 @_builtin(_RandomWindow)
 def _window(layer: _RandomWindow, ctx: TorchContext) -> nn.Module:
-    (ph, pw), (h, w), (wh, ww) = layer.padding, _built(layer.input_shape)[1:], _built(layer.output_shape)[1:]
+    (ph, pw), (h, w), (wh, ww) = layer.padding, built(layer.input_shape)[1:], built(layer.output_shape)[1:]
     return TorchCentreWindow((ph, pw), ((h + 2 * ph - wh) // 2, (w + 2 * pw - ww) // 2), (wh, ww))
 
 
@@ -272,7 +264,7 @@ _builtin(RandomRotation)(lambda layer, ctx: nn.Identity())
 
 @_builtin(Conv2D)
 def _conv2d(layer: Conv2D, ctx: TorchContext) -> nn.Module:
-    shape = _built(layer.input_shape)
+    shape = built(layer.input_shape)
     (top, bottom), (left, right) = resolve_padding(layer.padding, (shape[1], shape[2]), layer.kernel_size, layer.stride)
     symmetric = top == bottom and left == right
     conv = nn.Conv2d(shape[0], layer.filters, layer.kernel_size, stride=layer.stride,
@@ -311,24 +303,24 @@ def _flatten(layer: Flatten, ctx: TorchContext) -> nn.Module:
 
 @_builtin(Dense)
 def _dense(layer: Dense, ctx: TorchContext) -> nn.Module:
-    linear = nn.Linear(_built(layer.input_shape)[-1], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
+    linear = nn.Linear(built(layer.input_shape)[-1], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
     # minidl's weight is (in, out), nn.Linear's (out, in)
-    return ctx.load(linear, weight=_built(layer.weight).data.T, bias=_data(layer.bias))
+    return ctx.load(linear, weight=built(layer.weight).data.T, bias=_data(layer.bias))
 
 
 @_builtin(BatchNorm2D)
 def _batchnorm2d(layer: BatchNorm2D, ctx: TorchContext) -> nn.Module:
     # Same update rule (momentum, unbiased running variance). num_batches_tracked stays 0: minidl does
     # not count batches, and PyTorch reads the count only when momentum is None.
-    bn = nn.BatchNorm2d(_built(layer.input_shape)[0], eps=layer.eps, momentum=layer.momentum, dtype=ctx.dtype)
-    return ctx.load(bn, weight=_built(layer.weight).data, bias=_built(layer.bias).data,
-                    running_mean=_built(layer.running_mean).data, running_var=_built(layer.running_var).data)
+    bn = nn.BatchNorm2d(built(layer.input_shape)[0], eps=layer.eps, momentum=layer.momentum, dtype=ctx.dtype)
+    return ctx.load(bn, weight=built(layer.weight).data, bias=built(layer.bias).data,
+                    running_mean=built(layer.running_mean).data, running_var=built(layer.running_var).data)
 
 
 @_builtin(LayerNorm)
 def _layernorm(layer: LayerNorm, ctx: TorchContext) -> nn.Module:
-    norm = nn.LayerNorm(_built(layer.input_shape)[-1], eps=layer.eps, dtype=ctx.dtype)
-    return ctx.load(norm, weight=_built(layer.weight).data, bias=_built(layer.bias).data)
+    norm = nn.LayerNorm(built(layer.input_shape)[-1], eps=layer.eps, dtype=ctx.dtype)
+    return ctx.load(norm, weight=built(layer.weight).data, bias=built(layer.bias).data)
 
 
 @_builtin(Embedding)
@@ -336,7 +328,7 @@ def _embedding(layer: Embedding, ctx: TorchContext) -> nn.Module:
     if layer.mask_zero:  # the layers after it would attend to (or average over) the padding
         raise ValueError(f"to_torch: {layer.name} has mask_zero=True, and the exported nn.Sequential carries no "
                          "mask; export a model without mask_zero, or pass PyTorch's masks yourself")
-    return ctx.load(nn.Embedding(layer.vocab_size, layer.dim, dtype=ctx.dtype), weight=_built(layer.weight).data)
+    return ctx.load(nn.Embedding(layer.vocab_size, layer.dim, dtype=ctx.dtype), weight=built(layer.weight).data)
 
 
 @_builtin(PositionalEmbedding)
@@ -347,16 +339,16 @@ def _positional_embedding(layer: PositionalEmbedding, ctx: TorchContext) -> nn.M
 
 @_builtin(MultiHeadAttention)
 def _multi_head_attention(layer: MultiHeadAttention, ctx: TorchContext) -> nn.Module:
-    d = _built(layer.input_shape)[-1]
+    d = built(layer.input_shape)[-1]
     if layer.key_dim is not None and layer.key_dim * layer.num_heads != d:
         raise ValueError(f"to_torch: {layer.name} has key_dim={layer.key_dim} with num_heads={layer.num_heads} and "
                          f"D={d}; nn.MultiheadAttention needs key_dim * num_heads == D")
     attention = nn.MultiheadAttention(d, layer.num_heads, dropout=layer.dropout, bias=layer.use_bias,
                                       batch_first=True, dtype=ctx.dtype)
     # minidl's (in, out) projections are the transposes of PyTorch's (out, in)
-    ctx.load(attention, in_proj_weight=_built(layer.in_proj_weight).data.T,
+    ctx.load(attention, in_proj_weight=built(layer.in_proj_weight).data.T,
              in_proj_bias=_data(layer.in_proj_bias))
-    ctx.load(attention.out_proj, weight=_built(layer.out_proj_weight).data.T, bias=_data(layer.out_proj_bias))
+    ctx.load(attention.out_proj, weight=built(layer.out_proj_weight).data.T, bias=_data(layer.out_proj_bias))
     return TorchSelfAttention(attention, layer.causal)
 
 
@@ -397,17 +389,17 @@ _builtin(MSE)(_simple(nn.Identity))
 
 @_builtin(Conv1D)
 def _conv1d(layer: Conv1D, ctx: TorchContext) -> nn.Module:
-    shape = _built(layer.input_shape)
+    shape = built(layer.input_shape)
     pads = padding_1d(layer.padding, shape[0], (layer.kernel_size - 1) * layer.dilation + 1, layer.stride)
     conv = TorchConv1d(shape[1], layer.filters, layer.kernel_size, stride=layer.stride,
                        dilation=layer.dilation, bias=layer.use_bias, dtype=ctx.dtype, pads=pads)
-    return ctx.load(conv, weight=_built(layer.weight).data, bias=_data(layer.bias))
+    return ctx.load(conv, weight=built(layer.weight).data, bias=_data(layer.bias))
 
 
 @_builtin(MaxPool1D)
 def _maxpool1d(layer: MaxPool1D, ctx: TorchContext) -> nn.Module:
     return TorchMaxPool1d(layer.pool_size, layer.stride,
-                          padding_1d(layer.padding, _built(layer.input_shape)[0], layer.pool_size, layer.stride))
+                          padding_1d(layer.padding, built(layer.input_shape)[0], layer.pool_size, layer.stride))
 
 
 _builtin(GlobalAvgPool1D)(_simple(TorchGlobalPool1d, reduce="mean"))
@@ -421,7 +413,7 @@ def _recurrent(layer: Layer, ctx: TorchContext) -> nn.Module:
     inner = layer.forward_layer if bidirectional else layer
     cls = {SimpleRNN: TorchRNN, LSTM: TorchLSTM, GRU: TorchGRU}[type(inner)]
     kwargs = {"nonlinearity": inner.activation} if isinstance(inner, SimpleRNN) else {}
-    module = cls(_built(inner.input_shape)[1], inner.units, batch_first=True, bidirectional=bidirectional,
+    module = cls(built(inner.input_shape)[1], inner.units, batch_first=True, bidirectional=bidirectional,
                  dtype=ctx.dtype, **kwargs)
     module.return_sequences, module.merge = inner.return_sequences, layer.merge if bidirectional else None
     directions = {"": inner, "_reverse": layer.backward_layer} if bidirectional else {"": inner}

@@ -231,7 +231,8 @@ def _assert_report(owner: str, report: dict, tol: float) -> dict[str, float]:
     bad = {k: v for k, v in report.items() if not v[0] <= tol}
     if bad:
         lines = [
-            f"  {k}: max relative error {err:.3g} > {tol:.0e} at index {where} (backward {a:.10g}, finite differences {n:.10g})"
+            f"  {k}: max relative error {err:.3g} > {tol:.0e} at index {where} "
+            f"(backward {a:.10g}, finite differences {n:.10g})"
             for k, (err, where, a, n) in bad.items()
         ]
         raise AssertionError(f"{owner}: gradients disagree with finite differences\n" + "\n".join(lines))
@@ -417,7 +418,8 @@ def _check_build(report: LayerCheckReport, layer: Layer, input_shape, dtype: np.
         problems.append(f"build returned {shape}, compute_output_shape returned {declared}")
     report.output_shape = shape
     for kind, named in (("parameter", built.named_parameters()), ("buffer", built.named_buffers())):
-        problems += [f"{kind} {k!r} has dtype {v.dtype}, expected {dtype}" for k, v in named.items() if v.dtype != dtype]
+        problems += [f"{kind} {k!r} has dtype {v.dtype}, expected {dtype}"
+                     for k, v in named.items() if v.dtype != dtype]
     _record(report, f"build [{dtype}]", problems)
     return built
 

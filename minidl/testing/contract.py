@@ -1,43 +1,9 @@
-"""Checking layers against the contract, for people who write layers (and for minidl's own tests).
-
-The one call most users want::
-
-    from minidl.testing import check_layer
-    report = check_layer(MyLayer(...), input_shape=(3, 5, 5))   # AssertionError naming what is off
-    print(report)                                               # one line per check
+"""The layer contract as one call: :func:`check_layer` and its report.
 
 :func:`check_layer` runs every rule of the layer contract (see :mod:`minidl.layers.base`):
-shapes, dtypes, gradients against finite differences, ``backward`` overwriting rather than
-accumulating, rejecting bad input, and a save/load round trip. :func:`image_shapes`,
-:func:`feature_shapes`, :func:`any_shapes` and :func:`layer_inputs` are Hypothesis strategies
-to run it (or your own asserts) over random shapes. :func:`check_loss` checks a loss.
-
-The pieces underneath, to check gradients by hand::
-
-    from minidl.testing import check_layer_gradients, tie_free_input
-    layer = MyLayer(...)
-    layer.build((3, 5, 5), dtype="float64")
-    x = tie_free_input((2, 3, 5, 5), rng=np.random.default_rng(0))
-    check_layer_gradients(layer, x)          # AssertionError naming what is off, by how much
-
-The check treats the layer's output ``y`` as feeding a loss ``L = Σ y ⊙ G`` for a fixed random
-``G``; then ``dL/dy = G``, and ``backward(G)`` must equal the central difference
-``(L(θ + ε) - L(θ - ε)) / 2ε`` for every entry of the input and of every trainable parameter.
-Work in float64: in float32 rounding swamps the differences.
-
-Errors are element-wise relative errors ``(|a - n| - r) / max(|a|, |n|, floor)``, the floor being
-``1e-3`` of the largest gradient entry, so that entries that are exactly zero compare
-absolutely, and ``r`` the round-off the finite difference itself may carry (a difference within
-it is not counted). Each output ``f_j`` is computed to about one unit in its last place
-(machine epsilon ``u``: 2.2e-16 in float64) relative to ``|f_j|``, so the difference quotient of
-an entry carries up to ``r = u · Σ_j |G_j| (|f_j(θ+ε)| + |f_j(θ-ε)|) / 2ε``, summed over the
-outputs that moved (an output computed bit for bit the same both times carries none). With
-``ε = 1e-5`` and outputs of order 1 that is ~1e-11 per output: it matters only for gradient
-entries far smaller than the outputs, where it would otherwise read as a relative error
-(4e-6 computed to 6e-12 is "1.4e-6"); a wrong gradient differs by far more than ``r``.
-
-Inputs must keep clear of kinks (ReLU at 0) and ties (two maxima of a pooling
-window) by more than ``ε``; :func:`tie_free_input` makes such inputs.
+shapes, dtypes, gradients against finite differences (:mod:`minidl.testing.gradcheck`),
+``backward`` overwriting rather than accumulating, rejecting bad input, every memory layout,
+and a save/load round trip.
 """
 
 from __future__ import annotations
@@ -50,214 +16,23 @@ from typing import Any
 
 import numpy as np
 
-from .config import loads_as
-from .layers.base import LAYERS, Layer
-from .layers.losses import Loss
-from .model import Sequential
+from ..config import loads_as
+from ..layers.base import LAYERS, Layer
+from .gradcheck import (
+    DEFAULT_EPS,
+    DEFAULT_TOL,
+    _generators,
+    _token_ids,
+    layer_gradient_errors,
+    rewinder,
+    tie_free_input,
+)
 
-__all__ = [
-    "DEFAULT_EPS", "DEFAULT_TOL", "JUNK", "MEMORY_LAYOUTS", "ROUND_TRIP", "CheckResult", "LayerCheckError",
-    "LayerCheckReport", "any_shapes", "central_differences", "check_layer", "check_layer_gradients", "check_loss",
-    "check_model_gradients", "feature_shapes", "image_shapes", "layer_gradient_errors", "layer_inputs",
-    "model_gradient_errors", "numerical_gradient", "relative_error", "rewinder", "stored_as", "tie_free_input",
-]
+__all__ = ["JUNK", "MEMORY_LAYOUTS", "ROUND_TRIP", "CheckResult", "LayerCheckError", "LayerCheckReport",
+           "check_layer", "stored_as"]
 
-DEFAULT_EPS = 1e-5
-DEFAULT_TOL = 1e-6
 #: What check_layer fills ``.grad`` with before calling ``backward`` again: an accumulating layer adds to it.
 JUNK = 12345.0
-
-
-def tie_free_input(
-    shape: tuple[int, ...], rng: np.random.Generator | None = None, gap: float | None = None, dtype=np.float64
-) -> np.ndarray:
-    """Random array whose entries differ pairwise by at least ``gap`` and keep ``gap/2`` away from 0.
-
-    Its absolute values are ``(k + 0.5)·gap`` for ``k = 0..size-1`` in random order, with random
-    signs, so neither ReLU kinks nor max-pool ties sit within a finite-difference step. ``gap``
-    defaults to ``min(0.1, 2 / size)`` (entries stay within about ±2).
-    """
-    rng = rng if rng is not None else np.random.default_rng()
-    size = int(np.prod(shape))
-    gap = min(0.1, 2.0 / size) if gap is None else gap
-    magnitudes = (rng.permutation(size) + 0.5) * gap
-    signs = rng.choice(np.array([-1.0, 1.0]), size=size)
-    return (magnitudes * signs).reshape(shape).astype(dtype)
-
-
-def numerical_gradient(
-    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
-) -> np.ndarray:
-    """Central-difference gradient of ``Σ f() ⊙ weights`` with respect to ``x`` (perturbed in place, restored).
-
-    The difference ``f(x+ε) - f(x-ε)`` is taken element-wise before it is weighted and summed,
-    which keeps the rounding error at the scale of single outputs rather than of their sum.
-    """
-    return central_differences(f, x, weights, eps)[0]
-
-
-def central_differences(
-    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`numerical_gradient`, and for each entry the round-off it may carry (see the module docstring)."""
-    grad = np.zeros_like(x, dtype=np.float64)
-    noise = np.zeros_like(grad)
-    flat = x.reshape(-1)
-    if not np.shares_memory(flat, x):
-        raise ValueError("numerical_gradient: x must be contiguous so it can be perturbed in place")
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + eps
-        plus = np.array(f())  # a copy: a layer may hand out a buffer that its next forward pass reuses
-        flat[i] = original - eps
-        minus = np.array(f())
-        flat[i] = original
-        unit = np.finfo(plus.dtype if plus.dtype.kind == "f" else np.float64).eps
-        plus, minus = plus.astype(np.float64), minus.astype(np.float64)
-        grad.reshape(-1)[i] = np.sum((plus - minus) * weights) / (2 * eps)
-        # Outputs that came out bit for bit the same carry no round-off into the difference; each other
-        # output carries up to about one unit in the last place of f(x+ε) and of f(x-ε).
-        moved = np.abs(weights) * (np.abs(plus) + np.abs(minus)) * (plus != minus)
-        noise.reshape(-1)[i] = unit * np.sum(moved) / (2 * eps)
-    return grad, noise
-
-
-def relative_error(
-    analytic: np.ndarray, numeric: np.ndarray, noise: np.ndarray | float = 0.0
-) -> tuple[float, tuple[int, ...]]:
-    """Largest element-wise relative error and where it is (see the module docstring for the floor).
-
-    ``noise`` (from :func:`central_differences`) is the round-off each finite difference may carry:
-    a difference within it is no evidence against the analytic gradient and is not counted.
-    """
-    analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
-    if analytic.shape != numeric.shape:
-        raise AssertionError(f"gradient has shape {analytic.shape}, expected {numeric.shape}")
-    if analytic.size == 0:
-        return 0.0, ()
-    scale = max(np.abs(analytic).max(), np.abs(numeric).max())
-    floor = max(1e-3 * scale, 1e-12)
-    unexplained = np.maximum(np.abs(analytic - numeric) - noise, 0.0)
-    err = unexplained / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
-    where = np.unravel_index(int(np.argmax(err)), err.shape)
-    return float(err[where]), tuple(int(i) for i in where)
-
-
-def layer_gradient_errors(
-    layer: Layer,
-    x: np.ndarray,
-    rng: np.random.Generator | None = None,
-    eps: float = DEFAULT_EPS,
-    training: bool = True,
-) -> dict[str, tuple[float, tuple[int, ...], float, float]]:
-    """For ``"input"`` and each trainable parameter: ``(max relative error, index, analytic, numeric)``.
-
-    Every forward pass starts from the same random and buffer state (see :func:`rewinder`), so
-    a stochastic layer is differentiated with one fixed mask.
-    """
-    rng = rng if rng is not None else np.random.default_rng(0)
-    integer = _token_ids(x)
-    x = np.array(x, dtype=None if integer else layer.dtype, order="C")
-    rewind = rewinder(layer)
-
-    def forward() -> np.ndarray:
-        rewind()
-        return layer.forward(x, training=training)
-
-    out = forward()
-    weights = rng.standard_normal(out.shape).astype(layer.dtype)
-    for p in layer.parameters():
-        p.grad[...] = 0  # compare values only; check_layer's "overwrites" check catches accumulation
-    grad_x = layer.backward(weights)
-    return _compare(forward, weights, None if integer else x, grad_x, layer.named_parameters(), eps)
-
-
-def rewinder(layer: Layer) -> Callable[[], None]:
-    """Snapshot the random generators and buffers of ``layer`` and the layers below it; the returned
-    function restores them.
-
-    This is how the checkers handle stochastic layers: a layer keeps its randomness in
-    ``np.random.Generator`` attributes (as the contract asks), so rewinding their bit-generator
-    state makes the next ``forward`` draw the same dropout mask again. Buffers (running
-    statistics) are restored too, so a training-mode ``forward`` cannot drift between calls.
-    """
-    generators = [(g, g.bit_generator.state) for g in _generators(layer)]
-    buffers = [(b, b.data.copy()) for b in layer.buffers()]
-
-    def rewind() -> None:
-        for g, state in generators:
-            g.bit_generator.state = state
-        for b, data in buffers:
-            b.data[...] = data
-
-    return rewind
-
-
-def _generators(layer: Layer) -> list[np.random.Generator]:
-    """The ``Generator`` attributes of ``layer`` and of every layer below it."""
-    layers = (layer, *layer.named_layers().values())
-    return [g for sub in layers for g in vars(sub).values() if isinstance(g, np.random.Generator)]
-
-
-def model_gradient_errors(
-    model: Sequential, x: np.ndarray, y: np.ndarray, eps: float = DEFAULT_EPS
-) -> dict[str, tuple[float, tuple[int, ...], float, float]]:
-    """End-to-end check through a model with a loss: ``"input"`` and every trainable parameter."""
-    if model.loss is None:
-        raise ValueError("model_gradient_errors: the model needs a loss (Sequential(..., loss=SoftmaxCE()))")
-    x = np.array(x, dtype=model.dtype, order="C")
-
-    def loss_and_grad() -> tuple[float, np.ndarray]:
-        return model.loss.loss_and_grad(model.forward(x, training=True), y)
-
-    grad_x = model.backward(loss_and_grad()[1])
-    return _compare(lambda: loss_and_grad()[0], 1.0, x, grad_x, model.named_parameters(), eps)
-
-
-def _compare(f, weights, x, grad_x, named_params, eps) -> dict[str, tuple[float, tuple[int, ...], float, float]]:
-    """Finite differences of ``Σ f() ⊙ weights`` against the analytic gradients just computed."""
-    params = {k: p for k, p in named_params.items() if p.trainable}
-    analytic = ({} if x is None else {"input": np.array(grad_x)}) | {k: p.grad.copy() for k, p in params.items()}
-    targets = ({} if x is None else {"input": x}) | {k: p.data for k, p in params.items()}
-    report = {}
-    for name, array in targets.items():
-        numeric, noise = central_differences(f, array, weights, eps)
-        err, where = relative_error(analytic[name], numeric, noise)
-        report[name] = (err, where, float(analytic[name][where]), float(numeric[where]))
-    return report
-
-
-def _assert_report(owner: str, report: dict, tol: float) -> dict[str, float]:
-    bad = {k: v for k, v in report.items() if not v[0] <= tol}
-    if bad:
-        lines = [
-            f"  {k}: max relative error {err:.3g} > {tol:.0e} at index {where} (backward {a:.10g}, finite differences {n:.10g})"
-            for k, (err, where, a, n) in bad.items()
-        ]
-        raise AssertionError(f"{owner}: gradients disagree with finite differences\n" + "\n".join(lines))
-    return {k: v[0] for k, v in report.items()}
-
-
-def check_layer_gradients(
-    layer: Layer,
-    x: np.ndarray,
-    tol: float = DEFAULT_TOL,
-    rng: np.random.Generator | None = None,
-    eps: float = DEFAULT_EPS,
-    training: bool = True,
-) -> dict[str, float]:
-    """Raise ``AssertionError`` unless every gradient of ``layer`` at ``x`` is within ``tol``; return the errors."""
-    return _assert_report(layer.name, layer_gradient_errors(layer, x, rng, eps, training), tol)
-
-
-def check_model_gradients(
-    model: Sequential, x: np.ndarray, y: np.ndarray, tol: float = DEFAULT_TOL, eps: float = DEFAULT_EPS
-) -> dict[str, float]:
-    """Raise ``AssertionError`` unless every gradient through ``model`` is within ``tol``; return the errors."""
-    return _assert_report("Sequential", model_gradient_errors(model, x, y, eps), tol)
-
-
-# -- the whole contract ----------------------------------------------------------------------
 
 
 @dataclass
@@ -417,7 +192,8 @@ def _check_build(report: LayerCheckReport, layer: Layer, input_shape, dtype: np.
         problems.append(f"build returned {shape}, compute_output_shape returned {declared}")
     report.output_shape = shape
     for kind, named in (("parameter", built.named_parameters()), ("buffer", built.named_buffers())):
-        problems += [f"{kind} {k!r} has dtype {v.dtype}, expected {dtype}" for k, v in named.items() if v.dtype != dtype]
+        problems += [f"{kind} {k!r} has dtype {v.dtype}, expected {dtype}"
+                     for k, v in named.items() if v.dtype != dtype]
     _record(report, f"build [{dtype}]", problems)
     return built
 
@@ -481,10 +257,6 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
     ])
     return y
 
-
-def _token_ids(x: Any) -> bool:
-    """Whether ``x`` is an integer array (token ids): it has no gradient, and keeps its dtype in the checks."""
-    return isinstance(x, np.ndarray) and x.dtype.kind in "iu"
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -632,154 +404,3 @@ def _compare_dtypes(report: LayerCheckReport, outputs: dict, stochastic: bool) -
 # -- Hypothesis strategies (hypothesis is a test dependency: imported only when these are called) --
 
 
-def _span(value: int | tuple[int, int], arg: str) -> tuple[int, int]:
-    low, high = (value, value) if isinstance(value, int) else value
-    if not 1 <= low <= high:
-        raise ValueError(f"{arg} must be a positive int or a (low, high) pair with 1 <= low <= high, got {value!r}")
-    return low, high
-
-
-def image_shapes(
-    channels: int | tuple[int, int] = (1, 3),
-    height: int | tuple[int, int] = (1, 8),
-    width: int | tuple[int, int] | None = None,
-):
-    """Strategy for per-sample image shapes ``(C, H, W)``; each size an int or an inclusive ``(low, high)``.
-
-    ``width`` defaults to the same range as ``height`` (drawn independently). For a layer with a
-    ``k × k`` window use ``height=(k, 8)`` so that every drawn image can hold it.
-    """
-    from hypothesis import strategies as st
-
-    ints = [st.integers(*_span(v, arg)) for v, arg in
-            ((channels, "channels"), (height, "height"), (height if width is None else width, "width"))]
-    return st.tuples(*ints)
-
-
-def feature_shapes(features: int | tuple[int, int] = (1, 12)):
-    """Strategy for per-sample feature-vector shapes ``(D,)``, as ``Dense`` takes."""
-    from hypothesis import strategies as st
-
-    return st.tuples(st.integers(*_span(features, "features")))
-
-
-def any_shapes(ndim: int | tuple[int, int] = (1, 3), size: int | tuple[int, int] = (1, 5)):
-    """Strategy for per-sample shapes of ``ndim`` axes, each of ``size``: for layers that take any shape."""
-    from hypothesis import strategies as st
-
-    return st.lists(st.integers(*_span(size, "size")), min_size=_span(ndim, "ndim")[0],
-                    max_size=_span(ndim, "ndim")[1]).map(tuple)
-
-
-def layer_inputs(shapes=None, batch: int | tuple[int, int] = (1, 3), dtype: Any = np.float64):
-    """Strategy for input batches ``(N, *shape)``: ties- and kink-free arrays (:func:`tie_free_input`).
-
-    ``shapes`` is a strategy of per-sample shapes (default :func:`image_shapes`). Read the
-    per-sample shape of a drawn ``x`` as ``x.shape[1:]``::
-
-        @given(layer_inputs(image_shapes(height=(3, 8))))
-        def test_my_layer(x):
-            check_layer(MyLayer(3), x.shape[1:], x=x)
-    """
-    from hypothesis import strategies as st
-
-    shapes = image_shapes() if shapes is None else shapes
-    return st.builds(
-        lambda n, shape, seed: tie_free_input((n, *shape), np.random.default_rng(seed), dtype=dtype),
-        st.integers(*_span(batch, "batch")), shapes, st.integers(0, 2**32 - 1),
-    )
-
-
-# -- losses ------------------------------------------------------------------------------------
-
-
-def check_loss(
-    loss: Loss,
-    input_shape: Sequence[int],
-    *,
-    batch: int = 3,
-    outputs: np.ndarray | None = None,
-    targets: Any = None,
-    mask: np.ndarray | None = None,
-    tol: float = DEFAULT_TOL,
-    eps: float = DEFAULT_EPS,
-    seed: int = 0,
-) -> float:
-    """Check a loss (:class:`minidl.layers.Loss`) against its contract; return the gradient's error.
-
-    On a deep copy of ``loss`` built for model outputs of per-sample ``input_shape`` in float64,
-    with ``outputs`` (default :func:`tie_free_input` of ``batch`` samples), ``targets`` (default:
-    the first of normal floats, 0/1 values, class labels that ``loss.prepare_targets`` accepts)
-    and ``mask`` (optional, bool ``(N, T)`` for sequence outputs):
-
-    - ``loss_and_grad(outputs, targets, mask)`` gives a finite Python float and a gradient of
-      ``outputs``' shape and dtype, leaves its arguments unchanged and gives the same when called
-      again;
-    - the gradient matches central finite differences of the value within ``tol`` (relative,
-      as :func:`check_layer`);
-    - ``metrics`` gives one value per sample ``(N,)`` or per step ``(N, T)``; ``predict`` gives
-      one row per sample.
-
-    Args:
-        loss: the loss to check.
-        input_shape: the per-sample shape of the model outputs it takes.
-
-    Raises ``AssertionError`` listing every problem.
-
-    Example::
-
-        check_loss(Huber(delta=1.0), (3,))
-    """
-    if not isinstance(loss, Loss):
-        raise TypeError(f"check_loss: expected a minidl.layers.Loss, got {type(loss).__name__}")
-    input_shape = tuple(int(d) for d in input_shape)
-    loss = copy.deepcopy(loss)
-    loss.build(input_shape, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    z = np.array(outputs, dtype=np.float64) if outputs is not None else tie_free_input((batch, *input_shape), rng)
-    n = len(z)
-    t = loss.prepare_targets(targets if targets is not None else _example_targets(loss, n, rng), n)
-    z0, t0 = z.copy(), t.copy()
-    args = (t,) if mask is None else (t, mask)
-    problems = []
-    value, grad = loss.loss_and_grad(z, *args)
-    grad = np.array(grad)
-    if not isinstance(value, float) or not np.isfinite(value):
-        problems.append(f"loss_and_grad gave the value {value!r}, not a finite Python float")
-    if grad.shape != z.shape or grad.dtype != z.dtype:
-        problems.append(f"loss_and_grad gave a gradient of shape {grad.shape} and dtype {grad.dtype}, "
-                        f"expected {z.shape} and {z.dtype}")
-    if not (np.array_equal(z, z0) and np.array_equal(t, t0)):
-        problems.append("loss_and_grad changed its outputs or targets argument")
-    error = np.inf
-    if not problems:
-        again = loss.loss_and_grad(z, *args)
-        if again[0] != value or not np.array_equal(np.array(again[1]), grad):
-            problems.append("loss_and_grad called twice gave different results")
-        numeric, noise = central_differences(lambda: loss.loss_and_grad(z, *args)[0], z, 1.0, eps)
-        error, where = relative_error(grad, numeric, noise)
-        if not error <= tol:
-            problems.append(f"gradient: max relative error {error:.3g} > {tol:.0e} at index {where} "
-                            f"(loss_and_grad {grad[where]:.10g}, finite differences {numeric[where]:.10g})")
-    for name, values in (loss.metrics(z, t) if mask is None else loss.metrics(z, t, mask)).items():
-        if np.shape(values) not in ((n,), z.shape[:2]):
-            problems.append(f"metrics()[{name!r}] has shape {np.shape(values)}, expected one value per sample "
-                            f"({n},) or per step {z.shape[:2]}")
-    if len(loss.predict(z)) != n:
-        problems.append(f"predict gave {len(loss.predict(z))} rows for {n} samples")
-    if problems:
-        raise AssertionError(f"{loss.name}: " + "\n  ".join(["loss contract broken:", *problems]))
-    return error
-
-
-def _example_targets(loss: Loss, n: int, rng: np.random.Generator) -> np.ndarray:
-    """The first kind of target ``loss`` accepts: normal floats, 0/1 values, or class labels."""
-    shape = (n, *loss.input_shape)
-    candidates = [rng.standard_normal(shape), rng.integers(0, 2, shape), rng.integers(0, shape[-1], shape[:-1])]
-    for candidate in candidates:
-        try:
-            loss.prepare_targets(candidate, n)
-        except (TypeError, ValueError):
-            continue
-        return candidate
-    raise ValueError(f"check_loss: {loss.name} accepts none of float, 0/1 or class-label targets; pass targets=")

@@ -13,6 +13,9 @@ token ids (int64) of the training and validation parts. The validation part is t
 split, so that no validation text is seen in training, as char-rnn and nanoGPT split it. The
 vocabulary is that of the whole corpus (so every validation character has an id), in code point
 order.
+
+:func:`load_pydoc_topics` turns the pydoc corpus into a sequence classification task: which help
+topic a window of characters comes from (padded token ids, for ``text_cnn`` and ``text_lstm``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["CharTokenizer", "TextData", "load_pydoc_text", "load_tiny_shakespeare", "split_text"]
+__all__ = ["CharTokenizer", "TextData", "load_pydoc_text", "load_pydoc_topics", "load_tiny_shakespeare", "split_text"]
 
 
 class CharTokenizer:
@@ -186,6 +189,84 @@ def load_pydoc_text(validation_fraction: float = 0.1) -> TextData:
 
     text = "".join(topics.topics[key] for key in sorted(topics.topics))
     return split_text(text, validation_fraction)
+
+
+def load_pydoc_topics(num_classes: int = 4, max_length: int = 64, seed: int = 0, *, min_length: int | None = None,
+                      train_per_class: int = 500, test_per_class: int = 100, test_every: int = 5
+                      ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Which pydoc help topic a window of text comes from: a small offline sequence classification task.
+
+    The classes are the ``num_classes`` longest topics of ``pydoc_data.topics`` (``"specialnames"``,
+    ``"compound"``, ``"types"``, ``"formatstrings"``, ... ; ties by name), in that order. Each topic's text
+    is cut into blocks of ``8 * max_length`` characters (the last partial one dropped); every
+    ``test_every``-th block feeds the test windows, the others the training windows, so no test
+    character is seen in training and both parts cover the whole topic. A window lies inside one block,
+    starts at a random place and has a random length in ``[min_length, max_length]``; its characters become
+    the ids of :func:`load_pydoc_text`'s tokenizer *plus one*, right-padded with 0 to ``max_length``:
+    id 0 is padding only, which ``Embedding(vocab_size, dim, mask_zero=True)`` turns into a mask. The
+    vocabulary size to give an ``Embedding`` is therefore ``load_pydoc_text().tokenizer.vocab_size + 1``.
+
+    Args:
+        num_classes: the number of topics ``K`` (at least 2).
+        max_length: the padded length ``T`` of every row.
+        seed: seeds the windows' starts and lengths and the order of the rows.
+        min_length: the shortest window; default ``max(1, max_length // 4)``.
+        train_per_class: training windows per topic.
+        test_per_class: test windows per topic.
+        test_every: every how many blocks of a topic one is held out for the test windows.
+
+    Shape:
+        ``X_train (K·train_per_class, T)`` and ``X_test (K·test_per_class, T)`` int64 ids; ``y`` int64
+        labels in ``[0, K)``, shuffled.
+
+    Example::
+
+        >>> (X_train, y_train), (X_test, y_test) = load_pydoc_topics(num_classes=3, max_length=32)
+        >>> X_train.shape, X_test.shape, sorted(set(y_train.tolist()))
+        ((1500, 32), (300, 32), [0, 1, 2])
+    """
+    from pydoc_data import topics
+
+    def whole(value: Any, name: str, low: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"load_pydoc_topics: {name} must be an int >= {low}, got {value!r}")
+        if value < low:
+            raise ValueError(f"load_pydoc_topics: {name} must be an int >= {low}, got {value!r}")
+        return int(value)
+
+    texts = topics.topics
+    names = sorted(texts, key=lambda key: (-len(texts[key]), key))
+    num_classes = whole(num_classes, "num_classes", 2)
+    if num_classes > len(names):
+        raise ValueError(f"load_pydoc_topics: num_classes must be at most {len(names)} (the topics), got {num_classes}")
+    max_length = whole(max_length, "max_length", 1)
+    min_length = max(1, max_length // 4) if min_length is None else whole(min_length, "min_length", 1)
+    if min_length > max_length:
+        raise ValueError(f"load_pydoc_topics: min_length must be <= max_length={max_length}, got {min_length}")
+    counts = whole(train_per_class, "train_per_class", 1), whole(test_per_class, "test_per_class", 1)
+    test_every = whole(test_every, "test_every", 2)
+    block = 8 * max_length
+    tokenizer = load_pydoc_text().tokenizer
+    rng = np.random.default_rng(seed)
+    steps = np.arange(max_length)
+    parts: list[list[np.ndarray]] = [[], []]
+    for label, name in enumerate(names[:num_classes]):
+        ids = tokenizer.encode(texts[name]) + 1
+        blocks = ids[:len(ids) - len(ids) % block].reshape(-1, block)
+        test = np.arange(len(blocks)) % test_every == test_every - 1
+        for part, (source, count) in enumerate(zip((blocks[~test], blocks[test]), counts, strict=True)):
+            if not len(source):
+                raise ValueError(f"load_pydoc_topics: topic {name!r} has no {'test' if part else 'training'} "
+                                 f"block of {block} characters; lower max_length or test_every")
+            lengths = rng.integers(min_length, max_length + 1, size=count)
+            rows, starts = rng.integers(0, len(source), size=count), rng.integers(0, block - lengths + 1)
+            windows = source[rows[:, None], np.minimum(starts[:, None] + steps, block - 1)]
+            parts[part].append(np.column_stack([np.where(steps < lengths[:, None], windows, 0), np.full(count, label)]))
+    out = []
+    for chunks in parts:
+        data = np.concatenate(chunks)[rng.permutation(sum(len(c) for c in chunks))]
+        out.append((np.ascontiguousarray(data[:, :-1], dtype=np.int64), data[:, -1].astype(np.int64)))
+    return out[0], out[1]
 
 
 def load_tiny_shakespeare(data_dir: str | os.PathLike | None = None, download: bool = True, *,

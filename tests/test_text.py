@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 import minidl.text
 from minidl import datasets, download
 from minidl.download import ChecksumError, DownloadError, RemoteFile
-from minidl.text import CharTokenizer, TextData, load_pydoc_text, load_tiny_shakespeare, split_text
+from minidl.text import (
+    CharTokenizer,
+    TextData,
+    load_pydoc_text,
+    load_pydoc_topics,
+    load_tiny_shakespeare,
+    split_text,
+)
 
 CORPUS = (b"First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
           b"First Citizen:\nYou are all resolved rather to die than to famish?\n")
@@ -159,3 +166,51 @@ def test_tiny_shakespeare_from_your_own_copy(tmp_path, capsys):
     (own / "input.txt").write_bytes(b"\xff\xfe")
     with pytest.raises(datasets.DataFormatError, match="is not UTF-8 text"):
         load_tiny_shakespeare(path=own, verbose=False)
+
+
+def test_pydoc_topics_are_padded_windows_of_their_topic():
+    from pydoc_data import topics
+
+    (X, y), (X_test, y_test) = load_pydoc_topics(num_classes=3, max_length=20, seed=1, train_per_class=40,
+                                                 test_per_class=10)
+    assert X.shape == (120, 20) and X_test.shape == (30, 20) and X.dtype == y.dtype == np.int64
+    assert np.bincount(y).tolist() == [40] * 3 and np.bincount(y_test).tolist() == [10] * 3
+    lengths = (X > 0).sum(axis=1)
+    assert lengths.min() >= 5 and lengths.max() <= 20
+    # right-padded: every row is its characters, then zeros only
+    assert ((X > 0) == (np.arange(20) < lengths[:, None])).all()
+    tokenizer = load_pydoc_text().tokenizer
+    for row, label in zip(X, y, strict=True):
+        text = tokenizer.decode(row[row > 0] - 1)
+        assert text in topics.topics[["specialnames", "compound", "types"][label]]
+    again = load_pydoc_topics(num_classes=3, max_length=20, seed=1, train_per_class=40, test_per_class=10)
+    np.testing.assert_array_equal(again[0][0], X)
+    assert not np.array_equal(load_pydoc_topics(num_classes=3, max_length=20, seed=2, train_per_class=40,
+                                                test_per_class=10)[0][0], X)
+
+
+def test_pydoc_topics_test_windows_come_from_held_out_blocks():
+    from pydoc_data import topics
+
+    (X, y), (X_test, y_test) = load_pydoc_topics(num_classes=2, max_length=30, min_length=30, test_per_class=20)
+    tokenizer = load_pydoc_text().tokenizer
+    for rows, labels, held_out in ((X[:50], y[:50], False), (X_test, y_test, True)):
+        for row, label in zip(rows, labels, strict=True):
+            text = topics.topics[["specialnames", "compound"][label]]
+            start = text.index(tokenizer.decode(row - 1))  # windows of 30 characters are unique in these topics
+            assert start // 240 == (start + 29) // 240  # inside one block of 8 * max_length
+            assert (start // 240 % 5 == 4) == held_out
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"num_classes": 1}, ValueError, "num_classes must be an int >= 2, got 1"),
+    ({"num_classes": 2.0}, TypeError, "num_classes must be an int"),
+    ({"num_classes": 10_000}, ValueError, "num_classes must be at most"),
+    ({"max_length": 0}, ValueError, "max_length must be an int >= 1, got 0"),
+    ({"max_length": 8, "min_length": 9}, ValueError, "min_length must be <= max_length=8, got 9"),
+    ({"test_every": 1}, ValueError, "test_every must be an int >= 2, got 1"),
+    ({"max_length": 10_000}, ValueError, "has no training block of 80000 characters"),
+])
+def test_pydoc_topics_reject_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        load_pydoc_topics(**kwargs)

@@ -13,7 +13,7 @@ abstract base opts out: ``class Base(Layer, register=False)``), so a saved archi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -168,7 +168,7 @@ class Layer:
     # -- machinery shared by every layer ---------------------------------------------
     def build(
         self,
-        input_shape: Shape,
+        input_shape: Sequence[int],
         rng: np.random.Generator | None = None,
         dtype: Any = np.float32,
     ) -> Shape:

@@ -22,7 +22,6 @@ from .. import config
 
 # The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
 from ..arguments import as_float, as_int, as_pair, check_bool
-from ..config import register_class
 from . import checks, hooks
 from . import state as _state
 from .hooks import RemovableHandle, call_forward, run_forward_hooks
@@ -33,11 +32,11 @@ __all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "RemovableHandle",
 
 Shape = tuple[int, ...]
 
-#: Every ``Layer`` subclass by class name; filled in by ``Layer.__init_subclass__``.
+#: Every ``Layer`` subclass by class name; filled in as they are defined (``config.Configurable``).
 LAYERS: dict[str, type[Layer]] = {}
 
 
-class Layer:
+class Layer(config.Configurable, register=False):
     """Base class of every layer. Subclasses override the methods below as needed.
 
     - ``__init__(..., *, trainable=True, name=None)``: store and validate the hyper-parameters
@@ -88,16 +87,9 @@ class Layer:
     #: Functions called after ``forward`` (see :meth:`register_forward_hook`); empty for most layers.
     _forward_hooks: dict[int, Callable[..., Any]] = {}
 
-    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if register:  # ``class MyBase(Layer, register=False)``: an abstract base no file can name
-            register_class(LAYERS, cls)
-
     def __init__(self, *, trainable: bool = True, name: str | None = None) -> None:
         check_bool(trainable, "trainable", type(self).__name__)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"{type(self).__name__}: name must be a str, got {name!r}")
-        self.name = name or type(self).__name__
+        self._set_name(name)
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
         self.dtype: np.dtype | None = None
@@ -149,18 +141,6 @@ class Layer:
             handle.remove()
         """
         return hooks.add_forward_hook(self, hook)
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
-
-    def to_config(self) -> dict[str, Any]:
-        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt layer (see :mod:`minidl.config`)."""
-        return config.to_config(self)
-
-    @staticmethod
-    def from_config(spec: dict[str, Any]) -> Layer:
-        """Inverse of :meth:`to_config`; the class must be defined (imported) already."""
-        return config.from_config(spec, Layer)
 
     # -- machinery shared by every layer ---------------------------------------------
     def build(
@@ -254,10 +234,6 @@ class Layer:
         if isinstance(x, np.ndarray) and x.shape[1:] == self.input_shape and x.dtype == self.dtype and x.ndim > 1:
             return
         raise checks.input_error(self.name, self.input_shape, self.dtype, x)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     def __getattr__(self, attr: str) -> Any:
         raise checks.missing_attribute(self, attr)  # only reached when normal lookup fails

@@ -15,7 +15,6 @@ import numpy as np
 
 from .. import config
 from ..arguments import as_int, as_shape
-from ..config import register_class
 from ..targets import binary_targets, check_outputs, class_labels, float_targets
 from .base import Shape
 
@@ -25,7 +24,7 @@ __all__ = ["Loss", "LOSSES", "SoftmaxCE", "SigmoidBCE", "MSE"]
 LOSSES: dict[str, type[Loss]] = {}
 
 
-class Loss:
+class Loss(config.Configurable, register=False):
     r"""Base class of losses: what a model is trained to minimise, given its outputs and the targets.
 
     The loss takes the model's outputs ``(N, *input_shape)`` (scores, logits or values; its
@@ -60,15 +59,8 @@ class Loss:
                 return float(np.mean(np.abs(r))), np.sign(r) / r.size
     """
 
-    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if register:  # ``class MyBase(Loss, register=False)``: an abstract base no file can name
-            register_class(LOSSES, cls)
-
     def __init__(self, *, name: str | None = None) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"{type(self).__name__}: name must be a str, got {name!r}")
-        self.name = name or type(self).__name__
+        self._set_name(name)
         self.input_shape: Shape | None = None
         self.dtype: np.dtype | None = None
 
@@ -126,23 +118,6 @@ class Loss:
             f"predict_proba needs a classifier loss (SoftmaxCE or SigmoidBCE), but the model's loss is "
             f"{self.name}; use predict for its values"
         )
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments as JSON-able values (saving and ``repr`` use them)."""
-        return {}
-
-    def to_config(self) -> dict[str, Any]:
-        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt loss (see :mod:`minidl.config`)."""
-        return config.to_config(self)
-
-    @staticmethod
-    def from_config(spec: dict[str, Any]) -> Loss:
-        """Inverse of :meth:`to_config`; the class must be defined (imported) already."""
-        return config.from_config(spec, Loss)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     def _check(self, outputs: np.ndarray, targets: Any, mask: np.ndarray | None) -> None:
         """``outputs`` of the built shape and dtype; ``mask`` (if any) of shape (N, T) for sequence outputs."""

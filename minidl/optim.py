@@ -58,6 +58,8 @@ class Optimizer:
         self.lr = as_float(lr, "lr", type(self).__name__, low=0.0, low_inclusive=False)
         self.fused = self.fused_default if fused is None else check_bool(fused, "fused", owner)
         self._flat = FlatGrads(self.params) if self.fused else None
+        #: Per parameter (same order as ``params``): its state, ``{}`` until its first step (see ``_state_slots``).
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
     def flat_grads(self) -> list[np.ndarray] | None:
         """The flat gradient buffers (one per dtype) while they hold exactly the trainable gradients.
@@ -107,17 +109,11 @@ class Optimizer:
         hyper, per_param = optim_state.parse_state_dict(self, state)
         for k, v in hyper.items():
             setattr(self, k, v)
-        self._set_param_states(per_param)
+        self.state = per_param
 
-    # Optimizers with per-parameter state (momentum, moments) override these three.
     def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
+        """The keys of a parameter's entry in :attr:`state` once it has one, given the hyper-parameters."""
         return set()
-
-    def _get_param_states(self) -> list[dict[str, Any]]:
-        return [{} for _ in self.params]
-
-    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
-        pass
 
 
 class SGD(Optimizer):
@@ -164,18 +160,12 @@ class SGD(Optimizer):
         if check_bool(nesterov, "nesterov", "SGD") and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
-        self._buffers: list[np.ndarray | None] = [None] * len(self.params)
 
     hyperparameters = ("lr", "momentum", "nesterov", "weight_decay")
 
     def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
         return {"momentum_buffer"}
 
-    def _get_param_states(self) -> list[dict[str, Any]]:
-        return [{} if buf is None else {"momentum_buffer": buf} for buf in self._buffers]
-
-    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
-        self._buffers = [entry.get("momentum_buffer") for entry in states]
 
     def step(self) -> None:
         """Apply one update to every trainable parameter."""
@@ -186,9 +176,9 @@ class SGD(Optimizer):
             if self.weight_decay:
                 g = g + self.weight_decay * p.data
             if self.momentum:
-                buf = self._buffers[i]
+                buf = self.state[i].get("momentum_buffer")
                 if buf is None:
-                    buf = self._buffers[i] = g.copy()
+                    buf = self.state[i]["momentum_buffer"] = g.copy()
                 else:
                     buf *= self.momentum
                     buf += g
@@ -208,7 +198,8 @@ class Adam(Optimizer):
         \hat v = \max(\hat v, v) \ (\text{amsgrad}) \text{ else } v, \\
         θ \leftarrow θ - \frac{\mathrm{lr}}{1-β_1^t} \cdot \frac{m}{\sqrt{\hat v}/\sqrt{1-β_2^t} + ε}
 
-    ``m`` and ``v`` start at zero. Frozen parameters (``trainable=False``) are skipped and
+    ``m`` and ``v`` start at zero (``state[i]`` holds ``step``, ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
+    ``max_exp_avg_sq``). Frozen parameters (``trainable=False``) are skipped and
     their step count does not advance, as PyTorch skips parameters without a gradient.
 
     Args:
@@ -259,8 +250,6 @@ class Adam(Optimizer):
         self.amsgrad = check_bool(amsgrad, "amsgrad", name)
         if decoupled_weight_decay is not None:
             self.decoupled_weight_decay = check_bool(decoupled_weight_decay, "decoupled_weight_decay", name)
-        #: Per parameter (same order as ``params``): ``step``, ``exp_avg``, ``exp_avg_sq`` (+ ``max_exp_avg_sq``).
-        self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
     def step(self) -> None:
         """Apply one update to every trainable parameter."""
@@ -293,11 +282,6 @@ class Adam(Optimizer):
     def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
         return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"] else set())
 
-    def _get_param_states(self) -> list[dict[str, Any]]:
-        return self.state
-
-    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
-        self.state = states
 
 
 class AdamW(Adam):

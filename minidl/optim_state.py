@@ -1,7 +1,7 @@
 """What every optimizer holds besides its update rule: the checked parameter list and the state dict.
 
 :class:`minidl.optim.Optimizer` calls these; an optimizer declares its ``hyperparameters`` and, if it
-keeps per-parameter state, ``_state_slots``, ``_get_param_states`` and ``_set_param_states``.
+keeps per-parameter state (``state``), the keys of an entry (``_state_slots``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def state_dict(opt: Optimizer) -> dict[str, Any]:
         state_dict(SGD(model.parameters(), momentum=0.9))  # {"lr": 0.01, "momentum": 0.9, ...}
     """
     out: dict[str, Any] = {k: getattr(opt, k) for k in opt.hyperparameters}
-    for i, slots in enumerate(opt._get_param_states()):
+    for i, slots in enumerate(opt.state):
         out.update({f"{i}.{k}": v.copy() if isinstance(v, np.ndarray) else v for k, v in slots.items()})
     return out
 

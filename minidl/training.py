@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from .arguments import as_int, check_bool
-from .callbacks import Callback, History
+from .callbacks import Callback, CallbackList, History
 from .fit_checks import (
     check_fit_arguments,
     check_owned,
@@ -136,7 +136,7 @@ class Trainer:
     ) -> None:
         self.model = model
         self.loss = require_loss(model, "fit")
-        self.callbacks = check_fit_arguments(verbose, callbacks, optimizer)
+        self.callbacks = CallbackList(check_fit_arguments(verbose, callbacks, optimizer))
         self.requested_optimizer = optimizer
         self.verbose = verbose
         self.history = History()
@@ -168,9 +168,8 @@ class Trainer:
             previous_optimizer, model.optimizer = model.optimizer, optimizer
             self.optimizer = optimizer
             try:
-                for cb in self.callbacks:
-                    cb.set_model(model)
-                    cb.on_train_begin()
+                self.callbacks.set_model(model)
+                self.callbacks.on_train_begin()
             except BaseException:
                 model.optimizer = previous_optimizer  # a refused fit leaves nothing behind for the next one
                 raise
@@ -192,14 +191,12 @@ class Trainer:
             err.history, diverged = self.history, err
         except KeyboardInterrupt:
             if guard.updating:  # a forced stop (a second Ctrl-C) inside optimizer.step: nothing is consistent
-                for cb in self.callbacks:
-                    cb.on_train_end()
+                self.callbacks.on_train_end()
                 raise
             self.history.mark_interrupted()
             self.model.stop_training = True
             self.progress.interrupted(len(self.history.epoch))
-        for cb in self.callbacks:  # also after a NaN stop, so callbacks can restore or save what they hold
-            cb.on_train_end()
+        self.callbacks.on_train_end()  # also after a NaN stop, so callbacks can restore or save what they hold
         if diverged is not None:
             raise diverged
         return self.history
@@ -207,8 +204,7 @@ class Trainer:
     def _epochs(self) -> None:
         guard = self.guard
         for epoch in range(self.epochs):
-            for cb in self.callbacks:
-                cb.on_epoch_begin(epoch)
+            self.callbacks.on_epoch_begin(epoch)
             guard.begin_epoch()
             logs, steps = self._run_epoch(epoch)
             guard.end_epoch(epoch, steps=steps)
@@ -221,8 +217,7 @@ class Trainer:
             logs["lr"] = self.optimizer.lr  # the rate this epoch trained with; a schedule may change it at epoch end
             self.history.append(logs)
             self.progress.end_epoch(epoch, logs)
-            for cb in self.callbacks:
-                cb.on_epoch_end(epoch, logs)
+            self.callbacks.on_epoch_end(epoch, logs)
             guard.check_interrupt()
             if self.model.stop_training:
                 break
@@ -244,8 +239,7 @@ class Trainer:
             with guard.step():  # an interrupt inside the update leaves guard.updating set
                 step_fn()
             running.add(loss, outputs, yb, model.output_mask)
-            for cb in callbacks:
-                cb.on_batch_end(step, {"loss": loss, "size": len(yb)})
+            callbacks.on_batch_end(step, {"loss": loss, "size": len(yb)})
             steps = step + 1
             if progress.due(running.seen):
                 progress.update(running.seen, running.means())

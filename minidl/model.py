@@ -19,10 +19,10 @@ from .layers import containers
 from .layers.base import Buffer, Layer, Parameter, Shape
 from .layers.containers import at_layer
 from .layers.losses import Loss
-from .model_checks import check_nested_losses, check_seed, float_dtype, input_dtype_of, split_loss
+from .model_checks import check_nested_losses, check_seed, float_dtype, input_dtype_of, require_built, split_loss
 from .optim import Optimizer
 from .sources import as_source
-from .summary import print_summary
+from .summary import model_repr, print_summary
 
 __all__ = ["Sequential", "load"]
 
@@ -252,15 +252,10 @@ class Sequential(containers.Sequential, register=False):
         return generate(self, prompt_tokens, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
 
     def _require_built(self, what: str) -> None:
-        if not self.built:
-            raise ValueError(f"Sequential.{what}: the model is not built; pass input_shape= or call build()")
+        require_built(self.built, what)
 
     def __repr__(self) -> str:
-        extra = (f", input_shape={self.input_shape}" if self.built else "") + (
-            f", seed={self.seed}" if self.seed is not None else "") + (
-            f", dtype='{self.dtype}'" if self.dtype != np.float32 else "")
-        loss = f", loss={self.loss!r}" if self.loss is not None else ""
-        return f"Sequential([{', '.join(map(repr, self.layers))}]{extra}{loss})"
+        return model_repr(self)
 
 
 def load(path: str | os.PathLike) -> Sequential:

@@ -15,7 +15,7 @@ from .arguments import as_int
 from .layers.base import Layer
 from .layers.losses import Loss
 
-__all__ = ["split_loss", "check_nested_losses", "float_dtype", "input_dtype_of", "check_seed"]
+__all__ = ["require_built", "split_loss", "check_nested_losses", "float_dtype", "input_dtype_of", "check_seed"]
 
 
 def split_loss(layers: Any, loss: Any) -> tuple[list[Layer], Loss | None]:
@@ -113,3 +113,14 @@ def check_seed(seed: Any) -> None:
     if seed is not None:
         for entropy in seed if isinstance(seed, (list, tuple)) else [seed]:
             as_int(entropy, "seed", "Sequential")
+
+
+def require_built(built: bool, what: str) -> None:
+    """A ``ValueError`` for ``Sequential.<what>`` on a model that is not built yet.
+
+    Example::
+
+        require_built(model.built, "summary")
+    """
+    if not built:
+        raise ValueError(f"Sequential.{what}: the model is not built; pass input_shape= or call build()")

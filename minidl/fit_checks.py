@@ -12,16 +12,22 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .callbacks import Callback
+from .layers.losses import SoftmaxCE
 from .optim import Optimizer
+from .recipes import OPTIMIZERS
 from .sources import Source, as_source, is_batch_iterable
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["require_loss", "check_fit_arguments", "validation_source", "check_owned", "warn_ran_out",
-           "require_classifier"]
+__all__ = ["warn_if_not_learning",
+           "require_loss", "check_fit_arguments", "validation_source", "check_owned", "warn_ran_out",
+           "require_classifier", "NotLearningWarning", "not_learning", "warn_if_unscaled", "CHANCE_FRACTION",
+           "MIN_EPOCHS_TO_JUDGE"]
 
 
 def require_loss(model: Sequential, what: str) -> Loss:
@@ -69,7 +75,7 @@ def check_fit_arguments(verbose: Any, callbacks: Any, optimizer: Any) -> list[Ca
     Args:
         verbose: 0, 1 or 2.
         callbacks: an iterable of :class:`~minidl.callbacks.Callback` objects.
-        optimizer: a minidl ``Optimizer`` or ``None``.
+        optimizer: a minidl ``Optimizer``, an optimizer's name (``"adam"``) or ``None``.
 
     Example::
 
@@ -83,8 +89,14 @@ def check_fit_arguments(verbose: Any, callbacks: Any, optimizer: Any) -> list[Ca
     for i, cb in enumerate(listed):
         if not isinstance(cb, Callback):
             raise TypeError(f"fit: callbacks[{i}] must be a minidl Callback, got {type(cb).__name__}")
-    if optimizer is not None and not isinstance(optimizer, Optimizer):
-        raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, got {optimizer!r}")
+    if isinstance(optimizer, str):  # a name, as Keras takes: the optimizer with its default settings
+        if optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(f"fit: optimizer {optimizer!r} is not a minidl optimizer: pass one of the names "
+                             f"{sorted(OPTIMIZERS)} (default settings) or an Optimizer such as "
+                             "Adam(model.parameters(), lr=1e-3)")
+    elif optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, or one of the names "
+                        f"{sorted(OPTIMIZERS)}, got {optimizer!r}")
     return listed
 
 
@@ -169,3 +181,78 @@ def warn_ran_out(source: Source, epoch: int, steps: int, complete: Sequence[int]
         "generator out over the epochs, or an object whose __iter__ starts a fresh pass each epoch",
         stacklevel=4,
     )
+
+
+#: fit (and the scikit-learn wrappers) warn when, after at least MIN_EPOCHS_TO_JUDGE epochs, the training loss
+#: is above CHANCE_FRACTION of ln K (the loss of uniform guessing over K classes) or has not fallen at all.
+CHANCE_FRACTION = 0.97
+MIN_EPOCHS_TO_JUDGE = 5
+
+
+class NotLearningWarning(UserWarning):
+    """``fit``'s warning that training is not learning: a loss at chance level or not falling."""
+
+
+def not_learning(classes: int, losses: Sequence[float]) -> str | None:
+    """Why the training ``losses`` (one per epoch) show no learning, or ``None``; ``classes`` is K (0: no classes).
+
+    Args:
+        classes: the number of classes of a softmax cross-entropy, else 0.
+        losses: the training loss of each epoch so far.
+
+    Example::
+
+        not_learning(10, [2.4, 2.35, 2.33, 2.31, 2.30])  # "after 5 epochs the training loss is 2.3000, ..."
+    """
+    if len(losses) < MIN_EPOCHS_TO_JUDGE:
+        return None
+    last = losses[-1]
+    if classes > 1 and last > CHANCE_FRACTION * np.log(classes):
+        return (f"after {len(losses)} epochs the training loss is {last:.4f}, still at chance level "
+                f"(ln {classes} = {np.log(classes):.4f}): the model has learnt nothing")
+    if not last < losses[0]:
+        return (f"after {len(losses)} epochs the training loss {last:.4g} has not fallen below the first epoch's "
+                f"{losses[0]:.4g}")
+    return None
+
+
+def warn_if_unscaled(model: Sequential, X: Any) -> None:
+    """One ``UserWarning`` for raw pixels given to an image model: integers above 1, or floats above 10.
+
+    Models whose first layer normalizes its input (``BatchNorm2D``, ``LayerNorm``) scale the data themselves.
+    """
+    from .layers.normalization import BatchNorm2D, LayerNorm
+
+    if (not isinstance(X, np.ndarray) or X.dtype.kind not in "iuf" or X.size == 0 or len(model.input_shape) != 3
+            or isinstance(model.layers[0], (BatchNorm2D, LayerNorm))):
+        return
+    sample = X[:1024] if isinstance(X, np.memmap) else X  # a memmap is not read whole for a warning
+    top = float(np.max(np.abs(sample))) if X.dtype.kind != "f" else float(np.nanmax(np.abs(sample)))
+    if top > (1 if X.dtype.kind in "iu" else 10):
+        warnings.warn(
+            f"fit: X holds values up to {top:g} (dtype {X.dtype}) for an image model: unscaled pixels train badly "
+            "or not at all; scale them to [0, 1] (divide by the largest possible pixel value, e.g. X / 255) or "
+            "standardize them", UserWarning, stacklevel=4)
+
+
+def warn_if_not_learning(model: Sequential, losses: list[float], lr: float) -> bool:
+    """Warn (:class:`NotLearningWarning`) when the training loss stays at chance level or does not fall;
+    returns whether it warned (``fit`` warns once).
+
+    Args:
+        model: the model being trained.
+        losses: the training loss of each epoch so far.
+        lr: the optimizer's learning rate, for the message.
+
+    Example::
+
+        judged = warn_if_not_learning(model, history["loss"], optimizer.lr)
+    """
+    classes = model.output_shape[-1] if isinstance(model.loss, SoftmaxCE) and model.output_shape else 0
+    why = not_learning(classes, losses)
+    if why is None:
+        return False
+    warnings.warn(
+        f"fit: {why}. Likely causes: a learning rate too large or too small (lr={lr:g}), "
+        "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=6)
+    return True

@@ -9,7 +9,7 @@ step of :func:`forward_backward`, the guard's check, the update and the callback
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -17,11 +17,15 @@ import numpy as np
 from .arguments import as_int, check_bool
 from .callbacks import Callback, CallbackList, History
 from .fit_checks import (
+    NotLearningWarning,
     check_fit_arguments,
     check_owned,
+    not_learning,
     require_classifier,
     require_loss,
     validation_source,
+    warn_if_not_learning,
+    warn_if_unscaled,
     warn_ran_out,
 )
 from .guard import NonFiniteLossError, TrainingGuard
@@ -29,13 +33,15 @@ from .inputs import prepare_inputs, raise_if_not_finite
 from .metrics import RunningMetrics
 from .optim import SGD, Optimizer
 from .progress import Progress
-from .sources import Batch, Source, as_source
+from .recipes import optimizer_class
+from .sources import Batch, Source, as_source, batch_size_for
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict"]  # require_loss: fit_checks
+__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict", "NotLearningWarning",
+           "not_learning"]  # require_loss, NotLearningWarning, not_learning: from fit_checks
 
 
 def prepare(model: Sequential, X: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -81,13 +87,14 @@ def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, fl
     return running.means()
 
 
-def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False, steps: int | None = None) -> np.ndarray:
+def predict(model: Sequential, X: Any, batch_size: int | None, proba: bool = False, steps: int | None = None
+            ) -> np.ndarray:
     """``model.predict`` (or ``predict_proba``): the loss's predictions (or probabilities) for ``X``, in chunks.
 
-    Without a loss, ``predict`` returns the model's outputs.
+    Without a loss, ``predict`` returns the model's outputs. ``batch_size=None`` means 256.
     """
     what = "predict_proba" if proba else "predict"
-    as_int(batch_size, "batch_size", minimum=1)
+    batch_size = batch_size_for(X, batch_size, 256, what)
     loss = model.loss
     if proba:
         require_classifier(loss)
@@ -110,7 +117,9 @@ class Trainer:
 
     Args:
         model: a built or unbuilt ``Sequential`` with a loss.
-        optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``.
+        optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``; a name of
+            :data:`minidl.recipes.OPTIMIZERS` (``"sgd"``, ``"adam"``, ``"adamw"``) makes that optimizer
+            with its default settings, as Keras does.
         callbacks: :class:`~minidl.callbacks.Callback` objects.
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
 
@@ -130,7 +139,7 @@ class Trainer:
     def __init__(
         self,
         model: Sequential,
-        optimizer: Optimizer | None = None,
+        optimizer: Optimizer | str | None = None,
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
     ) -> None:
@@ -140,29 +149,35 @@ class Trainer:
         self.requested_optimizer = optimizer
         self.verbose = verbose
         self.history = History()
+        self.judged = False  # the not-learning warning, given at most once
 
     def fit(
         self,
         X: Any,
         y: Any,
         epochs: int = 1,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         validation_data: tuple[Any, Any] | Any | None = None,
         shuffle: bool = True,
         steps_per_epoch: int | None = None,
     ) -> History:
         """Check everything, then train for ``epochs`` epochs; returns the history.
 
-        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``);
-        see :mod:`minidl.sources`.
+        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``,
+        and no ``batch_size``: its batches are used as given); see :mod:`minidl.sources`.
+        ``batch_size=None`` means 32.
         """
         model = self.model
         self.epochs = as_int(epochs, "epochs", minimum=0)
-        self.batch_size = as_int(batch_size, "batch_size", minimum=1)
+        self.batch_size = batch_size_for(X, batch_size, 32, "fit")
         self.shuffle = check_bool(shuffle, "shuffle", "fit")
         self.source = as_source(model, X, y, "X", "y", steps_per_epoch)
+        warn_if_unscaled(model, X)
         self.val = validation_source(model, validation_data, self.epochs)
         optimizer = self.requested_optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
+        if isinstance(optimizer, str):  # made now: an unbuilt model has its parameters only once X built it
+            make: Callable[..., Optimizer] = optimizer_class(optimizer.lower())  # each has a default lr
+            optimizer = make(model.parameters())
         check_owned(model, optimizer)
         with model.training_session(self.history):
             previous_optimizer, model.optimizer = model.optimizer, optimizer
@@ -218,6 +233,8 @@ class Trainer:
             self.history.append(logs)
             self.progress.end_epoch(epoch, logs)
             self.callbacks.on_epoch_end(epoch, logs)
+            if not self.judged:  # the warning is given at most once
+                self.judged = warn_if_not_learning(self.model, self.history["loss"], self.optimizer.lr)
             guard.check_interrupt()
             if self.model.stop_training:
                 break

@@ -72,6 +72,10 @@ class Layer(config.Configurable, register=False):
         trainable: ``False`` freezes the layer's parameters (and those of the layers below it).
         name: a name for messages and ``summary`` (default: the class name).
 
+    Shape:
+        - Input: ``(N, *input_shape)``; the batch axis ``N`` is never part of ``input_shape``.
+        - Output: ``(N, *output_shape)``, ``output_shape = compute_output_shape(input_shape)``.
+
     Example::
 
         class Scale(Layer):

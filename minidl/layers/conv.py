@@ -63,6 +63,28 @@ class Conv2D(Layer):
 
     ``backward_params`` (what ``fit`` calls on a model's first layer, as nobody needs ``dL/dx``
     of the data) skips ``dX_col`` and col2im.
+
+    Args:
+        filters: the number of output channels ``F``.
+        kernel_size: window height and width, an int or ``(kh, kw)``.
+        stride: step between windows, an int or ``(s_h, s_w)``.
+        padding: zeros added on each side, an int, ``(p_h, p_w)``, ``"valid"`` (none) or ``"same"``
+            (output ``ceil(H / s_h)`` by ``ceil(W / s_w)``).
+        use_bias: add the per-filter bias ``b``.
+
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, F, OH, OW)``.
+        - ``weight``: ``(F, C, kh, kw)``; ``bias``: ``(F,)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> conv = Conv2D(4, 3, padding="same")
+        >>> conv.build((1, 8, 8))
+        (4, 8, 8)
+        >>> conv.forward(np.zeros((2, 1, 8, 8), np.float32)).shape
+        (2, 4, 8, 8)
     """
 
     def __init__(
@@ -125,22 +147,26 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
+        assert self.weight is not None  # built
         bias = None if self.bias is None else self.bias.data
         y, self._ctx = get_backend().conv2d(x, self.weight.data, bias, self.stride, self._pads, self._ctx)
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return self._backward(grad_out, input_grad=True)
+        dx = self._backward(grad_out, input_grad=True)
+        assert dx is not None  # input_grad=True asks the backend for it
+        return dx
 
     def backward_params(self, grad_out: np.ndarray) -> None:
         self._backward(grad_out, input_grad=False)
 
     def _backward(self, grad_out: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        assert self.weight is not None  # built
         need_bias = self.bias is not None and self.bias.trainable
         dx, dweight, dbias = get_backend().conv2d_backward(self._ctx, grad_out, input_grad, self.weight.trainable,
                                                            need_bias)
         if dweight is not None:
             self.weight.grad[...] = dweight
-        if dbias is not None:
+        if dbias is not None and self.bias is not None:
             self.bias.grad[...] = dbias
         return dx

@@ -52,8 +52,14 @@ class Loss(config.Configurable, register=False):
     Args:
         name: a name for messages (default: the class name).
 
-    Example (an L1 loss; a Huber loss trained with ``fit`` is in docs/extending.md)::
+    Shape:
+        - Outputs: ``(N, *input_shape)``, the model's outputs.
+        - Targets: as :meth:`prepare_targets` accepts them (default: the outputs' shape).
+        - Value: a Python float; gradient: the outputs' shape.
 
+    Example::
+
+        # an L1 loss; a Huber loss trained with ``fit`` is in docs/extending.md
         class L1(Loss):
             def loss_and_grad(self, outputs, targets, mask=None):
                 r = outputs - targets

@@ -73,6 +73,47 @@ class Callback:
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
 
 
+class CallbackList(Callback):
+    """Several callbacks as one (Keras' ``CallbackList``): each hook calls the callbacks' hooks in order.
+
+    Args:
+        callbacks: the callbacks, e.g. those given to ``fit``.
+
+    Example::
+
+        hooks = CallbackList([EarlyStopping(patience=2), ModelCheckpoint("best.npz")])
+        hooks.set_model(model)
+        hooks.on_train_begin()
+    """
+
+    def __init__(self, callbacks: list[Callback]) -> None:
+        self.callbacks = callbacks
+
+    def set_model(self, model: Sequential) -> None:
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin(logs)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_batch_end(batch, logs)
+
+
 class EarlyStopping(Callback):
     """Stop ``fit`` when ``monitor`` has stopped improving, the Keras way.
 

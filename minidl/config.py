@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["register_kind", "register_class", "loads_as", "to_config", "from_config"]
+__all__ = ["Configurable", "register_kind", "register_class", "loads_as", "to_config", "from_config"]
 
 #: The base class of each kind of configurable object (``Layer``, ``Loss``) and its registry.
 _KINDS: dict[type, dict[str, type]] = {}
@@ -82,3 +82,56 @@ def _decode(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return {k: _decode(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _kind_of(cls: type) -> type:
+    return next(base for base in _KINDS if issubclass(cls, base))
+
+
+class Configurable:
+    """What layers and losses share: a ``name``, a registry entry per class, a config for saving and ``repr``.
+
+    A kind's base class (``Layer``, ``Loss``) subclasses it with ``register=False`` and is entered
+    by :func:`register_kind`; each of its subclasses joins the kind's registry when it is defined,
+    unless it declares ``register=False`` (an abstract base no file can name).
+
+    Example::
+
+        class Scale(Layer):  # registered in LAYERS as "Scale"
+            def __init__(self, factor=2.0, *, name=None):
+                super().__init__(name=name)
+                self.factor = factor
+            def get_config(self):
+                return {"factor": self.factor}
+    """
+
+    name: str
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if register:
+            register_class(_KINDS[_kind_of(cls)], cls)
+
+    def _set_name(self, name: str | None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a str, got {name!r}")
+        self.name = name or type(self).__name__
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-able values, so that ``type(self)(**get_config())`` is an equal,
+        unbuilt object (saving and ``repr`` use them)."""
+        return {}
+
+    def to_config(self) -> dict[str, Any]:
+        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt object."""
+        return to_config(self)
+
+    @classmethod
+    def from_config(cls, spec: dict[str, Any]) -> Any:
+        """Inverse of :meth:`to_config`, found in the registry of this class's kind; the class must be
+        defined (imported) already."""
+        return from_config(spec, _kind_of(cls))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"

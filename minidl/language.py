@@ -150,7 +150,7 @@ def save_checkpoint(model: Any, tokenizer: CharTokenizer, path: str | os.PathLik
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[Any, CharTokenizer]:
     """The model and tokenizer that :func:`save_checkpoint` wrote at ``path``."""
-    from .saving import load
+    from .model import load
 
     vocab = tokenizer_path(path)
     if not vocab.exists():

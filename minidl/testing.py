@@ -86,7 +86,7 @@ def tie_free_input(
 
 
 def numerical_gradient(
-    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
+    f: Callable[[], np.ndarray | float], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
 ) -> np.ndarray:
     """Central-difference gradient of ``Σ f() ⊙ weights`` with respect to ``x`` (perturbed in place, restored).
 
@@ -97,7 +97,7 @@ def numerical_gradient(
 
 
 def central_differences(
-    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
+    f: Callable[[], np.ndarray | float], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`numerical_gradient`, and for each entry the round-off it may carry (see the module docstring)."""
     grad = np.zeros_like(x, dtype=np.float64)
@@ -206,9 +206,10 @@ def model_gradient_errors(
     if model.loss is None:
         raise ValueError("model_gradient_errors: the model needs a loss (Sequential(..., loss=SoftmaxCE()))")
     x = np.array(x, dtype=model.dtype, order="C")
+    loss = model.loss
 
     def loss_and_grad() -> tuple[float, np.ndarray]:
-        return model.loss.loss_and_grad(model.forward(x, training=True), y)
+        return loss.loss_and_grad(model.forward(x, training=True), y)
 
     grad_x = model.backward(loss_and_grad()[1])
     return _compare(lambda: loss_and_grad()[0], 1.0, x, grad_x, model.named_parameters(), eps)
@@ -433,6 +434,7 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
     except Exception as err:  # noqa: BLE001
         _record(report, f"forward/backward [{label}]", [f"forward raised {type(err).__name__}: {err}"])
         return None
+    assert layer.output_shape is not None  # built
     expected = (x.shape[0], *layer.output_shape)
     if not isinstance(y, np.ndarray) or y.shape != expected:
         _record(report, f"forward/backward [{label}]",
@@ -572,6 +574,9 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
     expected = loads_as(layer)
     if expected is None:
         taken = LAYERS.get(cls.__name__)
+        if taken is None:  # declared with register=False
+            _record(report, name, [f"{cls.__name__} is not registered, so from_config cannot make it"])
+            return
         _record(report, name, [f"class name {cls.__name__!r} is taken by {taken.__module__}.{taken.__qualname__}; "
                                "rename your layer so from_config can find it"])
         return
@@ -592,6 +597,7 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
         _record(report, name, problems)
         return
     layer.forward(x, training=True)  # move any running statistics away from their initial values
+    assert layer.input_shape is not None  # built
     try:
         clone.build(layer.input_shape, rng=np.random.default_rng(seed + 3), dtype=layer.dtype)
     except Exception as err:  # noqa: BLE001
@@ -776,6 +782,7 @@ def check_loss(
 
 def _example_targets(loss: Loss, n: int, rng: np.random.Generator) -> np.ndarray:
     """The first kind of target ``loss`` accepts: normal floats, 0/1 values, or class labels."""
+    assert loss.input_shape is not None  # built by the caller
     shape = (n, *loss.input_shape)
     candidates = [rng.standard_normal(shape), rng.integers(0, 2, shape), rng.integers(0, shape[-1], shape[:-1])]
     for candidate in candidates:

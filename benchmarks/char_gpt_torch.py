@@ -14,7 +14,8 @@ window's first ``context`` characters are the input and its last ``context`` the
 ``--eval-every`` steps (and at the end) the held-out loss is the mean cross-entropy, in nats per
 character, over ``--eval-windows`` fixed windows of the validation part (dropout off); bits per
 character = nats / ln 2. Each framework starts from its own initialisation (PyTorch's defaults,
-minidl's), as a user of either would.
+minidl's), as a user of either would; ``--init minidl`` starts the PyTorch model from minidl's
+initialisation scheme instead (:func:`minidl_init`), which separates the frameworks from their defaults.
 
 minidl is trained by its own pieces, one step being ``forward``, ``model.loss.loss_and_grad``,
 ``backward`` and ``Adam.step`` (what ``fit`` does), so that the two loops are the same line by line.
@@ -103,12 +104,33 @@ def torch_model(kind: str, vocab: int, c: dict):
     return GPT() if kind == "gpt" else CharLSTM()
 
 
+def minidl_init(model) -> None:
+    """minidl's initialisation in the PyTorch model: its Dense layers' He-normal weights
+    (``N(0, 2 / fan_in)``, PyTorch's ``nn.Linear`` draws ``U(±1/√fan_in)``, 2.4 times narrower) and zero
+    biases. The embeddings (``N(0, 1)``), the positions (``N(0, 0.02²)``) and the attention projections
+    (Glorot-uniform) start alike in both already."""
+    import torch
+    from torch import nn
+
+    attention = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear) and id(module) not in attention:
+                module.weight.normal_(0.0, math.sqrt(2.0 / module.in_features))
+                module.bias.zero_()
+            elif id(module) in attention:
+                nn.init.xavier_uniform_(module.weight)
+                module.bias.zero_()
+
+
 def train_torch(kind: str, vocab: int, c: dict, data, args) -> list[tuple[int, float]]:
     import torch
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     model = torch_model(kind, vocab, c)
+    if args.init == "minidl":
+        minidl_init(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=c["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
     xv, yv = (torch.from_numpy(a) for a in eval_windows(data.validation, int(c["context"]), args.eval_windows))
@@ -176,6 +198,8 @@ def main() -> None:
     parser.add_argument("--eval-windows", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init", choices=("torch", "minidl"), default="torch",
+                        help="the PyTorch model's initialisation: PyTorch's defaults, or minidl's (minidl_init)")
     args = parser.parse_args()
     table = TABLES[args.model]
     c = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in table.items()}

@@ -17,7 +17,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .model import Sequential
 
-__all__ = ["prepare_inputs", "check_finite", "raise_if_not_finite", "as_array", "describe"]
+__all__ = ["prepare_inputs", "check_finite", "raise_if_not_finite", "as_array", "describe", "channels_first_hint"]
 
 
 def prepare_inputs(model: Sequential, X: Any, name: str) -> np.ndarray:
@@ -49,7 +49,8 @@ def prepare_inputs(model: Sequential, X: Any, name: str) -> np.ndarray:
     if X.ndim == len(expected) and len(expected) == 3 and expected[0] == 1:
         X = X[:, None]  # (N, H, W) images for a single-channel model, as the blog's data is
     if X.shape[1:] != expected or X.ndim != len(expected) + 1:
-        raise ValueError(f"{name} has shape {X.shape}, but the model expects (N, {', '.join(map(str, expected))})")
+        raise ValueError(f"{name} has shape {X.shape}, but the model expects (N, {', '.join(map(str, expected))})"
+                         + _reshape_hint(X.shape, expected, name))
     target = model.input_dtype if model.input_dtype is not None else model.dtype
     if target.kind in "iu":  # token ids: whole numbers within the type's range, no rounding
         return _as_integers(X, name, target)
@@ -57,6 +58,35 @@ def prepare_inputs(model: Sequential, X: Any, name: str) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=target)
     check_finite(X, name, target)
     return X
+
+
+def channels_first_hint(shape: tuple[int, ...]) -> str:
+    """For a per-sample shape that looks channels-last ``(H, W, C)``: the advice to pass ``(C, H, W)``, else ``""``.
+
+    Args:
+        shape: an ``input_shape`` that a model could not be built for.
+
+    Example::
+
+        channels_first_hint((8, 8, 1))  # "; minidl is channels-first (C, H, W): did you mean ..."
+    """
+    if len(shape) != 3 or shape[2] not in (1, 3, 4) or min(shape[0], shape[1]) <= shape[2]:
+        return ""
+    return (f"; minidl is channels-first (C, H, W): did you mean input_shape={(shape[2], shape[0], shape[1])}? "
+            "(and X.transpose(0, 3, 1, 2) for channels-last (N, H, W, C) data)")
+
+
+def _reshape_hint(shape: tuple[int, ...], expected: tuple[int, ...], name: str) -> str:
+    """How to turn channels-last ``(N, H, W, C)`` or flat ``(N, C*H*W)`` images into ``(N, C, H, W)``."""
+    if len(expected) != 3:
+        return ""
+    arg = name.split(": ")[-1].split("[")[0]  # "X batch 3: X" and "X[:1]" are X
+    c, h, w = expected
+    if shape[1:] == (h, w, c):
+        return f"; minidl is channels-first: pass {arg}.transpose(0, 3, 1, 2)"
+    if len(shape) == 2 and shape[1] == c * h * w:
+        return f"; these look like flattened images: pass {arg}.reshape(-1, {c}, {h}, {w})"
+    return ""
 
 
 def _as_integers(X: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:

@@ -14,13 +14,13 @@ from . import saving, training
 from .arguments import as_int
 from .backend import get_backend
 from .callbacks import Callback, History
-from .inputs import raise_if_not_finite
+from .inputs import channels_first_hint, raise_if_not_finite
 from .layers import containers
 from .layers.base import Buffer, Layer, Parameter, Shape
 from .layers.containers import at_layer
 from .layers.losses import Loss
 from .optim import Optimizer
-from .sources import as_source
+from .sources import as_source, batch_size_for
 from .summary import print_summary
 
 __all__ = ["Sequential", "load"]
@@ -125,8 +125,14 @@ class Sequential(containers.Sequential, register=False):
     def build(self, input_shape: Sequence[int], rng: np.random.Generator | None = None, dtype: Any = None) -> Shape:
         """The shape pass (see :meth:`Layer.build`) with the model's own seed and dtype at the top;
         a nested ``Sequential`` gets the outer model's ``rng`` and ``dtype``."""
-        rng = self._init_rng if rng is None else rng
-        return super().build(input_shape, rng, self.dtype if dtype is None else dtype)
+        top, rng = rng is None, self._init_rng if rng is None else rng
+        try:
+            return super().build(input_shape, rng, self.dtype if dtype is None else dtype)
+        except ValueError as err:
+            hint = channels_first_hint(tuple(input_shape)) if top else ""
+            if not hint:
+                raise
+            raise ValueError(f"{err}{hint}") from None
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         output_shape = super().compute_output_shape(input_shape)
@@ -199,9 +205,9 @@ class Sequential(containers.Sequential, register=False):
         self,
         X: Any,
         y: Any = None,
-        optimizer: Optimizer | None = None,
+        optimizer: Optimizer | str | None = None,
         epochs: int = 1,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         validation_data: tuple[Any, Any] | Any | None = None,
         shuffle: bool = True,
         verbose: int = 1,
@@ -213,7 +219,9 @@ class Sequential(containers.Sequential, register=False):
         rate ``lr`` each epoch trained with. ``y``'s form is the loss's: class labels for
         SoftmaxCE, 0/1 targets for SigmoidBCE, numbers of the output's shape for MSE.
 
-        Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made.
+        Without ``optimizer``, the model's previous one is reused, or ``SGD(lr=0.01)`` is made; a name
+        (``"sgd"``, ``"adam"``, ``"adamw"``: :data:`minidl.recipes.OPTIMIZERS`) makes that optimizer with its
+        default settings, as Keras does.
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         ``callbacks``: :class:`~minidl.callbacks.Callback` objects, e.g. ``EarlyStopping`` or a
         learning-rate schedule such as ``minidl.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)``.
@@ -221,8 +229,8 @@ class Sequential(containers.Sequential, register=False):
 
         Data that does not fit in memory (docs/data.md, :mod:`minidl.sources`): ``X`` may be a
         ``np.memmap``, read and checked batch by batch, or an iterable of ``(X_batch, y_batch)`` with
-        ``y=None``, its batches used as given; a generator is read once, ``steps_per_epoch`` batches an
-        epoch. ``validation_data`` may be such an iterable too.
+        ``y=None``, its batches used as given (``batch_size``, 32 for arrays, is refused with it); a
+        generator is read once, ``steps_per_epoch`` batches an epoch. ``validation_data`` may be such an iterable too.
 
         Training never loses work:
 
@@ -245,20 +253,21 @@ class Sequential(containers.Sequential, register=False):
             return trainer.fit(X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                                shuffle=shuffle, steps_per_epoch=steps_per_epoch)
 
-    def evaluate(self, X: Any, y: Any = None, batch_size: int = 256, steps: int | None = None) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any = None, batch_size: int | None = None, steps: int | None = None
+                 ) -> dict[str, float]:
         """Mean loss and the loss's metrics (``accuracy``, ``mae``, ...) on ``(X, y)``, in inference mode.
 
         ``X`` may be a memmap or an iterable of ``(X_batch, y_batch)`` (then ``y=None``; ``steps``
-        batches if given), as for ``fit``."""
+        batches if given, and no ``batch_size``), as for ``fit``; ``batch_size`` is 256 unless given."""
         training.require_loss(self, "evaluate")
-        as_int(batch_size, "batch_size", minimum=1)
+        batch_size = batch_size_for(X, batch_size, 256, "evaluate")
         with get_backend().execution():
             result = training.evaluate(self, as_source(self, X, y, "X", "y", steps), batch_size=batch_size)
         raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
         return result
 
-    def predict(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
-        """Predictions for ``X``, computed in chunks of ``batch_size``; the loss decides what they are.
+    def predict(self, X: Any, batch_size: int | None = None, steps: int | None = None) -> np.ndarray:
+        """Predictions for ``X``, computed in chunks of ``batch_size`` (256); the loss decides what they are.
 
         SoftmaxCE: the class index, shape (N,). SigmoidBCE: 0/1 labels, (N,) for one output, else
         (N, K). MSE (and losses that do not override ``Loss.predict``): the values, (N, *output).
@@ -267,7 +276,7 @@ class Sequential(containers.Sequential, register=False):
         with get_backend().execution():
             return training.predict(self, X, batch_size, steps=steps)
 
-    def predict_proba(self, X: Any, batch_size: int = 256, steps: int | None = None) -> np.ndarray:
+    def predict_proba(self, X: Any, batch_size: int | None = None, steps: int | None = None) -> np.ndarray:
         """Class probabilities for ``X``: (N, K) with SoftmaxCE, ``σ(z)`` of the output's shape with SigmoidBCE.
 
         Only classifier losses have probabilities; for any other model this is a ``ValueError``.

@@ -35,15 +35,11 @@ from .layers.base import as_int
 from .model import Sequential
 from .optim import SGD
 from .presets import blog_cnn
+from .training import NotLearningWarning, not_learning
 
 __all__ = ["CNNClassifier", "SequentialClassifier", "SequentialRegressor"]
 
 Shape = tuple[int, ...]
-
-#: fit and partial_fit warn when, after at least MIN_EPOCHS_TO_JUDGE epochs, the last epoch's training loss
-#: is above CHANCE_FRACTION of ln K, the loss of uniform guessing over K classes.
-CHANCE_FRACTION = 0.97
-MIN_EPOCHS_TO_JUDGE = 5
 
 
 class _MinidlEstimator(BaseEstimator):
@@ -107,8 +103,10 @@ class _MinidlEstimator(BaseEstimator):
 
     def _train(self, state: tuple[Sequential, SGD], X: np.ndarray, targets: np.ndarray, epochs: int) -> History:
         model, optimizer = state
-        return model.fit(X, targets, optimizer=optimizer, epochs=epochs, batch_size=int(self.batch_size),
-                         verbose=self.verbose)
+        with warnings.catch_warnings():  # the estimator judges its whole loss_curve_ (partial_fit's calls too)
+            warnings.simplefilter("ignore", NotLearningWarning)
+            return model.fit(X, targets, optimizer=optimizer, epochs=epochs, batch_size=int(self.batch_size),
+                             verbose=self.verbose)
 
     def _keep(self, spec: Any, X: np.ndarray, state: tuple[Sequential, SGD], history: History, first: bool) -> None:
         self._keep_spec(spec)
@@ -217,11 +215,10 @@ class _MinidlClassifier(ClassifierMixin, _MinidlEstimator):
 
     def _check_progress(self) -> None:
         """A mean cross-entropy still near ln K predicts no better than uniform guessing: say so, never silently."""
-        k, losses = len(self.classes_), self.loss_curve_
-        if k > 1 and len(losses) >= MIN_EPOCHS_TO_JUDGE and losses[-1] > CHANCE_FRACTION * np.log(k):
+        why = not_learning(len(self.classes_), self.loss_curve_)  # the criterion fit itself uses
+        if why is not None:
             warnings.warn(
-                f"{type(self).__name__}: after {len(losses)} epochs the training loss is {losses[-1]:.4f}, "
-                f"still at chance level (ln {k} = {np.log(k):.4f}): the model has learnt nothing. "
+                f"{type(self).__name__}: {why}. "
                 "Scale the inputs (e.g. to [0, 1] or with StandardScaler), or change lr or num_iter.",
                 ConvergenceWarning, stacklevel=4,
             )

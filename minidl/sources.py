@@ -8,7 +8,7 @@
   the samples of each block in a random order within it.
 - :class:`IterableSource`: any iterable of ``(X_batch, y_batch)`` (a generator, a list, a
   ``Sequence``-like object), each batch checked as it comes; its batches are used as given
-  (``batch_size`` and ``shuffle`` do not apply).
+  (``shuffle`` does not apply; an explicit ``batch_size`` is refused).
 
 Every source yields ``(x, y)`` batches ready for the layers: ``x`` a C-contiguous float array of
 the model's dtype, ``y`` the targets as the loss takes them (``None`` where none are needed).
@@ -17,6 +17,7 @@ the model's dtype, ``y`` the targets as the loss takes them (``None`` where none
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from .model import Sequential
 
 __all__ = ["Source", "ArraySource", "MemmapSource", "IterableSource", "as_source", "is_batch_iterable",
-           "MEMMAP_BLOCK_BYTES"]
+           "batch_size_for", "MEMMAP_BLOCK_BYTES"]
 
 #: Bytes of a memory-mapped data set read at once when shuffling: the blocks are shuffled, then the
 #: samples within each block. Larger blocks shuffle better and use more memory (one block at a time).
@@ -96,12 +97,30 @@ class MemmapSource(Source):
     def __init__(self, model: Sequential, X: np.memmap, y: Any, x_name: str, y_name: str | None) -> None:
         if X.ndim < 2 or len(X) == 0:
             prepare_inputs(model, X, x_name)  # its error names what is wrong (empty, no feature axis)
-        prepare_inputs(model, X[:1], f"{x_name}[:1]")  # dtype and shape, on one sample: named as such
         self.model, self.X, self.x_name = model, X, x_name
+        self._check_file()
+        prepare_inputs(model, X[:1], f"{x_name}[:1]")  # dtype and shape, on one sample: named as such
         self.samples = len(X)
         self.y = None if y_name is None else _loss(model).prepare_targets(y, len(X), y_name, x_name)
 
+    def _check_file(self) -> None:
+        """An ``OSError`` naming the file if it is now shorter than the map: reading past its end is SIGBUS."""
+        filename = getattr(self.X, "filename", None)
+        if filename is None:
+            return
+        needed = int(self.X.offset) + int(self.X.nbytes)
+        try:
+            size = os.stat(filename).st_size
+        except OSError as err:
+            raise OSError(f"{self.x_name}: its memory-mapped file {filename} cannot be read any more ({err}); "
+                          "load it again with np.load(path, mmap_mode='r')") from None
+        if size < needed:
+            raise OSError(f"{self.x_name}: its memory-mapped file {filename} is now {size} bytes, but the map needs "
+                          f"{needed} (offset {self.X.offset} + {self.X.nbytes}): the file was truncated or replaced "
+                          "after np.load; restore it and load it again")
+
     def _read(self, start: int, stop: int) -> np.ndarray:
+        self._check_file()  # one stat a batch: a truncated file would otherwise kill the process (SIGBUS)
         return prepare_inputs(self.model, self.X[start:stop], f"{self.x_name}[{start}:{stop}]")
 
     def batches(self, batch_size: int, shuffle: bool = False, rng: np.random.Generator | None = None
@@ -135,6 +154,7 @@ class IterableSource(Source):
     def __init__(self, model: Sequential, data: Iterable, steps: int | None, x_name: str, labels: bool) -> None:
         self.model, self.data, self.x_name, self.labels = model, data, x_name, labels
         self.once = isinstance(data, Iterator)
+        self.passes = self.consumed = 0  # passes begun, and items an iterator gave before this pass
         if steps is not None:
             self.steps = as_int(steps, "steps_per_epoch" if labels else "steps", minimum=1)
         elif isinstance(data, Sized):
@@ -144,10 +164,20 @@ class IterableSource(Source):
                 ) -> Iterator[Batch]:
         items = self.data if self.once else iter(self.data)
         count = 0
+        self.passes += 1
         for i, item in enumerate(items if self.steps is None else itertools.islice(items, self.steps)):
             count += 1
-            yield self._prepare(item, f"{self.x_name} batch {i}")
+            yield self._prepare(item, self._where(i))
+        if self.once:
+            self.consumed += count
         self.exhausted = self.steps is not None and count < self.steps or count == 0
+
+    def _where(self, i: int) -> str:
+        """``X batch 3`` in the first pass; later passes name the epoch, the step and the iterator's item."""
+        if self.passes == 1:
+            return f"{self.x_name} batch {i}"
+        item = f", item {self.consumed + i + 1} of the iterator" if self.once else ""
+        return f"{self.x_name} batch {i} (epoch {self.passes}, step {i + 1}{item})"
 
     def _prepare(self, item: Any, where: str) -> Batch:
         pair = isinstance(item, tuple) and len(item) == 2  # a tuple: a list of two images is a batch
@@ -182,6 +212,21 @@ def as_source(model: Sequential, X: Any, y: Any, x_name: str, y_name: str | None
         raise ValueError(f"{x_name} is an iterable of batches, which carries its labels: pass {y_name}=None, "
                          f"not a {type(y).__name__}")
     return IterableSource(model, X, steps, x_name, labels)
+
+
+def batch_size_for(X: Any, batch_size: int | None, default: int, what: str) -> int:
+    """``batch_size`` checked (``default`` when ``None``); an iterable of batches refuses an explicit one.
+
+    Its batches are used as given, so a ``batch_size`` passed with it would be silently ignored (Keras
+    refuses it for generators too).
+    """
+    if batch_size is None:
+        return default
+    if is_batch_iterable(X):
+        raise ValueError(f"{what}: batch_size={batch_size!r} does not apply to X, an iterable of batches "
+                         f"(a {type(X).__name__}), whose batches are used as given; leave batch_size out, "
+                         "or make the batches that size")
+    return as_int(batch_size, "batch_size", minimum=1)
 
 
 def is_batch_iterable(X: Any) -> bool:

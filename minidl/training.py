@@ -10,38 +10,39 @@ step of :func:`forward_backward`, the guard's check, the update and the callback
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .arguments import as_int, check_bool
 from .callbacks import Callback, History
+from .fit_checks import (
+    NotLearningWarning,
+    check_fit_arguments,
+    check_owned,
+    not_learning,
+    require_classifier,
+    require_loss,
+    validation_source,
+    warn_if_unscaled,
+    warn_ran_out,
+)
 from .guard import NonFiniteLossError, TrainingGuard
 from .inputs import prepare_inputs, raise_if_not_finite
+from .layers.losses import SoftmaxCE
 from .metrics import RunningMetrics
 from .optim import SGD, Optimizer
 from .progress import Progress
-from .sources import Source, as_source, is_batch_iterable
+from .recipes import optimizer_class
+from .sources import Batch, Source, as_source, batch_size_for
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict"]
-
-
-def require_loss(model: Sequential, what: str) -> Loss:
-    """The model's loss (built for its outputs), or a ``ValueError`` saying which loss to add."""
-    loss = model.loss
-    if loss is None:
-        raise ValueError(
-            f"Sequential.{what} needs a loss: pass loss=SoftmaxCE() (or end the layers with it) for class labels, "
-            "SigmoidBCE() for binary or multi-label 0/1 targets, or MSE() for regression"
-        )
-    if model.built and (loss.input_shape, loss.dtype) != (model.output_shape, model.dtype):
-        loss.build(model.output_shape, model.dtype)  # a loss set after the model was built
-    return loss
+__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict", "NotLearningWarning",
+           "not_learning"]  # require_loss, NotLearningWarning, not_learning: from fit_checks
 
 
 def prepare(model: Sequential, X: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +51,8 @@ def prepare(model: Sequential, X: Any, y: Any, x_name: str, y_name: str) -> tupl
     return X, require_loss(model, "fit").prepare_targets(y, len(X), y_name, x_name)
 
 
-def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray, input_grad: bool = True) -> tuple[float, np.ndarray]:
+def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray,
+                     input_grad: bool = True) -> tuple[float, np.ndarray]:
     """One unchecked training pass on a prepared batch: forward, loss, backward; returns ``(loss, outputs)``.
 
     ``outputs`` are the model's outputs (the logits of a classifier). ``input_grad=False`` (fit)
@@ -58,21 +60,27 @@ def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray, input_grad
     Conv2D then skips computing it.
     """
     outputs = model.forward(x, training=True)
-    loss, grad = _loss_and_grad(model.loss, outputs, y, model.output_mask)
+    loss, grad = _loss_and_grad(cast("Loss", model.loss), outputs, y, model.output_mask)  # checked by the caller
     (model.backward if input_grad else model.backward_params)(grad)
     return loss, outputs
 
 
-def _loss_and_grad(loss: Loss, outputs: np.ndarray, y: np.ndarray, mask: np.ndarray | None) -> tuple[float, np.ndarray]:
+def _loss_and_grad(loss: Loss, outputs: np.ndarray, y: np.ndarray,
+                   mask: np.ndarray | None) -> tuple[float, np.ndarray]:
     # without a mask, called as a loss written before masks existed expects
     return loss.loss_and_grad(outputs, y) if mask is None else loss.loss_and_grad(outputs, y, mask)
+
+
+def labelled(batches: Iterator[Batch]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The batches of a source made with labels (``fit``, ``evaluate``): every ``y`` is an array."""
+    return cast("Iterator[tuple[np.ndarray, np.ndarray]]", batches)
 
 
 def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, float]:
     """Mean loss and the loss's metrics over the batches of ``source``, in inference mode."""
     loss = require_loss(model, "evaluate")
     running = RunningMetrics(loss, capacity=0)
-    for xb, yb in source.batches(batch_size):
+    for xb, yb in labelled(source.batches(batch_size)):
         outputs = model.forward(xb)
         running.add(_loss_and_grad(loss, outputs, yb, model.output_mask)[0], outputs, yb, model.output_mask)
     if not running.seen:
@@ -80,19 +88,17 @@ def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, fl
     return running.means()
 
 
-def predict(model: Sequential, X: Any, batch_size: int, proba: bool = False, steps: int | None = None) -> np.ndarray:
+def predict(model: Sequential, X: Any, batch_size: int | None, proba: bool = False, steps: int | None = None
+            ) -> np.ndarray:
     """``model.predict`` (or ``predict_proba``): the loss's predictions (or probabilities) for ``X``, in chunks.
 
-    Without a loss, ``predict`` returns the model's outputs.
+    Without a loss, ``predict`` returns the model's outputs. ``batch_size=None`` means 256.
     """
     what = "predict_proba" if proba else "predict"
-    as_int(batch_size, "batch_size", minimum=1)
+    batch_size = batch_size_for(X, batch_size, 256, what)
     loss = model.loss
-    if proba and loss is None:
-        raise ValueError(
-            "predict_proba needs a classifier loss (SoftmaxCE or SigmoidBCE), and the model has no loss; "
-            "use predict for its outputs"
-        )
+    if proba:
+        require_classifier(loss)
     source = as_source(model, X, None, "X", None, steps, labels=False)
     if loss is not None:
         require_loss(model, what)
@@ -112,7 +118,9 @@ class Trainer:
 
     Args:
         model: a built or unbuilt ``Sequential`` with a loss.
-        optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``.
+        optimizer: ``None`` reuses the model's previous optimizer or makes ``SGD(lr=0.01)``; a name of
+            :data:`minidl.recipes.OPTIMIZERS` (``"sgd"``, ``"adam"``, ``"adamw"``) makes that optimizer
+            with its default settings, as Keras does.
         callbacks: :class:`~minidl.callbacks.Callback` objects.
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
 
@@ -121,71 +129,56 @@ class Trainer:
         history = Trainer(model, SGD(model.parameters(), lr=0.1)).fit(X, y, epochs=2)
     """
 
+    # What one run holds, made by ``fit`` (the optimizer, the data) and ``_run`` (the rest).
+    optimizer: Optimizer
+    source: Source
+    val: Source | None
+    guard: TrainingGuard
+    progress: Progress
+    running: RunningMetrics
+
     def __init__(
         self,
         model: Sequential,
-        optimizer: Optimizer | None = None,
+        optimizer: Optimizer | str | None = None,
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
     ) -> None:
         self.model = model
-        require_loss(model, "fit")
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
-        if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
-            raise TypeError(f"fit: callbacks must be a list of Callback objects, got a {type(callbacks).__name__}")
-        self.callbacks = list(callbacks)
-        for i, cb in enumerate(self.callbacks):
-            if not isinstance(cb, Callback):
-                raise TypeError(f"fit: callbacks[{i}] must be a minidl Callback, got {type(cb).__name__}")
-        if optimizer is not None and not isinstance(optimizer, Optimizer):
-            raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, got {optimizer!r}")
-        self.optimizer = optimizer
+        self.loss = require_loss(model, "fit")
+        self.callbacks = check_fit_arguments(verbose, callbacks, optimizer)
+        self.requested_optimizer = optimizer
         self.verbose = verbose
         self.history = History()
-        self.guard: TrainingGuard | None = None
-        self.progress: Progress | None = None
-        self.running: RunningMetrics | None = None
+        self.judged = False  # the not-learning warning, given at most once
 
     def fit(
         self,
         X: Any,
         y: Any,
         epochs: int = 1,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         validation_data: tuple[Any, Any] | Any | None = None,
         shuffle: bool = True,
         steps_per_epoch: int | None = None,
     ) -> History:
         """Check everything, then train for ``epochs`` epochs; returns the history.
 
-        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``);
-        see :mod:`minidl.sources`.
+        ``X`` may also be a ``np.memmap`` or an iterable of ``(X_batch, y_batch)`` (with ``y=None``,
+        and no ``batch_size``: its batches are used as given); see :mod:`minidl.sources`.
+        ``batch_size=None`` means 32.
         """
         model = self.model
         self.epochs = as_int(epochs, "epochs", minimum=0)
-        self.batch_size = as_int(batch_size, "batch_size", minimum=1)
+        self.batch_size = batch_size_for(X, batch_size, 32, "fit")
         self.shuffle = check_bool(shuffle, "shuffle", "fit")
         self.source = as_source(model, X, y, "X", "y", steps_per_epoch)
-        self.val = None
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-            self.val = as_source(model, *validation_data, "validation_data[0]", "validation_data[1]")
-        elif is_batch_iterable(validation_data):
-            self.val = as_source(model, validation_data, None, "validation_data", "y")
-        elif validation_data is not None:
-            raise ValueError(
-                "fit: validation_data must be a pair (X_val, y_val) or an iterable of (X_batch, y_batch), got a "
-                f"{type(validation_data).__name__}"
-                + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
-            )
-        if self.val is not None and self.val.once and self.epochs > 1:  # said now, not after an epoch of training
-            raise ValueError(
-                f"fit: validation_data is an iterator, which is read once, but validation runs after each of the "
-                f"{self.epochs} epochs; expected (X_val, y_val) or an object whose __iter__ starts a fresh pass "
-                "each time (like a keras.utils.Sequence)"
-            )
-        optimizer = self.optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
-        self._check_owned(optimizer)
+        warn_if_unscaled(model, X)
+        self.val = validation_source(model, validation_data, self.epochs)
+        optimizer = self.requested_optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
+        if isinstance(optimizer, str):  # made now: an unbuilt model has its parameters only once X built it
+            optimizer = optimizer_class(optimizer.lower())(model.parameters())
+        check_owned(model, optimizer)
         with model.training_session(self.history):
             previous_optimizer, model.optimizer = model.optimizer, optimizer
             self.optimizer = optimizer
@@ -198,27 +191,14 @@ class Trainer:
                 raise
             return self._run()
 
-    def _check_owned(self, optimizer: Optimizer) -> None:
-        own = {id(p) for p in self.model.parameters()}
-        foreign = [p for p in optimizer.params if id(p) not in own]
-        if len(foreign) == len(optimizer.params):
-            raise ValueError(
-                "fit: the optimizer holds none of this model's parameters; make it with "
-                "SGD(model.parameters(), ...) for this model"
-            )
-        if foreign:  # they would be stepped with whatever stale .grad they hold
-            raise ValueError(
-                f"fit: the optimizer also holds {len(foreign)} parameter(s) of another model "
-                f"(shapes {[p.shape for p in foreign]}); make it with model.parameters() of this model only"
-            )
-
     def _run(self) -> History:
         """The epochs under the guard; a NaN stop or Ctrl-C still ends with the callbacks' ``on_train_end``."""
         model = self.model
         self.guard = guard = TrainingGuard(self.optimizer, model.named_buffers().values(),
                                            [*model.named_layers().values(), model.loss])
         self.progress = Progress(self.verbose, self.epochs)
-        self.running = RunningMetrics(require_loss(self.model, "fit"), capacity=max(self.batch_size, min(self.source.samples or 1024, 1024)))
+        capacity = max(self.batch_size, min(self.source.samples or 1024, 1024))
+        self.running = RunningMetrics(self.loss, capacity=capacity)
         diverged = None
         try:
             with guard:
@@ -248,7 +228,8 @@ class Trainer:
             logs, steps = self._run_epoch(epoch)
             guard.end_epoch(epoch, steps=steps)
             if self.source.exhausted:  # an iterator that ran dry: this epoch is incomplete, as after Ctrl-C
-                self._ran_out(epoch, steps)
+                self.model.stop_training = True
+                warn_ran_out(self.source, epoch, steps, self.history.epoch)
                 break
             if self.val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(self.model, self.val, batch_size=256).items()})
@@ -257,24 +238,27 @@ class Trainer:
             self.progress.end_epoch(epoch, logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, logs)
+            self._judge_learning()
             guard.check_interrupt()
             if self.model.stop_training:
                 break
 
-    def _ran_out(self, epoch: int, steps: int) -> None:
-        self.model.stop_training = True
-        source = self.source
-        planned = f"{source.steps} planned" if source.steps is not None else "a full pass; an iterator is read once"
-        warnings.warn(
-            f"fit: X ran out of batches in epoch {epoch + 1} after {steps} step(s) ({planned}); training stopped "
-            f"with the history of {len(self.history.epoch)} complete epoch(s). Pass steps_per_epoch to share a "
-            "generator out over the epochs, or an object whose __iter__ starts a fresh pass each epoch",
-            stacklevel=4,
-        )
+    def _judge_learning(self) -> None:
+        """Warn once (per fit) when the training loss stays at chance level or does not fall: never silently."""
+        if self.judged:
+            return
+        loss, model = self.model.loss, self.model
+        classes = model.output_shape[-1] if isinstance(loss, SoftmaxCE) and model.output_shape else 0
+        why = not_learning(classes, self.history["loss"])
+        if why is not None:
+            self.judged = True
+            warnings.warn(
+                f"fit: {why}. Likely causes: a learning rate too large or too small (lr={self.optimizer.lr:g}), "
+                "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=6)
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch's ``(x, y)`` batches, shuffled by the model's seed if ``shuffle`` (see :mod:`minidl.sources`)."""
-        return self.source.batches(self.batch_size, self.shuffle, self.model._shuffle_rng)
+        return labelled(self.source.batches(self.batch_size, self.shuffle, self.model._shuffle_rng))
 
     def _run_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
         """Train on one epoch's batches; returns the epoch's logs and its number of steps."""

@@ -73,3 +73,10 @@ def test_text_command_usage_errors(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "x.minidl", "--temperature", "-1"])
     assert "expected a number in [0.0, inf)" in capsys.readouterr().err
+
+
+def test_train_shakespeare_without_the_file_and_without_the_network_is_an_error_not_a_traceback(tmp_path, capsys):
+    assert main(["train", "shakespeare", "--no-download", "--data-dir", str(tmp_path), "--verbose", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("minidl: error: ") and "Traceback" not in err, err
+    assert "tiny-shakespeare/input.txt is missing" in err and "--no-download" in err

@@ -73,7 +73,10 @@ CASES = [
     Case(DATA, "model.fit(np.zeros((6, 3, 8, 8)), y)", ValueError,
          r"X has shape \(6, 3, 8, 8\).*expects \(N, 1, 8, 8\)"),
     Case(DATA, "model.fit(X[:, :, :7, :7], y)", ValueError, r"X has shape \(6, 1, 7, 7\)"),
-    Case(DATA, "model.fit(X.reshape(6, 64), y)", ValueError, r"X has shape \(6, 64\)"),
+    Case(DATA, "model.fit(X.reshape(6, 64), y)", ValueError,
+         r"X has shape \(6, 64\).*flattened images: pass X.reshape\(-1, 1, 8, 8\)"),
+    Case(DATA, "model.fit(X.transpose(0, 2, 3, 1), y)", ValueError,
+         r"X has shape \(6, 8, 8, 1\).*channels-first: pass X.transpose\(0, 3, 1, 2\)"),
     Case(DATA, "model.predict(X[..., None])", ValueError, r"X has shape \(6, 1, 8, 8, 1\)"),
     Case(DATA, "model.fit(X[:0], y[:0])", ValueError, r"X is empty"),
     Case(DATA, "unbuilt.predict([])", ValueError, r"X is empty"),
@@ -114,7 +117,10 @@ CASES = [
     Case(FIT, "model.fit(X, y, verbose=3)", ValueError, r"verbose must be 0, 1 or 2, got 3"),
     Case(FIT, "model.fit(X, y, shuffle='no')", TypeError, r"shuffle must be a bool, got 'no'"),
     Case(FIT, "model.fit(X, y, validation_data=X)", ValueError, r"validation_data must be a pair"),
-    Case(FIT, "model.fit(X, y, optimizer='sgd')", TypeError, r"optimizer must be a minidl Optimizer.*'sgd'"),
+    Case(FIT, "model.fit(X, y, optimizer='adan')", ValueError,
+         r"optimizer 'adan' is not a minidl optimizer: pass one of the names \['adam', 'adamw', 'sgd'\]"),
+    Case(FIT, "model.fit(X, y, optimizer=0.1)", TypeError,
+         r"optimizer must be a minidl Optimizer such as SGD, or one of the names \['adam', 'adamw', 'sgd'\], got 0.1"),
     Case(FIT, "model.fit(X, y, optimizer=SGD(other.parameters()))", ValueError,
          r"the optimizer holds none of this model's parameters"),
     Case(FIT, "model.fit(X, y, callbacks=Callback())", TypeError, r"callbacks must be a list of Callback objects"),
@@ -184,6 +190,8 @@ CASES = [
     Case(MODEL, "Sequential([Flatten()], input_shape=(10**400, 1))", ValueError,
          r"input shape \(1000.*0000, 1\) holds about 2\*\*1328 values per sample, more than an int64"),
     Case(MODEL, "Sequential([Flatten()], input_shape=8)", TypeError, r"input shape must be a tuple of ints, got 8"),
+    Case(COMPOSE, "Sequential([Conv2D(2, 3), Flatten(), Dense(3)], input_shape=(8, 8, 1))", ValueError,
+         r"bigger than its padded input.*channels-first \(C, H, W\): did you mean input_shape=\(1, 8, 8\)"),
     Case(COMPOSE, "Sequential([Conv2D(2, 3), Dense(3), SoftmaxCE()], input_shape=(1, 8, 8))", ValueError,
          r"layer 2 \(SoftmaxCE\) got input shape \(2, 6, 3\).*put a Flatten\(\) and a Dense\(classes\) before it"),
     Case(COMPOSE, "Sequential([Flatten(), Conv2D(2, 3)], input_shape=(1, 8, 8))", ValueError,
@@ -393,6 +401,43 @@ Each case below has its test (`file::test`); each failed on the code before it w
   (`::test_confusion_matrix_recall_colours_tell_093_from_100`).
 - **`CNNClassifier`'s defaults**: 5-fold `cross_val_score` on `load_digits()` 0.962 (was 0.931)
   (`test_first_hour.py::test_cnn_classifier_defaults_score_at_least_0_95_in_cross_validation`).
+
+## Batches, memory maps, threads and silent non-learning (issue 21)
+
+Each case below has its test (`file::test`); each failed on the code before it was fixed.
+
+- **A bad batch from a generator shared over the epochs** (`steps_per_epoch`): from the second epoch on the
+  `ValueError` names the epoch, the step and the iterator's item, `X batch 3 (epoch 2, step 4, item 14 of the
+  iterator): ...`, not just `X batch 3`
+  (`test_sources.py::test_a_bad_batch_of_a_generator_shared_over_epochs_names_the_epoch_step_and_item`).
+- **A memory-mapped `X` whose file was truncated after `np.load`**: before each batch is read (and when `fit`
+  starts) the file's size is compared with the map's offset + size (one `os.stat`); a short file is an
+  `OSError` naming the file, its size and the size the map needs, where reading it killed the process with
+  SIGBUS (`test_sources.py::test_a_memmapped_file_truncated_after_load_is_an_error_naming_the_file_not_sigbus`,
+  in a subprocess).
+- **`batch_size=7` with an iterable of batches**: its batches are used as given, so `fit`, `evaluate`,
+  `predict` and `predict_proba` refuse an explicitly passed `batch_size` with a `ValueError` saying so (as
+  Keras does for generators), instead of ignoring it; left out, it is 32 for `fit` and 256 for the others
+  (`test_sources.py::test_an_explicit_batch_size_with_an_iterable_of_batches_is_refused`).
+- **Channels-last habits**: `input_shape=(8, 8, 1)` for a convolutional model adds to the layer's error that
+  minidl is channels-first and suggests `input_shape=(1, 8, 8)`; `X` of shape `(N, 8, 8, 1)` suggests
+  `X.transpose(0, 3, 1, 2)` and flat `(N, 64)` suggests `X.reshape(-1, 1, 8, 8)` (the table above:
+  `model.fit(X.transpose(0, 2, 3, 1), y)`, `model.fit(X.reshape(6, 64), y)`, `input_shape=(8, 8, 1)`).
+- **`optimizer="adam"`**: `fit` takes the names of `minidl.recipes.OPTIMIZERS` (`"sgd"`, `"adam"`, `"adamw"`,
+  any case) as Keras does, making that optimizer with its default settings; an unknown name is a `ValueError`
+  listing them (`test_robustness.py::test_fit_takes_the_optimizer_names_keras_takes_with_their_default_settings`,
+  and `model.fit(X, y, optimizer='adan')` above).
+- **Silent non-learning** (`SGD(lr=10)`, `Adam(lr=10)` trained to chance without a word): from the fifth
+  epoch on, `fit` gives one `minidl.training.NotLearningWarning` (a `UserWarning`) when the training loss is
+  still at chance level (above 0.97 ln K for a `SoftmaxCE` over K classes) or has not fallen below the first
+  epoch's, naming the likely causes (the learning rate, with its value, and unscaled inputs). It is the
+  scikit-learn wrappers' criterion, one function (`minidl.training.not_learning`); the wrappers keep their
+  `ConvergenceWarning` over their whole `loss_curve_` and do not repeat `fit`'s
+  (`test_robustness.py::test_fit_warns_once_when_the_training_loss_stays_at_chance`).
+- **Raw pixels** given to an image model (`(C, H, W)` inputs) whose first layer does not normalize them:
+  integers above 1 (raw `uint8` 0..16 or 0..255) or floats above 10 get one `UserWarning` from `fit` naming the
+  largest value and the dtype, and saying to scale them to [0, 1] or standardize them
+  (`test_robustness.py::test_fit_warns_on_integer_or_unscaled_pixels_for_an_image_model`).
 
 ## Reproducible
 
@@ -931,3 +976,52 @@ def test_an_interrupt_inside_the_optimizer_update_propagates_after_on_train_end(
     assert ended == [True]
     opt.step = step
     assert not model.fit(X, y, optimizer=opt, epochs=1, verbose=0).interrupted  # usable again
+
+
+def test_fit_takes_the_optimizer_names_keras_takes_with_their_default_settings():
+    from minidl.optim import Adam, AdamW
+
+    X, y = make_data()
+    for name, cls, lr in (("adam", Adam, 1e-3), ("AdamW", AdamW, 1e-3), ("sgd", SGD, 0.01)):
+        model = make_model(input_shape=None)  # unbuilt: the optimizer is made once X has built it
+        model.fit(X, y, optimizer=name, epochs=2, verbose=0)
+        assert type(model.optimizer) is cls and model.optimizer.lr == lr
+        assert {id(p) for p in model.optimizer.params} == {id(p) for p in model.parameters()}
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam"])
+def test_fit_warns_once_when_the_training_loss_stays_at_chance(optimizer):
+    from minidl import optim
+    from minidl.training import NotLearningWarning
+
+    X, _, y, _ = load_digits()
+    X, y = X[:200], y[:200]
+    model = blog_cnn(seed=0)
+    with pytest.warns(NotLearningWarning) as caught:  # new user 2: lr=10 trained to chance without a word
+        model.fit(X, y, optimizer=getattr(optim, optimizer)(model.parameters(), lr=10), epochs=7, verbose=0)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert re.search(r"^fit: after 5 epochs the training loss is \d+\.\d{4}, still at chance level \(ln 10 = 2\.3026\)",
+                     message), message
+    assert "learning rate too large or too small (lr=10)" in message and "unscaled inputs" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a model that learns is never warned about
+        healthy = blog_cnn(seed=0)
+        healthy.fit(X, y, optimizer=SGD(healthy.parameters(), lr=0.02, momentum=0.5), epochs=6, batch_size=4, verbose=0)
+
+
+def test_fit_warns_on_integer_or_unscaled_pixels_for_an_image_model():
+    from minidl.layers import BatchNorm2D
+
+    X, y = make_data()
+    raw = (X * 16).astype(np.uint8)  # new user 2: raw uint8 pixels 0..16 were accepted silently
+    with pytest.warns(UserWarning, match=r"^fit: X holds values up to 1[56] \(dtype uint8\) for an image model: "
+                                         r"unscaled pixels .* scale them to \[0, 1\]"):
+        make_model().fit(raw, y, verbose=0)
+    with pytest.warns(UserWarning, match=r"X holds values up to 2\d\d[.\d]* \(dtype float32\)"):
+        make_model().fit(X * 255, y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_model().fit(X, y, verbose=0)  # scaled: no warning
+        make_model().fit((X > 0.5).astype(np.uint8), y, verbose=0)  # 0/1 integers are scaled
+        Sequential([BatchNorm2D(), *make_model().layers], loss=SoftmaxCE(), input_shape=(1, 8, 8)).fit(X * 255, y, verbose=0)

@@ -233,3 +233,55 @@ def test_a_one_pass_iterator_as_validation_data_is_refused_before_training_when_
     assert "val_loss" in history.history
     history = model.fit(X, y, epochs=2, validation_data=Reiterable(batches_of(X, y, 8)), verbose=0)  # a pass each time
     assert len(history.history["val_loss"]) == 2
+
+
+def test_a_bad_batch_of_a_generator_shared_over_epochs_names_the_epoch_step_and_item():
+    X, y = data(n=40)
+    batches = batches_of(X, y, 2)  # 20 batches: 10 steps an epoch for two epochs
+    batches[13] = (X[26:28, :, :5], y[26:28])  # the 14th item: epoch 2, step 4
+    with pytest.raises(ValueError, match=r"^X batch 3 \(epoch 2, step 4, item 14 of the iterator\): X has shape"):
+        make_model().fit(iter(batches), epochs=2, steps_per_epoch=10, verbose=0)
+
+
+def test_an_explicit_batch_size_with_an_iterable_of_batches_is_refused():
+    X, y = data(n=24)
+    model = make_model()
+    for call in (lambda: model.fit(iter(batches_of(X, y, 8)), batch_size=7, verbose=0),
+                 lambda: model.evaluate(iter(batches_of(X, y, 8)), batch_size=7),
+                 lambda: model.predict(iter([X[:8], X[8:]]), batch_size=7),
+                 lambda: model.predict_proba(iter([X[:8], X[8:]]), batch_size=7)):
+        with pytest.raises(ValueError, match=r"batch_size=7 does not apply to X, an iterable of batches .*used as given"):
+            call()
+    model.fit(iter(batches_of(X, y, 8)), verbose=0)  # the default still works with iterables
+    assert model.predict(iter([X[:8], X[8:]])).shape == (24,)
+    assert set(model.evaluate(iter(batches_of(X, y, 8)))) >= {"loss", "accuracy"}
+
+
+TRUNCATED_FIT = """
+import os, sys
+import numpy as np
+from minidl import Sequential
+from minidl.layers import Dense, Flatten, SoftmaxCE
+path = sys.argv[1]
+np.save(path, np.random.default_rng(0).random((4096, 64), dtype=np.float32))  # 1 MiB: many pages
+X = np.load(path, mmap_mode="r")
+os.truncate(path, 4096)  # the file shrinks under the map (another process rewrote it)
+model = Sequential([Flatten(), Dense(4), SoftmaxCE()], input_shape=(64,), seed=0)
+try:
+    model.fit(X, np.zeros(4096, dtype=np.int64), batch_size=512, shuffle=False, verbose=0)
+except OSError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+def test_a_memmapped_file_truncated_after_load_is_an_error_naming_the_file_not_sigbus(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "X.npy"
+    done = subprocess.run([sys.executable, "-c", TRUNCATED_FIT, str(path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 3, (done.returncode, done.stderr[-2000:])  # not -SIGBUS
+    assert f"memory-mapped file {path} is now 4096 bytes, but the map needs" in done.stdout
+    assert "truncated or replaced after np.load" in done.stdout

@@ -30,8 +30,8 @@ class Backend:
     """The operations behind minidl's image layers; subclass it (usually through
     :class:`~minidl.backend.numpy.NumpyBackend`, overriding only what you compute differently) to add a backend.
 
-    Args:
-        (none): a backend is a stateless object; per-call state lives in the contexts it returns.
+    A backend takes no constructor arguments: it is a stateless object, and per-call state lives in
+    the contexts its operations return.
 
     Shape:
         - Images: ``(N, C, H, W)`` in, ``(N, F, OH, OW)`` or ``(N, C, OH, OW)`` out.

@@ -4,7 +4,8 @@ from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .attention import MultiHeadAttention
 from .augmentation import RandomCrop, RandomFlip, RandomRotation, RandomShift
 from .base import Buffer, Layer, Parameter
-from .containers import Parallel, Residual, Sequential
+from .branches import Parallel, Residual
+from .containers import Sequential
 from .conv import Conv2D
 from .conv1d import Conv1D
 from .core import Dense, Flatten

@@ -55,7 +55,9 @@ class RandomFlip(_Augmentation, Layer):
         horizontal: flip along the width axis (Keras's ``mode="horizontal"``).
         vertical: flip along the height axis.
 
-    Shape: ``(N, C, H, W) -> (N, C, H, W)``.
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, H, W)``.
 
     Example::
 
@@ -161,7 +163,9 @@ class RandomCrop(_RandomWindow, Layer):
         size: window height and width, an int or ``(h, w)``; at most the padded image's.
         padding: zeros added on each side first, an int or ``(h, w)``; at most the image's height and width.
 
-    Shape: ``(N, C, H, W) -> (N, C, size_h, size_w)``.
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, size_h, size_w)``.
 
     Example::
 
@@ -185,7 +189,9 @@ class RandomShift(_RandomWindow, Layer):
         pixels: the largest shift, an int or ``(along height, along width)``; at most the image's height
             and width (a shift by the whole image already leaves only zeros).
 
-    Shape: ``(N, C, H, W) -> (N, C, H, W)``.
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, H, W)``.
 
     Example::
 
@@ -208,7 +214,9 @@ class RandomRotation(_Augmentation, Layer):
     Args:
         degrees: the largest rotation, in degrees (0 to 180).
 
-    Shape: ``(N, C, H, W) -> (N, C, H, W)``.
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, H, W)``.
 
     Example::
 

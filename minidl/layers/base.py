@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from .. import config
+
 # The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
 from ..arguments import as_float, as_int, as_pair, as_shape, check_bool
 from ..config import register_class
 from . import state as _state
 from .state import Buffer, Parameter
 
-__all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "RemovableHandle", "call_forward", "as_float", "as_int",
+__all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "RemovableHandle", "call_forward", "run_forward_hooks", "as_float", "as_int",
            "as_pair", "check_bool"]
 
 Shape = tuple[int, ...]
@@ -69,6 +70,10 @@ class Layer:
     Args:
         trainable: ``False`` freezes the layer's parameters (and those of the layers below it).
         name: a name for messages and ``summary`` (default: the class name).
+
+    Shape:
+        - Input: ``(N, *input_shape)``; the batch axis ``N`` is never part of ``input_shape``.
+        - Output: ``(N, *output_shape)``, ``output_shape = compute_output_shape(input_shape)``.
 
     Example::
 
@@ -328,9 +333,14 @@ def call_forward(layer: Layer, x: np.ndarray, training: bool, mask: np.ndarray |
     y = layer.forward(x, training, mask=mask) if mask is not None and layer.supports_masking else \
         layer.forward(x, training)
     if layer._forward_hooks:
-        for hook in list(layer._forward_hooks.values()):
-            hook(layer, x, y)
+        run_forward_hooks(layer, x, y)
     return y
+
+
+def run_forward_hooks(layer: Layer, x: np.ndarray, y: np.ndarray) -> None:
+    """Call ``layer``'s forward hooks with its input and output (a copy of the dict: a hook may remove itself)."""
+    for hook in list(layer._forward_hooks.values()):
+        hook(layer, x, y)
 
 #: What ``Layer.__init__`` sets on every layer.
 _BASE_ATTRIBUTES = frozenset({"name", "input_shape", "output_shape", "dtype", "_trainable",

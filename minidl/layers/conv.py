@@ -63,6 +63,28 @@ class Conv2D(Layer):
 
     ``backward_params`` (what ``fit`` calls on a model's first layer, as nobody needs ``dL/dx``
     of the data) skips ``dX_col`` and col2im.
+
+    Args:
+        filters: the number of output channels ``F``.
+        kernel_size: window height and width, an int or ``(kh, kw)``.
+        stride: step between windows, an int or ``(s_h, s_w)``.
+        padding: zeros added on each side, an int, ``(p_h, p_w)``, ``"valid"`` (none) or ``"same"``
+            (output ``ceil(H / s_h)`` by ``ceil(W / s_w)``).
+        use_bias: add the per-filter bias ``b``.
+
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, F, OH, OW)``.
+        - ``weight``: ``(F, C, kh, kw)``; ``bias``: ``(F,)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> conv = Conv2D(4, 3, padding="same")
+        >>> conv.build((1, 8, 8))
+        (4, 8, 8)
+        >>> conv.forward(np.zeros((2, 1, 8, 8), np.float32)).shape
+        (2, 4, 8, 8)
     """
 
     def __init__(

@@ -37,6 +37,26 @@ class BatchNorm2D(Layer):
       is ``γ g / sqrt(running_var + ε)``.
     - **Frozen** (``trainable=False``): inference behaviour even when training, and the running
       statistics stay as they are (Keras' rule for fine-tuning a pre-trained network).
+
+    Args:
+        momentum: weight of the batch statistics in the running ones (PyTorch's convention, 0.1).
+        eps: added to the variance before the square root.
+        trainable: learn ``weight`` and ``bias`` and update the running statistics; ``False`` freezes both.
+
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, H, W)``.
+        - ``weight``, ``bias``, ``running_mean``, ``running_var``: ``(C,)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> bn = BatchNorm2D()
+        >>> bn.build((3, 4, 4), dtype="float64")
+        (3, 4, 4)
+        >>> y = bn.forward(np.random.default_rng(0).normal(5.0, 2.0, (8, 3, 4, 4)), training=True)
+        >>> bool(abs(y.mean()) < 1e-12), bool(abs(y.std() - 1) < 1e-3)
+        (True, True)
     """
 
     def __init__(

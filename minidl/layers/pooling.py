@@ -63,6 +63,25 @@ class MaxPool2D(_PoolWindows, Layer):
 
     The gradient flows to the arg-max of each window (the first one in row-major order on
     a tie); overlapping windows add up.
+
+    Args:
+        pool_size: window height and width, an int or ``(kh, kw)``.
+        stride: step between windows, an int or a pair; ``None`` means ``pool_size``.
+        padding: padding on each side, an int or ``(p_h, p_w)``; at most half the window.
+
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, OH, OW)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> pool = MaxPool2D(2)
+        >>> pool.build((1, 4, 4), dtype="float64")
+        (1, 2, 2)
+        >>> pool.forward(np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4))
+        array([[[[ 5.,  7.],
+                 [13., 15.]]]])
     """
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
@@ -85,6 +104,25 @@ class AvgPool2D(_PoolWindows, Layer):
     Shapes and arguments as :class:`MaxPool2D`: (N, C, H, W) → (N, C, OH, OW),
     ``OH = (H + 2p - kh) // s + 1``, ``stride`` defaults to ``pool_size``. Padding counts as
     zeros and the divisor is always ``kh·kw`` (PyTorch's default ``count_include_pad=True``).
+
+    Args:
+        pool_size: window height and width, an int or ``(kh, kw)``.
+        stride: step between windows, an int or a pair; ``None`` means ``pool_size``.
+        padding: padding on each side, an int or ``(p_h, p_w)``; at most half the window.
+
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, OH, OW)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> pool = AvgPool2D(2)
+        >>> pool.build((1, 4, 4), dtype="float64")
+        (1, 2, 2)
+        >>> pool.forward(np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4))
+        array([[[[ 2.5,  4.5],
+                 [10.5, 12.5]]]])
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -104,6 +142,23 @@ class GlobalAvgPool2D(Layer):
 
     Replaces ``Flatten`` before the classifier in all-convolutional networks (Keras'
     ``GlobalAveragePooling2D``; PyTorch's ``AdaptiveAvgPool2d(1)`` followed by a flatten).
+
+    Args:
+        trainable: unused (the layer has no parameters); kept for the common layer signature.
+        name: the layer's name (default: derived from the class name).
+
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> pool = GlobalAvgPool2D()
+        >>> pool.build((2, 3, 3), dtype="float64")
+        (2,)
+        >>> pool.forward(np.ones((1, 2, 3, 3))).tolist()
+        [[1.0, 1.0]]
     """
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

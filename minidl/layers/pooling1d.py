@@ -128,7 +128,8 @@ class GlobalAvgPool1D(_GlobalPool1D, Layer):
     The output carries no mask.
 
     Args:
-        none besides ``trainable`` and ``name``.
+        trainable: unused (the layer has no parameters); kept for the common layer signature.
+        name: the layer's name (default: derived from the class name).
 
     Shape:
         - Input: ``(N, T, C)``; mask ``(N, T)`` optional.
@@ -171,7 +172,8 @@ class GlobalMaxPool1D(_GlobalPool1D, Layer):
     zeros (and passes no gradient). The output carries no mask.
 
     Args:
-        none besides ``trainable`` and ``name``.
+        trainable: unused (the layer has no parameters); kept for the common layer signature.
+        name: the layer's name (default: derived from the class name).
 
     Shape:
         - Input: ``(N, T, C)``; mask ``(N, T)`` optional.

@@ -210,6 +210,7 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         optimizer = self.model.optimizer
+        assert optimizer is not None  # fit sets it before the first epoch
         lr = self.schedule(epoch, optimizer.lr)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
             raise ValueError(f"LearningRateScheduler: schedule({epoch}, {optimizer.lr}) returned {lr!r}, "

@@ -28,7 +28,7 @@ import os
 import sys
 import tarfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,8 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, *, base_url: str | S
     train = tuple(np.concatenate(parts) for parts in zip(*batches[:5], strict=True))
     if path is not None and verbose:
         _say_trusted("cifar10", Path(path), len(train[1]), len(batches[5][1]), "3x32x32")
-    return _scaled(*train, dtype), _scaled(*batches[5], dtype)
+    (train_images, train_labels), (test_images, test_labels) = train, batches[5]
+    return _scaled(train_images, train_labels, dtype), _scaled(test_images, test_labels, dtype)
 
 
 def load_from_arrays(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, channels_last: bool = False,
@@ -269,7 +270,9 @@ def load_npz(path: str | os.PathLike, *, channels_last: bool = False, dtype: Any
 
 
 #: The loaders by data set name.
-LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+#: The loader of each data set by name; each returns ``(X_train, y_train), (X_test, y_test)``.
+LOADERS: dict[str, Callable[..., tuple[Split, Split]]] = {
+    "digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -324,7 +327,9 @@ def read_cifar10(archive: str | os.PathLike, names: Sequence[str]) -> list[Split
                     raise DataFormatError(f"{archive}: {member.name} has {member.size:,} bytes, expected a positive "
                                      f"multiple of {_CIFAR_RECORD:,} (one label and 32x32x3 pixels a record) "
                                      f"up to {_CIFAR_BATCH:,} records")
-                found[name] = tar.extractfile(member).read()
+                data = tar.extractfile(member)
+                assert data is not None  # a regular file, checked just above
+                found[name] = data.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise DataFormatError(f"{archive} is not a valid .tar.gz archive ({err})") from None
     missing = [name for name in names if name not in found]

@@ -223,7 +223,8 @@ def warn_if_unscaled(model: Sequential, X: Any) -> None:
     """
     from .layers.normalization import BatchNorm2D, LayerNorm
 
-    if (not isinstance(X, np.ndarray) or X.dtype.kind not in "iuf" or X.size == 0 or len(model.input_shape) != 3
+    if (not isinstance(X, np.ndarray) or X.dtype.kind not in "iuf" or X.size == 0 or model.input_shape is None
+            or len(model.input_shape) != 3
             or isinstance(model.layers[0], (BatchNorm2D, LayerNorm))):
         return
     sample = X[:1024] if isinstance(X, np.memmap) else X  # a memmap is not read whole for a warning

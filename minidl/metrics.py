@@ -69,7 +69,9 @@ class RunningMetrics:
 
     def _flush(self) -> None:
         if self._filled:
-            mask = None if self._masks[0] is None else np.concatenate(self._masks)
+            assert self._outputs is not None  # add() allocated it
+            # every batch of a pass has a mask, or none has
+            mask = None if self._masks[0] is None else np.concatenate([m for m in self._masks if m is not None])
             self._accumulate(self._outputs[:self._filled], np.concatenate(self._targets), mask)
             self._targets, self._masks, self._filled = [], [], 0
 

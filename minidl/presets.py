@@ -51,8 +51,8 @@ __all__ = ["blog_cnn", "digits_cnn", "digits_resnet", "digits_gru", "residual_bl
 
 def blog_cnn(
     num_filters: int = 4,
-    filter_size: int = 3,
-    pool_size: int = 2,
+    filter_size: int | tuple[int, int] = 3,
+    pool_size: int | tuple[int, int] = 2,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (1, 8, 8),
     seed: int | None = 0,
@@ -367,13 +367,14 @@ def char_lstm(vocab_size: int, seed: int | None = 0, dtype: Any = "float32", **c
 
 
 #: Presets for the 8×8 digits, by name.
-PRESETS = {"blog_cnn": blog_cnn, "digits_cnn": digits_cnn, "digits_resnet": digits_resnet, "digits_gru": digits_gru}
+PRESETS: dict[str, Callable[..., Sequential]] = {
+    "blog_cnn": blog_cnn, "digits_cnn": digits_cnn, "digits_resnet": digits_resnet, "digits_gru": digits_gru}
 
 #: Presets for 28×28 images (MNIST, Fashion-MNIST).
-MNIST_PRESETS = {"lenet": lenet}
+MNIST_PRESETS: dict[str, Callable[..., Sequential]] = {"lenet": lenet}
 
 #: Presets for 32×32 colour images (CIFAR-10).
-CIFAR_PRESETS = {"cifar_resnet": cifar_resnet, "cifar_vgg": cifar_vgg}
+CIFAR_PRESETS: dict[str, Callable[..., Sequential]] = {"cifar_resnet": cifar_resnet, "cifar_vgg": cifar_vgg}
 
 #: Every preset by name (``minidl train DATASET --preset NAME``); :data:`INPUT_SHAPES` has the
 #: shape each one takes and :func:`recipe_for` the way to train it.

@@ -131,7 +131,8 @@ def recipe_for(preset: str, dataset: str | None = None) -> Recipe:
     """The recipe of ``preset`` on ``dataset``: its :data:`DATASET_RECIPES` entry, else :data:`RECIPES`'s."""
     if preset not in RECIPES:
         raise ValueError(f"preset must be one of {sorted(RECIPES)}, got {preset!r}")
-    return DATASET_RECIPES.get((dataset, preset), RECIPES[preset])
+    default = RECIPES[preset]
+    return default if dataset is None else DATASET_RECIPES.get((dataset, preset), default)
 
 
 def presets_for(input_shape: Sequence[int]) -> list[str]:

@@ -85,6 +85,7 @@ def save(model: Sequential, path: PathLike) -> None:
     target = _fspath(path, "save")
     if not model.built:
         raise ValueError("save: the model is not built, so it has no weights yet; pass input_shape= or call build()")
+    assert model.input_shape is not None and model.dtype is not None  # built
     state = model.state_dict()
     if HEADER_KEY in state:
         raise ValueError(f"save: state_dict has an entry named {HEADER_KEY!r}, which the file format reserves")
@@ -102,7 +103,8 @@ def save(model: Sequential, path: PathLike) -> None:
     }
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     _check_loadable(header, len(blob))
-    atomic_write(target, lambda f: np.savez(f, **{HEADER_KEY: blob}, **state))
+    # NumPy's stub types savez's **kwds together with its allow_pickle: bool keyword
+    atomic_write(target, lambda f: np.savez(f, **{HEADER_KEY: blob}, **state))  # type: ignore[arg-type]
 
 
 def _check_loadable(header: dict[str, Any], size: int) -> None:

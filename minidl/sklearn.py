@@ -112,7 +112,7 @@ class _MinidlEstimator(BaseEstimator):
         self._keep_spec(spec)
         if first:
             self.input_shape_, (self.model_, self.optimizer_) = X.shape[1:], state
-            self.loss_curve_ = []
+            self.loss_curve_: list[float] = []
         self.history_ = history
         self.loss_curve_ = self.loss_curve_ + list(history.get("loss", []))
         self.n_iter_ = len(self.loss_curve_)
@@ -311,6 +311,7 @@ class CNNClassifier(_MinidlClassifier):
         model = Sequential([scale, *model.layers], input_shape=input_shape, seed=seed, dtype=self.dtype,
                            loss=model.loss)
         axes = (0, 2, 3)
+        assert scale.running_mean is not None and scale.running_var is not None  # built by Sequential(input_shape=)
         scale.running_mean.data[...] = X.mean(axis=axes, dtype=np.float64)
         scale.running_var.data[...] = X.var(axis=axes, dtype=np.float64)
         return model
@@ -351,6 +352,10 @@ class _LayerList:
 
     default_loss: type[Loss]
     whole_if_last: type[Loss]
+    # the estimator's constructor parameters, which the concrete Sequential* estimators set
+    layers: Sequence[Layer | Loss | dict[str, Any]] | Callable[[], Sequence[Layer | Loss]] | None
+    input_shape: Sequence[int] | None
+    dtype: Any
 
     def _make_model(self, X: np.ndarray, n_outputs: int, seed: Any) -> Sequential:
         layers: list[Layer | Loss] = list(self._fresh_layers())

@@ -23,9 +23,11 @@ def print_summary(model: Sequential, print_fn: Callable[[str], None] = print) ->
     def rows(layer: Layer, indent: str) -> Iterator[tuple[str, str, str]]:
         for key, child in layer.named_children().items():
             kind = "" if child.name == type(child).__name__ else f" ({type(child).__name__})"
+            assert child.output_shape is not None  # the model is built (Sequential.summary checks)
             yield f"{indent}{key}: {child.name}{kind}", str((None, *child.output_shape)), f"{size(child):,}"
             yield from rows(child, indent + "  ")
 
+    assert model.input_shape is not None  # built
     table = [("Layer (type)", "Output shape", "Param #"), *rows(model, "")]
     widths = [max(len(r[c]) for r in table) for c in range(3)]
     line = "-" * (sum(widths) + 4)

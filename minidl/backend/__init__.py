@@ -75,6 +75,7 @@ def get_backend() -> Backend:
                 _set(_make(_default_name(), f"the environment variable {ENV_VAR}" if os.environ.get(ENV_VAR)
                            else "the default backend"))
             backend = _current
+    assert backend is not None  # _set made one
     return backend
 
 

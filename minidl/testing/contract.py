@@ -207,6 +207,7 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
     except Exception as err:  # noqa: BLE001
         _record(report, f"forward/backward [{label}]", [f"forward raised {type(err).__name__}: {err}"])
         return None
+    assert layer.output_shape is not None  # built
     expected = (x.shape[0], *layer.output_shape)
     if not isinstance(y, np.ndarray) or y.shape != expected:
         _record(report, f"forward/backward [{label}]",
@@ -342,6 +343,9 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
     expected = loads_as(layer)
     if expected is None:
         taken = LAYERS.get(cls.__name__)
+        if taken is None:  # declared with register=False
+            _record(report, name, [f"{cls.__name__} is not registered, so from_config cannot make it"])
+            return
         _record(report, name, [f"class name {cls.__name__!r} is taken by {taken.__module__}.{taken.__qualname__}; "
                                "rename your layer so from_config can find it"])
         return
@@ -362,6 +366,7 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
         _record(report, name, problems)
         return
     layer.forward(x, training=True)  # move any running statistics away from their initial values
+    assert layer.input_shape is not None  # built
     try:
         clone.build(layer.input_shape, rng=np.random.default_rng(seed + 3), dtype=layer.dtype)
     except Exception as err:  # noqa: BLE001

@@ -66,7 +66,7 @@ def tie_free_input(
 
 
 def numerical_gradient(
-    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
+    f: Callable[[], np.ndarray | float], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
 ) -> np.ndarray:
     """Central-difference gradient of ``Σ f() ⊙ weights`` with respect to ``x`` (perturbed in place, restored).
 
@@ -77,7 +77,7 @@ def numerical_gradient(
 
 
 def central_differences(
-    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
+    f: Callable[[], np.ndarray | float], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`numerical_gradient`, and for each entry the round-off it may carry (see the module docstring)."""
     grad = np.zeros_like(x, dtype=np.float64)
@@ -186,9 +186,10 @@ def model_gradient_errors(
     if model.loss is None:
         raise ValueError("model_gradient_errors: the model needs a loss (Sequential(..., loss=SoftmaxCE()))")
     x = np.array(x, dtype=model.dtype, order="C")
+    loss = model.loss
 
     def loss_and_grad() -> tuple[float, np.ndarray]:
-        return model.loss.loss_and_grad(model.forward(x, training=True), y)
+        return loss.loss_and_grad(model.forward(x, training=True), y)
 
     grad_x = model.backward(loss_and_grad()[1])
     return _compare(lambda: loss_and_grad()[0], 1.0, x, grad_x, model.named_parameters(), eps)

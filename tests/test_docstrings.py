@@ -15,7 +15,10 @@ import pytest
 
 from minidl.layers import Layer, Loss
 
-MODULES = ["minidl.layers", "minidl.model", "minidl.data", "minidl.plot", "minidl.generation"]
+MODULES = [
+    "minidl.layers", "minidl.model", "minidl.optim", "minidl.lr_scheduler", "minidl.callbacks", "minidl.data",
+    "minidl.plot", "minidl.generation",
+]
 
 
 def public_objects() -> list[tuple[str, object]]:

@@ -46,7 +46,7 @@ PUBLIC = public_objects()
 def takes_arguments(obj: object) -> bool:
     """Whether calling ``obj`` (a function, or a class through its constructor) takes any argument."""
     target = obj.__init__ if inspect.isclass(obj) else obj
-    if inspect.isclass(obj) and target is object.__init__:
+    if inspect.isclass(obj) and not inspect.isfunction(target):  # object's or an exception's built-in __init__
         return False
     try:
         params = inspect.signature(target).parameters.values()

@@ -17,7 +17,7 @@ from minidl.layers import Layer, Loss
 
 MODULES = [
     "minidl.layers", "minidl.model", "minidl.optim", "minidl.lr_scheduler", "minidl.callbacks", "minidl.data",
-    "minidl.plot", "minidl.generation",
+    "minidl.datasets", "minidl.text", "minidl.saving", "minidl.sklearn", "minidl.plot", "minidl.generation",
 ]
 
 

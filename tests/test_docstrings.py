@@ -16,8 +16,9 @@ import pytest
 from minidl.layers import Layer, Loss
 
 MODULES = [
-    "minidl.layers", "minidl.model", "minidl.optim", "minidl.lr_scheduler", "minidl.callbacks", "minidl.data",
-    "minidl.datasets", "minidl.text", "minidl.saving", "minidl.sklearn", "minidl.plot", "minidl.generation",
+    "minidl", "minidl.layers", "minidl.model", "minidl.optim", "minidl.lr_scheduler", "minidl.callbacks", "minidl.data",
+    "minidl.datasets", "minidl.text", "minidl.saving", "minidl.sklearn", "minidl.export",
+    "minidl.presets", "minidl.plot", "minidl.generation",
 ]
 
 

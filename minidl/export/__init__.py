@@ -114,6 +114,9 @@ def to_torch(model: Sequential) -> Any:
       ``model.predict_proba``; to train on in PyTorch take ``module[:-1]`` (the logits) with
       ``nn.CrossEntropyLoss``.
 
+    Args:
+        model: a built model (its loss, if any, becomes the last module as listed above).
+
     Example::
 
         >>> net = to_torch(model)                                         # doctest: +SKIP

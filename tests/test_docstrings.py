@@ -19,6 +19,7 @@ MODULES = [
     "minidl", "minidl.layers", "minidl.model", "minidl.optim", "minidl.lr_scheduler", "minidl.callbacks", "minidl.data",
     "minidl.datasets", "minidl.text", "minidl.saving", "minidl.sklearn", "minidl.export",
     "minidl.presets", "minidl.plot", "minidl.generation", "minidl.backend", "minidl.layers.state", "minidl.config",
+    "minidl.testing",
 ]
 
 

@@ -61,7 +61,7 @@ def tie_free_input(
         shape: the array's shape.
         rng: where the order and signs come from (default: a fresh generator).
         gap: the smallest distance between two entries, and twice the distance to 0.
-        dtype: the array's dtype.
+        dtype (np.dtype or str): the array's dtype.
 
     Example::
 

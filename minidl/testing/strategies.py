@@ -90,7 +90,7 @@ def layer_inputs(shapes=None, batch: int | tuple[int, int] = (1, 3), dtype: Any 
     """Strategy for input batches ``(N, *shape)``: ties- and kink-free arrays (:func:`tie_free_input`).
 
     Args:
-        shapes: a strategy of per-sample shapes (default :func:`image_shapes`).
+        shapes (hypothesis strategy or None): per-sample shapes (default :func:`image_shapes`).
         batch: ``N``, an int or an inclusive ``(low, high)``.
         dtype: the arrays' dtype.
 

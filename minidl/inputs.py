@@ -1,7 +1,8 @@
 """Input preparation for ``fit / evaluate / predict``: data is checked and converted once, before any work.
 
 - :func:`prepare_inputs` turns ``X`` into a C-contiguous array of the model's dtype (or its
-  ``input_dtype``, e.g. integer token ids) and shape ``(N, *model.input_shape)`` (building an unbuilt model from it), with errors naming the argument.
+  ``input_dtype``, e.g. integer token ids) and shape ``(N, *model.input_shape)`` (building an unbuilt model
+  from it), with errors naming the argument.
   Targets are the loss's business: :meth:`minidl.layers.Loss.prepare_targets`.
 - :func:`raise_if_not_finite` makes a NaN or infinite result an error, never a silent answer.
 """

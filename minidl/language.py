@@ -142,7 +142,7 @@ def tokenizer_path(checkpoint: str | os.PathLike) -> Path:
 
 
 def save_checkpoint(model: Any, tokenizer: CharTokenizer, path: str | os.PathLike) -> None:
-    """Save ``model`` at ``path`` (:func:`minidl.saving.save`) and its tokenizer beside it
+    """Save ``model`` at ``path`` (``model.save``, :mod:`minidl.saving`) and its tokenizer beside it
     (:func:`tokenizer_path`), so that ``minidl generate path`` can turn ids back into text."""
     model.save(path)
     tokenizer.save(tokenizer_path(path))
@@ -150,7 +150,7 @@ def save_checkpoint(model: Any, tokenizer: CharTokenizer, path: str | os.PathLik
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[Any, CharTokenizer]:
     """The model and tokenizer that :func:`save_checkpoint` wrote at ``path``."""
-    from .saving import load
+    from .model import load
 
     vocab = tokenizer_path(path)
     if not vocab.exists():

@@ -155,9 +155,9 @@ def _alike(values: Sequence[float]) -> list[str]:
 # -- layers by path -----------------------------------------------------------------------------------
 
 
-def _resolve(model: Any, layer: str | Layer, what: str) -> tuple[str, Layer]:
-    """``(path, layer)`` for a path or a layer object of ``model``; a ValueError listing the paths otherwise."""
-    named = model.named_layers()
+def _resolve(model: Any, layer: object, what: str) -> tuple[str, Layer]:
+    """``(path, layer)`` for a path or a layer object of ``model``; a ValueError listing the paths for anything else."""
+    named: dict[str, Layer] = model.named_layers()
     if isinstance(layer, str):
         if layer in named:
             return layer, named[layer]
@@ -279,9 +279,10 @@ def filters(
                 raise ValueError("plot.filters: the model has no Conv2D layer")
             name, conv = convs[0]
         else:
-            name, conv = _resolve(model, layer, "filters")
-            if not isinstance(conv, Conv2D):
-                raise TypeError(f"plot.filters: layer {name!r} is a {type(conv).__name__}, not a Conv2D")
+            name, found = _resolve(model, layer, "filters")
+            if not isinstance(found, Conv2D):
+                raise TypeError(f"plot.filters: layer {name!r} is a {type(found).__name__}, not a Conv2D")
+            conv = found
     if conv.weight is None:
         raise ValueError(f"plot.filters: {conv.name} is not built yet; build or train its model first")
     _check_count(max_filters, "max_filters", "filters")
@@ -290,7 +291,7 @@ def filters(
     weight = np.asarray(conv.weight.data[:min(max_filters, 16) if by_channel else max_filters], dtype=float)
     f, c, kh, kw = weight.shape
     scale = float(np.abs(weight).max()) or 1.0
-    signed = dict(cmap=_cmap(SIGNED_CMAP), vmin=-scale, vmax=scale, interpolation="nearest")
+    signed: dict[str, Any] = dict(cmap=_cmap(SIGNED_CMAP), vmin=-scale, vmax=scale, interpolation="nearest")
     title = (f"Filters of {type(conv).__name__} {name!r}: {f if f == total else f'{f} of {total}'}, "
              f"{kh}×{kw} over {c} channel{'s' if c > 1 else ''}")
     cell = 0.75 if max(kh, kw) <= 7 else 1.0
@@ -431,7 +432,7 @@ def feature_maps(
     fig = _figure(max(cols * cell + 2.6, 5.5), (len(stages) + 1) * (cell + 0.35) + 0.6)
     axes = fig.subplots(len(stages) + 1, 1, squeeze=False)[:, 0]
     _input_panel(axes[0], sample[0], cols)
-    for ax, (name, layer, maps) in zip(axes[1:], stages):
+    for ax, (name, layer, maps) in zip(axes[1:], stages, strict=True):
         channels = np.sort(np.argsort(-np.abs(maps).mean(axis=(1, 2)), kind="stable")[:max_channels])
         top = float(np.abs(maps).max()) or 1.0
         limits = dict(cmap=_cmap(SIGNED_CMAP), vmin=-top, vmax=top) if maps.min() < 0 else \
@@ -571,7 +572,8 @@ def _labelled_grid(h: int, w: int, cols: int, width: float) -> _Grid:
 def _trim_height(fig: Figure, ax: Any) -> None:
     """Take off the blank height that an image axes (whose aspect is fixed) leaves above and below itself."""
     fig.draw_without_rendering()
-    title = fig.get_suptitle() and fig._suptitle.get_window_extent(fig._get_renderer())
+    # matplotlib has no public accessor of the suptitle's Text artist or of the figure's renderer
+    title = fig.get_suptitle() and fig._suptitle.get_window_extent(fig._get_renderer())  # type: ignore[attr-defined]
     width, height = fig.get_size_inches()
     box = ax.get_position()
     top = title.y0 / fig.dpi if title else height
@@ -641,7 +643,7 @@ def misclassified(
     tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
     grid = _labelled_grid(tiles.shape[1], tiles.shape[2], cols, width)
     fig = _figure(width, grid.height_for(len(wrong), width) + 1.0)
-    fig.get_layout_engine().set(h_pad=0.08, w_pad=0.08)
+    fig.set_layout_engine("constrained", h_pad=0.08, w_pad=0.08)
     ax = fig.subplots()
     ax.imshow(grid.mosaic(tiles), cmap=_cmap(IMAGE_CMAP), interpolation="nearest")
     _bare(ax)

@@ -7,12 +7,41 @@ from typing import Any
 
 import numpy as np
 
-from .layers import (GELU, GRU, LSTM, BatchNorm2D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAvgPool2D,
-                     Layer, LayerNorm, MaxPool2D, MultiHeadAttention, PositionalEmbedding, RandomCrop, RandomFlip,
-                     RandomShift, ReLU, Residual, SoftmaxCE)
+from .layers import (
+    GELU,
+    GRU,
+    LSTM,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    LayerNorm,
+    MaxPool2D,
+    MultiHeadAttention,
+    PositionalEmbedding,
+    RandomCrop,
+    RandomFlip,
+    RandomShift,
+    ReLU,
+    Residual,
+    SoftmaxCE,
+)
 from .model import Sequential
-from .recipes import (CHAR_GPT, CHAR_LSTM, DATASET_RECIPES, INPUT_SHAPES, OPTIMIZERS, RECIPES, SCHEDULES, Recipe,
-                      recipe_for)
+from .recipes import (
+    CHAR_GPT,
+    CHAR_LSTM,
+    DATASET_RECIPES,
+    INPUT_SHAPES,
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULES,
+    Recipe,
+    recipe_for,
+)
 
 __all__ = ["blog_cnn", "digits_cnn", "digits_resnet", "digits_gru", "residual_block", "lenet", "cifar_vgg",
            "cifar_resnet", "MODELS", "PRESETS", "MNIST_PRESETS", "CIFAR_PRESETS", "OPTIMIZERS", "SCHEDULES", "Recipe",

@@ -147,8 +147,8 @@ def _machine() -> str:
 def _epoch_table(history: Mapping[str, list[float]]) -> list[str]:
     keys = list(history)
     rows = [f"| epoch | {' | '.join(keys)} |", "|---:|" + "---:|" * len(keys)]
-    for epoch, values in enumerate(zip(*(history[k] for k in keys)), start=1):
-        cells = [f"{v:.4g}" if k == "lr" else f"{v:.4f}" for k, v in zip(keys, values)]
+    for epoch, values in enumerate(zip(*(history[k] for k in keys), strict=False), start=1):
+        cells = [f"{v:.4g}" if k == "lr" else f"{v:.4f}" for k, v in zip(keys, values, strict=True)]
         rows.append(f"| {epoch} | {' | '.join(cells)} |")
     return rows
 

@@ -502,7 +502,8 @@ def _check_header(header: Any, bad: Callable[[str], ValueError]) -> None:
         )
     checks = {
         "input_shape": lambda v: isinstance(v, list) and all(isinstance(d, int) for d in v),
-        "seed": lambda v: v is None or isinstance(v, int) or (isinstance(v, list) and all(isinstance(s, int) for s in v)),
+        "seed": lambda v: (v is None or isinstance(v, int)
+                           or (isinstance(v, list) and all(isinstance(s, int) for s in v))),
         "dtype": lambda v: v in ("float32", "float64"),
         "layers": lambda v: isinstance(v, list),
         "state": lambda v: isinstance(v, dict) and all(isinstance(m, dict) for m in v.values()),
@@ -521,5 +522,6 @@ def _check_header(header: Any, bad: Callable[[str], ValueError]) -> None:
 
 
 def _count_layers(specs: Any) -> int:
-    """How many layer specs (``{"class": ..., "config": ...}`` dicts, which ``Layer.from_config`` takes) are in ``specs``."""
+    """How many layer specs (``{"class": ..., "config": ...}`` dicts, which ``Layer.from_config`` takes) are in
+    ``specs``."""
     return sum(isinstance(v, dict) and v.keys() == {"class", "config"} for level in json_levels(specs) for v in level)

@@ -58,7 +58,8 @@ MAX_POOL = 64
 T = TypeVar("T")
 
 _requested: int | None = None  # set_num_threads
-_blas: tuple[int, list] = (-1, [])  # (len(sys.modules) when found, threadpoolctl's controllers of the loaded BLAS libraries)
+# (len(sys.modules) when found, threadpoolctl's controllers of the loaded BLAS libraries)
+_blas: tuple[int, list] = (-1, [])
 _lock = threading.Lock()  # guards the BLAS pin's count and the pool's creation
 _pinned = 0  # blas_threads blocks open in this process (nested or in other threads)
 _saved: list = []  # (controller, thread count) of each BLAS library before the outermost block

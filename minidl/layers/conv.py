@@ -147,22 +147,26 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
+        assert self.weight is not None  # built
         bias = None if self.bias is None else self.bias.data
         y, self._ctx = get_backend().conv2d(x, self.weight.data, bias, self.stride, self._pads, self._ctx)
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return self._backward(grad_out, input_grad=True)
+        dx = self._backward(grad_out, input_grad=True)
+        assert dx is not None  # input_grad=True asks the backend for it
+        return dx
 
     def backward_params(self, grad_out: np.ndarray) -> None:
         self._backward(grad_out, input_grad=False)
 
     def _backward(self, grad_out: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        assert self.weight is not None  # built
         need_bias = self.bias is not None and self.bias.trainable
         dx, dweight, dbias = get_backend().conv2d_backward(self._ctx, grad_out, input_grad, self.weight.trainable,
                                                            need_bias)
         if dweight is not None:
             self.weight.grad[...] = dweight
-        if dbias is not None:
+        if dbias is not None and self.bias is not None:
             self.bias.grad[...] = dbias
         return dx

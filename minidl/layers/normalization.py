@@ -86,6 +86,8 @@ class BatchNorm2D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
+        assert self.weight is not None and self.bias is not None  # built
+        assert self.running_mean is not None and self.running_var is not None
         batch_stats = training and self.trainable
         m = x.shape[0] * x.shape[2] * x.shape[3]
         if batch_stats and m < 2:
@@ -104,6 +106,7 @@ class BatchNorm2D(Layer):
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.weight is not None and self.bias is not None  # built
         dx, dweight, dbias = get_backend().batch_norm2d_backward(self._ctx, grad_out)
         if self.weight.trainable:
             self.weight.grad[...] = dweight
@@ -165,12 +168,14 @@ class LayerNorm(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
+        assert self.weight is not None and self.bias is not None  # built
         centred = x - x.mean(axis=-1, keepdims=True)
         self._inv_std = 1 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + x.dtype.type(self.eps))
         self._x_hat = centred * self._inv_std
         return self._x_hat * self.weight.data + self.bias.data
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.weight is not None and self.bias is not None  # built
         x_hat = self._x_hat
         d = x_hat.shape[-1]
         if self.weight.trainable:

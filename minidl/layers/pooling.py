@@ -12,12 +12,12 @@ from .conv import conv_output_size
 from .images import image_shape
 
 
-class _PoolWindows:
+class _PoolWindows(Layer, register=False):
     """What every sliding-window pooling layer shares: its arguments and its output shape.
 
     ``pool_size``, ``stride`` (default ``pool_size``) and ``padding`` (at most half the window)
-    are ints or ``(h, w)`` pairs; windows that do not fit at the edge are dropped. A mixin
-    rather than a ``Layer`` subclass, so that it is not registered as a layer of its own.
+    are ints or ``(h, w)`` pairs; windows that do not fit at the edge are dropped. An abstract
+    base: ``register=False`` keeps it out of the layer registry.
     """
 
     def __init__(
@@ -169,6 +169,7 @@ class GlobalAvgPool2D(Layer):
         return x.mean(axis=(2, 3))
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.input_shape is not None  # built
         c, h, w = self.input_shape
         share = grad_out[:, :, None, None] / (h * w)
         return np.broadcast_to(share, (grad_out.shape[0], c, h, w)).copy()

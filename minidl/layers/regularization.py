@@ -55,6 +55,7 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self._scale = None
             return x
+        assert self._rng is not None  # built
         keep = self._rng.random(x.shape, dtype=x.dtype) >= self.rate
         self._scale = keep * x.dtype.type(1 / (1 - self.rate))
         return x * self._scale

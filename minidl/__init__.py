@@ -23,16 +23,17 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 
 __version__ = "0.2.0"
 
-__all__ = ["Sequential", "load", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["Sequential", "load", "set_num_threads", "get_num_threads", "show_config", "__version__"]
 
 #: Public names and the module defining each, imported on first use: ``import minidl`` itself
 #: imports nothing heavy, so the command line (``python -m minidl``) starts inside its own
 #: Ctrl-C handling and ``minidl --help`` never waits for NumPy's users to load.
-_LAZY = {"Sequential": "model", "load": "saving", "set_num_threads": "threads", "get_num_threads": "threads"}
+_LAZY = {"Sequential": "model", "load": "model", "set_num_threads": "threads", "get_num_threads": "threads",
+         "show_config": "backend"}
 
 if TYPE_CHECKING:
-    from .model import Sequential
-    from .saving import load
+    from .backend import show_config
+    from .model import Sequential, load
     from .threads import get_num_threads, set_num_threads
 
 

@@ -225,7 +225,7 @@ class ArchitectureTooBig(Exception):
 class BudgetedGenerator(np.random.Generator):
     """A ``Generator`` that refuses, before drawing, to draw more values in all than ``budget``.
 
-    ``minidl.saving.load`` builds a file's layers with it: a layer draws its initial weights
+    ``minidl.saving.read`` (behind ``minidl.load``) builds a file's layers with it: a layer draws its initial weights
     at their full size, so an architecture asking for weights larger than the arrays the file
     declares is stopped at its first oversized draw, before anything of that size exists.
     """

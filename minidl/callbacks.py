@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .model import Sequential
@@ -16,7 +17,23 @@ MAXIMISED = ("accuracy",)
 
 
 class History(dict):
-    """Per-epoch metrics: ``history["loss"][e]``; ``history.history`` is the same dict, as in Keras."""
+    """Per-epoch metrics: ``history["loss"][e]``; ``history.history`` is the same dict, as in Keras.
+
+    ``interrupted`` is ``True`` when Ctrl-C ended ``fit`` early (:meth:`mark_interrupted`).
+
+    Example::
+
+        history = model.fit(X, y, epochs=3)
+        history["loss"], history.interrupted
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.interrupted = False
+
+    def mark_interrupted(self) -> None:
+        """Record that training stopped early, at a Ctrl-C: the epochs held are the completed ones."""
+        self.interrupted = True
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -154,7 +171,8 @@ class LearningRateScheduler(Callback):
         optimizer = self.model.optimizer
         lr = self.schedule(epoch, optimizer.lr)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
-            raise ValueError(f"LearningRateScheduler: schedule({epoch}, {optimizer.lr}) returned {lr!r}, not a finite lr >= 0")
+            raise ValueError(f"LearningRateScheduler: schedule({epoch}, {optimizer.lr}) returned {lr!r}, "
+                             "not a finite lr >= 0")
         optimizer.lr = float(lr)
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {optimizer.lr}.")

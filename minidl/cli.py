@@ -20,11 +20,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import recipes
 
-__all__ = ["DATASETS", "DataSet", "CommandError", "build_parser", "main", "resolve_recipe", "run"]
+__all__ = ["DATASETS", "TEXT_DATASETS", "DataSet", "CommandError", "build_parser", "main", "resolve_recipe", "run",
+           "run_text", "run_generate"]
 
 #: The recipe's fields that have a command-line option of the same name.
 RECIPE_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "momentum", "schedule")
@@ -83,9 +84,31 @@ DATASETS: dict[str, DataSet] = {
 #: The data sets that are also commands of their own (``minidl digits`` is ``minidl train digits``).
 ALIASES = ("digits", "mnist")
 
+#: Text corpora of ``minidl train CORPUS``: a character language model learns to continue them.
+TEXT_DATASETS: dict[str, str] = {
+    "pydoc": "the standard library's help topics (pydoc_data.topics, about 465,000 characters; nothing downloaded)",
+    "shakespeare": "Tiny Shakespeare (1,115,394 characters; downloaded once, 1.1 MB)",
+}
+#: The presets a text corpus trains, and the settings of their tables each has (minidl.recipes).
+TEXT_PRESETS = {"char_gpt": recipes.CHAR_GPT, "char_lstm": recipes.CHAR_LSTM}
+
+
+class _ShowConfig(argparse.Action):
+    """``--version``: :func:`minidl.show_config`, then exit (like argparse's own version action)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help"))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from .backend import show_config
+
+        show_config()
+        parser.exit()
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minidl", description="minidl: a small deep-learning framework in NumPy.")
+    parser.add_argument("--version", action=_ShowConfig, help="print the version, backend, threads and BLAS, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
     what = "train a preset on a data set and report its test accuracy"
     train = sub.add_parser(
@@ -100,9 +123,52 @@ def build_parser() -> argparse.ArgumentParser:
                                     title="data sets (DATASET)")
     for name in DATASETS:
         _add_dataset_command(commands, name, f"train on {DATASETS[name].about}")
+    for name, about in TEXT_DATASETS.items():
+        _add_text_command(commands, name, about)
     for name in ALIASES:
         _add_dataset_command(sub, name, f"the same as minidl train {name}")
+    what = "continue a prompt with a character model saved by minidl train pydoc|shakespeare --save"
+    gen = sub.add_parser("generate", help=what, description=f"{what[0].upper()}{what[1:]}.")
+    gen.add_argument("checkpoint", metavar="CHECKPOINT", help="the saved model (its vocabulary is in "
+                     "CHECKPOINT.tokenizer.json beside it)")
+    gen.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
+    gen.add_argument("--tokens", type=_int_at_least(0, "non-negative"), default=300,
+                     help="characters to generate (default: 300)")
+    gen.add_argument("--temperature", type=_float_in(0.0, math.inf, False), default=0.8,
+                     help="below 1 safer, above 1 wilder; 0 always takes the most likely character (default: 0.8)")
+    gen.add_argument("--top-k", type=_positive_int, help="sample among the k most likely characters only")
+    gen.add_argument("--seed", type=_int_at_least(0, "non-negative"), default=0,
+                     help="seeds the sampling: the same seed gives the same text (default: 0)")
     return parser
+
+
+def _add_text_command(sub, name: str, about: str) -> None:
+    """``minidl train CORPUS``: a character language model, trained step by step, saved with its vocabulary."""
+    what = f"train a character language model on {about}"
+    cmd = sub.add_parser(name, help=f"train on {about}", description=f"{what[0].upper()}{what[1:]}, report its "
+                         "held-out loss (nats and bits per character) and a sample of its text. Options left out "
+                         "come from the preset's table in minidl.recipes.",
+                         epilog="presets and their tables:\n" + "\n".join(f"  {preset}: {table}" for preset, table
+                                                                             in TEXT_PRESETS.items()),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.set_defaults(dataset=name)
+    cmd.add_argument("--preset", choices=sorted(TEXT_PRESETS), default="char_gpt", help="default: char_gpt")
+    cmd.add_argument("--steps", type=_positive_int, help="optimizer steps (default: the table's)")
+    cmd.add_argument("--batch-size", type=_positive_int, help="windows per step (default: the table's)")
+    cmd.add_argument("--lr", type=_float_in(0.0, math.inf, True), help="Adam's learning rate (default: the table's)")
+    cmd.add_argument("--context", type=_positive_int, help="characters per window (default: the table's)")
+    cmd.add_argument("--eval-every", type=_positive_int, default=100,
+                     help="steps between held-out measurements (default: 100)")
+    cmd.add_argument("--seed", type=_int_at_least(0, "non-negative"), default=0,
+                     help="seeds the weights, dropout, the windows and the sample (default: 0)")
+    cmd.add_argument("--save", metavar="PATH", help="save the model at PATH and its vocabulary at "
+                     "PATH.tokenizer.json, for minidl generate PATH")
+    cmd.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
+                     help="0: only the results; 1 and 2: also the model summary and each held-out measurement")
+    cmd.add_argument("--threads", type=_positive_int, help="threads for minidl's own kernels")
+    if name == "shakespeare":
+        cmd.add_argument("--data-dir", help="where the file is cached (default: $MINIDL_DATA or ~/.cache/minidl)")
+        cmd.add_argument("--no-download", action="store_true", help="never use the network: the file must be cached")
 
 
 def _add_dataset_command(sub, name: str, summary: str) -> None:
@@ -266,6 +332,9 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
     build = presets.MODELS[args.preset]
     faithful = getattr(args, "faithful", False)
     model = build(seed=args.seed, faithful=True) if faithful else build(seed=args.seed)
+    if model.input_shape != X_train.shape[1:]:  # a preset reading single-channel images as rows (H, W)
+        X_train = X_train.reshape(len(X_train), *model.input_shape)
+        X_test = X_test.reshape(len(X_test), *model.input_shape)
     if args.verbose:
         model.summary()
         print(f"recipe: {_describe(recipe)} --seed {args.seed}")
@@ -294,6 +363,77 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
             shape = ", ".join(map(str, model.input_shape))
             print(f"exported: {args.export} (ONNX opset 13; input 'input' (N, {shape}), output 'output' probabilities)")
     return result["accuracy"]
+
+
+def run_text(args: argparse.Namespace) -> float:
+    """Train ``args.preset`` on the text corpus ``args.dataset``; print the results; return the held-out loss."""
+    from . import presets, text
+    from .language import save_checkpoint, train_language_model
+
+    if args.threads is not None:
+        from .threads import set_num_threads
+
+        set_num_threads(args.threads)
+    if args.save is not None:
+        if os.path.isdir(args.save):
+            raise CommandError(f"--save: {args.save!r} is a directory, expected a file name such as model.minidl")
+        _check_writable("--save", os.path.dirname(os.path.abspath(args.save)))
+    try:
+        data = (text.load_pydoc_text() if args.dataset == "pydoc" else
+                text.load_tiny_shakespeare(args.data_dir, download=not args.no_download, verbose=args.verbose > 0))
+    except (OSError, ValueError) as err:
+        raise CommandError(err) from None
+    table = TEXT_PRESETS[args.preset]
+    steps = args.steps or int(table["steps"])
+    batch_size = args.batch_size or int(table["batch_size"])
+    lr = args.lr or float(table["lr"])
+    overrides = {"context": args.context} if args.context else {}
+    model = getattr(presets, args.preset)(data.tokenizer.vocab_size, seed=args.seed, **overrides)
+    if args.verbose:
+        model.summary()
+        print(f"{args.dataset}: {len(data.train):,} training / {len(data.validation):,} held-out characters, "
+              f"vocabulary {data.tokenizer.vocab_size}; {steps} steps of {batch_size} windows of "
+              f"{model.input_shape[0]}, Adam lr {lr}, seed {args.seed}")
+
+    def report(step: int, loss: float, held_out: float) -> None:
+        if args.verbose:
+            print(f"step {step}: training loss {loss:.4f}, held-out {held_out:.4f} nats/char", flush=True)
+
+    start = time.perf_counter()
+    curve = train_language_model(model, data, steps, batch_size, lr, seed=args.seed, eval_every=args.eval_every,
+                                 report=report)
+    seconds = time.perf_counter() - start
+    held_out = curve[-1][1]
+    print(f"train: {steps} steps in {seconds:.2f} s ({seconds / steps:.3f} s/step)")
+    print(f"held-out loss: {held_out:.4f} nats/char ({held_out / math.log(2):.4f} bits/char) on "
+          f"{len(data.validation):,} characters")
+    prompt = data.tokenizer.decode(data.validation[:16])
+    sample = model.generate(data.tokenizer.encode(prompt), 200, temperature=0.8, seed=args.seed)
+    print(f"sample (temperature 0.8, prompt {prompt!r}):\n{data.tokenizer.decode(sample)}")
+    if args.save is not None:
+        save_checkpoint(model, data.tokenizer, args.save)
+        print(f"saved: {args.save} and {args.save}.tokenizer.json (minidl generate {shlex.quote(args.save)})")
+    return held_out
+
+
+def run_generate(args: argparse.Namespace) -> str:
+    """Print ``args.tokens`` characters generated after ``args.prompt`` by the checkpoint; return the text."""
+    from .language import load_checkpoint
+
+    try:
+        model, tokenizer = load_checkpoint(args.checkpoint)
+    except (OSError, ValueError) as err:
+        raise CommandError(err) from None
+    try:
+        prompt = tokenizer.encode(args.prompt)
+    except ValueError as err:
+        raise CommandError(f"--prompt: {err}") from None
+    if len(prompt) == 0:
+        raise CommandError("--prompt: give at least one character to continue")
+    ids = model.generate(prompt, args.tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    out = tokenizer.decode(ids)
+    print(out)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -332,8 +472,13 @@ def _run(argv: Sequence[str] | None) -> int:
 
     args.command_line = "python -m minidl " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        run(args, resolve_recipe(args, parser))
-    except (NonFiniteLossError, CommandError) as err:
+        if args.command == "generate":
+            run_generate(args)
+        elif args.dataset in TEXT_DATASETS:
+            run_text(args)
+        else:
+            run(args, resolve_recipe(args, parser))
+    except (NonFiniteLossError, CommandError, FloatingPointError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
     return 0
@@ -342,10 +487,12 @@ def _run(argv: Sequence[str] | None) -> int:
 def _import_modules(args: argparse.Namespace) -> None:
     """Import what the command will use, so that no import is under way when Ctrl-C is let through."""
     modules = ["minidl.presets", "minidl.datasets", "minidl.guard", "minidl.training", "minidl.progress",
-               "minidl.threads", "minidl.report" if args.report else None]
-    if args.export is not None and importlib.util.find_spec("onnx") is not None:  # else resolve_recipe says so
+               "minidl.threads", "minidl.report" if getattr(args, "report", None) else None]
+    if args.command == "generate" or getattr(args, "dataset", None) in TEXT_DATASETS:
+        modules += ["minidl.language", "minidl.generation", "minidl.text", "minidl.saving", "minidl.optim"]
+    if getattr(args, "export", None) is not None and importlib.util.find_spec("onnx") is not None:
         modules += ["minidl.export", "onnx", "onnx.helper", "onnx.numpy_helper"]
-    if args.dataset == "digits":  # minidl.data imports scikit-learn inside load_digits
+    if getattr(args, "dataset", None) == "digits":  # minidl.data imports scikit-learn inside load_digits
         modules += ["sklearn.datasets", "sklearn.model_selection"]
     for name in filter(None, modules):
         importlib.import_module(name)

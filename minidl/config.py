@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["register_kind", "register_class", "to_config", "from_config"]
+__all__ = ["register_kind", "register_class", "loads_as", "to_config", "from_config"]
 
 #: The base class of each kind of configurable object (``Layer``, ``Loss``) and its registry.
 _KINDS: dict[type, dict[str, type]] = {}
@@ -28,6 +28,17 @@ def register_class(registry: dict[str, type], cls: type) -> None:
     taken = registry.get(cls.__name__)
     if taken is None or not taken.__module__.startswith("minidl.") or cls.__module__.startswith("minidl."):
         registry[cls.__name__] = cls
+
+
+def loads_as(obj: Any) -> type | None:
+    """The class :func:`from_config` makes of ``obj``'s spec: its own, or for one of minidl's unregistered
+    subclasses (the model class ``minidl.Sequential``) the registered class of its name; ``None`` if the name
+    leads elsewhere (a user's class named like a built-in one)."""
+    registered = next((r.get(type(obj).__name__) for base, r in _KINDS.items() if isinstance(obj, base)), None)
+    if registered is type(obj) or (registered is not None and isinstance(obj, registered)
+                                   and type(obj).__module__.startswith("minidl.")):
+        return registered
+    return None
 
 
 def to_config(obj: Any) -> dict[str, Any]:

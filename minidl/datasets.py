@@ -199,10 +199,12 @@ def load_from_arrays(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, ch
     """Your own images and labels, checked and shaped as the other loaders return theirs.
 
     Args:
-        X_train, X_test: images ``(N, H, W)`` (one channel is added) or ``(N, C, H, W)``
+        X_train: training images ``(N, H, W)`` (one channel is added) or ``(N, C, H, W)``
             (``(N, H, W, C)`` with ``channels_last=True``); ``uint8`` pixels are divided by 255,
             floating values are kept as they are (they must be finite); other integer types are refused.
-        y_train, y_test: integer labels ``(N,)``, 0 or more.
+        y_train: integer training labels ``(N,)``, 0 or more.
+        X_test: test images, as ``X_train`` (the same ``(C, H, W)``).
+        y_test: integer test labels, as ``y_train``.
         channels_last: the 4-D images are ``(N, H, W, C)`` (Keras's and TensorFlow's layout); they are
             transposed to minidl's ``(N, C, H, W)``.
         dtype: floating dtype of the images.
@@ -234,7 +236,8 @@ def load_npz(path: str | os.PathLike, *, channels_last: bool = False, dtype: Any
 
     Args:
         path: the ``.npz`` file.
-        channels_last, dtype: as for :func:`load_from_arrays`.
+        channels_last: as for :func:`load_from_arrays`.
+        dtype: as for :func:`load_from_arrays`.
 
     Raises:
         DataFormatError: (a ``ValueError``) naming the file: not an ``.npz`` of plain arrays, or an array missing.

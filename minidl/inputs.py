@@ -1,7 +1,8 @@
 """Input preparation for ``fit / evaluate / predict``: data is checked and converted once, before any work.
 
-- :func:`prepare_inputs` turns ``X`` into a C-contiguous float array of the model's dtype and
-  shape ``(N, *model.input_shape)`` (building an unbuilt model from it), with errors naming the argument.
+- :func:`prepare_inputs` turns ``X`` into a C-contiguous array of the model's dtype (or its
+  ``input_dtype``, e.g. integer token ids) and shape ``(N, *model.input_shape)`` (building an unbuilt model
+  from it), with errors naming the argument.
   Targets are the loss's business: :meth:`minidl.layers.Loss.prepare_targets`.
 - :func:`raise_if_not_finite` makes a NaN or infinite result an error, never a silent answer.
 """
@@ -20,7 +21,8 @@ __all__ = ["prepare_inputs", "check_finite", "raise_if_not_finite", "as_array", 
 
 
 def prepare_inputs(model: Sequential, X: Any, name: str) -> np.ndarray:
-    """``X`` as a float array ``(N, *model.input_shape)`` of the model's dtype; builds an unbuilt model from it.
+    """``X`` as an array ``(N, *model.input_shape)`` of the model's ``input_dtype`` (default: its float dtype);
+    builds an unbuilt model from it.
 
     ``(N, H, W)`` images are accepted for a single-channel model (the blog's data). Raises
     ``TypeError``/``ValueError`` naming ``name`` for non-numeric, empty, misshapen or non-finite data.
@@ -48,9 +50,12 @@ def prepare_inputs(model: Sequential, X: Any, name: str) -> np.ndarray:
     if X.shape[1:] != expected or X.ndim != len(expected) + 1:
         raise ValueError(f"{name} has shape {X.shape}, but the model expects (N, {', '.join(map(str, expected))})"
                          + _reshape_hint(X.shape, expected, name))
+    target = model.input_dtype if model.input_dtype is not None else model.dtype
+    if target.kind in "iu":  # token ids: whole numbers within the type's range, no rounding
+        return _as_integers(X, name, target)
     with np.errstate(over="ignore"):  # values beyond the dtype's range become inf, reported just below
-        X = np.ascontiguousarray(X, dtype=model.dtype)
-    check_finite(X, name, model.dtype)
+        X = np.ascontiguousarray(X, dtype=target)
+    check_finite(X, name, target)
     return X
 
 
@@ -81,6 +86,17 @@ def _reshape_hint(shape: tuple[int, ...], expected: tuple[int, ...], name: str) 
     if len(shape) == 2 and shape[1] == c * h * w:
         return f"; these look like flattened images: pass {arg}.reshape(-1, {c}, {h}, {w})"
     return ""
+    """``X`` as C-contiguous integers of ``dtype`` (a model's ``input_dtype``); whole-number floats convert."""
+    if X.dtype.kind == "f":
+        check_finite(X, name, X.dtype)
+        fractional = X != np.round(X)
+        if fractional.any():
+            raise TypeError(f"{name} must hold whole numbers (the model's input_dtype is {dtype}), got values such as "
+                            f"{X[fractional][0]}")
+    info = np.iinfo(dtype)
+    if X.size and (X.min() < info.min or X.max() > info.max):
+        raise ValueError(f"{name} holds values in [{X.min()}, {X.max()}], beyond the model's input_dtype {dtype}")
+    return np.ascontiguousarray(X, dtype=dtype)
 
 
 def check_finite(a: np.ndarray, name: str, dtype: np.dtype) -> None:

@@ -4,30 +4,33 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
-from . import training
+from . import saving, training
 from .arguments import as_int
+from .backend import get_backend
 from .callbacks import Callback, History
 from .inputs import channels_first_hint, raise_if_not_finite
-from .layers.base import Layer, Parameter, Shape
+from .layers import containers
+from .layers.base import Buffer, Layer, Parameter, Shape
+from .layers.containers import at_layer
 from .layers.losses import Loss
 from .optim import Optimizer
 from .sources import as_source, batch_size_for
 from .summary import print_summary
-from .threads import blas_threads
 
-if TYPE_CHECKING:
-    from .saving import LoadResult
-
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "load"]
 
 
-class Sequential(Layer):
-    """Layers applied one after another. A layer itself: it nests in another ``Sequential`` or container.
+class Sequential(containers.Sequential, register=False):
+    """The model: layers applied one after another, with a seed, a dtype, a loss and ``fit``.
+
+    A :class:`minidl.layers.Sequential` (the chain) with what training needs; nested in another
+    model or container it is a plain chain (and saves and loads as one).
 
     Args:
         layers: the layers, in order; kept as ``.layers``. A :class:`~minidl.layers.Loss` (such as
@@ -39,6 +42,9 @@ class Sequential(Layer):
         dtype: float32 or float64 (outermost model only; nested layers take the outer one's).
         loss: what ``fit`` and ``evaluate`` minimise and what ``predict`` turns the outputs into
             (outermost model only); kept as ``.loss``. ``fit`` needs one.
+        input_dtype: what ``X`` is converted to: ``None`` for ``dtype`` (floats), or an integer
+            type such as ``"int64"`` for token ids (the first layer, e.g. an ``Embedding``, takes
+            them); the layers still compute in ``dtype``.
 
     Shape:
         ``(N, *input_shape) -> (N, *output_shape of the last layer)``.
@@ -47,7 +53,7 @@ class Sequential(Layer):
 
         stem = Sequential([Conv2D(8, 3, padding="same"), ReLU()])
         model = Sequential([stem, Flatten(), Dense(10)], input_shape=(1, 8, 8), seed=0, loss=SoftmaxCE())
-        # the same: Sequential([stem, Flatten(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8), seed=0)
+        # the same model: Sequential([stem, Flatten(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8), seed=0)
     """
 
     def __init__(
@@ -58,28 +64,26 @@ class Sequential(Layer):
         dtype: Any = "float32",
         *,
         loss: Loss | None = None,
+        input_dtype: Any = None,
         trainable: bool = True,
         name: str | None = None,
     ) -> None:
-        super().__init__(trainable=trainable, name=name)
         if isinstance(layers, Layer) or not isinstance(layers, Iterable):
             raise TypeError(f"Sequential: layers must be a list of Layer objects, got {layers!r}")
-        self.layers: list[Layer] = list(layers)
-        losses = [i for i, layer in enumerate(self.layers) if isinstance(layer, Loss)]
+        layers = list(layers)
+        losses = [i for i, layer in enumerate(layers) if isinstance(layer, Loss)]
         if len(losses) + (loss is not None) > 1:
             where = f"one at each of positions {losses}" + (" and loss=" if loss is not None else "")
             raise ValueError(f"Sequential: a model has one loss, found {where}")
-        if self.layers and isinstance(self.layers[-1], Loss):  # Sequential([..., SoftmaxCE()]): the loss
-            loss = self.layers.pop()
-        if not self.layers and loss is None:
+        if layers and isinstance(layers[-1], Loss):  # Sequential([..., SoftmaxCE()]): the model's loss
+            loss = layers.pop()
+        if not layers and loss is None:
             raise ValueError("Sequential: got an empty layer list")
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Loss):
-                after = (self.layers[i + 1:] or [loss])[0]
-                raise ValueError(f"Sequential: {type(layer).__name__} must be the last layer, found at position {i} "
-                                 f"of {len(self.layers) + (loss is not None)} (followed by {type(after).__name__})")
-            if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a minidl Layer")
+        if losses and losses[0] < len(layers):
+            i = losses[0]
+            raise ValueError(f"Sequential: {type(layers[i]).__name__} must be the last layer, found at position {i} "
+                             f"of {len(layers) + (loss is not None)} (followed by {type(layers[i + 1]).__name__})")
+        super().__init__(layers, trainable=trainable, name=name)
         for path, layer in self.named_layers().items():
             if isinstance(layer, Sequential) and layer.loss is not None:
                 raise ValueError(f"Sequential: the Sequential at {path} has the loss {layer.loss.name}; only the "
@@ -94,6 +98,13 @@ class Sequential(Layer):
             self.dtype = None
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"Sequential: dtype must be float32 or float64, got {dtype!r}")
+        try:
+            self.input_dtype = None if input_dtype is None else np.dtype(input_dtype)
+        except TypeError:
+            self.input_dtype = np.dtype(object)
+        if self.input_dtype is not None and self.input_dtype.kind not in "iuf":
+            raise TypeError(f"Sequential: input_dtype must be None or an integer or float type such as 'int64', "
+                            f"got {input_dtype!r}")
         if seed is not None:
             for entropy in seed if isinstance(seed, (list, tuple)) else [seed]:  # SeedSequence takes lists too
                 as_int(entropy, "seed", "Sequential")
@@ -102,7 +113,10 @@ class Sequential(Layer):
         self._init_rng = np.random.default_rng(init_seq)
         self._shuffle_rng = np.random.default_rng(shuffle_seq)
         self.optimizer: Optimizer | None = None
+        #: Set by a callback (e.g. ``EarlyStopping``) to end ``fit`` after the current epoch.
         self.stop_training = False
+        #: The ``History`` of the last ``fit`` (``None`` before one).
+        self.history: History | None = None
         self._fitting = False
         if input_shape is not None:
             self.build(input_shape)
@@ -121,46 +135,52 @@ class Sequential(Layer):
             raise ValueError(f"{err}{hint}") from None
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        for i, layer in enumerate(self.layers):
-            input_shape = _at_layer(i, layer, input_shape, layer.compute_output_shape)
+        output_shape = super().compute_output_shape(input_shape)
         if self.loss is not None:  # refused here, in the shape pass, before any weight is made
-            _at_layer(len(self.layers), self.loss, input_shape, lambda shape: self.loss.check_shape(shape) or shape)
-        return input_shape
+            at_layer(len(self.layers), self.loss, output_shape, lambda shape: self.loss.check_shape(shape) or shape)
+        return output_shape
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
-        for i, layer in enumerate(self.layers):
-            input_shape = _at_layer(i, layer, input_shape, layer.build, rng, dtype)
+        super().create_parameters(input_shape, rng, dtype)
         if self.loss is not None:
-            self.loss.build(input_shape, dtype)
+            self.loss.build(self.output_shape, dtype)
 
-    def get_config(self) -> dict[str, Any]:
-        return {"layers": self.layers}
+    def named_parameters(self) -> dict[str, Parameter]:
+        self._require_built("named_parameters")
+        return super().named_parameters()
 
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __getitem__(self, i: int) -> Layer:
-        return self.layers[i]
-
-    def named_children(self) -> dict[str, Layer]:
-        """``{"0": first layer, "1": ...}``: so parameters are named ``"0.weight"`` (PyTorch's naming)."""
-        return {str(i): layer for i, layer in enumerate(self.layers)}
-
-    def _named_state(self, kind: type) -> dict[str, Any]:
-        self._require_built("named_parameters" if kind is Parameter else "named_buffers")
-        return super()._named_state(kind)
+    def named_buffers(self) -> dict[str, Buffer]:
+        self._require_built("named_buffers")
+        return super().named_buffers()
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write architecture, weights, dtype and seed to ``path`` atomically; see :mod:`minidl.saving`."""
-        from . import saving  # saving imports this module
-
+        """Write architecture, loss, weights, dtype and seed to ``path`` atomically; see :mod:`minidl.saving`."""
         saving.save(self, path)
 
-    def load_weights(self, path: str | os.PathLike, strict: bool = True) -> LoadResult:
+    def load_weights(self, path: str | os.PathLike, strict: bool = True) -> saving.LoadResult:
         """Load the weights saved at ``path`` into this model; see :func:`minidl.saving.load_weights`."""
-        from . import saving
-
         return saving.load_weights(self, path, strict=strict)
+
+    @contextmanager
+    def training_session(self, history: History) -> Iterator[None]:
+        """What ``fit`` holds the model in: ``history`` becomes ``model.history``, ``stop_training`` starts
+        ``False``, and a ``fit`` inside it (from a callback) raises ``RuntimeError``.
+
+        Args:
+            history: the ``History`` this session records into.
+
+        Example::
+
+            with model.training_session(History()):
+                ...  # one training run (minidl.training.Trainer uses it)
+        """
+        if self._fitting:
+            raise RuntimeError("fit: this model is already training (fit was called from inside fit, e.g. a callback)")
+        self.history, self.stop_training, self._fitting = history, False, True
+        try:
+            yield
+        finally:
+            self._fitting = False
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Print the tree of layers with each one's output shape and parameter count, then the totals
@@ -169,26 +189,6 @@ class Sequential(Layer):
         print_summary(self, print_fn)
 
     # -- computation -------------------------------------------------------------------
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Run every layer: the model's outputs (a classifier's logits; ``predict_proba`` gives probabilities)."""
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
-        return x
-
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """Back-propagate ``grad_out`` (``dL/doutputs``) through the layers; returns ``dL/dx``."""
-        for layer in reversed(self.layers):
-            grad_out = layer.backward(grad_out)
-        return grad_out
-
-    def backward_params(self, grad_out: np.ndarray) -> None:
-        """``backward`` without ``dL/dx``: the first layer gets ``backward_params`` (see :class:`Layer`)."""
-        layers = self.layers
-        for i in range(len(layers) - 1, 0, -1):
-            grad_out = layers[i].backward(grad_out)
-        if layers:
-            layers[0].backward_params(grad_out)
-
     def forward_backward(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
         """One training pass on a batch: forward, loss, backward. Fills every ``.grad``; updates nothing.
 
@@ -249,7 +249,7 @@ class Sequential(Layer):
           holding parameters of another model is refused before any work.
         """
         trainer = training.Trainer(self, optimizer, callbacks=callbacks, verbose=verbose)
-        with blas_threads():  # BLAS pinned to one thread; minidl's own threads run the big products (minidl/threads.py)
+        with get_backend().execution():  # the backend's thread and BLAS policy (minidl/backend, minidl/threads.py)
             return trainer.fit(X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                                shuffle=shuffle, steps_per_epoch=steps_per_epoch)
 
@@ -261,7 +261,7 @@ class Sequential(Layer):
         batches if given, and no ``batch_size``), as for ``fit``; ``batch_size`` is 256 unless given."""
         training.require_loss(self, "evaluate")
         batch_size = batch_size_for(X, batch_size, 256, "evaluate")
-        with blas_threads():
+        with get_backend().execution():
             result = training.evaluate(self, as_source(self, X, y, "X", "y", steps), batch_size=batch_size)
         raise_if_not_finite(np.array(result["loss"]), "evaluate: the loss")
         return result
@@ -273,7 +273,7 @@ class Sequential(Layer):
         (N, K). MSE (and losses that do not override ``Loss.predict``): the values, (N, *output).
         Without a loss: the last layer's outputs.
         """
-        with blas_threads():
+        with get_backend().execution():
             return training.predict(self, X, batch_size, steps=steps)
 
     def predict_proba(self, X: Any, batch_size: int | None = None, steps: int | None = None) -> np.ndarray:
@@ -281,8 +281,15 @@ class Sequential(Layer):
 
         Only classifier losses have probabilities; for any other model this is a ``ValueError``.
         """
-        with blas_threads():
+        with get_backend().execution():
             return training.predict(self, X, batch_size, proba=True, steps=steps)
+
+    def generate(self, prompt_tokens: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 seed: int | None = None) -> np.ndarray:
+        """Extend token ids by sampling from this causal language model; see :func:`minidl.generation.generate`."""
+        from .generation import generate
+
+        return generate(self, prompt_tokens, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
 
     def _require_built(self, what: str) -> None:
         if not self.built:
@@ -296,10 +303,28 @@ class Sequential(Layer):
         return f"Sequential([{', '.join(map(repr, self.layers))}]{extra}{loss})"
 
 
-def _at_layer(i: int, layer: Layer, shape: Shape, step: Callable[..., Shape], *args: Any) -> Shape:
-    """``step(shape, *args)`` for layer ``i``; an error names the position, the class and the shape."""
-    try:
-        return tuple(step(shape, *args))
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"layer {i} ({type(layer).__name__}) got input shape {shape}: {err}") from None
+def load(path: str | os.PathLike) -> Sequential:
+    """Rebuild the model saved at ``path``: same architecture, loss, weights, dtype and seed.
 
+    Its predictions equal the saved model's bit for bit. The optimizer is not saved; the
+    shuffling of a later ``fit`` restarts from the seed. Loading runs no code from the file
+    and allocates no more than the arrays the file declares (see :func:`minidl.saving.read`).
+
+    Args:
+        path: a file written by ``model.save``.
+
+    Example::
+
+        model.save("digits.npz")
+        same = minidl.load("digits.npz")
+    """
+    saved = saving.read(path)
+    try:
+        model = Sequential(saved.layers, loss=saved.loss, **saved.settings)
+    except (TypeError, ValueError) as err:
+        raise saved.bad(f"the saved architecture does not build: {err}") from None
+    try:
+        model.load_state_dict(saved.arrays)
+    except ValueError as err:  # non-finite values
+        raise saved.bad(str(err)) from None
+    return model

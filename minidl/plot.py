@@ -9,6 +9,7 @@ Needs the optional extra: ``pip install "minidl[plot]"`` (matplotlib). ::
     plot.feature_maps(model, X_test[0])            # the input, then each stage's channels
     plot.confusion_matrix(model, X_test, y_test)   # counts and per-class recall
     plot.misclassified(model, X_test, y_test)      # the wrong ones: true, predicted, confidence
+    plot.attention(model, "to be", tokenizer=tok)  # each head's attention weights, query by key
 
 Every function returns a matplotlib :class:`~matplotlib.figure.Figure` and saves it as well when
 given ``path=`` (the format follows the file's extension). The figures are made without pyplot:
@@ -41,9 +42,9 @@ try:
 except ImportError as err:  # pragma: no cover - exercised in a subprocess without matplotlib
     raise ImportError('minidl.plot needs matplotlib, the "plot" extra: pip install "minidl[plot]"') from err
 
-from .layers import Conv2D, Layer
+from .layers import Conv2D, Layer, MultiHeadAttention
 
-__all__ = ["history", "filters", "feature_maps", "confusion_matrix", "misclassified"]
+__all__ = ["history", "filters", "feature_maps", "confusion_matrix", "misclassified", "attention"]
 
 #: Colour map of signed values, used with limits ±max|value| so that white is exactly zero.
 SIGNED_CMAP = "RdBu_r"
@@ -154,9 +155,9 @@ def _alike(values: Sequence[float]) -> list[str]:
 # -- layers by path -----------------------------------------------------------------------------------
 
 
-def _resolve(model: Any, layer: str | Layer, what: str) -> tuple[str, Layer]:
-    """``(path, layer)`` for a path or a layer object of ``model``; a ValueError listing the paths otherwise."""
-    named = model.named_layers()
+def _resolve(model: Any, layer: object, what: str) -> tuple[str, Layer]:
+    """``(path, layer)`` for a path or a layer object of ``model``; a ValueError listing the paths for anything else."""
+    named: dict[str, Layer] = model.named_layers()
     if isinstance(layer, str):
         if layer in named:
             return layer, named[layer]
@@ -278,9 +279,10 @@ def filters(
                 raise ValueError("plot.filters: the model has no Conv2D layer")
             name, conv = convs[0]
         else:
-            name, conv = _resolve(model, layer, "filters")
-            if not isinstance(conv, Conv2D):
-                raise TypeError(f"plot.filters: layer {name!r} is a {type(conv).__name__}, not a Conv2D")
+            name, found = _resolve(model, layer, "filters")
+            if not isinstance(found, Conv2D):
+                raise TypeError(f"plot.filters: layer {name!r} is a {type(found).__name__}, not a Conv2D")
+            conv = found
     if conv.weight is None:
         raise ValueError(f"plot.filters: {conv.name} is not built yet; build or train its model first")
     _check_count(max_filters, "max_filters", "filters")
@@ -289,7 +291,7 @@ def filters(
     weight = np.asarray(conv.weight.data[:min(max_filters, 16) if by_channel else max_filters], dtype=float)
     f, c, kh, kw = weight.shape
     scale = float(np.abs(weight).max()) or 1.0
-    signed = dict(cmap=_cmap(SIGNED_CMAP), vmin=-scale, vmax=scale, interpolation="nearest")
+    signed: dict[str, Any] = dict(cmap=_cmap(SIGNED_CMAP), vmin=-scale, vmax=scale, interpolation="nearest")
     title = (f"Filters of {type(conv).__name__} {name!r}: {f if f == total else f'{f} of {total}'}, "
              f"{kh}×{kw} over {c} channel{'s' if c > 1 else ''}")
     cell = 0.75 if max(kh, kw) <= 7 else 1.0
@@ -360,27 +362,20 @@ def _displayable(images: np.ndarray) -> np.ndarray:
 
 @contextmanager
 def _recording(layers: dict[str, Layer]):
-    """While active, every ``forward`` of ``layers`` also stores a copy of its output by path.
-
-    The wrapper is an instance attribute shadowing the class's method, removed on exit, so
-    the model is unchanged afterwards (PyTorch would use a forward hook).
-    """
+    """While active, a forward hook on each of ``layers`` stores a copy of its output by path."""
     outputs: dict[str, np.ndarray] = {}
 
-    def wrap(path: str, forward):
-        def recorded(*args, **kwargs):
-            out = forward(*args, **kwargs)
-            outputs[path] = np.array(out, dtype=float)  # a copy: layers may hand out their own buffers
-            return out
-        return recorded
+    def record(path: str):
+        def hook(layer: Layer, x: np.ndarray, y: np.ndarray) -> None:
+            outputs[path] = np.array(y, dtype=float)  # a copy: layers may hand out their own buffers
+        return hook
 
-    for path, layer in layers.items():
-        layer.forward = wrap(path, layer.forward)
+    handles = [layer.register_forward_hook(record(path)) for path, layer in layers.items()]
     try:
         yield outputs
     finally:
-        for layer in layers.values():
-            vars(layer).pop("forward", None)
+        for handle in handles:
+            handle.remove()
 
 
 def feature_maps(
@@ -437,7 +432,7 @@ def feature_maps(
     fig = _figure(max(cols * cell + 2.6, 5.5), (len(stages) + 1) * (cell + 0.35) + 0.6)
     axes = fig.subplots(len(stages) + 1, 1, squeeze=False)[:, 0]
     _input_panel(axes[0], sample[0], cols)
-    for ax, (name, layer, maps) in zip(axes[1:], stages):
+    for ax, (name, layer, maps) in zip(axes[1:], stages, strict=True):
         channels = np.sort(np.argsort(-np.abs(maps).mean(axis=(1, 2)), kind="stable")[:max_channels])
         top = float(np.abs(maps).max()) or 1.0
         limits = dict(cmap=_cmap(SIGNED_CMAP), vmin=-top, vmax=top) if maps.min() < 0 else \
@@ -577,7 +572,8 @@ def _labelled_grid(h: int, w: int, cols: int, width: float) -> _Grid:
 def _trim_height(fig: Figure, ax: Any) -> None:
     """Take off the blank height that an image axes (whose aspect is fixed) leaves above and below itself."""
     fig.draw_without_rendering()
-    title = fig.get_suptitle() and fig._suptitle.get_window_extent(fig._get_renderer())
+    # matplotlib has no public accessor of the suptitle's Text artist or of the figure's renderer
+    title = fig.get_suptitle() and fig._suptitle.get_window_extent(fig._get_renderer())  # type: ignore[attr-defined]
     width, height = fig.get_size_inches()
     box = ax.get_position()
     top = title.y0 / fig.dpi if title else height
@@ -647,7 +643,7 @@ def misclassified(
     tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
     grid = _labelled_grid(tiles.shape[1], tiles.shape[2], cols, width)
     fig = _figure(width, grid.height_for(len(wrong), width) + 1.0)
-    fig.get_layout_engine().set(h_pad=0.08, w_pad=0.08)
+    fig.set_layout_engine("constrained", h_pad=0.08, w_pad=0.08)
     ax = fig.subplots()
     ax.imshow(grid.mosaic(tiles), cmap=_cmap(IMAGE_CMAP), interpolation="nearest")
     _bare(ax)
@@ -656,4 +652,115 @@ def misclassified(
     shown = f", the {len(wrong)} most confident" if len(wrong) < n_wrong else ""
     fig.suptitle(f"Misclassified: {n_wrong} of {len(y)}{shown}\n(true → predicted, confidence)")
     _trim_height(fig, ax)
+    return _done(fig, path)
+
+
+# -- attention ------------------------------------------------------------------------------------------
+
+
+def _attention_layer(model: Any, layer: int | str | Layer | None) -> tuple[str, MultiHeadAttention]:
+    """``(path, layer)`` of the MultiHeadAttention that ``layer`` names: its index among the model's
+    attention layers, its path, its name, or the object itself."""
+    named = model.named_layers()
+    found = [(path, each) for path, each in named.items() if isinstance(each, MultiHeadAttention)]
+    if not found:
+        raise ValueError("plot.attention: the model has no MultiHeadAttention layer")
+    if layer is None:
+        return found[0]
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if not -len(found) <= layer < len(found):
+            raise ValueError(f"plot.attention: layer={layer} is out of range: the model has {len(found)} "
+                             f"MultiHeadAttention layer(s), at paths {[path for path, _ in found]}")
+        return found[layer]
+    if isinstance(layer, str) and layer not in named:
+        by_name = [(path, each) for path, each in named.items() if each.name == layer]
+        if by_name:
+            layer = by_name[0][1]
+    path, chosen = _resolve(model, layer, "attention")
+    if not isinstance(chosen, MultiHeadAttention):
+        raise ValueError(f"plot.attention: the layer at {path!r} is a {type(chosen).__name__}, not a "
+                         f"MultiHeadAttention; the attention layers are at {[path for path, _ in found]}")
+    return path, chosen
+
+
+def attention(
+    model: Any,
+    tokens: Any,
+    layer: int | str | Layer | None = None,
+    *,
+    tokenizer: Any = None,
+    labels: Sequence[str] | None = None,
+    max_heads: int = 16,
+    path: PathLike | None = None,
+) -> Figure:
+    """Each head's attention weights for one sequence: a ``T × T`` map per head, query by key.
+
+    The model is run on ``tokens`` in inference mode and the chosen ``MultiHeadAttention``'s
+    ``last_attention`` is drawn: row ``i`` of a head's map is how much step ``i`` (the query)
+    takes from each step ``j`` (the key); each row sums to 1 (all zeros for a query with no key
+    left). A causal layer's maps are zero above the diagonal.
+
+    Args:
+        model: a built model holding a ``MultiHeadAttention`` layer.
+        tokens: one sequence as the model takes it: token ids ``(T,)`` (or ``(1, T)``), a string
+            when ``tokenizer`` is given, or a float sequence ``(T, D)`` for a model of such inputs.
+        layer: which attention layer: its index among the model's attention layers (default the
+            first), its path (``"2.0"``), its name, or the layer object.
+        tokenizer: an object with ``encode``/``decode`` (a :class:`~minidl.text.CharTokenizer`):
+            encodes a string ``tokens`` and labels the axes with the characters (a space as ``␣``,
+            a newline as ``\\n``).
+        labels: the tick labels of the steps (``T`` strings); overrides the tokenizer's.
+        max_heads: draw at most this many heads.
+        path: also save the figure there.
+
+    Example::
+
+        plot.attention(model, "ROMEO:", layer=0, tokenizer=tokenizer, path="attention.png")
+    """
+    _require_built(model, "attention")
+    _check_count(max_heads, "max_heads", "attention")
+    where, chosen = _attention_layer(model, layer)
+    if isinstance(tokens, str):
+        if tokenizer is None:
+            raise ValueError("plot.attention: tokens is a string; pass tokenizer= to encode it")
+        tokens = tokenizer.encode(tokens)
+    x = np.asarray(tokens)
+    shape = tuple(model.input_shape)
+    if x.ndim == len(shape):
+        x = x[None]
+    if x.ndim != len(shape) + 1 or len(x) != 1:
+        raise ValueError(f"plot.attention: tokens must be one sequence of the model's input shape {shape}, got "
+                         f"shape {np.asarray(tokens).shape}")
+    if x.dtype.kind not in "iu":
+        x = x.astype(model.dtype)
+    model.forward(x)
+    weights = np.asarray(chosen.last_attention)[0]  # (H, T, T)
+    steps = weights.shape[-1]
+    if labels is None and tokenizer is not None and x.dtype.kind in "iu":
+        labels = [repr(tokenizer.decode(t))[1:-1].replace(" ", "␣") for t in x[0, :steps]]  # visible blanks
+    if labels is not None and len(labels) != steps:
+        raise ValueError(f"plot.attention: labels must have one string per step ({steps}), got {len(labels)}")
+    heads = min(len(weights), max_heads)
+    cols = min(heads, 4)
+    rows = math.ceil(heads / cols)
+    fig = _figure(max(3.2 * cols, 5.0), 3.2 * rows + 0.6)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
+    for h, ax in enumerate(axes):
+        if h >= heads:
+            ax.set_axis_off()
+            continue
+        image = ax.imshow(weights[h], cmap=ACTIVATION_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(f"head {h}")
+        ax.set_xlabel("key")
+        ax.set_ylabel("query")
+        if labels is not None and steps <= 64:
+            ax.set_xticks(range(steps), labels, fontsize="x-small", fontfamily="monospace")
+            ax.set_yticks(range(steps), labels, fontsize="x-small", fontfamily="monospace")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(image, ax=list(axes[:heads]), shrink=0.8, label="attention weight")
+    shown = f", the first {heads}" if heads < len(weights) else ""
+    fig.suptitle(f"Attention of {type(chosen).__name__} at {where!r}: {len(weights)} head"
+                 f"{'s' if len(weights) > 1 else ''}{shown}, {steps} steps")
     return _done(fig, path)

@@ -47,6 +47,10 @@ def write_report(
 ) -> dict[str, Path]:
     """Write the five pictures and ``report.md`` of one training run into ``directory`` (made if missing).
 
+    The pictures of convolutions (filters, feature maps) are left out for a model without ``Conv2D``,
+    and the misclassified images for a model whose inputs are not images ``(C, H, W)`` (a recurrent
+    model over image rows, a text classifier): its report has the history and the confusion matrix.
+
     Args:
         directory: where to write; files of the same names there are replaced.
         model: the trained model.
@@ -63,6 +67,7 @@ def write_report(
     from sklearn.metrics import classification_report
 
     from . import plot  # ImportError naming the "plot" extra when matplotlib is missing
+    from .layers import Conv2D
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,20 +79,25 @@ def write_report(
         "confusion_matrix.png": lambda path: plot.confusion_matrix(model, X_test, y_test, path=path),
         "misclassified.png": lambda path: plot.misclassified(model, X_test, y_test, path=path),
     }
+    if not any(isinstance(layer, Conv2D) for layer in model.named_layers().values()):
+        del draw["filters.png"], draw["feature_maps.png"]  # pictures of convolutions: none to draw
+    if len(model.input_shape) != 3:
+        del draw["misclassified.png"]  # the inputs are no (C, H, W) images: sequences, tokens, vectors
     written = {}
     for name, make in draw.items():
         make(out / name)
         written[name] = out / name
     predicted = model.predict(X_test)
     scores = classification_report(y_test, predicted, output_dict=True, zero_division=0)
-    page = _page(model, history, scores, y_test, command=command, preset=preset, recipe=recipe, seconds=seconds)
+    page = _page(model, history, scores, y_test, command=command, preset=preset, recipe=recipe, seconds=seconds,
+                 pictures=list(written))
     (out / "report.md").write_text(page, encoding="utf-8")
     written["report.md"] = out / "report.md"
     return written
 
 
 def _page(model: Any, history: Mapping[str, list[float]], scores: dict, y_test: np.ndarray, *,
-          command: str, preset: str, recipe: str, seconds: float | None) -> str:
+          command: str, preset: str, recipe: str, seconds: float | None, pictures: list[str]) -> str:
     summary: list[str] = []
     model.summary(print_fn=summary.append)
     epochs = len(history.get("loss", []))
@@ -119,7 +129,8 @@ def _page(model: Any, history: Mapping[str, list[float]], scores: dict, y_test: 
         "## Pictures",
         "",
     ]
-    for name, caption in PICTURES.items():
+    for name in pictures:
+        caption = PICTURES[name]
         lines += [f"{caption}:", "", f"![{caption}]({name})", ""]
     return "\n".join(lines)
 
@@ -136,8 +147,8 @@ def _machine() -> str:
 def _epoch_table(history: Mapping[str, list[float]]) -> list[str]:
     keys = list(history)
     rows = [f"| epoch | {' | '.join(keys)} |", "|---:|" + "---:|" * len(keys)]
-    for epoch, values in enumerate(zip(*(history[k] for k in keys)), start=1):
-        cells = [f"{v:.4g}" if k == "lr" else f"{v:.4f}" for k, v in zip(keys, values)]
+    for epoch, values in enumerate(zip(*(history[k] for k in keys), strict=False), start=1):
+        cells = [f"{v:.4g}" if k == "lr" else f"{v:.4f}" for k, v in zip(keys, values, strict=True)]
         rows.append(f"| {epoch} | {' | '.join(cells)} |")
     return rows
 

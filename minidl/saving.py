@@ -33,7 +33,7 @@ import math
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -47,9 +47,12 @@ from .archive import (
     ModelArchive,
     json_levels,
 )
+from .config import loads_as
 from .layers.base import LAYERS, Layer, Shape
 from .layers.losses import LOSSES, Loss
-from .model import Sequential
+
+if TYPE_CHECKING:
+    from .model import Sequential
 
 #: Layers an architecture may hold, counting those inside containers (the largest preset has 26). Each costs
 #: ~0.2 ms and a few kB to make and build twice, so a few-kB file listing 10⁵ of them would take ~20 s.
@@ -57,6 +60,8 @@ MAX_LAYERS = 4096
 FORMAT = "minidl.Sequential"
 FORMAT_VERSION = 3  # 3: the loss beside the layers; 2: nested configs (containers); 1: a flat list of layers
 HEADER_KEY = "__minidl__"
+#: What a model's ``input_dtype`` may be in a file (integer token ids, or floats).
+INPUT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float32", "float64")
 
 PathLike = str | os.PathLike
 
@@ -90,6 +95,7 @@ def save(model: Sequential, path: PathLike) -> None:
         "input_shape": list(model.input_shape),
         "seed": _seed_to_json(model.seed),
         "dtype": model.dtype.name,
+        "input_dtype": None if model.input_dtype is None else model.input_dtype.name,
         "layers": [_layer_spec(i, layer) for i, layer in enumerate(model.layers)],
         "loss": None if model.loss is None else _loss_spec(model.loss),
         "state": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in state.items()},
@@ -179,7 +185,7 @@ def _fsync_directory(directory: str) -> None:
 def _layer_spec(i: int, layer: Layer) -> dict[str, Any]:
     for path, sub in ({str(i): layer} | {f"{i}.{k}": v for k, v in layer.named_layers().items()}).items():
         name = type(sub).__name__
-        if LAYERS.get(name) is not type(sub):
+        if loads_as(sub) is None:
             raise ValueError(
                 f"save: layer {path} is a {type(sub).__module__}.{name}, but the layer registry maps {name!r} to "
                 f"{LAYERS.get(name)!r}, so the file could not be loaded; give the class a unique name"
@@ -195,7 +201,7 @@ def _layer_spec(i: int, layer: Layer) -> dict[str, Any]:
 
 def _loss_spec(loss: Loss) -> dict[str, Any]:
     name = type(loss).__name__
-    if LOSSES.get(name) is not type(loss):
+    if loads_as(loss) is None:
         raise ValueError(f"save: the loss is a {type(loss).__module__}.{name}, but the loss registry maps {name!r} to "
                          f"{LOSSES.get(name)!r}, so the file could not be loaded; give the class a unique name")
     spec = loss.to_config()
@@ -220,12 +226,21 @@ def _minidl_version() -> str:
 
 
 # -- reading ------------------------------------------------------------------------------
-def load(path: PathLike) -> Sequential:
-    """Rebuild the model saved at ``path``: same architecture, weights, dtype and seed.
+class SavedModel(NamedTuple):
+    """What a model file holds, checked: ``minidl.load`` makes a ``Sequential`` of it."""
 
-    Its predictions equal the saved model's bit for bit. The optimizer is not saved; the
-    shuffling of a later ``fit`` restarts from the seed. Loading runs no code from the file
-    and allocates no more than the arrays the file declares (see docs/saving.md).
+    layers: list[Layer]
+    loss: Loss | None
+    settings: dict[str, Any]  # input_shape, seed, dtype, input_dtype: the model's other arguments
+    arrays: dict[str, np.ndarray]
+    bad: Callable[[str], ValueError]  # an error naming the file
+
+
+def read(path: PathLike) -> SavedModel:
+    """The architecture (fresh, unbuilt layers and loss), the model's settings and the arrays saved at ``path``.
+
+    Runs no code from the file and allocates no more than the arrays the file declares (see docs/saving.md);
+    ``minidl.load(path)`` builds the model from them.
     """
     fname = _fspath(path, "load")
     with _open(fname) as file:
@@ -233,16 +248,8 @@ def load(path: PathLike) -> Sequential:
         _check_architecture(file, _layers(file)[0])
         arrays = file.read_arrays()
         layers, loss = _layers(file)  # fresh ones: the check's draws must not stand in for the seed's
-    try:
-        model = Sequential(layers, input_shape=header["input_shape"], seed=header["seed"], dtype=header["dtype"],
-                           loss=loss)
-    except (TypeError, ValueError) as err:
-        raise file.bad(f"the saved architecture does not build: {err}") from None
-    try:
-        model.load_state_dict(arrays)
-    except ValueError as err:  # non-finite values
-        raise file.bad(str(err)) from None
-    return model
+    settings = {k: header[k] for k in ("input_shape", "seed", "dtype")} | {"input_dtype": header.get("input_dtype")}
+    return SavedModel(layers, loss, settings, arrays, file.bad)
 
 
 def _layers(file: ModelArchive) -> tuple[list[Layer], Loss | None]:
@@ -448,7 +455,8 @@ def _check_header(header: Any, bad: Callable[[str], ValueError]) -> None:
         )
     checks = {
         "input_shape": lambda v: isinstance(v, list) and all(isinstance(d, int) for d in v),
-        "seed": lambda v: v is None or isinstance(v, int) or (isinstance(v, list) and all(isinstance(s, int) for s in v)),
+        "seed": lambda v: (v is None or isinstance(v, int)
+                           or (isinstance(v, list) and all(isinstance(s, int) for s in v))),
         "dtype": lambda v: v in ("float32", "float64"),
         "layers": lambda v: isinstance(v, list),
         "state": lambda v: isinstance(v, dict) and all(isinstance(m, dict) for m in v.values()),
@@ -456,6 +464,7 @@ def _check_header(header: Any, bad: Callable[[str], ValueError]) -> None:
     if version >= 3:
         checks["loss"] = lambda v: v is None or (isinstance(v, dict) and v.keys() == {"class", "config"}
                                                  and isinstance(v["class"], str) and isinstance(v["config"], dict))
+        checks["input_dtype"] = lambda v: v is None or v in INPUT_DTYPES
     for key, ok in checks.items():
         if key not in header or not ok(header[key]):
             raise bad(f"the header's {key!r} entry is missing or invalid: {header.get(key)!r}")
@@ -466,5 +475,6 @@ def _check_header(header: Any, bad: Callable[[str], ValueError]) -> None:
 
 
 def _count_layers(specs: Any) -> int:
-    """How many layer specs (``{"class": ..., "config": ...}`` dicts, which ``Layer.from_config`` takes) are in ``specs``."""
+    """How many layer specs (``{"class": ..., "config": ...}`` dicts, which ``Layer.from_config`` takes) are in
+    ``specs``."""
     return sum(isinstance(v, dict) and v.keys() == {"class", "config"} for level in json_levels(specs) for v in level)

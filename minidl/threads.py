@@ -11,7 +11,7 @@ each product over one thread per core, and that has two costs:
 
 So while ``fit``, ``evaluate`` and ``predict`` run (:func:`blas_threads`), BLAS gets **one
 thread**, put back as it was when they return, and minidl spreads the work itself where it is
-big: the Conv2D kernels (:mod:`minidl.kernels`) cut their products into blocks of output rows
+big: the Conv2D kernels (:mod:`minidl.backend.numpy`) cut their products into blocks of output rows
 whose boundaries depend only on the shapes, never on the thread count, and :func:`map_blocks`
 runs those blocks on a small pool of threads. Every block computes what it would compute alone
 and sums across blocks run in block order, so **training gives the same bits with any number of
@@ -58,7 +58,8 @@ MAX_POOL = 64
 T = TypeVar("T")
 
 _requested: int | None = None  # set_num_threads
-_blas: tuple[int, list] = (-1, [])  # (len(sys.modules) when found, threadpoolctl's controllers of the loaded BLAS libraries)
+# (len(sys.modules) when found, threadpoolctl's controllers of the loaded BLAS libraries)
+_blas: tuple[int, list] = (-1, [])
 _lock = threading.Lock()  # guards the BLAS pin's count and the pool's creation
 _pinned = 0  # blas_threads blocks open in this process (nested or in other threads)
 _saved: list = []  # (controller, thread count) of each BLAS library before the outermost block

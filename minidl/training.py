@@ -10,92 +10,39 @@ step of :func:`forward_backward`, the guard's check, the update and the callback
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .arguments import as_int, check_bool
 from .callbacks import Callback, History
+from .fit_checks import (
+    NotLearningWarning,
+    check_fit_arguments,
+    check_owned,
+    not_learning,
+    require_classifier,
+    require_loss,
+    validation_source,
+    warn_if_unscaled,
+    warn_ran_out,
+)
 from .guard import NonFiniteLossError, TrainingGuard
 from .inputs import prepare_inputs, raise_if_not_finite
 from .layers.losses import SoftmaxCE
 from .metrics import RunningMetrics
 from .optim import SGD, Optimizer
 from .progress import Progress
-from .recipes import OPTIMIZERS, optimizer_class
-from .sources import Source, as_source, batch_size_for, is_batch_iterable
+from .recipes import optimizer_class
+from .sources import Batch, Source, as_source, batch_size_for
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
 __all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict", "NotLearningWarning",
-           "not_learning", "warn_if_unscaled", "CHANCE_FRACTION", "MIN_EPOCHS_TO_JUDGE"]
-
-#: fit (and the scikit-learn wrappers) warn when, after at least MIN_EPOCHS_TO_JUDGE epochs, the training loss
-#: is above CHANCE_FRACTION of ln K (the loss of uniform guessing over K classes) or has not fallen at all.
-CHANCE_FRACTION = 0.97
-MIN_EPOCHS_TO_JUDGE = 5
-
-
-class NotLearningWarning(UserWarning):
-    """``fit``'s warning that training is not learning: a loss at chance level or not falling."""
-
-
-def not_learning(classes: int, losses: Sequence[float]) -> str | None:
-    """Why the training ``losses`` (one per epoch) show no learning, or ``None``; ``classes`` is K (0: no classes).
-
-    Args:
-        classes: the number of classes of a softmax cross-entropy, else 0.
-        losses: the training loss of each epoch so far.
-
-    Example::
-
-        not_learning(10, [2.4, 2.35, 2.33, 2.31, 2.30])  # "after 5 epochs the training loss is 2.3000, ..."
-    """
-    if len(losses) < MIN_EPOCHS_TO_JUDGE:
-        return None
-    last = losses[-1]
-    if classes > 1 and last > CHANCE_FRACTION * np.log(classes):
-        return (f"after {len(losses)} epochs the training loss is {last:.4f}, still at chance level "
-                f"(ln {classes} = {np.log(classes):.4f}): the model has learnt nothing")
-    if not last < losses[0]:
-        return (f"after {len(losses)} epochs the training loss {last:.4g} has not fallen below the first epoch's "
-                f"{losses[0]:.4g}")
-    return None
-
-
-def warn_if_unscaled(model: Sequential, X: Any) -> None:
-    """One ``UserWarning`` for raw pixels given to an image model: integers above 1, or floats above 10.
-
-    Models whose first layer normalizes its input (``BatchNorm2D``, ``LayerNorm``) scale the data themselves.
-    """
-    from .layers.normalization import BatchNorm2D, LayerNorm
-
-    if (not isinstance(X, np.ndarray) or X.dtype.kind not in "iuf" or X.size == 0 or len(model.input_shape) != 3
-            or isinstance(model.layers[0], (BatchNorm2D, LayerNorm))):
-        return
-    sample = X[:1024] if isinstance(X, np.memmap) else X  # a memmap is not read whole for a warning
-    top = float(np.max(np.abs(sample))) if X.dtype.kind != "f" else float(np.nanmax(np.abs(sample)))
-    if top > (1 if X.dtype.kind in "iu" else 10):
-        warnings.warn(
-            f"fit: X holds values up to {top:g} (dtype {X.dtype}) for an image model: unscaled pixels train badly "
-            "or not at all; scale them to [0, 1] (divide by the largest possible pixel value, e.g. X / 255) or "
-            "standardize them", UserWarning, stacklevel=4)
-
-
-def require_loss(model: Sequential, what: str) -> Loss:
-    """The model's loss (built for its outputs), or a ``ValueError`` saying which loss to add."""
-    loss = model.loss
-    if loss is None:
-        raise ValueError(
-            f"Sequential.{what} needs a loss: pass loss=SoftmaxCE() (or end the layers with it) for class labels, "
-            "SigmoidBCE() for binary or multi-label 0/1 targets, or MSE() for regression"
-        )
-    if model.built and (loss.input_shape, loss.dtype) != (model.output_shape, model.dtype):
-        loss.build(model.output_shape, model.dtype)  # a loss set after the model was built
-    return loss
+           "not_learning"]  # require_loss, NotLearningWarning, not_learning: from fit_checks
 
 
 def prepare(model: Sequential, X: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +51,8 @@ def prepare(model: Sequential, X: Any, y: Any, x_name: str, y_name: str) -> tupl
     return X, require_loss(model, "fit").prepare_targets(y, len(X), y_name, x_name)
 
 
-def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray, input_grad: bool = True) -> tuple[float, np.ndarray]:
+def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray,
+                     input_grad: bool = True) -> tuple[float, np.ndarray]:
     """One unchecked training pass on a prepared batch: forward, loss, backward; returns ``(loss, outputs)``.
 
     ``outputs`` are the model's outputs (the logits of a classifier). ``input_grad=False`` (fit)
@@ -112,18 +60,29 @@ def forward_backward(model: Sequential, x: np.ndarray, y: np.ndarray, input_grad
     Conv2D then skips computing it.
     """
     outputs = model.forward(x, training=True)
-    loss, grad = model.loss.loss_and_grad(outputs, y)
+    loss, grad = _loss_and_grad(cast("Loss", model.loss), outputs, y, model.output_mask)  # checked by the caller
     (model.backward if input_grad else model.backward_params)(grad)
     return loss, outputs
+
+
+def _loss_and_grad(loss: Loss, outputs: np.ndarray, y: np.ndarray,
+                   mask: np.ndarray | None) -> tuple[float, np.ndarray]:
+    # without a mask, called as a loss written before masks existed expects
+    return loss.loss_and_grad(outputs, y) if mask is None else loss.loss_and_grad(outputs, y, mask)
+
+
+def labelled(batches: Iterator[Batch]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The batches of a source made with labels (``fit``, ``evaluate``): every ``y`` is an array."""
+    return cast("Iterator[tuple[np.ndarray, np.ndarray]]", batches)
 
 
 def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, float]:
     """Mean loss and the loss's metrics over the batches of ``source``, in inference mode."""
     loss = require_loss(model, "evaluate")
     running = RunningMetrics(loss, capacity=0)
-    for xb, yb in source.batches(batch_size):
+    for xb, yb in labelled(source.batches(batch_size)):
         outputs = model.forward(xb)
-        running.add(loss.loss_and_grad(outputs, yb)[0], outputs, yb)
+        running.add(_loss_and_grad(loss, outputs, yb, model.output_mask)[0], outputs, yb, model.output_mask)
     if not running.seen:
         raise source.no_batch()
     return running.means()
@@ -138,11 +97,8 @@ def predict(model: Sequential, X: Any, batch_size: int | None, proba: bool = Fal
     what = "predict_proba" if proba else "predict"
     batch_size = batch_size_for(X, batch_size, 256, what)
     loss = model.loss
-    if proba and loss is None:
-        raise ValueError(
-            "predict_proba needs a classifier loss (SoftmaxCE or SigmoidBCE), and the model has no loss; "
-            "use predict for its outputs"
-        )
+    if proba:
+        require_classifier(loss)
     source = as_source(model, X, None, "X", None, steps, labels=False)
     if loss is not None:
         require_loss(model, what)
@@ -173,6 +129,14 @@ class Trainer:
         history = Trainer(model, SGD(model.parameters(), lr=0.1)).fit(X, y, epochs=2)
     """
 
+    # What one run holds, made by ``fit`` (the optimizer, the data) and ``_run`` (the rest).
+    optimizer: Optimizer
+    source: Source
+    val: Source | None
+    guard: TrainingGuard
+    progress: Progress
+    running: RunningMetrics
+
     def __init__(
         self,
         model: Sequential,
@@ -181,31 +145,12 @@ class Trainer:
         verbose: int = 1,
     ) -> None:
         self.model = model
-        require_loss(model, "fit")
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
-        if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
-            raise TypeError(f"fit: callbacks must be a list of Callback objects, got a {type(callbacks).__name__}")
-        self.callbacks = list(callbacks)
-        for i, cb in enumerate(self.callbacks):
-            if not isinstance(cb, Callback):
-                raise TypeError(f"fit: callbacks[{i}] must be a minidl Callback, got {type(cb).__name__}")
-        if isinstance(optimizer, str):  # a name, as Keras takes: the optimizer with its default settings
-            if optimizer.lower() not in OPTIMIZERS:
-                raise ValueError(f"fit: optimizer {optimizer!r} is not a minidl optimizer: pass one of the names "
-                                 f"{sorted(OPTIMIZERS)} (default settings) or an Optimizer such as "
-                                 "Adam(model.parameters(), lr=1e-3)")
-        elif optimizer is not None and not isinstance(optimizer, Optimizer):
-            raise TypeError(f"fit: optimizer must be a minidl Optimizer such as SGD, or one of the names "
-                            f"{sorted(OPTIMIZERS)}, got {optimizer!r}")
-        self.optimizer = optimizer
+        self.loss = require_loss(model, "fit")
+        self.callbacks = check_fit_arguments(verbose, callbacks, optimizer)
+        self.requested_optimizer = optimizer
         self.verbose = verbose
         self.history = History()
-        self.history.interrupted = False
         self.judged = False  # the not-learning warning, given at most once
-        self.guard: TrainingGuard | None = None
-        self.progress: Progress | None = None
-        self.running: RunningMetrics | None = None
 
     def fit(
         self,
@@ -229,59 +174,22 @@ class Trainer:
         self.shuffle = check_bool(shuffle, "shuffle", "fit")
         self.source = as_source(model, X, y, "X", "y", steps_per_epoch)
         warn_if_unscaled(model, X)
-        self.val = None
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-            self.val = as_source(model, *validation_data, "validation_data[0]", "validation_data[1]")
-        elif is_batch_iterable(validation_data):
-            self.val = as_source(model, validation_data, None, "validation_data", "y")
-        elif validation_data is not None:
-            raise ValueError(
-                "fit: validation_data must be a pair (X_val, y_val) or an iterable of (X_batch, y_batch), got a "
-                f"{type(validation_data).__name__}"
-                + (f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
-            )
-        if self.val is not None and self.val.once and self.epochs > 1:  # said now, not after an epoch of training
-            raise ValueError(
-                f"fit: validation_data is an iterator, which is read once, but validation runs after each of the "
-                f"{self.epochs} epochs; expected (X_val, y_val) or an object whose __iter__ starts a fresh pass "
-                "each time (like a keras.utils.Sequence)"
-            )
-        optimizer = self.optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
+        self.val = validation_source(model, validation_data, self.epochs)
+        optimizer = self.requested_optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
         if isinstance(optimizer, str):  # made now: an unbuilt model has its parameters only once X built it
             optimizer = optimizer_class(optimizer.lower())(model.parameters())
-        self._check_owned(optimizer)
-        if model._fitting:
-            raise RuntimeError("fit: this model is already training (fit was called from inside fit, e.g. a callback)")
-        previous_optimizer, model.optimizer = model.optimizer, optimizer
-        self.optimizer = optimizer
-        model.history = self.history
-        model.stop_training = False
-        try:
-            for cb in self.callbacks:
-                cb.set_model(model)
-                cb.on_train_begin()
-        except BaseException:
-            model.optimizer = previous_optimizer  # a refused fit leaves nothing behind for the next one
-            raise
-        model._fitting = True
-        try:
+        check_owned(model, optimizer)
+        with model.training_session(self.history):
+            previous_optimizer, model.optimizer = model.optimizer, optimizer
+            self.optimizer = optimizer
+            try:
+                for cb in self.callbacks:
+                    cb.set_model(model)
+                    cb.on_train_begin()
+            except BaseException:
+                model.optimizer = previous_optimizer  # a refused fit leaves nothing behind for the next one
+                raise
             return self._run()
-        finally:
-            model._fitting = False
-
-    def _check_owned(self, optimizer: Optimizer) -> None:
-        own = {id(p) for p in self.model.parameters()}
-        foreign = [p for p in optimizer.params if id(p) not in own]
-        if len(foreign) == len(optimizer.params):
-            raise ValueError(
-                "fit: the optimizer holds none of this model's parameters; make it with "
-                "SGD(model.parameters(), ...) for this model"
-            )
-        if foreign:  # they would be stepped with whatever stale .grad they hold
-            raise ValueError(
-                f"fit: the optimizer also holds {len(foreign)} parameter(s) of another model "
-                f"(shapes {[p.shape for p in foreign]}); make it with model.parameters() of this model only"
-            )
 
     def _run(self) -> History:
         """The epochs under the guard; a NaN stop or Ctrl-C still ends with the callbacks' ``on_train_end``."""
@@ -289,7 +197,8 @@ class Trainer:
         self.guard = guard = TrainingGuard(self.optimizer, model.named_buffers().values(),
                                            [*model.named_layers().values(), model.loss])
         self.progress = Progress(self.verbose, self.epochs)
-        self.running = RunningMetrics(require_loss(self.model, "fit"), capacity=max(self.batch_size, min(self.source.samples or 1024, 1024)))
+        capacity = max(self.batch_size, min(self.source.samples or 1024, 1024))
+        self.running = RunningMetrics(self.loss, capacity=capacity)
         diverged = None
         try:
             with guard:
@@ -301,7 +210,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_train_end()
                 raise
-            self.history.interrupted = True
+            self.history.mark_interrupted()
             self.model.stop_training = True
             self.progress.interrupted(len(self.history.epoch))
         for cb in self.callbacks:  # also after a NaN stop, so callbacks can restore or save what they hold
@@ -319,7 +228,8 @@ class Trainer:
             logs, steps = self._run_epoch(epoch)
             guard.end_epoch(epoch, steps=steps)
             if self.source.exhausted:  # an iterator that ran dry: this epoch is incomplete, as after Ctrl-C
-                self._ran_out(epoch, steps)
+                self.model.stop_training = True
+                warn_ran_out(self.source, epoch, steps, self.history.epoch)
                 break
             if self.val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(self.model, self.val, batch_size=256).items()})
@@ -346,20 +256,9 @@ class Trainer:
                 f"fit: {why}. Likely causes: a learning rate too large or too small (lr={self.optimizer.lr:g}), "
                 "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=6)
 
-    def _ran_out(self, epoch: int, steps: int) -> None:
-        self.model.stop_training = True
-        source = self.source
-        planned = f"{source.steps} planned" if source.steps is not None else "a full pass; an iterator is read once"
-        warnings.warn(
-            f"fit: X ran out of batches in epoch {epoch + 1} after {steps} step(s) ({planned}); training stopped "
-            f"with the history of {len(self.history.epoch)} complete epoch(s). Pass steps_per_epoch to share a "
-            "generator out over the epochs, or an object whose __iter__ starts a fresh pass each epoch",
-            stacklevel=4,
-        )
-
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch's ``(x, y)`` batches, shuffled by the model's seed if ``shuffle`` (see :mod:`minidl.sources`)."""
-        return self.source.batches(self.batch_size, self.shuffle, self.model._shuffle_rng)
+        return labelled(self.source.batches(self.batch_size, self.shuffle, self.model._shuffle_rng))
 
     def _run_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
         """Train on one epoch's batches; returns the epoch's logs and its number of steps."""
@@ -373,7 +272,7 @@ class Trainer:
             guard.check_step(loss, epoch, step)  # before the update: a NaN step is never applied
             with guard.step():  # an interrupt inside the update leaves guard.updating set
                 step_fn()
-            running.add(loss, outputs, yb)
+            running.add(loss, outputs, yb, model.output_mask)
             for cb in callbacks:
                 cb.on_batch_end(step, {"loss": loss, "size": len(yb)})
             steps = step + 1

@@ -1,6 +1,6 @@
-"""The loop-based oracles the fast layers are tested against: they live beside the fast kernels, in minidl.kernels."""
+"""The loop-based oracles every backend is tested against: they live in minidl.backend.reference."""
 
-from minidl.kernels import (  # noqa: F401  (re-exported for the tests)
+from minidl.backend.reference import (  # noqa: F401  (re-exported for the tests)
     batchnorm2d_reference,
     conv2d_backward_reference,
     conv2d_reference,

@@ -238,7 +238,7 @@ def test_an_unwritable_data_dir_is_one_error_line(served, tmp_path, capsys):
      "cifar_resnet, cifar_vgg"),
     (["train", "fashion-mnist", "--preset", "digits_cnn"],
      "digits_cnn takes 1x8x8 images, fashion-mnist's are 1x28x28; the presets for fashion-mnist are lenet"),
-    (["digits", "--preset", "cifar_vgg"], "the presets for digits are blog_cnn, digits_cnn, digits_resnet"),
+    (["digits", "--preset", "cifar_vgg"], "the presets for digits are blog_cnn, digits_cnn, digits_resnet, digits_gru"),
     (["train", "mnist", "--preset", "resnet50"], "no preset is called 'resnet50'; the presets for mnist are lenet"),
     (["train", "imagenet"], "invalid choice: 'imagenet'"),
     (["train"], "the following arguments are required: DATASET"),

@@ -14,8 +14,21 @@ from hypothesis import strategies as st
 
 import minidl
 from minidl import Sequential
+from minidl.data import load_digits
 from minidl.layers import (
-    BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Layer, Parallel, ReLU, Residual, SoftmaxCE, Tanh,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    Parallel,
+    Parameter,
+    ReLU,
+    Residual,
+    SoftmaxCE,
+    Tanh,
 )
 from minidl.optim import SGD
 from minidl.saving import HEADER_KEY
@@ -277,8 +290,8 @@ def test_parallel_shape_mismatch_names_the_branch():
     (lambda: Parallel([Dense(2), [Dense(2), "relu"]]), TypeError, r"branches\[1\] must be .* got \[Dense"),
     (lambda: Parallel([Dense(2)], merge="max"), ValueError, "merge must be \"concat\" or \"add\", got 'max'"),
     (lambda: Residual([Dense(2), SoftmaxCE()]), ValueError,
-     "Residual: layers ends in the loss SoftmaxCE; only the outermost model has a loss"),
-    (lambda: Parallel([Dense(2), SoftmaxCE()]), ValueError, r"Parallel: branches\[1\] ends in the loss SoftmaxCE"),
+     "Residual: layers holds the loss SoftmaxCE; only the outermost model has a loss"),
+    (lambda: Parallel([Dense(2), SoftmaxCE()]), ValueError, r"Parallel: branches\[1\] holds the loss SoftmaxCE"),
     (lambda: Sequential([Sequential([Dense(2), SoftmaxCE()]), Dense(2)]), ValueError,
      "the Sequential at 0 has the loss SoftmaxCE; only the outermost model has a loss"),
 ])
@@ -301,7 +314,7 @@ def test_nested_model_round_trips_exactly(tmp_path):
     model.fit(X, np.arange(10) % 3, epochs=1, batch_size=5, verbose=0)
     model.save(tmp_path / "nested.npz")
     same = minidl.load(tmp_path / "nested.npz")
-    assert repr(same) == repr(model)
+    assert [layer.to_config() for layer in same.layers] == [layer.to_config() for layer in model.layers]
     assert same[1].name == "block" and not same[2].branches[1][0].trainable
     assert same.state_dict().keys() == model.state_dict().keys()
     np.testing.assert_array_equal(same.predict_proba(X), model.predict_proba(X))
@@ -362,3 +375,276 @@ def test_a_loaded_model_draws_its_random_state_from_its_seed(tmp_path):
     loaded, fresh = minidl.load(tmp_path / "d.npz"), make()
     x = np.ones((50, 4), dtype="float32")  # the dropout masks: drawn from the seed, as in a fresh model
     np.testing.assert_array_equal(loaded[2].forward(x, training=True), fresh[2].forward(x, training=True))
+
+
+# -- masks, integer inputs and forward hooks --------------------------------------------------------
+class MaskedMean(Layer):
+    """A stand-in sequence layer: the mean over the valid steps, (N, T, D) -> (N, D); it drops the mask."""
+
+    supports_masking = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1:]
+
+    def forward(self, x, training=False, mask=None):
+        self.check_input(x)
+        self._w = np.ones(x.shape[:2], x.dtype) if mask is None else mask.astype(x.dtype)
+        self._count = self._w.sum(axis=1, keepdims=True)
+        return np.einsum("nt,ntd->nd", self._w, x) / self._count
+
+    def compute_mask(self, x, mask):
+        return None
+
+    def backward(self, grad_out):
+        return self._w[:, :, None] * (grad_out / self._count)[:, None, :]
+
+
+class ZeroMask(Layer):
+    """A stand-in Embedding: takes integer ids (N, T), gives floats (N, T, 1), masks the id 0."""
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, 1)
+
+    def check_input(self, x):
+        if not (isinstance(x, np.ndarray) and x.dtype.kind in "iu" and x.shape[1:] == self.input_shape):
+            raise TypeError(f"{self.name}: expects integer ids (N, {self.input_shape[0]}), got {x!r}")
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        return x[..., None].astype(self.dtype)
+
+    def compute_mask(self, x, mask):
+        return x != 0
+
+    def backward(self, grad_out):
+        return np.zeros(grad_out.shape[:2])
+
+
+class StepLinear(Layer):
+    """A stand-in per-step dense layer: (N, T, D) -> (N, T, units)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def get_config(self):
+        return {"units": self.units}
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def create_parameters(self, input_shape, rng, dtype):
+        self.weight = Parameter(rng.standard_normal((input_shape[1], self.units)).astype(dtype))
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._x = x
+        return x @ self.weight.data
+
+    def backward(self, grad_out):
+        self.weight.grad[...] = np.einsum("ntd,ntu->du", self._x, grad_out)
+        return grad_out @ self.weight.data.T
+
+
+class Recorder(Layer):
+    """Passes x through and records the mask it was given."""
+
+    supports_masking = True
+
+    def forward(self, x, training=False, mask=None):
+        self.seen = mask
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def test_a_mask_made_by_one_layer_reaches_the_layers_that_support_masking_and_the_loss():
+    recorder = Recorder()
+    model = Sequential([ZeroMask(), recorder, Residual([Recorder()]), Parallel([Recorder(), Tanh()])],
+                       input_shape=(4,), input_dtype="int64", seed=0, loss=SoftmaxCE())
+    ids = np.array([[3, 1, 0, 0], [2, 2, 2, 0]])
+    outputs = model.forward(ids)
+    expected = ids != 0
+    np.testing.assert_array_equal(recorder.seen, expected)
+    np.testing.assert_array_equal(model[2].layers[0].seen, expected)  # through Residual
+    np.testing.assert_array_equal(model[3].branches[0][0].seen, expected)  # through Parallel
+    np.testing.assert_array_equal(model.output_mask, expected)
+    assert outputs.shape == (2, 4, 2) and model.output_shape == (4, 2)  # Parallel concatenated D on the last axis
+    y = np.array([[1, 0, 1, 1], [0, 1, 1, 1]])  # the padded steps' labels must not count
+    loss, _ = model.forward_backward(ids, y)
+    expected_loss = model.loss.loss_and_grad(outputs, y, expected)[0]
+    assert loss == pytest.approx(expected_loss, rel=1e-6)
+    assert loss != pytest.approx(model.loss.loss_and_grad(outputs, y)[0], rel=1e-6)
+
+
+def test_a_masked_sequence_model_trains_with_fit_and_counts_accuracy_on_valid_steps():
+    model = Sequential([ZeroMask(), StepLinear(4), Tanh(), MaskedMean(), Dense(2)], input_shape=(5,), input_dtype="int64",
+                       seed=0, dtype="float64", loss=SoftmaxCE())
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 4, (32, 5))
+    ids[:, 3:] = 0  # padding: the mean is over the first three steps only
+    y = (ids[:, :3].mean(axis=1) > 2).astype(int)
+    history = model.fit(ids, y, epochs=3, batch_size=8, verbose=0)
+    assert np.isfinite(history["loss"]).all() and model.output_mask is None  # MaskedMean dropped the time axis
+    model.predict(ids)
+    np.testing.assert_array_equal(model[3]._count[:, 0], 3)  # the mean was over the three valid steps
+    with pytest.raises(TypeError, match="whole numbers"):
+        model.predict(ids + 0.5)
+
+
+def test_masked_models_match_finite_differences():
+    model = Sequential([StepLinear(3), Residual([StepLinear(3), Tanh()]), MaskedMean(), Dense(2)], input_shape=(4, 2),
+                       seed=0, dtype="float64", loss=SoftmaxCE())
+    x = np.random.default_rng(1).normal(size=(3, 4, 2))
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]], bool)
+    y = np.array([0, 1, 1])
+
+    def loss():
+        return model.loss.loss_and_grad(model.forward(x, training=True, mask=mask), y)[0]
+
+    loss()
+    model.backward(model.loss.loss_and_grad(model.forward(x, training=True, mask=mask), y)[1])
+    analytic = model.layers[0].weight.grad.copy()
+    w, eps = model.layers[0].weight.data, 1e-6
+    numeric = np.zeros_like(w)
+    for i in np.ndindex(w.shape):
+        w[i] += eps
+        up = loss()
+        w[i] -= 2 * eps
+        numeric[i] = (up - loss()) / (2 * eps)
+        w[i] += eps
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_a_mask_cannot_follow_a_layer_that_changes_the_time_axis():
+    model = Sequential([Flatten(), Dense(2)], input_shape=(3, 2), seed=0)
+    with pytest.raises(ValueError, match="Flatten: a mask .* cannot follow this layer"):
+        model.forward(np.zeros((1, 3, 2), np.float32), mask=np.ones((1, 3), bool))
+
+
+def test_parallel_concatenates_sequences_on_the_last_axis_and_images_on_channels():
+    seq = Sequential([Parallel([StepLinear(2), StepLinear(3)])], input_shape=(4, 5), seed=0)
+    assert seq.output_shape == (4, 5)
+    x = np.random.default_rng(0).normal(size=(2, 4, 5)).astype(np.float32)
+    out = seq.forward(x)
+    np.testing.assert_array_equal(out[..., :2], seq[0].branches[0].forward(x))
+    report = check_layer(Parallel([StepLinear(2), [StepLinear(3), Tanh()]]), (4, 5))
+    assert report.ok, str(report)
+    assert Sequential([Parallel([Conv2D(2, 1), Conv2D(3, 1)])], input_shape=(1, 4, 4)).output_shape == (5, 4, 4)
+
+
+def test_forward_hooks_see_every_layer_in_a_model_and_go_away_when_removed():
+    model = Sequential([Dense(3), Residual([Dense(3), Tanh()]), Dense(2)], input_shape=(4,), seed=0, loss=SoftmaxCE())
+    seen = []
+    inner = model[1].layers[1]
+    handles = [layer.register_forward_hook(lambda layer, x, y: seen.append((layer.name, x.shape, y.copy())))
+               for layer in (model[0], inner)]
+    X = np.ones((2, 4), np.float32)
+    logits = model.forward(X)
+    assert [name for name, _, _ in seen] == ["Dense", "Tanh"]
+    np.testing.assert_array_equal(seen[0][2], model[0].forward(X))
+    assert seen[1][1] == (2, 3)
+    model.predict(X)  # predict, evaluate and fit run the same forward
+    assert len(seen) == 4
+    for handle in handles:
+        handle.remove()
+    np.testing.assert_array_equal(model.forward(X), logits)
+    assert len(seen) == 4 and not model[0]._forward_hooks
+    with pytest.raises(TypeError, match="takes a function"):
+        model[0].register_forward_hook("print")
+
+
+def test_a_hook_on_a_layer_does_not_change_what_saving_writes(tmp_path):
+    model = Sequential([Dense(3), Dense(2)], input_shape=(4,), seed=0, loss=SoftmaxCE())
+    model[0].register_forward_hook(lambda layer, x, y: None)
+    model.save(tmp_path / "m.npz")
+    assert minidl.load(tmp_path / "m.npz").state_dict().keys() == model.state_dict().keys()
+
+
+def test_integer_inputs_are_saved_with_the_model(tmp_path):
+    model = Sequential([ZeroMask(), StepLinear(2)], input_shape=(3,), input_dtype="int32", seed=0, loss=SoftmaxCE())
+    model.save(tmp_path / "ids.npz")
+    same = minidl.load(tmp_path / "ids.npz")
+    assert same.input_dtype == np.int32 and same.dtype == np.float32
+    ids = np.array([[1, 2, 0]])
+    np.testing.assert_array_equal(same.predict_proba(ids), model.predict_proba(ids))
+    with pytest.raises(TypeError, match="input_dtype must be None or an integer or float type"):
+        Sequential([Dense(2)], input_dtype="bool")
+
+
+def test_a_nested_model_saves_and_loads_as_a_plain_chain(tmp_path):
+    inner = Sequential([Dense(3), Tanh()])  # minidl.Sequential, the model class
+    model = Sequential([inner, Dense(2)], input_shape=(4,), seed=0, loss=SoftmaxCE())
+    model.save(tmp_path / "n.npz")
+    same = minidl.load(tmp_path / "n.npz")
+    assert type(same[0]) is minidl.layers.Sequential and type(same) is Sequential
+    X = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(same.predict_proba(X), model.predict_proba(X))
+
+
+# -- the code at the top of issue 8 ("What users must be able to write") runs as written -----------
+
+# Verbatim from the issue; only X, y, y_float come from outside (a slice of the digits, so that
+# its 20 epochs stay quick).
+SNIPPET = '''
+from minidl import Sequential
+from minidl.layers import (Conv2D, BatchNorm2D, ReLU, MaxPool2D, GlobalAvgPool2D, Flatten, Dense,
+                           Residual, Parallel, Upsample2D, SoftmaxCE, SigmoidBCE, MSE)
+
+block = lambda c: Residual([Conv2D(c, 3, padding="same"), BatchNorm2D(), ReLU(),
+                            Conv2D(c, 3, padding="same"), BatchNorm2D()])
+down = Residual([Conv2D(32, 3, stride=2, padding="same"), BatchNorm2D(), ReLU(),
+                 Conv2D(32, 3, padding="same"), BatchNorm2D()],
+                shortcut=Conv2D(32, 1, stride=2))                 # projection shortcut
+stem = Sequential([Conv2D(16, 3, padding="same"), BatchNorm2D(), ReLU()])   # a Sequential is a layer
+model = Sequential([stem, block(16), ReLU(), down, ReLU(),
+                    Parallel([[Conv2D(16, 1)], [Conv2D(16, 3, padding="same")]], merge="concat"),
+                    GlobalAvgPool2D(), Dense(10), SoftmaxCE()], input_shape=(1, 8, 8), seed=0)
+model.summary()          # a tree: every container and leaf, output shape, parameters, totals
+model.fit(X, y, epochs=20, batch_size=32)
+
+reg = Sequential([Flatten(), Dense(32), ReLU(), Dense(1), MSE()], input_shape=(1, 8, 8))
+reg.fit(X, y_float)      # history has loss and mae; predict returns the values, shape (N, 1)
+binary = Sequential([Flatten(), Dense(1), SigmoidBCE()], input_shape=(1, 8, 8))
+binary.fit(X, y == 3)    # accuracy at threshold 0.5; predict returns 0/1 labels; predict_proba the sigmoid
+'''
+
+
+@pytest.fixture(scope="module")
+def ran():
+    X_train, _, y_train, _ = load_digits()
+    X, y = X_train[:256], y_train[:256]
+    namespace = {"X": X, "y": y, "y_float": y.astype("float32")}
+    exec(compile(SNIPPET, "issue-8-snippet", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.slow  # the snippet trains for 20 epochs
+def test_the_snippet_trains_its_classifier(ran, capsys):
+    X, y, model = ran["X"], ran["y"], ran["model"]
+    assert model.output_shape == (10,)
+    assert model.evaluate(X, y)["accuracy"] > 0.8          # 20 epochs on the images it trained on
+    model.summary()
+    tree = capsys.readouterr().out
+    for name in ("Sequential", "Residual", "Parallel", "BatchNorm2D", "GlobalAvgPool2D", "Total params"):
+        assert name in tree
+
+
+@pytest.mark.slow  # the snippet trains for 20 epochs
+def test_the_snippet_regressor_predicts_values(ran):
+    X, reg = ran["X"], ran["reg"]
+    assert {"loss", "mae"} <= set(reg.history.history)
+    values = reg.predict(X)
+    assert values.shape == (len(X), 1) and values.dtype.kind == "f"
+    assert len(np.unique(values)) > 10                     # values, not argmax labels
+
+
+@pytest.mark.slow  # the snippet trains for 20 epochs
+def test_the_snippet_binary_classifier_predicts_labels_and_probabilities(ran):
+    X, y, binary = ran["X"], ran["y"], ran["binary"]
+    assert "accuracy" in binary.history.history
+    labels, proba = binary.predict(X), binary.predict_proba(X)
+    assert set(np.unique(labels)) <= {0, 1}
+    assert np.all((proba >= 0) & (proba <= 1))
+    np.testing.assert_array_equal(labels.ravel(), (proba.ravel() > 0.5).astype(labels.dtype))

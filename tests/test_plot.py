@@ -316,7 +316,7 @@ def test_history_of_other_metrics_and_keras_style_objects():
 
     fig = plot.history(KerasLike())
     assert titles(fig) == ["Loss", "Mean absolute error"]
-    assert fig.axes[1].lines[1].get_label() == "validation (last 0.8)"
+    assert fig.axes[1].lines[1].get_label() == "validation (last 0.8000)"  # as many decimals as "0.7000"
 
 
 @pytest.mark.parametrize("call, error, words", [
@@ -374,3 +374,62 @@ except ImportError as err:
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 'pip install "minidl[plot]"' in out.stdout, out.stdout + out.stderr
+
+
+# -- attention --------------------------------------------------------------------------------------
+
+
+def attention_model():
+    from minidl.layers import Embedding, MultiHeadAttention, PositionalEmbedding
+
+    return Sequential([Embedding(12, 8), PositionalEmbedding(6),
+                       Residual([MultiHeadAttention(num_heads=2, causal=True, name="attn")]),
+                       MultiHeadAttention(num_heads=4), Dense(12)],
+                      input_shape=(6,), seed=0, dtype="float64")
+
+
+def test_attention_draws_each_heads_weights_with_the_tokens_as_ticks(tmp_path):
+    from minidl.text import CharTokenizer
+
+    model, tokenizer = attention_model(), CharTokenizer("abcdefghij ,")
+    fig = plot.attention(model, "bad, c", tokenizer=tokenizer, path=tmp_path / "attention.png")
+    images = [ax for ax in fig.axes if ax.get_images() and ax.get_label() != "<colorbar>"]
+    assert len(images) == 2 and len(fig.axes) == 3  # two heads and the colour bar
+    layer = model.named_layers()["2.layers.0"]
+    for h, ax in enumerate(images):
+        data = ax.get_images()[0].get_array()
+        np.testing.assert_allclose(data, layer.last_attention[0, h])
+        np.testing.assert_allclose(data.sum(axis=1), 1.0)
+        assert np.all(np.triu(data, 1) == 0)  # causal: no query looks ahead
+        assert [t.get_text() for t in ax.get_xticklabels()] == list("bad,␣c")
+    width, height, variance, _ = png(tmp_path / "attention.png")
+    assert width > 300 and height > 200 and variance > 0
+
+
+@pytest.mark.parametrize("layer", [1, "3", -1])
+def test_attention_picks_the_layer_by_index_path_or_object(layer):
+    model = attention_model()
+    fig = plot.attention(model, np.arange(6), layer=layer)
+    images = [ax for ax in fig.axes if ax.get_images() and ax.get_label() != "<colorbar>"]
+    assert len(images) == 4
+    np.testing.assert_allclose(images[3].get_images()[0].get_array(), model.layers[3].last_attention[0, 3])
+    assert not np.all(np.triu(images[0].get_images()[0].get_array(), 1) == 0)  # not causal
+    by_name = plot.attention(model, np.arange(6), layer="attn")
+    assert len([ax for ax in by_name.axes if ax.get_images()]) == 2  # the causal layer's two heads
+    by_object = plot.attention(model, np.arange(6), layer=model.layers[3], max_heads=3)
+    assert len([ax for ax in by_object.axes if ax.get_images()]) == 3 and len(by_object.axes) == 4  # + the bar
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"layer": 2}, "out of range"),
+    ({"layer": "4"}, "is a Dense, not a MultiHeadAttention"),
+    ({"tokens": "abc"}, "pass tokenizer="),
+    ({"tokens": np.zeros((2, 6), dtype=int)}, "one sequence"),
+    ({"labels": ["a"]}, "one string per step"),
+])
+def test_attention_errors_name_the_problem(kwargs, words):
+    args = {"tokens": np.arange(6), **kwargs}
+    with pytest.raises(ValueError, match=words):
+        plot.attention(attention_model(), **args)
+    with pytest.raises(ValueError, match="no MultiHeadAttention"):
+        plot.attention(Sequential([Dense(3)], input_shape=(4,)), np.zeros(4))

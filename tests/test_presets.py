@@ -154,7 +154,8 @@ def test_cli_trains_digits_resnet(capsys):
 
 def test_every_preset_takes_the_input_shape_the_light_table_gives_it():
     for name, build in presets.MODELS.items():
-        assert build(seed=0).input_shape == recipes.INPUT_SHAPES[name], name
+        shape = build(seed=0).input_shape  # the images', or their rows' (H, W) for a preset reading rows
+        assert shape in (recipes.INPUT_SHAPES[name], recipes.INPUT_SHAPES[name][1:]), name
         assert name in recipes.presets_for(recipes.INPUT_SHAPES[name])
     assert recipes.presets_for((3, 32, 32)) == ["cifar_resnet", "cifar_vgg"] and recipes.presets_for((2, 5, 5)) == []
 
@@ -206,3 +207,51 @@ def test_cifar_resnet_recipe_learns_colours_in_a_few_epochs():
     history = dataclasses.replace(presets.RECIPES["cifar_resnet"], epochs=4, batch_size=32).fit(model, X, y, verbose=0)
     assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
     assert model.evaluate(X[:40], y[:40])["accuracy"] > 0.5  # chance is 0.1
+
+
+def test_digits_gru_reads_image_rows_and_learns_in_seconds():
+    X_train, X_test, y_train, y_test = load_digits()
+    model = presets.digits_gru(seed=0)
+    assert model.input_shape == (8, 8) and model.output_shape == (10,)
+    recipe = dataclasses.replace(presets.RECIPES["digits_gru"], epochs=3)
+    recipe.fit(model, X_train[:, 0], y_train, verbose=0)
+    assert model.evaluate(X_test[:, 0], y_test)["accuracy"] > 0.85
+
+
+def test_cli_trains_digits_gru_on_the_rows_of_the_images(capsys, tmp_path):
+    argv = ["digits", "--preset", "digits_gru", "--epochs", "1", "--verbose", "0", "--report", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy: " in out and "on 360 images" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_matrix.png", "history.png", "report.md"]
+    page = (tmp_path / "report.md").read_text()
+    assert "confusion_matrix.png" in page and "filters.png" not in page and "misclassified.png" not in page
+
+
+def test_char_gpt_and_char_lstm_map_tokens_to_next_character_logits_and_learn():
+    from minidl.layers import LSTM, MultiHeadAttention
+    from minidl.recipes import CHAR_GPT
+
+    rng = np.random.default_rng(0)
+    text = np.tile(np.arange(7), 20)  # a cycle: every next character is predictable
+    for build, settings in ((presets.char_gpt, {"dim": 16, "heads": 2, "blocks": 1, "dropout": 0.0}),
+                            (presets.char_lstm, {"dim": 8, "units": 16})):
+        model = build(7, seed=0, context=12, **settings)
+        assert model.input_shape == (12,) and model.output_shape == (12, 7)
+        optimizer = Adam(model.parameters(), lr=1e-2)
+        losses = []
+        for _ in range(40):
+            starts = rng.integers(0, len(text) - 13, 8)
+            windows = text[starts[:, None] + np.arange(13)]
+            loss, grad = model.loss.loss_and_grad(model.forward(windows[:, :-1], training=True), windows[:, 1:])
+            model.backward(grad)
+            optimizer.step()
+            losses.append(float(loss))
+        assert losses[-1] < 0.5 * losses[0], (build.__name__, losses[0], losses[-1])
+        assert model.generate(np.array([3]), 6, temperature=0).tolist() == [3, 4, 5, 6, 0, 1, 2]
+    gpt = presets.char_gpt(65)
+    attention = [layer for layer in gpt.named_layers().values() if isinstance(layer, MultiHeadAttention)]
+    assert len(attention) == CHAR_GPT["blocks"] and all(layer.causal for layer in attention)
+    assert sum(isinstance(layer, LSTM) for layer in presets.char_lstm(65).layers) == 2
+    with pytest.raises(TypeError, match="unknown settings \\['width'\\]"):
+        presets.char_gpt(65, width=3)

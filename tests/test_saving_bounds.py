@@ -11,7 +11,7 @@ import pytest
 import minidl
 from minidl import Sequential
 from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU, SoftmaxCE
-from minidl.layers.containers import Residual
+from minidl.layers.branches import Residual
 
 
 def small_model(dtype: str) -> Sequential:

@@ -8,7 +8,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from helpers import built
-from minidl import Sequential, saving
+import minidl
+from minidl import Sequential
 from minidl.layers import (GELU, Dense, Dropout, Embedding, Identity, Layer, LayerNorm, LeakyReLU, MultiHeadAttention,
                            PositionalEmbedding, ReLU, Sigmoid, Softmax, Tanh)
 from minidl.testing import any_shapes, check_layer, layer_inputs, tie_free_input
@@ -180,7 +181,7 @@ def test_sequence_model_saves_and_loads_bit_exactly(tmp_path):
     for p in model.parameters():
         p.data += np.random.default_rng(4).standard_normal(p.shape)
     model.save(tmp_path / "gpt.npz")
-    loaded = saving.load(tmp_path / "gpt.npz")
+    loaded = minidl.load(tmp_path / "gpt.npz")
     assert loaded.to_config() == model.to_config()
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(loaded.state_dict()[k], v)

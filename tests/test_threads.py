@@ -14,7 +14,8 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import minidl
-from minidl import kernels, threads
+import minidl.backend.numpy as nb
+from minidl import threads
 from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE
 from minidl.optim import SGD
 
@@ -230,13 +231,13 @@ def test_idle_pool_threads_sleep():
 
 def _forward_in_child(weight: np.ndarray) -> np.ndarray:
     minidl.set_num_threads(2)
-    xp = np.random.default_rng(0).random((3, 10, 10, 4)).astype(np.float32)
-    return kernels.conv_forward(xp, weight, (3, 3), (1, 1), (8, 8))
+    x_pad = np.random.default_rng(0).random((3, 10, 10, 4)).astype(np.float32)
+    return nb.conv_forward(x_pad, weight, (3, 3), (1, 1), (8, 8))
 
 
 def test_a_forked_child_gets_its_own_pool(monkeypatch):
-    monkeypatch.setattr(kernels, "CONV_BLOCK", 1)  # one output row per block: 8 blocks
-    monkeypatch.setattr(kernels, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(nb, "CONV_BLOCK", 1)  # one output row per block: 8 blocks
+    monkeypatch.setattr(nb, "PARALLEL_MIN_FLOPS", 0)
     weight = np.random.default_rng(1).random((4, 27)).astype(np.float32)
     expected = _forward_in_child(weight)  # the parent's pool exists (and is idle) before the fork
     with multiprocessing.get_context("fork").Pool(1) as pool:
@@ -307,12 +308,12 @@ def test_conv_layers_work_in_several_blocks_here():
     # what the bit-identity test below relies on: conv1's and conv2's products (forward, weight and
     # input gradient, K = 27 or 144 deep, 32 output rows of 32 * 16 columns) split into blocks
     for k in (27, 144):
-        assert kernels.block_rows(k, 32 * 16, 32) < 32
+        assert nb.block_rows(k, 32 * 16, 32) < 32
 
 
 @pytest.mark.slow
 def test_training_gives_the_same_bits_with_any_number_of_threads(monkeypatch):
-    monkeypatch.setattr(kernels, "PARALLEL_MIN_FLOPS", 0)  # every product of several blocks on the pool
+    monkeypatch.setattr(nb, "PARALLEL_MIN_FLOPS", 0)  # every product of several blocks on the pool
     one = train_conv_net(1)
     for n in (2, 3):
         assert all(np.array_equal(a, b) for a, b in zip(one, train_conv_net(n))), n
@@ -341,23 +342,23 @@ def test_a_blas_loaded_after_the_first_pin_is_pinned_too():
 
 
 def test_small_products_stay_in_the_calling_thread(monkeypatch):
-    # Below kernels.PARALLEL_MIN_FLOPS the blocks run where the call was made: OpenBLAS's tiny calls
+    # Below nb.PARALLEL_MIN_FLOPS the blocks run where the call was made: OpenBLAS's tiny calls
     # do not run side by side, and waking a thread costs more than it saves.
     minidl.set_num_threads(2)
-    monkeypatch.setattr(kernels, "CONV_BLOCK", 1)  # 8 blocks
+    monkeypatch.setattr(nb, "CONV_BLOCK", 1)  # 8 blocks
     seen = set()
-    original = kernels.im2col
+    original = nb.im2col
 
     def spy(*args, **kwargs):
         seen.add(threading.get_ident())
         time.sleep(0.002)  # long enough blocks for the pool's thread to wake and take some
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(kernels, "im2col", spy)
-    xp = np.random.default_rng(0).random((3, 10, 10, 4)).astype(np.float32)
+    monkeypatch.setattr(nb, "im2col", spy)
+    x_pad = np.random.default_rng(0).random((3, 10, 10, 4)).astype(np.float32)
     weight = np.random.default_rng(1).random((4, 27)).astype(np.float32)
-    kernels.conv_forward(xp, weight, (3, 3), (1, 1), (8, 8))
+    nb.conv_forward(x_pad, weight, (3, 3), (1, 1), (8, 8))
     assert seen == {threading.get_ident()}
-    monkeypatch.setattr(kernels, "PARALLEL_MIN_FLOPS", 0)
-    kernels.conv_forward(xp, weight, (3, 3), (1, 1), (8, 8))
+    monkeypatch.setattr(nb, "PARALLEL_MIN_FLOPS", 0)
+    nb.conv_forward(x_pad, weight, (3, 3), (1, 1), (8, 8))
     assert len(seen) > 1

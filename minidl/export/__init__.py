@@ -13,13 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import __version__
 from ..layers.base import as_int
 from ..model import Sequential
 from .onnx_graph import MIN_OPSET, OnnxGraph
-from .registry import register_onnx, register_torch
+from .registry import built, register_onnx, register_torch
 
 __all__ = ["to_onnx", "to_torch", "register_onnx", "register_torch", "OnnxGraph"]
 
@@ -71,11 +69,11 @@ def to_onnx(model: Sequential, path: str | os.PathLike | None, opset: int = MIN_
     latest = onnx.defs.onnx_opset_version()
     if opset > latest:
         raise ValueError(f"to_onnx: opset must be between {MIN_OPSET} and {latest} (this onnx's newest), got {opset}")
-    graph = OnnxGraph(_param_names(model), model.dtype, opset)
+    graph = OnnxGraph(_param_names(model), built(model.dtype), opset)
     y = graph.layer(model, "input")
     if y == "input":  # a model that is the identity at inference still needs a node to name its output
         y = graph.node("Identity", [y])
-    proto = graph.to_model(model.input_shape, y, model.output_shape, __version__)
+    proto = graph.to_model(built(model.input_shape), y, built(model.output_shape), __version__)
     if path is not None:
         _write_atomically(Path(path), proto.SerializeToString())
     return proto
@@ -123,4 +121,4 @@ def to_torch(model: Sequential) -> Any:
     _check_model(model, "to_torch")
     from .torch_modules import TorchContext
 
-    return TorchContext(model.dtype).convert(model).eval()
+    return TorchContext(built(model.dtype)).convert(model).eval()

@@ -10,18 +10,49 @@ from typing import Any
 
 import numpy as np
 
-from ..layers import (MSE, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, Layer,
-                      LeakyReLU, MaxPool2D, Parallel, ReLU, Residual, Sigmoid, SigmoidBCE, Softmax, SoftmaxCE, Tanh,
-                      Upsample2D)
-from ..layers import (GRU, LSTM, Bidirectional, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D,
-                      SimpleRNN)
-from ..layers import GELU, LayerNorm, MultiHeadAttention, PositionalEmbedding
+from ..layers import (
+    GELU,
+    GRU,
+    LSTM,
+    MSE,
+    AvgPool2D,
+    BatchNorm2D,
+    Bidirectional,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    Identity,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    Loss,
+    MaxPool1D,
+    MaxPool2D,
+    MultiHeadAttention,
+    Parallel,
+    PositionalEmbedding,
+    ReLU,
+    Residual,
+    Sigmoid,
+    SigmoidBCE,
+    SimpleRNN,
+    Softmax,
+    SoftmaxCE,
+    Tanh,
+    Upsample2D,
+    containers,
+)
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
 from ..model import Sequential
-from .registry import ONNX_EXPORTERS
+from .registry import ONNX_EXPORTERS, built
 
 __all__ = ["OnnxGraph", "MIN_OPSET"]
 
@@ -71,7 +102,7 @@ class OnnxGraph:
         self.initializers[name] = np.ascontiguousarray(array)
         return name
 
-    def layer(self, layer: Layer | Sequential, x: str) -> str:
+    def layer(self, layer: Layer | Loss, x: str) -> str:
         """Export ``layer`` with its registered exporter; returns its output tensor's name."""
         export = ONNX_EXPORTERS.lookup(layer)
         self._scope.append(self.fresh(getattr(layer, "name", type(layer).__name__)))
@@ -106,13 +137,16 @@ class OnnxGraph:
 
 
 # -- built-in layers -----------------------------------------------------------------------
-def _params(g: OnnxGraph, *values: Parameter | None) -> list[str]:
+def _params(g: OnnxGraph, *values: Parameter | Buffer | None) -> list[str]:
     return [g.initializer(v) for v in values if v is not None]
 
 
+@_builtin(containers.Sequential)  # the chain; the model (a subclass) adds its loss's inference output
 @_builtin(Sequential)
-def _sequential(model: Sequential, g: OnnxGraph, x: str) -> str:
-    for layer in (*model.layers, *([model.loss] if model.loss is not None else [])):
+def _sequential(model: containers.Sequential, g: OnnxGraph, x: str) -> str:
+    loss = model.loss if isinstance(model, Sequential) else None
+    parts: list[Layer | Loss] = [*model.layers, *([loss] if loss is not None else [])]
+    for layer in parts:
         x = g.layer(layer, x)  # the loss exports its inference output (SoftmaxCE: the probabilities)
     return x
 
@@ -135,8 +169,8 @@ def _parallel(layer: Parallel, g: OnnxGraph, x: str) -> str:
 def _conv2d(layer: Conv2D, g: OnnxGraph, x: str) -> str:
     # Explicit pads: "same" puts the odd pixel at the bottom/right, as ONNX's SAME_UPPER would,
     # but explicit numbers leave no room for a runtime's reading of auto_pad.
-    (top, bottom), (left, right) = resolve_padding(layer.padding, layer.input_shape[1:], layer.kernel_size,
-                                                   layer.stride)
+    _, h, w = built(layer.input_shape)
+    (top, bottom), (left, right) = resolve_padding(layer.padding, (h, w), layer.kernel_size, layer.stride)
     return g.node("Conv", [x, *_params(g, layer.weight, layer.bias)], kernel_shape=list(layer.kernel_size),
                   strides=list(layer.stride), pads=[top, left, bottom, right])
 
@@ -181,10 +215,10 @@ def _flatten(layer: Flatten, g: OnnxGraph, x: str) -> str:
 def _dense(layer: Dense, g: OnnxGraph, x: str) -> str:
     # Gemm's B is (K, N) without transB: minidl's (in, out) weight as it is. Gemm takes 2-D inputs only;
     # on sequences (N, T, D), MatMul broadcasts over the leading axes as Dense does.
-    if len(layer.input_shape) == 1:
+    if len(built(layer.input_shape)) == 1:
         return g.node("Gemm", [x, *_params(g, layer.weight, layer.bias)])
-    y = g.node("MatMul", [x, g.initializer(layer.weight)])
-    return y if layer.bias is None else g.node("Add", [y, g.initializer(layer.bias)])
+    y = g.node("MatMul", [x, g.initializer(built(layer.weight))])
+    return y if layer.bias is None else g.node("Add", [y, g.initializer(built(layer.bias))])
 
 
 @_builtin(BatchNorm2D)
@@ -208,7 +242,7 @@ def _augmentation(layer: Layer, g: OnnxGraph, x: str) -> str:
 @_builtin(_RandomWindow)
 def _window(layer: _RandomWindow, g: OnnxGraph, x: str) -> str:
     # at inference: the centre window of the zero-padded image
-    (ph, pw), (h, w), (wh, ww) = layer.padding, layer.input_shape[1:], layer.output_shape[1:]
+    (ph, pw), (h, w), (wh, ww) = layer.padding, built(layer.input_shape)[1:], built(layer.output_shape)[1:]
     top, left = (h + 2 * ph - wh) // 2, (w + 2 * pw - ww) // 2
     padded = g.node("Pad", [x, g.initializer(np.array([0, 0, ph, pw, 0, 0, ph, pw], dtype=np.int64), "pads")])
     starts = g.initializer(np.array([top, left], dtype=np.int64), "starts")
@@ -256,14 +290,14 @@ def _channels_first(g: OnnxGraph, x: str, op_type: str, inputs: list[str], **att
 @_builtin(Conv1D)
 def _conv1d(layer: Conv1D, g: OnnxGraph, x: str) -> str:
     span = (layer.kernel_size - 1) * layer.dilation + 1
-    left, right = padding_1d(layer.padding, layer.input_shape[0], span, layer.stride)
+    left, right = padding_1d(layer.padding, built(layer.input_shape)[0], span, layer.stride)
     return _channels_first(g, x, "Conv", _params(g, layer.weight, layer.bias), kernel_shape=[layer.kernel_size],
                            strides=[layer.stride], dilations=[layer.dilation], pads=[left, right])
 
 
 @_builtin(MaxPool1D)
 def _maxpool1d(layer: MaxPool1D, g: OnnxGraph, x: str) -> str:
-    left, right = padding_1d(layer.padding, layer.input_shape[0], layer.pool_size, layer.stride)
+    left, right = padding_1d(layer.padding, built(layer.input_shape)[0], layer.pool_size, layer.stride)
     return _channels_first(g, x, "MaxPool", [], kernel_shape=[layer.pool_size], strides=[layer.stride],
                            pads=[left, right], ceil_mode=0)
 
@@ -343,29 +377,29 @@ def _gelu(layer: GELU, g: OnnxGraph, x: str) -> str:
 @_builtin(LayerNorm)
 def _layernorm(layer: LayerNorm, g: OnnxGraph, x: str) -> str:
     # Written out (LayerNormalization is opset 17): the mean and variance of the last axis, as minidl computes them.
-    axis = len(layer.input_shape)
+    axis = len(built(layer.input_shape))
     centred = g.node("Sub", [x, _reduce(g, "ReduceMean", x, axis, keepdims=1)])
     var = _reduce(g, "ReduceMean", g.node("Mul", [centred, centred]), axis, keepdims=1)
     std = g.node("Sqrt", [g.node("Add", [var, _const(g, layer.eps, "eps")])])
-    scaled = g.node("Mul", [g.node("Div", [centred, std]), g.initializer(layer.weight)])
-    return g.node("Add", [scaled, g.initializer(layer.bias)])
+    scaled = g.node("Mul", [g.node("Div", [centred, std]), g.initializer(built(layer.weight))])
+    return g.node("Add", [scaled, g.initializer(built(layer.bias))])
 
 
 @_builtin(PositionalEmbedding)
 def _positional_embedding(layer: PositionalEmbedding, g: OnnxGraph, x: str) -> str:
-    t = layer.input_shape[0]
+    t = built(layer.input_shape)[0]
     if layer.weight is None:
         return g.node("Add", [x, g.initializer(layer._table, "positions")])
-    rows = g.node("Slice", [g.initializer(layer.weight), _shape(g, [0], "starts"), _shape(g, [t], "ends"),
+    rows = g.node("Slice", [g.initializer(built(layer.weight)), _shape(g, [0], "starts"), _shape(g, [t], "ends"),
                             _shape(g, [0], "axes")])  # the first T rows of the saved (max_length, D) weight
     return g.node("Add", [x, rows])
 
 
 @_builtin(MultiHeadAttention)
 def _multi_head_attention(layer: MultiHeadAttention, g: OnnxGraph, x: str) -> str:
-    t, d = layer.input_shape
+    t, d = built(layer.input_shape)
     h, dk = layer.num_heads, layer._head_dim
-    qkv = g.node("MatMul", [x, g.initializer(layer.in_proj_weight)])
+    qkv = g.node("MatMul", [x, g.initializer(built(layer.in_proj_weight))])
     if layer.in_proj_bias is not None:
         qkv = g.node("Add", [qkv, g.initializer(layer.in_proj_bias)])
     # (N, T, 3·H·dk) -> (3, N, H, T, dk): the packed column layout of in_proj_weight. Each of q, k, v keeps a
@@ -378,5 +412,5 @@ def _multi_head_attention(layer: MultiHeadAttention, g: OnnxGraph, x: str) -> st
         scores = g.node("Add", [scores, _const(g, np.triu(np.full((t, t), -np.inf), 1), "causal")])
     weighted = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])  # (1, N, H, T, dk)
     concat = g.node("Reshape", [g.node("Transpose", [weighted], perm=[0, 1, 3, 2, 4]), _shape(g, [-1, t, h * dk])])
-    out = g.node("MatMul", [concat, g.initializer(layer.out_proj_weight)])
+    out = g.node("MatMul", [concat, g.initializer(built(layer.out_proj_weight))])
     return out if layer.out_proj_bias is None else g.node("Add", [out, g.initializer(layer.out_proj_bias)])

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["ExporterRegistry", "ONNX_EXPORTERS", "TORCH_EXPORTERS", "register_onnx", "register_torch"]
+__all__ = ["ExporterRegistry", "ONNX_EXPORTERS", "TORCH_EXPORTERS", "register_onnx", "register_torch", "built"]
+
+_T = TypeVar("_T")
+
+
+def built(value: _T | None) -> _T:
+    """``value`` (an input shape or a parameter) of a layer that must be built by now: models are exported built."""
+    if value is None:
+        raise ValueError("export: the model is not built; build it (or fit it) before exporting")
+    return value
 
 
 class ExporterRegistry:

@@ -43,12 +43,13 @@ from ..layers import (
     SoftmaxCE,
     Tanh,
     Upsample2D,
+    containers,
 )
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
 from ..model import Sequential
-from .registry import TORCH_EXPORTERS
+from .registry import TORCH_EXPORTERS, built
 
 __all__ = ["TorchContext", "TorchResidual", "TorchParallel", "TorchPositionalEmbedding", "TorchSelfAttention",
            "TorchConv1d", "TorchMaxPool1d", "TorchGlobalPool1d", "TorchRNN", "TorchLSTM", "TorchGRU"]
@@ -132,6 +133,8 @@ class TorchPositionalEmbedding(nn.Module):
     """``x + table[:T]`` on ``(N, T, D)``: minidl's ``PositionalEmbedding`` (a parameter ``weight`` when learned,
     a buffer ``table`` when sinusoidal)."""
 
+    table: torch.Tensor  # registered as a buffer when not learned
+
     def __init__(self, table: torch.Tensor, learned: bool) -> None:
         super().__init__()
         if learned:
@@ -196,7 +199,7 @@ class TorchGlobalPool1d(nn.Module):
         return x.mean(dim=1) if self.reduce == "mean" else x.amax(dim=1)
 
 
-class _Recurrent:
+class _Recurrent(nn.RNNBase):
     """``forward`` of minidl's recurrent layers on top of PyTorch's: every step's output
     (``return_sequences``) or the last state, both directions concatenated or summed (``merge``)."""
 
@@ -211,15 +214,18 @@ class _Recurrent:
         return h_n[0] + h_n[1] if self.merge == "sum" else torch.cat(list(h_n), dim=-1)
 
 
-class TorchRNN(_Recurrent, nn.RNN):
+# PyTorch's stubs type forward as returning (output, h_n); minidl's layers return one tensor.
+class TorchRNN(_Recurrent, nn.RNN):  # type: ignore[misc]
     """``nn.RNN(batch_first=True)`` returning minidl's ``SimpleRNN`` output."""
 
 
-class TorchLSTM(_Recurrent, nn.LSTM):
+# PyTorch's stubs type forward as returning (output, h_n); minidl's layers return one tensor.
+class TorchLSTM(_Recurrent, nn.LSTM):  # type: ignore[misc]
     """``nn.LSTM(batch_first=True)`` returning minidl's ``LSTM`` output."""
 
 
-class TorchGRU(_Recurrent, nn.GRU):
+# PyTorch's stubs type forward as returning (output, h_n); minidl's layers return one tensor.
+class TorchGRU(_Recurrent, nn.GRU):  # type: ignore[misc]
     """``nn.GRU(batch_first=True)`` returning minidl's ``GRU`` output."""
 
 
@@ -227,9 +233,11 @@ def _data(holder: Any) -> np.ndarray | None:
     return None if holder is None else holder.data
 
 
+@_builtin(containers.Sequential)  # the chain; the model (a subclass) adds its loss's inference output
 @_builtin(Sequential)
-def _sequential(model: Sequential, ctx: TorchContext) -> nn.Module:
-    loss = [] if model.loss is None else [ctx.convert(model.loss)]  # its inference output, last
+def _sequential(model: containers.Sequential, ctx: TorchContext) -> nn.Module:
+    has_loss = isinstance(model, Sequential) and model.loss is not None
+    loss = [ctx.convert(model.loss)] if has_loss else []  # its inference output, last
     return nn.Sequential(*[ctx.convert(layer) for layer in model.layers], *loss)  # same indices as minidl's
 
 
@@ -246,7 +254,7 @@ def _parallel(layer: Parallel, ctx: TorchContext) -> nn.Module:
 
 @_builtin(_RandomWindow)
 def _window(layer: _RandomWindow, ctx: TorchContext) -> nn.Module:
-    (ph, pw), (h, w), (wh, ww) = layer.padding, layer.input_shape[1:], layer.output_shape[1:]
+    (ph, pw), (h, w), (wh, ww) = layer.padding, built(layer.input_shape)[1:], built(layer.output_shape)[1:]
     return TorchCentreWindow((ph, pw), ((h + 2 * ph - wh) // 2, (w + 2 * pw - ww) // 2), (wh, ww))
 
 
@@ -256,10 +264,10 @@ _builtin(RandomRotation)(lambda layer, ctx: nn.Identity())
 
 @_builtin(Conv2D)
 def _conv2d(layer: Conv2D, ctx: TorchContext) -> nn.Module:
-    (top, bottom), (left, right) = resolve_padding(layer.padding, layer.input_shape[1:], layer.kernel_size,
-                                                   layer.stride)
+    shape = built(layer.input_shape)
+    (top, bottom), (left, right) = resolve_padding(layer.padding, (shape[1], shape[2]), layer.kernel_size, layer.stride)
     symmetric = top == bottom and left == right
-    conv = nn.Conv2d(layer.input_shape[0], layer.filters, layer.kernel_size, stride=layer.stride,
+    conv = nn.Conv2d(shape[0], layer.filters, layer.kernel_size, stride=layer.stride,
                      padding=(top, left) if symmetric else 0, bias=layer.use_bias, dtype=ctx.dtype)
     ctx.load(conv, weight=_data(layer.weight), bias=_data(layer.bias))
     if symmetric:
@@ -295,24 +303,24 @@ def _flatten(layer: Flatten, ctx: TorchContext) -> nn.Module:
 
 @_builtin(Dense)
 def _dense(layer: Dense, ctx: TorchContext) -> nn.Module:
-    linear = nn.Linear(layer.input_shape[-1], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
+    linear = nn.Linear(built(layer.input_shape)[-1], layer.units, bias=layer.use_bias, dtype=ctx.dtype)
     # minidl's weight is (in, out), nn.Linear's (out, in)
-    return ctx.load(linear, weight=layer.weight.data.T, bias=_data(layer.bias))
+    return ctx.load(linear, weight=built(layer.weight).data.T, bias=_data(layer.bias))
 
 
 @_builtin(BatchNorm2D)
 def _batchnorm2d(layer: BatchNorm2D, ctx: TorchContext) -> nn.Module:
     # Same update rule (momentum, unbiased running variance). num_batches_tracked stays 0: minidl does
     # not count batches, and PyTorch reads the count only when momentum is None.
-    bn = nn.BatchNorm2d(layer.input_shape[0], eps=layer.eps, momentum=layer.momentum, dtype=ctx.dtype)
-    return ctx.load(bn, weight=layer.weight.data, bias=layer.bias.data, running_mean=layer.running_mean.data,
-                    running_var=layer.running_var.data)
+    bn = nn.BatchNorm2d(built(layer.input_shape)[0], eps=layer.eps, momentum=layer.momentum, dtype=ctx.dtype)
+    return ctx.load(bn, weight=built(layer.weight).data, bias=built(layer.bias).data,
+                    running_mean=built(layer.running_mean).data, running_var=built(layer.running_var).data)
 
 
 @_builtin(LayerNorm)
 def _layernorm(layer: LayerNorm, ctx: TorchContext) -> nn.Module:
-    norm = nn.LayerNorm(layer.input_shape[-1], eps=layer.eps, dtype=ctx.dtype)
-    return ctx.load(norm, weight=layer.weight.data, bias=layer.bias.data)
+    norm = nn.LayerNorm(built(layer.input_shape)[-1], eps=layer.eps, dtype=ctx.dtype)
+    return ctx.load(norm, weight=built(layer.weight).data, bias=built(layer.bias).data)
 
 
 @_builtin(Embedding)
@@ -320,26 +328,27 @@ def _embedding(layer: Embedding, ctx: TorchContext) -> nn.Module:
     if layer.mask_zero:  # the layers after it would attend to (or average over) the padding
         raise ValueError(f"to_torch: {layer.name} has mask_zero=True, and the exported nn.Sequential carries no "
                          "mask; export a model without mask_zero, or pass PyTorch's masks yourself")
-    return ctx.load(nn.Embedding(layer.vocab_size, layer.dim, dtype=ctx.dtype), weight=layer.weight.data)
+    return ctx.load(nn.Embedding(layer.vocab_size, layer.dim, dtype=ctx.dtype), weight=built(layer.weight).data)
 
 
 @_builtin(PositionalEmbedding)
 def _positional_embedding(layer: PositionalEmbedding, ctx: TorchContext) -> nn.Module:
-    learned = layer.weight is not None
-    return TorchPositionalEmbedding(ctx.tensor(layer.weight.data if learned else layer._table), learned)
+    table = layer._table if layer.weight is None else layer.weight.data
+    return TorchPositionalEmbedding(ctx.tensor(table), layer.weight is not None)
 
 
 @_builtin(MultiHeadAttention)
 def _multi_head_attention(layer: MultiHeadAttention, ctx: TorchContext) -> nn.Module:
-    d = layer.input_shape[-1]
+    d = built(layer.input_shape)[-1]
     if layer.key_dim is not None and layer.key_dim * layer.num_heads != d:
         raise ValueError(f"to_torch: {layer.name} has key_dim={layer.key_dim} with num_heads={layer.num_heads} and "
                          f"D={d}; nn.MultiheadAttention needs key_dim * num_heads == D")
     attention = nn.MultiheadAttention(d, layer.num_heads, dropout=layer.dropout, bias=layer.use_bias,
                                       batch_first=True, dtype=ctx.dtype)
     # minidl's (in, out) projections are the transposes of PyTorch's (out, in)
-    ctx.load(attention, in_proj_weight=layer.in_proj_weight.data.T, in_proj_bias=_data(layer.in_proj_bias))
-    ctx.load(attention.out_proj, weight=layer.out_proj_weight.data.T, bias=_data(layer.out_proj_bias))
+    ctx.load(attention, in_proj_weight=built(layer.in_proj_weight).data.T,
+             in_proj_bias=_data(layer.in_proj_bias))
+    ctx.load(attention.out_proj, weight=built(layer.out_proj_weight).data.T, bias=_data(layer.out_proj_bias))
     return TorchSelfAttention(attention, layer.causal)
 
 
@@ -380,16 +389,17 @@ _builtin(MSE)(_simple(nn.Identity))
 
 @_builtin(Conv1D)
 def _conv1d(layer: Conv1D, ctx: TorchContext) -> nn.Module:
-    pads = padding_1d(layer.padding, layer.input_shape[0], (layer.kernel_size - 1) * layer.dilation + 1, layer.stride)
-    conv = TorchConv1d(layer.input_shape[1], layer.filters, layer.kernel_size, stride=layer.stride,
+    shape = built(layer.input_shape)
+    pads = padding_1d(layer.padding, shape[0], (layer.kernel_size - 1) * layer.dilation + 1, layer.stride)
+    conv = TorchConv1d(shape[1], layer.filters, layer.kernel_size, stride=layer.stride,
                        dilation=layer.dilation, bias=layer.use_bias, dtype=ctx.dtype, pads=pads)
-    return ctx.load(conv, weight=layer.weight.data, bias=_data(layer.bias))
+    return ctx.load(conv, weight=built(layer.weight).data, bias=_data(layer.bias))
 
 
 @_builtin(MaxPool1D)
 def _maxpool1d(layer: MaxPool1D, ctx: TorchContext) -> nn.Module:
     return TorchMaxPool1d(layer.pool_size, layer.stride,
-                          padding_1d(layer.padding, layer.input_shape[0], layer.pool_size, layer.stride))
+                          padding_1d(layer.padding, built(layer.input_shape)[0], layer.pool_size, layer.stride))
 
 
 _builtin(GlobalAvgPool1D)(_simple(TorchGlobalPool1d, reduce="mean"))
@@ -403,8 +413,8 @@ def _recurrent(layer: Layer, ctx: TorchContext) -> nn.Module:
     inner = layer.forward_layer if bidirectional else layer
     cls = {SimpleRNN: TorchRNN, LSTM: TorchLSTM, GRU: TorchGRU}[type(inner)]
     kwargs = {"nonlinearity": inner.activation} if isinstance(inner, SimpleRNN) else {}
-    module = cls(inner.input_shape[1], inner.units, batch_first=True, bidirectional=bidirectional, dtype=ctx.dtype,
-                 **kwargs)
+    module = cls(built(inner.input_shape)[1], inner.units, batch_first=True, bidirectional=bidirectional,
+                 dtype=ctx.dtype, **kwargs)
     module.return_sequences, module.merge = inner.return_sequences, layer.merge if bidirectional else None
     directions = {"": inner, "_reverse": layer.backward_layer} if bidirectional else {"": inner}
     for suffix, source in directions.items():

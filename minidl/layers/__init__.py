@@ -4,7 +4,8 @@ from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .attention import MultiHeadAttention
 from .augmentation import RandomCrop, RandomFlip, RandomRotation, RandomShift
 from .base import Buffer, Layer, Parameter
-from .containers import Parallel, Residual
+from .branches import Parallel, Residual
+from .containers import Sequential
 from .conv import Conv2D
 from .conv1d import Conv1D
 from .core import Dense, Flatten
@@ -21,7 +22,7 @@ __all__ = [
     "Layer", "Parameter", "Buffer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Upsample2D", "BatchNorm2D", "Dropout",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Identity",
-    "Flatten", "Dense", "Loss", "SoftmaxCE", "SigmoidBCE", "MSE", "Residual", "Parallel",
+    "Flatten", "Dense", "Loss", "SoftmaxCE", "SigmoidBCE", "MSE", "Sequential", "Residual", "Parallel",
     "RandomFlip", "RandomShift", "RandomCrop", "RandomRotation",
     "Embedding", "PositionalEmbedding", "LayerNorm", "GELU", "MultiHeadAttention",
     "Conv1D", "MaxPool1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "SimpleRNN", "LSTM", "GRU", "Bidirectional",

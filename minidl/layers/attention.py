@@ -138,6 +138,7 @@ class MultiHeadAttention(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
         self.check_input(x)
+        assert self.in_proj_weight is not None and self.out_proj_weight is not None  # built
         n, t, _ = x.shape
         h, dk = self.num_heads, self._head_dim
         allowed = self._allowed(x, mask)
@@ -169,6 +170,7 @@ class MultiHeadAttention(Layer):
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.out_proj_weight is not None and self.in_proj_weight is not None  # built
         x, q, k, v, dropped, concat = self._cache
         n, t, d = x.shape
         h, dk = self.num_heads, self._head_dim

@@ -21,24 +21,30 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Layer, Shape, as_float, as_pair, check_bool
+from .images import image_shape
 
 __all__ = ["RandomFlip", "RandomShift", "RandomCrop", "RandomRotation"]
 
 
-class _Augmentation:
-    """What every augmentation layer shares: images only, its own generator. A mixin rather than a
-    ``Layer`` subclass, so that it is not registered as a layer of its own."""
+class _Augmentation(Layer, register=False):
+    """What every augmentation layer shares: images only, its own generator (``None`` until built).
+    An abstract base: ``register=False`` keeps it out of the layer registry."""
+
+    _rng: np.random.Generator | None
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expects images (N, C, H, W), got per-sample shape {input_shape}")
-        return tuple(input_shape)
+        return image_shape(input_shape, self.name)
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
         self._rng = np.random.default_rng(rng.integers(2**63))
 
     def backward_params(self, grad_out: np.ndarray) -> None:
         """No parameters, and first in a model nobody needs the gradient of the raw images: nothing to do."""
+
+    def _generator(self) -> np.random.Generator:
+        if self._rng is None:
+            raise RuntimeError(f"{self.name}: not built; a training forward needs the generator build creates")
+        return self._rng
 
 
 class RandomFlip(_Augmentation, Layer):
@@ -49,7 +55,9 @@ class RandomFlip(_Augmentation, Layer):
         horizontal: flip along the width axis (Keras's ``mode="horizontal"``).
         vertical: flip along the height axis.
 
-    Shape: ``(N, C, H, W) -> (N, C, H, W)``.
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, H, W)``.
 
     Example::
 
@@ -63,7 +71,7 @@ class RandomFlip(_Augmentation, Layer):
         self.vertical = check_bool(vertical, "vertical", self.name)
         if not (self.horizontal or self.vertical):
             raise ValueError(f"{self.name}: horizontal and vertical are both False; nothing would be flipped")
-        self._rng: np.random.Generator | None = None
+        self._rng = None
         self._flips: list[tuple[int, np.ndarray]] = []
 
     def get_config(self) -> dict[str, Any]:
@@ -75,7 +83,7 @@ class RandomFlip(_Augmentation, Layer):
         if not training:
             return x
         axes = [axis for axis, on in ((3, self.horizontal), (2, self.vertical)) if on]
-        self._flips = [(axis, self._rng.random(len(x)) < 0.5) for axis in axes]
+        self._flips = [(axis, self._generator().random(len(x)) < 0.5) for axis in axes]
         return self._apply(x)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
@@ -87,7 +95,7 @@ class RandomFlip(_Augmentation, Layer):
         return x
 
 
-class _RandomWindow(_Augmentation):
+class _RandomWindow(_Augmentation, register=False):
     """Pad with zeros, then cut one window per image at a random offset (the centre at inference)."""
 
     def __init__(self, size: int | tuple[int, int] | None, padding: int | tuple[int, int], *, trainable: bool,
@@ -95,11 +103,11 @@ class _RandomWindow(_Augmentation):
         super().__init__(trainable=trainable, name=name)
         self.size = None if size is None else as_pair(size, "size", self.name)
         self.padding = as_pair(padding, "padding", self.name, minimum=0)
-        self._rng: np.random.Generator | None = None
+        self._rng = None
         self._offsets: tuple[np.ndarray, np.ndarray] | None = None
 
     def _window(self, input_shape: Shape) -> tuple[int, int]:
-        return self.size or tuple(input_shape[1:])
+        return self.size or (input_shape[1], input_shape[2])
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         c, h, w = super().compute_output_shape(input_shape)
@@ -119,10 +127,11 @@ class _RandomWindow(_Augmentation):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
         n, _, h, w = x.shape
-        (wh, ww), (ph, pw) = self.output_shape[1:], self.padding
+        (wh, ww), (ph, pw) = self._window(x.shape[1:]), self.padding
         slack_h, slack_w = h + 2 * ph - wh, w + 2 * pw - ww
         if training:
-            offsets = (self._rng.integers(0, slack_h + 1, n), self._rng.integers(0, slack_w + 1, n))
+            rng = self._generator()
+            offsets = (rng.integers(0, slack_h + 1, n), rng.integers(0, slack_w + 1, n))
         else:
             offsets = (np.full(n, slack_h // 2), np.full(n, slack_w // 2))
             if (slack_h // 2, slack_w // 2) == (ph, pw) and (wh, ww) == (h, w):
@@ -136,7 +145,8 @@ class _RandomWindow(_Augmentation):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         if self._offsets is None:
             return grad_out
-        n, c, h, w = (len(grad_out), *self.input_shape)
+        assert self.input_shape is not None  # backward follows a forward of a built layer
+        n, (c, h, w) = len(grad_out), self.input_shape
         (wh, ww), (ph, pw) = grad_out.shape[2:], self.padding
         padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_out.dtype)
         # Each image's window is written once, and windows of different images never share memory.
@@ -153,7 +163,9 @@ class RandomCrop(_RandomWindow, Layer):
         size: window height and width, an int or ``(h, w)``; at most the padded image's.
         padding: zeros added on each side first, an int or ``(h, w)``; at most the image's height and width.
 
-    Shape: ``(N, C, H, W) -> (N, C, size_h, size_w)``.
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, size_h, size_w)``.
 
     Example::
 
@@ -177,7 +189,9 @@ class RandomShift(_RandomWindow, Layer):
         pixels: the largest shift, an int or ``(along height, along width)``; at most the image's height
             and width (a shift by the whole image already leaves only zeros).
 
-    Shape: ``(N, C, H, W) -> (N, C, H, W)``.
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, H, W)``.
 
     Example::
 
@@ -200,7 +214,9 @@ class RandomRotation(_Augmentation, Layer):
     Args:
         degrees: the largest rotation, in degrees (0 to 180).
 
-    Shape: ``(N, C, H, W) -> (N, C, H, W)``.
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, H, W)``.
 
     Example::
 
@@ -212,7 +228,7 @@ class RandomRotation(_Augmentation, Layer):
         self.degrees = as_float(degrees, "degrees", self.name, low=0.0)
         if self.degrees > 180:
             raise ValueError(f"{self.name}: degrees must be in [0, 180], got {degrees!r}")
-        self._rng: np.random.Generator | None = None
+        self._rng = None
         self._source: tuple[np.ndarray, np.ndarray] | None = None
 
     def get_config(self) -> dict[str, Any]:
@@ -224,7 +240,7 @@ class RandomRotation(_Augmentation, Layer):
             self._source = None
             return x
         n, c, h, w = x.shape
-        angle = np.deg2rad(self._rng.uniform(-self.degrees, self.degrees, n))[:, None, None]
+        angle = np.deg2rad(self._generator().uniform(-self.degrees, self.degrees, n))[:, None, None]
         # Where each output pixel comes from: its centred coordinates rotated back, rounded (rows point down).
         yc, xc = np.arange(h)[:, None] - (h - 1) / 2, np.arange(w)[None, :] - (w - 1) / 2
         cos, sin = np.cos(angle), np.sin(angle)

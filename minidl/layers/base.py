@@ -13,70 +13,26 @@ abstract base opts out: ``class Base(Layer, register=False)``), so a saved archi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .. import config
-# The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
-from ..arguments import as_float, as_int, as_pair, as_shape, as_state_value, check_bool
-from ..config import register_class
 
-__all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "as_float", "as_int", "as_pair", "check_bool"]
+# The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
+from ..arguments import as_float, as_int, as_pair, as_shape, check_bool
+from ..config import register_class
+from . import state as _state
+from .state import Buffer, Parameter
+
+__all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "RemovableHandle", "call_forward", "run_forward_hooks", "as_float", "as_int",
+           "as_pair", "check_bool"]
 
 Shape = tuple[int, ...]
 
 #: Every ``Layer`` subclass by class name; filled in by ``Layer.__init_subclass__``.
-LAYERS: dict[str, type["Layer"]] = {}
-
-
-class _Holder:
-    """An array ``data`` that a layer owns; ``shape``, ``dtype`` and ``size`` read through to it."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-
-    @property
-    def shape(self) -> Shape:
-        return self.data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
-    @property
-    def size(self) -> int:
-        return self.data.size
-
-
-class Parameter(_Holder):
-    """A trainable array ``data`` and the gradient ``grad`` of the loss with respect to it."""
-
-    __slots__ = ("grad", "trainable")
-
-    def __init__(self, data: np.ndarray, trainable: bool = True) -> None:
-        super().__init__(data)
-        self.grad = np.zeros_like(data)
-        self.trainable = trainable
-
-    def __repr__(self) -> str:
-        frozen = "" if self.trainable else ", trainable=False"
-        return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
-
-
-class Buffer(_Holder):
-    """A saved, never trained array ``data`` (no ``.grad``): e.g. running statistics.
-
-    A layer updates its buffers itself (in ``forward``); optimizers never see them.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"Buffer(shape={self.shape}, dtype={self.dtype})"
+LAYERS: dict[str, type[Layer]] = {}
 
 
 class Layer:
@@ -102,9 +58,37 @@ class Layer:
       ``dL/dx`` (default: calls ``backward``), for a layer whose input gradient is costly.
     - ``get_config()``: the constructor arguments as JSON-able values, so that
       ``type(self)(**get_config())`` is an equal, unbuilt layer (``repr`` and saving use it).
+    - Sequences with padding: declare ``supports_masking = True`` and take
+      ``forward(x, training=False, mask=None)`` to get the mask (bool ``(N, T)``);
+      ``compute_mask(x, mask)`` gives the output's mask (default: passed through when the time
+      axis is kept). A layer taking integer ids overrides ``check_input``.
 
+    ``build`` sets ``output_shape`` before ``create_parameters`` runs. An abstract base stays out
+    of the registry with ``class Base(Layer, register=False)``.
     ``minidl.testing.check_layer(layer, input_shape)`` checks all of this for any layer.
+
+    Args:
+        trainable: ``False`` freezes the layer's parameters (and those of the layers below it).
+        name: a name for messages and ``summary`` (default: the class name).
+
+    Shape:
+        - Input: ``(N, *input_shape)``; the batch axis ``N`` is never part of ``input_shape``.
+        - Output: ``(N, *output_shape)``, ``output_shape = compute_output_shape(input_shape)``.
+
+    Example::
+
+        class Scale(Layer):
+            def forward(self, x, training=False):
+                self.check_input(x)
+                return 2 * x
+            def backward(self, grad_out):
+                return 2 * grad_out
     """
+
+    #: Whether ``forward`` takes ``mask=`` (bool ``(N, T)``, True at valid steps of a sequence input).
+    supports_masking = False
+    #: Functions called after ``forward`` (see :meth:`register_forward_hook`); empty for most layers.
+    _forward_hooks: dict[int, Callable[..., Any]] = {}
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,6 +124,39 @@ class Layer:
         input gradient's cost (``Conv2D`` skips its col2im)."""
         self.backward(grad_out)
 
+    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        """The mask of this layer's output, given its input ``x`` and the input's ``mask``.
+
+        Default: ``mask`` passes through when the layer keeps the time axis (the first per-sample
+        axis); a layer that changes it cannot carry a mask and raises ``ValueError``.
+        """
+        if mask is None or self.output_shape[:1] == self.input_shape[:1]:
+            return mask
+        raise ValueError(f"{self.name}: a mask (padded steps) cannot follow this layer, which changes the time axis "
+                         f"(input shape {self.input_shape}, output shape {self.output_shape})")
+
+    def register_forward_hook(self, hook: Callable[[Layer, np.ndarray, np.ndarray], None]) -> RemovableHandle:
+        """Call ``hook(layer, input, output)`` after every ``forward`` of this layer inside a model
+        (PyTorch's forward hook); returns a handle whose ``remove()`` takes it away.
+
+        Containers (``Sequential``, ``Residual``, ``Parallel``) call the hooks of their children,
+        so a hook fires wherever the layer sits in a model. ``output`` is the layer's own array:
+        copy it to keep it.
+
+        Example::
+
+            maps = []
+            handle = model[0].register_forward_hook(lambda layer, x, y: maps.append(y.copy()))
+            model.predict(X)
+            handle.remove()
+        """
+        if not callable(hook):
+            raise TypeError(f"{self.name}: register_forward_hook takes a function (layer, input, output), got {hook!r}")
+        hooks = self.__dict__.setdefault("_forward_hooks", {})
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
     def get_config(self) -> dict[str, Any]:
         return {}
 
@@ -148,7 +165,7 @@ class Layer:
         return config.to_config(self)
 
     @staticmethod
-    def from_config(spec: dict[str, Any]) -> "Layer":
+    def from_config(spec: dict[str, Any]) -> Layer:
         """Inverse of :meth:`to_config`; the class must be defined (imported) already."""
         return config.from_config(spec, Layer)
 
@@ -181,10 +198,10 @@ class Layer:
                 )
             return self.output_shape
         rng = rng if rng is not None else np.random.default_rng()
-        undo = [(layer, dict(vars(layer))) for layer in (self, *self.named_layers().values()) if not layer.built]
+        undo = [(layer, dict(vars(layer))) for layer in (self, *_state.named_layers(self).values()) if not layer.built]
         rng_state = rng.bit_generator.state
         try:
-            output_shape = tuple(self.compute_output_shape(input_shape))
+            self.output_shape = tuple(self.compute_output_shape(input_shape))  # create_parameters may read it
             self.create_parameters(input_shape, rng, dtype)
         except BaseException:
             for layer, attributes in undo:
@@ -192,10 +209,10 @@ class Layer:
                 vars(layer).update(attributes)
             rng.bit_generator.state = rng_state
             raise
-        self.input_shape, self.output_shape, self.dtype = input_shape, output_shape, dtype
+        self.input_shape, self.dtype = input_shape, dtype
         if not self._trainable:
             self.trainable = False  # freeze the new parameters, and the subtree's
-        return output_shape
+        return self.output_shape
 
     @property
     def built(self) -> bool:
@@ -216,78 +233,37 @@ class Layer:
                     p.trainable = value
 
     # -- the tree: found by walking attributes, so there is nothing to register ------------
-    def named_children(self) -> dict[str, "Layer"]:
+    def named_children(self) -> dict[str, Layer]:
         """Direct sub-layers: attributes holding a Layer, or lists, tuples or dicts of Layers at any depth
         (``"inner"``, ``"blocks.0"``), in attribute order."""
         return dict(_layers_in("", vars(self)))
 
-    def named_layers(self) -> dict[str, "Layer"]:
-        """Every layer below this one by dotted path (``"1.layers.0"``), pre-order.
-
-        Raises ``ValueError`` if one layer object is found in two places.
-        """
-        found: dict[str, Layer] = {}
-        seen = {id(self): "the top"}
-
-        def visit(layer: Layer, prefix: str) -> None:
-            for name, child in layer.named_children().items():
-                path = prefix + name
-                if id(child) in seen:
-                    raise ValueError(
-                        f"{self.name}: the same layer object appears twice ({type(child).__name__} at "
-                        f"{seen[id(child)]!r} and {path!r}); a layer may be in only one place of a model: "
-                        "create a new one for each place"
-                    )
-                seen[id(child)] = path
-                found[path] = child
-                visit(child, path + ".")
-
-        visit(self, "")
-        return found
-
-    def _named_state(self, kind: type) -> dict[str, Any]:
-        layers = {"": self} | {f"{path}.": layer for path, layer in self.named_layers().items()}
-        return {prefix + k: v for prefix, layer in layers.items() for k, v in vars(layer).items() if isinstance(v, kind)}
+    # -- state: one-line wrappers of minidl.layers.state ------------------------------------
+    def named_layers(self) -> dict[str, Layer]:
+        """Every layer below this one by dotted path (``"1.layers.0"``), pre-order (see :mod:`.state`)."""
+        return _state.named_layers(self)
 
     def named_parameters(self) -> dict[str, Parameter]:
         """Parameters of this layer and every layer below, by dotted name (``"1.layers.0.weight"``)."""
-        return self._named_state(Parameter)
+        return _state.named_parameters(self)
 
     def parameters(self) -> list[Parameter]:
         return list(self.named_parameters().values())
 
     def named_buffers(self) -> dict[str, Buffer]:
         """Buffers, found and named like the parameters."""
-        return self._named_state(Buffer)
+        return _state.named_buffers(self)
 
     def buffers(self) -> list[Buffer]:
         return list(self.named_buffers().values())
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """A flat ``name → array`` copy of every parameter and buffer."""
-        return {k: p.data.copy() for k, p in (self.named_parameters() | self.named_buffers()).items()}
+        return _state.state_dict(self)
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy arrays into the parameters and buffers (in place, so optimizers keep working).
-
-        Names, shapes, dtypes and values are checked before anything is written: with ``strict=True``
-        a state with missing or unexpected keys raises ``ValueError`` listing both (as PyTorch does),
-        and a NaN or infinite value is refused rather than stored.
-        """
-        params = self.named_parameters() | self.named_buffers()
-        if strict:
-            missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
-            if missing or unexpected:
-                raise ValueError(f"load_state_dict: the state does not fit {type(self).__name__}: missing key(s) "
-                                 f"{missing}, unexpected key(s) {unexpected} (strict=False loads the keys that match)")
-        values = {}
-        for name, p in params.items():  # check everything before writing anything: no half-loaded model
-            if name not in state:
-                continue
-            value = as_state_value(state[name], name, p.shape, p.dtype)
-            values[name] = value
-        for name, value in values.items():
-            params[name].data[...] = value
+        """Copy arrays into the parameters and buffers (in place); see :func:`.state.load_state_dict`."""
+        _state.load_state_dict(self, state, strict)
 
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float array of shape ``(N, *input_shape)``."""
@@ -326,6 +302,45 @@ class Layer:
 
 
 config.register_kind(Layer, LAYERS)
+
+
+class RemovableHandle:
+    """What :meth:`Layer.register_forward_hook` returns: ``remove()`` unregisters the hook.
+
+    Args:
+        hooks: the layer's dict of hooks.
+
+    Example::
+
+        handle = layer.register_forward_hook(print)
+        handle.remove()
+    """
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict[int, Any]) -> None:
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+
+def call_forward(layer: Layer, x: np.ndarray, training: bool, mask: np.ndarray | None = None) -> np.ndarray:
+    """``layer.forward(x, training)`` as a container runs a child: with ``mask=`` if the child takes masks,
+    then the child's forward hooks."""
+    y = layer.forward(x, training, mask=mask) if mask is not None and layer.supports_masking else \
+        layer.forward(x, training)
+    if layer._forward_hooks:
+        run_forward_hooks(layer, x, y)
+    return y
+
+
+def run_forward_hooks(layer: Layer, x: np.ndarray, y: np.ndarray) -> None:
+    """Call ``layer``'s forward hooks with its input and output (a copy of the dict: a hook may remove itself)."""
+    for hook in list(layer._forward_hooks.values()):
+        hook(layer, x, y)
 
 #: What ``Layer.__init__`` sets on every layer.
 _BASE_ATTRIBUTES = frozenset({"name", "input_shape", "output_shape", "dtype", "_trainable",

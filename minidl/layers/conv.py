@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from ..backend import get_backend
 from .base import Layer, Parameter, Shape, as_pair, check_bool
+from .images import image_shape
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_total: int) -> int:
@@ -56,12 +57,34 @@ class Conv2D(Layer):
     (C·kh·kw, OH·OW·N) (im2col), so forward is ``W_mat @ X_col`` and backward is
     ``dW = dY @ X_colᵀ``, ``db = Σ dY``, ``dX_col = W_matᵀ @ dY`` folded back onto
     the image by adding one shifted slice per kernel offset (col2im). How those products are
-    laid out and blocked is :mod:`minidl.kernels`' business.
+    laid out, blocked and threaded is the backend's business (:mod:`minidl.backend`).
 
     Weights start He-normal (std ``sqrt(2 / (C·kh·kw))``), biases at zero.
 
     ``backward_params`` (what ``fit`` calls on a model's first layer, as nobody needs ``dL/dx``
     of the data) skips ``dX_col`` and col2im.
+
+    Args:
+        filters: the number of output channels ``F``.
+        kernel_size: window height and width, an int or ``(kh, kw)``.
+        stride: step between windows, an int or ``(s_h, s_w)``.
+        padding: zeros added on each side, an int, ``(p_h, p_w)``, ``"valid"`` (none) or ``"same"``
+            (output ``ceil(H / s_h)`` by ``ceil(W / s_w)``).
+        use_bias: add the per-filter bias ``b``.
+
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, F, OH, OW)``.
+        - ``weight``: ``(F, C, kh, kw)``; ``bias``: ``(F,)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> conv = Conv2D(4, 3, padding="same")
+        >>> conv.build((1, 8, 8))
+        (4, 8, 8)
+        >>> conv.forward(np.zeros((2, 1, 8, 8), np.float32)).shape
+        (2, 4, 8, 8)
     """
 
     def __init__(
@@ -96,12 +119,7 @@ class Conv2D(Layer):
         }
 
     def _geometry(self, input_shape: Shape) -> tuple[tuple[tuple[int, int], tuple[int, int]], tuple[int, int]]:
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"{self.name}: expects images (N, C, H, W), got per-sample shape {input_shape} "
-                f"(batch shape (N, {', '.join(map(str, input_shape))}))"
-            )
-        _, h, w = input_shape
+        _, h, w = image_shape(input_shape, self.name)
         pads = resolve_padding(self.padding, (h, w), self.kernel_size, self.stride)
         hp, wp = h + sum(pads[0]), w + sum(pads[1])
         kh, kw = self.kernel_size
@@ -124,39 +142,31 @@ class Conv2D(Layer):
         std = np.sqrt(2.0 / (c * kh * kw))
         self.weight = Parameter((rng.standard_normal((self.filters, c, kh, kw)) * std).astype(dtype))
         self.bias = Parameter(np.zeros(self.filters, dtype=dtype)) if self.use_bias else None
-        self._pads, self._out_hw = self._geometry(input_shape)
-        self._input_buffers: dict = {}  # the padded input (and a one-block X_col) kept for backward, reused step after step
+        self._pads, _ = self._geometry(input_shape)
+        self._ctx = None  # what the backend keeps for backward; its arrays are reused step after step
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
-        f = self.filters
-        oh, ow = self._out_hw
-        self._xp = xp = kernels.pad_batch_innermost(x.transpose(1, 2, 3, 0), self._pads, self._input_buffers)
-        out = kernels.conv_forward(xp, self.weight.data.reshape(f, -1), self.kernel_size, self.stride, self._out_hw,
-                                   self._input_buffers)
-        if self.bias is not None:
-            out += self.bias.data[:, None]
-        # The GEMM wrote (F, OH, OW, N): channels first, batch innermost. NCHW goes out as a view of it;
-        # the layers that follow keep that layout, and backward gets its gradient in it for free.
-        return out.reshape(f, oh, ow, x.shape[0]).transpose(3, 0, 1, 2)
+        assert self.weight is not None  # built
+        bias = None if self.bias is None else self.bias.data
+        y, self._ctx = get_backend().conv2d(x, self.weight.data, bias, self.stride, self._pads, self._ctx)
+        return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return self._backward(grad_out, input_grad=True)
+        dx = self._backward(grad_out, input_grad=True)
+        assert dx is not None  # input_grad=True asks the backend for it
+        return dx
 
     def backward_params(self, grad_out: np.ndarray) -> None:
         self._backward(grad_out, input_grad=False)
 
     def _backward(self, grad_out: np.ndarray, input_grad: bool) -> np.ndarray | None:
-        f = self.filters
-        g = grad_out.transpose(1, 2, 3, 0).reshape(f, -1)  # free when grad_out is batch-innermost
-        if self.bias is not None and self.bias.trainable:
-            np.add.reduce(g, axis=1, out=self.bias.grad)  # the ufunc itself: np.sum adds ~1 µs of wrapping
-        if self.weight.trainable:
-            kernels.conv_weight_grad(self._xp, g, self.kernel_size, self.stride, self._out_hw,
-                                     self.weight.grad.reshape(f, -1), self._input_buffers)
-        if not input_grad:
-            return None
-        oh, ow = self._out_hw
-        g = g.reshape(f, oh, ow, -1)
-        dx = kernels.conv_input_grad(g, self.weight.data, self.stride, self._pads, self.input_shape[1:])
-        return dx.transpose(3, 0, 1, 2)
+        assert self.weight is not None  # built
+        need_bias = self.bias is not None and self.bias.trainable
+        dx, dweight, dbias = get_backend().conv2d_backward(self._ctx, grad_out, input_grad, self.weight.trainable,
+                                                           need_bias)
+        if dweight is not None:
+            self.weight.grad[...] = dweight
+        if dbias is not None and self.bias is not None:
+            self.bias.grad[...] = dbias
+        return dx

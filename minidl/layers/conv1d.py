@@ -38,6 +38,8 @@ def padding_1d(padding: str | int, length: int, window: int, stride: int) -> tup
         out = -(-length // stride)
         total = max((out - 1) * stride + window - length, 0)
         return total // 2, total - total // 2
+    if isinstance(padding, str):  # the layers check it first; a caller of this helper may not
+        raise ValueError(f'padding must be "valid", "same" or an int, got {padding!r}')
     return padding, padding
 
 
@@ -154,6 +156,7 @@ class Conv1D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
         self.check_input(x)
+        assert self.input_shape is not None and self.weight is not None  # built
         reject_mask(mask, self.name, "a convolution mixes neighbouring steps, padded ones with valid ones")
         left, right = self._pads(self.input_shape)
         xp = np.pad(x, ((0, 0), (left, right), (0, 0))) if left or right else x
@@ -167,6 +170,7 @@ class Conv1D(Layer):
         return out.reshape(n, t_out, self.filters)
 
     def backward_params(self, grad_out: np.ndarray) -> None:
+        assert self.weight is not None  # built
         g = grad_out.reshape(-1, self.filters)
         if self.weight.trainable:
             np.matmul(g.T, self._cols, out=self.weight.grad.reshape(self.filters, -1))
@@ -174,6 +178,7 @@ class Conv1D(Layer):
             np.add.reduce(g, axis=0, out=self.bias.grad)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.weight is not None and self.input_shape is not None  # built
         self.backward_params(grad_out)
         n, t_out = grad_out.shape[:2]
         dwin = (grad_out.reshape(-1, self.filters) @ self.weight.data.reshape(self.filters, -1))

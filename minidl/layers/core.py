@@ -10,7 +10,25 @@ from .base import Layer, Parameter, Shape, check_bool
 
 
 class Flatten(Layer):
-    """Collapse every axis but the batch one: (N, d1, d2, ...) → (N, d1·d2·...)."""
+    """Collapse every axis but the batch one: (N, d1, d2, ...) → (N, d1·d2·...).
+
+    Args:
+        trainable: unused (the layer has no parameters); kept for the common layer signature.
+        name: the layer's name (default: derived from the class name).
+
+    Shape:
+        - Input: ``(N, d1, d2, ...)``.
+        - Output: ``(N, d1·d2·...)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> flat = Flatten()
+        >>> flat.build((2, 3, 4), dtype="float64")
+        (24,)
+        >>> flat.forward(np.zeros((5, 2, 3, 4))).shape
+        (5, 24)
+    """
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (int(np.prod(input_shape)),)

@@ -75,6 +75,7 @@ class Embedding(Layer):
         """Raise a clear error unless ``x`` is an integer array ``(N, T)`` of ids in ``[0, vocab_size)``."""
         if not self.built:
             raise ValueError(f"{self.name} is not built: call build(input_shape) or put it in a Sequential first")
+        assert self.input_shape is not None  # built
         if not isinstance(x, np.ndarray):
             raise TypeError(f"{self.name}: input must be a numpy array of token ids, got {type(x).__name__}")
         if x.dtype.kind not in "iu":
@@ -98,10 +99,12 @@ class Embedding(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
+        assert self.weight is not None  # built
         self._ids = x
         return self.weight.data[x]
 
     def backward(self, grad_out: np.ndarray) -> None:
+        assert self.weight is not None  # built
         if self.weight.trainable:
             # The rows of each id summed: sort the positions by id, then one add.reduceat over the runs
             # (np.add.at does the same scatter about 3x slower).

@@ -16,7 +16,7 @@ import numpy as np
 from .. import config
 from ..arguments import as_int, as_shape
 from ..config import register_class
-from ..inputs import as_array, check_finite, describe
+from ..targets import binary_targets, check_outputs, class_labels, float_targets
 from .base import Shape
 
 __all__ = ["Loss", "LOSSES", "SoftmaxCE", "SigmoidBCE", "MSE"]
@@ -52,8 +52,14 @@ class Loss:
     Args:
         name: a name for messages (default: the class name).
 
-    Example (an L1 loss; a Huber loss trained with ``fit`` is in docs/extending.md)::
+    Shape:
+        - Outputs: ``(N, *input_shape)``, the model's outputs.
+        - Targets: as :meth:`prepare_targets` accepts them (default: the outputs' shape).
+        - Value: a Python float; gradient: the outputs' shape.
 
+    Example::
+
+        # an L1 loss; a Huber loss trained with ``fit`` is in docs/extending.md
         class L1(Loss):
             def loss_and_grad(self, outputs, targets, mask=None):
                 r = outputs - targets
@@ -76,6 +82,13 @@ class Loss:
     def built(self) -> bool:
         return self.input_shape is not None
 
+    def _built_shape(self) -> Shape:
+        """The ``input_shape`` set by :meth:`build`; a ``ValueError`` before it."""
+        if self.input_shape is None:
+            raise ValueError(f"{self.name} is not built: put it in a model (Sequential(..., loss=...)) "
+                             "or call build(output_shape)")
+        return self.input_shape
+
     def build(self, input_shape: Shape, dtype: Any = np.float32) -> None:
         """Take model outputs of per-sample shape ``input_shape`` and ``dtype`` (the model calls it)."""
         input_shape = as_shape(input_shape, self.name)
@@ -97,21 +110,7 @@ class Loss:
         ``x_name`` are the arguments' names for the messages, ``n`` the number of samples.
         A single output (``input_shape == (1,)``) also takes ``y`` of shape ``(n,)``.
         """
-        y = as_array(y, name)
-        shape = (n, *self.input_shape)
-        if y.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold numbers (the targets of {self.name}), got {describe(y)}")
-        if y.shape == (n,) and self.input_shape == (1,):
-            y = y[:, None]
-        if y.shape != shape:
-            raise ValueError(
-                f"{name} must have shape {shape} to match {x_name} and the model's output (N, "
-                f"{', '.join(map(str, self.input_shape))}), got {y.shape}"
-            )
-        with np.errstate(over="ignore"):  # beyond the dtype's range becomes inf, reported below
-            y = np.ascontiguousarray(y, dtype=self.dtype)
-        check_finite(y, name, self.dtype)
-        return y
+        return float_targets(y, n, self._built_shape(), np.dtype(self.dtype), self.name, name, x_name)
 
     def metrics(self, outputs: np.ndarray, targets: np.ndarray,
                 mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -153,16 +152,7 @@ class Loss:
 
     def _check(self, outputs: np.ndarray, targets: Any, mask: np.ndarray | None) -> None:
         """``outputs`` of the built shape and dtype; ``mask`` (if any) of shape (N, T) for sequence outputs."""
-        if not (isinstance(outputs, np.ndarray) and outputs.shape[1:] == self.input_shape
-                and outputs.dtype == self.dtype and outputs.ndim > 1):
-            if not self.built:
-                raise ValueError(f"{self.name} is not built: put it in a model (Sequential(..., loss=...)) "
-                                 "or call build(output_shape)")
-            raise ValueError(f"{self.name}: expected outputs of shape (N, {', '.join(map(str, self.input_shape))}) "
-                             f"and dtype {self.dtype}, got {np.shape(outputs)} {getattr(outputs, 'dtype', '')}")
-        if mask is not None and (outputs.ndim < 3 or np.shape(mask) != outputs.shape[:2]):
-            raise ValueError(f"{self.name}: mask must have shape (N, T) = {outputs.shape[:2]} for sequence outputs "
-                             f"(N, T, ...), got {np.shape(mask)} for outputs {outputs.shape}")
+        check_outputs(self.name, self.input_shape, self.dtype, outputs, mask)
 
     def _weights(self, outputs: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray | None, int]:
         """The mask as 0/1 weights broadcast over ``outputs``, and how many elements it scores."""
@@ -266,29 +256,7 @@ class SoftmaxCE(Loss):
     def prepare_targets(self, y: Any, n: int, name: str = "y", x_name: str = "X") -> np.ndarray:
         """``y`` as integer class labels ``0..K-1`` (or ``ignore_index``) of shape ``(n,)`` or ``(n, T)``;
         whole-number floats and bools are converted."""
-        classes, shape = self.input_shape[-1], (n, *self.input_shape[:-1])
-        y = as_array(y, name)
-        if y.shape != shape:
-            hint = "; one-hot labels? pass y.argmax(axis=1)" if y.shape == (*shape, classes) else ""
-            raise ValueError(f"{name} must have shape {shape} to match {x_name}, got {y.shape}{hint}")
-        if y.dtype.kind == "f":
-            fractional = ~np.isfinite(y) | (y != np.round(y))
-            if fractional.any():
-                raise TypeError(
-                    f"{name} must hold integer class labels, got dtype {y.dtype} with non-integer values "
-                    f"such as {y[fractional][0]}"
-                )
-        elif y.dtype.kind not in "biu":
-            raise TypeError(
-                f"{name} must hold integer class labels 0..K-1, got {describe(y)}; encode other labels first "
-                "(e.g. sklearn.preprocessing.LabelEncoder)"
-            )
-        labels = y[y != self.ignore_index]  # checked before the cast, which wraps values beyond int64
-        if labels.size and (labels.min() < 0 or labels.max() >= classes):
-            low, high = (f"{v:g}" for v in (labels.min(), labels.max()))
-            raise ValueError(f"{name} holds labels in [{low}, {high}], but the model has {classes} classes "
-                             f"(0..{classes - 1})")
-        return y.astype(np.intp, copy=False)
+        return class_labels(y, n, self._built_shape(), self.ignore_index, name, x_name)
 
     def metrics(self, logits: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``accuracy``: whether the highest score is the label's (NaN where nothing is scored)."""
@@ -355,21 +323,7 @@ class SigmoidBCE(Loss):
 
     def prepare_targets(self, y: Any, n: int, name: str = "y", x_name: str = "X") -> np.ndarray:
         """``y`` as 0/1 floats of the output's shape (bools and integers accepted)."""
-        arr = as_array(y, name)
-        if arr.shape == (n,) and self.input_shape != (1,):
-            raise ValueError(
-                f"{name} has shape {arr.shape}, one target per sample, but {self.name} gets "
-                f"{self.input_shape} outputs per sample: pass 0/1 targets of shape (N, "
-                f"{', '.join(map(str, self.input_shape))}) (multi-label), end the model with Dense(1) "
-                "for binary targets, or with SoftmaxCE for class labels"
-            )
-        targets = super().prepare_targets(arr, n, name, x_name)
-        bad = (targets != 0) & (targets != 1)
-        if bad.any():
-            raise ValueError(
-                f"{name} must hold 0/1 targets (or bools) for {self.name}, got values such as {targets[bad][0]:g}"
-            )
-        return targets
+        return binary_targets(y, n, self._built_shape(), np.dtype(self.dtype), self.name, name, x_name)
 
     def metrics(self, logits: np.ndarray, targets: np.ndarray,
                 mask: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from ..backend import get_backend
 from .base import Buffer, Layer, Parameter, Shape, as_float
+from .images import image_shape
+
 
 class BatchNorm2D(Layer):
     r"""Batch normalisation of images, per channel (Ioffe & Szegedy, 2015).
@@ -35,6 +37,26 @@ class BatchNorm2D(Layer):
       is ``γ g / sqrt(running_var + ε)``.
     - **Frozen** (``trainable=False``): inference behaviour even when training, and the running
       statistics stay as they are (Keras' rule for fine-tuning a pre-trained network).
+
+    Args:
+        momentum: weight of the batch statistics in the running ones (PyTorch's convention, 0.1).
+        eps: added to the variance before the square root.
+        trainable: learn ``weight`` and ``bias`` and update the running statistics; ``False`` freezes both.
+
+    Shape:
+        - Input: ``(N, C, H, W)``.
+        - Output: ``(N, C, H, W)``.
+        - ``weight``, ``bias``, ``running_mean``, ``running_var``: ``(C,)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> bn = BatchNorm2D()
+        >>> bn.build((3, 4, 4), dtype="float64")
+        (3, 4, 4)
+        >>> y = bn.forward(np.random.default_rng(0).normal(5.0, 2.0, (8, 3, 4, 4)), training=True)
+        >>> bool(abs(y.mean()) < 1e-12), bool(abs(y.std() - 1) < 1e-3)
+        (True, True)
     """
 
     def __init__(
@@ -52,9 +74,7 @@ class BatchNorm2D(Layer):
         return {"momentum": self.momentum, "eps": self.eps}
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expects images (N, C, H, W), got per-sample shape {input_shape}")
-        return tuple(input_shape)
+        return image_shape(input_shape, self.name)
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
         c = input_shape[0]
@@ -62,23 +82,23 @@ class BatchNorm2D(Layer):
         self.bias = Parameter(np.zeros(c, dtype=dtype))
         self.running_mean = Buffer(np.zeros(c, dtype=dtype))
         self.running_var = Buffer(np.ones(c, dtype=dtype))
-        self._scratch: dict = {}  # kernels.scratch_like: the centred input kept for backward, reused step after step
+        self._ctx = None  # what the backend keeps for backward; its arrays are reused step after step
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
-        self._batch_stats = training and self.trainable
+        assert self.weight is not None and self.bias is not None  # built
+        assert self.running_mean is not None and self.running_var is not None
+        batch_stats = training and self.trainable
         m = x.shape[0] * x.shape[2] * x.shape[3]
-        if self._batch_stats and m < 2:
+        if batch_stats and m < 2:
             raise ValueError(
                 f"{self.name}: training needs more than one value per channel to take batch statistics, "
                 f"got input of shape {x.shape}"
             )
-        stats = None if self._batch_stats else (self.running_mean.data, self.running_var.data)
-        # x̂ = centred · inv_std is never stored: backward needs only Σ g·x̂
-        self._centred = kernels.scratch_like(x, self._scratch, "centred")
-        y, mean, var, self._inv_std = kernels.batchnorm_forward(x, self.weight.data, self.bias.data, self.eps,
-                                                                self._centred, stats)
-        if self._batch_stats:
+        stats = None if batch_stats else (self.running_mean.data, self.running_var.data)
+        y, mean, var, self._ctx = get_backend().batch_norm2d(x, self.weight.data, self.bias.data, self.eps, stats,
+                                                             self._ctx)
+        if batch_stats:
             self.running_mean.data *= 1 - self.momentum
             self.running_mean.data += self.momentum * mean
             self.running_var.data *= 1 - self.momentum
@@ -86,8 +106,8 @@ class BatchNorm2D(Layer):
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = kernels.batchnorm_backward(grad_out, self._centred, self._inv_std, self.weight.data,
-                                                        self._batch_stats)
+        assert self.weight is not None and self.bias is not None  # built
+        dx, dweight, dbias = get_backend().batch_norm2d_backward(self._ctx, grad_out)
         if self.weight.trainable:
             self.weight.grad[...] = dweight
         if self.bias.trainable:
@@ -148,12 +168,14 @@ class LayerNorm(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
+        assert self.weight is not None and self.bias is not None  # built
         centred = x - x.mean(axis=-1, keepdims=True)
         self._inv_std = 1 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + x.dtype.type(self.eps))
         self._x_hat = centred * self._inv_std
         return self._x_hat * self.weight.data + self.bias.data
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.weight is not None and self.bias is not None  # built
         x_hat = self._x_hat
         d = x_hat.shape[-1]
         if self.weight.trainable:

@@ -88,6 +88,7 @@ class MaxPool1D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
         self.check_input(x)
+        assert self.input_shape is not None  # built
         reject_mask(mask, self.name, "pooling changes the time axis, so the mask no longer lines up with it")
         left, right = self._pads(self.input_shape)
         xp = np.pad(x, ((0, 0), (left, right), (0, 0)), constant_values=-np.inf) if left or right else x
@@ -97,6 +98,7 @@ class MaxPool1D(Layer):
         return np.take_along_axis(win, self._argmax, axis=-1)[..., 0]
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.input_shape is not None  # built
         dwin = np.zeros((*grad_out.shape, self.pool_size), dtype=grad_out.dtype)
         np.put_along_axis(dwin, self._argmax, grad_out[..., None], axis=-1)
         dxp = scatter_windows(dwin, self._padded_length, self.stride, 1)
@@ -104,8 +106,8 @@ class MaxPool1D(Layer):
         return dxp[:, left:left + self.input_shape[0]]
 
 
-class _GlobalPool1D:
-    """What both global pools share: the shapes, and the mask they consume (a mixin, not a registered layer)."""
+class _GlobalPool1D(Layer, register=False):
+    """What both global pools share: the shapes, and the mask they consume (an abstract base, not registered)."""
 
     supports_masking = True
 
@@ -126,7 +128,8 @@ class GlobalAvgPool1D(_GlobalPool1D, Layer):
     The output carries no mask.
 
     Args:
-        none besides ``trainable`` and ``name``.
+        trainable: unused (the layer has no parameters); kept for the common layer signature.
+        name: the layer's name (default: derived from the class name).
 
     Shape:
         - Input: ``(N, T, C)``; mask ``(N, T)`` optional.
@@ -153,7 +156,8 @@ class GlobalAvgPool1D(_GlobalPool1D, Layer):
         return np.where(self._mask[..., None], x, 0).sum(axis=1) * self._scale
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        n, t, c = grad_out.shape[0], *self.input_shape
+        assert self.input_shape is not None  # built
+        n, (t, c) = grad_out.shape[0], self.input_shape
         if self._mask is None:
             return np.broadcast_to(grad_out[:, None, :] / grad_out.dtype.type(t), (n, t, c)).copy()
         return np.where(self._mask[..., None], (grad_out * self._scale)[:, None, :], grad_out.dtype.type(0))
@@ -168,7 +172,8 @@ class GlobalMaxPool1D(_GlobalPool1D, Layer):
     zeros (and passes no gradient). The output carries no mask.
 
     Args:
-        none besides ``trainable`` and ``name``.
+        trainable: unused (the layer has no parameters); kept for the common layer signature.
+        name: the layer's name (default: derived from the class name).
 
     Shape:
         - Input: ``(N, T, C)``; mask ``(N, T)`` optional.
@@ -197,6 +202,7 @@ class GlobalMaxPool1D(_GlobalPool1D, Layer):
         return out if self._valid is None else np.where(self._valid, out, out.dtype.type(0))
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.input_shape is not None  # built
         g = grad_out if self._valid is None else np.where(self._valid, grad_out, grad_out.dtype.type(0))
         dx = np.zeros((grad_out.shape[0], *self.input_shape), dtype=grad_out.dtype)
         np.put_along_axis(dx, self._argmax, g[:, None, :], axis=1)

@@ -40,10 +40,10 @@ def _sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-class _Recurrent:
+class _Recurrent(Layer, register=False):
     """The time loop, masks, shapes and parameters every recurrent layer shares; a subclass is its cell.
 
-    A mixin rather than a ``Layer`` subclass, so that it is not registered as a layer of its own.
+    An abstract base: ``register=False`` keeps it out of the layer registry.
 
     A cell has ``_gates`` (``G``) blocks of ``units`` pre-activations, states ``_state_names``
     (``h`` first) and implements ``_step`` (one step forward, caching what it needs) and
@@ -83,6 +83,12 @@ class _Recurrent:
         for attr, shape in shapes.items():
             setattr(self, attr, Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
 
+    def _built_parameters(self) -> tuple[Parameter, Parameter, Parameter, Parameter]:
+        """``weight_ih, weight_hh, bias_ih, bias_hh``, which ``build`` creates."""
+        if self.weight_ih is None or self.weight_hh is None or self.bias_ih is None or self.bias_hh is None:
+            raise RuntimeError(f"{self.name}: not built; build it (or its model) first")
+        return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """The input mask for ``return_sequences=True`` (outputs line up with the steps), else None."""
         return mask if self.return_sequences else None
@@ -93,24 +99,26 @@ class _Recurrent:
         mask = check_mask(mask, x, self.name)
         n, t, d = x.shape
         u, rows = self.units, self._gates * self.units
+        weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
         self._x_steps = x.transpose(1, 0, 2).reshape(t * n, d)  # time-major: each step's rows are contiguous
-        xp = (self._x_steps @ self.weight_ih.data.T).reshape(t, n, rows)
-        xp += self.bias_ih.data + self.bias_hh.data if self._fold_hh_bias else self.bias_ih.data
+        xp = (self._x_steps @ weight_ih.data.T).reshape(t, n, rows)
+        xp += bias_ih.data + bias_hh.data if self._fold_hh_bias else bias_ih.data
         # states[k][s] is state k before step s; states[k][t] the final one
         self._states = [np.zeros((t + 1, n, u), dtype=x.dtype) for _ in self._state_names]
-        self._mask_steps = None if mask is None else mask.T[:, :, None]
+        mask_steps = None if mask is None else mask.T[:, :, None]
+        self._mask_steps = mask_steps
         self._steps = t
         self._allocate(t, n, x.dtype)
-        weight_hh_t = self.weight_hh.data.T
+        weight_hh_t = weight_hh.data.T
         for s in range(t):
             previous = [state[s] for state in self._states]
             new = self._step(s, xp[s], previous, weight_hh_t)
             for state, value, old in zip(self._states, new, previous, strict=True):
-                state[s + 1] = value if mask is None else np.where(self._mask_steps[s], value, old)
+                state[s + 1] = value if mask_steps is None else np.where(mask_steps[s], value, old)
         h = self._states[0]
         if not self.return_sequences:
             return h[t].copy()
-        out = h[1:] if mask is None else np.where(self._mask_steps, h[1:], 0)
+        out = h[1:] if mask_steps is None else np.where(mask_steps, h[1:], 0)
         return np.ascontiguousarray(out.transpose(1, 0, 2))
 
     # -- backward through time -------------------------------------------------------------
@@ -127,7 +135,8 @@ class _Recurrent:
             d_states[0] = grad_out  # never written to: each step makes new arrays
         gx_all = np.empty((t, n, rows), dtype=grad_out.dtype)
         gh_all = gx_all if self._fold_hh_bias else np.empty_like(gx_all)
-        weight_hh = self.weight_hh.data
+        weight_ih, weight_hh_p, bias_ih, bias_hh = self._built_parameters()
+        weight_hh = weight_hh_p.data
         for s in range(t - 1, -1, -1):
             if self.return_sequences:
                 d_states[0] = d_states[0] + dy[s]
@@ -140,16 +149,16 @@ class _Recurrent:
             gx_all[s] = gx
             if gh_all is not gx_all:
                 gh_all[s] = gh
-            d_prev = list(direct)
-            d_prev[0] = gh @ weight_hh if d_prev[0] is None else d_prev[0] + gh @ weight_hh
+            d_prev = [gh @ weight_hh if direct[0] is None else direct[0] + gh @ weight_hh]
+            d_prev += [d for d in direct[1:] if d is not None]  # only the h-gradient may be absent
             d_states = d_prev if carried is None else [a + b for a, b in zip(d_prev, carried, strict=True)]
         self._gx = gx_all.reshape(t * n, rows)
         gh_flat = gh_all.reshape(t * n, rows)
         grads = {
-            self.weight_ih: lambda out: np.matmul(self._gx.T, self._x_steps, out=out),
-            self.weight_hh: lambda out: np.matmul(gh_flat.T, self._states[0][:-1].reshape(t * n, u), out=out),
-            self.bias_ih: lambda out: np.add.reduce(self._gx, axis=0, out=out),
-            self.bias_hh: lambda out: np.add.reduce(gh_flat, axis=0, out=out),
+            weight_ih: lambda out: np.matmul(self._gx.T, self._x_steps, out=out),
+            weight_hh_p: lambda out: np.matmul(gh_flat.T, self._states[0][:-1].reshape(t * n, u), out=out),
+            bias_ih: lambda out: np.add.reduce(self._gx, axis=0, out=out),
+            bias_hh: lambda out: np.add.reduce(gh_flat, axis=0, out=out),
         }
         for p, write in grads.items():
             if p.trainable:
@@ -157,7 +166,8 @@ class _Recurrent:
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         self.backward_params(grad_out)
-        dx = (self._gx @ self.weight_ih.data).reshape(self._steps, -1, self.weight_ih.shape[1])
+        weight_ih = self._built_parameters()[0]
+        dx = (self._gx @ weight_ih.data).reshape(self._steps, -1, weight_ih.shape[1])
         return np.ascontiguousarray(dx.transpose(1, 0, 2))
 
     # -- the cell ------------------------------------------------------------------------------
@@ -359,7 +369,7 @@ class GRU(_Recurrent, Layer):
         u = self.units
         h = states[0]
         hh = h @ weight_hh_t
-        hh += self.bias_hh.data
+        hh += self._built_parameters()[3].data
         a = self._acts[s]
         np.add(xp[:, :2 * u], hh[:, :2 * u], out=a[:, :2 * u])
         _sigmoid(a[:, :2 * u], out=a[:, :2 * u])
@@ -390,7 +400,7 @@ class GRU(_Recurrent, Layer):
 
 for _cls in (SimpleRNN, LSTM, GRU):
     # (replace, not format: the formulas hold braces)
-    _cls.__doc__ = _cls.__doc__.replace("{args}", _RETURN_ARGS).replace("{shape}", _SHAPE.format(g=_cls._gates))
+    _cls.__doc__ = (_cls.__doc__ or "").replace("{args}", _RETURN_ARGS).replace("{shape}", _SHAPE.format(g=_cls._gates))
 
 
 def reversal_index(mask: np.ndarray) -> np.ndarray:
@@ -452,7 +462,9 @@ class Bidirectional(Layer):
         self.forward_layer = layer
         spec = layer.to_config()
         spec["config"]["name"] = f"backward_{layer.name}"
-        self.backward_layer = Layer.from_config(spec)
+        backward_layer = Layer.from_config(spec)
+        assert isinstance(backward_layer, _Recurrent)  # the config of a recurrent layer makes one
+        self.backward_layer = backward_layer
 
     def get_config(self) -> dict[str, Any]:
         return {"layer": self.forward_layer, "merge": self.merge}

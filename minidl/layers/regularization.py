@@ -19,6 +19,24 @@ class Dropout(Layer):
     is the identity. Masks come from the layer's own ``Generator``, derived in
     ``create_parameters`` from the model's seed: the same seed gives the same masks, and
     NumPy's global random state is never touched.
+
+    Args:
+        rate: the probability of zeroing an entry, in ``[0, 1)``.
+
+    Shape:
+        - Input: ``(N, *)``, any shape.
+        - Output: the same shape.
+
+    Example::
+
+        >>> import numpy as np
+        >>> drop = Dropout(0.5)
+        >>> drop.build((4,), rng=np.random.default_rng(0), dtype="float64")
+        (4,)
+        >>> drop.forward(np.ones((1, 4))).tolist()    # inference: the identity
+        [[1.0, 1.0, 1.0, 1.0]]
+        >>> set(drop.forward(np.ones((1, 4)), training=True).ravel().tolist()) <= {0.0, 2.0}
+        True
     """
 
     def __init__(self, rate: float = 0.5, *, trainable: bool = True, name: str | None = None) -> None:
@@ -37,6 +55,7 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self._scale = None
             return x
+        assert self._rng is not None  # built
         keep = self._rng.random(x.shape, dtype=x.dtype) >= self.rate
         self._scale = keep * x.dtype.type(1 / (1 - self.rate))
         return x * self._scale

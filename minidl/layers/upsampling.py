@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .base import Layer, Shape, as_pair
+from .images import image_shape
 
 __all__ = ["Upsample2D"]
 
@@ -49,9 +50,7 @@ class Upsample2D(Layer):
         return {"factor": self.factor}
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: expects images (N, C, H, W), got per-sample shape {input_shape}")
-        c, h, w = input_shape
+        c, h, w = image_shape(input_shape, self.name)
         return (c, h * self.factor[0], w * self.factor[1])
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -64,6 +63,7 @@ class Upsample2D(Layer):
         return blocks.reshape(n, c, h * fh, w * fw)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        assert self.input_shape is not None  # built
         n, c = grad_out.shape[:2]
         _, h, w = self.input_shape
         fh, fw = self.factor

@@ -1,7 +1,7 @@
-"""The layout and BLAS tricks behind the image layers, and the plain versions they are tested against.
+"""The ``numpy`` backend: NumPy, its BLAS, and the layout and threading tricks behind the image layers.
 
-Layers call these functions and read like the textbook; everything NumPy-specific about making
-them fast lives here (the seam an array backend for GPUs would plug into). Each trick says what
+Layers call :class:`NumpyBackend`'s operations (through :func:`minidl.backend.get_backend`) and read
+like the textbook; everything NumPy-specific about making them fast lives here. Each trick says what
 measurement justifies it. Figures are CPU times (``time.process_time``, best of 5, one BLAS
 thread, float32, batch 64) on the 2-core Haswell machine of ``docs/benchmarks.md``, unless stated.
 
@@ -26,32 +26,31 @@ gradient, the weight gradient's per-block parts, BatchNorm2D's product) come fro
 :func:`workspace`, this thread's set of :func:`kept_array` buffers that every layer shares; a
 layer keeps only what its backward needs.
 
-**References.** ``conv2d_reference``, ``conv2d_backward_reference``, ``maxpool2d_reference``,
-``maxpool2d_backward_reference`` and ``batchnorm2d_reference`` are loops/einsums over output
-positions, obviously correct and slow: the oracles of ``tests/test_fast_paths.py``.
+**References.** The loops of :mod:`minidl.backend.reference`, one output position at a time, are
+the oracles of ``tests/test_backend_numpy.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import threading
 from collections.abc import Callable, Hashable, Iterable
+from typing import Any
 
 import numpy as np
 
-from . import threads
+from .. import threads
+from .base import Backend, Pads
 
 __all__ = [
-    "CONV_BLOCK", "COL2IM_BLOCK", "PARALLEL_MIN_FLOPS", "TRANSPOSED_MIN_CHANNELS", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows", "conv_forward",
-    "conv_weight_grad", "kept_array", "workspace",
-    "conv_input_grad", "pad_batch_innermost",
-    "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like",
-    "scratch_like", "CHANNEL_BLOCK", "batchnorm_forward", "batchnorm_backward", "channel_sums", "channel_dot",
-    "conv2d_reference", "conv2d_backward_reference", "maxpool2d_reference", "maxpool2d_backward_reference",
-    "batchnorm2d_reference",
+    "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "PARALLEL_MIN_FLOPS", "TRANSPOSED_MIN_CHANNELS",
+    "CHANNEL_BLOCK", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows", "conv_forward",
+    "conv_weight_grad", "conv_input_grad", "kept_array", "workspace", "pad_batch_innermost", "pad_images",
+    "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like", "scratch_like",
+    "batchnorm_forward", "batchnorm_backward", "channel_sums", "channel_dot",
 ]
-
-Pads = tuple[tuple[int, int], tuple[int, int]]
 
 #: The input gradient runs as a convolution (see :func:`conv_input_grad`) from this many input
 #: channels on: its GEMM has C rows, too few below that. vgg-cifar's conv2 (C = 32) backward
@@ -85,13 +84,13 @@ PARALLEL_MIN_FLOPS = 2**25
 
 # -- convolution ------------------------------------------------------------------------------
 def im2col(
-    xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int], first_row: int = 0,
+    x_pad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int], first_row: int = 0,
     buffers: dict | None = None, slot: int = 0,
 ) -> np.ndarray:
-    """``X_col`` (C·kh·kw, OH·OW·N) of padded images stored batch-innermost, ``xp`` (C, H, W, N): one copy.
+    """``X_col`` (C·kh·kw, OH·OW·N) of padded images stored batch-innermost, ``x_pad`` (C, H, W, N): one copy.
 
     Rows are kernel taps ``(c, u, v)``, columns output pixels ``(i, j, n)`` for the ``out[0]``
-    output rows from ``first_row`` on. ``xp`` must be C-contiguous. With a ``buffers`` dict the
+    output rows from ``first_row`` on. ``x_pad`` must be C-contiguous. With a ``buffers`` dict the
     copy goes into an array kept there for ``slot`` (a thread of :func:`minidl.threads.map_blocks`)
     and reused by that slot's next call (so the result is only valid until then); without one, the
     result is the copy ``reshape`` makes of the window view.
@@ -101,41 +100,41 @@ def im2col(
     faulted in on first touch (glibc hands big blocks back to the kernel on free), and that,
     not the copy, was the cost. With stride 1 the window view merges (OW, N) into one axis, so
     the copy's inner loop runs over OW·N contiguous values instead of N. The view is built with
-    the ``ndarray`` constructor over ``xp``'s buffer: ``as_strided`` costs ~15x more in Python
+    the ``ndarray`` constructor over ``x_pad``'s buffer: ``as_strided`` costs ~15x more in Python
     overhead, a sixth of a batch-1 step.
     """
-    c, h, w, n = xp.shape
+    c, h, w, n = x_pad.shape
     # the strides of a C-contiguous array, from its shape: a length-1 axis may carry any stride
-    sn = xp.itemsize
+    sn = x_pad.itemsize
     sw, sh, sc = n * sn, w * n * sn, h * w * n * sn
     (kh, kw), (rows, ow) = kernel, out
     if stride[1] == 1:
         shape, strides = (c, kh, kw, rows, ow * n), (sc, sh, sw, sh * stride[0], sn)
     else:
         shape, strides = (c, kh, kw, rows, ow, n), (sc, sh, sw, sh * stride[0], sw * stride[1], sn)
-    windows = np.ndarray(shape, xp.dtype, xp, first_row * stride[0] * sh, strides)
+    windows = np.ndarray(shape, x_pad.dtype, x_pad, first_row * stride[0] * sh, strides)
     if buffers is None:
         return windows.reshape(c * kh * kw, rows * ow * n)
-    cols = kept_array(buffers, ("im2col", slot), (c * kh * kw, rows * ow * n), xp.dtype)
+    cols = kept_array(buffers, ("im2col", slot), (c * kh * kw, rows * ow * n), x_pad.dtype)
     cols.reshape(shape)[...] = windows  # not np.copyto: a Python-level wrapper, ~1 µs a call at batch 1
     return cols
 
 
 def col2im_add(
-    dxp: np.ndarray, dcols: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int],
+    dx_pad: np.ndarray, dcols: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int],
     first_row: int = 0,
 ) -> None:
-    """The adjoint of :func:`im2col`: add ``dcols`` (C·kh·kw, rows·OW·N) back onto ``dxp`` (C, H, W, N).
+    """The adjoint of :func:`im2col`: add ``dcols`` (C·kh·kw, rows·OW·N) back onto ``dx_pad`` (C, H, W, N).
 
     One strided add per kernel offset; with stride 1 each add runs over contiguous OW·N values per row.
     """
     (kh, kw), (sh, sw), (rows, ow) = kernel, stride, out
-    c, n = dxp.shape[0], dxp.shape[3]
+    c, n = dx_pad.shape[0], dx_pad.shape[3]
     dcols = dcols.reshape(c, kh, kw, rows, ow, n)
     top = first_row * sh
     for u in range(kh):
         for v in range(kw):
-            dxp[:, top + u:top + u + sh * (rows - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] += dcols[:, u, v]
+            dx_pad[:, top + u:top + u + sh * (rows - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] += dcols[:, u, v]
 
 
 def matmul_wide(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, chunk: int = 4096) -> np.ndarray:
@@ -182,10 +181,10 @@ def block_rows(k: int, row: int, total: int) -> int:
 
 
 def conv_forward(
-    xp: np.ndarray, weight: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int],
+    x_pad: np.ndarray, weight: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int],
     buffers: dict | None = None,
 ) -> np.ndarray:
-    """``W_mat · X_col`` (F, OH·OW·N) of padded batch-innermost images ``xp`` (C, H, W, N), C-contiguous.
+    """``W_mat · X_col`` (F, OH·OW·N) of padded batch-innermost images ``x_pad`` (C, H, W, N), C-contiguous.
 
     Unfolds :data:`CONV_BLOCK`-sized blocks of output rows into :func:`workspace` arrays; each
     block is a contiguous range of the GEMM's columns, so the product is written straight into
@@ -194,23 +193,23 @@ def conv_forward(
     is unfolded into it instead and kept there for :func:`conv_weight_grad`.
     """
     oh, ow = out_hw
-    width = ow * xp.shape[3]  # GEMM columns per output row
+    width = ow * x_pad.shape[3]  # GEMM columns per output row
     f, k = weight.shape
     rows = block_rows(k, width, oh)
     if rows == oh:
-        cols = im2col(xp, kernel, stride, out_hw, buffers=workspace() if buffers is None else buffers)
+        cols = im2col(x_pad, kernel, stride, out_hw, buffers=workspace() if buffers is None else buffers)
         if buffers is not None:  # one block: small enough to keep for the weight gradient
-            buffers["forward cols"], buffers["forward cols of"] = cols, xp
+            buffers["forward cols"], buffers["forward cols of"] = cols, x_pad
         return matmul_wide(weight, cols)
     if buffers is not None:
         buffers.pop("forward cols of", None)
-    out = np.empty((f, oh * width), dtype=xp.dtype)
+    out = np.empty((f, oh * width), dtype=x_pad.dtype)
     scratch = workspace()
 
     def block(b: int, slot: int) -> None:
         i = b * rows
         r = min(rows, oh - i)
-        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=scratch, slot=slot)
+        cols = im2col(x_pad, kernel, stride, (r, ow), first_row=i, buffers=scratch, slot=slot)
         matmul_wide(weight, cols, out=out[:, i * width:(i + r) * width])
 
     threads.map_blocks(block, -(-oh // rows), _max_threads(f * k * oh * width))
@@ -218,7 +217,7 @@ def conv_forward(
 
 
 def conv_weight_grad(
-    xp: np.ndarray, grad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int],
+    x_pad: np.ndarray, grad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int],
     out: np.ndarray, buffers: dict | None = None,
 ) -> np.ndarray:
     """``out = grad · X_colᵀ`` (F, C·kh·kw) for ``grad`` (F, OH·OW·N): the weight gradient.
@@ -229,21 +228,21 @@ def conv_weight_grad(
     rounds the same however many threads computed the blocks. A one-block X_col is the one
     :func:`conv_forward` kept: digits-b1 (batch 1) 343-360 -> 324-327 ms of CPU per epoch.
     """
-    if buffers is not None and buffers.get("forward cols of") is xp:  # conv_forward's one block of this xp
+    if buffers is not None and buffers.get("forward cols of") is x_pad:  # conv_forward's one block of this x_pad
         return matmul_nt(grad, buffers["forward cols"], out=out)  # (kept alive there: never another at its address)
     oh, ow = out_hw
-    width = ow * xp.shape[3]
+    width = ow * x_pad.shape[3]
     rows = block_rows(out.shape[1], width, oh)
     scratch = workspace()
     if rows == oh:
-        return matmul_nt(grad, im2col(xp, kernel, stride, out_hw, buffers=scratch), out=out)
+        return matmul_nt(grad, im2col(x_pad, kernel, stride, out_hw, buffers=scratch), out=out)
     count = -(-oh // rows)
     parts = kept_array(scratch, "weight grad parts", (count - 1, *out.shape), out.dtype)
 
     def block(b: int, slot: int) -> None:
         i = b * rows
         r = min(rows, oh - i)
-        cols = im2col(xp, kernel, stride, (r, ow), first_row=i, buffers=scratch, slot=slot)
+        cols = im2col(x_pad, kernel, stride, (r, ow), first_row=i, buffers=scratch, slot=slot)
         matmul_nt(grad[:, i * width:(i + r) * width], cols, out=out if b == 0 else parts[b - 1])
 
     threads.map_blocks(block, count, _max_threads(grad.shape[0] * out.shape[1] * grad.shape[1]))
@@ -312,14 +311,14 @@ def conv_input_grad(
         flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
         gp = pad_batch_innermost(grad, ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)), workspace())
         return conv_forward(gp, flipped, (kh, kw), (1, 1), in_hw).reshape(c, *in_hw, n)
-    dxp = np.zeros((c, in_hw[0] + pt + pb, in_hw[1] + pl + pr, n), dtype=grad.dtype)
+    dx_pad = np.zeros((c, in_hw[0] + pt + pb, in_hw[1] + pl + pr, n), dtype=grad.dtype)
     g = grad.reshape(f, -1)
     rows = min(oh, max(1, COL2IM_BLOCK // max(1, c * kh * kw * ow * n)))
     for i in range(0, oh, rows):
         r = min(rows, oh - i)
         dcols = matmul_wide(weight.reshape(f, -1).T, g[:, i * ow * n:(i + r) * ow * n])
-        col2im_add(dxp, dcols, (kh, kw), stride, (r, ow), first_row=i)
-    return dxp[:, pt:pt + in_hw[0], pl:pl + in_hw[1]]
+        col2im_add(dx_pad, dcols, (kh, kw), stride, (r, ow), first_row=i)
+    return dx_pad[:, pt:pt + in_hw[0], pl:pl + in_hw[1]]
 
 
 def pad_batch_innermost(x: np.ndarray, pads: Pads, buffers: dict | None = None) -> np.ndarray:
@@ -346,12 +345,14 @@ def pad_images(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
 
 
 # -- pooling ------------------------------------------------------------------------------------
-def window_view(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
-    """Read-only view ``(N, C, kh, kw, OH, OW)`` of every window of ``xp`` (N, C, H, W); no copy."""
-    n, c = xp.shape[:2]
-    s0, s1, s2, s3 = xp.strides
+def window_view(
+    x_pad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int],
+) -> np.ndarray:
+    """Read-only view ``(N, C, kh, kw, OH, OW)`` of every window of ``x_pad`` (N, C, H, W); no copy."""
+    n, c = x_pad.shape[:2]
+    s0, s1, s2, s3 = x_pad.strides
     return np.lib.stride_tricks.as_strided(
-        xp,
+        x_pad,
         shape=(n, c, kernel[0], kernel[1], out[0], out[1]),
         strides=(s0, s1, s2, s3, s2 * stride[0], s3 * stride[1]),
         writeable=False,
@@ -514,85 +515,199 @@ def _channel_rows(x: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
     return x.transpose(order).reshape(x.shape[1], -1)
 
 
-# -- references: loops over output positions, the oracles of the fast paths -------------------------
-def conv2d_reference(x, weight, bias, stride, pads):
-    """Direct convolution: one window at a time. ``pads`` is ((top, bottom), (left, right))."""
-    xp = np.pad(x, ((0, 0), (0, 0), *pads))
-    f, _, kh, kw = weight.shape
-    sh, sw = stride
-    oh = (xp.shape[2] - kh) // sh + 1
-    ow = (xp.shape[3] - kw) // sw + 1
-    out = np.zeros((x.shape[0], f, oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            window = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
-            out[:, :, i, j] = np.einsum("nchw,fchw->nf", window, weight)
-    if bias is not None:
-        out += bias[None, :, None, None]
-    return out
+# -- pooling geometry ------------------------------------------------------------------------------
+#: Max pooling inputs of at most this many elements take the few-calls path (measured: faster at 144
+#: elements, slower at 4,608).
+SMALL_INPUT = 1024
 
 
-def conv2d_backward_reference(x, weight, grad_out, stride, pads):
-    """``(dx, dweight, dbias)`` of ``conv2d_reference``, one output position at a time."""
-    xp = np.pad(x, ((0, 0), (0, 0), *pads)).astype(np.float64)
-    dxp = np.zeros_like(xp)
-    dweight = np.zeros(weight.shape)
-    _, _, kh, kw = weight.shape
-    sh, sw = stride
-    for i in range(grad_out.shape[2]):
-        for j in range(grad_out.shape[3]):
-            rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
-            g = grad_out[:, :, i, j]
-            dweight += np.einsum("nf,nchw->fchw", g, xp[:, :, rows, cols])
-            dxp[:, :, rows, cols] += np.einsum("nf,fchw->nchw", g, weight)
-    (pt, _), (pl, _) = pads
-    dx = dxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]]
-    return dx, dweight, grad_out.sum(axis=(0, 2, 3))
+@functools.lru_cache(maxsize=64)
+def _offsets(kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]) -> list:
+    # Made at the first forward pass of a geometry, never at build: a padded window may be far larger than its
+    # input (MaxPool2D(20001, padding=10000) on 1x1 images has 4·10⁸ offsets).
+    return window_offsets(kernel, stride, out)
 
 
-def maxpool2d_reference(x, pool, stride, padding):
-    """Max over each window, one window at a time; padding is -inf."""
-    (kh, kw), (sh, sw), (ph, pw) = pool, stride, padding
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
-    oh = (xp.shape[2] - kh) // sh + 1
-    ow = (xp.shape[3] - kw) // sw + 1
-    out = np.empty((x.shape[0], x.shape[1], oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            out[:, :, i, j] = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].max(axis=(2, 3))
-    return out
+def _pool_out(shape: tuple[int, ...], pool: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+              ) -> tuple[int, int]:
+    return ((shape[2] + 2 * padding[0] - pool[0]) // stride[0] + 1,
+            (shape[3] + 2 * padding[1] - pool[1]) // stride[1] + 1)
 
 
-def maxpool2d_backward_reference(x, grad_out, pool, stride, padding):
-    """Gradient of ``maxpool2d_reference``: each window's output gradient goes to its first
-    maximum in row-major order; overlapping windows add up. Loops over every window of every image."""
-    (kh, kw), (sh, sw), (ph, pw) = pool, stride, padding
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
-    dxp = np.zeros(xp.shape)
-    n, c, oh, ow = grad_out.shape
-    for b in range(n):
-        for ch in range(c):
-            for i in range(oh):
-                for j in range(ow):
-                    u, v = divmod(int(np.argmax(xp[b, ch, i * sh:i * sh + kh, j * sw:j * sw + kw])), kw)
-                    dxp[b, ch, i * sh + u, j * sw + v] += grad_out[b, ch, i, j]
-    return dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
+# -- the backend ---------------------------------------------------------------------------------------
+class _ConvContext:
+    """What :meth:`NumpyBackend.conv2d` keeps for backward, and the layer's arrays it reuses step after step."""
+
+    __slots__ = ("x_pad", "weight", "stride", "pads", "out_hw", "in_hw", "buffers")
+
+    def __init__(self) -> None:
+        self.buffers: dict = {}  # the padded input (and a one-block X_col), reused by the next call
 
 
-def batchnorm2d_reference(x, gamma, beta, grad_out, eps):
-    """Training-mode batch norm of NCHW ``x``, one channel at a time, and its backward:
-    ``(y, dx, dgamma, dbeta)``. Float64 throughout."""
-    x, g = np.asarray(x, np.float64), np.asarray(grad_out, np.float64)
-    y, dx = np.empty_like(x), np.empty_like(x)
-    dgamma, dbeta = np.empty(x.shape[1]), np.empty(x.shape[1])
-    for c in range(x.shape[1]):
-        xc, gc = x[:, c], g[:, c]
-        m = xc.size
-        mean = xc.sum() / m
-        var = ((xc - mean) ** 2).sum() / m
-        x_hat = (xc - mean) / np.sqrt(var + eps)
-        y[:, c] = gamma[c] * x_hat + beta[c]
-        dbeta[c], dgamma[c] = gc.sum(), (gc * x_hat).sum()
-        # d/dx of gamma * (x - mean) / sqrt(var + eps), through mean and var
-        dx[:, c] = gamma[c] / np.sqrt(var + eps) * (gc - dbeta[c] / m - x_hat * dgamma[c] / m)
-    return y, dx, dgamma, dbeta
+class _PoolContext:
+    """:meth:`NumpyBackend.max_pool2d`'s path (``"small"``, ``"tiled"`` or ``"general"``) and its cache."""
+
+    __slots__ = ("path", "x", "out", "argmax", "padded_shape", "pool", "stride", "padding", "out_hw", "covered")
+
+
+class _BatchNormContext:
+    """:meth:`NumpyBackend.batch_norm2d`'s centred input (in a reused array), ``1/σ`` and the weight."""
+
+    __slots__ = ("centred", "inv_std", "weight", "batch_stats", "buffers")
+
+    def __init__(self) -> None:
+        self.buffers: dict = {}
+
+
+class NumpyBackend(Backend):
+    """NumPy, its BLAS at one thread, and minidl's thread pool for the convolution products.
+
+    The reference backend: every trick of this module, each with its measurement; the loops of
+    :mod:`minidl.backend.reference` are its oracles. Images leave Conv2D batch-innermost
+    (``(C, H, W, N)`` in memory, NCHW in shape) and the element-wise ops keep that layout.
+
+    Example::
+
+        >>> import numpy as np
+        >>> from minidl.backend.numpy import NumpyBackend
+        >>> y, ctx = NumpyBackend().max_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), (2, 2), (2, 2), (0, 0))
+        >>> y[0, 0]
+        array([[ 5.,  7.],
+               [13., 15.]])
+    """
+
+    name = "numpy"
+
+    def execution(self) -> contextlib.AbstractContextManager[None]:
+        """BLAS pinned to one thread (:func:`minidl.threads.blas_threads`); minidl's pool runs the big products."""
+        return threads.blas_threads()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "threads": threads.get_num_threads()}
+
+    # -- convolution -----------------------------------------------------------------------------
+    def conv2d(self, x, weight, bias, stride, pads, ctx=None):
+        if not isinstance(ctx, _ConvContext):
+            ctx = _ConvContext()
+        f, _, kh, kw = weight.shape
+        n, _, h, w = x.shape
+        (pt, pb), (pl, pr) = pads
+        out_hw = ((h + pt + pb - kh) // stride[0] + 1, (w + pl + pr - kw) // stride[1] + 1)
+        x_pad = pad_batch_innermost(x.transpose(1, 2, 3, 0), pads, ctx.buffers)
+        out = conv_forward(x_pad, weight.reshape(f, -1), (kh, kw), stride, out_hw, ctx.buffers)
+        if bias is not None:
+            out += bias[:, None]
+        ctx.x_pad, ctx.weight, ctx.stride, ctx.pads, ctx.out_hw, ctx.in_hw = x_pad, weight, stride, pads, out_hw, (h, w)
+        # The GEMM wrote (F, OH, OW, N): channels first, batch innermost. NCHW goes out as a view of it;
+        # the ops that follow keep that layout, and backward gets its gradient in it for free.
+        return out.reshape(f, *out_hw, n).transpose(3, 0, 1, 2), ctx
+
+    def conv2d_backward(self, ctx, grad_out, need_input_grad=True, need_weight_grad=True, need_bias_grad=True):
+        weight = ctx.weight
+        f = weight.shape[0]
+        g = grad_out.transpose(1, 2, 3, 0).reshape(f, -1)  # free when grad_out is batch-innermost
+        dbias = np.add.reduce(g, axis=1) if need_bias_grad else None  # the ufunc: np.sum adds ~1 µs of wrapping
+        dweight = None
+        if need_weight_grad:
+            dweight = np.empty(weight.shape, weight.dtype)
+            conv_weight_grad(ctx.x_pad, g, weight.shape[2:], ctx.stride, ctx.out_hw, dweight.reshape(f, -1),
+                             ctx.buffers)
+        if not need_input_grad:
+            return None, dweight, dbias
+        dx = conv_input_grad(g.reshape(f, *ctx.out_hw, -1), weight, ctx.stride, ctx.pads, ctx.in_hw)
+        return dx.transpose(3, 0, 1, 2), dweight, dbias
+
+    # -- pooling ---------------------------------------------------------------------------------
+    def max_pool2d(self, x, pool, stride, padding, ctx=None):
+        if not isinstance(ctx, _PoolContext) or (ctx.pool, ctx.stride, ctx.padding) != (pool, stride, padding):
+            ctx = _PoolContext()
+            ctx.pool, ctx.stride, ctx.padding = pool, stride, padding
+        out_hw = ctx.out_hw = _pool_out(x.shape, pool, stride, padding)
+        kh, kw = pool
+        # windows that tile the input (stride = window, no padding) never overlap, and may cover all of it
+        tiled = stride == pool and padding == (0, 0)
+        ctx.covered = out_hw[0] * kh == x.shape[2] and out_hw[1] * kw == x.shape[3]
+        if tiled and ctx.covered and x.size <= SMALL_INPUT:
+            # Few windows (batch-1 steps): one argmax over a copy laid out (N, C, OH, OW, kh·kw), four
+            # NumPy calls instead of ~3·kh·kw; on big inputs the strided sub-views win instead.
+            n, c = x.shape[:2]
+            windows = x.reshape(n, c, out_hw[0], kh, out_hw[1], kw).transpose(0, 1, 2, 4, 3, 5).reshape(
+                n, c, *out_hw, kh * kw)
+            ctx.path, ctx.argmax, ctx.x = "small", windows.argmax(axis=-1), x  # the first maximum on a tie
+            return np.maximum.reduce(windows, axis=-1), ctx
+        offsets = _offsets(pool, stride, out_hw)
+        if tiled:
+            # np.maximum over the kh·kw strided sub-views: ~30x faster than a reshape + max(axis), and the
+            # result keeps x's memory layout (batch-innermost after a Conv2D).
+            ctx.path, ctx.x = "tiled", x
+            ctx.out = max_of_views(x[idx] for _, idx in offsets)
+            return ctx.out, ctx
+        x_pad = pad_images(x, ((padding[0],) * 2, (padding[1],) * 2), value=-np.inf)
+        out = x_pad[offsets[0][1]].copy()
+        argmax = np.zeros(out.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
+        for k, idx in offsets[1:]:
+            window = x_pad[idx]
+            better = window > out  # strict: the first maximum wins a tie
+            np.maximum(out, window, out=out)
+            np.copyto(argmax, k, where=better)
+        ctx.path, ctx.argmax, ctx.padded_shape, ctx.x = "general", argmax, x_pad.shape, x
+        return out, ctx
+
+    def max_pool2d_backward(self, ctx, grad_out):
+        x, (kh, kw) = ctx.x, ctx.pool
+        if ctx.path == "small":
+            n, c = grad_out.shape[:2]
+            dwindows = (ctx.argmax[..., None] == np.arange(kh * kw)) * grad_out[..., None]
+            return dwindows.reshape(n, c, *ctx.out_hw, kh, kw).transpose(0, 1, 2, 4, 3, 5).reshape(x.shape)
+        offsets = _offsets(ctx.pool, ctx.stride, ctx.out_hw)
+        if ctx.path == "tiled":  # each input pixel is in at most one window: write g * mask per offset, no adding
+            out = ctx.out
+            if grad_out.strides != out.strides:
+                # One copy into the layout of x (e.g. the NCHW gradient of a Flatten, for a batch-innermost
+                # x) beats kh·kw element-wise passes over operands of different layouts (5-10x slower).
+                grad_out = copy_like(out, grad_out)
+            dx = np.empty_like(x) if ctx.covered else np.zeros_like(x)  # *_like keeps x's memory layout
+            unmax_first([x[idx] for _, idx in offsets], out, grad_out, [dx[idx] for _, idx in offsets])
+            return dx
+        ph, pw = ctx.padding
+        dx_pad = np.zeros(ctx.padded_shape, dtype=grad_out.dtype)
+        for k, idx in offsets:
+            dx_pad[idx] += grad_out * (ctx.argmax == k)
+        return dx_pad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
+
+    def avg_pool2d(self, x, pool, stride, padding, ctx=None):
+        ph, pw = padding
+        out_hw = _pool_out(x.shape, pool, stride, padding)
+        windows = window_view(pad_images(x, ((ph, ph), (pw, pw))), pool, stride, out_hw)
+        return windows.mean(axis=(2, 3)), (x.shape, pool, stride, padding, out_hw)
+
+    def avg_pool2d_backward(self, ctx, grad_out):
+        shape, (kh, kw), stride, (ph, pw), out_hw = ctx
+        share = grad_out / (kh * kw)
+        dx_pad = np.zeros((shape[0], shape[1], shape[2] + 2 * ph, shape[3] + 2 * pw), dtype=grad_out.dtype)
+        for _, idx in _offsets((kh, kw), stride, out_hw):
+            dx_pad[idx] += share
+        return dx_pad[:, :, ph:ph + shape[2], pw:pw + shape[3]]
+
+    # -- normalisation ---------------------------------------------------------------------------
+    def batch_norm2d(self, x, weight, bias, eps, stats=None, ctx=None):
+        if not isinstance(ctx, _BatchNormContext):
+            ctx = _BatchNormContext()
+        # x̂ = centred · inv_std is never stored: backward needs only Σ g·x̂
+        ctx.centred = scratch_like(x, ctx.buffers, "centred")
+        y, mean, var, ctx.inv_std = batchnorm_forward(x, weight, bias, eps, ctx.centred, stats)
+        ctx.weight, ctx.batch_stats = weight, stats is None
+        return y, mean, var, ctx
+
+    def batch_norm2d_backward(self, ctx, grad_out):
+        return batchnorm_backward(grad_out, ctx.centred, ctx.inv_std, ctx.weight, ctx.batch_stats)
+
+    # -- element-wise ----------------------------------------------------------------------------
+    def relu(self, x, ctx=None):
+        # One pass that keeps x's memory layout (batch-innermost after a Conv2D); the mask is recomputed
+        # from the output in backward, so inference pays for nothing else.
+        out = np.maximum(x, x.dtype.type(0))
+        return out, out
+
+    def relu_backward(self, ctx, grad_out):
+        return grad_out * (ctx > 0)

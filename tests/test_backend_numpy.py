@@ -1,5 +1,6 @@
-"""The fast paths of Conv2D, MaxPool2D, ReLU and the training loop agree with the loop-based oracles
-in tests/reference.py, for random shapes, both dtypes, both memory layouts, and every special case."""
+"""minidl.backend.numpy: the fast paths of Conv2D, MaxPool2D, BatchNorm2D, ReLU and the training loop agree
+with the loop-based oracles in minidl.backend.reference, for random shapes, both dtypes, every memory layout,
+and every special case. Every test here runs under the numpy backend."""
 
 import functools
 import importlib.util
@@ -11,14 +12,14 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-import minidl.kernels as kernels
-import minidl.layers.pooling as pooling
+import minidl.backend.numpy as nb
 from helpers import built
 from minidl import Sequential, set_num_threads
+from minidl.backend import set_backend
 from minidl.callbacks import Callback
 from minidl.guard import NonFiniteLossError
 from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, SoftmaxCE
-from minidl.kernels import matmul_nt, matmul_wide
+from minidl.backend.numpy import matmul_nt, matmul_wide
 from minidl.layers.conv import resolve_padding
 from minidl.optim import SGD
 from minidl.testing import MEMORY_LAYOUTS, stored_as
@@ -26,6 +27,13 @@ from reference import (batchnorm2d_reference, conv2d_backward_reference, conv2d_
                        maxpool2d_reference)
 
 DTYPES = ["float32", "float64"]
+
+
+@pytest.fixture(autouse=True)
+def numpy_backend():
+    set_backend("numpy")
+    yield
+    set_backend(None)
 TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
 
 
@@ -49,8 +57,8 @@ def conv_cases(draw):
 @pytest.mark.parametrize("min_channels", [1, 10**9], ids=["input-grad-as-convolution", "input-grad-by-col2im"])
 @given(case=conv_cases())
 def test_conv2d_forward_and_backward_match_the_loop_reference(case, min_channels):
-    original = kernels.TRANSPOSED_MIN_CHANNELS
-    kernels.TRANSPOSED_MIN_CHANNELS = min_channels  # force one input-gradient path or the other
+    original = nb.TRANSPOSED_MIN_CHANNELS
+    nb.TRANSPOSED_MIN_CHANNELS = min_channels  # force one input-gradient path or the other
     try:
         layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
                       (case["channels"], *case["size"]), dtype=case["dtype"], seed=case["seed"])
@@ -67,14 +75,14 @@ def test_conv2d_forward_and_backward_match_the_loop_reference(case, min_channels
         np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
         np.testing.assert_allclose(layer.bias.grad, ref_db, **TOL[case["dtype"]])
     finally:
-        kernels.TRANSPOSED_MIN_CHANNELS = original
+        nb.TRANSPOSED_MIN_CHANNELS = original
 
 
 @given(conv_cases())
 def test_conv2d_in_row_blocks_matches_the_loop_reference(case):
-    original = kernels.CONV_BLOCK, kernels.COL2IM_BLOCK, kernels.PARALLEL_MIN_FLOPS
-    kernels.CONV_BLOCK = kernels.COL2IM_BLOCK = 1  # one output row per block: the smallest blocks there are
-    kernels.PARALLEL_MIN_FLOPS = 0  # and on the pool's threads however small
+    original = nb.CONV_BLOCK, nb.COL2IM_BLOCK, nb.PARALLEL_MIN_FLOPS
+    nb.CONV_BLOCK = nb.COL2IM_BLOCK = 1  # one output row per block: the smallest blocks there are
+    nb.PARALLEL_MIN_FLOPS = 0  # and on the pool's threads however small
     try:
         layer = built(Conv2D(case["filters"], case["kernel"], stride=case["stride"], padding=case["padding"]),
                       (case["channels"], *case["size"]), dtype=case["dtype"], seed=case["seed"])
@@ -89,7 +97,7 @@ def test_conv2d_in_row_blocks_matches_the_loop_reference(case):
         np.testing.assert_allclose(dx, ref_dx, **TOL[case["dtype"]])
         np.testing.assert_allclose(layer.weight.grad, ref_dw, **TOL[case["dtype"]])
     finally:
-        kernels.CONV_BLOCK, kernels.COL2IM_BLOCK, kernels.PARALLEL_MIN_FLOPS = original
+        nb.CONV_BLOCK, nb.COL2IM_BLOCK, nb.PARALLEL_MIN_FLOPS = original
 
 
 def test_conv2d_padding_buffer_is_reused_without_stale_values():
@@ -144,19 +152,19 @@ def test_blocked_conv_products_give_the_bits_of_the_one_thread_loop_at_any_threa
     from minidl import set_num_threads, threads
 
     c, f, (kh, kw), (oh, ow), batch = 8, 6, (3, 3), (10, 10), 64
-    monkeypatch.setattr(kernels, "CONV_BLOCK", c * kh * kw * ow * batch * 2)  # 2 output rows a block: 5 blocks
-    monkeypatch.setattr(kernels, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(nb, "CONV_BLOCK", c * kh * kw * ow * batch * 2)  # 2 output rows a block: 5 blocks
+    monkeypatch.setattr(nb, "PARALLEL_MIN_FLOPS", 0)
     rng = np.random.default_rng(0)
-    xp = rng.standard_normal((c, oh + kh - 1, ow + kw - 1, batch)).astype(dtype)
+    x_pad = rng.standard_normal((c, oh + kh - 1, ow + kw - 1, batch)).astype(dtype)
     weight = rng.standard_normal((f, c * kh * kw)).astype(dtype)
     grad = rng.standard_normal((f, oh * ow * batch)).astype(dtype)
     width = ow * batch
-    # The loop kernels.py ran before the thread pool: one block after the other, with one BLAS thread,
+    # The loop nb.py ran before the thread pool: one block after the other, with one BLAS thread,
     # summing the weight gradient as it goes.
     forward, dw, part = np.empty((f, oh * width), dtype), np.empty((f, c * kh * kw), dtype), None
     with threadpool_limits(1):
         for i in range(0, oh, 2):
-            cols = kernels.im2col(xp, (kh, kw), (1, 1), (2, ow), first_row=i)
+            cols = nb.im2col(x_pad, (kh, kw), (1, 1), (2, ow), first_row=i)
             matmul_wide(weight, cols, out=forward[:, i * width:(i + 2) * width])
             g = grad[:, i * width:(i + 2) * width]
             if i == 0:
@@ -168,9 +176,9 @@ def test_blocked_conv_products_give_the_bits_of_the_one_thread_loop_at_any_threa
     try:
         with threads.blas_threads():
             buffers: dict = {}
-            assert np.array_equal(kernels.conv_forward(xp, weight, (kh, kw), (1, 1), (oh, ow), buffers), forward)
+            assert np.array_equal(nb.conv_forward(x_pad, weight, (kh, kw), (1, 1), (oh, ow), buffers), forward)
             out = np.empty_like(dw)
-            kernels.conv_weight_grad(xp, grad, (kh, kw), (1, 1), (oh, ow), out, buffers)
+            nb.conv_weight_grad(x_pad, grad, (kh, kw), (1, 1), (oh, ow), out, buffers)
             assert np.array_equal(out, dw)
     finally:
         set_num_threads(None)
@@ -202,8 +210,8 @@ def pool_cases(draw):
 @example(case=dict(batch=2, channels=2, pool=(2, 3), stride=None, padding=(0, 0), size=(5, 7), dtype="float32",
                    ties=True, layout=LAYOUTS[1], seed=1))
 def test_maxpool2d_paths_match_the_loop_reference(case, small_input):
-    original = pooling.SMALL_INPUT
-    pooling.SMALL_INPUT = small_input  # force one path or the other on the same inputs
+    original = nb.SMALL_INPUT
+    nb.SMALL_INPUT = small_input  # force one path or the other on the same inputs
     try:
         layer = built(MaxPool2D(case["pool"], stride=case["stride"], padding=case["padding"]),
                       (case["channels"], *case["size"]), dtype=case["dtype"])
@@ -218,11 +226,12 @@ def test_maxpool2d_paths_match_the_loop_reference(case, small_input):
         g = rng.standard_normal(out.shape).astype(case["dtype"])
         ref = maxpool2d_backward_reference(x, g, case["pool"], stride, case["padding"])
         np.testing.assert_allclose(layer.backward(g), ref, **TOL[case["dtype"]])
-        tiles, covered = layer._tiled, layer._covered
+        tiles = stride == case["pool"] and case["padding"] == (0, 0)
+        covered = all(out.shape[2 + a] * case["pool"][a] == case["size"][a] for a in range(2))
         expected_path = "general" if not tiles else "small" if covered and small_input else "tiled"
-        assert layer._path == expected_path
+        assert layer._ctx.path == expected_path
     finally:
-        pooling.SMALL_INPUT = original
+        nb.SMALL_INPUT = original
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -461,7 +470,7 @@ def test_a_callback_calling_backward_during_fit_gets_the_input_gradient():
 @pytest.mark.parametrize("block", [2**17, 2 * 6 * 4 * 5])  # 3 channels in one block, or in blocks of 2 and 1
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batchnorm2d_matches_the_per_channel_reference_in_every_layout(dtype, block, monkeypatch):
-    monkeypatch.setattr(kernels, "CHANNEL_BLOCK", block)
+    monkeypatch.setattr(nb, "CHANNEL_BLOCK", block)
     layer = built(BatchNorm2D(), (3, 4, 5), dtype=dtype)
     rng = np.random.default_rng(0)
     layer.weight.data[...] = rng.uniform(0.5, 2, 3)
@@ -522,9 +531,8 @@ def test_layers_reused_arrays_are_replaced_when_they_come_back_read_only():
     y = bn.forward(conv.forward(x, training=True), training=True)
     bn.backward(np.ones_like(y))
     for layer in (conv, bn):
-        for name in ("_input_buffers", "_scratch"):
-            for array in getattr(layer, name, {}).values():
-                array.flags.writeable = False
+        for array in layer._ctx.buffers.values():
+            array.flags.writeable = False
     np.testing.assert_array_equal(bn.forward(conv.forward(x, training=True), training=True), y)
 
 
@@ -532,7 +540,7 @@ def test_layers_reused_arrays_are_replaced_when_they_come_back_read_only():
 def test_a_one_block_weight_gradient_uses_the_latest_forward_only(padding, monkeypatch):
     # conv_weight_grad takes conv_forward's X_col back when it is one block; after another forward
     # (the padded input's array reused, or a batch of several blocks) it must be that forward's.
-    monkeypatch.setattr(kernels, "CONV_BLOCK", 1500)  # batch 2: one block; batch 20: several
+    monkeypatch.setattr(nb, "CONV_BLOCK", 1500)  # batch 2: one block; batch 20: several
     rng = np.random.default_rng(0)
     x1, x2, x3 = rng.random((2, 2, 6, 6)), rng.random((2, 2, 6, 6)), rng.random((20, 2, 6, 6))
     layer = built(Conv2D(3, 3, padding=padding), (2, 6, 6))
@@ -551,7 +559,7 @@ def test_a_one_block_weight_gradient_uses_the_latest_forward_only(padding, monke
 def test_a_deeper_network_keeps_its_caches_not_a_set_of_temporaries_per_layer(depth):
     # Each Conv2D + BatchNorm2D + ReLU block keeps what its backward needs (the padded input, the
     # centred input, the ReLU output); the unfolded blocks, the padded input gradient and the
-    # BatchNorm2D product are temporaries every layer shares (kernels.workspace).
+    # BatchNorm2D product are temporaries every layer shares (nb.workspace).
     def retained(blocks: int) -> int:
         layers = []
         for _ in range(blocks):

@@ -1,0 +1,113 @@
+"""``Backend``: the operations a backend computes for minidl's layers, and what each promises.
+
+A layer calls ``get_backend().op(...)`` for its heavy work and keeps the *context* the op returns
+for its backward pass. A context is opaque to the layer: the backend that made it decides what it
+holds (the padded input, a mask, its own reusable arrays) and in which memory layout. A layer passes
+its previous context back in (``ctx=``) so that the backend may reuse that context's arrays step
+after step; a context of another backend, or ``None``, is simply not reused.
+
+Every op takes and returns NCHW-shaped NumPy arrays of the input's dtype; what strides they have is
+the backend's business (the NumPy backend hands images on batch-innermost, see
+:mod:`minidl.backend.numpy`). Values must equal the NumPy backend's (float64 to 1e-12, float32 to
+1e-5 relative) and must not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Backend", "Pads"]
+
+#: ``((top, bottom), (left, right))`` zero padding of an image's two spatial axes.
+Pads = tuple[tuple[int, int], tuple[int, int]]
+Pair = tuple[int, int]
+
+
+class Backend:
+    """The operations behind minidl's image layers; subclass it (usually through
+    :class:`~minidl.backend.numpy.NumpyBackend`, overriding only what you compute differently) to add a backend.
+
+    A backend takes no constructor arguments: it is a stateless object, and per-call state lives in
+    the contexts its operations return.
+
+    Shape:
+        - Images: ``(N, C, H, W)`` in, ``(N, F, OH, OW)`` or ``(N, C, OH, OW)`` out.
+
+    Example::
+
+        >>> from minidl.backend import get_backend
+        >>> import numpy as np
+        >>> y, ctx = get_backend().relu(np.array([[-1.0, 2.0]]))
+        >>> y
+        array([[0., 2.]])
+    """
+
+    #: What ``set_backend`` and ``MINIDL_BACKEND`` call it.
+    name = "?"
+
+    def execution(self) -> contextlib.AbstractContextManager[None]:
+        """The thread and BLAS policy ``fit``, ``evaluate`` and ``predict`` run inside (entered once per call)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What this backend runs on, for ``minidl.show_config()``: at least its name."""
+        return {"backend": self.name}
+
+    # -- convolution ---------------------------------------------------------------------------
+    def conv2d(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair, pads: Pads,
+               ctx: Any = None) -> tuple[np.ndarray, Any]:
+        """``(y, ctx)``: the cross-correlation of ``x`` (N, C, H, W), zero-padded by ``pads``, with
+        ``weight`` (F, C, kh, kw), plus ``bias`` (F,) if given."""
+        raise NotImplementedError
+
+    def conv2d_backward(self, ctx: Any, grad_out: np.ndarray, need_input_grad: bool = True,
+                        need_weight_grad: bool = True, need_bias_grad: bool = True,
+                        ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """``(dx, dweight, dbias)`` for ``grad_out`` (N, F, OH, OW); ``None`` for what is not needed."""
+        raise NotImplementedError
+
+    # -- pooling ----------------------------------------------------------------------------------
+    def max_pool2d(self, x: np.ndarray, pool: Pair, stride: Pair, padding: Pair, ctx: Any = None
+                   ) -> tuple[np.ndarray, Any]:
+        """``(y, ctx)``: the max of each window, padding counting as ``-inf``."""
+        raise NotImplementedError
+
+    def max_pool2d_backward(self, ctx: Any, grad_out: np.ndarray) -> np.ndarray:
+        """``dx``: each window's gradient to its first maximum in row-major order; overlaps add up."""
+        raise NotImplementedError
+
+    def avg_pool2d(self, x: np.ndarray, pool: Pair, stride: Pair, padding: Pair, ctx: Any = None
+                   ) -> tuple[np.ndarray, Any]:
+        """``(y, ctx)``: the mean of each window, padding counting as zeros, divisor ``kh·kw``."""
+        raise NotImplementedError
+
+    def avg_pool2d_backward(self, ctx: Any, grad_out: np.ndarray) -> np.ndarray:
+        """``dx``: ``grad_out / (kh·kw)`` spread over each window."""
+        raise NotImplementedError
+
+    # -- normalisation ----------------------------------------------------------------------------
+    def batch_norm2d(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float,
+                     stats: tuple[np.ndarray, np.ndarray] | None = None, ctx: Any = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+        """``(y, mean, var, ctx)``: per-channel normalisation of ``x`` with the batch's mean and (biased)
+        variance, or with ``stats = (mean, var)`` when given, then ``weight · x̂ + bias``."""
+        raise NotImplementedError
+
+    def batch_norm2d_backward(self, ctx: Any, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dx, dweight, dbias)``; through the batch statistics when forward computed them."""
+        raise NotImplementedError
+
+    # -- element-wise -----------------------------------------------------------------------------
+    def relu(self, x: np.ndarray, ctx: Any = None) -> tuple[np.ndarray, Any]:
+        """``(max(x, 0), ctx)``, in ``x``'s memory layout."""
+        raise NotImplementedError
+
+    def relu_backward(self, ctx: Any, grad_out: np.ndarray) -> np.ndarray:
+        """``grad_out · [x > 0]``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<minidl backend {self.name!r}>"

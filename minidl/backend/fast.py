@@ -1,0 +1,315 @@
+"""The ``fast`` backend: the NumPy backend with its memory-bound passes compiled by Numba, on every core.
+
+``pip install "minidl[fast]"`` (Numba ≥ 0.68). The convolution products stay in ``numpy.matmul``
+(BLAS, one thread each, on minidl's own pool, as in :mod:`minidl.backend.numpy`); what NumPy runs
+on one core in several passes runs here in one compiled pass per direction, split over channels
+or over elements with ``prange``:
+
+- BatchNorm2D forward: the sums, the variance and the affine map per channel, reading ``x`` twice
+  and writing ``y`` once (NumPy: five passes and a centred copy kept for backward); backward
+  recomputes ``x - μ`` on the fly.
+- MaxPool2D's backward over windows that tile the input (every pooling of minidl's presets): one
+  pass that writes ``g`` at each window's first maximum and zeros elsewhere.
+- ReLU and its backward: one parallel pass each.
+
+Everything else (convolutions, overlapping or padded pooling, average pooling) is the NumPy
+backend's, unchanged. Every kernel gives each output element (or each channel's sum) to one
+thread, which computes it in a fixed order: results are bitwise the same at any thread count.
+Sums are accumulated in float64 for float32 data, so they are closer to the exact value than
+NumPy's pairwise float32 sums; the tests hold the two backends to 1e-5 relative (float32) and
+1e-12 (float64).
+
+**Threads.** Numba's kernels run on its own threads (the ``workqueue`` layer, the one every
+platform has; Numba's OpenMP layer is not fork-safe with GNU OpenMP, and the test suite and
+joblib fork). ``workqueue`` aborts the process when two Python threads enter parallel code at
+once, so every parallel kernel here is entered under one lock: models trained in several
+threads take turns in these kernels (``tests/test_backend_fast.py`` trains two at once). BLAS is
+never called inside a parallel region. The kernels use :func:`minidl.threads.get_num_threads`
+threads (at most Numba's ``NUMBA_NUM_THREADS``). Inputs below :data:`PARALLEL_MIN_SIZE` elements
+(e.g. batch-1 steps) take the NumPy backend's path: starting Numba's threads costs more there.
+
+**Compiling.** ``cache=True``: the first run after installing compiles the kernels (a few seconds)
+and writes them next to this module; later runs load them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from .. import threads
+from .numpy import NumpyBackend, copy_like
+
+__all__ = ["FastBackend", "PARALLEL_MIN_SIZE"]
+
+#: Inputs of fewer elements take the NumPy backend's path. ReLU on (1, 4, 6, 6) at batch 1: NumPy
+#: ~1 µs, a parallel kernel ~10 µs of dispatch.
+PARALLEL_MIN_SIZE = 2**14
+
+_enter = threading.Lock()  # workqueue: one Python thread at a time in parallel code
+_compiled: dict[str, Any] = {}
+_loading = threading.Lock()
+prange = range  # numba.prange once _load has run: the kernels below resolve it when they compile
+
+
+def _load() -> Any:
+    """Import Numba and wrap the kernels, on the first call that needs them: importing Numba and loading
+    its cached kernels cost ~0.9 s of CPU once per process, which a run whose inputs all stay below
+    :data:`PARALLEL_MIN_SIZE` (``minidl digits``) never pays."""
+    global prange
+    import numba
+
+    with _loading:
+        if not _compiled:
+            if not os.environ.get("NUMBA_THREADING_LAYER"):
+                numba.config.THREADING_LAYER = "workqueue"
+            prange = numba.prange
+            for name, fn in _KERNELS.items():
+                _compiled[name] = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH.get(name, False))(fn)
+    return numba
+
+
+def _threads() -> int:
+    numba = _load()
+    return max(1, min(threads.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
+def _run(name: str, *args: Any) -> Any:
+    with _enter:
+        _load().set_num_threads(_threads())
+        return _compiled[name](*args)
+
+
+# -- memory layouts ------------------------------------------------------------------------------------
+def _channel_view(x: np.ndarray) -> np.ndarray | None:
+    """``x`` (N, C, H, W) as a C-contiguous (A, C, B) view in which element (a, c, b) is channel c's
+    b-th value of block a: (N, C, H·W) for NCHW, (1, C, H·W·N) batch-innermost, (1, C, N·H·W)
+    channels-major. ``None`` for any other layout."""
+    n, c, h, w = x.shape
+    if x.flags.c_contiguous:
+        return x.reshape(n, c, h * w)
+    t = x.transpose(1, 2, 3, 0)
+    if t.flags.c_contiguous:
+        return t.reshape(1, c, h * w * n)
+    t = x.transpose(1, 0, 2, 3)
+    if t.flags.c_contiguous:
+        return t.reshape(1, c, n * h * w)
+    return None
+
+
+def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.strides == b.strides
+
+
+# -- kernels -------------------------------------------------------------------------------------------
+def _bn_forward(x, weight, bias, eps, mean, var, inv_std, y, batch_stats):  # pragma: no cover - compiled
+    blocks, channels, size = x.shape
+    m = blocks * size
+    for c in prange(channels):
+        if batch_stats:
+            s = 0.0
+            for a in range(blocks):
+                for b in range(size):
+                    s += x[a, c, b]
+            mean[c] = s / m
+            mu = mean[c]
+            ss = 0.0
+            for a in range(blocks):
+                for b in range(size):
+                    d = x[a, c, b] - mu
+                    ss += d * d
+            var[c] = ss / m
+        inv_std[c] = 1.0 / np.sqrt(var[c] + eps)
+        scale = weight[c] * inv_std[c]
+        mu, beta = mean[c], bias[c]
+        for a in range(blocks):
+            for b in range(size):
+                y[a, c, b] = (x[a, c, b] - mu) * scale + beta
+
+
+def _bn_backward(g, x, mean, inv_std, weight, batch_stats, dx, dweight, dbias):  # pragma: no cover - compiled
+    blocks, channels, size = x.shape
+    m = blocks * size
+    for c in prange(channels):
+        mu = mean[c]
+        sg = 0.0
+        sgx = 0.0
+        for a in range(blocks):
+            for b in range(size):
+                gv = g[a, c, b]
+                sg += gv
+                sgx += gv * (x[a, c, b] - mu)
+        istd = inv_std[c]
+        dbias[c] = sg
+        dweight[c] = sgx * istd
+        scale = weight[c] * istd
+        if batch_stats:  # scale·g − (x − μ)·k − j, per-channel k and j
+            k = scale * istd * dweight[c] / m
+            j = scale * dbias[c] / m
+            for a in range(blocks):
+                for b in range(size):
+                    dx[a, c, b] = g[a, c, b] * scale - (x[a, c, b] - mu) * k - j
+        else:
+            for a in range(blocks):
+                for b in range(size):
+                    dx[a, c, b] = g[a, c, b] * scale
+
+
+def _relu(x, y):  # pragma: no cover - compiled
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = 0 if v <= 0 else v  # NaN passes, as np.maximum
+
+
+def _relu_backward(y, g, dx):  # pragma: no cover - compiled
+    for i in prange(y.size):
+        dx[i] = g[i] if y[i] > 0 else 0
+
+
+def _unpool_chwn(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
+    """``dx``: each window's ``g`` at the first pixel (row-major) equal to the window's max ``y``, else 0."""
+    channels, oh, ow, n = y.shape
+    for ci in prange(channels * oh):
+        c, i = ci // oh, ci % oh
+        taken = np.empty(n, np.bool_)
+        for j in range(ow):
+            taken[:] = False
+            for u in range(kh):
+                for v in range(kw):
+                    for b in range(n):
+                        val, best = x[c, i * kh + u, j * kw + v, b], y[c, i, j, b]
+                        hit = not taken[b] and (val == best or (val != val and best != best))
+                        dx[c, i * kh + u, j * kw + v, b] = g[c, i, j, b] if hit else 0
+                        taken[b] = taken[b] or hit
+
+
+def _unpool_nchw(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
+    n, channels, oh, ow = y.shape
+    for nc in prange(n * channels):
+        b, c = nc // channels, nc % channels
+        for i in range(oh):
+            for j in range(ow):
+                best, free = y[b, c, i, j], True
+                for u in range(kh):
+                    for v in range(kw):
+                        val = x[b, c, i * kh + u, j * kw + v]
+                        hit = free and (val == best or (val != val and best != best))
+                        dx[b, c, i * kh + u, j * kw + v] = g[b, c, i, j] if hit else 0
+                        free = free and not hit
+
+
+#: Each kernel, by name, compiled by :func:`_load` with ``parallel=True, cache=True``.
+_KERNELS = {fn.__name__: fn for fn in (_bn_forward, _bn_backward, _relu, _relu_backward, _unpool_chwn, _unpool_nchw)}
+#: The batch-norm sums may be reassociated (vectorised); each channel's sum is still one thread's, in one
+#: compiled order, so the bits do not depend on the thread count. No "nnan"/"ninf": NaN must propagate.
+_FASTMATH = {"_bn_forward": {"reassoc", "contract"}, "_bn_backward": {"reassoc", "contract"}}
+
+
+# -- contexts ------------------------------------------------------------------------------------------
+class _FastBatchNorm:
+    __slots__ = ("x", "mean", "inv_std", "weight", "batch_stats")
+
+
+class _FastReLU:
+    __slots__ = ("y",)
+
+
+class FastBackend(NumpyBackend):
+    """The NumPy backend with BatchNorm2D, MaxPool2D's backward and ReLU compiled by Numba, on every core.
+
+    Example::
+
+        >>> import numpy as np
+        >>> from minidl.backend.fast import FastBackend
+        >>> y, ctx = FastBackend().relu(np.array([[-1.0, 2.0]]))
+        >>> y
+        array([[0., 2.]])
+    """
+
+    name = "fast"
+
+    def describe(self) -> dict[str, Any]:
+        numba = _load()
+        return {**super().describe(), "numba": numba.__version__,
+                "threading layer": f"{numba.config.THREADING_LAYER} (one Python thread at a time)",
+                "numba threads": _threads()}
+
+    # -- normalisation ---------------------------------------------------------------------------
+    def batch_norm2d(self, x, weight, bias, eps, stats=None, ctx=None):
+        view = _channel_view(x) if x.size >= PARALLEL_MIN_SIZE else None
+        if view is None:
+            return super().batch_norm2d(x, weight, bias, eps, stats, ctx)
+        c = x.shape[1]
+        y = np.empty_like(x)  # x's memory layout, so _channel_view(y) lines up with view
+        mean, var = (np.empty(c, x.dtype), np.empty(c, x.dtype)) if stats is None else stats
+        inv_std = np.empty(c, x.dtype)
+        _run("_bn_forward", view, weight, bias, float(eps), mean, var, inv_std, _channel_view(y), stats is None)
+        if not isinstance(ctx, _FastBatchNorm):
+            ctx = _FastBatchNorm()
+        ctx.x, ctx.mean, ctx.inv_std, ctx.weight, ctx.batch_stats = x, mean, inv_std, weight, stats is None
+        return y, mean, var, ctx
+
+    def batch_norm2d_backward(self, ctx, grad_out):
+        if not isinstance(ctx, _FastBatchNorm):
+            return super().batch_norm2d_backward(ctx, grad_out)
+        x = ctx.x
+        if not _same_layout(grad_out, x):
+            grad_out = copy_like(x, grad_out)
+        dx = np.empty_like(x)
+        c = x.shape[1]
+        dweight, dbias = np.empty(c, x.dtype), np.empty(c, x.dtype)
+        _run("_bn_backward", _channel_view(grad_out), _channel_view(x), ctx.mean, ctx.inv_std, ctx.weight,
+             ctx.batch_stats, _channel_view(dx), dweight, dbias)
+        return dx, dweight, dbias
+
+    # -- pooling ---------------------------------------------------------------------------------
+    def max_pool2d_backward(self, ctx, grad_out):
+        # Forward is the NumPy backend's: np.maximum over the kh·kw strided views already runs at memory
+        # speed (0.75 ms on vgg-cifar's conv2 output, one thread; a compiled pass that also keeps the
+        # arg-max took 2.2 ms). Its backward makes kh·kw masks and products: one compiled pass here.
+        if ctx.path != "tiled" or ctx.x.size < PARALLEL_MIN_SIZE:
+            return super().max_pool2d_backward(ctx, grad_out)
+        x, y, (kh, kw) = ctx.x, ctx.out, ctx.pool
+        n, c, h, w = x.shape
+        if x.transpose(1, 2, 3, 0).flags.c_contiguous and y.transpose(1, 2, 3, 0).flags.c_contiguous:
+            order = (1, 2, 3, 0)  # batch-innermost, as after a Conv2D
+        elif x.flags.c_contiguous and y.flags.c_contiguous:
+            order = (0, 1, 2, 3)
+        else:
+            return super().max_pool2d_backward(ctx, grad_out)
+        if not _same_layout(grad_out, y):
+            grad_out = copy_like(y, grad_out)  # one copy into y's layout beats strided reads in the kernel
+        covered = y.shape[2] * kh == h and y.shape[3] * kw == w
+        shape = tuple(x.shape[a] for a in order)
+        dx = (np.empty if covered else np.zeros)(shape, grad_out.dtype)
+        kernel = "_unpool_chwn" if order[0] == 1 else "_unpool_nchw"
+        _run(kernel, x.transpose(order), y.transpose(order), grad_out.transpose(order), kh, kw, dx)
+        return dx.transpose(np.argsort(order))
+
+    # -- element-wise ----------------------------------------------------------------------------
+    def relu(self, x, ctx=None):
+        if x.size < PARALLEL_MIN_SIZE:
+            return super().relu(x)
+        flat = x.ravel(order="K")
+        y = np.empty_like(x)  # x's memory layout
+        y_flat = y.ravel(order="K")
+        if not (np.may_share_memory(flat, x) and np.may_share_memory(y_flat, y)):  # not one dense block: NumPy's way
+            return super().relu(x)
+        _run("_relu", flat, y_flat)
+        out = _FastReLU()
+        out.y = y
+        return y, out
+
+    def relu_backward(self, ctx, grad_out):
+        if not isinstance(ctx, _FastReLU):
+            return super().relu_backward(ctx, grad_out)
+        y = ctx.y
+        if not _same_layout(grad_out, y):
+            grad_out = copy_like(y, grad_out)
+        dx = np.empty_like(y)
+        _run("_relu_backward", y.ravel(order="K"), grad_out.ravel(order="K"), dx.ravel(order="K"))
+        return dx
+

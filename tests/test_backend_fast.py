@@ -1,0 +1,191 @@
+"""minidl.backend.fast: every op equals the numpy backend's (float64 to 1e-12, float32 to 1e-5 relative) in
+every memory layout, gives the same bits at any thread count, and is safe when two Python threads call in."""
+
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from helpers import built  # noqa: E402
+
+import minidl  # noqa: E402
+import minidl.backend.fast as fast  # noqa: E402
+import minidl.backend.numpy as numpy_backend  # noqa: E402
+from minidl.backend import set_backend  # noqa: E402
+from minidl.backend.fast import FastBackend  # noqa: E402
+from minidl.backend.numpy import NumpyBackend  # noqa: E402
+from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCE  # noqa: E402
+from minidl.testing import MEMORY_LAYOUTS, stored_as  # noqa: E402
+
+TOL = {"float32": dict(rtol=1e-5, atol=1e-5), "float64": dict(rtol=1e-12, atol=1e-12)}
+DTYPES = ["float32", "float64"]
+ORDERS = {name.split(" (")[0]: order for name, order in MEMORY_LAYOUTS.items()}
+LAYOUTS = list(ORDERS)  # NCHW, batch-innermost, channels-major
+FAST, NUMPY = FastBackend(), NumpyBackend()
+
+
+@pytest.fixture(autouse=True)
+def small_inputs_too(monkeypatch):
+    monkeypatch.setattr(fast, "PARALLEL_MIN_SIZE", 0)  # the compiled kernels even for the tiny shapes here
+    monkeypatch.setattr(numpy_backend, "SMALL_INPUT", 0)  # and the pooling path they take over
+    yield
+    minidl.set_num_threads(None)
+
+
+def images(shape, dtype, layout, seed=0, ties=False):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-1, 2, shape) if ties else rng.standard_normal(shape) * 3 + 1
+    return stored_as(x.astype(dtype), ORDERS[layout])
+
+
+def assert_close(a, b, dtype):
+    assert a.dtype == np.dtype(dtype) and a.shape == b.shape
+    np.testing.assert_allclose(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("g_layout", LAYOUTS)
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm2d_equals_the_numpy_backend(dtype, layout, g_layout, training):
+    x = images((5, 3, 4, 6), dtype, layout)
+    g = images((5, 3, 4, 6), dtype, g_layout, seed=1)
+    rng = np.random.default_rng(2)
+    weight, bias = rng.uniform(0.5, 2, 3).astype(dtype), rng.standard_normal(3).astype(dtype)
+    stats = None if training else (rng.standard_normal(3).astype(dtype), rng.uniform(0.5, 2, 3).astype(dtype))
+    y, mean, var, ctx = FAST.batch_norm2d(x, weight, bias, 1e-5, stats)
+    y_ref, mean_ref, var_ref, ctx_ref = NUMPY.batch_norm2d(x, weight, bias, 1e-5, stats)
+    assert y.strides == x.strides  # the layout goes through
+    for a, b in ((y, y_ref), (mean, mean_ref), (var, var_ref)):
+        assert_close(a, b, dtype)
+    for a, b in zip(FAST.batch_norm2d_backward(ctx, g), NUMPY.batch_norm2d_backward(ctx_ref, g), strict=True):
+        assert_close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("g_layout", ["NCHW", "batch-innermost"])
+@pytest.mark.parametrize("pool, size", [((2, 2), (6, 8)), ((2, 2), (7, 9)), ((3, 2), (6, 4)), ((1, 1), (3, 3))])
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool2d_equals_the_numpy_backend(dtype, layout, g_layout, pool, size, ties):
+    x = images((3, 2, *size), dtype, layout, ties=ties)
+    y, ctx = FAST.max_pool2d(x, pool, pool, (0, 0))
+    y_ref, ctx_ref = NUMPY.max_pool2d(x, pool, pool, (0, 0))
+    np.testing.assert_array_equal(y, y_ref)
+    g = images(y.shape, dtype, g_layout, seed=3)
+    dx = FAST.max_pool2d_backward(ctx, g)
+    np.testing.assert_array_equal(dx, NUMPY.max_pool2d_backward(ctx_ref, g))  # the first maximum gets it, as NumPy
+    assert dx.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("stride, padding", [((1, 1), (0, 0)), ((2, 2), (1, 1))])
+def test_max_pool2d_of_overlapping_or_padded_windows_is_the_numpy_backends(stride, padding):
+    x = images((2, 3, 7, 7), "float64", "batch-innermost")
+    y, ctx = FAST.max_pool2d(x, (3, 3), stride, padding)
+    y_ref, ctx_ref = NUMPY.max_pool2d(x, (3, 3), stride, padding)
+    np.testing.assert_array_equal(y, y_ref)
+    g = np.ones_like(y)
+    np.testing.assert_array_equal(FAST.max_pool2d_backward(ctx, g), NUMPY.max_pool2d_backward(ctx_ref, g))
+
+
+def test_a_nan_in_a_window_is_the_windows_max_as_in_numpy():
+    x = np.zeros((1, 1, 2, 4))
+    x[0, 0, 1, 1] = np.nan
+    y, _ = FAST.max_pool2d(x, (2, 2), (2, 2), (0, 0))
+    assert np.isnan(y[0, 0, 0, 0]) and y[0, 0, 0, 1] == 0
+    r, _ = FAST.relu(x)
+    assert np.isnan(r[0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("g_layout", LAYOUTS)
+def test_relu_equals_the_numpy_backend(dtype, layout, g_layout):
+    x = images((3, 2, 4, 5), dtype, layout)
+    y, ctx = FAST.relu(x)
+    y_ref, ctx_ref = NUMPY.relu(x)
+    np.testing.assert_array_equal(y, y_ref)
+    assert y.strides == x.strides
+    g = images(x.shape, dtype, g_layout, seed=4)
+    np.testing.assert_array_equal(FAST.relu_backward(ctx, g), NUMPY.relu_backward(ctx_ref, g))
+
+
+def test_relu_of_a_strided_view_takes_numpys_way():
+    x = np.random.default_rng(0).standard_normal((4, 6))[:, ::2]
+    y, ctx = FAST.relu(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(FAST.relu_backward(ctx, np.ones_like(y)), x > 0)
+
+
+def vgg_like(seed=0):
+    return minidl.Sequential([Conv2D(4, 3, padding=1), BatchNorm2D(), ReLU(), MaxPool2D(2),
+                              Conv2D(6, 3, padding=1), BatchNorm2D(), ReLU(), MaxPool2D(2), Flatten(), Dense(3),
+                              SoftmaxCE()], input_shape=(2, 8, 8), seed=seed, dtype="float64")
+
+
+def train(backend: str, threads: int | None, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X, y = rng.random((24, 2, 8, 8)), rng.integers(0, 3, 24)
+    set_backend(backend)
+    try:
+        minidl.set_num_threads(threads)
+        model = vgg_like(seed)
+        model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        return model.state_dict()
+    finally:
+        set_backend(None)
+
+
+def test_training_gives_the_same_bits_at_any_thread_count_and_the_numpy_backends_values():
+    one, two = train("fast", 1), train("fast", 2)
+    reference = train("numpy", 1)
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name])
+        np.testing.assert_allclose(one[name], reference[name], rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore:minidl. BLAS kept")  # fit outside the main thread cannot pin OpenBLAS
+def test_two_python_threads_may_train_at_once():
+    # Numba's workqueue layer aborts the process on concurrent entry; the backend serialises entry.
+    results: dict = {}
+    expected = {seed: train("fast", 2, seed) for seed in (0, 1)}
+    set_backend("fast")
+    try:
+        def work(seed: int) -> None:
+            rng = np.random.default_rng(seed)
+            X, y = rng.random((24, 2, 8, 8)), rng.integers(0, 3, 24)
+            model = vgg_like(seed)
+            for _ in range(3):  # many entries into the kernels from both threads
+                model.load_state_dict(vgg_like(seed).state_dict())
+                model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+            results[seed] = model.state_dict()
+
+        workers = [threading.Thread(target=work, args=(seed,)) for seed in (0, 1)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=600)
+    finally:
+        set_backend(None)
+    assert sorted(results) == [0, 1]
+    for seed in (0, 1):
+        for name, value in expected[seed].items():
+            np.testing.assert_array_equal(results[seed][name], value)
+
+
+def test_layers_built_under_one_backend_compute_under_the_other():
+    layer = built(BatchNorm2D(), (3, 4, 4))
+    x = images((4, 3, 4, 4), "float64", "batch-innermost")
+    set_backend("numpy")
+    try:
+        y_numpy = layer.forward(x, training=True)
+        dx_numpy = layer.backward(np.ones_like(y_numpy))
+        set_backend("fast")
+        y_fast = layer.forward(x, training=True)  # the numpy context is replaced, not misread
+        dx_fast = layer.backward(np.ones_like(y_fast))
+    finally:
+        set_backend(None)
+    np.testing.assert_allclose(y_fast, y_numpy, **TOL["float64"])
+    np.testing.assert_allclose(dx_fast, dx_numpy, **TOL["float64"])

@@ -1,0 +1,82 @@
+"""minidl.language and the text commands: minidl train pydoc, minidl generate (tiny settings)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minidl import presets
+from minidl.cli import main
+from minidl.language import held_out_loss, load_checkpoint, random_windows, tokenizer_path, train_language_model
+from minidl.text import split_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_random_windows_targets_are_the_inputs_shifted_on():
+    tokens = np.arange(50)
+    x, y = random_windows(tokens, 6, 4, np.random.default_rng(0))
+    assert x.shape == y.shape == (4, 6)
+    np.testing.assert_array_equal(y, x + 1)  # consecutive ids: the next token is id + 1
+    with pytest.raises(ValueError, match="too few"):
+        random_windows(np.arange(7), 6, 1, np.random.default_rng(0))
+
+
+def test_training_lowers_the_held_out_loss_of_a_repetitive_text():
+    data = split_text("abcdefg" * 60, validation_fraction=0.2)
+    model = presets.char_lstm(data.tokenizer.vocab_size, context=10, dim=8, units=16)
+    before = held_out_loss(model, data.validation, windows=8)
+    assert abs(before - np.log(7)) < 0.3  # an untrained model is close to uniform
+    seen = []
+    curve = train_language_model(model, data, steps=40, batch_size=8, lr=1e-2, eval_every=20,
+                                 report=lambda *args: seen.append(args))
+    assert [step for step, _ in curve] == [20, 40] == [step for step, _, _ in seen]
+    assert curve[-1][1] < 0.5 * before
+    assert model.generate(data.tokenizer.encode("cd"), 5, temperature=0).tolist() == data.tokenizer.encode(
+        "cdefgab").tolist()
+
+
+def run_cli(*argv):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "minidl", *argv], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_train_pydoc_saves_a_checkpoint_that_generate_continues(tmp_path, capsys):
+    path = tmp_path / "gpt.minidl"
+    assert main(["train", "pydoc", "--steps", "4", "--eval-every", "2", "--context", "16", "--batch-size", "4",
+                 "--verbose", "0", "--save", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out loss: " in out and "bits/char" in out and "sample (temperature 0.8" in out
+    assert path.exists() and tokenizer_path(path).exists()
+    model, tokenizer = load_checkpoint(path)
+    assert model.input_shape == (16,) and tokenizer.vocab_size == model.output_shape[-1]
+    first = run_cli("generate", str(path), "--prompt", "The ", "--tokens", "20", "--temperature", "0.8", "--seed", "0")
+    again = run_cli("generate", str(path), "--prompt", "The ", "--tokens", "20", "--temperature", "0.8", "--seed", "0")
+    other = run_cli("generate", str(path), "--prompt", "The ", "--tokens", "20", "--temperature", "0.8", "--seed", "1")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == again.stdout and first.stdout != other.stdout
+    assert first.stdout.startswith("The ") and len(first.stdout.rstrip("\n")) == 24
+    unknown = run_cli("generate", str(path), "--prompt", "\u2603")
+    assert unknown.returncode == 1 and "--prompt: " in unknown.stderr and "not in the vocabulary" in unknown.stderr
+    tokenizer_path(path).unlink()
+    missing = run_cli("generate", str(path))
+    assert missing.returncode == 1 and "tokenizer.json is missing" in missing.stderr
+
+
+def test_text_command_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "pydoc", "--preset", "lenet"])
+    assert exit_info.value.code == 2 and "invalid choice: 'lenet'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", "x.minidl", "--temperature", "-1"])
+    assert "expected a number in [0.0, inf)" in capsys.readouterr().err
+
+
+def test_train_shakespeare_without_the_file_and_without_the_network_is_an_error_not_a_traceback(tmp_path, capsys):
+    assert main(["train", "shakespeare", "--no-download", "--data-dir", str(tmp_path), "--verbose", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("minidl: error: ") and "Traceback" not in err, err
+    assert "tiny-shakespeare/input.txt is missing" in err and "--no-download" in err

@@ -86,6 +86,9 @@ def _reshape_hint(shape: tuple[int, ...], expected: tuple[int, ...], name: str) 
     if len(shape) == 2 and shape[1] == c * h * w:
         return f"; these look like flattened images: pass {arg}.reshape(-1, {c}, {h}, {w})"
     return ""
+
+
+def _as_integers(X: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
     """``X`` as C-contiguous integers of ``dtype`` (a model's ``input_dtype``); whole-number floats convert."""
     if X.dtype.kind == "f":
         check_finite(X, name, X.dtype)

@@ -415,7 +415,7 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
     try:
         spec = layer.to_config()
         text = json.dumps(spec)
-        clone = Layer.from_config(json.loads(text))
+        clone: Layer = Layer.from_config(json.loads(text))
     except Exception as err:  # noqa: BLE001
         _record(report, name, [f"{type(err).__name__}: {err} (get_config must return the constructor's "
                                "keyword arguments as JSON values)"])

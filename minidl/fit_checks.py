@@ -9,22 +9,22 @@ holding another model's parameters, and the warning when an iterator of batches 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .callbacks import Callback
 from .layers.losses import SoftmaxCE
-from .optim import Optimizer
-from .recipes import OPTIMIZERS
+from .optim import SGD, Optimizer
+from .recipes import OPTIMIZERS, optimizer_class
 from .sources import Source, as_source, is_batch_iterable
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["warn_if_not_learning",
+__all__ = ["resolve_optimizer", "warn_if_not_learning",
            "require_loss", "check_fit_arguments", "validation_source", "check_owned", "warn_ran_out",
            "require_classifier", "NotLearningWarning", "not_learning", "warn_if_unscaled", "CHANCE_FRACTION",
            "MIN_EPOCHS_TO_JUDGE"]
@@ -257,3 +257,23 @@ def warn_if_not_learning(model: Sequential, losses: list[float], lr: float) -> b
         f"fit: {why}. Likely causes: a learning rate too large or too small (lr={lr:g}), "
         "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=6)
     return True
+
+
+def resolve_optimizer(model: Sequential, requested: Optimizer | str | None) -> Optimizer:
+    """The optimizer ``fit`` uses: ``requested``, else the model's previous one, else ``SGD(lr=0.01)``; a name of
+    :data:`minidl.recipes.OPTIMIZERS` makes that optimizer with its defaults. It must hold this model's parameters.
+
+    Args:
+        model: the model being trained (built: a name is made into an optimizer of its parameters).
+        requested: what ``fit`` got as ``optimizer``.
+
+    Example::
+
+        optimizer = resolve_optimizer(model, "adam")  # Adam(model.parameters())
+    """
+    optimizer = requested or model.optimizer or SGD(model.parameters(), lr=0.01)
+    if isinstance(optimizer, str):  # made now: an unbuilt model has its parameters only once X built it
+        make: Callable[..., Optimizer] = optimizer_class(optimizer.lower())  # each has a default lr
+        optimizer = make(model.parameters())
+    check_owned(model, optimizer)
+    return optimizer

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import saving, training
+from . import inference, saving, training
 from .backend import get_backend
 from .callbacks import Callback, History
 from .inputs import channels_first_hint, raise_if_not_finite
@@ -242,7 +242,7 @@ class Sequential(containers.Sequential, register=False):
         Without a loss: the last layer's outputs.
         """
         with get_backend().execution():
-            return training.predict(self, X, batch_size, steps=steps)
+            return inference.predict(self, X, batch_size, steps=steps)
 
     def predict_proba(self, X: Any, batch_size: int | None = None, steps: int | None = None) -> np.ndarray:
         """Class probabilities for ``X``: (N, K) with SoftmaxCE, ``σ(z)`` of the output's shape with SigmoidBCE.
@@ -250,7 +250,7 @@ class Sequential(containers.Sequential, register=False):
         Only classifier losses have probabilities; for any other model this is a ``ValueError``.
         """
         with get_backend().execution():
-            return training.predict(self, X, batch_size, proba=True, steps=steps)
+            return inference.predict(self, X, batch_size, proba=True, steps=steps)
 
     def generate(self, prompt_tokens: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  seed: int | None = None) -> np.ndarray:

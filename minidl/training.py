@@ -1,4 +1,4 @@
-"""The training loop behind ``Sequential.fit``, ``evaluate`` and ``predict``.
+"""The training loop behind ``Sequential.fit`` and ``evaluate`` (``predict`` is :mod:`minidl.inference`).
 
 One :class:`Trainer` runs one ``fit`` call. It holds the model, the optimizer, the callbacks,
 the :class:`~minidl.guard.TrainingGuard`, the :class:`~minidl.callbacks.History`, the running
@@ -9,38 +9,27 @@ step of :func:`forward_backward`, the guard's check, the update and the callback
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from . import fit_checks
 from .arguments import as_int, check_bool
 from .callbacks import Callback, CallbackList, History
-from .fit_checks import (
-    NotLearningWarning,
-    check_fit_arguments,
-    check_owned,
-    not_learning,
-    require_classifier,
-    require_loss,
-    validation_source,
-    warn_if_not_learning,
-    warn_if_unscaled,
-    warn_ran_out,
-)
+from .fit_checks import NotLearningWarning, not_learning, require_loss  # re-exported (see __all__)
 from .guard import NonFiniteLossError, TrainingGuard
-from .inputs import prepare_inputs, raise_if_not_finite
+from .inputs import prepare_inputs
 from .metrics import RunningMetrics
-from .optim import SGD, Optimizer
+from .optim import Optimizer
 from .progress import Progress
-from .recipes import optimizer_class
 from .sources import Batch, Source, as_source, batch_size_for
 
 if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "predict", "NotLearningWarning",
+__all__ = ["Trainer", "require_loss", "prepare", "forward_backward", "evaluate", "NotLearningWarning",
            "not_learning"]  # require_loss, NotLearningWarning, not_learning: from fit_checks
 
 
@@ -87,31 +76,6 @@ def evaluate(model: Sequential, source: Source, batch_size: int) -> dict[str, fl
     return running.means()
 
 
-def predict(model: Sequential, X: Any, batch_size: int | None, proba: bool = False, steps: int | None = None
-            ) -> np.ndarray:
-    """``model.predict`` (or ``predict_proba``): the loss's predictions (or probabilities) for ``X``, in chunks.
-
-    Without a loss, ``predict`` returns the model's outputs. ``batch_size=None`` means 256.
-    """
-    what = "predict_proba" if proba else "predict"
-    batch_size = batch_size_for(X, batch_size, 256, what)
-    loss = model.loss
-    if proba:
-        require_classifier(loss)
-    source = as_source(model, X, None, "X", None, steps, labels=False)
-    if loss is not None:
-        require_loss(model, what)
-    convert = (loss.probabilities if proba else loss.predict) if loss is not None else None
-    chunks = []
-    for xb, _ in source.batches(batch_size):
-        outputs = model.forward(xb)
-        raise_if_not_finite(outputs, f"{what}: the outputs")
-        chunks.append(outputs if convert is None else convert(outputs))
-    if not chunks:
-        raise source.no_batch()
-    return np.concatenate(chunks)
-
-
 class Trainer:
     """One ``fit`` call: mini-batch gradient descent on ``model`` with its guarantees (see ``Sequential.fit``).
 
@@ -145,7 +109,7 @@ class Trainer:
     ) -> None:
         self.model = model
         self.loss = require_loss(model, "fit")
-        self.callbacks = CallbackList(check_fit_arguments(verbose, callbacks, optimizer))
+        self.callbacks = CallbackList(fit_checks.check_fit_arguments(verbose, callbacks, optimizer))
         self.requested_optimizer = optimizer
         self.verbose = verbose
         self.history = History()
@@ -172,13 +136,9 @@ class Trainer:
         self.batch_size = batch_size_for(X, batch_size, 32, "fit")
         self.shuffle = check_bool(shuffle, "shuffle", "fit")
         self.source = as_source(model, X, y, "X", "y", steps_per_epoch)
-        warn_if_unscaled(model, X)
-        self.val = validation_source(model, validation_data, self.epochs)
-        optimizer = self.requested_optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
-        if isinstance(optimizer, str):  # made now: an unbuilt model has its parameters only once X built it
-            make: Callable[..., Optimizer] = optimizer_class(optimizer.lower())  # each has a default lr
-            optimizer = make(model.parameters())
-        check_owned(model, optimizer)
+        fit_checks.warn_if_unscaled(model, X)
+        self.val = fit_checks.validation_source(model, validation_data, self.epochs)
+        optimizer = fit_checks.resolve_optimizer(model, self.requested_optimizer)
         with model.training_session(self.history):
             previous_optimizer, model.optimizer = model.optimizer, optimizer
             self.optimizer = optimizer
@@ -225,7 +185,7 @@ class Trainer:
             guard.end_epoch(epoch, steps=steps)
             if self.source.exhausted:  # an iterator that ran dry: this epoch is incomplete, as after Ctrl-C
                 self.model.stop_training = True
-                warn_ran_out(self.source, epoch, steps, self.history.epoch)
+                fit_checks.warn_ran_out(self.source, epoch, steps, self.history.epoch)
                 break
             if self.val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(self.model, self.val, batch_size=256).items()})
@@ -234,7 +194,7 @@ class Trainer:
             self.progress.end_epoch(epoch, logs)
             self.callbacks.on_epoch_end(epoch, logs)
             if not self.judged:  # the warning is given at most once
-                self.judged = warn_if_not_learning(self.model, self.history["loss"], self.optimizer.lr)
+                self.judged = fit_checks.warn_if_not_learning(self.model, self.history["loss"], self.optimizer.lr)
             guard.check_interrupt()
             if self.model.stop_training:
                 break

@@ -20,7 +20,7 @@ import os
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
@@ -132,7 +132,7 @@ class ModelArchive:
 
     @contextlib.contextmanager
     def _open(self, info: zipfile.ZipInfo, key: str, limit: int | None = None,
-              ) -> Iterator[tuple[BinaryIO, tuple[int, ...], np.dtype]]:
+              ) -> Iterator[tuple[IO[bytes], tuple[int, ...], np.dtype]]:
         """The member opened past its .npy header, with the header's shape and dtype.
 
         The member is refused unless stored or deflated (the only decompressors that can be told how much
@@ -143,6 +143,8 @@ class ModelArchive:
         expected = self.manifest.get(key) if limit is None else None
         if expected is not None:
             limit = math.prod(expected[0]) * expected[1].itemsize
+        elif limit is None:
+            raise self.bad(f"entry {key!r} of the archive is not among the arrays its header lists")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise self.bad(f"entry {key!r} of the archive uses compression method {info.compress_type}; "
                            "only stored and deflated entries are read")
@@ -175,10 +177,11 @@ class ModelArchive:
                                f"{info.file_size - f.tell()}")
             yield f, shape, dtype
 
-    def _read_data(self, f: BinaryIO, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    def _read_data(self, f: IO[bytes], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """The array's data, read a chunk at a time into a buffer of its size (never more is inflated)."""
         out = np.empty(shape, dtype=dtype)
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        # ndarray has the buffer protocol; NumPy's stubs do not declare it for Python < 3.12
+        view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         try:
             done = 0
             while done < len(view):

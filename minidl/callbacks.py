@@ -21,6 +21,10 @@ class History(dict):
 
     ``interrupted`` is ``True`` when Ctrl-C ended ``fit`` early (:meth:`mark_interrupted`).
 
+    Args:
+        args: as for ``dict``: a mapping or pairs of metric name and per-epoch values.
+        kwargs: as for ``dict``: metric names and their per-epoch values.
+
     Example::
 
         history = model.fit(X, y, epochs=3)
@@ -55,6 +59,14 @@ class Callback:
     A fused optimizer (the default) makes each trainable parameter's ``.grad`` a view of its
     flat buffer when it is created: read ``p.grad`` when you need it rather than keeping an
     array taken before the optimizer was made. Calling ``fit`` from a hook raises ``RuntimeError``.
+
+    Example::
+
+        class PrintLoss(Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                print(epoch, logs["loss"])
+
+        model.fit(X, y, callbacks=[PrintLoss()])
     """
 
     model: Sequential
@@ -73,6 +85,47 @@ class Callback:
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
 
 
+class CallbackList(Callback):
+    """Several callbacks as one (Keras' ``CallbackList``): each hook calls the callbacks' hooks in order.
+
+    Args:
+        callbacks: the callbacks, e.g. those given to ``fit``.
+
+    Example::
+
+        hooks = CallbackList([EarlyStopping(patience=2), ModelCheckpoint("best.npz")])
+        hooks.set_model(model)
+        hooks.on_train_begin()
+    """
+
+    def __init__(self, callbacks: list[Callback]) -> None:
+        self.callbacks = callbacks
+
+    def set_model(self, model: Sequential) -> None:
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin(logs)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_batch_end(batch, logs)
+
+
 class EarlyStopping(Callback):
     """Stop ``fit`` when ``monitor`` has stopped improving, the Keras way.
 
@@ -85,6 +138,21 @@ class EarlyStopping(Callback):
     After training, ``stopped_epoch`` is the (0-based) epoch it stopped at, 0 if it did not,
     and ``best_epoch`` the epoch whose weights were best. A ``monitor`` missing from the logs
     (e.g. ``val_loss`` without ``validation_data``) is an error, not a silent no-op.
+
+    Args:
+        monitor: the log key to watch, e.g. ``"val_loss"`` or ``"accuracy"``.
+        min_delta: the smallest change that counts as an improvement.
+        patience: epochs without improvement before training stops.
+        verbose: 1 prints a line when training stops.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (from the name of ``monitor``).
+        baseline: a value ``monitor`` must beat: until it does, no epoch resets the ``patience`` count.
+        restore_best_weights: end training with the weights of the best epoch.
+        start_from_epoch: epochs to wait before watching ``monitor`` at all.
+
+    Example::
+
+        stop = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+        model.fit(X, y, epochs=100, validation_data=(X_val, y_val), callbacks=[stop])
     """
 
     def __init__(
@@ -160,6 +228,15 @@ class LearningRateScheduler(Callback):
     ``schedule`` takes the 0-based epoch and the current learning rate and returns the new one.
     For PyTorch-style schedules pass a :class:`minidl.lr_scheduler.StepLR` or
     :class:`~minidl.lr_scheduler.CosineAnnealingLR` to ``callbacks`` directly instead.
+
+    Args:
+        schedule: a function ``(epoch, lr) -> new lr``.
+        verbose: 1 prints the learning rate each epoch.
+
+    Example::
+
+        halve_every_5 = LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch and epoch % 5 == 0 else lr)
+        model.fit(X, y, epochs=20, callbacks=[halve_every_5])
     """
 
     def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0) -> None:
@@ -169,6 +246,7 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         optimizer = self.model.optimizer
+        assert optimizer is not None  # fit sets it before the first epoch
         lr = self.schedule(epoch, optimizer.lr)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
             raise ValueError(f"LearningRateScheduler: schedule({epoch}, {optimizer.lr}) returned {lr!r}, "
@@ -190,6 +268,19 @@ class ModelCheckpoint(Callback):
     killed at any moment leaves complete checkpoints only and loses at most the epochs since
     the last one: resume with ``minidl.load(path)`` and ``fit``.
     ``last_saved`` is the path written last (``None`` before the first save).
+
+    Args:
+        filepath: where to save; may hold ``{epoch}`` and log keys as ``str.format`` fields.
+        monitor: the log key ``save_best_only`` compares.
+        save_best_only: save only when ``monitor`` improved on the best so far.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (from the name of ``monitor``).
+        every_n_epochs: save at the end of every n-th epoch.
+        verbose: 1 prints a line at each save.
+
+    Example::
+
+        best = ModelCheckpoint("best.npz", monitor="val_accuracy", save_best_only=True)
+        model.fit(X, y, epochs=20, validation_data=(X_val, y_val), callbacks=[best])
     """
 
     def __init__(

@@ -332,6 +332,7 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
     build = presets.MODELS[args.preset]
     faithful = getattr(args, "faithful", False)
     model = build(seed=args.seed, faithful=True) if faithful else build(seed=args.seed)
+    assert model.input_shape is not None  # every preset passes input_shape
     if model.input_shape != X_train.shape[1:]:  # a preset reading single-channel images as rows (H, W)
         X_train = X_train.reshape(len(X_train), *model.input_shape)
         X_test = X_test.reshape(len(X_test), *model.input_shape)

@@ -28,7 +28,7 @@ import os
 import sys
 import tarfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,15 @@ _CIFAR_DIR = "cifar-10-batches-bin"
 
 
 class DataFormatError(ValueError):
-    """A data file is not in the format its loader reads (the message names the file and what is wrong)."""
+    """A data file is not in the format its loader reads (the message names the file and what is wrong).
+
+    Example::
+
+        try:
+            read_idx("not-idx.gz")
+        except DataFormatError as err:   # also a ValueError
+            print(err)
+    """
 
 
 def load_digits(test_size: float = 0.2, random_state: int = 42, dtype: Any = "float32") -> tuple[Split, Split]:
@@ -170,7 +178,20 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, base_url: s
                        dtype: Any = "float32") -> tuple[Split, Split]:
     """Zalando's Fashion-MNIST: 60,000 + 10,000 28×28 clothing images in 10 classes
     (:data:`FASHION_MNIST_CLASSES`), ``(N, 1, 28, 28)`` in [0, 1]. Arguments as :func:`load_mnist`;
-    files go to ``<data_dir>/fashion-mnist/``."""
+    files go to ``<data_dir>/fashion-mnist/``.
+
+    Args:
+        data_dir: as for :func:`load_mnist`.
+        base_url: as for :func:`load_mnist`.
+        download: as for :func:`load_mnist`.
+        path: as for :func:`load_mnist`.
+        verbose: as for :func:`load_mnist`.
+        dtype: as for :func:`load_mnist`.
+
+    Example::
+
+        (X_train, y_train), (X_test, y_test) = load_fashion_mnist()
+    """
     return _load_idx_set("fashion-mnist", data_dir, base_url, download, path, verbose, dtype)
 
 
@@ -180,7 +201,20 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, *, base_url: str | S
     """CIFAR-10: 50,000 + 10,000 colour 32×32 images in 10 classes (:data:`CIFAR10_CLASSES`),
     ``(N, 3, 32, 32)`` in [0, 1], read from the binary version's archive without unpacking it.
     Arguments as :func:`load_mnist`; the archive goes to ``<data_dir>/cifar10/``, and ``path`` is a
-    directory holding your own ``cifar-10-binary.tar.gz`` (its records and labels are checked)."""
+    directory holding your own ``cifar-10-binary.tar.gz`` (its records and labels are checked).
+
+    Args:
+        data_dir: as for :func:`load_mnist`.
+        base_url: as for :func:`load_mnist`.
+        download: as for :func:`load_mnist`.
+        path: a directory holding your own ``cifar-10-binary.tar.gz``.
+        verbose: as for :func:`load_mnist`.
+        dtype: as for :func:`load_mnist`.
+
+    Example::
+
+        (X_train, y_train), (X_test, y_test) = load_cifar10()
+    """
     dtype = _float_dtype(dtype)
     (archive,) = _files("cifar10", data_dir, base_url, download, path, verbose)
     names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
@@ -191,7 +225,8 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, *, base_url: str | S
     train = tuple(np.concatenate(parts) for parts in zip(*batches[:5], strict=True))
     if path is not None and verbose:
         _say_trusted("cifar10", Path(path), len(train[1]), len(batches[5][1]), "3x32x32")
-    return _scaled(*train, dtype), _scaled(*batches[5], dtype)
+    (train_images, train_labels), (test_images, test_labels) = train, batches[5]
+    return _scaled(train_images, train_labels, dtype), _scaled(test_images, test_labels, dtype)
 
 
 def load_from_arrays(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, channels_last: bool = False,
@@ -269,7 +304,9 @@ def load_npz(path: str | os.PathLike, *, channels_last: bool = False, dtype: Any
 
 
 #: The loaders by data set name.
-LOADERS = {"digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+#: The loader of each data set by name; each returns ``(X_train, y_train), (X_test, y_test)``.
+LOADERS: dict[str, Callable[..., tuple[Split, Split]]] = {
+    "digits": load_digits, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -279,6 +316,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     The header is two zero bytes, a type code, the number of dimensions and each dimension as a
     big-endian int32; the values follow, big-endian. Raises :class:`DataFormatError` naming the file for
     anything else (not gzip, truncated, a wrong header, trailing bytes).
+
+    Args:
+        path: the IDX file, ``.gz`` or plain.
+
+    Example::
+
+        images = read_idx("train-images-idx3-ubyte.gz")   # uint8 (60000, 28, 28)
     """
     try:
         with (gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")) as f:
@@ -310,7 +354,16 @@ def read_cifar10(archive: str | os.PathLike, names: Sequence[str]) -> list[Split
     """``(images uint8 (N, 3, 32, 32), labels (N,))`` of each binary batch ``names`` in CIFAR-10's
     ``cifar-10-binary.tar.gz``, read from the archive in one pass. Each record is a label byte and
     3,072 pixel bytes (red, green, blue planes, row-major). Raises :class:`DataFormatError` naming the archive
-    and the member for a corrupt archive, a missing batch or a batch that is not whole records."""
+    and the member for a corrupt archive, a missing batch or a batch that is not whole records.
+
+    Args:
+        archive: the ``cifar-10-binary.tar.gz`` file.
+        names: the batch files to read, e.g. ``["data_batch_1", "test_batch"]``.
+
+    Example::
+
+        (X1, y1), (X_test, y_test) = read_cifar10("cifar-10-binary.tar.gz", ["data_batch_1", "test_batch"])
+    """
     wanted = {f"{_CIFAR_DIR}/{name}": name for name in names}
     found: dict[str, bytes] = {}
     try:
@@ -324,7 +377,9 @@ def read_cifar10(archive: str | os.PathLike, names: Sequence[str]) -> list[Split
                     raise DataFormatError(f"{archive}: {member.name} has {member.size:,} bytes, expected a positive "
                                      f"multiple of {_CIFAR_RECORD:,} (one label and 32x32x3 pixels a record) "
                                      f"up to {_CIFAR_BATCH:,} records")
-                found[name] = tar.extractfile(member).read()
+                data = tar.extractfile(member)
+                assert data is not None  # a regular file, checked just above
+                found[name] = data.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise DataFormatError(f"{archive} is not a valid .tar.gz archive ({err})") from None
     missing = [name for name in names if name not in found]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .callbacks import Callback
+from .layers.losses import SoftmaxCE
 from .optim import Optimizer
 from .recipes import OPTIMIZERS
 from .sources import Source, as_source, is_batch_iterable
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from .layers.losses import Loss
     from .model import Sequential
 
-__all__ = ["require_loss", "check_fit_arguments", "validation_source", "check_owned", "warn_ran_out",
+__all__ = ["warn_if_not_learning",
+           "require_loss", "check_fit_arguments", "validation_source", "check_owned", "warn_ran_out",
            "require_classifier", "NotLearningWarning", "not_learning", "warn_if_unscaled", "CHANCE_FRACTION",
            "MIN_EPOCHS_TO_JUDGE"]
 
@@ -221,7 +223,8 @@ def warn_if_unscaled(model: Sequential, X: Any) -> None:
     """
     from .layers.normalization import BatchNorm2D, LayerNorm
 
-    if (not isinstance(X, np.ndarray) or X.dtype.kind not in "iuf" or X.size == 0 or len(model.input_shape) != 3
+    if (not isinstance(X, np.ndarray) or X.dtype.kind not in "iuf" or X.size == 0 or model.input_shape is None
+            or len(model.input_shape) != 3
             or isinstance(model.layers[0], (BatchNorm2D, LayerNorm))):
         return
     sample = X[:1024] if isinstance(X, np.memmap) else X  # a memmap is not read whole for a warning
@@ -231,3 +234,26 @@ def warn_if_unscaled(model: Sequential, X: Any) -> None:
             f"fit: X holds values up to {top:g} (dtype {X.dtype}) for an image model: unscaled pixels train badly "
             "or not at all; scale them to [0, 1] (divide by the largest possible pixel value, e.g. X / 255) or "
             "standardize them", UserWarning, stacklevel=4)
+
+
+def warn_if_not_learning(model: Sequential, losses: list[float], lr: float) -> bool:
+    """Warn (:class:`NotLearningWarning`) when the training loss stays at chance level or does not fall;
+    returns whether it warned (``fit`` warns once).
+
+    Args:
+        model: the model being trained.
+        losses: the training loss of each epoch so far.
+        lr: the optimizer's learning rate, for the message.
+
+    Example::
+
+        judged = warn_if_not_learning(model, history["loss"], optimizer.lr)
+    """
+    classes = model.output_shape[-1] if isinstance(model.loss, SoftmaxCE) and model.output_shape else 0
+    why = not_learning(classes, losses)
+    if why is None:
+        return False
+    warnings.warn(
+        f"fit: {why}. Likely causes: a learning rate too large or too small (lr={lr:g}), "
+        "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=6)
+    return True

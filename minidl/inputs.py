@@ -45,6 +45,7 @@ def prepare_inputs(model: Sequential, X: Any, name: str) -> np.ndarray:
             except ValueError:
                 raise err from None
     expected = model.input_shape
+    assert expected is not None and model.dtype is not None  # built above
     if X.ndim == len(expected) and len(expected) == 3 and expected[0] == 1:
         X = X[:, None]  # (N, H, W) images for a single-channel model, as the blog's data is
     if X.shape[1:] != expected or X.ndim != len(expected) + 1:

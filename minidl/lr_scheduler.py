@@ -25,6 +25,15 @@ class LRScheduler(Callback):
     ``fit(..., optimizer=opt, callbacks=[schedule])`` and ``fit`` steps it after every epoch.
     Subclasses implement :meth:`get_lr`, the learning rate for epoch ``self.last_epoch``
     (closed form, from ``base_lr``, the optimizer's ``lr`` when the schedule was made).
+
+    Args:
+        optimizer: the :class:`~minidl.optim.Optimizer` whose ``lr`` the schedule sets.
+
+    Example::
+
+        class Halving(LRScheduler):
+            def get_lr(self):
+                return self.base_lr * 0.5 ** self.last_epoch
     """
 
     def __init__(self, optimizer: Optimizer) -> None:
@@ -71,7 +80,23 @@ class LRScheduler(Callback):
 
 
 class StepLR(LRScheduler):
-    r"""``torch.optim.lr_scheduler.StepLR``: ``lr = base_lr · γ^{⌊epoch / step_size⌋}``."""
+    r"""``torch.optim.lr_scheduler.StepLR``: ``lr = base_lr · γ^{⌊epoch / step_size⌋}``.
+
+    Args:
+        optimizer: the :class:`~minidl.optim.Optimizer` whose ``lr`` the schedule sets.
+        step_size: epochs between two decays (at least 1).
+        gamma: the factor applied every ``step_size`` epochs, in ``(0, 1]``.
+
+    Example::
+
+        >>> from minidl.layers import Parameter
+        >>> from minidl.optim import SGD
+        >>> import numpy as np
+        >>> opt = SGD([Parameter(np.zeros(1))], lr=1.0)
+        >>> schedule = StepLR(opt, step_size=2, gamma=0.5)
+        >>> [(schedule.step(), opt.lr)[1] for _ in range(4)]
+        [1.0, 0.5, 0.5, 0.25]
+    """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
@@ -89,6 +114,21 @@ class CosineAnnealingLR(LRScheduler):
         \mathrm{lr} = η_{min} + \tfrac12 (\mathrm{base\_lr} - η_{min})\,(1 + \cos(π \cdot \mathrm{epoch} / T_{max}))
 
     It reaches ``eta_min`` after ``T_max`` epochs; usually ``T_max`` is the number of epochs.
+
+    Args:
+        optimizer: the :class:`~minidl.optim.Optimizer` whose ``lr`` the schedule sets.
+        T_max: the number of epochs from ``base_lr`` down to ``eta_min`` (at least 1).
+        eta_min: the smallest learning rate.
+
+    Example::
+
+        >>> from minidl.layers import Parameter
+        >>> from minidl.optim import SGD
+        >>> import numpy as np
+        >>> opt = SGD([Parameter(np.zeros(1))], lr=1.0)
+        >>> schedule = CosineAnnealingLR(opt, T_max=2)
+        >>> [round((schedule.step(), opt.lr)[1], 6) for _ in range(2)]
+        [0.5, 0.0]
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803 (PyTorch's name)

@@ -9,7 +9,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .layers.losses import Loss
 
-__all__ = ["RunningMetrics"]
+__all__ = ["RunningMetrics", "per_position"]
 
 
 class RunningMetrics:
@@ -69,7 +69,9 @@ class RunningMetrics:
 
     def _flush(self) -> None:
         if self._filled:
-            mask = None if self._masks[0] is None else np.concatenate(self._masks)
+            assert self._outputs is not None  # add() allocated it
+            # every batch of a pass has a mask, or none has
+            mask = None if self._masks[0] is None else np.concatenate([m for m in self._masks if m is not None])
             self._accumulate(self._outputs[:self._filled], np.concatenate(self._targets), mask)
             self._targets, self._masks, self._filled = [], [], 0
 
@@ -85,3 +87,12 @@ class RunningMetrics:
                 total, count = float(np.add.reduce(values, axis=None)), values.size
             self.sums[name] = self.sums.get(name, 0.0) + total
             self.counts[name] = self.counts.get(name, 0) + count
+
+
+def per_position(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Element-wise ``values`` (N, ...) as one mean per sample (N,), or per step (N, T) with NaN at padded steps."""
+    if mask is None:
+        return values.reshape(len(values), -1).mean(axis=1)
+    means = values.reshape(*mask.shape, -1).mean(axis=2)
+    means[~mask] = np.nan
+    return means

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from . import saving, training
-from .arguments import as_int
 from .backend import get_backend
 from .callbacks import Callback, History
 from .inputs import channels_first_hint, raise_if_not_finite
@@ -19,9 +18,10 @@ from .layers import containers
 from .layers.base import Buffer, Layer, Parameter, Shape
 from .layers.containers import at_layer
 from .layers.losses import Loss
+from .model_checks import check_nested_losses, check_seed, float_dtype, input_dtype_of, require_built, split_loss
 from .optim import Optimizer
 from .sources import as_source, batch_size_for
-from .summary import print_summary
+from .summary import model_repr, print_summary
 
 __all__ = ["Sequential", "load"]
 
@@ -68,46 +68,14 @@ class Sequential(containers.Sequential, register=False):
         trainable: bool = True,
         name: str | None = None,
     ) -> None:
-        if isinstance(layers, Layer) or not isinstance(layers, Iterable):
-            raise TypeError(f"Sequential: layers must be a list of Layer objects, got {layers!r}")
-        layers = list(layers)
-        losses = [i for i, layer in enumerate(layers) if isinstance(layer, Loss)]
-        if len(losses) + (loss is not None) > 1:
-            where = f"one at each of positions {losses}" + (" and loss=" if loss is not None else "")
-            raise ValueError(f"Sequential: a model has one loss, found {where}")
-        if layers and isinstance(layers[-1], Loss):  # Sequential([..., SoftmaxCE()]): the model's loss
-            loss = layers.pop()
-        if not layers and loss is None:
-            raise ValueError("Sequential: got an empty layer list")
-        if losses and losses[0] < len(layers):
-            i = losses[0]
-            raise ValueError(f"Sequential: {type(layers[i]).__name__} must be the last layer, found at position {i} "
-                             f"of {len(layers) + (loss is not None)} (followed by {type(layers[i + 1]).__name__})")
+        layers, loss = split_loss(layers, loss)
         super().__init__(layers, trainable=trainable, name=name)
-        for path, layer in self.named_layers().items():
-            if isinstance(layer, Sequential) and layer.loss is not None:
-                raise ValueError(f"Sequential: the Sequential at {path} has the loss {layer.loss.name}; only the "
-                                 "outermost model has a loss")
-        if loss is not None and not isinstance(loss, Loss):
-            raise TypeError(f"Sequential: loss must be a minidl Loss such as SoftmaxCE(), got {loss!r}")
+        check_nested_losses(self.named_layers())
         #: What ``fit`` minimises (``SoftmaxCE``, ``SigmoidBCE``, ``MSE``, a user's), or ``None``.
-        self.loss = loss
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            self.dtype = None
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"Sequential: dtype must be float32 or float64, got {dtype!r}")
-        try:
-            self.input_dtype = None if input_dtype is None else np.dtype(input_dtype)
-        except TypeError:
-            self.input_dtype = np.dtype(object)
-        if self.input_dtype is not None and self.input_dtype.kind not in "iuf":
-            raise TypeError(f"Sequential: input_dtype must be None or an integer or float type such as 'int64', "
-                            f"got {input_dtype!r}")
-        if seed is not None:
-            for entropy in seed if isinstance(seed, (list, tuple)) else [seed]:  # SeedSequence takes lists too
-                as_int(entropy, "seed", "Sequential")
+        self.loss: Loss | None = loss
+        self.dtype = float_dtype(dtype)
+        self.input_dtype = input_dtype_of(input_dtype)
+        check_seed(seed)
         self.seed = seed
         init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
         self._init_rng = np.random.default_rng(init_seq)
@@ -137,12 +105,12 @@ class Sequential(containers.Sequential, register=False):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         output_shape = super().compute_output_shape(input_shape)
         if self.loss is not None:  # refused here, in the shape pass, before any weight is made
-            at_layer(len(self.layers), self.loss, output_shape, lambda shape: self.loss.check_shape(shape) or shape)
+            at_layer(len(self.layers), self.loss, output_shape, self.loss.check_shape)
         return output_shape
 
     def create_parameters(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> None:
         super().create_parameters(input_shape, rng, dtype)
-        if self.loss is not None:
+        if self.loss is not None and self.output_shape is not None:  # build set output_shape first
             self.loss.build(self.output_shape, dtype)
 
     def named_parameters(self) -> dict[str, Parameter]:
@@ -292,15 +260,10 @@ class Sequential(containers.Sequential, register=False):
         return generate(self, prompt_tokens, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
 
     def _require_built(self, what: str) -> None:
-        if not self.built:
-            raise ValueError(f"Sequential.{what}: the model is not built; pass input_shape= or call build()")
+        require_built(self.built, what)
 
     def __repr__(self) -> str:
-        extra = (f", input_shape={self.input_shape}" if self.built else "") + (
-            f", seed={self.seed}" if self.seed is not None else "") + (
-            f", dtype='{self.dtype}'" if self.dtype != np.float32 else "")
-        loss = f", loss={self.loss!r}" if self.loss is not None else ""
-        return f"Sequential([{', '.join(map(repr, self.layers))}]{extra}{loss})"
+        return model_repr(self)
 
 
 def load(path: str | os.PathLike) -> Sequential:

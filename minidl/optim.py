@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import as_float, as_type_of, check_bool
+from . import optim_state
+from .arguments import as_float, check_bool
+from .flat_grads import FlatGrads, grad_norm_squared
 from .layers.base import Parameter
 from .lr_scheduler import CosineAnnealingLR as CosineAnnealingLR  # re-exported: the README imports them from here
 from .lr_scheduler import LRScheduler as LRScheduler
@@ -52,45 +54,12 @@ class Optimizer:
 
     def __init__(self, params: Iterable[Parameter], lr: float, fused: bool | None = None) -> None:
         owner = type(self).__name__
-        if isinstance(params, Parameter) or not isinstance(params, Iterable):
-            raise TypeError(
-                f"{owner}: params must be a list of Parameters (model.parameters()), got {type(params).__name__}"
-            )
-        self.params = list(params)
-        if not self.params:
-            raise ValueError(f"{owner}: got an empty parameter list")
-        bad = [p for p in self.params if not isinstance(p, Parameter)]
-        if bad:
-            raise TypeError(
-                f"{owner}: params must be Parameter objects (pass model.parameters()), got {type(bad[0]).__name__}"
-            )
-        if len({id(p) for p in self.params}) != len(self.params):
-            raise ValueError(f"{owner}: a parameter appears more than once in params; it would be updated twice")
+        self.params = optim_state.as_param_list(params, owner)
         self.lr = as_float(lr, "lr", type(self).__name__, low=0.0, low_inclusive=False)
         self.fused = self.fused_default if fused is None else check_bool(fused, "fused", owner)
-        #: Per dtype: the flat gradient buffer and each fused parameter with its view of it.
-        self._flat: list[tuple[np.ndarray, list[tuple[Parameter, np.ndarray]]]] = []
-        self._unfused: list[Parameter] = []  # frozen when the optimizer was made: their .grad stays their own
-        if self.fused:
-            self._fuse_grads()
-
-    def _fuse_grads(self) -> None:
-        groups: dict[np.dtype, list[Parameter]] = {}
-        for p in self.params:
-            if p.trainable:
-                groups.setdefault(p.grad.dtype, []).append(p)
-            else:
-                self._unfused.append(p)
-        for dtype, group in groups.items():
-            flat = np.empty(sum(p.grad.size for p in group), dtype=dtype)
-            views, offset = [], 0
-            for p in group:
-                view = flat[offset:offset + p.grad.size].reshape(p.grad.shape)
-                view[...] = p.grad
-                offset += view.size
-                p.grad = view
-                views.append((p, view))
-            self._flat.append((flat, views))
+        self._flat = FlatGrads(self.params) if self.fused else None
+        #: Per parameter (same order as ``params``): its state, ``{}`` until its first step (see ``_state_slots``).
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
     def flat_grads(self) -> list[np.ndarray] | None:
         """The flat gradient buffers (one per dtype) while they hold exactly the trainable gradients.
@@ -102,16 +71,7 @@ class Optimizer:
 
             flats = SGD(model.parameters(), fused=True).flat_grads()  # e.g. [array of float32]
         """
-        if not self._flat:
-            return None
-        for _, views in self._flat:
-            for p, view in views:
-                if p.grad is not view or not p.trainable:
-                    return None
-        for p in self._unfused:
-            if p.trainable:
-                return None
-        return [flat for flat, _ in self._flat]
+        return None if self._flat is None else self._flat.buffers()
 
     def grad_norm_squared(self) -> float:
         """``Σ g·g`` over the trainable parameters' gradients, as a Python float (``inf`` on overflow).
@@ -122,16 +82,7 @@ class Optimizer:
 
             math.isfinite(opt.grad_norm_squared())  # the gradients hold no NaN or inf
         """
-        flats = self.flat_grads()
-        total = 0.0
-        if flats is not None:
-            for flat in flats:
-                total += float(np.vdot(flat, flat))
-            return total
-        for p in self.params:
-            if p.trainable:
-                total += float(np.vdot(p.grad, p.grad))
-        return total
+        return grad_norm_squared(self.params, self.flat_grads())
 
     def zero_grad(self) -> None:
         """Set every parameter's ``.grad`` to zero (in place: a fused buffer keeps its views)."""
@@ -148,57 +99,21 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """Flat, PyTorch-like state of plain numbers and arrays (copies): the hyper-parameters, and
         ``"<i>.<slot>"`` (e.g. ``"0.exp_avg"``) for the ``i``-th parameter of the list given to the optimizer."""
-        out: dict[str, Any] = {k: getattr(self, k) for k in self.hyperparameters}
-        for i, slots in enumerate(self._get_param_states()):
-            out.update({f"{i}.{k}": v.copy() if isinstance(v, np.ndarray) else v for k, v in slots.items()})
-        return out
+        return optim_state.state_dict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (also after ``np.savez``/``np.load``).
 
         Every key and array shape is checked before anything changes; a state that does not fit
         raises ``ValueError`` listing the missing and the unexpected keys, as PyTorch does."""
-        name = type(self).__name__
-        missing = [k for k in self.hyperparameters if k not in state]
-        if missing:
-            raise ValueError(f"{name}.load_state_dict: missing key(s) {missing}")
-        hyper = {k: as_type_of(getattr(self, k), state[k]) for k in self.hyperparameters}
-        slots = self._state_slots(hyper)
-        unexpected = [key for key in state if key not in hyper and not _slot_key(key, len(self.params), slots)]
-        if unexpected:
-            raise ValueError(f"{name}.load_state_dict: unexpected key(s) {unexpected} (this optimizer has "
-                             f"{len(self.params)} parameters with state {sorted(slots)})")
-        per_param: list[dict[str, Any]] = [{} for _ in self.params]
-        for key, value in state.items():
-            if key in hyper:
-                continue
-            index, _, slot = key.partition(".")
-            p = self.params[int(index)]
-            if slot == "step":
-                per_param[int(index)][slot] = int(value)
-                continue
-            value = np.asarray(value)
-            if value.shape != p.shape:
-                raise ValueError(f"{name}.load_state_dict: {key!r} has shape {value.shape}, "
-                                 f"the parameter has {p.shape}")
-            per_param[int(index)][slot] = value.astype(p.dtype, copy=True)
-        for i, entry in enumerate(per_param):
-            if entry and set(entry) != slots:
-                lacking = [f"{i}.{k}" for k in sorted(slots - set(entry))]
-                raise ValueError(f"{name}.load_state_dict: missing key(s) {lacking}")
+        hyper, per_param = optim_state.parse_state_dict(self, state)
         for k, v in hyper.items():
             setattr(self, k, v)
-        self._set_param_states(per_param)
+        self.state = per_param
 
-    # Optimizers with per-parameter state (momentum, moments) override these three.
     def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
+        """The keys of a parameter's entry in :attr:`state` once it has one, given the hyper-parameters."""
         return set()
-
-    def _get_param_states(self) -> list[dict[str, Any]]:
-        return [{} for _ in self.params]
-
-    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
-        pass
 
 
 class SGD(Optimizer):
@@ -245,18 +160,12 @@ class SGD(Optimizer):
         if check_bool(nesterov, "nesterov", "SGD") and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
-        self._buffers: list[np.ndarray | None] = [None] * len(self.params)
 
     hyperparameters = ("lr", "momentum", "nesterov", "weight_decay")
 
     def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
         return {"momentum_buffer"}
 
-    def _get_param_states(self) -> list[dict[str, Any]]:
-        return [{} if buf is None else {"momentum_buffer": buf} for buf in self._buffers]
-
-    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
-        self._buffers = [entry.get("momentum_buffer") for entry in states]
 
     def step(self) -> None:
         """Apply one update to every trainable parameter."""
@@ -267,9 +176,9 @@ class SGD(Optimizer):
             if self.weight_decay:
                 g = g + self.weight_decay * p.data
             if self.momentum:
-                buf = self._buffers[i]
+                buf = self.state[i].get("momentum_buffer")
                 if buf is None:
-                    buf = self._buffers[i] = g.copy()
+                    buf = self.state[i]["momentum_buffer"] = g.copy()
                 else:
                     buf *= self.momentum
                     buf += g
@@ -289,7 +198,8 @@ class Adam(Optimizer):
         \hat v = \max(\hat v, v) \ (\text{amsgrad}) \text{ else } v, \\
         θ \leftarrow θ - \frac{\mathrm{lr}}{1-β_1^t} \cdot \frac{m}{\sqrt{\hat v}/\sqrt{1-β_2^t} + ε}
 
-    ``m`` and ``v`` start at zero. Frozen parameters (``trainable=False``) are skipped and
+    ``m`` and ``v`` start at zero (``state[i]`` holds ``step``, ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
+    ``max_exp_avg_sq``). Frozen parameters (``trainable=False``) are skipped and
     their step count does not advance, as PyTorch skips parameters without a gradient.
 
     Args:
@@ -340,8 +250,6 @@ class Adam(Optimizer):
         self.amsgrad = check_bool(amsgrad, "amsgrad", name)
         if decoupled_weight_decay is not None:
             self.decoupled_weight_decay = check_bool(decoupled_weight_decay, "decoupled_weight_decay", name)
-        #: Per parameter (same order as ``params``): ``step``, ``exp_avg``, ``exp_avg_sq`` (+ ``max_exp_avg_sq``).
-        self.state: list[dict[str, Any]] = [{} for _ in self.params]
 
     def step(self) -> None:
         """Apply one update to every trainable parameter."""
@@ -374,11 +282,6 @@ class Adam(Optimizer):
     def _state_slots(self, hyper: dict[str, Any]) -> set[str]:
         return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"] else set())
 
-    def _get_param_states(self) -> list[dict[str, Any]]:
-        return self.state
-
-    def _set_param_states(self, states: list[dict[str, Any]]) -> None:
-        self.state = states
 
 
 class AdamW(Adam):
@@ -389,6 +292,16 @@ class AdamW(Adam):
     Adam step instead of adding ``λθ`` to the gradient, and ``weight_decay`` defaults to ``1e-2``.
     Arguments as :class:`Adam`.
 
+    Args:
+        params: the parameters to train, e.g. ``model.parameters()``.
+        lr: the learning rate.
+        betas: decay rates of the first and second moment estimates.
+        eps: added to the denominator for numerical stability.
+        weight_decay: the decoupled decay ``λ`` (``None``: the class default, ``1e-2``).
+        amsgrad: use the running maximum of the second moment (AMSGrad).
+        decoupled_weight_decay: ``None`` keeps the class default (``True`` for ``AdamW``).
+        fused: lay the gradients out in one flat buffer; ``None`` takes :attr:`fused_default`.
+
     Example::
 
         opt = AdamW(model.parameters(), lr=1e-3)  # weight_decay=1e-2
@@ -396,9 +309,3 @@ class AdamW(Adam):
 
     decoupled_weight_decay = True
     default_weight_decay = 1e-2
-
-
-def _slot_key(key: str, n_params: int, slots: set[str]) -> bool:
-    """Whether ``key`` is ``"<i>.<slot>"`` for one of ``n_params`` parameters and a known slot."""
-    index, _, slot = key.partition(".")
-    return index.isdigit() and int(index) < n_params and slot in slots

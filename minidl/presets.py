@@ -54,8 +54,8 @@ __all__ = ["blog_cnn", "digits_cnn", "digits_resnet", "digits_gru", "residual_bl
 
 def blog_cnn(
     num_filters: int = 4,
-    filter_size: int = 3,
-    pool_size: int = 2,
+    filter_size: int | tuple[int, int] = 3,
+    pool_size: int | tuple[int, int] = 2,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (1, 8, 8),
     seed: int | None = 0,
@@ -67,6 +67,21 @@ def blog_cnn(
     By default every parameter trains (He-initialised, with a conv bias). ``faithful=True``
     reproduces what the blog actually trains: bias-free filters drawn from ``N(0, 0.1²)``
     and then frozen, a dense layer drawn from ``N(0, 0.01²)`` with zero bias.
+
+    Args:
+        num_filters: the convolution's filters (the blog has 4).
+        filter_size: the convolution window, an int or a pair.
+        pool_size: the max-pooling window, an int or a pair.
+        num_classes: units of the last ``Dense``, one score per class.
+        input_shape: the per-sample image shape ``(C, H, W)``.
+        seed: the model's seed (weights, dropout and augmentation draws); ``None`` draws one.
+        dtype: the model's floating dtype.
+        faithful: train as the blog does (frozen bias-free filters, the blog's initial weights).
+
+    Example::
+
+        model = blog_cnn(faithful=True)
+        model.fit(X, y, epochs=1)
     """
     model = Sequential(
         [
@@ -106,6 +121,17 @@ def digits_cnn(
     for S = 0, 1, 2: test accuracy 0.9917, 0.9944, 0.9944 (mean 0.9935); 30 epochs in about
     5 s on an idle machine (docs/training.md has both thread settings and the details). On another
     CPU OpenBLAS's kernels round differently: a 2-core AVX-512 Xeon gave 0.9944 for all three.
+
+    Args:
+        num_classes: units of the last ``Dense``, one score per class.
+        input_shape: the per-sample image shape ``(C, H, W)``.
+        seed: the model's seed (weights, dropout and augmentation draws); ``None`` draws one.
+        dtype: the model's floating dtype.
+
+    Example::
+
+        model = digits_cnn()
+        model.fit(X, y, epochs=1)
     """
     return Sequential(
         [
@@ -131,7 +157,19 @@ def residual_block(channels: int, stride: int = 1) -> Residual:
     """A basic ResNet block (He et al., 2016): ``Conv2D → BatchNorm2D → ReLU → Conv2D → BatchNorm2D``
     plus a shortcut. The shortcut is the identity, or with ``stride > 1`` (which halves the image and
     may change the channels) a 1×1 ``Conv2D`` projection followed by ``BatchNorm2D``. The convolutions
-    have no bias: the BatchNorm2D after each one has its own. The ReLU after the sum is not part of it."""
+    have no bias: the BatchNorm2D after each one has its own. The ReLU after the sum is not part of it.
+
+    Args:
+        channels: the output channels of both convolutions.
+        stride: 1 for an identity shortcut; 2 halves the image, with a projection shortcut.
+
+    Example::
+
+        >>> from minidl import Sequential
+        >>> from minidl.layers import ReLU
+        >>> Sequential([residual_block(8, stride=2), ReLU()], input_shape=(4, 8, 8)).output_shape
+        (8, 4, 4)
+    """
     body = [
         Conv2D(channels, 3, stride=stride, padding="same", use_bias=False), BatchNorm2D(), ReLU(),
         Conv2D(channels, 3, padding="same", use_bias=False), BatchNorm2D(),
@@ -164,6 +202,19 @@ def digits_resnet(
     0.9944, 0.9972 (mean 0.9963), the same with any thread count; 27-30 s of training each on the
     2-core machine of docs/training.md, which has the timings. A 2-core AVX-512 Xeon, whose
     OpenBLAS kernels round differently, gave 0.9972 for all three in about 10 s each.
+
+    Args:
+        num_classes: units of the last ``Dense``, one score per class.
+        input_shape: the per-sample image shape ``(C, H, W)``.
+        seed: the model's seed (weights, dropout and augmentation draws); ``None`` draws one.
+        dtype: the model's floating dtype.
+        widths: the channels ``(w1, w2)`` of the two stages.
+        shift: the largest ``RandomShift`` in pixels; 0 leaves the augmentation out.
+
+    Example::
+
+        model = digits_resnet()
+        model.fit(X, y, epochs=1)
     """
     w1, w2 = widths
     augment: list[Layer] = [RandomShift(shift)] if shift else []
@@ -224,7 +275,19 @@ def lenet(num_classes: int = 10, input_shape: tuple[int, int, int] = (1, 28, 28)
           dtype: Any = "float32") -> Sequential:
     """LeNet-5 for 28×28 images (as benchmarked in ``benchmarks/run.py``): two 5×5 convolutions with
     6 and 16 filters (the first padded by 2), each followed by ReLU and 2×2 max-pooling, then dense
-    layers of 120, 84 and ``num_classes`` units."""
+    layers of 120, 84 and ``num_classes`` units.
+
+    Args:
+        num_classes: units of the last ``Dense``, one score per class.
+        input_shape: the per-sample image shape ``(C, H, W)``.
+        seed: the model's seed (weights, dropout and augmentation draws); ``None`` draws one.
+        dtype: the model's floating dtype.
+
+    Example::
+
+        model = lenet(input_shape=(1, 28, 28))
+        model.fit(X, y, epochs=1)
+    """
     return Sequential(
         [
             Conv2D(6, kernel_size=5, padding=2), ReLU(), MaxPool2D(2),
@@ -253,6 +316,17 @@ def cifar_vgg(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32,
 
     About 0.14 million parameters; ``RECIPES["cifar_vgg"]`` trains it. Not measured on the real
     CIFAR-10 (it could not be downloaded where minidl is developed); see docs/data.md.
+
+    Args:
+        num_classes: units of the last ``Dense``, one score per class.
+        input_shape: the per-sample image shape ``(C, H, W)``.
+        seed: the model's seed (weights, dropout and augmentation draws); ``None`` draws one.
+        dtype: the model's floating dtype.
+
+    Example::
+
+        model = cifar_vgg()
+        model.fit(X, y, epochs=1)
     """
     def block(filters: int) -> list:
         return [Conv2D(filters, kernel_size=3, padding="same"), BatchNorm2D(), ReLU()]
@@ -287,6 +361,18 @@ def cifar_resnet(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 
     convolutions, where the paper pads the identity with zeros). ``RECIPES["cifar_resnet"]`` trains
     it. Not measured on the real CIFAR-10 (it could not be downloaded where minidl is developed);
     docs/data.md has its time per epoch.
+
+    Args:
+        num_classes: units of the last ``Dense``, one score per class.
+        input_shape: the per-sample image shape ``(C, H, W)``.
+        seed: the model's seed (weights, dropout and augmentation draws); ``None`` draws one.
+        dtype: the model's floating dtype.
+        widths: the channels ``(w1, w2, w3)`` of the three stages.
+
+    Example::
+
+        model = cifar_resnet()
+        model.fit(X, y, epochs=1)
     """
     w1, w2, w3 = widths
     return Sequential(
@@ -442,13 +528,14 @@ def text_cnn(vocab_size: int, num_classes: int = 4, max_length: int = 64, dim: i
 
 
 #: Presets for the 8×8 digits, by name.
-PRESETS = {"blog_cnn": blog_cnn, "digits_cnn": digits_cnn, "digits_resnet": digits_resnet, "digits_gru": digits_gru}
+PRESETS: dict[str, Callable[..., Sequential]] = {
+    "blog_cnn": blog_cnn, "digits_cnn": digits_cnn, "digits_resnet": digits_resnet, "digits_gru": digits_gru}
 
 #: Presets for 28×28 images (MNIST, Fashion-MNIST).
-MNIST_PRESETS = {"lenet": lenet}
+MNIST_PRESETS: dict[str, Callable[..., Sequential]] = {"lenet": lenet}
 
 #: Presets for 32×32 colour images (CIFAR-10).
-CIFAR_PRESETS = {"cifar_resnet": cifar_resnet, "cifar_vgg": cifar_vgg}
+CIFAR_PRESETS: dict[str, Callable[..., Sequential]] = {"cifar_resnet": cifar_resnet, "cifar_vgg": cifar_vgg}
 
 #: Every preset by name (``minidl train DATASET --preset NAME``); :data:`INPUT_SHAPES` has the
 #: shape each one takes and :func:`recipe_for` the way to train it.

@@ -52,6 +52,19 @@ class Recipe:
     ``recipe.fit(model, X, y)`` trains with it; ``dataclasses.replace(recipe, epochs=5)``
     changes one setting. ``momentum`` applies to SGD only; ``schedule="cosine"`` anneals the
     learning rate to 0 over ``epochs`` with :class:`~minidl.lr_scheduler.CosineAnnealingLR`.
+
+    Args:
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        lr: the learning rate.
+        epochs: passes over the training data.
+        batch_size: samples per step.
+        momentum: SGD's momentum (ignored by the other optimizers).
+        schedule: ``"none"`` or ``"cosine"``.
+
+    Example::
+
+        recipe = Recipe("sgd", lr=0.05, epochs=10, batch_size=32, momentum=0.9)
+        history = recipe.fit(model, X, y)
     """
 
     optimizer: str
@@ -135,10 +148,21 @@ DATASET_RECIPES: dict[tuple[str, str], Recipe] = {
 
 
 def recipe_for(preset: str, dataset: str | None = None) -> Recipe:
-    """The recipe of ``preset`` on ``dataset``: its :data:`DATASET_RECIPES` entry, else :data:`RECIPES`'s."""
+    """The recipe of ``preset`` on ``dataset``: its :data:`DATASET_RECIPES` entry, else :data:`RECIPES`'s.
+
+    Args:
+        preset: a preset's name, e.g. ``"digits_cnn"``.
+        dataset: a dataset's name, e.g. ``"mnist"``; ``None`` for the preset's own recipe.
+
+    Example::
+
+        >>> recipe_for("digits_cnn").epochs
+        30
+    """
     if preset not in RECIPES:
         raise ValueError(f"preset must be one of {sorted(RECIPES)}, got {preset!r}")
-    return DATASET_RECIPES.get((dataset, preset), RECIPES[preset])
+    default = RECIPES[preset]
+    return default if dataset is None else DATASET_RECIPES.get((dataset, preset), default)
 
 
 def presets_for(input_shape: Sequence[int]) -> list[str]:

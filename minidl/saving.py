@@ -67,7 +67,13 @@ PathLike = str | os.PathLike
 
 
 class LoadResult(NamedTuple):
-    """What ``load_weights(..., strict=False)`` left out (all empty after a strict load)."""
+    """What ``load_weights(..., strict=False)`` left out (all empty after a strict load).
+
+    Example::
+
+        result = load_weights(model, "old.npz", strict=False)
+        result.missing_keys, result.unexpected_keys, result.mismatched_keys
+    """
 
     missing_keys: list[str]
     unexpected_keys: list[str]
@@ -81,10 +87,20 @@ def save(model: Sequential, path: PathLike) -> None:
     The file is written exactly at ``path``: unlike ``np.savez`` no ``.npz`` suffix is
     appended, so ``load(path)`` with the same ``path`` always finds it. An existing file
     at ``path`` is replaced only once the new one is complete and on disk.
+
+    Args:
+        model: the model to save (built: it has weights).
+        path: the file to write.
+
+    Example::
+
+        model.save("model.npz")          # the method calls save(model, "model.npz")
+        same = minidl.load("model.npz")
     """
     target = _fspath(path, "save")
     if not model.built:
         raise ValueError("save: the model is not built, so it has no weights yet; pass input_shape= or call build()")
+    assert model.input_shape is not None and model.dtype is not None  # built
     state = model.state_dict()
     if HEADER_KEY in state:
         raise ValueError(f"save: state_dict has an entry named {HEADER_KEY!r}, which the file format reserves")
@@ -102,7 +118,8 @@ def save(model: Sequential, path: PathLike) -> None:
     }
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     _check_loadable(header, len(blob))
-    atomic_write(target, lambda f: np.savez(f, **{HEADER_KEY: blob}, **state))
+    # NumPy's stub types savez's **kwds together with its allow_pickle: bool keyword
+    atomic_write(target, lambda f: np.savez(f, **{HEADER_KEY: blob}, **state))  # type: ignore[arg-type]
 
 
 def _check_loadable(header: dict[str, Any], size: int) -> None:
@@ -132,6 +149,14 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     a crash or power loss ``path`` holds the old content or the new, complete content.
     On any error (including ``KeyboardInterrupt``) the temporary file is removed and
     ``path`` is untouched. Only a killed process can leave a stray ``.<name>.*.tmp``.
+
+    Args:
+        path: the file to replace.
+        write: called once with the temporary file, open for binary writing.
+
+    Example::
+
+        atomic_write("notes.bin", lambda f: f.write(b"complete or not at all"))
     """
     if os.path.isdir(path):
         raise IsADirectoryError(f"save: {path!r} is a directory, not a file path")
@@ -227,7 +252,13 @@ def _minidl_version() -> str:
 
 # -- reading ------------------------------------------------------------------------------
 class SavedModel(NamedTuple):
-    """What a model file holds, checked: ``minidl.load`` makes a ``Sequential`` of it."""
+    """What a model file holds, checked: ``minidl.load`` makes a ``Sequential`` of it.
+
+    Example::
+
+        saved = read("model.npz")
+        saved.layers, saved.loss, saved.settings["input_shape"]
+    """
 
     layers: list[Layer]
     loss: Loss | None
@@ -241,6 +272,14 @@ def read(path: PathLike) -> SavedModel:
 
     Runs no code from the file and allocates no more than the arrays the file declares (see docs/saving.md);
     ``minidl.load(path)`` builds the model from them.
+
+    Args:
+        path: the model file.
+
+    Example::
+
+        saved = read("model.npz")
+        [type(layer).__name__ for layer in saved.layers]
     """
     fname = _fspath(path, "load")
     with _open(fname) as file:
@@ -355,6 +394,16 @@ def load_weights(model: Sequential, path: PathLike, strict: bool = True) -> Load
     the model's dtype. With ``strict=True`` the names and shapes must match exactly, and
     nothing is changed unless they do; with ``strict=False`` every entry whose name and
     shape match is loaded and the rest are reported in the returned :class:`LoadResult`.
+
+    Args:
+        model: the model to copy the weights into.
+        path: the model file.
+        strict: refuse any difference in names or shapes (``False``: load what matches, report the rest).
+
+    Example::
+
+        result = load_weights(model, "pretrained.npz", strict=False)
+        print(result.missing_keys)
     """
     fname = _fspath(path, "load_weights")
     header, arrays = _read(fname)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from .inputs import prepare_inputs
 from .layers.base import as_int
 
 if TYPE_CHECKING:
+    from .layers import Loss
     from .model import Sequential
 
 __all__ = ["Source", "ArraySource", "MemmapSource", "IterableSource", "as_source", "is_batch_iterable",
@@ -60,18 +61,26 @@ class Source:
         raise NotImplementedError
 
 
+def _loss(model: Sequential) -> Loss:
+    """The loss that prepares ``model``'s targets: labels need one to say what they mean."""
+    if model.loss is None:
+        raise ValueError(f"{model.name} has no loss, so targets cannot be prepared for it; pass loss= to Sequential")
+    return model.loss
+
+
 class ArraySource(Source):
     """An in-memory ``X`` (and ``y``), prepared whole at once."""
 
     def __init__(self, model: Sequential, X: Any, y: Any, x_name: str, y_name: str | None) -> None:
         self.X, self.x_name = prepare_inputs(model, X, x_name), x_name
-        self.y = None if y_name is None else model.loss.prepare_targets(y, len(self.X), y_name, x_name)
+        self.y = None if y_name is None else _loss(model).prepare_targets(y, len(self.X), y_name, x_name)
         self.samples = len(self.X)
 
     def batches(self, batch_size: int, shuffle: bool = False, rng: np.random.Generator | None = None
                 ) -> Iterator[Batch]:
         X, y = self.X, self.y
         if shuffle:
+            assert rng is not None  # fit passes its generator whenever it shuffles
             order = rng.permutation(len(X))
             X, y = X[order], None if y is None else y[order]  # one gather per epoch keeps every batch contiguous
         for start in range(0, len(X), batch_size):
@@ -92,7 +101,7 @@ class MemmapSource(Source):
         self._check_file()
         prepare_inputs(model, X[:1], f"{x_name}[:1]")  # dtype and shape, on one sample: named as such
         self.samples = len(X)
-        self.y = None if y_name is None else model.loss.prepare_targets(y, len(X), y_name, x_name)
+        self.y = None if y_name is None else _loss(model).prepare_targets(y, len(X), y_name, x_name)
 
     def _check_file(self) -> None:
         """An ``OSError`` naming the file if it is now shorter than the map: reading past its end is SIGBUS."""
@@ -122,6 +131,8 @@ class MemmapSource(Source):
                 stop = min(start + batch_size, n)
                 yield self._read(start, stop), None if y is None else y[start:stop]
             return
+        assert rng is not None  # fit passes its generator whenever it shuffles
+        assert self.model.dtype is not None and self.model.input_shape is not None  # built by __init__
         per_sample = self.model.dtype.itemsize * int(np.prod(self.model.input_shape))
         block = max(1, MEMMAP_BLOCK_BYTES // (per_sample * batch_size)) * batch_size  # whole batches a block
         for start in rng.permutation(np.arange(0, n, block)):
@@ -146,7 +157,7 @@ class IterableSource(Source):
         self.passes = self.consumed = 0  # passes begun, and items an iterator gave before this pass
         if steps is not None:
             self.steps = as_int(steps, "steps_per_epoch" if labels else "steps", minimum=1)
-        elif hasattr(data, "__len__"):
+        elif isinstance(data, Sized):
             self.steps = len(data)
 
     def batches(self, batch_size: int = 0, shuffle: bool = False, rng: np.random.Generator | None = None
@@ -176,7 +187,7 @@ class IterableSource(Source):
         x = prepare_inputs(self.model, item[0] if pair else item, f"{where}: X")
         if not self.labels:
             return x, None
-        return x, self.model.loss.prepare_targets(item[1], len(x), f"{where}: y", "X")  # "to match X": the batch's
+        return x, _loss(self.model).prepare_targets(item[1], len(x), f"{where}: y", "X")  # "to match X": the batch's
 
 
 def as_source(model: Sequential, X: Any, y: Any, x_name: str, y_name: str | None, steps: int | None = None,

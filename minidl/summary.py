@@ -1,4 +1,4 @@
-"""``model.summary()``: the tree of layers as a Keras-style table."""
+"""``model.summary()``: the tree of layers as a Keras-style table; and the model's ``repr``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from .layers.base import Layer
     from .model import Sequential
 
-__all__ = ["print_summary"]
+__all__ = ["print_summary", "model_repr"]
 
 
 def print_summary(model: Sequential, print_fn: Callable[[str], None] = print) -> None:
@@ -23,9 +23,11 @@ def print_summary(model: Sequential, print_fn: Callable[[str], None] = print) ->
     def rows(layer: Layer, indent: str) -> Iterator[tuple[str, str, str]]:
         for key, child in layer.named_children().items():
             kind = "" if child.name == type(child).__name__ else f" ({type(child).__name__})"
+            assert child.output_shape is not None  # the model is built (Sequential.summary checks)
             yield f"{indent}{key}: {child.name}{kind}", str((None, *child.output_shape)), f"{size(child):,}"
             yield from rows(child, indent + "  ")
 
+    assert model.input_shape is not None  # built
     table = [("Layer (type)", "Output shape", "Param #"), *rows(model, "")]
     widths = [max(len(r[c]) for r in table) for c in range(3)]
     line = "-" * (sum(widths) + 4)
@@ -37,3 +39,18 @@ def print_summary(model: Sequential, print_fn: Callable[[str], None] = print) ->
         f"Total params: {total:,}", f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}",
         *([f"Loss: {model.loss!r}"] if model.loss is not None else []),
     ]))
+
+
+def model_repr(model: Sequential) -> str:
+    """``repr(model)``: the constructor call that makes an equal, unbuilt-or-built model (arguments that differ
+    from the defaults only).
+
+    Example::
+
+        model_repr(Sequential([Dense(2)], loss=MSE()))  # "Sequential([Dense(units=2, use_bias=True)], loss=MSE())"
+    """
+    extra = (f", input_shape={model.input_shape}" if model.built else "") + (
+        f", seed={model.seed}" if model.seed is not None else "") + (
+        f", dtype='{model.dtype}'" if model.dtype != "float32" else "")
+    loss = f", loss={model.loss!r}" if model.loss is not None else ""
+    return f"Sequential([{', '.join(map(repr, model.layers))}]{extra}{loss})"

@@ -136,7 +136,14 @@ class CharTokenizer:
 
 
 class TextData(NamedTuple):
-    """A corpus as a tokenizer and the token ids of its training and validation parts (int64)."""
+    """A corpus as a tokenizer and the token ids of its training and validation parts (int64).
+
+    Example::
+
+        >>> data = split_text("hello world, hello minidl", validation_fraction=0.2)
+        >>> data.tokenizer.decode(data.train[:5])
+        'hello'
+    """
 
     tokenizer: CharTokenizer
     train: np.ndarray

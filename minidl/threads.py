@@ -71,6 +71,14 @@ def set_num_threads(n: int | None) -> None:
 
     Args:
         n: a positive int, or ``None``.
+
+    Example::
+
+        >>> import minidl
+        >>> minidl.set_num_threads(1)
+        >>> minidl.get_num_threads()
+        1
+        >>> minidl.set_num_threads(None)   # back to the default
     """
     global _requested
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
@@ -80,7 +88,14 @@ def set_num_threads(n: int | None) -> None:
 
 def get_num_threads() -> int:
     """The number of threads minidl's kernels use now: the :func:`set_num_threads` value, else the
-    environment's thread budget, else the CPUs this process may run on."""
+    environment's thread budget, else the CPUs this process may run on.
+
+    Example::
+
+        >>> import minidl
+        >>> minidl.get_num_threads() >= 1
+        True
+    """
     if _requested is not None:
         return _requested
     for var in ENV_VARS:

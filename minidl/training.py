@@ -9,14 +9,13 @@ step of :func:`forward_backward`, the guard's check, the update and the callback
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .arguments import as_int, check_bool
-from .callbacks import Callback, History
+from .callbacks import Callback, CallbackList, History
 from .fit_checks import (
     NotLearningWarning,
     check_fit_arguments,
@@ -25,12 +24,12 @@ from .fit_checks import (
     require_classifier,
     require_loss,
     validation_source,
+    warn_if_not_learning,
     warn_if_unscaled,
     warn_ran_out,
 )
 from .guard import NonFiniteLossError, TrainingGuard
 from .inputs import prepare_inputs, raise_if_not_finite
-from .layers.losses import SoftmaxCE
 from .metrics import RunningMetrics
 from .optim import SGD, Optimizer
 from .progress import Progress
@@ -146,7 +145,7 @@ class Trainer:
     ) -> None:
         self.model = model
         self.loss = require_loss(model, "fit")
-        self.callbacks = check_fit_arguments(verbose, callbacks, optimizer)
+        self.callbacks = CallbackList(check_fit_arguments(verbose, callbacks, optimizer))
         self.requested_optimizer = optimizer
         self.verbose = verbose
         self.history = History()
@@ -177,15 +176,15 @@ class Trainer:
         self.val = validation_source(model, validation_data, self.epochs)
         optimizer = self.requested_optimizer or model.optimizer or SGD(model.parameters(), lr=0.01)
         if isinstance(optimizer, str):  # made now: an unbuilt model has its parameters only once X built it
-            optimizer = optimizer_class(optimizer.lower())(model.parameters())
+            make: Callable[..., Optimizer] = optimizer_class(optimizer.lower())  # each has a default lr
+            optimizer = make(model.parameters())
         check_owned(model, optimizer)
         with model.training_session(self.history):
             previous_optimizer, model.optimizer = model.optimizer, optimizer
             self.optimizer = optimizer
             try:
-                for cb in self.callbacks:
-                    cb.set_model(model)
-                    cb.on_train_begin()
+                self.callbacks.set_model(model)
+                self.callbacks.on_train_begin()
             except BaseException:
                 model.optimizer = previous_optimizer  # a refused fit leaves nothing behind for the next one
                 raise
@@ -207,14 +206,12 @@ class Trainer:
             err.history, diverged = self.history, err
         except KeyboardInterrupt:
             if guard.updating:  # a forced stop (a second Ctrl-C) inside optimizer.step: nothing is consistent
-                for cb in self.callbacks:
-                    cb.on_train_end()
+                self.callbacks.on_train_end()
                 raise
             self.history.mark_interrupted()
             self.model.stop_training = True
             self.progress.interrupted(len(self.history.epoch))
-        for cb in self.callbacks:  # also after a NaN stop, so callbacks can restore or save what they hold
-            cb.on_train_end()
+        self.callbacks.on_train_end()  # also after a NaN stop, so callbacks can restore or save what they hold
         if diverged is not None:
             raise diverged
         return self.history
@@ -222,8 +219,7 @@ class Trainer:
     def _epochs(self) -> None:
         guard = self.guard
         for epoch in range(self.epochs):
-            for cb in self.callbacks:
-                cb.on_epoch_begin(epoch)
+            self.callbacks.on_epoch_begin(epoch)
             guard.begin_epoch()
             logs, steps = self._run_epoch(epoch)
             guard.end_epoch(epoch, steps=steps)
@@ -236,25 +232,12 @@ class Trainer:
             logs["lr"] = self.optimizer.lr  # the rate this epoch trained with; a schedule may change it at epoch end
             self.history.append(logs)
             self.progress.end_epoch(epoch, logs)
-            for cb in self.callbacks:
-                cb.on_epoch_end(epoch, logs)
-            self._judge_learning()
+            self.callbacks.on_epoch_end(epoch, logs)
+            if not self.judged:  # the warning is given at most once
+                self.judged = warn_if_not_learning(self.model, self.history["loss"], self.optimizer.lr)
             guard.check_interrupt()
             if self.model.stop_training:
                 break
-
-    def _judge_learning(self) -> None:
-        """Warn once (per fit) when the training loss stays at chance level or does not fall: never silently."""
-        if self.judged:
-            return
-        loss, model = self.model.loss, self.model
-        classes = model.output_shape[-1] if isinstance(loss, SoftmaxCE) and model.output_shape else 0
-        why = not_learning(classes, self.history["loss"])
-        if why is not None:
-            self.judged = True
-            warnings.warn(
-                f"fit: {why}. Likely causes: a learning rate too large or too small (lr={self.optimizer.lr:g}), "
-                "or unscaled inputs (scale them to [0, 1] or standardize them)", NotLearningWarning, stacklevel=6)
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch's ``(x, y)`` batches, shuffled by the model's seed if ``shuffle`` (see :mod:`minidl.sources`)."""
@@ -273,8 +256,7 @@ class Trainer:
             with guard.step():  # an interrupt inside the update leaves guard.updating set
                 step_fn()
             running.add(loss, outputs, yb, model.output_mask)
-            for cb in callbacks:
-                cb.on_batch_end(step, {"loss": loss, "size": len(yb)})
+            callbacks.on_batch_end(step, {"loss": loss, "size": len(yb)})
             steps = step + 1
             if progress.due(running.seen):
                 progress.update(running.seen, running.means())

@@ -3,19 +3,28 @@
 Public names are those in the ``__all__`` of the modules the API reference renders (docs/api/); a
 module without ``__all__`` counts the classes and functions it defines whose names do not start with ``_``.
 Each needs a docstring with a one-line summary, an ``Args:`` section when it takes arguments, a
-``Shape:`` section when it is a layer or a loss, and an ``Example::`` (a tiny runnable example).
+``Shape:`` section when it is a layer or a loss, and an ``Example::`` (a tiny runnable example);
+examples written as ``>>>`` sessions are run (with the module's names and ``np`` in scope).
 """
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import inspect
+import sys
 
+import numpy as np
 import pytest
 
 from minidl.layers import Layer, Loss
 
-MODULES = ["minidl.layers", "minidl.model", "minidl.data", "minidl.plot", "minidl.generation"]
+MODULES = [
+    "minidl", "minidl.layers", "minidl.model", "minidl.optim", "minidl.lr_scheduler", "minidl.callbacks", "minidl.data",
+    "minidl.datasets", "minidl.text", "minidl.saving", "minidl.sklearn", "minidl.export",
+    "minidl.presets", "minidl.plot", "minidl.generation", "minidl.backend", "minidl.layers.state", "minidl.config",
+    "minidl.testing",
+]
 
 
 def public_objects() -> list[tuple[str, object]]:
@@ -43,7 +52,7 @@ PUBLIC = public_objects()
 def takes_arguments(obj: object) -> bool:
     """Whether calling ``obj`` (a function, or a class through its constructor) takes any argument."""
     target = obj.__init__ if inspect.isclass(obj) else obj
-    if inspect.isclass(obj) and target is object.__init__:
+    if inspect.isclass(obj) and not inspect.isfunction(target):  # object's or an exception's built-in __init__
         return False
     try:
         params = inspect.signature(target).parameters.values()
@@ -84,3 +93,13 @@ def test_the_walk_finds_the_public_api_and_the_check_finds_what_is_missing():
 @pytest.mark.parametrize("name, obj", PUBLIC, ids=[name for name, _ in PUBLIC])
 def test_public_name_is_documented_in_pytorch_form(name, obj):
     assert not problems(obj), f"{name}: {', '.join(problems(obj))}"
+
+
+@pytest.mark.parametrize("name, obj", PUBLIC, ids=[name for name, _ in PUBLIC])
+def test_public_doctest_examples_run(name, obj):
+    globs = {**vars(sys.modules[obj.__module__]), "np": np}
+    for test in doctest.DocTestFinder(recurse=False).find(obj, name, globs=globs):
+        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+        report: list[str] = []
+        runner.run(test, out=report.append)
+        assert not runner.failures, "".join(report)

@@ -46,7 +46,13 @@ _lock = threading.Lock()
 
 
 def available_backends() -> list[str]:
-    """The backends that can run here: ``"numpy"``, and ``"fast"`` when Numba is installed."""
+    """The backends that can run here: ``"numpy"``, and ``"fast"`` when Numba is installed.
+
+    Example::
+
+        >>> "numpy" in available_backends()
+        True
+    """
     return ["numpy"] + (["fast"] if "fast" in BACKENDS and importlib.util.find_spec("numba") is not None else [])
 
 
@@ -67,7 +73,15 @@ def _make(name: str, source: str) -> Backend:
 
 
 def get_backend() -> Backend:
-    """The backend the layers compute with now (made on first use; see the module for which one)."""
+    """The backend the layers compute with now (made on first use; see the module for which one).
+
+    Example::
+
+        >>> import numpy as np
+        >>> y, ctx = get_backend().relu(np.array([-1.0, 3.0]))
+        >>> y
+        array([0., 3.])
+    """
     backend = _current
     if backend is None:
         with _lock:
@@ -75,6 +89,7 @@ def get_backend() -> Backend:
                 _set(_make(_default_name(), f"the environment variable {ENV_VAR}" if os.environ.get(ENV_VAR)
                            else "the default backend"))
             backend = _current
+    assert backend is not None  # _set made one
     return backend
 
 
@@ -83,6 +98,13 @@ def set_backend(name: str | None) -> None:
 
     Args:
         name: ``"numpy"``, ``"fast"`` or ``None``.
+
+    Example::
+
+        >>> set_backend("numpy")
+        >>> get_backend().name
+        'numpy'
+        >>> set_backend(None)
 
     A layer's forward and its backward must run under the same backend.
     """
@@ -99,7 +121,13 @@ def _set(backend: Backend | None) -> None:
 
 def config() -> dict[str, Any]:
     """What minidl computes with here: backend, threads, the BLAS libraries (with OpenBLAS's kernel
-    architecture), the CPU, and the environment variables that change any of them."""
+    architecture), the CPU, and the environment variables that change any of them.
+
+    Example::
+
+        >>> config()["backend"] in available_backends()
+        True
+    """
     from threadpoolctl import threadpool_info
 
     from .. import __version__

@@ -65,7 +65,8 @@ def _load() -> Any:
     with _loading:
         if not _compiled:
             if not os.environ.get("NUMBA_THREADING_LAYER"):
-                numba.config.THREADING_LAYER = "workqueue"
+                # numba.config sets its attributes at import, from the environment: no stub declares them
+                numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
             prange = numba.prange
             for name, fn in _KERNELS.items():
                 _compiled[name] = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH.get(name, False))(fn)
@@ -211,10 +212,16 @@ _FASTMATH = {"_bn_forward": {"reassoc", "contract"}, "_bn_backward": {"reassoc",
 # -- contexts ------------------------------------------------------------------------------------------
 class _FastBatchNorm:
     __slots__ = ("x", "mean", "inv_std", "weight", "batch_stats")
+    x: np.ndarray
+    mean: np.ndarray
+    inv_std: np.ndarray
+    weight: np.ndarray
+    batch_stats: bool
 
 
 class _FastReLU:
     __slots__ = ("y",)
+    y: np.ndarray
 
 
 class FastBackend(NumpyBackend):

@@ -108,6 +108,8 @@ def im2col(
     sn = x_pad.itemsize
     sw, sh, sc = n * sn, w * n * sn, h * w * n * sn
     (kh, kw), (rows, ow) = kernel, out
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
     if stride[1] == 1:
         shape, strides = (c, kh, kw, rows, ow * n), (sc, sh, sw, sh * stride[0], sn)
     else:
@@ -548,6 +550,9 @@ class _PoolContext:
     """:meth:`NumpyBackend.max_pool2d`'s path (``"small"``, ``"tiled"`` or ``"general"``) and its cache."""
 
     __slots__ = ("path", "x", "out", "argmax", "padded_shape", "pool", "stride", "padding", "out_hw", "covered")
+    pool: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
 
 
 class _BatchNormContext:

@@ -59,9 +59,9 @@ def to_onnx(model: Sequential, path: str | os.PathLike | None, opset: int = MIN_
 
     Example::
 
-        >>> import onnxruntime as ort                                    # doctest: +SKIP
-        >>> to_onnx(model, "digits.onnx")                                 # doctest: +SKIP
-        >>> ort.InferenceSession("digits.onnx").run(None, {"input": X})[0]  # == model.predict_proba(X)
+        import onnxruntime as ort
+        to_onnx(model, "digits.onnx")
+        ort.InferenceSession("digits.onnx").run(None, {"input": X})[0]  # == model.predict_proba(X)
     """
     onnx = _require("onnx", "onnx", "to_onnx")
     _check_model(model, "to_onnx")
@@ -112,10 +112,13 @@ def to_torch(model: Sequential) -> Any:
       ``model.predict_proba``; to train on in PyTorch take ``module[:-1]`` (the logits) with
       ``nn.CrossEntropyLoss``.
 
+    Args:
+        model: a built model (its loss, if any, becomes the last module as listed above).
+
     Example::
 
-        >>> net = to_torch(model)                                         # doctest: +SKIP
-        >>> net(torch.from_numpy(X)).detach().numpy()                     # == model.predict_proba(X)
+        net = to_torch(model)
+        net(torch.from_numpy(X)).detach().numpy()                     # == model.predict_proba(X)
     """
     _require("torch", "torch", "to_torch")
     _check_model(model, "to_torch")

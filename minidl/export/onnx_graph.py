@@ -68,6 +68,16 @@ class OnnxGraph:
     Exporters call :meth:`node`, :meth:`initializer` and, for layers they hold, :meth:`layer`.
     Weights keep the model's ``state_dict`` names (``"0.weight"``), so a graph's initializers
     can be read next to the minidl model.
+
+    Args:
+        param_names: ``id(parameter or buffer) -> state_dict name``, for the initializers' names.
+        dtype: the model's floating dtype (the graph's tensors have it).
+        opset: the ONNX opset version the graph targets.
+
+    Example::
+
+        # inside an exporter registered with register_onnx
+        y = graph.node("MatMul", [x, graph.initializer(layer.weight)])
     """
 
     def __init__(self, param_names: dict[int, str], dtype: np.dtype, opset: int) -> None:

@@ -66,6 +66,15 @@ def register_onnx(cls: type) -> Callable[[Callable], Callable]:
 
     ``x`` is the name of the layer's input tensor; ``fn`` adds nodes with ``graph.node(...)``
     and weights with ``graph.initializer(...)`` and returns the name of the output tensor.
+
+    Args:
+        cls: the layer class the decorated function exports.
+
+    Example::
+
+        @register_onnx(Scale)
+        def _(layer, graph, x):
+            return graph.node("Mul", [x, graph.initializer(np.array(2.0, graph.dtype))])
     """
     return ONNX_EXPORTERS.register(cls)
 
@@ -75,5 +84,17 @@ def register_torch(cls: type) -> Callable[[Callable], Callable]:
 
     ``ctx.nn`` is ``torch.nn``, ``ctx.tensor(array)`` makes a tensor of the model's dtype and
     ``ctx.convert(child)`` converts a layer held by ``layer`` (for composite layers).
+
+    Args:
+        cls: the layer class the decorated function exports.
+
+    Example::
+
+        @register_torch(Scale)
+        def _(layer, ctx):
+            class Double(ctx.nn.Module):
+                def forward(self, x):
+                    return 2 * x
+            return Double()
     """
     return TORCH_EXPORTERS.register(cls)

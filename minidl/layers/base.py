@@ -13,7 +13,7 @@ abstract base opts out: ``class Base(Layer, register=False)``), so a saved archi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,21 +21,22 @@ import numpy as np
 from .. import config
 
 # The argument checks live in minidl.arguments; layers and docs/extending.md import them from here.
-from ..arguments import as_float, as_int, as_pair, as_shape, check_bool
-from ..config import register_class
+from ..arguments import as_float, as_int, as_pair, check_bool
+from . import checks, hooks
 from . import state as _state
+from .hooks import RemovableHandle, call_forward, run_forward_hooks
 from .state import Buffer, Parameter
 
-__all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "RemovableHandle", "call_forward", "run_forward_hooks", "as_float", "as_int",
-           "as_pair", "check_bool"]
+__all__ = ["Layer", "Parameter", "Buffer", "LAYERS", "Shape", "RemovableHandle", "call_forward", "run_forward_hooks",
+           "as_float", "as_int", "as_pair", "check_bool"]
 
 Shape = tuple[int, ...]
 
-#: Every ``Layer`` subclass by class name; filled in by ``Layer.__init_subclass__``.
+#: Every ``Layer`` subclass by class name; filled in as they are defined (``config.Configurable``).
 LAYERS: dict[str, type[Layer]] = {}
 
 
-class Layer:
+class Layer(config.Configurable, register=False):
     """Base class of every layer. Subclasses override the methods below as needed.
 
     - ``__init__(..., *, trainable=True, name=None)``: store and validate the hyper-parameters
@@ -90,16 +91,9 @@ class Layer:
     #: Functions called after ``forward`` (see :meth:`register_forward_hook`); empty for most layers.
     _forward_hooks: dict[int, Callable[..., Any]] = {}
 
-    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if register:  # ``class MyBase(Layer, register=False)``: an abstract base no file can name
-            register_class(LAYERS, cls)
-
     def __init__(self, *, trainable: bool = True, name: str | None = None) -> None:
         check_bool(trainable, "trainable", type(self).__name__)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"{type(self).__name__}: name must be a str, got {name!r}")
-        self.name = name or type(self).__name__
+        self._set_name(name)
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
         self.dtype: np.dtype | None = None
@@ -130,7 +124,7 @@ class Layer:
         Default: ``mask`` passes through when the layer keeps the time axis (the first per-sample
         axis); a layer that changes it cannot carry a mask and raises ``ValueError``.
         """
-        if mask is None or self.output_shape[:1] == self.input_shape[:1]:
+        if mask is None or (self.output_shape or ())[:1] == (self.input_shape or ())[:1]:
             return mask
         raise ValueError(f"{self.name}: a mask (padded steps) cannot follow this layer, which changes the time axis "
                          f"(input shape {self.input_shape}, output shape {self.output_shape})")
@@ -150,29 +144,12 @@ class Layer:
             model.predict(X)
             handle.remove()
         """
-        if not callable(hook):
-            raise TypeError(f"{self.name}: register_forward_hook takes a function (layer, input, output), got {hook!r}")
-        hooks = self.__dict__.setdefault("_forward_hooks", {})
-        handle = RemovableHandle(hooks)
-        hooks[handle.id] = hook
-        return handle
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
-
-    def to_config(self) -> dict[str, Any]:
-        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt layer (see :mod:`minidl.config`)."""
-        return config.to_config(self)
-
-    @staticmethod
-    def from_config(spec: dict[str, Any]) -> Layer:
-        """Inverse of :meth:`to_config`; the class must be defined (imported) already."""
-        return config.from_config(spec, Layer)
+        return hooks.add_forward_hook(self, hook)
 
     # -- machinery shared by every layer ---------------------------------------------
     def build(
         self,
-        input_shape: Shape,
+        input_shape: Sequence[int],
         rng: np.random.Generator | None = None,
         dtype: Any = np.float32,
     ) -> Shape:
@@ -182,20 +159,9 @@ class Layer:
         new model); for another shape or dtype it refuses. A failed build leaves no trace: every layer
         of the subtree it built is unbuilt again and ``rng`` is rewound.
         """
-        input_shape = as_shape(input_shape, self.name)
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"{self.name}: dtype must be a floating type, got {dtype}")
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise TypeError(
-                f"{self.name}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {rng!r}"
-            )
-        if self.built:
-            if (input_shape, dtype) != (self.input_shape, self.dtype):
-                raise ValueError(
-                    f"{self.name} is already built for input shape {self.input_shape} and dtype {self.dtype}, "
-                    f"so it cannot take input shape {input_shape} and dtype {dtype}; use a new layer here"
-                )
+        input_shape, dtype = checks.build_arguments(self.name, input_shape, rng, dtype)
+        if self.output_shape is not None and self.built:
+            checks.same_build(self.name, (self.input_shape, self.dtype), (input_shape, dtype))
             return self.output_shape
         rng = rng if rng is not None else np.random.default_rng()
         undo = [(layer, dict(vars(layer))) for layer in (self, *_state.named_layers(self).values()) if not layer.built]
@@ -271,80 +237,13 @@ class Layer:
         # (An unbuilt layer has input_shape None, which no shape tuple equals.)
         if isinstance(x, np.ndarray) and x.shape[1:] == self.input_shape and x.dtype == self.dtype and x.ndim > 1:
             return
-        if not self.built:
-            raise ValueError(
-                f"{self.name} is not built: call build(input_shape) or put it in a Sequential first"
-            )
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{self.name}: input must be a numpy array, got {type(x).__name__}")
-        if x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
-            raise ValueError(
-                f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
-                f"got {x.shape}"
-            )
-        if x.dtype != self.dtype:
-            raise TypeError(
-                f"{self.name}: input dtype {x.dtype} does not match the layer's dtype {self.dtype}"
-            )
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+        raise checks.input_error(self.name, self.input_shape, self.dtype, x)
 
     def __getattr__(self, attr: str) -> Any:
-        # Only reached when normal lookup fails: the base attributes are missing if __init__ skipped ours.
-        if attr in _BASE_ATTRIBUTES:
-            raise AttributeError(
-                f"{type(self).__name__} has no attribute {attr!r}: its __init__ must call super().__init__() "
-                "(Layer.__init__ sets name, trainable and the shapes)"
-            )
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+        raise checks.missing_attribute(self, attr)  # only reached when normal lookup fails
 
 
 config.register_kind(Layer, LAYERS)
-
-
-class RemovableHandle:
-    """What :meth:`Layer.register_forward_hook` returns: ``remove()`` unregisters the hook.
-
-    Args:
-        hooks: the layer's dict of hooks.
-
-    Example::
-
-        handle = layer.register_forward_hook(print)
-        handle.remove()
-    """
-
-    _next_id = 0
-
-    def __init__(self, hooks: dict[int, Any]) -> None:
-        self._hooks = hooks
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
-
-    def remove(self) -> None:
-        self._hooks.pop(self.id, None)
-
-
-def call_forward(layer: Layer, x: np.ndarray, training: bool, mask: np.ndarray | None = None) -> np.ndarray:
-    """``layer.forward(x, training)`` as a container runs a child: with ``mask=`` if the child takes masks,
-    then the child's forward hooks."""
-    y = layer.forward(x, training, mask=mask) if mask is not None and layer.supports_masking else \
-        layer.forward(x, training)
-    if layer._forward_hooks:
-        run_forward_hooks(layer, x, y)
-    return y
-
-
-def run_forward_hooks(layer: Layer, x: np.ndarray, y: np.ndarray) -> None:
-    """Call ``layer``'s forward hooks with its input and output (a copy of the dict: a hook may remove itself)."""
-    for hook in list(layer._forward_hooks.values()):
-        hook(layer, x, y)
-
-#: What ``Layer.__init__`` sets on every layer.
-_BASE_ATTRIBUTES = frozenset({"name", "input_shape", "output_shape", "dtype", "_trainable",
-                              "built", "trainable"})  # the properties that read them fail over to __getattr__
 
 
 def _layers_in(prefix: str, value: Any) -> Iterator[tuple[str, Layer]]:

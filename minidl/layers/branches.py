@@ -156,8 +156,9 @@ class Parallel(Layer):
                 raise ValueError(f"{self.name}: branch {i} outputs shape {shape} but branch 0 outputs {first}; "
                                  'merge="add" needs equal shapes')
             axis = _concat_axis(first)
-            if self.merge == "concat" and (len(shape) != len(first) or
-                                           any(a != b for j, (a, b) in enumerate(zip(shape, first, strict=True)) if j != axis)):
+            differ = len(shape) != len(first) or any(
+                a != b for j, (a, b) in enumerate(zip(shape, first, strict=True)) if j != axis)
+            if self.merge == "concat" and differ:
                 raise ValueError(f"{self.name}: branch {i} outputs shape {shape} but branch 0 outputs {first}; "
                                  f'merge="concat" joins them along per-sample axis {axis}, so every other axis '
                                  "must match")

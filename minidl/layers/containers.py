@@ -125,9 +125,11 @@ class Sequential(Layer):
             layers[0].backward_params(grad_out)
 
 
-def at_layer(i: int, layer: Any, shape: Shape, step: Callable[..., Shape], *args: Any) -> Shape:
-    """``step(shape, *args)`` for layer ``i``; an error names the position, the class and the shape."""
+def at_layer(i: int, layer: Any, shape: Shape, step: Callable[..., Shape | None], *args: Any) -> Shape:
+    """``step(shape, *args)`` for layer ``i`` (a check returning ``None`` keeps ``shape``); an error names the
+    position, the class and the shape."""
     try:
-        return tuple(step(shape, *args))
+        result = step(shape, *args)
+        return shape if result is None else tuple(result)
     except (ValueError, TypeError) as err:
         raise type(err)(f"layer {i} ({type(layer).__name__}) got input shape {shape}: {err}") from None

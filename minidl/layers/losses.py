@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import config
 from ..arguments import as_int, as_shape
-from ..config import register_class
+from ..metrics import per_position
 from ..targets import binary_targets, check_outputs, class_labels, float_targets
 from .base import Shape
 
@@ -25,7 +25,7 @@ __all__ = ["Loss", "LOSSES", "SoftmaxCE", "SigmoidBCE", "MSE"]
 LOSSES: dict[str, type[Loss]] = {}
 
 
-class Loss:
+class Loss(config.Configurable, register=False):
     r"""Base class of losses: what a model is trained to minimise, given its outputs and the targets.
 
     The loss takes the model's outputs ``(N, *input_shape)`` (scores, logits or values; its
@@ -66,15 +66,8 @@ class Loss:
                 return float(np.mean(np.abs(r))), np.sign(r) / r.size
     """
 
-    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if register:  # ``class MyBase(Loss, register=False)``: an abstract base no file can name
-            register_class(LOSSES, cls)
-
     def __init__(self, *, name: str | None = None) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"{type(self).__name__}: name must be a str, got {name!r}")
-        self.name = name or type(self).__name__
+        self._set_name(name)
         self.input_shape: Shape | None = None
         self.dtype: np.dtype | None = None
 
@@ -133,45 +126,25 @@ class Loss:
             f"{self.name}; use predict for its values"
         )
 
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments as JSON-able values (saving and ``repr`` use them)."""
-        return {}
-
-    def to_config(self) -> dict[str, Any]:
-        """``{"class": name, "config": kwargs}``: enough to make an equal, unbuilt loss (see :mod:`minidl.config`)."""
-        return config.to_config(self)
-
-    @staticmethod
-    def from_config(spec: dict[str, Any]) -> Loss:
-        """Inverse of :meth:`to_config`; the class must be defined (imported) already."""
-        return config.from_config(spec, Loss)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
     def _check(self, outputs: np.ndarray, targets: Any, mask: np.ndarray | None) -> None:
         """``outputs`` of the built shape and dtype; ``mask`` (if any) of shape (N, T) for sequence outputs."""
         check_outputs(self.name, self.input_shape, self.dtype, outputs, mask)
 
-    def _weights(self, outputs: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray | None, int]:
-        """The mask as 0/1 weights broadcast over ``outputs``, and how many elements it scores."""
+    def _elementwise(self, outputs: np.ndarray, targets: np.ndarray,
+                     mask: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+        """For a loss of one term per element (targets of the outputs' shape): checks ``outputs``, ``targets``
+        and ``mask``; returns the mask as 0/1 weights broadcast over ``outputs`` and how many elements it
+        scores (at least 1, so an all-padded batch scores 0)."""
+        self._check(outputs, targets, mask)
+        if np.shape(targets) != outputs.shape:
+            raise ValueError(f"{self.name}: targets must have shape {outputs.shape}, got {np.shape(targets)}")
         if mask is None:
-            return None, outputs.size
+            return None, max(outputs.size, 1)
         w = mask.reshape(mask.shape + (1,) * (outputs.ndim - 2)).astype(outputs.dtype)
-        return w, int(np.count_nonzero(mask)) * (outputs.size // max(mask.size, 1))
+        return w, max(int(np.count_nonzero(mask)) * (outputs.size // max(mask.size, 1)), 1)
 
 
 config.register_kind(Loss, LOSSES)
-
-
-def per_position(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Element-wise ``values`` (N, ...) as one mean per sample (N,), or per step (N, T) with NaN at padded steps."""
-    if mask is None:
-        return values.reshape(len(values), -1).mean(axis=1)
-    means = values.reshape(*mask.shape, -1).mean(axis=2)
-    means[~mask] = np.nan
-    return means
 
 
 class SoftmaxCE(Loss):
@@ -308,11 +281,7 @@ class SigmoidBCE(Loss):
     def loss_and_grad(self, logits: np.ndarray, targets: np.ndarray,
                       mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """Mean binary cross-entropy of ``logits`` against 0/1 ``targets`` and its gradient ``(σ(z) - t) / M``."""
-        self._check(logits, targets, mask)
-        if np.shape(targets) != logits.shape:
-            raise ValueError(f"{self.name}: targets must have shape {logits.shape}, got {np.shape(targets)}")
-        weights, count = self._weights(logits, mask)
-        count = max(count, 1)
+        weights, count = self._elementwise(logits, targets, mask)
         per = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
         grad = _sigmoid(logits) - targets
         if weights is not None:
@@ -367,11 +336,7 @@ class MSE(Loss):
     def loss_and_grad(self, outputs: np.ndarray, targets: np.ndarray,
                       mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """Mean of ``(outputs - targets)²`` over every (valid) element and its gradient ``2 (o - t) / M``."""
-        self._check(outputs, targets, mask)
-        if np.shape(targets) != outputs.shape:
-            raise ValueError(f"{self.name}: targets must have shape {outputs.shape}, got {np.shape(targets)}")
-        weights, count = self._weights(outputs, mask)
-        count = max(count, 1)
+        weights, count = self._elementwise(outputs, targets, mask)
         diff = outputs - targets
         if weights is not None:
             diff *= weights

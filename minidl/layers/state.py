@@ -95,6 +95,18 @@ def named_layers(top: _Node) -> dict[str, Any]:
     """Every layer below ``top`` by dotted path (``"1.layers.0"``), pre-order.
 
     Raises ``ValueError`` if one layer object is found in two places.
+
+    Args:
+        top: the layer (or container) to walk.
+
+    Example::
+
+        >>> from minidl.layers import Dense, Sequential
+        >>> net = Sequential([Dense(2), Sequential([Dense(1)])])
+        >>> net.build((3,))
+        (1,)
+        >>> list(named_layers(net))
+        ['0', '1', '1.0']
     """
     found: dict[str, Any] = {}
     seen = {id(top): "the top"}
@@ -122,17 +134,56 @@ def _named(top: _Node, kind: type) -> dict[str, Any]:
 
 
 def named_parameters(top: _Node) -> dict[str, Parameter]:
-    """Parameters of ``top`` and every layer below, by dotted name (``"1.layers.0.weight"``)."""
+    """Parameters of ``top`` and every layer below, by dotted name (``"1.layers.0.weight"``).
+
+    Args:
+        top: the layer (or container) to walk.
+
+    Example::
+
+        >>> from minidl.layers import Dense, Sequential
+        >>> net = Sequential([Dense(2), Sequential([Dense(1)])])
+        >>> net.build((3,))
+        (1,)
+        >>> list(named_parameters(net))
+        ['0.weight', '0.bias', '1.0.weight', '1.0.bias']
+    """
     return _named(top, Parameter)
 
 
 def named_buffers(top: _Node) -> dict[str, Buffer]:
-    """Buffers, found and named like the parameters."""
+    """Buffers, found and named like the parameters.
+
+    Args:
+        top: the layer (or container) to walk.
+
+    Example::
+
+        >>> from minidl.layers import BatchNorm2D
+        >>> bn = BatchNorm2D()
+        >>> bn.build((3, 4, 4))
+        (3, 4, 4)
+        >>> list(named_buffers(bn))
+        ['running_mean', 'running_var']
+    """
     return _named(top, Buffer)
 
 
 def state_dict(top: _Node) -> dict[str, np.ndarray]:
-    """A flat ``name → array`` copy of every parameter and buffer."""
+    """A flat ``name → array`` copy of every parameter and buffer.
+
+    Args:
+        top: the layer (or container) to walk.
+
+    Example::
+
+        >>> from minidl.layers import Dense, Sequential
+        >>> net = Sequential([Dense(2), Sequential([Dense(1)])])
+        >>> net.build((3,))
+        (1,)
+        >>> {k: v.shape for k, v in state_dict(net).items()}
+        {'0.weight': (3, 2), '0.bias': (2,), '1.0.weight': (2, 1), '1.0.bias': (1,)}
+    """
     return {k: p.data.copy() for k, p in (named_parameters(top) | named_buffers(top)).items()}
 
 
@@ -142,6 +193,19 @@ def load_state_dict(top: _Node, state: dict[str, np.ndarray], strict: bool = Tru
     Names, shapes, dtypes and values are checked before anything is written: with ``strict=True``
     a state with missing or unexpected keys raises ``ValueError`` listing both (as PyTorch does),
     and a NaN or infinite value is refused rather than stored.
+
+    Args:
+        top: the layer (or container) whose parameters and buffers receive the arrays.
+        state: ``name -> array``, as :func:`state_dict` returns it.
+        strict: refuse missing or unexpected names (``False``: load the names both have).
+
+    Example::
+
+        >>> from minidl.layers import Dense, Sequential
+        >>> net = Sequential([Dense(2), Sequential([Dense(1)])])
+        >>> net.build((3,))
+        (1,)
+        >>> load_state_dict(net, state_dict(net))
     """
     params = named_parameters(top) | named_buffers(top)
     if strict:

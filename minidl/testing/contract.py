@@ -37,7 +37,18 @@ JUNK = 12345.0
 
 @dataclass
 class CheckResult:
-    """One rule of the contract: its name, whether it held, and what was wrong (one problem a line)."""
+    """One rule of the contract: its name, whether it held, and what was wrong (one problem a line).
+
+    Args:
+        name: the rule, e.g. ``"backward overwrites .grad [float64]"``.
+        passed: whether it held.
+        detail: what was wrong, one problem a line.
+
+    Example::
+
+        >>> CheckResult("shape pass", False, "expected (2,), got (3,)").passed
+        False
+    """
 
     name: str
     passed: bool
@@ -50,6 +61,18 @@ class LayerCheckReport:
 
     ``gradient_errors[mode][name]`` is the largest relative error of ``"input"`` or of a
     parameter against finite differences, ``mode`` being ``"training"`` or ``"inference"``.
+
+    Args:
+        layer: the checked layer's name.
+        input_shape: the per-sample input shape it was checked with.
+        output_shape: the output shape the shape pass gave (``None`` if it failed).
+        checks: one :class:`CheckResult` per rule, in the order they ran.
+        gradient_errors: the largest relative errors, by mode and by name.
+
+    Example::
+
+        report = check_layer(MyLayer(), (3, 8, 8), raise_on_failure=False)
+        report.ok, report.gradient_errors["training"]["input"]
     """
 
     layer: str
@@ -74,7 +97,18 @@ class LayerCheckReport:
 
 
 class LayerCheckError(AssertionError):
-    """Raised by :func:`check_layer` when a check fails; ``report`` holds every result."""
+    """Raised by :func:`check_layer` when a check fails; ``report`` holds every result.
+
+    Args:
+        report: the :class:`LayerCheckReport` with every result.
+
+    Example::
+
+        try:
+            check_layer(MyLayer(), (3, 8, 8))
+        except LayerCheckError as err:
+            print(err.report)
+    """
 
     def __init__(self, report: LayerCheckReport) -> None:
         self.report = report
@@ -129,6 +163,24 @@ def check_layer(
 
     Raises :class:`LayerCheckError` (an ``AssertionError``) listing every failed check, with
     the parameter, index and sizes involved, unless ``raise_on_failure=False``.
+
+    Args:
+        layer: the layer to check (left untouched; unbuilt or built).
+        input_shape: the per-sample input shape (no batch axis).
+        batch: samples in the generated batch.
+        x: your own input batch ``(batch, *input_shape)`` instead of the generated one.
+        training: the mode or modes ``forward`` is checked in.
+        dtypes: the dtypes the layer is built and checked in.
+        tol: the largest relative gradient error accepted.
+        eps: the finite-difference step.
+        seed: seeds the copies' parameters and the generated inputs.
+        raise_on_failure: raise :class:`LayerCheckError` when a check fails (``False``: just report).
+
+    Example::
+
+        >>> from minidl.layers import Dense
+        >>> check_layer(Dense(3), (4,)).ok
+        True
     """
     modes = (training,) if isinstance(training, bool) else tuple(training)
     input_shape = tuple(int(d) for d in input_shape)
@@ -207,6 +259,7 @@ def _check_passes(report: LayerCheckReport, layer: Layer, x: np.ndarray, mode: b
     except Exception as err:  # noqa: BLE001
         _record(report, f"forward/backward [{label}]", [f"forward raised {type(err).__name__}: {err}"])
         return None
+    assert layer.output_shape is not None  # built
     expected = (x.shape[0], *layer.output_shape)
     if not isinstance(y, np.ndarray) or y.shape != expected:
         _record(report, f"forward/backward [{label}]",
@@ -306,7 +359,18 @@ MEMORY_LAYOUTS = {"NCHW": (0, 1, 2, 3), "batch-innermost (C, H, W, N)": (1, 2, 3
 
 
 def stored_as(x: np.ndarray, order: Sequence[int]) -> np.ndarray:
-    """The values of ``x``, stored with its axes in ``order`` in memory (an NCHW-shaped view of a copy)."""
+    """The values of ``x``, stored with its axes in ``order`` in memory (an NCHW-shaped view of a copy).
+
+    Args:
+        x: the array, ``(N, C, H, W)`` or any shape of ``len(order)`` axes.
+        order: the axes of ``x`` from outermost to innermost in memory.
+
+    Example::
+
+        >>> y = stored_as(np.zeros((2, 3, 4, 5)), (1, 2, 3, 0))   # batch innermost
+        >>> y.shape, y.strides[0]
+        ((2, 3, 4, 5), 8)
+    """
     return np.ascontiguousarray(x.transpose(order)).transpose(np.argsort(order))
 
 
@@ -342,6 +406,9 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
     expected = loads_as(layer)
     if expected is None:
         taken = LAYERS.get(cls.__name__)
+        if taken is None:  # declared with register=False
+            _record(report, name, [f"{cls.__name__} is not registered, so from_config cannot make it"])
+            return
         _record(report, name, [f"class name {cls.__name__!r} is taken by {taken.__module__}.{taken.__qualname__}; "
                                "rename your layer so from_config can find it"])
         return
@@ -362,6 +429,7 @@ def _check_round_trip(report: LayerCheckReport, layer: Layer, x: np.ndarray, see
         _record(report, name, problems)
         return
     layer.forward(x, training=True)  # move any running statistics away from their initial values
+    assert layer.input_shape is not None  # built
     try:
         clone.build(layer.input_shape, rng=np.random.default_rng(seed + 3), dtype=layer.dtype)
     except Exception as err:  # noqa: BLE001

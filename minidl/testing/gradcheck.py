@@ -56,6 +56,18 @@ def tie_free_input(
     Its absolute values are ``(k + 0.5)·gap`` for ``k = 0..size-1`` in random order, with random
     signs, so neither ReLU kinks nor max-pool ties sit within a finite-difference step. ``gap``
     defaults to ``min(0.1, 2 / size)`` (entries stay within about ±2).
+
+    Args:
+        shape: the array's shape.
+        rng: where the order and signs come from (default: a fresh generator).
+        gap: the smallest distance between two entries, and twice the distance to 0.
+        dtype (np.dtype or str): the array's dtype.
+
+    Example::
+
+        >>> x = tie_free_input((2, 3), np.random.default_rng(0))
+        >>> x.shape, bool(np.all(np.abs(x) >= 0.05)), len(set(np.abs(x).ravel().round(9)))
+        ((2, 3), True, 6)
     """
     rng = rng if rng is not None else np.random.default_rng()
     size = int(np.prod(shape))
@@ -66,20 +78,46 @@ def tie_free_input(
 
 
 def numerical_gradient(
-    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
+    f: Callable[[], np.ndarray | float], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
 ) -> np.ndarray:
     """Central-difference gradient of ``Σ f() ⊙ weights`` with respect to ``x`` (perturbed in place, restored).
 
     The difference ``f(x+ε) - f(x-ε)`` is taken element-wise before it is weighted and summed,
     which keeps the rounding error at the scale of single outputs rather than of their sum.
+
+    Args:
+        f: computes the outputs from the current values of ``x`` (no arguments).
+        x: the array to perturb, in place (restored afterwards).
+        weights: the fixed ``G`` of ``L = Σ f() ⊙ G``, or a scalar.
+        eps: the finite-difference step.
+
+    Example::
+
+        >>> x = np.array([1.0, 2.0])
+        >>> numerical_gradient(lambda: x ** 2, x).round(6)
+        array([2., 4.])
     """
     return central_differences(f, x, weights, eps)[0]
 
 
 def central_differences(
-    f: Callable[[], np.ndarray], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
+    f: Callable[[], np.ndarray | float], x: np.ndarray, weights: np.ndarray | float = 1.0, eps: float = DEFAULT_EPS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`numerical_gradient`, and for each entry the round-off it may carry (see the module docstring)."""
+    """:func:`numerical_gradient`, and for each entry the round-off it may carry (see the module docstring).
+
+    Args:
+        f: computes the outputs from the current values of ``x`` (no arguments).
+        x: the array to perturb, in place (restored afterwards).
+        weights: the fixed ``G`` of ``L = Σ f() ⊙ G``, or a scalar.
+        eps: the finite-difference step.
+
+    Example::
+
+        >>> x = np.array([3.0])
+        >>> grad, noise = central_differences(lambda: x ** 2, x)
+        >>> grad.round(6), bool(noise[0] < 1e-9)
+        (array([6.]), True)
+    """
     grad = np.zeros_like(x, dtype=np.float64)
     noise = np.zeros_like(grad)
     flat = x.reshape(-1)
@@ -109,6 +147,17 @@ def relative_error(
 
     ``noise`` (from :func:`central_differences`) is the round-off each finite difference may carry:
     a difference within it is no evidence against the analytic gradient and is not counted.
+
+    Args:
+        analytic: the gradient ``backward`` computed.
+        numeric: the finite-difference gradient, of the same shape.
+        noise: the round-off each entry of ``numeric`` may carry.
+
+    Example::
+
+        >>> error, where = relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.002]))
+        >>> round(error, 6), where
+        (0.000999, (1,))
     """
     analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
     if analytic.shape != numeric.shape:
@@ -134,6 +183,23 @@ def layer_gradient_errors(
 
     Every forward pass starts from the same random and buffer state (see :func:`rewinder`), so
     a stochastic layer is differentiated with one fixed mask.
+
+    Args:
+        layer: a built layer (float64 parameters).
+        x: an input batch, away from kinks and ties (see :func:`tie_free_input`).
+        rng: draws the fixed output gradient ``G`` (default: a fresh generator).
+        eps: the finite-difference step.
+        training: the mode ``forward`` runs in.
+
+    Example::
+
+        >>> from minidl.layers import Dense
+        >>> layer = Dense(2)
+        >>> layer.build((3,), dtype="float64")
+        (2,)
+        >>> errors = layer_gradient_errors(layer, tie_free_input((4, 3), np.random.default_rng(0)))
+        >>> sorted(errors), all(e[0] < 1e-6 for e in errors.values())
+        (['bias', 'input', 'weight'], True)
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     integer = _token_ids(x)
@@ -160,6 +226,21 @@ def rewinder(layer: Layer) -> Callable[[], None]:
     ``np.random.Generator`` attributes (as the contract asks), so rewinding their bit-generator
     state makes the next ``forward`` draw the same dropout mask again. Buffers (running
     statistics) are restored too, so a training-mode ``forward`` cannot drift between calls.
+
+    Args:
+        layer: the layer whose generators and buffers (and those of its sub-layers) to snapshot.
+
+    Example::
+
+        >>> from minidl.layers import Dropout
+        >>> drop = Dropout(0.5)
+        >>> drop.build((8,), dtype="float64")
+        (8,)
+        >>> rewind = rewinder(drop)
+        >>> a = drop.forward(np.ones((1, 8)), training=True)
+        >>> rewind()
+        >>> bool(np.array_equal(a, drop.forward(np.ones((1, 8)), training=True)))
+        True
     """
     generators = [(g, g.bit_generator.state) for g in _generators(layer)]
     buffers = [(b, b.data.copy()) for b in layer.buffers()]
@@ -182,13 +263,26 @@ def _generators(layer: Layer) -> list[np.random.Generator]:
 def model_gradient_errors(
     model: Sequential, x: np.ndarray, y: np.ndarray, eps: float = DEFAULT_EPS
 ) -> dict[str, tuple[float, tuple[int, ...], float, float]]:
-    """End-to-end check through a model with a loss: ``"input"`` and every trainable parameter."""
+    """End-to-end check through a model with a loss: ``"input"`` and every trainable parameter.
+
+    Args:
+        model: a built float64 model with a loss.
+        x: an input batch.
+        y: its targets.
+        eps: the finite-difference step.
+
+    Example::
+
+        errors = model_gradient_errors(model, X[:4], y[:4])
+        errors["input"][0]             # the input gradient's largest relative error
+    """
     if model.loss is None:
         raise ValueError("model_gradient_errors: the model needs a loss (Sequential(..., loss=SoftmaxCE()))")
     x = np.array(x, dtype=model.dtype, order="C")
+    loss = model.loss
 
     def loss_and_grad() -> tuple[float, np.ndarray]:
-        return model.loss.loss_and_grad(model.forward(x, training=True), y)
+        return loss.loss_and_grad(model.forward(x, training=True), y)
 
     grad_x = model.backward(loss_and_grad()[1])
     return _compare(lambda: loss_and_grad()[0], 1.0, x, grad_x, model.named_parameters(), eps)
@@ -227,14 +321,45 @@ def check_layer_gradients(
     eps: float = DEFAULT_EPS,
     training: bool = True,
 ) -> dict[str, float]:
-    """Raise ``AssertionError`` unless every gradient of ``layer`` at ``x`` is within ``tol``; return the errors."""
+    """Raise ``AssertionError`` unless every gradient of ``layer`` at ``x`` is within ``tol``; return the errors.
+
+    Args:
+        layer: a built layer (float64 parameters).
+        x: an input batch, away from kinks and ties.
+        tol: the largest relative error accepted.
+        rng: draws the fixed output gradient ``G``.
+        eps: the finite-difference step.
+        training: the mode ``forward`` runs in.
+
+    Example::
+
+        >>> from minidl.layers import Dense
+        >>> layer = Dense(2)
+        >>> layer.build((3,), dtype="float64")
+        (2,)
+        >>> sorted(check_layer_gradients(layer, tie_free_input((4, 3), np.random.default_rng(0))))
+        ['bias', 'input', 'weight']
+    """
     return _assert_report(layer.name, layer_gradient_errors(layer, x, rng, eps, training), tol)
 
 
 def check_model_gradients(
     model: Sequential, x: np.ndarray, y: np.ndarray, tol: float = DEFAULT_TOL, eps: float = DEFAULT_EPS
 ) -> dict[str, float]:
-    """Raise ``AssertionError`` unless every gradient through ``model`` is within ``tol``; return the errors."""
+    """Raise ``AssertionError`` unless every gradient through ``model`` is within ``tol``; return the errors.
+
+    Args:
+        model: a built float64 model with a loss.
+        x: an input batch.
+        y: its targets.
+        tol: the largest relative error accepted.
+        eps: the finite-difference step.
+
+    Example::
+
+        model = Sequential([Dense(3), Tanh(), Dense(2)], input_shape=(4,), dtype="float64", loss=SoftmaxCE())
+        check_model_gradients(model, tie_free_input((5, 4)), np.array([0, 1, 1, 0, 1]))
+    """
     return _assert_report("Sequential", model_gradient_errors(model, x, y, eps), tol)
 
 

@@ -95,6 +95,7 @@ def check_loss(
 
 def _example_targets(loss: Loss, n: int, rng: np.random.Generator) -> np.ndarray:
     """The first kind of target ``loss`` accepts: normal floats, 0/1 values, or class labels."""
+    assert loss.input_shape is not None  # built by the caller
     shape = (n, *loss.input_shape)
     candidates = [rng.standard_normal(shape), rng.integers(0, 2, shape), rng.integers(0, shape[-1], shape[:-1])]
     for candidate in candidates:

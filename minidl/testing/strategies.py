@@ -31,6 +31,17 @@ def image_shapes(
 
     ``width`` defaults to the same range as ``height`` (drawn independently). For a layer with a
     ``k × k`` window use ``height=(k, 8)`` so that every drawn image can hold it.
+
+    Args:
+        channels: ``C``, an int or an inclusive ``(low, high)``.
+        height: ``H``, an int or an inclusive ``(low, high)``.
+        width: ``W``, an int or an inclusive ``(low, high)``; ``None``: the range of ``height``.
+
+    Example::
+
+        @given(image_shapes(channels=3, height=(3, 8)))
+        def test_my_layer(shape):
+            check_layer(MyLayer(), shape)
     """
     from hypothesis import strategies as st
 
@@ -40,14 +51,35 @@ def image_shapes(
 
 
 def feature_shapes(features: int | tuple[int, int] = (1, 12)):
-    """Strategy for per-sample feature-vector shapes ``(D,)``, as ``Dense`` takes."""
+    """Strategy for per-sample feature-vector shapes ``(D,)``, as ``Dense`` takes.
+
+    Args:
+        features: ``D``, an int or an inclusive ``(low, high)``.
+
+    Example::
+
+        @given(feature_shapes((1, 4)))
+        def test_my_layer(shape):
+            check_layer(MyLayer(), shape)
+    """
     from hypothesis import strategies as st
 
     return st.tuples(st.integers(*_span(features, "features")))
 
 
 def any_shapes(ndim: int | tuple[int, int] = (1, 3), size: int | tuple[int, int] = (1, 5)):
-    """Strategy for per-sample shapes of ``ndim`` axes, each of ``size``: for layers that take any shape."""
+    """Strategy for per-sample shapes of ``ndim`` axes, each of ``size``: for layers that take any shape.
+
+    Args:
+        ndim: the number of axes, an int or an inclusive ``(low, high)``.
+        size: each axis's size, an int or an inclusive ``(low, high)``.
+
+    Example::
+
+        @given(any_shapes(ndim=2, size=(1, 3)))
+        def test_my_layer(shape):
+            check_layer(MyLayer(), shape)
+    """
     from hypothesis import strategies as st
 
     return st.lists(st.integers(*_span(size, "size")), min_size=_span(ndim, "ndim")[0],
@@ -57,8 +89,14 @@ def any_shapes(ndim: int | tuple[int, int] = (1, 3), size: int | tuple[int, int]
 def layer_inputs(shapes=None, batch: int | tuple[int, int] = (1, 3), dtype: Any = np.float64):
     """Strategy for input batches ``(N, *shape)``: ties- and kink-free arrays (:func:`tie_free_input`).
 
-    ``shapes`` is a strategy of per-sample shapes (default :func:`image_shapes`). Read the
-    per-sample shape of a drawn ``x`` as ``x.shape[1:]``::
+    Args:
+        shapes (hypothesis strategy or None): per-sample shapes (default :func:`image_shapes`).
+        batch: ``N``, an int or an inclusive ``(low, high)``.
+        dtype: the arrays' dtype.
+
+    Read the per-sample shape of a drawn ``x`` as ``x.shape[1:]``.
+
+    Example::
 
         @given(layer_inputs(image_shapes(height=(3, 8))))
         def test_my_layer(x):

@@ -12,12 +12,14 @@ from .layers import (
     GRU,
     LSTM,
     BatchNorm2D,
+    Conv1D,
     Conv2D,
     Dense,
     Dropout,
     Embedding,
     Flatten,
     GlobalAvgPool2D,
+    GlobalMaxPool1D,
     Layer,
     LayerNorm,
     MaxPool2D,
@@ -39,6 +41,7 @@ from .recipes import (
     OPTIMIZERS,
     RECIPES,
     SCHEDULES,
+    TEXT_RECIPES,
     Recipe,
     recipe_for,
 )
@@ -46,7 +49,7 @@ from .recipes import (
 __all__ = ["blog_cnn", "digits_cnn", "digits_resnet", "digits_gru", "residual_block", "lenet", "cifar_vgg",
            "cifar_resnet", "MODELS", "PRESETS", "MNIST_PRESETS", "CIFAR_PRESETS", "OPTIMIZERS", "SCHEDULES", "Recipe",
            "RECIPES", "DATASET_RECIPES", "INPUT_SHAPES", "recipe_for", "char_gpt", "char_lstm", "CHAR_GPT",
-           "CHAR_LSTM"]
+           "CHAR_LSTM", "text_cnn", "text_lstm", "TEXT_PRESETS", "TEXT_RECIPES"]
 
 
 def blog_cnn(
@@ -452,6 +455,78 @@ def char_lstm(vocab_size: int, seed: int | None = 0, dtype: Any = "float32", **c
                       input_shape=(int(c["context"]),), seed=seed, dtype=dtype, loss=SoftmaxCE())
 
 
+def text_lstm(vocab_size: int, num_classes: int = 4, max_length: int = 64, dim: int = 64, seed: int | None = 0,
+              dtype: Any = "float32") -> Sequential:
+    """Sequence classification of right-padded token ids by an LSTM, trained by ``TEXT_RECIPES["text_lstm"]``::
+
+        Embedding(V, dim, mask_zero=True)     # id 0 is padding: the mask stops the LSTM there
+        LSTM(dim)                             # the state at each row's last valid step
+        Dense(num_classes) → SoftmaxCE
+
+    Because of the mask, padding never changes a prediction: the same rows padded to any length
+    give the same probabilities.
+
+    Args:
+        vocab_size: the number of token ids ``V``, padding (0) included.
+        num_classes: the number of classes.
+        max_length: the padded length ``T`` of the rows.
+        dim: the embedding size and the LSTM's state size.
+        seed: seeds the weights and the shuffling.
+        dtype: float32 or float64.
+
+    Shape:
+        int token ids ``(N, T)`` → ``(N, num_classes)`` class probabilities.
+
+    Example::
+
+        (X, y), (X_test, y_test) = load_pydoc_topics()                # minidl.text
+        model = text_lstm(load_pydoc_text().tokenizer.vocab_size + 1)
+        TEXT_RECIPES["text_lstm"].fit(model, X, y)
+
+    Measured test accuracies are in docs/sequences.md ("Text classification").
+    """
+    return Sequential([Embedding(vocab_size, dim, mask_zero=True), LSTM(dim), Dense(num_classes), SoftmaxCE()],
+                      input_shape=(max_length,), input_dtype="int64", seed=seed, dtype=dtype)
+
+
+def text_cnn(vocab_size: int, num_classes: int = 4, max_length: int = 64, dim: int = 64, filters: int = 128,
+             kernel_size: int = 5, seed: int | None = 0, dtype: Any = "float32") -> Sequential:
+    """Sequence classification of right-padded token ids by a 1-D convolution (Kim, 2014, one width),
+    trained by ``TEXT_RECIPES["text_cnn"]``::
+
+        Embedding(V, dim)                             # no mask: Conv1D mixes steps and refuses one
+        Conv1D(filters, kernel_size, "same") → ReLU
+        GlobalMaxPool1D → Dense(num_classes) → SoftmaxCE
+
+    The padding id 0 is an ordinary token here, with its own embedding: the network learns to
+    ignore it, but more padding can change a prediction (``text_lstm`` masks it instead).
+
+    Args:
+        vocab_size: the number of token ids ``V``, padding (0) included.
+        num_classes: the number of classes.
+        max_length: the padded length ``T`` of the rows.
+        dim: the embedding size.
+        filters: the convolution's channels.
+        kernel_size: its window, in tokens.
+        seed: seeds the weights and the shuffling.
+        dtype: float32 or float64.
+
+    Shape:
+        int token ids ``(N, T)`` → ``(N, num_classes)`` class probabilities.
+
+    Example::
+
+        (X, y), (X_test, y_test) = load_pydoc_topics()                # minidl.text
+        model = text_cnn(load_pydoc_text().tokenizer.vocab_size + 1)
+        TEXT_RECIPES["text_cnn"].fit(model, X, y)
+
+    Measured test accuracies are in docs/sequences.md ("Text classification").
+    """
+    return Sequential([Embedding(vocab_size, dim), Conv1D(filters, kernel_size, padding="same"), ReLU(),
+                       GlobalMaxPool1D(), Dense(num_classes), SoftmaxCE()],
+                      input_shape=(max_length,), input_dtype="int64", seed=seed, dtype=dtype)
+
+
 #: Presets for the 8×8 digits, by name.
 PRESETS: dict[str, Callable[..., Sequential]] = {
     "blog_cnn": blog_cnn, "digits_cnn": digits_cnn, "digits_resnet": digits_resnet, "digits_gru": digits_gru}
@@ -465,3 +540,7 @@ CIFAR_PRESETS: dict[str, Callable[..., Sequential]] = {"cifar_resnet": cifar_res
 #: Every preset by name (``minidl train DATASET --preset NAME``); :data:`INPUT_SHAPES` has the
 #: shape each one takes and :func:`recipe_for` the way to train it.
 MODELS: dict[str, Callable[..., Sequential]] = {**PRESETS, **MNIST_PRESETS, **CIFAR_PRESETS}
+
+#: Presets for sequence classification of padded token ids (``minidl.text.load_pydoc_topics``), by
+#: name; :data:`TEXT_RECIPES` trains them. Not offered by ``minidl train`` (which takes images).
+TEXT_PRESETS: dict[str, Callable[..., Sequential]] = {"text_cnn": text_cnn, "text_lstm": text_lstm}

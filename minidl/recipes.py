@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .optim import Optimizer
 
 __all__ = ["Recipe", "OPTIMIZERS", "optimizer_class", "SCHEDULES", "INPUT_SHAPES", "RECIPES", "DATASET_RECIPES",
-           "recipe_for", "presets_for", "CHAR_GPT", "CHAR_LSTM"]
+           "recipe_for", "presets_for", "CHAR_GPT", "CHAR_LSTM", "TEXT_RECIPES"]
 
 #: The optimizers a :class:`Recipe` (and the command line's ``--optimizer``) can name, and their
 #: class's name in :mod:`minidl.optim` (names, not classes: this table loads without NumPy;
@@ -130,6 +130,13 @@ RECIPES: dict[str, Recipe] = {
     # not tuned here: CIFAR-10 could not be downloaded where minidl is developed.
     "cifar_resnet": Recipe("sgd", lr=0.1, epochs=30, batch_size=128, momentum=0.9, schedule="cosine"),
     "cifar_vgg": Recipe("adam", lr=2e-3, epochs=30, batch_size=128, schedule="cosine"),
+}
+
+#: The recipes of the text classification presets (``minidl.presets.TEXT_PRESETS``) on
+#: ``minidl.text.load_pydoc_topics()``'s default task; docs/sequences.md has their accuracies.
+TEXT_RECIPES: dict[str, Recipe] = {
+    "text_cnn": Recipe("adam", lr=2e-3, epochs=10, batch_size=32, schedule="cosine"),
+    "text_lstm": Recipe("adam", lr=5e-3, epochs=10, batch_size=32, schedule="cosine"),
 }
 
 #: Recipes for a preset on another data set of its input shape, by ``(data set, preset)``.

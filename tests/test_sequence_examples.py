@@ -37,3 +37,10 @@ def test_tiny_gpt_example_trains_generates_and_draws(tmp_path, capsys):
     assert result["text"].startswith('The "for" statement') and len(result["text"]) == 219
     assert (tmp_path / "attention.png").stat().st_size > 1000
     assert "bits/char" in capsys.readouterr().out
+
+
+def test_text_classifier_example_learns(capsys):
+    scores = load_example("text_classifier").main(["--preset", "text_cnn", "--epochs", "2",
+                                                   "--train-per-class", "100"])
+    assert "Conv1D" in capsys.readouterr().out
+    assert scores["accuracy"] > 0.3  # chance is 0.25

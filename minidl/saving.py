@@ -371,7 +371,8 @@ def _bound_dimensions(top: Layer, limit: int) -> None:
     for all its children before building any of them.
     """
     for layer in (top, *top.named_layers().values()):
-        layer.compute_output_shape = _bounded(layer, layer.compute_output_shape, limit)
+        # An instance attribute shadows the method on these throwaway layers only; no user layer is touched.
+        setattr(layer, "compute_output_shape", _bounded(layer, layer.compute_output_shape, limit))  # noqa: B010
 
 
 def _bounded(layer: Layer, shape_pass: Callable[[Shape], Shape], limit: int) -> Callable[[Shape], Shape]:

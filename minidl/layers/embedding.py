@@ -103,7 +103,7 @@ class Embedding(Layer):
         self._ids = x
         return self.weight.data[x]
 
-    def backward(self, grad_out: np.ndarray) -> None:
+    def backward(self, grad_out: np.ndarray) -> None:  # type: ignore[override]  # ids have no gradient
         assert self.weight is not None  # built
         if self.weight.trainable:
             # The rows of each id summed: sort the positions by id, then one add.reduceat over the runs

@@ -58,7 +58,7 @@ class Sequential(containers.Sequential, register=False):
 
     def __init__(
         self,
-        layers: Iterable[Layer],
+        layers: Iterable[Layer | Loss],
         input_shape: Sequence[int] | None = None,
         seed: int | None = None,
         dtype: Any = "float32",

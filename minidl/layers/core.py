@@ -38,7 +38,7 @@ class Flatten(Layer):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out.reshape(grad_out.shape[0], *self.input_shape)
+        return grad_out.reshape(grad_out.shape[0], *(self.input_shape or ()))
 
 
 class Dense(Layer):
@@ -92,6 +92,7 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
+        assert self.weight is not None  # built
         self._x = x
         out = x @ self.weight.data
         if self.bias is not None:
@@ -101,6 +102,7 @@ class Dense(Layer):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         # Sequences (N, T, D) as rows (N·T, D); feature vectors keep their shape (and memory layout).
         rows = grad_out if grad_out.ndim == 2 else grad_out.reshape(-1, self.units)
+        assert self.weight is not None  # built
         if self.weight.trainable:
             x = self._x if self._x.ndim == 2 else self._x.reshape(-1, self._x.shape[-1])
             np.matmul(x.T, rows, out=self.weight.grad)

@@ -368,7 +368,7 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
 
 def run_text(args: argparse.Namespace) -> float:
     """Train ``args.preset`` on the text corpus ``args.dataset``; print the results; return the held-out loss."""
-    from . import presets, text
+    from . import datasets, presets, text
     from .language import save_checkpoint, train_language_model
 
     if args.threads is not None:
@@ -381,7 +381,7 @@ def run_text(args: argparse.Namespace) -> float:
         _check_writable("--save", os.path.dirname(os.path.abspath(args.save)))
     try:
         data = (text.load_pydoc_text() if args.dataset == "pydoc" else
-                text.load_tiny_shakespeare(args.data_dir, download=not args.no_download, verbose=args.verbose > 0))
+                datasets.load_tiny_shakespeare(args.data_dir, download=not args.no_download, verbose=args.verbose > 0))
     except (OSError, ValueError) as err:
         raise CommandError(err) from None
     table = TEXT_PRESETS[args.preset]

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .download import DownloadError, RemoteFile, data_home, fetch, sha256_of
-from .text import load_pydoc_text, load_tiny_shakespeare
+from .text import TextData, load_pydoc_text, split_text
 
 __all__ = ["load_digits", "load_mnist", "load_fashion_mnist", "load_cifar10", "load_from_arrays", "load_npz",
            "load_pydoc_text", "load_tiny_shakespeare", "read_idx", "read_cifar10", "DataFormatError", "LOADERS",
@@ -543,3 +543,45 @@ def _checked_split(x_name: str, X: Any, y_name: str, y: Any, channels_last: bool
     if not np.isfinite(images).all():
         raise ValueError(f"{x_name} holds NaN or infinite values (in {dtype}); clean the data first")
     return images, y.astype(np.int64)
+
+
+def load_tiny_shakespeare(data_dir: str | os.PathLike | None = None, download: bool = True, *,
+                          base_url: str | Sequence[str] | None = None, path: str | os.PathLike | None = None,
+                          verbose: bool = True, validation_fraction: float = 0.1) -> TextData:
+    """Tiny Shakespeare, the 1,115,394-character corpus of Karpathy's char-rnn (65 distinct characters).
+
+    Downloaded once to ``<data_dir>/tiny-shakespeare/input.txt`` from
+    ``minidl.datasets.MIRRORS["tiny-shakespeare"]`` and checked against the SHA-256 digest and size
+    that TensorFlow Datasets publishes for this file
+    (``tensorflow_datasets/url_checksums/tiny_shakespeare.txt``, pinned in
+    ``minidl.datasets.FILES``); an interrupted download resumes.
+
+    Args:
+        data_dir: cache directory; default ``$MINIDL_DATA`` or ``~/.cache/minidl``.
+        download: ``False`` never touches the network: the file must be in the cache.
+        base_url: a mirror (or list of mirrors) to download from instead.
+        path: a directory holding your own copy of ``input.txt``: used as it is, never downloaded and
+            not compared with the published digest; it must be UTF-8 text, and a line says so (``verbose``).
+        verbose: show a progress bar while downloading.
+        validation_fraction: the share of characters, at the end, held out for validation.
+
+    Raises:
+        minidl.download.DownloadError: the file is missing and cannot be downloaded, or its digest is wrong.
+        minidl.DataFormatError: the file is not UTF-8 text.
+
+    Example::
+
+        tokenizer, train, validation = load_tiny_shakespeare()   # 1,003,855 / 111,539 characters
+    """
+    (file,) = _files("tiny-shakespeare", data_dir, base_url, download, path, verbose)
+    raw = Path(file).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(f"{file} is not UTF-8 text ({err})") from None
+    if not text:
+        raise DataFormatError(f"{file} is empty: there is no text to learn from")
+    if path is not None and verbose:
+        print(f"tiny-shakespeare: using your own {file}: not compared with the published SHA-256 digest; "
+              f"checked instead: UTF-8 text, {len(text):,} characters", file=sys.stderr)
+    return split_text(text, validation_fraction)

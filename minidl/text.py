@@ -3,8 +3,8 @@
 - :func:`load_pydoc_text`: the text of the standard library's ``pydoc_data.topics`` (the help
   topics of ``help()``), about 465,000 characters: every Python install has it, nothing is
   downloaded.
-- :func:`load_tiny_shakespeare`: the 1.1 MB "tiny Shakespeare" corpus of Karpathy's char-rnn
-  (``data/tinyshakespeare/input.txt``), downloaded once into the cache with
+- :func:`minidl.datasets.load_tiny_shakespeare`: the 1.1 MB "tiny Shakespeare" corpus of
+  Karpathy's char-rnn (``data/tinyshakespeare/input.txt``), downloaded once into the cache with
   :mod:`minidl.download` (checked against its published SHA-256 digest, resumable).
 
 Both return a :class:`TextData`: the :class:`CharTokenizer` of the corpus's characters and the
@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["CharTokenizer", "TextData", "load_pydoc_text", "load_pydoc_topics", "load_tiny_shakespeare", "split_text"]
+__all__ = ["CharTokenizer", "TextData", "load_pydoc_text", "load_pydoc_topics", "split_text"]
 
 
 class CharTokenizer:
@@ -274,50 +271,6 @@ def load_pydoc_topics(num_classes: int = 4, max_length: int = 64, seed: int = 0,
         data = np.concatenate(chunks)[rng.permutation(sum(len(c) for c in chunks))]
         out.append((np.ascontiguousarray(data[:, :-1], dtype=np.int64), data[:, -1].astype(np.int64)))
     return out[0], out[1]
-
-
-def load_tiny_shakespeare(data_dir: str | os.PathLike | None = None, download: bool = True, *,
-                          base_url: str | Sequence[str] | None = None, path: str | os.PathLike | None = None,
-                          verbose: bool = True, validation_fraction: float = 0.1) -> TextData:
-    """Tiny Shakespeare, the 1,115,394-character corpus of Karpathy's char-rnn (65 distinct characters).
-
-    Downloaded once to ``<data_dir>/tiny-shakespeare/input.txt`` from
-    ``minidl.datasets.MIRRORS["tiny-shakespeare"]`` and checked against the SHA-256 digest and size
-    that TensorFlow Datasets publishes for this file
-    (``tensorflow_datasets/url_checksums/tiny_shakespeare.txt``, pinned in
-    ``minidl.datasets.FILES``); an interrupted download resumes.
-
-    Args:
-        data_dir: cache directory; default ``$MINIDL_DATA`` or ``~/.cache/minidl``.
-        download: ``False`` never touches the network: the file must be in the cache.
-        base_url: a mirror (or list of mirrors) to download from instead.
-        path: a directory holding your own copy of ``input.txt``: used as it is, never downloaded and
-            not compared with the published digest; it must be UTF-8 text, and a line says so (``verbose``).
-        verbose: show a progress bar while downloading.
-        validation_fraction: the share of characters, at the end, held out for validation.
-
-    Raises:
-        minidl.download.DownloadError: the file is missing and cannot be downloaded, or its digest is wrong.
-        minidl.datasets.DataFormatError: the file is not UTF-8 text.
-
-    Example::
-
-        tokenizer, train, validation = load_tiny_shakespeare()   # 1,003,855 / 111,539 characters
-    """
-    from . import datasets  # it imports this module
-
-    (file,) = datasets._files("tiny-shakespeare", data_dir, base_url, download, path, verbose)
-    raw = Path(file).read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise datasets.DataFormatError(f"{file} is not UTF-8 text ({err})") from None
-    if not text:
-        raise datasets.DataFormatError(f"{file} is empty: there is no text to learn from")
-    if path is not None and verbose:
-        print(f"tiny-shakespeare: using your own {file}: not compared with the published SHA-256 digest; "
-              f"checked instead: UTF-8 text, {len(text):,} characters", file=sys.stderr)
-    return split_text(text, validation_fraction)
 
 
 def _code_points(text: str) -> np.ndarray:

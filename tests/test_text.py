@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 import minidl.text
 from minidl import datasets, download
+from minidl.datasets import load_tiny_shakespeare
 from minidl.download import ChecksumError, DownloadError, RemoteFile
 from minidl.text import (
     CharTokenizer,
     TextData,
     load_pydoc_text,
     load_pydoc_topics,
-    load_tiny_shakespeare,
     split_text,
 )
 
@@ -101,7 +101,7 @@ def test_the_pydoc_corpus_is_offline_and_about_465000_characters():
     from pydoc_data import topics
 
     assert text == "".join(topics.topics[k] for k in sorted(topics.topics))
-    assert datasets.load_pydoc_text is load_pydoc_text and datasets.load_tiny_shakespeare is load_tiny_shakespeare
+    assert datasets.load_pydoc_text is load_pydoc_text
 
 
 def test_docstring_examples_run():

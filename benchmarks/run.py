@@ -302,18 +302,6 @@ def make_runner(framework: str, name: str, X: np.ndarray, y: np.ndarray) -> Call
     return epoch
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``), else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 def machine() -> str:
     """What a time depends on besides the code: CPU, cores, the BLAS kernel NumPy runs and the thread setting.
 
@@ -328,9 +316,9 @@ def machine() -> str:
                    if k.startswith("OPENBLAS_") or k in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")) or "none"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     import minidl
-    from minidl.backend import get_backend
+    from minidl.backend import config, get_backend
 
-    return (f"CPU {cpu_model()}, {os.cpu_count()} cores, load {load}; BLAS {blas or '?'}; "
+    return (f"CPU {config()['cpu']}, {os.cpu_count()} cores, load {load}; BLAS {blas or '?'}; "
             f"thread variables: {env}; minidl backend {get_backend().name}, threads {minidl.get_num_threads()}; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 

@@ -404,8 +404,9 @@ def run_text(args: argparse.Namespace) -> float:
     curve = train_language_model(model, data, steps, batch_size, lr, seed=args.seed, eval_every=args.eval_every,
                                  report=report)
     seconds = time.perf_counter() - start
-    held_out = curve[-1][1]
-    print(f"train: {steps} steps in {seconds:.2f} s ({seconds / steps:.3f} s/step)")
+    trained, held_out = curve[-1]  # fewer steps than asked for after Ctrl-C
+    print(f"train: {trained} steps in {seconds:.2f} s ({seconds / max(trained, 1):.3f} s/step)"
+          + (", interrupted" if model.history.interrupted else ""))
     print(f"held-out loss: {held_out:.4f} nats/char ({held_out / math.log(2):.4f} bits/char) on "
           f"{len(data.validation):,} characters")
     prompt = data.tokenizer.decode(data.validation[:16])

@@ -425,7 +425,7 @@ def char_gpt(vocab_size: int, seed: int | None = 0, dtype: Any = "float32", **co
 
     return Sequential([Embedding(vocab_size, d), PositionalEmbedding(int(c["context"])),
                        *[layer for _ in range(int(c["blocks"])) for layer in block()], LayerNorm(), Dense(vocab_size)],
-                      input_shape=(int(c["context"]),), seed=seed, dtype=dtype, loss=SoftmaxCE())
+                      input_shape=(int(c["context"]),), input_dtype="int64", seed=seed, dtype=dtype, loss=SoftmaxCE())
 
 
 def char_lstm(vocab_size: int, seed: int | None = 0, dtype: Any = "float32", **config: Any) -> Sequential:
@@ -452,7 +452,7 @@ def char_lstm(vocab_size: int, seed: int | None = 0, dtype: Any = "float32", **c
     units = int(c["units"])
     return Sequential([Embedding(vocab_size, int(c["dim"])), LSTM(units, return_sequences=True),
                        LSTM(units, return_sequences=True), Dense(vocab_size)],
-                      input_shape=(int(c["context"]),), seed=seed, dtype=dtype, loss=SoftmaxCE())
+                      input_shape=(int(c["context"]),), input_dtype="int64", seed=seed, dtype=dtype, loss=SoftmaxCE())
 
 
 def text_lstm(vocab_size: int, num_classes: int = 4, max_length: int = 64, dim: int = 64, seed: int | None = 0,

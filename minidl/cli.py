@@ -290,7 +290,7 @@ def _load(args: argparse.Namespace) -> tuple:
     from . import datasets, text
     from .download import data_home
 
-    load = text.load_pydoc_topics if args.dataset == "pydoc-topics" else datasets.LOADERS[args.dataset]
+    load: Any = text.load_pydoc_topics if args.dataset == "pydoc-topics" else datasets.LOADERS[args.dataset]
     try:
         if DATASETS[args.dataset].downloads and args.trust_local:
             (X_train, y_train), (X_test, y_test) = load(path=data_home(args.data_dir) / args.dataset,

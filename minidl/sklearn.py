@@ -451,10 +451,10 @@ class _LayerList:
         if shape.count(-1) == 1 and rest > 0 and n_features % rest == 0:  # numpy's -1: what the rest leaves
             shape = tuple(n_features // rest if n == -1 else n for n in shape)
         if int(np.prod(shape)) != n_features or min(shape) < 1:
-            raise ValueError(
-                f"{type(self).__name__}: input_shape={tuple(self.input_shape)} holds {int(np.prod(shape))} values "
-                f"per sample, but X has {n_features} features"
-            )
+            holds = (f"takes a multiple of {rest} values per sample" if -1 in shape
+                     else f"holds {int(np.prod(shape))} values per sample")
+            raise ValueError(f"{type(self).__name__}: input_shape={tuple(self.input_shape)} {holds}, but X has "
+                             f"{n_features} features")
         return shape
 
 
@@ -673,9 +673,9 @@ def _token_ids(X: np.ndarray, name: str) -> np.ndarray:
     if X.dtype.kind == "f" and not np.array_equal(X, np.round(X)):
         bad = X[X != np.round(X)][0]
         raise ValueError(f"{name}: X must hold integer token ids (its network starts with an Embedding), got "
-                         f"{X.dtype} values such as {bad!r}")
+                         f"{X.dtype} values such as {bad.item()!r}")
     if X.size and X.min() < 0:
-        raise ValueError(f"{name}: X must hold token ids >= 0 (0 pads), got {X.min()!r}")
+        raise ValueError(f"{name}: X must hold token ids >= 0 (0 pads), got {X.min().item()!r}")
     return X.astype(np.int64, copy=False)
 
 

@@ -467,14 +467,20 @@ class SequentialClassifier(_LayerList, _MinidlClassifier):
     output one score per class. The fitted attributes are as in :class:`CNNClassifier`.
 
     Args:
-        layers: a list of (unbuilt) layers, or of their ``to_config()`` dicts, or a function of no
-            arguments returning a list of layers. Every ``fit`` trains fresh layers (rebuilt from
-            the configs, or made by calling the function), so the list given is never modified and
-            ``clone`` works.
+        layers: a list of (unbuilt) layers, or of their ``to_config()`` dicts; a model, such as a
+            preset (``presets.text_lstm(V)``, ``presets.digits_gru()``), whose layers, loss and
+            ``input_dtype`` are taken (its seed is not: ``random_state`` seeds the network); or a
+            function of no arguments returning either. Every ``fit`` trains fresh layers (rebuilt
+            from the configs, or made by calling the function), so what is given is never trained
+            and ``clone`` works. A network starting with an ``Embedding`` takes integer token ids
+            ``(N, T)``, 0 padding.
         input_shape: how flat rows ``(N, F)`` reach the model. ``None`` feeds them as feature
-            vectors ``(F,)`` (a list starting with ``Dense``); a shape such as ``(1, 8, 8)``
-            reshapes each row. Images ``(N, H, W)`` get a channel axis; ``(N, C, H, W)`` pass as
-            they are.
+            vectors ``(F,)`` (a list starting with ``Dense``, or token ids), or in the input shape
+            of a model given as ``layers`` when it holds ``F`` values; a shape such as ``(1, 8, 8)``
+            reshapes each row, and one axis may be ``-1`` (``(-1, 1)``: a sequence of ``F`` steps of
+            one value). Sequences ``(N, T, D)`` and images ``(N, C, H, W)`` pass as they are; images
+            ``(N, H, W)`` get a channel axis if the first layer wants one (``Conv2D``), and are
+            sequences of ``H`` steps otherwise.
         lr: as in :class:`CNNClassifier`.
         momentum: as in :class:`CNNClassifier`.
         num_iter: as in :class:`CNNClassifier`.
@@ -488,6 +494,7 @@ class SequentialClassifier(_LayerList, _MinidlClassifier):
         from minidl.layers import Dense, ReLU
         clf = SequentialClassifier([Dense(64), ReLU()], random_state=0).fit(X, y)
         clf.predict_proba(X[:3]), clf.score(X, y)
+        text = SequentialClassifier(presets.text_cnn(vocab_size), random_state=0).fit(token_ids, y)
     """
 
     default_loss = SoftmaxCE

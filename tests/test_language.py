@@ -25,6 +25,27 @@ def test_random_windows_targets_are_the_inputs_shifted_on():
         random_windows(np.arange(7), 6, 1, np.random.default_rng(0))
 
 
+def test_window_batches_are_fits_epochs_and_the_same_windows_whatever_their_grouping():
+    from minidl.language import HeldOutWindows, WindowBatches
+
+    tokens = np.arange(100)
+    batches = WindowBatches(tokens, 6, 3, steps=7, per_pass=3, seed=4)
+    passes = [list(batches) for _ in range(batches.passes)]
+    assert batches.passes == 3 and [len(p) for p in passes] == [3, 3, 1] and list(batches) == []
+    rng = np.random.default_rng(4)
+    for x, y in (pair for p in passes for pair in p):
+        expected_x, _ = random_windows(tokens, 6, 3, rng)
+        np.testing.assert_array_equal(x, expected_x)
+        np.testing.assert_array_equal(y, x + 1)
+    held = HeldOutWindows(np.arange(50), 8, windows=5, batch_size=2)
+    first, again = list(held), list(held)
+    assert [len(x) for x, _ in first] == [2, 2, 1] and all(np.array_equal(a[0], b[0]) for a, b in zip(first, again))
+    with pytest.raises(ValueError, match="too few for windows of 8 \\+ 1"):
+        HeldOutWindows(np.arange(9), 8)
+    with pytest.raises(ValueError, match="per_pass must be"):
+        WindowBatches(tokens, 6, 3, steps=7, per_pass=0)
+
+
 def test_training_lowers_the_held_out_loss_of_a_repetitive_text():
     data = split_text("abcdefg" * 60, validation_fraction=0.2)
     model = presets.char_lstm(data.tokenizer.vocab_size, context=10, dim=8, units=16)

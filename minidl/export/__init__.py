@@ -52,10 +52,21 @@ def to_onnx(model: Sequential, path: str | os.PathLike | None, opset: int = MIN_
     is ``model.predict_proba``). Weights keep their ``state_dict`` names. The file is written
     atomically and checked with ``onnx.checker.check_model(full_check=True)`` first.
 
+    Sequences: the sequence length is symbolic too (``"T"``; the input ``(N, T)`` of token ids, of the model's
+    integer ``input_dtype``, or ``(N, T, D)``), so a graph exported at one length runs at any other (up to a
+    ``PositionalEmbedding``'s ``max_length``), unless a ``Flatten`` or a layer with an exporter of your own
+    fixes it at the model's. With ``Embedding(mask_zero=True)`` the graph makes minidl's mask (``ids != 0``)
+    and honours it as minidl does: the recurrent layers skip padded steps (any mask, not only right
+    padding), attention never looks at padded keys, the global pools pool the valid steps only. A layer that
+    cannot take a mask (``Conv1D``, ``MaxPool1D``, ``Flatten``) is refused with a ``ValueError``, as minidl
+    refuses it when the model runs.
+
     Args:
         model: a built :class:`~minidl.Sequential`.
         path: where to write the ``.onnx`` file, or ``None`` to only return the model.
-        opset: the ONNX opset, at least 13 (from 13 on ``Softmax`` takes one axis).
+        opset: the ONNX opset, at least 13 (the default, and all the exporters need: from 13 on ``Softmax``
+            takes one axis, and the masked recurrent layers' ``CumSum``, ``TopK`` and ``GatherElements`` are
+            there).
 
     Example::
 
@@ -70,10 +81,16 @@ def to_onnx(model: Sequential, path: str | os.PathLike | None, opset: int = MIN_
     if opset > latest:
         raise ValueError(f"to_onnx: opset must be between {MIN_OPSET} and {latest} (this onnx's newest), got {opset}")
     graph = OnnxGraph(_param_names(model), built(model.dtype), opset)
+    input_shape, ids = built(model.input_shape), model.input_dtype is not None and model.input_dtype.kind in "iu"
+    if ids:
+        graph.ids_dtype = model.input_dtype
     y = graph.layer(model, "input")
     if y == "input":  # a model that is the identity at inference still needs a node to name its output
         y = graph.node("Identity", [y])
-    proto = graph.to_model(built(model.input_shape), y, built(model.output_shape), __version__)
+    # sequences: token ids (N, T), or (N, T, D) floats; images (N, C, H, W) and vectors (N, D) keep their shape
+    length = graph.fixed_length is None and len(input_shape) == (1 if ids else 2)
+    proto = graph.to_model(input_shape, y, built(model.output_shape), __version__,
+                           input_dtype=model.input_dtype if ids else None, length=length)
     if path is not None:
         _write_atomically(Path(path), proto.SerializeToString())
     return proto

@@ -28,6 +28,7 @@ class ExporterRegistry:
         self.target = target
         self.register_name = register_name
         self._exporters: dict[type, Callable[..., Any]] = {}
+        self._builtins: set[Callable[..., Any]] = set()
 
     def register(self, cls: type, *, builtin: bool = False) -> Callable[[Callable], Callable]:
         if not isinstance(cls, type):
@@ -38,11 +39,16 @@ class ExporterRegistry:
                 raise TypeError(f"{self.register_name}({cls.__name__}): expected a function, got {fn!r}")
             if builtin:  # a user's own exporter for a built-in class wins, whenever it was registered
                 self._exporters.setdefault(cls, fn)
+                self._builtins.add(fn)
             else:
                 self._exporters[cls] = fn
             return fn
 
         return decorate
+
+    def is_builtin(self, layer: Any) -> bool:
+        """Whether ``layer`` is exported by minidl's own exporter (rather than one a user registered)."""
+        return self.lookup(layer) in self._builtins
 
     def lookup(self, layer: Any) -> Callable[..., Any]:
         for cls in type(layer).__mro__:

@@ -13,7 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
+from ..layers import Embedding, containers
 from ..layers.base import as_int
 from ..model import Sequential
 from .onnx_graph import MIN_OPSET, OnnxGraph
@@ -81,19 +84,33 @@ def to_onnx(model: Sequential, path: str | os.PathLike | None, opset: int = MIN_
     if opset > latest:
         raise ValueError(f"to_onnx: opset must be between {MIN_OPSET} and {latest} (this onnx's newest), got {opset}")
     graph = OnnxGraph(_param_names(model), built(model.dtype), opset)
-    input_shape, ids = built(model.input_shape), model.input_dtype is not None and model.input_dtype.kind in "iu"
-    if ids:
+    input_shape, ids = built(model.input_shape), _takes_ids(model)
+    if model.input_dtype is not None and model.input_dtype.kind in "iu":
         graph.ids_dtype = model.input_dtype
     y = graph.layer(model, "input")
+    if graph.rows_valid is not None:  # NaN for a sequence with an id out of range
+        valid = graph.node("Reshape", [graph.rows_valid, graph.initializer(
+            np.array([-1] + [1] * len(built(model.output_shape)), dtype=np.int64), "row_shape")])
+        y = graph.node("Where", [valid, y, graph.initializer(np.array(np.nan, dtype=graph.dtype), "nan")])
     if y == "input":  # a model that is the identity at inference still needs a node to name its output
         y = graph.node("Identity", [y])
     # sequences: token ids (N, T), or (N, T, D) floats; images (N, C, H, W) and vectors (N, D) keep their shape
     length = graph.fixed_length is None and len(input_shape) == (1 if ids else 2)
     proto = graph.to_model(input_shape, y, built(model.output_shape), __version__,
-                           input_dtype=model.input_dtype if ids else None, length=length)
+                           input_dtype=graph.ids_dtype if ids else None, length=length)
     if path is not None:
         _write_atomically(Path(path), proto.SerializeToString())
     return proto
+
+
+def _takes_ids(model: Sequential) -> bool:
+    """Whether the model's input is token ids: an integer ``input_dtype``, or an ``Embedding`` first."""
+    if model.input_dtype is not None:
+        return model.input_dtype.kind in "iu"
+    first: Any = model
+    while isinstance(first, containers.Sequential) and first.layers:
+        first = first.layers[0]
+    return isinstance(first, Embedding)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

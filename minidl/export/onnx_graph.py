@@ -94,6 +94,8 @@ class OnnxGraph:
         self.fixed_length: str | None = None
         #: The integer dtype of token ids (the graph's input when the model's ``input_dtype`` is one).
         self.ids_dtype = np.dtype(np.int64)
+        #: ``(N,)`` bool: the sequences whose ids are all in range (an ``Embedding`` sets it), or None.
+        self.rows_valid: str | None = None
         self.nodes: list[tuple[str, list[str], list[str], str, dict[str, Any]]] = []
         self.initializers: dict[str, np.ndarray] = {}
         self._param_names = param_names
@@ -353,33 +355,45 @@ def _positions(g: OnnxGraph, x: str) -> tuple[str, str]:
                                g.initializer(np.array(1, dtype=np.int64), "one")])
 
 
-def _channels_first(g: OnnxGraph, x: str, op_type: str, inputs: list[str], **attributes: Any) -> str:
-    """``op_type`` on ``x`` transposed to ``(N, C, T)``, transposed back to ``(N, T, C)``."""
-    y = g.node(op_type, [g.node("Transpose", [x], perm=[0, 2, 1]), *inputs], **attributes)
-    return g.node("Transpose", [y], perm=[0, 2, 1])
+def _padded_1d(g: OnnxGraph, x: str, padding: str | int, window: int, stride: int,
+               fill: float) -> tuple[str, list[int]]:
+    """``x`` (``(N, C, T)``) padded for minidl's ``padding``, and the op's own ``pads``.
 
-
-def _pads_1d(padding: str | int, window: int, stride: int) -> dict[str, Any]:
-    """The padding attributes: ``"same"`` is ``SAME_UPPER`` (``ceil(T / stride)`` outputs, the odd step at the
-    end, for any ``T``: minidl's rule), the others explicit numbers that do not depend on ``T``."""
-    if padding == "same":
-        return {"auto_pad": "SAME_UPPER"}
-    left, right = padding_1d(padding, window, window, stride)  # "valid" or an int: the same for every length
-    return {"pads": [left, right]}
+    ``"valid"`` and ints do not depend on ``T``: the op's ``pads``. ``"same"`` (``ceil(T / stride)`` outputs,
+    the odd step at the end) does, so it is a ``Pad`` computed from the input's length: ONNX Runtime's
+    ``auto_pad="SAME_UPPER"`` would do the same, but refuses a dilated convolution.
+    """
+    if padding != "same":
+        left, right = padding_1d(padding, window, window, stride)  # the same for every length
+        return x, [left, right]
+    t = g.node("Slice", [g.node("Shape", [x]), _ints(g, [2], "starts"), _ints(g, [3], "ends")])
+    stride_c = _ints(g, [stride], "stride")
+    outputs = g.node("Div", [g.node("Add", [t, _ints(g, [stride - 1], "round_up")]), stride_c])  # ceil(T / s)
+    reach = g.node("Add", [g.node("Mul", [g.node("Sub", [outputs, _ints(g, [1], "one")]), stride_c]),
+                           _ints(g, [window], "window")])
+    total = g.node("Max", [g.node("Sub", [reach, t]), _ints(g, [0], "zero")])
+    left = g.node("Div", [total, _ints(g, [2], "two")])
+    pads = g.node("Concat", [_ints(g, [0, 0], "zeros"), left, _ints(g, [0, 0], "zeros"),
+                             g.node("Sub", [total, left])], axis=0)
+    return g.node("Pad", [x, pads, _const(g, fill, "fill")]), [0, 0]
 
 
 @_builtin(Conv1D)
 def _conv1d(layer: Conv1D, g: OnnxGraph, x: str) -> str:
     span = (layer.kernel_size - 1) * layer.dilation + 1
-    return _channels_first(g, x, "Conv", _params(g, layer.weight, layer.bias), kernel_shape=[layer.kernel_size],
-                           strides=[layer.stride], dilations=[layer.dilation],
-                           **_pads_1d(layer.padding, span, layer.stride))
+    xt, pads = _padded_1d(g, g.node("Transpose", [x], perm=[0, 2, 1]), layer.padding, span, layer.stride, 0.0)
+    y = g.node("Conv", [xt, *_params(g, layer.weight, layer.bias)], kernel_shape=[layer.kernel_size],
+               strides=[layer.stride], dilations=[layer.dilation], pads=pads)
+    return g.node("Transpose", [y], perm=[0, 2, 1])
 
 
 @_builtin(MaxPool1D)
 def _maxpool1d(layer: MaxPool1D, g: OnnxGraph, x: str) -> str:
-    return _channels_first(g, x, "MaxPool", [], kernel_shape=[layer.pool_size], strides=[layer.stride],
-                           ceil_mode=0, **_pads_1d(layer.padding, layer.pool_size, layer.stride))
+    # minidl pads with -inf; so does ONNX's MaxPool for its own pads (they never win)
+    xt, pads = _padded_1d(g, g.node("Transpose", [x], perm=[0, 2, 1]), layer.padding, layer.pool_size, layer.stride,
+                          -np.inf)
+    y = g.node("MaxPool", [xt], kernel_shape=[layer.pool_size], strides=[layer.stride], pads=pads, ceil_mode=0)
+    return g.node("Transpose", [y], perm=[0, 2, 1])
 
 
 def _reduce(g: OnnxGraph, op_type: str, x: str, axis: int, keepdims: int = 0) -> str:
@@ -498,13 +512,15 @@ for _cls in (SimpleRNN, LSTM, GRU, Bidirectional):
 # -- tokens and attention ---------------------------------------------------------------------------------------
 @_builtin(Embedding)
 def _embedding(layer: Embedding, g: OnnxGraph, x: str) -> str:
-    # ONNX's Gather reads a negative id from the end and a runtime may not check the range: an id outside
-    # [0, vocab_size) gives NaN instead (minidl raises a ValueError; a graph cannot raise).
+    # ONNX's Gather reads a negative id from the end, and a runtime may not check the range: a sequence with an
+    # id outside [0, vocab_size) gives NaN (to_onnx applies g.rows_valid to the output; minidl raises a
+    # ValueError, a graph cannot raise).
     ids = g.initializer(np.array([0, layer.vocab_size], dtype=g.ids_dtype), "id_range")
     low, high = (g.node("Gather", [ids, g.initializer(np.array(i), "index")], axis=0) for i in (0, 1))
     in_range = g.node("And", [g.node("GreaterOrEqual", [x, low]), g.node("Less", [x, high])])
-    rows = g.node("Gather", [g.initializer(built(layer.weight)), g.node("Where", [in_range, x, low])], axis=0)
-    y = _where_valid(g, in_range, rows, np.nan)
+    y = g.node("Gather", [g.initializer(built(layer.weight)), g.node("Where", [in_range, x, low])], axis=0)
+    row_valid = g.node("Cast", [_reduce(g, "ReduceMin", g.node("Cast", [in_range], to=7), 1)], to=9)  # (N,) bool
+    g.rows_valid = row_valid if g.rows_valid is None else g.node("And", [g.rows_valid, row_valid])
     if layer.mask_zero:  # minidl's mask: x != 0, with an incoming one
         valid = g.node("Not", [g.node("Equal", [x, low])])
         g.mask = valid if g.mask is None else g.node("And", [g.mask, valid])

@@ -23,7 +23,7 @@ BATCHES = (1, 7)
 PRESETS = {name: fn for name, fn in vars(presets).items()
            if inspect.isfunction(fn) and fn.__module__ == presets.__name__
            and inspect.signature(fn).return_annotation in ("Sequential", Sequential)
-           and "vocab_size" not in inspect.signature(fn).parameters}  # token models: Embedding has no ONNX form yet
+           and "vocab_size" not in inspect.signature(fn).parameters}  # token models: tests/test_export_sequences.py
 
 
 def test_every_preset_is_found():

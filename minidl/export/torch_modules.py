@@ -104,6 +104,9 @@ class TorchContext:
             raise ValueError(f"to_torch: {layer.name} takes the sequence mask, and the module its exporter made "
                              f"({type(module).__name__}) does not: give it supports_masking = True and a "
                              "forward(x, mask=None)")
+        if rule == "make" and not callable(getattr(module, "compute_mask", None)):
+            raise ValueError(f"to_torch: {layer.name} makes the sequence mask, and the module its exporter made "
+                             f"({type(module).__name__}) has no compute_mask(ids, mask) to make it with")
         if rule in ("drop", "make"):
             module.minidl_mask = rule
         if rule in ("keep", "drop"):  # "make" and "chain": the mask is there after it, or as its layers left it
@@ -126,8 +129,7 @@ def run_masked(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) ->
     if after == "drop":
         mask = None
     elif after == "make":
-        assert isinstance(module, TorchEmbedding)  # the one module that makes a mask
-        mask = module.compute_mask(x, mask)
+        mask = module.compute_mask(x, mask)  # type: ignore[operator]  # TorchContext.convert checked it has one
     return y, mask
 
 

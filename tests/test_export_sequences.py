@@ -287,3 +287,12 @@ def test_issue19_models_round_trip(make, tmp_path):
         want = expected(at_length(model, 5), short)
         np.testing.assert_allclose(session(model)[1].run(None, {"input": short})[0], want, rtol=0, atol=TOL)
         np.testing.assert_allclose(run_torch(to_torch(model), short), want, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("name", ["causal-blocks", "bilstm-max", "attention"])
+def test_masked_models_at_opset_18(name):
+    """From opset 18 the reductions take their axes as an input: the masked paths use them too."""
+    model = perturbed(Sequential(MASKED[name](), input_shape=(10,), input_dtype="int64", seed=0))
+    _, sess = session(model, opset=18)
+    X = padded_ids(np.random.default_rng(4), 5, 10, "holes")
+    np.testing.assert_allclose(sess.run(None, {"input": X})[0], model.predict_proba(X), rtol=0, atol=TOL)

@@ -264,13 +264,23 @@ def tiny_gpt() -> Sequential:
     return presets.char_gpt(vocab_size=VOCAB, context=12, dim=8, heads=2, blocks=2)
 
 
-@pytest.mark.parametrize("make", [text_classifier, gru_rows, tiny_gpt], ids=["text-lstm", "gru-rows", "char-gpt"])
+def text_cnn() -> Sequential:
+    return presets.text_cnn(vocab_size=VOCAB, num_classes=3, max_length=12, dim=6, filters=5, kernel_size=3)
+
+
+def char_lstm() -> Sequential:
+    return presets.char_lstm(vocab_size=VOCAB, context=12, dim=6, units=5)
+
+
+@pytest.mark.parametrize("make", [text_classifier, gru_rows, tiny_gpt, text_cnn, char_lstm],
+                         ids=["text-lstm", "gru-rows", "char-gpt", "text-cnn", "char-lstm"])
 def test_issue19_models_round_trip(make, tmp_path):
     model = perturbed(make())
     rng = np.random.default_rng(3)
     t = model.input_shape[0]
     if model.input_shape == (t,):
         X = padded_ids(rng, 6, t, "right") if model.layers[0].mask_zero else rng.integers(0, VOCAB, (6, t))
+        X = X.astype(np.int64)
     else:
         X = rng.random((6, *model.input_shape)).astype(model.dtype)
     want = expected(model, X)

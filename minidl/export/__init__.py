@@ -127,8 +127,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def to_torch(model: Sequential) -> Any:
     """An equivalent ``torch.nn.Module`` (in ``eval()`` mode) holding ``model``'s trained weights.
 
-    A ``Sequential`` becomes an ``nn.Sequential`` with the same indices, so ``state_dict``
-    names match minidl's (``"0.weight"``), with these conversions:
+    A ``Sequential`` becomes a :class:`~minidl.export.torch_modules.TorchSequential`, an ``nn.Sequential``
+    with the same indices (so ``state_dict`` names match minidl's, ``"0.weight"``) that carries minidl's
+    sequence mask, with these conversions:
 
     - ``Dense``'s ``(in, out)`` weight is transposed to ``nn.Linear``'s ``(out, in)``;
     - ``Conv2D`` with ``padding="same"`` that needs more padding at the bottom/right than at the
@@ -141,7 +142,12 @@ def to_torch(model: Sequential) -> Any:
     - ``SimpleRNN``, ``LSTM``, ``GRU`` and ``Bidirectional`` become ``nn.RNN``/``nn.LSTM``/``nn.GRU``
       (``batch_first=True``, ``bidirectional=True`` for ``Bidirectional``) whose ``forward`` returns
       minidl's output; their parameters have PyTorch's names (``weight_ih_l0`` is minidl's ``weight_ih``,
-      ``weight_ih_l0_reverse`` the backward layer's). The exported modules take no mask;
+      ``weight_ih_l0_reverse`` the backward layer's);
+    - ``Embedding(mask_zero=True)`` makes the mask ``ids != 0`` and the modules after it honour it as minidl
+      does (recurrent layers run each sequence's valid steps packed, attention never looks at a padded
+      key, the global pools pool valid steps only); a layer that cannot take a mask (``Conv1D``,
+      ``MaxPool1D``, ``Flatten``) is refused with a ``ValueError``, as in :func:`to_onnx`. Every module
+      takes any sequence length;
     - the ``SoftmaxCE`` loss becomes a last ``nn.Softmax(dim=-1)``, so the output is
       ``model.predict_proba``; to train on in PyTorch take ``module[:-1]`` (the logits) with
       ``nn.CrossEntropyLoss``.

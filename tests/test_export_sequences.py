@@ -225,13 +225,16 @@ class OwnMask(Smear):
 
 @pytest.fixture
 def user_exporters():
+    import minidl.export.torch_modules  # noqa: F401  # its built-in exporters registered before the copy is taken
     from minidl.export.registry import ONNX_EXPORTERS, TORCH_EXPORTERS
 
-    saved = dict(ONNX_EXPORTERS._exporters), dict(TORCH_EXPORTERS._exporters)
+    saved = {r: dict(r._exporters) for r in (ONNX_EXPORTERS, TORCH_EXPORTERS)}
     register_onnx(Smear)(lambda layer, g, x: x)
     register_torch(Smear)(lambda layer, ctx: ctx.nn.Identity())
     yield
-    ONNX_EXPORTERS._exporters, TORCH_EXPORTERS._exporters = saved
+    for registry, exporters in saved.items():
+        registry._exporters.clear()
+        registry._exporters.update(exporters)
 
 
 def test_user_layers_and_masks(user_exporters):
@@ -306,3 +309,26 @@ def test_masked_models_at_opset_18(name):
     _, sess = session(model, opset=18)
     X = padded_ids(np.random.default_rng(4), 5, 10, "holes")
     np.testing.assert_allclose(sess.run(None, {"input": X})[0], model.predict_proba(X), rtol=0, atol=TOL)
+
+
+def test_builtin_exporters_survive_a_cleared_user_registry():
+    """minidl's PyTorch exporters register when to_torch first imports them: a user's registry cleared after
+    that first export (as test fixtures do) must not take them along."""
+    import subprocess
+    import sys
+
+    code = """
+from minidl import Sequential
+from minidl.export import to_torch
+from minidl.export.registry import TORCH_EXPORTERS
+from minidl.layers import Dense
+model = Sequential([Dense(2)], input_shape=(3,), seed=0)
+saved = dict(TORCH_EXPORTERS._exporters)
+to_torch(model)  # the first: imports torch_modules, which registers the built-in exporters
+TORCH_EXPORTERS._exporters.clear()
+TORCH_EXPORTERS._exporters.update(saved)
+print(type(to_torch(model)).__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "TorchSequential"

@@ -47,9 +47,7 @@ from .numpy import (
     NumpyBackend,
     _ConvContext,
     conv_input_grad,
-    conv_weight_grad,
     copy_like,
-    pad_batch_innermost,
     workspace,
 )
 
@@ -243,14 +241,17 @@ class _FastReLU:
 
 
 class _WinogradConv:
-    """:meth:`FastBackend.conv2d`'s input (the weight gradient pads and unfolds it again), weight and geometry."""
+    """:meth:`FastBackend.conv2d`'s split padded input (kept for the weight gradient), weight and geometry."""
 
-    __slots__ = ("x", "weight", "pads", "in_hw", "out_hw")
-    x: np.ndarray
+    __slots__ = ("xs", "weight", "pads", "in_hw", "out_hw", "buffers")
+    xs: np.ndarray
     weight: np.ndarray
     pads: tuple[tuple[int, int], tuple[int, int]]
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]
+
+    def __init__(self) -> None:
+        self.buffers: dict = {}  # the split input, reused by the next call
 
 
 def _winograd_fits(weight_shape: tuple[int, ...], stride: tuple[int, int], depth: int, size: int) -> bool:
@@ -295,36 +296,44 @@ class FastBackend(NumpyBackend):
     def conv2d(self, x, weight, bias, stride, pads, ctx=None):
         if not _winograd_fits(weight.shape, stride, x.shape[1], x.size):
             return super().conv2d(x, weight, bias, stride, pads, ctx)
+        if not isinstance(ctx, _WinogradConv):
+            ctx = _WinogradConv()
         n, _, h, w = x.shape
         (pt, pb), (pl, pr) = pads
         out_hw = (h + pt + pb - 2, w + pl + pr - 2)
-        xs = winograd.split_padded(x.transpose(1, 2, 3, 0), pads, out_hw, workspace())
+        # kept for the weight gradient, in the context's own array (reused by the next step)
+        xs = winograd.split_padded(x.transpose(1, 2, 3, 0), (pt, pl), winograd.tiles_of(out_hw), ctx.buffers)
         y = winograd.winograd_conv(xs, n, winograd.weight_transform(weight), out_hw, bias)
-        ctx = _WinogradConv()
-        ctx.x, ctx.weight, ctx.pads, ctx.in_hw, ctx.out_hw = x, weight, pads, (h, w), out_hw
+        ctx.xs, ctx.weight, ctx.pads, ctx.in_hw, ctx.out_hw = xs, weight, pads, (h, w), out_hw
         return y.transpose(3, 0, 1, 2), ctx  # (F, OH, OW, N) in memory: batch-innermost, as the NumPy backend's
 
     def conv2d_backward(self, ctx, grad_out, need_input_grad=True, need_weight_grad=True, need_bias_grad=True):
         if isinstance(ctx, _WinogradConv):
-            weight = ctx.weight
-            f = weight.shape[0]
-            g = grad_out.transpose(1, 2, 3, 0).reshape(f, -1)  # free when grad_out is batch-innermost
-            dbias = np.add.reduce(g, axis=1) if need_bias_grad else None
-            dweight = None
-            if need_weight_grad:  # im2col + GEMM, from the input padded again
-                dweight = np.empty(weight.shape, weight.dtype)
-                x_pad = pad_batch_innermost(ctx.x.transpose(1, 2, 3, 0), ctx.pads, workspace())
-                conv_weight_grad(x_pad, g, (3, 3), (1, 1), ctx.out_hw, dweight.reshape(f, -1))
+            weight, (pt, _), (pl, _) = ctx.weight, *ctx.pads
+            f, n = weight.shape[0], grad_out.shape[0]
+            g = grad_out.transpose(1, 2, 3, 0)  # batch-innermost, as the tile kernels read it
+            dbias = np.add.reduce(g.reshape(f, -1), axis=1) if need_bias_grad else None
+            winograd_dx = need_input_grad and _winograd_input_grad_fits(weight, (1, 1), ctx.pads, grad_out)
+            # One split copy of the gradient for both: padded as the input gradient's convolution needs it
+            origin = (2 - pt, 2 - pl) if winograd_dx else (0, 0)
+            (ih, iw), (oh, ow) = winograd.tiles_of(ctx.in_hw), winograd.tiles_of(ctx.out_hw)
+            tiles = (max(ih, oh + 1), max(iw, ow + 1))  # enough for both, at either origin
+            gs = winograd.split_padded(g, origin, tiles, workspace(), "split gradient")
+            dweight = winograd.winograd_weight_grad(ctx.xs, gs, n, origin, ctx.out_hw) if need_weight_grad else None
             if not need_input_grad:
                 return None, dweight, dbias
-            if not _winograd_input_grad_fits(ctx.weight, (1, 1), ctx.pads, grad_out):
-                dx = conv_input_grad(g.reshape(f, *ctx.out_hw, -1), weight, (1, 1), ctx.pads, ctx.in_hw)
+            if not winograd_dx:
+                dx = conv_input_grad(g.reshape(f, *ctx.out_hw, n), weight, (1, 1), ctx.pads, ctx.in_hw)
                 return dx.transpose(3, 0, 1, 2), dweight, dbias
         elif need_input_grad and _numpy_conv_input_grad_fits(ctx, grad_out):
             _, dweight, dbias = super().conv2d_backward(ctx, grad_out, False, need_weight_grad, need_bias_grad)
+            (pt, _), (pl, _) = ctx.pads
+            n = grad_out.shape[0]
+            gs = winograd.split_padded(grad_out.transpose(1, 2, 3, 0), (2 - pt, 2 - pl), winograd.tiles_of(ctx.in_hw),
+                                       workspace(), "split gradient")
         else:
             return super().conv2d_backward(ctx, grad_out, need_input_grad, need_weight_grad, need_bias_grad)
-        dx = winograd.winograd_input_grad(grad_out.transpose(1, 2, 3, 0), ctx.weight, ctx.pads, ctx.in_hw)
+        dx = winograd.winograd_input_grad(gs, n, ctx.weight, ctx.in_hw)
         return dx.transpose(3, 0, 1, 2), dweight, dbias
 
     # -- normalisation ---------------------------------------------------------------------------

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from .. import threads
-from .base import Pads
 from .numpy import kept_array, workspace
 
-__all__ = ["BLOCK_COLUMNS", "split_padded", "winograd_conv", "winograd_input_grad", "weight_transform"]
+__all__ = ["BLOCK_COLUMNS", "split_padded", "tiles_of", "winograd_conv", "winograd_input_grad", "winograd_weight_grad",
+           "weight_transform"]
 
 #: Each block takes about this many GEMM columns (tile positions × images). Measured on the GEMMs alone
 #: (16 of (F, C) · (C, cols), one thread, float32, AMD EPYC, OpenBLAS Haswell kernels): 32×32 over 16,384
@@ -148,8 +148,43 @@ def _output_tiles(m, n, r0, r1, t0, t1, bias, y):  # pragma: no cover - compiled
                                   rows[a, cc, at:at + n], tb, bias[f])
 
 
-_KERNELS = {fn.__name__: fn for fn in (_split_pad, _input_tiles, _output_tiles)}
-_HELPERS = (_combine4, _combine3)
+def _pair(out, a, b, mode):  # pragma: no cover - compiled
+    """``out`` = ``a``, ``a + b``, ``a - b`` or ``-b`` for ``mode`` 0 to 3: a column of Aᵀ, whose rows hold A's."""
+    if mode == 0:
+        for t in range(out.shape[0]):
+            out[t] = a[t]
+    elif mode == 1:
+        for t in range(out.shape[0]):
+            out[t] = a[t] + b[t]
+    elif mode == 2:
+        for t in range(out.shape[0]):
+            out[t] = a[t] - b[t]
+    else:
+        for t in range(out.shape[0]):
+            out[t] = -b[t]
+
+
+def _grad_tiles(gs, n, oy, ox, r0, r1, t0, t1, dm):  # pragma: no cover - compiled
+    """``dm[k, f, ...]``: element k of A dY Aᵀ, the gradient of M for the 2×2 tile of output gradient at (2i, 2j)
+    (read at (2i + oy, 2j + ox) of :func:`_split_pad`'s ``gs``), columns as :func:`_input_tiles` orders them."""
+    filters = gs.shape[0]
+    width = (t1 - t0) * n
+    rows = np.empty((2, 4, width), gs.dtype)  # dY Aᵀ for a row of tiles
+    s0, s1 = (t0 + ox // 2) * n, (t0 + (ox + 1) // 2) * n
+    for f in range(filters):
+        for i in range(r0, r1):
+            col = (i - r0) * width
+            for a in range(2):
+                for s in range(4):
+                    _pair(rows[a, s], gs[f, 2 * i + a + oy, ox % 2, s0:s0 + width],
+                          gs[f, 2 * i + a + oy, (ox + 1) % 2, s1:s1 + width], s)
+            for r in range(4):
+                for s in range(4):
+                    _pair(dm[4 * r + s, f, col:col + width], rows[0, s], rows[1, s], r)
+
+
+_KERNELS = {fn.__name__: fn for fn in (_split_pad, _input_tiles, _output_tiles, _grad_tiles)}
+_HELPERS = (_combine4, _combine3, _pair)
 
 
 def _kernel(name: str) -> Any:
@@ -176,38 +211,52 @@ def weight_transform(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(u.reshape(16, f, c), dtype=weight.dtype)
 
 
-def split_padded(x: np.ndarray, pads: Pads, out_hw: tuple[int, int], buffers: dict | None = None) -> np.ndarray:
-    """``x`` (C, H, W, N) zero-padded by ``pads`` (and to whole 2×2 output tiles) as :func:`_split_pad` lays
-    it out: (C, 2·⌈OH/2⌉ + 2, 2, (⌈OW/2⌉ + 1)·N), a :func:`kept_array` in ``buffers`` (``key`` "split")."""
+def split_padded(x: np.ndarray, top_left: tuple[int, int], tiles: tuple[int, int], buffers: dict | None = None,
+                 key: str = "split") -> np.ndarray:
+    """``x`` (C, H, W, N) zero-padded by ``top_left`` rows and columns (and zeros below and right of it) as
+    :func:`_split_pad` lays it out for ``tiles`` (rows, columns) of 2×2 outputs: (C, 2·rows + 2, 2, (columns + 1)·N),
+    a :func:`kept_array` in ``buffers[key]``."""
     c, _, _, n = x.shape
-    th, tw = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
-    xs = kept_array(buffers, "split", (c, 2 * th + 2, 2, (tw + 1) * n), x.dtype)
-    _kernel("_split_pad")(x, pads[0][0], pads[1][0], xs)
+    xs = kept_array(buffers, key, (c, 2 * tiles[0] + 2, 2, (tiles[1] + 1) * n), x.dtype)
+    _kernel("_split_pad")(x, top_left[0], top_left[1], xs)
     return xs
 
 
-def winograd_conv(xs: np.ndarray, n: int, u: np.ndarray, out_hw: tuple[int, int], bias: np.ndarray | None = None,
-                  ) -> np.ndarray:
-    """``y`` (F, OH, OW, N): the 3×3 stride-1 cross-correlation of the images of :func:`split_padded`
-    with the kernels ``U`` of :func:`weight_transform`, plus ``bias`` (F,) if given."""
-    oh, ow = out_hw
-    f = u.shape[1]
-    th, tw = -(-oh // 2), -(-ow // 2)
-    # blocks: whole tile rows while a row has fewer than BLOCK_COLUMNS columns, else parts of one row
+def tiles_of(out_hw: tuple[int, int]) -> tuple[int, int]:
+    """How many 2×2 output tiles cover an ``out_hw`` output: rows, columns."""
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+
+
+def _blocks(tiles: tuple[int, int], n: int) -> tuple[int, Any]:
+    """``(count, bounds)``: the blocks of tiles, ``bounds(b) = (r0, r1, t0, t1)`` (tile rows and columns), by shape
+    alone. Whole tile rows while a row has fewer than :data:`BLOCK_COLUMNS` columns, else parts of one row."""
+    th, tw = tiles
     if tw * n >= BLOCK_COLUMNS:
         rows, per = 1, max(1, BLOCK_COLUMNS // n)
     else:
         rows, per = max(1, BLOCK_COLUMNS // (tw * n)), tw
     across = -(-tw // per)
-    count = -(-th // rows) * across
-    y = np.empty((f, oh, ow, n), xs.dtype)
+
+    def bounds(b: int) -> tuple[int, int, int, int]:
+        r0, t0 = (b // across) * rows, (b % across) * per
+        return r0, min(th, r0 + rows), t0, min(tw, t0 + per)
+
+    return -(-th // rows) * across, bounds
+
+
+def winograd_conv(xs: np.ndarray, n: int, u: np.ndarray, out_hw: tuple[int, int], bias: np.ndarray | None = None,
+                  ) -> np.ndarray:
+    """``y`` (F, OH, OW, N): the 3×3 stride-1 cross-correlation of the padded images of :func:`split_padded`
+    (at least :func:`tiles_of` ``out_hw`` tiles) with the kernels ``U`` of :func:`weight_transform`, plus ``bias``."""
+    f = u.shape[1]
+    count, bounds = _blocks(tiles_of(out_hw), n)
+    y = np.empty((f, *out_hw, n), xs.dtype)
     beta = np.zeros(f, xs.dtype) if bias is None else np.ascontiguousarray(bias, dtype=xs.dtype)
     scratch = workspace()
     to_tiles, from_tiles = _kernel("_input_tiles"), _kernel("_output_tiles")
 
     def block(b: int, slot: int) -> None:
-        r0, t0 = (b // across) * rows, (b % across) * per
-        r1, t1 = min(th, r0 + rows), min(tw, t0 + per)
+        r0, r1, t0, t1 = bounds(b)
         cols = (r1 - r0) * (t1 - t0) * n
         v = kept_array(scratch, ("winograd V", slot), (16, xs.shape[0], cols), xs.dtype)
         m = kept_array(scratch, ("winograd M", slot), (16, f, cols), xs.dtype)
@@ -219,11 +268,34 @@ def winograd_conv(xs: np.ndarray, n: int, u: np.ndarray, out_hw: tuple[int, int]
     return y
 
 
-def winograd_input_grad(grad: np.ndarray, weight: np.ndarray, pads: Pads, in_hw: tuple[int, int]) -> np.ndarray:
-    """``dL/dx`` (C, H, W, N) of a 3×3 stride-1 convolution with ``weight`` (F, C, 3, 3) and ``pads`` (each
-    at most 2), for ``grad`` (F, OH, OW, N): the convolution of ``grad`` padded by ``2 - pad`` with the
-    flipped kernel, its channel axes swapped."""
-    (pt, pb), (pl, pr) = pads
-    gs = split_padded(grad, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), in_hw, workspace())
+def winograd_weight_grad(xs: np.ndarray, gs: np.ndarray, n: int, origin: tuple[int, int], out_hw: tuple[int, int],
+                         ) -> np.ndarray:
+    """``dL/dweight`` (F, C, 3, 3) of :func:`winograd_conv` on ``xs``, for the output gradient in ``gs`` (split as
+    ``xs``, its pixel (0, 0) at ``origin``): ``Gᵀ dU G`` with ``dU[k] = Σ_blocks dM[k] · V[k]ᵀ``, the blocks'
+    products summed in block order (the same bits at any thread count)."""
+    c, f = xs.shape[0], gs.shape[0]
+    count, bounds = _blocks(tiles_of(out_hw), n)
+    scratch = workspace()
+    parts = kept_array(scratch, "winograd dU parts", (count, 16, f, c), xs.dtype)
+    to_tiles, grad_tiles = _kernel("_input_tiles"), _kernel("_grad_tiles")
+
+    def block(b: int, slot: int) -> None:
+        r0, r1, t0, t1 = bounds(b)
+        cols = (r1 - r0) * (t1 - t0) * n
+        v = kept_array(scratch, ("winograd V", slot), (16, c, cols), xs.dtype)
+        dm = kept_array(scratch, ("winograd M", slot), (16, f, cols), xs.dtype)
+        to_tiles(xs, n, r0, r1, t0, t1, v)
+        grad_tiles(gs, n, origin[0], origin[1], r0, r1, t0, t1, dm)
+        np.matmul(dm, v.transpose(0, 2, 1), out=parts[b])
+
+    threads.map_blocks(block, count)
+    du = np.add.reduce(parts, axis=0).astype(np.float64).reshape(4, 4, f, c)
+    return np.einsum("pu,pqfc,qv->fcuv", _G, du, _G).astype(xs.dtype)
+
+
+def winograd_input_grad(gs: np.ndarray, n: int, weight: np.ndarray, in_hw: tuple[int, int]) -> np.ndarray:
+    """``dL/dx`` (C, H, W, N) of a 3×3 stride-1 convolution with ``weight`` (F, C, 3, 3), for the output gradient
+    split by :func:`split_padded` with ``2 - pad`` rows and columns before it (pads of at most 2): the convolution
+    of that padded gradient with the flipped kernel, its channel axes swapped."""
     flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    return winograd_conv(gs, grad.shape[3], weight_transform(flipped), in_hw)
+    return winograd_conv(gs, n, weight_transform(flipped), in_hw)

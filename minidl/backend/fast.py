@@ -11,8 +11,11 @@ or over elements with ``prange``:
 - MaxPool2D's backward over windows that tile the input (every pooling of minidl's presets): one
   pass that writes ``g`` at each window's first maximum and zeros elsewhere.
 - ReLU and its backward: one parallel pass each.
+- 3×3 stride-1 convolutions from :data:`WINOGRAD_MIN_CHANNELS` input channels on: Winograd
+  F(2×2, 3×3) for the forward pass and both gradients (:mod:`minidl.backend.winograd`: compiled
+  tile transforms, the products in ``numpy.matmul``, blocks on minidl's own pool).
 
-Everything else (convolutions, overlapping or padded pooling, average pooling) is the NumPy
+Everything else (other convolutions, overlapping or padded pooling, average pooling) is the NumPy
 backend's, unchanged. Every kernel gives each output element (or each channel's sum) to one
 thread, which computes it in a fixed order: results are bitwise the same at any thread count.
 Sums are accumulated in float64 for float32 data, so they are closer to the exact value than
@@ -273,7 +276,8 @@ def _numpy_conv_input_grad_fits(ctx: Any, grad: np.ndarray) -> bool:
 
 
 class FastBackend(NumpyBackend):
-    """The NumPy backend with BatchNorm2D, MaxPool2D's backward and ReLU compiled by Numba, on every core.
+    """The NumPy backend with BatchNorm2D, MaxPool2D's backward and ReLU compiled by Numba, on every core, and
+    3×3 stride-1 convolutions as Winograd F(2×2, 3×3).
 
     Example::
 

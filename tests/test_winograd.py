@@ -14,6 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import minidl  # noqa: E402
 import minidl.backend.fast as fast  # noqa: E402
+import minidl.backend.numpy as numpy_backend  # noqa: E402
 import minidl.backend.winograd as winograd  # noqa: E402
 from minidl.backend import set_backend  # noqa: E402
 from minidl.backend.fast import FastBackend  # noqa: E402
@@ -100,15 +101,26 @@ def run(threads, shape=(3, 4, 9, 11), seed=0):
     return (y.copy(), *FAST.conv2d_backward(ctx, draw(y.shape, "float32", ORDERS[1], seed + 2)))
 
 
+def many_blocks_on_both_threads(monkeypatch):
+    monkeypatch.setattr(winograd, "BLOCK_COLUMNS", 8)
+    monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_FLOPS", 0)  # the pool even for these tiny products
+    calls = []
+    real = winograd.threads.map_blocks
+    monkeypatch.setattr(winograd.threads, "map_blocks", lambda fn, count, cap=None: calls.append((count, cap))
+                        or real(fn, count, cap))
+    return calls
+
+
 def test_the_same_bits_at_one_and_two_threads(monkeypatch):
-    monkeypatch.setattr(winograd, "BLOCK_COLUMNS", 8)  # many blocks, so that both threads take some
+    calls = many_blocks_on_both_threads(monkeypatch)
     for a, b in zip(run(1), run(2), strict=True):
         np.testing.assert_array_equal(a, b)
+    assert calls and all(count > 2 and cap is None for count, cap in calls)
 
 
 @pytest.mark.filterwarnings("ignore:minidl. BLAS kept")  # map_blocks outside the main thread cannot pin OpenBLAS
 def test_two_python_threads_may_convolve_at_once(monkeypatch):
-    monkeypatch.setattr(winograd, "BLOCK_COLUMNS", 8)
+    many_blocks_on_both_threads(monkeypatch)
     expected = {seed: run(2, seed=seed) for seed in (0, 1)}
     results: dict = {}
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import threads
+from . import numpy as numpy_backend
 from .numpy import kept_array, workspace
 
 __all__ = ["BLOCK_COLUMNS", "split_padded", "tiles_of", "winograd_conv", "winograd_input_grad", "winograd_weight_grad",
@@ -247,6 +248,11 @@ def _blocks(tiles: tuple[int, int], n: int) -> tuple[int, Any]:
     return -(-th // rows) * across, bounds
 
 
+def _max_threads(u: np.ndarray, tiles: tuple[int, int], n: int) -> int | None:
+    # the NumPy backend's rule: products of fewer than PARALLEL_MIN_FLOPS stay in the calling thread
+    return 1 if 2 * u.size * tiles[0] * tiles[1] * n < numpy_backend.PARALLEL_MIN_FLOPS else None
+
+
 def winograd_conv(xs: np.ndarray, n: int, u: np.ndarray, out_hw: tuple[int, int], bias: np.ndarray | None = None,
                   ) -> np.ndarray:
     """``y`` (F, OH, OW, N): the 3×3 stride-1 cross-correlation of the padded images of :func:`split_padded`
@@ -267,7 +273,7 @@ def winograd_conv(xs: np.ndarray, n: int, u: np.ndarray, out_hw: tuple[int, int]
         np.matmul(u, v, out=m)
         from_tiles(m, n, r0, r1, t0, t1, beta, y)
 
-    threads.map_blocks(block, count)
+    threads.map_blocks(block, count, _max_threads(u, tiles_of(out_hw), n))
     return y
 
 
@@ -291,7 +297,7 @@ def winograd_weight_grad(xs: np.ndarray, gs: np.ndarray, n: int, origin: tuple[i
         grad_tiles(gs, n, origin[0], origin[1], r0, r1, t0, t1, dm)
         np.matmul(dm, v.transpose(0, 2, 1), out=parts[b])
 
-    threads.map_blocks(block, count)
+    threads.map_blocks(block, count, _max_threads(parts[0], tiles_of(out_hw), n))
     du = np.add.reduce(parts, axis=0).reshape(16, f * c).astype(np.float64)
     return np.ascontiguousarray((_GG.T @ du).reshape(3, 3, f, c).transpose(2, 3, 0, 1), dtype=xs.dtype)
 

@@ -41,7 +41,8 @@ __all__ = ["BLOCK_COLUMNS", "split_padded", "tiles_of", "winograd_conv", "winogr
 #: Each block takes about this many GEMM columns (tile positions × images). Measured on the GEMMs alone
 #: (16 of (F, C) · (C, cols), one thread, float32, AMD EPYC, OpenBLAS Haswell kernels): 32×32 over 16,384
 #: columns 12.5 / 12.4 / 11.6 / 13.6 / 13.3 ms for blocks of 128 / 256 / 512 / 1024 / all; 64×64 over
-#: 4,096: 7.2 / 7.8 / 7.5 / 8.2 / 9.9 ms.
+#: 4,096: 7.2 / 7.8 / 7.5 / 8.2 / 9.9 ms. Whole convolutions (forward and both gradients, five vgg-cifar and
+#: resnet-cifar shapes, load ~10): 126-121 ms in all with 512, 134-138 with 256, 120-147 with 1,024, 155 with 2,048.
 BLOCK_COLUMNS = 512
 
 # Gᵀ-side transform of a 3×3 kernel into the 4×4 Winograd domain: U = G g Gᵀ.

@@ -194,7 +194,8 @@ _HELPERS = (_combine4, _combine3, _pair)
 def _kernel(name: str) -> Any:
     """The compiled kernel. Numba is imported on first use, and the helpers the kernels call are compiled
     in place of their Python versions first (a kernel resolves them as globals when it compiles)."""
-    if not _compiled:
+    kernel = _compiled.get(name)
+    if kernel is None:  # not yet, or another thread is filling _compiled: wait for it under the lock
         import numba
 
         with _loading:
@@ -204,7 +205,8 @@ def _kernel(name: str) -> Any:
                 for fn in _HELPERS:
                     module[fn.__name__] = jit(fn)
                 _compiled.update({k: jit(fn) for k, fn in _KERNELS.items()})
-    return _compiled[name]
+        kernel = _compiled[name]
+    return kernel
 
 
 def weight_transform(weight: np.ndarray) -> np.ndarray:

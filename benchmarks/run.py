@@ -204,7 +204,7 @@ def sequence_runner(framework: str, name: str, X: np.ndarray, y: np.ndarray) -> 
             with blas_threads():
                 for s in range(0, len(X), bs):
                     _, grad = model.loss.loss_and_grad(model.forward(X[s:s + bs], training=True), y[s:s + bs])
-                    model.backward(grad)
+                    model.backward_params(grad)  # as fit: no gradient of the data (PyTorch computes none either)
                     opt.step()
         return steps
 

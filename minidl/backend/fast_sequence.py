@@ -222,65 +222,82 @@ def _scatter_rows(ids, g, out):  # pragma: no cover - compiled
 
 # -- RNN steps ---------------------------------------------------------------------------------------------
 def _lstm_step(a, xp, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vector):  # pragma: no cover - compiled
-    """``a`` (n, 4u) holds ``h W_hhᵀ``; adds ``xp``, writes the gate values into it, then the new states."""
+    """``a`` (n, 4u) holds ``h W_hhᵀ``; adds ``xp``, writes the gate values into it, then the new states.
+
+    Whole-block passes without branches inside the loops, so that LLVM vectorises them."""
+    one, two = np.float32(1), np.float32(2)  # float32 constants: no float64 promotion of float32 data
     n, rows = a.shape
     u = rows // 4
-    p = np.empty(rows, a.dtype)
-    e = np.empty(rows, a.dtype)
-    bits = np.empty(rows, np.int32)
-    pc = np.empty(u, a.dtype)
-    ec = np.empty(u, a.dtype)
+    p = np.empty((n, rows), a.dtype)
+    e = np.empty((n, rows), a.dtype)
+    bits = np.empty(n * rows, np.int32)
     for r in range(n):
-        for j in range(rows):
-            z = a[r, j] + xp[r, j]
-            p[j] = -2 * z if 2 * u <= j < 3 * u else -z
-        _exp_rows(p, e, bits, rows, vector)
-        for j in range(rows):
-            if 2 * u <= j < 3 * u:
-                a[r, j] = (1 - e[j]) / (1 + e[j])  # tanh z = (1 - e^-2z) / (1 + e^-2z)
-            else:
-                a[r, j] = 1 / (1 + e[j])
-        keep = not has_mask or m[r]
+        for j in range(2 * u):
+            p[r, j] = -(a[r, j] + xp[r, j])
+        for j in range(2 * u, 3 * u):
+            p[r, j] = -two * (a[r, j] + xp[r, j])
+        for j in range(3 * u, rows):
+            p[r, j] = -(a[r, j] + xp[r, j])
+    _exp_rows(p.reshape(-1), e.reshape(-1), bits, n * rows, vector)
+    pc = np.empty(n * u, a.dtype)
+    for r in range(n):
+        for j in range(2 * u):
+            a[r, j] = one / (one + e[r, j])
+        for j in range(2 * u, 3 * u):
+            a[r, j] = (one - e[r, j]) / (one + e[r, j])  # tanh z = (1 - e^-2z) / (1 + e^-2z)
+        for j in range(3 * u, rows):
+            a[r, j] = one / (one + e[r, j])
         for j in range(u):
             c = a[r, u + j] * c_prev[r, j] + a[r, j] * a[r, 2 * u + j]
-            c_next[r, j] = c if keep else c_prev[r, j]
-            pc[j] = -2 * c
-        _exp_rows(pc, ec, bits, u, vector)
+            c_next[r, j] = c
+            pc[r * u + j] = -two * c
+    ec = e.reshape(-1)  # reused
+    _exp_rows(pc, ec, bits, n * u, vector)
+    for r in range(n):
+        keep = not has_mask or m[r]
         for j in range(u):
-            tc = (1 - ec[j]) / (1 + ec[j])
+            tc = (one - ec[r * u + j]) / (one + ec[r * u + j])
             tc_out[r, j] = tc
-            h_next[r, j] = a[r, 3 * u + j] * tc if keep else h_prev[r, j]
+            h = a[r, 3 * u + j] * tc
+            h_next[r, j] = h if keep else h_prev[r, j]
+            c_next[r, j] = c_next[r, j] if keep else c_prev[r, j]
 
 
 def _gru_step(hh, xp, bias_hh, h_prev, m, has_mask, a, hn, h_next, vector):  # pragma: no cover - compiled
     """``hh`` (n, 3u) holds ``h W_hhᵀ``; writes r, z, n into ``a``, ``W_hn h + b_hn`` into ``hn``, the new state."""
+    one, two = np.float32(1), np.float32(2)  # float32 constants: no float64 promotion of float32 data
     n, rows = hh.shape
     u = rows // 3
-    p = np.empty(rows, hh.dtype)
-    e = np.empty(rows, hh.dtype)
-    bits = np.empty(rows, np.int32)
+    p = np.empty(n * 2 * u, hh.dtype)
+    e = np.empty(n * 2 * u, hh.dtype)
+    bits = np.empty(n * 2 * u, np.int32)
     for r in range(n):
         for j in range(2 * u):
-            p[j] = -(xp[r, j] + hh[r, j] + bias_hh[j])
-        _exp_rows(p, e, bits, 2 * u, vector)
+            p[r * 2 * u + j] = -(xp[r, j] + hh[r, j] + bias_hh[j])
+    _exp_rows(p, e, bits, n * 2 * u, vector)
+    for r in range(n):
         for j in range(2 * u):
-            a[r, j] = 1 / (1 + e[j])
+            a[r, j] = one / (one + e[r * 2 * u + j])
         for j in range(u):
             hn_j = hh[r, 2 * u + j] + bias_hh[2 * u + j]
             hn[r, j] = hn_j
-            p[j] = -2 * (xp[r, 2 * u + j] + a[r, j] * hn_j)
-        _exp_rows(p, e, bits, u, vector)
+            p[r * u + j] = -two * (xp[r, 2 * u + j] + a[r, j] * hn_j)
+    _exp_rows(p, e, bits, n * u, vector)
+    for r in range(n):
         keep = not has_mask or m[r]
         for j in range(u):
-            new = (1 - e[j]) / (1 + e[j])
+            ej = e[r * u + j]
+            new = (one - ej) / (one + ej)
             a[r, 2 * u + j] = new
             z = a[r, u + j]
-            h_next[r, j] = (1 - z) * new + z * h_prev[r, j] if keep else h_prev[r, j]
+            h = (one - z) * new + z * h_prev[r, j]
+            h_next[r, j] = h if keep else h_prev[r, j]
 
 
 def _lstm_back_step(dh, dc, a, tc, c_prev, m, has_mask, gx, dc_prev, carried_h):  # pragma: no cover - compiled
     """``gx`` of the step; ``dc_prev`` = the cell gradient passed back; ``carried_h`` the part of ``dh`` that a
     padded step carries past (zero at valid steps)."""
+    one = np.float32(1)  # a float32 constant: no float64 promotion of float32 data
     n, u = dh.shape
     for r in range(n):
         keep = not has_mask or m[r]
@@ -288,11 +305,11 @@ def _lstm_back_step(dh, dc, a, tc, c_prev, m, has_mask, gx, dc_prev, carried_h):
             if keep:
                 i, f, g, o, t = a[r, j], a[r, u + j], a[r, 2 * u + j], a[r, 3 * u + j], tc[r, j]
                 d_h = dh[r, j]
-                d_c = dc[r, j] + d_h * o * (1 - t * t)
-                gx[r, j] = d_c * g * i * (1 - i)
-                gx[r, u + j] = d_c * c_prev[r, j] * f * (1 - f)
-                gx[r, 2 * u + j] = d_c * i * (1 - g * g)
-                gx[r, 3 * u + j] = d_h * t * o * (1 - o)
+                d_c = dc[r, j] + d_h * o * (one - t * t)
+                gx[r, j] = d_c * g * i * (one - i)
+                gx[r, u + j] = d_c * c_prev[r, j] * f * (one - f)
+                gx[r, 2 * u + j] = d_c * i * (one - g * g)
+                gx[r, 3 * u + j] = d_h * t * o * (one - o)
                 dc_prev[r, j] = d_c * f
                 carried_h[r, j] = 0
             else:
@@ -306,6 +323,7 @@ def _lstm_back_step(dh, dc, a, tc, c_prev, m, has_mask, gx, dc_prev, carried_h):
 
 def _gru_back_step(dh, a, hn, h_prev, m, has_mask, gx, gh, direct):  # pragma: no cover - compiled
     """``gx``, ``gh`` of the step and ``direct``: the gradient of ``h_prev`` besides ``gh W_hh``."""
+    one = np.float32(1)  # a float32 constant: no float64 promotion of float32 data
     n, u = dh.shape
     for r in range(n):
         keep = not has_mask or m[r]
@@ -313,11 +331,11 @@ def _gru_back_step(dh, a, hn, h_prev, m, has_mask, gx, gh, direct):  # pragma: n
             if keep:
                 rr, z, nn = a[r, j], a[r, u + j], a[r, 2 * u + j]
                 d = dh[r, j]
-                d_an = d * (1 - z) * (1 - nn * nn)
+                d_an = d * (one - z) * (one - nn * nn)
                 gx[r, 2 * u + j] = d_an
                 gh[r, 2 * u + j] = d_an * rr
-                gr = d_an * hn[r, j] * rr * (1 - rr)
-                gz = d * (h_prev[r, j] - nn) * z * (1 - z)
+                gr = d_an * hn[r, j] * rr * (one - rr)
+                gz = d * (h_prev[r, j] - nn) * z * (one - z)
                 gx[r, j] = gr
                 gh[r, j] = gr
                 gx[r, u + j] = gz

@@ -474,7 +474,7 @@ STEPS = {"lstm": (None, _fwd_lstm, _back_lstm), "gru": (None, _fwd_gru, _back_gr
 
 def rnn_forward(cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray,
                 mask: np.ndarray | None) -> tuple[np.ndarray, Any]:
-    return sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask, steps=STEPS.get(cell))
+    return sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask, steps=STEPS.get(cell), block=sequence.RNN_BLOCK)
 
 
 def rnn_backward(ctx: Any, dy: np.ndarray | None, d_last: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -14,10 +14,13 @@ kernels) of ``docs/benchmarks.md``.
   the ``½`` is folded into their rows of the weights and biases (exact: a power of two), so one
   ``np.tanh`` covers all four gates of a step (NumPy's ``tanh`` and ``exp`` cost ~2-3 ns per
   float32 value here, 15x an addition: the transcendental calls, not the arithmetic, bound a step).
-- **Batch blocks.** An RNN's sequences are independent, so the time loops run on blocks of at most
-  :data:`RNN_BLOCK` sequences, each block's whole loop on one of minidl's threads
-  (:func:`minidl.threads.map_blocks`; NumPy releases the GIL in its products and ufuncs). The
-  blocks depend on the batch size only, so the results are the same bits with any thread count.
+- **Batch blocks.** An RNN's sequences are independent, so the time loops can run on blocks of
+  sequences, each block's whole loop on one of minidl's threads (:func:`minidl.threads.map_blocks`;
+  NumPy releases the GIL in its products and ufuncs). The blocks depend on the batch size only, so
+  the results are the same bits with any thread count. The NumPy backend keeps one block: its ~10
+  NumPy calls per step and block cost more at one thread than a second thread gains (``gru-text``,
+  one thread, blocks of :data:`RNN_BLOCK`: 422 -> 508 ms); the ``fast`` backend's steps are one
+  compiled call each and take blocks of :data:`RNN_BLOCK`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .. import threads
 __all__ = ["RNN_BLOCK", "gelu", "gelu_backward", "layer_norm", "layer_norm_backward", "attention",
            "attention_backward", "allowed_keys", "embedding_backward", "rnn_forward", "rnn_backward", "batch_blocks"]
 
-#: The RNN time loops run on blocks of at most this many sequences (see the module).
+#: The ``fast`` backend's RNN time loops run on blocks of at most this many sequences (see the module).
 RNN_BLOCK = 32
 
 _SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
@@ -163,9 +166,9 @@ def attention_backward(ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 # -- recurrent layers ----------------------------------------------------------------------------------
-def batch_blocks(n: int) -> list[slice]:
-    """The blocks of at most :data:`RNN_BLOCK` sequences (as equal as possible) the RNN loops run on."""
-    count = -(-n // RNN_BLOCK)
+def batch_blocks(n: int, size: int = RNN_BLOCK) -> list[slice]:
+    """The blocks of at most ``size`` sequences (as equal as possible) the RNN loops run on."""
+    count = -(-n // size)
     edges = [n * i // count for i in range(count + 1)]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
@@ -199,13 +202,14 @@ class _RNN:
 
 
 def rnn_forward(cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray, mask: np.ndarray | None,
-                steps: tuple | None = None) -> tuple[np.ndarray, Any]:
+                steps: tuple | None = None, block: int | None = None) -> tuple[np.ndarray, Any]:
     """``(h, ctx)``: the states ``h`` (T+1, N, U) (``h[0] = 0``) of a recurrent layer over the input
-    projections ``xp`` (T, N, G·U) (``x W_ihᵀ + b_ih``, plus ``b_hh`` except for the GRU).
+    projections ``xp`` (T, N, G·U) (``x W_ihᵀ + b_ih``, plus ``b_hh`` except for the GRU; may be overwritten).
 
     ``cell`` is ``"tanh"`` / ``"relu"`` (SimpleRNN), ``"lstm"`` or ``"gru"``; ``mask`` (N, T) marks
     valid steps: a padded step carries every state through unchanged. ``steps``: ``(prepare, forward step,
-    backward step)`` to use instead of this module's (the ``fast`` backend's compiled ones).
+    backward step)`` to use instead of this module's (the ``fast`` backend's compiled ones); ``block``: run the
+    loops on blocks of at most that many sequences, one block per thread at a time (None: one block).
     """
     t, n, rows = xp.shape
     u = weight_hh.shape[1]
@@ -216,19 +220,19 @@ def rnn_forward(cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.nd
     ctx.c = np.zeros((t + 1, n, u) if cell == "lstm" else 0, dtype=xp.dtype)
     ctx.acts = np.empty((t, n, rows), dtype=xp.dtype)  # the gate values of every step
     ctx.aux = np.empty((t, n, u) if cell in ("lstm", "gru") else 0, dtype=xp.dtype)
-    ctx.blocks = batch_blocks(n)
+    ctx.blocks = batch_blocks(n, block or max(n, 1))
     prepare, step, ctx.back = steps or _STEPS[cell]
     if prepare is not None:
         xp, weight_hh = prepare(xp, weight_hh)
     weight_hh_t = np.ascontiguousarray(weight_hh.T)
 
-    def block(b: int, slot: int) -> None:
+    def run_block(b: int, slot: int) -> None:
         rows_b = ctx.blocks[b]
         for s in range(t):
             m = None if ctx.mask is None else ctx.mask[s, rows_b]
             step(ctx, s, rows_b, xp[s, rows_b], weight_hh_t, m)
 
-    threads.map_blocks(block, len(ctx.blocks))
+    threads.map_blocks(run_block, len(ctx.blocks))
     return ctx.h, ctx
 
 
@@ -251,12 +255,13 @@ def _step_simple(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.nd
 
 def _halve_sigmoid_gates(xp: np.ndarray, weight_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The LSTM's ``i, f, o`` take ``½(1 + tanh(a/2))``: their rows of ``W_hh`` and ``xp`` scaled by ½ (exact),
-    so that one ``tanh`` per step covers all four gates."""
+    so that one ``tanh`` per step covers all four gates. ``xp`` is scaled in place."""
     u = weight_hh.shape[1]
     half = np.ones(4 * u, dtype=xp.dtype)
     half[:2 * u] = 0.5
     half[3 * u:] = 0.5
-    return xp * half, weight_hh * half[:, None]
+    xp *= half
+    return xp, weight_hh * half[:, None]
 
 
 def _step_lstm(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.ndarray, m: np.ndarray | None) -> None:
@@ -271,12 +276,14 @@ def _step_lstm(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.ndar
     o += 1
     o *= 0.5
     i, f, g = a[:, :u], a[:, u:2 * u], a[:, 2 * u:3 * u]
-    c = f * ctx.c[s, b]
+    c = np.multiply(f, ctx.c[s, b], out=ctx.c[s + 1, b] if m is None else None)
     c += i * g
     tc = np.tanh(c, out=ctx.aux[s, b])
-    h = o * tc
-    _carry(c, ctx.c[s, b], m, ctx.c[s + 1, b])
-    _carry(h, ctx.h[s, b], m, ctx.h[s + 1, b])
+    if m is None:
+        np.multiply(o, tc, out=ctx.h[s + 1, b])
+    else:
+        _carry(c, ctx.c[s, b], m, ctx.c[s + 1, b])
+        _carry(o * tc, ctx.h[s, b], m, ctx.h[s + 1, b])
 
 
 def _step_gru(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.ndarray, m: np.ndarray | None) -> None:

@@ -13,6 +13,8 @@ first use (``cache=True``). Why they win, CPU time on the 2-core AMD EPYC of ``d
   of *Numerical Recipes* (``t·exp(-z² + P(t))``, relative error below 1.2e-7 everywhere). float64
   data keeps libm's ``exp`` and ``erf`` (exact to the last bits, as NumPy/SciPy): the kernels are
   the same otherwise, so the float64 tests check their logic to 1e-12.
+- **Both cores for attention.** Its batched products (BLAS, one thread each) run on
+  :data:`ATTENTION_BLOCKS` fixed blocks of the batch on minidl's threads, outside any Numba region.
 - **Fewer passes.** The attention softmax masks (causally, or by key), shifts, exponentiates and
   normalises each row in one pass in place, skipping keys it may not see (half of them, causal);
   backward is one pass. LayerNorm is one pass per row each way. GELU's forward writes ``y`` and
@@ -37,10 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import threads
 from . import sequence
 
 __all__ = ["gelu", "layer_norm", "layer_norm_backward", "attention", "attention_backward", "embedding_backward",
-           "rnn_forward", "rnn_backward", "LN_BLOCKS"]
+           "rnn_forward", "rnn_backward", "LN_BLOCKS", "ATTENTION_BLOCKS"]
+
+#: Attention's batched products run on this many fixed blocks of the batch, on minidl's threads.
+ATTENTION_BLOCKS = 2
 
 #: LayerNorm's backward sums ``dweight`` and ``dbias`` over this many fixed blocks of rows, then adds the
 #: blocks in order: the same bits with any number of threads.
@@ -409,25 +415,46 @@ def layer_norm_backward(ctx: Any, grad_out: np.ndarray) -> tuple[np.ndarray, np.
     return dx.reshape(grad_out.shape), dweight, dbias
 
 
+def _batched(products: Any, n: int, dtype: np.dtype, *shapes: tuple[int, ...]) -> list[np.ndarray]:
+    """Output arrays of ``shapes`` filled by ``products(rows, outs)`` over fixed blocks of the batch (its first
+    axis), the blocks on minidl's threads: each matrix of a batched ``matmul`` is the same BLAS call whichever
+    block computes it, so the bits do not depend on the thread count."""
+    outs = [np.empty(shape, dtype) for shape in shapes]
+    blocks = sequence.batch_blocks(n, max(1, -(-n // ATTENTION_BLOCKS)))
+    threads.map_blocks(lambda b, slot: products(blocks[b], [o[blocks[b]] for o in outs]), len(blocks))
+    return outs
+
+
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, causal: bool,
               drop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
-    n, h, t, _ = q.shape
-    weights = q @ k.swapaxes(-1, -2)  # BLAS, outside any parallel region
+    n, h, t, dk = q.shape
+    (weights,) = _batched(lambda b, o: np.matmul(q[b], k[b].swapaxes(-1, -2), out=o[0]), n, q.dtype, (n, h, t, t))
     mask_arr = np.ones((1, 1), bool) if mask is None else np.ascontiguousarray(mask)
     _kernel("_softmax")(weights.reshape(n * h, t, t), mask_arr, mask is not None, causal, h, _vector(q.dtype))
     dropped = weights if drop is None else weights * drop
-    return dropped @ v, weights, (q, k, v, weights, drop, dropped, causal)
+    (heads,) = _batched(lambda b, o: np.matmul(dropped[b], v[b], out=o[0]), n, q.dtype, (n, h, t, dk))
+    return heads, weights, (q, k, v, weights, drop, dropped, causal)
 
 
 def attention_backward(ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q, k, v, weights, drop, dropped, causal = ctx
-    n, h, t, _ = q.shape
-    d_scores = d_heads @ v.swapaxes(-1, -2)
-    dv = dropped.swapaxes(-1, -2) @ d_heads
+    n, h, t, dk = q.shape
+
+    def scores_and_dv(b: slice, o: list[np.ndarray]) -> None:
+        np.matmul(d_heads[b], v[b].swapaxes(-1, -2), out=o[0])
+        np.matmul(dropped[b].swapaxes(-1, -2), d_heads[b], out=o[1])
+
+    d_scores, dv = _batched(scores_and_dv, n, q.dtype, (n, h, t, t), (n, h, t, dk))
     if drop is not None:
         d_scores *= drop
     _kernel("_softmax_backward")(weights.reshape(n * h, t, t), d_scores.reshape(n * h, t, t), causal)
-    return d_scores @ k, d_scores.swapaxes(-1, -2) @ q, dv
+
+    def dq_dk(b: slice, o: list[np.ndarray]) -> None:
+        np.matmul(d_scores[b], k[b], out=o[0])
+        np.matmul(d_scores[b].swapaxes(-1, -2), q[b], out=o[1])
+
+    dq, dk_ = _batched(dq_dk, n, q.dtype, (n, h, t, dk), (n, h, t, dk))
+    return dq, dk_, dv
 
 
 def embedding_backward(ids: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -> None:

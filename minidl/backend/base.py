@@ -100,6 +100,17 @@ class Backend:
         """``(dx, dweight, dbias)``; through the batch statistics when forward computed them."""
         raise NotImplementedError
 
+    # -- dense --------------------------------------------------------------------------------------
+    def linear(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """``x @ weight`` over the last axis of ``x`` (*, D), ``weight`` (D, U)."""
+        raise NotImplementedError
+
+    def linear_backward(self, x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
+                        weight_grad: np.ndarray | None) -> np.ndarray:
+        """``grad_out @ weight.T``; overwrites ``weight_grad`` (D, U), unless ``None``, with ``xᵀ grad_out``
+        (all leading axes as rows)."""
+        raise NotImplementedError
+
     # -- element-wise -----------------------------------------------------------------------------
     def relu(self, x: np.ndarray, ctx: Any = None) -> tuple[np.ndarray, Any]:
         """``(max(x, 0), ctx)``, in ``x``'s memory layout."""

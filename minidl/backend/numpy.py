@@ -44,6 +44,7 @@ import numpy as np
 from .. import threads
 from . import sequence
 from .base import Backend, Pads
+from .linear import linear_backward, linear_forward
 
 __all__ = [
     "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "PARALLEL_MIN_FLOPS", "TRANSPOSED_MIN_CHANNELS",
@@ -708,7 +709,15 @@ class NumpyBackend(Backend):
     def batch_norm2d_backward(self, ctx, grad_out):
         return batchnorm_backward(grad_out, ctx.centred, ctx.inv_std, ctx.weight, ctx.batch_stats)
 
+    # -- dense -----------------------------------------------------------------------------------
+    def linear(self, x, weight):
+        return linear_forward(x, weight)
+
+    def linear_backward(self, x, weight, grad_out, weight_grad):
+        return linear_backward(x, weight, grad_out, weight_grad)
+
     # -- element-wise ----------------------------------------------------------------------------
+
     def relu(self, x, ctx=None):
         # One pass that keeps x's memory layout (batch-innermost after a Conv2D); the mask is recomputed
         # from the output in backward, so inference pays for nothing else.

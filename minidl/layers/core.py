@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import get_backend
 from .base import Layer, Parameter, Shape, check_bool
 
 
@@ -94,7 +95,7 @@ class Dense(Layer):
         self.check_input(x)
         assert self.weight is not None  # built
         self._x = x
-        out = x @ self.weight.data
+        out = get_backend().linear(x, self.weight.data)
         if self.bias is not None:
             out += self.bias.data
         return out
@@ -103,9 +104,7 @@ class Dense(Layer):
         # Sequences (N, T, D) as rows (N·T, D); feature vectors keep their shape (and memory layout).
         rows = grad_out if grad_out.ndim == 2 else grad_out.reshape(-1, self.units)
         assert self.weight is not None  # built
-        if self.weight.trainable:
-            x = self._x if self._x.ndim == 2 else self._x.reshape(-1, self._x.shape[-1])
-            np.matmul(x.T, rows, out=self.weight.grad)
         if self.bias is not None and self.bias.trainable:
             np.add.reduce(rows, axis=0, out=self.bias.grad)  # the ufunc itself: np.sum adds ~1 µs of wrapping
-        return grad_out @ self.weight.data.T
+        weight_grad = self.weight.grad if self.weight.trainable else None
+        return get_backend().linear_backward(self._x, self.weight.data, grad_out, weight_grad)

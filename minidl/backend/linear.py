@@ -1,0 +1,105 @@
+"""Dense's three products (``x W``, ``dY Wᵀ``, ``xᵀ dY``) in fixed row blocks on minidl's threads.
+
+Within ``fit`` BLAS runs one thread (:mod:`minidl.threads`), so a plain ``x @ W`` leaves the second
+core idle. A product of at least :data:`LINEAR_MIN_FLOPS` is cut into
+:data:`LINEAR_BLOCKS` blocks of rows of ``x`` (their boundaries depend on the shapes only) that
+:func:`minidl.threads.map_blocks` runs one BLAS thread each; the weight gradient sums its per-block
+parts ``x_bᵀ dY_b`` in block order. So the bits are the same at any thread count; smaller products
+are one call in the caller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import threads
+
+__all__ = ["LINEAR_BLOCKS", "LINEAR_MIN_FLOPS", "linear_forward", "linear_backward"]
+
+#: Big products run as this many blocks of rows: enough for two threads to share, and for a thread
+#: the machine delays to hold up a quarter of the work at most; few enough that each block stays a
+#: BLAS-sized product.
+LINEAR_BLOCKS = 4
+
+#: A product of fewer floating-point operations is one call in the caller: the convolutions' threshold
+#: (:data:`minidl.backend.numpy.PARALLEL_MIN_FLOPS`), below which a second thread did not pay.
+LINEAR_MIN_FLOPS = 2**25
+
+
+def _row_blocks(m: int, flops: int) -> list[slice] | None:
+    """The blocks of ``m`` rows, or ``None`` for a product too small to split (``flops`` below the threshold)."""
+    if flops < LINEAR_MIN_FLOPS or m < 2 * LINEAR_BLOCKS:
+        return None
+    rows = -(-m // (8 * LINEAR_BLOCKS)) * 8  # a multiple of 8 rows: BLAS kernels' panel height
+    return [slice(r, min(r + rows, m)) for r in range(0, m, rows)]
+
+
+def linear_forward(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``x @ weight`` over the last axis of ``x``, big products on minidl's threads.
+
+    Args:
+        x: the input, any rank ≥ 1.
+        weight: the ``(D, U)`` matrix.
+
+    Shape:
+        - ``x``: ``(*, D)``; result: ``(*, U)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> linear_forward(np.ones((2, 3, 4)), np.ones((4, 5))).shape
+        (2, 3, 5)
+    """
+    d, u = weight.shape
+    rows = x.reshape(-1, d)
+    blocks = _row_blocks(rows.shape[0], 2 * rows.shape[0] * d * u)
+    if blocks is None:
+        return x @ weight
+    out = np.empty((rows.shape[0], u), np.result_type(x, weight))
+    threads.map_blocks(lambda b, slot: np.matmul(rows[blocks[b]], weight, out=out[blocks[b]]), len(blocks))
+    return out.reshape(*x.shape[:-1], u)
+
+
+def linear_backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
+                    weight_grad: np.ndarray | None) -> np.ndarray:
+    """``grad_out @ weight.T``, the input gradient; writes ``xᵀ grad_out`` (all leading axes as rows) into
+    ``weight_grad`` unless it is ``None``.
+
+    Args:
+        x: the forward pass's input.
+        weight: the ``(D, U)`` matrix.
+        grad_out: the gradient of the forward pass's output.
+        weight_grad: the ``(D, U)`` array to overwrite with the weight's gradient, or ``None``.
+
+    Shape:
+        - ``x``: ``(*, D)``; ``grad_out``: ``(*, U)``; result: ``(*, D)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> dw = np.empty((4, 5))
+        >>> linear_backward(np.ones((2, 4)), np.ones((4, 5)), np.ones((2, 5)), dw).shape, dw[0, 0]
+        ((2, 4), 2.0)
+    """
+    d, u = weight.shape
+    g = grad_out.reshape(-1, u)
+    blocks = _row_blocks(g.shape[0], 2 * g.shape[0] * d * u)
+    if blocks is None:
+        if weight_grad is not None:
+            np.matmul(x.reshape(-1, d).T, g, out=weight_grad)
+        return grad_out @ weight.T
+    rows = x.reshape(-1, d)
+    dx = np.empty((g.shape[0], d), np.result_type(grad_out, weight))
+
+    def block(b: int, slot: int) -> np.ndarray | None:
+        s = blocks[b]
+        np.matmul(g[s], weight.T, out=dx[s])
+        if weight_grad is None:
+            return None
+        return np.matmul(rows[s].T, g[s], out=weight_grad if b == 0 else None)  # block 0's part in place
+
+    parts = threads.map_blocks(block, len(blocks))
+    if weight_grad is not None:
+        for part in parts[1:]:
+            weight_grad += part  # in block order: the same sum at any thread count
+    return dx.reshape(*grad_out.shape[:-1], d)

@@ -54,6 +54,8 @@ from .layers.losses import LOSSES, Loss
 if TYPE_CHECKING:
     from .model import Sequential
 
+__all__ = ["save", "read", "load_weights", "LoadResult", "SavedModel", "atomic_write"]
+
 #: Layers an architecture may hold, counting those inside containers (the largest preset has 26). Each costs
 #: ~0.2 ms and a few kB to make and build twice, so a few-kB file listing 10⁵ of them would take ~20 s.
 MAX_LAYERS = 4096

@@ -28,7 +28,8 @@ def float_targets(y: Any, n: int, output_shape: Shape, dtype: np.dtype, owner: s
         output_shape: the model's per-sample output shape.
         dtype: the model's float dtype.
         owner: the loss's name, for messages.
-        name, x_name: the arguments' names, for messages.
+        name: the targets' argument name, for messages.
+        x_name: the inputs' argument name, for messages.
 
     Example::
 
@@ -62,7 +63,8 @@ def class_labels(y: Any, n: int, output_shape: Shape, ignore_index: int, name: s
         n: the number of samples.
         output_shape: the model's per-sample output shape, ``(K,)`` or ``(T, K)``.
         ignore_index: a label that is not scored.
-        name, x_name: the arguments' names, for messages.
+        name: the targets' argument name, for messages.
+        x_name: the inputs' argument name, for messages.
 
     Example::
 
@@ -103,7 +105,8 @@ def binary_targets(y: Any, n: int, output_shape: Shape, dtype: np.dtype, owner: 
         output_shape: the model's per-sample output shape.
         dtype: the model's float dtype.
         owner: the loss's name, for messages.
-        name, x_name: the arguments' names, for messages.
+        name: the targets' argument name, for messages.
+        x_name: the inputs' argument name, for messages.
 
     Example::
 

@@ -428,7 +428,7 @@ Each case below has its test (`file::test`); each failed on the code before it w
   listing them (`test_robustness.py::test_fit_takes_the_optimizer_names_keras_takes_with_their_default_settings`,
   and `model.fit(X, y, optimizer='adan')` above).
 - **Silent non-learning** (`SGD(lr=10)`, `Adam(lr=10)` trained to chance without a word): from the fifth
-  epoch on, `fit` gives one `minidl.training.NotLearningWarning` (a `UserWarning`) when the training loss is
+  epoch on, `fit` gives one `minidl.fit_checks.NotLearningWarning` (a `UserWarning`, also importable from `minidl.training`) when the training loss is
   still at chance level (above 0.97 ln K for a `SoftmaxCE` over K classes) or has not fallen below the first
   epoch's, naming the likely causes (the learning rate, with its value, and unscaled inputs). It is the
   scikit-learn wrappers' criterion, one function (`minidl.training.not_learning`); the wrappers keep their

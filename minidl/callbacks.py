@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .model import Sequential
 
+__all__ = ["History", "Callback", "CallbackList", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint",
+           "MINIMISED", "MAXIMISED"]
 
 #: Metric names that ``mode="auto"`` minimises and maximises (the loss heads' metrics, with or without ``val_``).
 MINIMISED = ("loss", "mae", "mse")

@@ -64,12 +64,14 @@ class CommandError(Exception):
 
 
 class DataSet(NamedTuple):
-    """A data set ``minidl train`` trains on: its loader in :data:`minidl.datasets.LOADERS` has the same name."""
+    """A data set ``minidl train`` trains on: its loader is :data:`minidl.datasets.LOADERS`' of the same name
+    (``pydoc-topics``: :func:`minidl.text.load_pydoc_topics`)."""
 
-    shape: tuple[int, int, int]  # its images' (C, H, W): the presets of that input shape train on it
+    shape: tuple[int, ...]  # a sample's: images' (C, H, W) or rows of T token ids (T,); presets of that shape fit
     default: str  # the default preset
     about: str  # what it is, for the help
     downloads: bool  # its files are downloaded (so the command has --data-dir and --no-download)
+    samples: str = "images"  # what its samples are called in the output
 
 
 #: The data sets of ``minidl train DATASET``; each trains with the training options below.
@@ -80,6 +82,8 @@ DATASETS: dict[str, DataSet] = {
                              "downloaded once, 30 MB)", True),
     "cifar10": DataSet((3, 32, 32), "cifar_resnet", "CIFAR-10's 32x32 colour photographs (50,000 / 10,000; "
                        "downloaded once, 163 MB)", True),
+    "pydoc-topics": DataSet((64,), "text_cnn", "which of 4 pydoc help topics a window of 16-64 characters comes "
+                            "from (2,000 / 400 windows; nothing downloaded)", False, "windows"),
 }
 #: The data sets that are also commands of their own (``minidl digits`` is ``minidl train digits``).
 ALIASES = ("digits", "mnist")
@@ -115,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help=what, description=f"{what[0].upper()}{what[1:]}. Training options left out come from the "
                                         "preset's recipe; minidl train DATASET --help lists that data set's options.",
         epilog="data sets, their presets and the presets' recipes (the defaults of the training options):\n"
-               + "\n".join(f"  {name}: {data.about}, {_shape(data.shape)} images\n{_recipes(name, indent=4)}"
+               + "\n".join(f"  {name}: {data.about}, {_inputs(data.shape)}\n{_recipes(name, indent=4)}"
                            for name, data in DATASETS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -179,14 +183,14 @@ def _add_dataset_command(sub, name: str, summary: str) -> None:
     cmd = sub.add_parser(
         name, help=summary, description=f"{what[0].upper()}{what[1:]}. Training options left out come from the "
                                      "preset's recipe.",
-        epilog=f"presets for {_shape(data.shape)} images and their recipes (the defaults of the training options):"
+        epilog=f"presets for {_inputs(data.shape)} and their recipes (the defaults of the training options):"
                f"\n{_recipes(name, indent=2)}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cmd.set_defaults(dataset=name)
     cmd.add_argument("--preset", type=_preset_of(name, choices), default=data.default,
                      metavar="{" + ",".join(choices) + "}", help=f"architecture (default: {data.default})")
-    _add_training_options(cmd)
+    _add_training_options(cmd, data.samples)
     cmd.add_argument("--export", metavar="PATH",
                      help='after training, write the model as an ONNX file (needs pip install "minidl[onnx]")')
     if "blog_cnn" in choices:
@@ -208,8 +212,8 @@ def _preset_of(dataset: str, choices: list[str]):
     def parse(text: str) -> str:
         if text in choices:
             return text
-        shape = _shape(DATASETS[dataset].shape)
-        why = (f"{text} takes {_shape(recipes.INPUT_SHAPES[text])} images, {dataset}'s are {shape}"
+        shape = _inputs(DATASETS[dataset].shape).removesuffix(" images")
+        why = (f"{text} takes {_inputs(recipes.INPUT_SHAPES[text])}, {dataset}'s are {shape}"
                if text in recipes.INPUT_SHAPES else f"no preset is called {text!r}")
         raise argparse.ArgumentTypeError(f"{why}; the presets for {dataset} are {', '.join(choices)}")
     return parse
@@ -217,6 +221,11 @@ def _preset_of(dataset: str, choices: list[str]):
 
 def _shape(shape: Sequence[int]) -> str:
     return "x".join(map(str, shape))
+
+
+def _inputs(shape: Sequence[int]) -> str:
+    """What samples of ``shape`` are: ``1x8x8 images``, or ``rows of 64 token ids``."""
+    return f"rows of {shape[0]} token ids" if len(shape) == 1 else f"{_shape(shape)} images"
 
 
 def _recipes(dataset: str, indent: int) -> str:
@@ -227,13 +236,13 @@ def _recipes(dataset: str, indent: int) -> str:
                      for preset in recipes.presets_for(DATASETS[dataset].shape))
 
 
-def _add_training_options(cmd: argparse.ArgumentParser) -> None:
-    """The options every training command has (add new shared options here)."""
+def _add_training_options(cmd: argparse.ArgumentParser, samples: str) -> None:
+    """The options every training command has (add new shared options here); ``samples``: "images", ..."""
     cmd.add_argument("--optimizer", choices=sorted(recipes.OPTIMIZERS),
                      help="default: the recipe's; choosing another one without --lr uses its own default lr")
     cmd.add_argument("--lr", type=_float_in(0.0, math.inf, True), help="learning rate (default: the recipe's)")
-    cmd.add_argument("--epochs", type=_positive_int, help="passes over the training images (default: the recipe's)")
-    cmd.add_argument("--batch-size", type=_positive_int, help="images per optimizer step (default: the recipe's)")
+    cmd.add_argument("--epochs", type=_positive_int, help=f"passes over the training {samples} (default: the recipe's)")
+    cmd.add_argument("--batch-size", type=_positive_int, help=f"{samples} per optimizer step (default: the recipe's)")
     cmd.add_argument("--momentum", type=_float_in(0.0, 1.0, False), help="SGD only")
     cmd.add_argument("--schedule", choices=recipes.SCHEDULES,
                      help="learning-rate schedule: cosine anneals to 0 over the epochs")
@@ -278,10 +287,10 @@ def resolve_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 def _load(args: argparse.Namespace) -> tuple:
     """``X_train, X_test, y_train, y_test`` of ``args.dataset``; what stops it is a :class:`CommandError`."""
-    from . import datasets
+    from . import datasets, text
     from .download import data_home
 
-    load = datasets.LOADERS[args.dataset]
+    load: Any = text.load_pydoc_topics if args.dataset == "pydoc-topics" else datasets.LOADERS[args.dataset]
     try:
         if DATASETS[args.dataset].downloads and args.trust_local:
             (X_train, y_train), (X_test, y_test) = load(path=data_home(args.data_dir) / args.dataset,
@@ -329,10 +338,23 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
         set_num_threads(args.threads)
     _check_outputs(args)
     X_train, X_test, y_train, y_test = _load(args)
-    build = presets.MODELS[args.preset]
     faithful = getattr(args, "faithful", False)
-    model = build(seed=args.seed, faithful=True) if faithful else build(seed=args.seed)
+    if args.preset in presets.TEXT_PRESETS:
+        from .text import load_pydoc_text
+
+        # load_pydoc_topics' ids: the pydoc tokenizer's, plus one for the padding id 0
+        model = presets.TEXT_PRESETS[args.preset](load_pydoc_text().tokenizer.vocab_size + 1, seed=args.seed)
+    else:
+        build = presets.MODELS[args.preset]
+        model = build(seed=args.seed, faithful=True) if faithful else build(seed=args.seed)
     assert model.input_shape is not None  # every preset passes input_shape
+    if args.export is not None:
+        from .export import to_onnx
+
+        try:
+            to_onnx(model, None)  # a layer that cannot be exported is said before training, not after it
+        except TypeError as err:
+            raise CommandError(f"--export: {err}") from None
     if model.input_shape != X_train.shape[1:]:  # a preset reading single-channel images as rows (H, W)
         X_train = X_train.reshape(len(X_train), *model.input_shape)
         X_test = X_test.reshape(len(X_test), *model.input_shape)
@@ -347,9 +369,10 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
     seconds = time.perf_counter() - start
     result = model.evaluate(X_test, y_test)
     epochs = len(history.epoch)  # fewer than the recipe's after Ctrl-C or early stopping
-    print(f"train: {len(X_train)} images, {epochs} epochs in {seconds:.2f} s "
+    samples = DATASETS[args.dataset].samples
+    print(f"train: {len(X_train)} {samples}, {epochs} epochs in {seconds:.2f} s "
           f"({seconds / max(epochs, 1):.3f} s/epoch)" + (", interrupted" if history.interrupted else ""))
-    print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(X_test)} images")
+    print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(X_test)} {samples}")
     if args.report:
         from .report import write_report
 
@@ -404,8 +427,9 @@ def run_text(args: argparse.Namespace) -> float:
     curve = train_language_model(model, data, steps, batch_size, lr, seed=args.seed, eval_every=args.eval_every,
                                  report=report)
     seconds = time.perf_counter() - start
-    held_out = curve[-1][1]
-    print(f"train: {steps} steps in {seconds:.2f} s ({seconds / steps:.3f} s/step)")
+    trained, held_out = curve[-1]  # fewer steps than asked for after Ctrl-C
+    print(f"train: {trained} steps in {seconds:.2f} s ({seconds / max(trained, 1):.3f} s/step)"
+          + (", interrupted" if model.history.interrupted else ""))
     print(f"held-out loss: {held_out:.4f} nats/char ({held_out / math.log(2):.4f} bits/char) on "
           f"{len(data.validation):,} characters")
     prompt = data.tokenizer.decode(data.validation[:16])
@@ -493,6 +517,8 @@ def _import_modules(args: argparse.Namespace) -> None:
         modules += ["minidl.language", "minidl.generation", "minidl.text", "minidl.saving", "minidl.optim"]
     if getattr(args, "export", None) is not None and importlib.util.find_spec("onnx") is not None:
         modules += ["minidl.export", "onnx", "onnx.helper", "onnx.numpy_helper"]
+    if getattr(args, "dataset", None) == "pydoc-topics":
+        modules += ["minidl.text"]
     if getattr(args, "dataset", None) == "digits":  # minidl.data imports scikit-learn inside load_digits
         modules += ["sklearn.datasets", "sklearn.model_selection"]
     for name in filter(None, modules):

@@ -1,5 +1,6 @@
-"""Training a character language model on a :class:`~minidl.text.TextData` corpus: random windows,
-held-out loss in nats (and bits) per character, and a checkpoint that carries its vocabulary.
+"""Training a character language model on a :class:`~minidl.text.TextData` corpus with ``fit``: random
+windows as its batches, held-out loss in nats (and bits) per character as its validation, and a
+checkpoint that carries its vocabulary.
 
 ``minidl train pydoc`` and ``minidl train shakespeare`` use :func:`train_language_model`;
 ``minidl generate`` reads what :func:`save_checkpoint` wrote.
@@ -9,17 +10,18 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .arguments import as_float, as_int
+from .callbacks import Callback
 from .text import CharTokenizer, TextData
 
-__all__ = ["random_windows", "held_out_loss", "train_language_model", "save_checkpoint", "load_checkpoint",
-           "tokenizer_path"]
+__all__ = ["random_windows", "WindowBatches", "HeldOutWindows", "held_out_loss", "train_language_model",
+           "save_checkpoint", "load_checkpoint", "tokenizer_path"]
 
 
 def random_windows(tokens: np.ndarray, context: int, batch_size: int,
@@ -47,9 +49,84 @@ def random_windows(tokens: np.ndarray, context: int, batch_size: int,
     return windows[:, :-1], windows[:, 1:]
 
 
+class WindowBatches:
+    """Random windows of a token array as the batches ``fit`` takes, a fixed number of steps in all.
+
+    Each pass over it (each epoch of ``fit``) yields the next ``per_pass`` batches of
+    :func:`random_windows`, the last pass what is left of ``steps``; the windows come from one
+    generator seeded by ``seed``, so the batches are the same whatever the ``per_pass``. It is an
+    iterable whose ``__iter__`` starts the next pass (see :mod:`minidl.sources`): ``fit`` reads it
+    with ``epochs=passes`` and no ``batch_size``.
+
+    Args:
+        tokens: int64 ids ``(L,)``.
+        context: the window length ``T``.
+        batch_size: windows per batch.
+        steps: batches in all.
+        per_pass: batches per pass (``fit``'s epoch).
+        seed: seeds the window starts.
+
+    Shape:
+        each batch: inputs ``(batch_size, T)`` and next-token targets ``(batch_size, T)``.
+
+    Example::
+
+        batches = WindowBatches(data.train, 128, 32, steps=1000, per_pass=100, seed=0)
+        model.fit(batches, epochs=batches.passes, optimizer="adam", verbose=0)
+    """
+
+    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, steps: int, per_pass: int,
+                 seed: int | None = 0) -> None:
+        self.tokens, self.context, self.batch_size = tokens, context, batch_size
+        self.steps = as_int(steps, "steps", "WindowBatches", minimum=1)
+        self.per_pass = as_int(per_pass, "per_pass", "WindowBatches", minimum=1)
+        self.rng = np.random.default_rng(seed)
+        self.drawn = 0
+
+    @property
+    def passes(self) -> int:
+        """The number of passes (``fit``'s ``epochs``) that yield all ``steps`` batches."""
+        return -(-self.steps // self.per_pass)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for _ in range(min(self.per_pass, self.steps - self.drawn)):
+            self.drawn += 1
+            yield random_windows(self.tokens, self.context, self.batch_size, self.rng)
+
+
+class HeldOutWindows:
+    """``windows`` evenly spaced windows of held-out tokens, the same on every pass, in batches: what
+    :func:`held_out_loss` scores, as ``validation_data`` for ``fit`` or data for ``evaluate``.
+
+    Args:
+        tokens: the held-out token ids ``(L,)``, ``L > context + 1``.
+        context: the window length ``T``.
+        windows: how many windows.
+        batch_size: windows per batch.
+
+    Shape:
+        each batch: inputs ``(batch_size, T)`` and next-token targets ``(batch_size, T)``.
+
+    Example::
+
+        nats = model.evaluate(HeldOutWindows(data.validation, 128))["loss"]
+    """
+
+    def __init__(self, tokens: np.ndarray, context: int, windows: int = 64, batch_size: int = 32) -> None:
+        if len(tokens) <= context + 1:
+            raise ValueError(f"the held-out text has {len(tokens)} tokens, too few for windows of {context} + 1")
+        self.tokens, self.context, self.batch_size = tokens, context, batch_size
+        self.starts = np.linspace(0, len(tokens) - context - 2, windows).astype(np.int64)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for s in range(0, len(self.starts), self.batch_size):
+            chunk = self.tokens[self.starts[s:s + self.batch_size, None] + np.arange(self.context + 1)]
+            yield chunk[:, :-1], chunk[:, 1:]
+
+
 def held_out_loss(model: Any, tokens: np.ndarray, windows: int = 64, batch_size: int = 32) -> float:
     """The mean next-token cross-entropy (nats per token) of ``model`` on ``windows`` evenly spaced
-    windows of ``tokens`` (the same ones every call), in inference mode.
+    windows of ``tokens`` (the same ones every call, :class:`HeldOutWindows`), in inference mode.
 
     Args:
         model: a language model with a loss (``SoftmaxCE``), input shape ``(T,)``.
@@ -62,16 +139,28 @@ def held_out_loss(model: Any, tokens: np.ndarray, windows: int = 64, batch_size:
         nats = held_out_loss(model, data.validation)
         bits = nats / math.log(2)
     """
-    context = model.input_shape[0]
-    if len(tokens) <= context + 1:
-        raise ValueError(f"the held-out text has {len(tokens)} tokens, too few for windows of {context} + 1")
-    starts = np.linspace(0, len(tokens) - context - 2, windows).astype(np.int64)
-    total = 0.0
-    for s in range(0, windows, batch_size):
-        chunk = tokens[starts[s:s + batch_size, None] + np.arange(context + 1)]
-        loss, _ = model.loss.loss_and_grad(model.forward(chunk[:, :-1]), chunk[:, 1:])
-        total += float(loss) * len(chunk)
-    return total / windows
+    return model.evaluate(HeldOutWindows(tokens, model.input_shape[0], windows, batch_size))["loss"]
+
+
+class _Measurements(Callback):
+    """Counts the steps of ``fit``, keeps the held-out loss ``fit`` measured at each epoch's end, and reports it."""
+
+    def __init__(self, report: Callable[[int, float, float], None] | None) -> None:
+        self.report = report
+        self.step, self.loss = 0, math.nan
+        self.curve: list[tuple[int, float]] = []
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.step += 1
+        self.loss = float((logs or {})["loss"])
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.add((logs or {})["val_loss"])
+
+    def add(self, held_out: float) -> None:
+        self.curve.append((self.step, float(held_out)))
+        if self.report is not None:
+            self.report(self.step, self.loss, self.curve[-1][1])
 
 
 def train_language_model(
@@ -86,10 +175,15 @@ def train_language_model(
 ) -> list[tuple[int, float]]:
     """Train ``model`` with Adam (constant ``lr``) for ``steps`` steps on random windows of ``data.train``.
 
-    Each step is ``forward``, the loss's ``loss_and_grad``, ``backward`` and ``Adam.step``: what
-    ``fit`` does for one batch. Every ``eval_every`` steps and after the last, the held-out loss
-    on ``data.validation`` is measured (:func:`held_out_loss`) and ``report(step, train_loss,
-    held_out)`` is called.
+    Training is ``model.fit`` on :class:`WindowBatches`, one epoch every ``eval_every`` steps, with
+    the held-out windows of ``data.validation`` (:class:`HeldOutWindows`, as :func:`held_out_loss`
+    scores them) as ``validation_data``: after every ``eval_every`` steps and after the last, the
+    held-out loss is measured and ``report(step, train_loss, held_out)`` is called with the last
+    step's training loss. ``model.history`` holds each epoch's mean training loss, ``accuracy``,
+    ``val_loss`` and ``lr``. As with ``fit``, Ctrl-C stops after the step in flight and keeps what
+    was trained: the held-out loss of that model is then measured and reported as the last point
+    (``model.history.interrupted`` is ``True``), and a non-finite loss raises
+    :class:`~minidl.guard.NonFiniteLossError` before its step is applied.
 
     Args:
         model: a language model ``(N, T) -> (N, T, V)`` with a loss, e.g. ``presets.char_gpt(V)``.
@@ -109,7 +203,6 @@ def train_language_model(
         curve = train_language_model(model, load_pydoc_text(), steps=1000, batch_size=32, lr=3e-3)
     """
     from .optim import Adam
-    from .threads import blas_threads
 
     steps = as_int(steps, "steps", "train_language_model", minimum=1)
     batch_size = as_int(batch_size, "batch_size", "train_language_model", minimum=1)
@@ -117,23 +210,15 @@ def train_language_model(
     lr = as_float(lr, "lr", "train_language_model", low=0.0, low_inclusive=False)
     if model.loss is None:
         raise ValueError("train_language_model: the model has no loss; give it one, e.g. loss=SoftmaxCE()")
-    rng = np.random.default_rng(seed)
-    optimizer = Adam(model.parameters(), lr=lr)
     context = model.input_shape[0]
-    curve = []
-    with blas_threads():
-        for step in range(1, steps + 1):
-            x, y = random_windows(data.train, context, batch_size, rng)
-            loss, grad = model.loss.loss_and_grad(model.forward(x, training=True), y)
-            if not math.isfinite(float(loss)):
-                raise FloatingPointError(f"train_language_model: the loss became {float(loss)} at step {step}")
-            model.backward(grad)
-            optimizer.step()
-            if step % eval_every == 0 or step == steps:
-                curve.append((step, held_out_loss(model, data.validation)))
-                if report is not None:
-                    report(step, float(loss), curve[-1][1])
-    return curve
+    batches = WindowBatches(data.train, context, batch_size, steps, per_pass=eval_every, seed=seed)
+    held_out = HeldOutWindows(data.validation, context)
+    measured = _Measurements(report)
+    model.fit(batches, epochs=batches.passes, optimizer=Adam(model.parameters(), lr=lr), verbose=0,
+              validation_data=held_out, callbacks=[measured])
+    if not measured.curve or measured.curve[-1][0] != measured.step:  # stopped by Ctrl-C inside an epoch
+        measured.add(model.evaluate(held_out)["loss"])
+    return measured.curve
 
 
 def tokenizer_path(checkpoint: str | os.PathLike) -> Path:

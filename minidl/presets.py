@@ -425,7 +425,7 @@ def char_gpt(vocab_size: int, seed: int | None = 0, dtype: Any = "float32", **co
 
     return Sequential([Embedding(vocab_size, d), PositionalEmbedding(int(c["context"])),
                        *[layer for _ in range(int(c["blocks"])) for layer in block()], LayerNorm(), Dense(vocab_size)],
-                      input_shape=(int(c["context"]),), seed=seed, dtype=dtype, loss=SoftmaxCE())
+                      input_shape=(int(c["context"]),), input_dtype="int64", seed=seed, dtype=dtype, loss=SoftmaxCE())
 
 
 def char_lstm(vocab_size: int, seed: int | None = 0, dtype: Any = "float32", **config: Any) -> Sequential:
@@ -452,7 +452,7 @@ def char_lstm(vocab_size: int, seed: int | None = 0, dtype: Any = "float32", **c
     units = int(c["units"])
     return Sequential([Embedding(vocab_size, int(c["dim"])), LSTM(units, return_sequences=True),
                        LSTM(units, return_sequences=True), Dense(vocab_size)],
-                      input_shape=(int(c["context"]),), seed=seed, dtype=dtype, loss=SoftmaxCE())
+                      input_shape=(int(c["context"]),), input_dtype="int64", seed=seed, dtype=dtype, loss=SoftmaxCE())
 
 
 def text_lstm(vocab_size: int, num_classes: int = 4, max_length: int = 64, dim: int = 64, seed: int | None = 0,
@@ -537,10 +537,11 @@ MNIST_PRESETS: dict[str, Callable[..., Sequential]] = {"lenet": lenet}
 #: Presets for 32×32 colour images (CIFAR-10).
 CIFAR_PRESETS: dict[str, Callable[..., Sequential]] = {"cifar_resnet": cifar_resnet, "cifar_vgg": cifar_vgg}
 
-#: Every preset by name (``minidl train DATASET --preset NAME``); :data:`INPUT_SHAPES` has the
-#: shape each one takes and :func:`recipe_for` the way to train it.
+#: Every image preset by name, each built by ``MODELS[name](seed=...)`` (``minidl train DATASET --preset
+#: NAME``); :data:`INPUT_SHAPES` has the shape each one takes and :func:`recipe_for` the way to train it.
 MODELS: dict[str, Callable[..., Sequential]] = {**PRESETS, **MNIST_PRESETS, **CIFAR_PRESETS}
 
 #: Presets for sequence classification of padded token ids (``minidl.text.load_pydoc_topics``), by
-#: name; :data:`TEXT_RECIPES` trains them. Not offered by ``minidl train`` (which takes images).
+#: name, each built by ``TEXT_PRESETS[name](vocab_size, seed=...)``; :data:`RECIPES` trains them too
+#: (``minidl train pydoc-topics --preset NAME``).
 TEXT_PRESETS: dict[str, Callable[..., Sequential]] = {"text_cnn": text_cnn, "text_lstm": text_lstm}

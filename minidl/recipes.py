@@ -101,9 +101,10 @@ class Recipe:
                          callbacks=[*self.make_callbacks(optimizer), *callbacks], **kwargs)
 
 
-#: The image shape ``(C, H, W)`` each preset trains on: the command line offers a preset for the
-#: data sets whose images have it. (``digits_gru`` reads single-channel images as rows ``(H, W)``.)
-INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+#: The per-sample input each preset trains on, images ``(C, H, W)`` or rows of ``T`` token ids ``(T,)``:
+#: the command line offers a preset for the data sets whose samples have that shape. (``digits_gru``
+#: reads single-channel images as rows ``(H, W)``.)
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "blog_cnn": (1, 8, 8),
     "digits_cnn": (1, 8, 8),
     "digits_resnet": (1, 8, 8),
@@ -111,6 +112,8 @@ INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "lenet": (1, 28, 28),
     "cifar_resnet": (3, 32, 32),
     "cifar_vgg": (3, 32, 32),
+    "text_cnn": (64,),
+    "text_lstm": (64,),
 }
 
 #: Each preset's training recipe on the data set it was made for (the digits, MNIST, CIFAR-10);
@@ -130,14 +133,14 @@ RECIPES: dict[str, Recipe] = {
     # not tuned here: CIFAR-10 could not be downloaded where minidl is developed.
     "cifar_resnet": Recipe("sgd", lr=0.1, epochs=30, batch_size=128, momentum=0.9, schedule="cosine"),
     "cifar_vgg": Recipe("adam", lr=2e-3, epochs=30, batch_size=128, schedule="cosine"),
-}
-
-#: The recipes of the text classification presets (``minidl.presets.TEXT_PRESETS``) on
-#: ``minidl.text.load_pydoc_topics()``'s default task; docs/sequences.md has their accuracies.
-TEXT_RECIPES: dict[str, Recipe] = {
+    # The text classifiers on minidl.text.load_pydoc_topics()'s default task: the first settings tried, not
+    # tuned; docs/sequences.md has their accuracies.
     "text_cnn": Recipe("adam", lr=2e-3, epochs=10, batch_size=32, schedule="cosine"),
     "text_lstm": Recipe("adam", lr=5e-3, epochs=10, batch_size=32, schedule="cosine"),
 }
+
+#: The recipes of the text classification presets (``minidl.presets.TEXT_PRESETS``): :data:`RECIPES`' entries.
+TEXT_RECIPES: dict[str, Recipe] = {name: RECIPES[name] for name in ("text_cnn", "text_lstm")}
 
 #: Recipes for a preset on another data set of its input shape, by ``(data set, preset)``.
 DATASET_RECIPES: dict[tuple[str, str], Recipe] = {
@@ -166,7 +169,8 @@ def recipe_for(preset: str, dataset: str | None = None) -> Recipe:
 
 
 def presets_for(input_shape: Sequence[int]) -> list[str]:
-    """The presets that take images of ``input_shape`` ``(C, H, W)``, in :data:`INPUT_SHAPES`'s order."""
+    """The presets whose samples have ``input_shape`` (images' ``(C, H, W)``, token rows' ``(T,)``), in
+    :data:`INPUT_SHAPES`'s order."""
     return [name for name, shape in INPUT_SHAPES.items() if shape == tuple(input_shape)]
 
 

@@ -12,7 +12,10 @@ Both follow scikit-learn's estimator rules: ``__init__`` only stores its argumen
 optimizer's state between calls (incremental searches such as dask-ml's ``HyperbandSearchCV``).
 
 Input ``X``: images ``(N, H, W)`` (one channel, as ``load_digits().images``) or
-``(N, C, H, W)``, or flat rows ``(N, F)`` (see each class for how rows become model inputs).
+``(N, C, H, W)``, or flat rows ``(N, F)`` (see each class for how rows become model inputs). The
+``Sequential*`` estimators also take sequences: real-valued ``(N, T, D)`` (for a recurrent or
+attention network), and padded token ids ``(N, T)`` for a network starting with an ``Embedding``,
+such as the presets ``text_cnn``/``text_lstm`` (``SequentialClassifier(presets.text_lstm(V))``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .callbacks import History
 from .config import from_config
-from .layers import MSE, BatchNorm2D, Dense, Layer, Loss, SoftmaxCE
+from .layers import MSE, BatchNorm2D, Dense, Embedding, Layer, Loss, SoftmaxCE
 from .layers.base import as_int
 from .model import Sequential
 from .optim import SGD
@@ -52,6 +55,8 @@ class _MinidlEstimator(BaseEstimator):
     """
 
     _validate_y: dict[str, Any] = {}  # extra arguments of scikit-learn's validate_data for y
+    _samples = "images"  # what a sample of more than one axis is, for the messages
+    _x_forms = "(N, H, W) or (N, C, H, W) images or (N, F) rows"  # the X it takes, for the messages
 
     def _make_model(self, X: np.ndarray, n_outputs: int, seed: Any) -> Sequential:
         """A fresh, built model for training data ``X`` (N, *input_shape)."""
@@ -60,6 +65,14 @@ class _MinidlEstimator(BaseEstimator):
     def _row_shape(self, n_features: int) -> Shape:
         """Per-sample model input shape for flat rows of ``n_features`` values."""
         raise NotImplementedError
+
+    def _sample_shape(self, shape: Shape) -> Shape:
+        """The model input shape for samples of ``shape`` (more than one axis): here images, one channel if 2-D."""
+        return (1, *shape) if len(shape) == 2 else shape
+
+    def _takes_ids(self, reset: bool) -> bool:
+        """Whether ``X`` holds integer token ids (the network starts with an ``Embedding``)."""
+        return False
 
     # -- scikit-learn API ----------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> _MinidlEstimator:
@@ -111,7 +124,8 @@ class _MinidlEstimator(BaseEstimator):
     def _keep(self, spec: Any, X: np.ndarray, state: tuple[Sequential, SGD], history: History, first: bool) -> None:
         self._keep_spec(spec)
         if first:
-            self.input_shape_, (self.model_, self.optimizer_) = X.shape[1:], state
+            self.model_, self.optimizer_ = state
+            self.input_shape_: Shape = tuple(state[0].input_shape or X.shape[1:])  # built by _start
             self.loss_curve_: list[float] = []
         self.history_ = history
         self.loss_curve_ = self.loss_curve_ + list(history.get("loss", []))
@@ -125,28 +139,32 @@ class _MinidlEstimator(BaseEstimator):
     def _validate(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, Any]:
         """Check ``X`` (and ``y``) the scikit-learn way and shape ``X`` as the model's input."""
         name = type(self).__name__
+        ids = self._takes_ids(reset)
         shape = None
         if getattr(X, "shape", None) is None:  # lists and array-likes; data frames keep their column names
             X = np.asarray(X)
-        if len(X.shape) > 2:  # images: scikit-learn validates 2-D data, so check them flattened
+        if len(X.shape) > 2:  # images, sequences: scikit-learn validates 2-D data, so check them flattened
             X = np.asarray(X)
-            if X.ndim > 4:
-                raise ValueError(f"{name}: X must be (N, H, W) or (N, C, H, W) images or (N, F) rows, "
-                                 f"got shape {X.shape}")
-            shape = (1, *X.shape[1:]) if X.ndim == 3 else X.shape[1:]
-            if not reset and shape != self.input_shape_:
-                raise ValueError(
-                    f"{name}: X holds images of shape {shape} (channels, height, width), but {name} was "
-                    f"fitted on {self.input_shape_}"
-                )
+            if X.ndim > 4 or ids:
+                forms = "(N, T) token ids (its network starts with an Embedding)" if ids else self._x_forms
+                raise ValueError(f"{name}: X must be {forms}, got shape {X.shape}")
+            shape = self._sample_shape(X.shape[1:])
+            if not reset and shape != self.input_shape_ and (1, *shape) != self.input_shape_:
+                axes = " (channels, height, width)" if len(shape) == 3 else ""
+                raise ValueError(f"{name}: X holds {self._samples} of shape {shape}{axes}, but {name} was "
+                                 f"fitted on {self.input_shape_}")
             X = X.reshape(len(X), int(np.prod(shape)))
-        dtype = [np.float64, np.float32]
+        dtype = "numeric" if ids else [np.float64, np.float32]  # token ids stay integers
         if y is None:
             X = validate_data(self, X, reset=reset, dtype=dtype)
         else:
             X, y = validate_data(self, X, y, reset=reset, dtype=dtype, **self._validate_y)
-        if shape is None:
-            shape = self._row_shape(X.shape[1]) if reset else self.input_shape_
+        if ids:
+            X = _token_ids(X, name)
+        if not reset:
+            shape = self.input_shape_
+        elif shape is None:
+            shape = self._row_shape(X.shape[1])
         return X.reshape(len(X), *shape), y
 
 
@@ -357,46 +375,86 @@ class CNNClassifier(_MinidlClassifier):
 class _LayerList:
     """The ``layers`` and ``input_shape`` of the ``Sequential*`` estimators: fresh layers on every fit.
 
-    A list ending with a ``whole_if_last`` loss is the whole network; any other list is its
-    body, and ``fit`` appends ``Dense(outputs)`` and a ``default_loss()``.
+    ``layers`` is a list of layers (or their configs), a model (a preset such as ``text_lstm(V)``), or
+    a function returning either. A list ending with a ``whole_if_last`` loss, or a model with a loss,
+    is the whole network; anything else is its body, and ``fit`` appends ``Dense(outputs)`` and a
+    ``default_loss()``.
     """
 
     default_loss: type[Loss]
     whole_if_last: type[Loss]
     # the estimator's constructor parameters, which the concrete Sequential* estimators set
-    layers: Sequence[Layer | Loss | dict[str, Any]] | Callable[[], Sequence[Layer | Loss]] | None
+    layers: Any
     input_shape: Sequence[int] | None
     dtype: Any
+    _samples = "samples"
+    _x_forms = "(N, F) rows, (N, T, D) sequences, or (N, H, W) or (N, C, H, W) images"
 
     def _make_model(self, X: np.ndarray, n_outputs: int, seed: Any) -> Sequential:
-        layers: list[Layer | Loss] = list(self._fresh_layers())
+        shape = X.shape[1:]
+        try:
+            return self._build(shape, n_outputs, seed)
+        except ValueError:
+            if len(shape) != 2:
+                raise
+            try:  # (N, H, W) images for layers that want (C, H, W): one channel, as Sequential.fit reads them
+                return self._build((1, *shape), n_outputs, seed)
+            except ValueError:
+                pass
+            raise
+
+    def _build(self, input_shape: Shape, n_outputs: int, seed: Any) -> Sequential:
+        layers, input_dtype, _ = self._network()
         if not isinstance(layers[-1], self.whole_if_last):
             layers += [Dense(n_outputs), self.default_loss()]
-        return Sequential(layers, input_shape=X.shape[1:], seed=seed, dtype=self.dtype)
+        return Sequential(layers, input_shape=input_shape, seed=seed, dtype=self.dtype, input_dtype=input_dtype)
 
-    def _fresh_layers(self) -> list[Layer | Loss]:
+    def _network(self) -> tuple[list[Layer | Loss], Any, Shape | None]:
+        """Fresh, unbuilt layers (a loss last if the network has one), the input dtype (``"int64"`` for a
+        network starting with an ``Embedding``) and the input shape of a model given as ``layers``."""
         name = type(self).__name__
-        if self.layers is None:
-            raise ValueError(f"{name}: pass layers=[...] (a list of layers) or a function returning one")
-        if callable(self.layers):
-            layers = list(self.layers())
-            if any(not isinstance(layer, (Layer, Loss)) or (isinstance(layer, Layer) and layer.built)
-                   for layer in layers):
-                raise TypeError(f"{name}: layers() must return new, unbuilt minidl layers on every call")
-            return layers
-        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, Sequence) or not self.layers:
-            raise TypeError(f"{name}: layers must be a non-empty list of layers, got {self.layers!r}")
-        return [from_config(item.to_config() if isinstance(item, (Layer, Loss)) else item) for item in self.layers]
+        given = self.layers
+        if given is None:
+            raise ValueError(f"{name}: pass layers=[...] (a list of layers, or a model such as a preset) or a "
+                             "function returning one")
+        if callable(given) and not isinstance(given, Layer):
+            given = given()
+            if not isinstance(given, Sequential):
+                given = list(given)
+                if any(not isinstance(layer, (Layer, Loss)) or (isinstance(layer, Layer) and layer.built)
+                       for layer in given):
+                    raise TypeError(f"{name}: layers() must return new, unbuilt minidl layers (or a model) on "
+                                    "every call")
+        if isinstance(given, Sequential):  # a preset: its layers and loss, afresh; its seed gives way to ours
+            parts = [*given.layers, *([given.loss] if given.loss is not None else [])]
+            return [from_config(part.to_config()) for part in parts], given.input_dtype, given.input_shape
+        if isinstance(given, (str, bytes)) or not isinstance(given, Sequence) or not given:
+            raise TypeError(f"{name}: layers must be a non-empty list of layers or a model, got {given!r}")
+        layers = [from_config(item.to_config() if isinstance(item, (Layer, Loss)) else item) for item in given]
+        return layers, "int64" if isinstance(layers[0], Embedding) else None, None
+
+    def _takes_ids(self, reset: bool) -> bool:
+        if reset:
+            return self._network()[1] is not None
+        dtype = self.model_.input_dtype  # type: ignore[attr-defined]  # fitted by _MinidlEstimator
+        return dtype is not None and dtype.kind in "iu"
+
+    def _sample_shape(self, shape: Shape) -> Shape:
+        return shape  # sequences (T, D) as they are; images (H, W) get their channel in _make_model
 
     def _row_shape(self, n_features: int) -> Shape:
         if self.input_shape is None:
-            return (n_features,)
+            own = self._network()[2]  # a model's own input shape: digits_gru's (8, 8) for (N, 64) rows
+            return tuple(own) if own is not None and int(np.prod(own)) == n_features else (n_features,)
         shape = tuple(self.input_shape)
-        if int(np.prod(shape)) != n_features:
-            raise ValueError(
-                f"{type(self).__name__}: input_shape={shape} holds {int(np.prod(shape))} values per sample, "
-                f"but X has {n_features} features"
-            )
+        rest = int(np.prod([n for n in shape if n != -1]))
+        if shape.count(-1) == 1 and rest > 0 and n_features % rest == 0:  # numpy's -1: what the rest leaves
+            shape = tuple(n_features // rest if n == -1 else n for n in shape)
+        if int(np.prod(shape)) != n_features or min(shape) < 1:
+            holds = (f"takes a multiple of {rest} values per sample" if -1 in shape
+                     else f"holds {int(np.prod(shape))} values per sample")
+            raise ValueError(f"{type(self).__name__}: input_shape={tuple(self.input_shape)} {holds}, but X has "
+                             f"{n_features} features")
         return shape
 
 
@@ -409,14 +467,20 @@ class SequentialClassifier(_LayerList, _MinidlClassifier):
     output one score per class. The fitted attributes are as in :class:`CNNClassifier`.
 
     Args:
-        layers: a list of (unbuilt) layers, or of their ``to_config()`` dicts, or a function of no
-            arguments returning a list of layers. Every ``fit`` trains fresh layers (rebuilt from
-            the configs, or made by calling the function), so the list given is never modified and
-            ``clone`` works.
+        layers: a list of (unbuilt) layers, or of their ``to_config()`` dicts; a model, such as a
+            preset (``presets.text_lstm(V)``, ``presets.digits_gru()``), whose layers, loss and
+            ``input_dtype`` are taken (its seed is not: ``random_state`` seeds the network); or a
+            function of no arguments returning either. Every ``fit`` trains fresh layers (rebuilt
+            from the configs, or made by calling the function), so what is given is never trained
+            and ``clone`` works. A network starting with an ``Embedding`` takes integer token ids
+            ``(N, T)``, 0 padding.
         input_shape: how flat rows ``(N, F)`` reach the model. ``None`` feeds them as feature
-            vectors ``(F,)`` (a list starting with ``Dense``); a shape such as ``(1, 8, 8)``
-            reshapes each row. Images ``(N, H, W)`` get a channel axis; ``(N, C, H, W)`` pass as
-            they are.
+            vectors ``(F,)`` (a list starting with ``Dense``, or token ids), or in the input shape
+            of a model given as ``layers`` when it holds ``F`` values; a shape such as ``(1, 8, 8)``
+            reshapes each row, and one axis may be ``-1`` (``(-1, 1)``: a sequence of ``F`` steps of
+            one value). Sequences ``(N, T, D)`` and images ``(N, C, H, W)`` pass as they are; images
+            ``(N, H, W)`` get a channel axis if the first layer wants one (``Conv2D``), and are
+            sequences of ``H`` steps otherwise.
         lr: as in :class:`CNNClassifier`.
         momentum: as in :class:`CNNClassifier`.
         num_iter: as in :class:`CNNClassifier`.
@@ -430,6 +494,7 @@ class SequentialClassifier(_LayerList, _MinidlClassifier):
         from minidl.layers import Dense, ReLU
         clf = SequentialClassifier([Dense(64), ReLU()], random_state=0).fit(X, y)
         clf.predict_proba(X[:3]), clf.score(X, y)
+        text = SequentialClassifier(presets.text_cnn(vocab_size), random_state=0).fit(token_ids, y)
     """
 
     default_loss = SoftmaxCE
@@ -608,6 +673,17 @@ def _seed_from(random_state: Any) -> int | None:
     if random_state is None or (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
         return None if random_state is None else int(random_state)
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _token_ids(X: np.ndarray, name: str) -> np.ndarray:
+    """``X`` as int64 token ids: whole numbers from 0 on (an ``Embedding`` checks the top of the range)."""
+    if X.dtype.kind == "f" and not np.array_equal(X, np.round(X)):
+        bad = X[X != np.round(X)][0]
+        raise ValueError(f"{name}: X must hold integer token ids (its network starts with an Embedding), got "
+                         f"{X.dtype} values such as {bad.item()!r}")
+    if X.size and X.min() < 0:
+        raise ValueError(f"{name}: X must hold token ids >= 0 (0 pads), got {X.min().item()!r}")
+    return X.astype(np.int64, copy=False)
 
 
 def _preview(values: np.ndarray, limit: int = 10) -> str:

@@ -292,7 +292,7 @@ def test_every_data_set_has_a_loader_and_a_default_preset_that_fits():
     from minidl import datasets, recipes
     from minidl.cli import ALIASES, DATASETS
 
-    assert set(DATASETS) == set(datasets.LOADERS) and set(ALIASES) <= set(DATASETS)
+    assert set(DATASETS) == set(datasets.LOADERS) | {"pydoc-topics"} and set(ALIASES) <= set(DATASETS)
     for name, data in DATASETS.items():
         assert data.default in recipes.presets_for(data.shape)
         assert data.downloads == (name in datasets.FILES)
@@ -313,3 +313,40 @@ def test_unusable_report_and_export_paths_fail_before_training(option, target, m
     assert captured.out == ""  # nothing trained: the error comes first
     assert captured.err.startswith("minidl: error: ") and message in captured.err
     assert captured.err.count("\n") == 1
+
+
+def test_train_pydoc_topics_reports_test_accuracy_like_the_image_data_sets(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pydoc-topics: which of 4 pydoc help topics a window of 16-64 characters comes from" in out
+    assert "rows of 64 token ids text_cnn (default): --optimizer adam --lr 0.002" in out
+    argv = ["train", "pydoc-topics", "--preset", "text_lstm", "--epochs", "1", "--verbose", "0", "--report",
+            str(tmp_path)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("train: 2000 windows, 1 epochs in ") and lines[1].startswith("test accuracy: ")
+    assert lines[1].endswith(" on 400 windows")
+    assert float(lines[1].split()[2]) > 0.3  # chance is 0.25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_matrix.png", "history.png", "report.md"]
+    with pytest.raises(SystemExit):
+        main(["train", "pydoc-topics", "--preset", "digits_gru"])
+    assert ("argument --preset: digits_gru takes 1x8x8 images, pydoc-topics's are rows of 64 token ids; the presets "
+            "for pydoc-topics are text_cnn, text_lstm") in capsys.readouterr().err
+
+
+def test_export_of_a_model_that_cannot_be_exported_fails_before_training(capsys, tmp_path):
+    pytest.importorskip("onnx")
+    from minidl.export.registry import ONNX_EXPORTERS
+    from minidl.layers import Embedding
+
+    status = main(["train", "pydoc-topics", "--epochs", "1", "--verbose", "0", "--export", str(tmp_path / "m.onnx")])
+    captured = capsys.readouterr()
+    try:
+        ONNX_EXPORTERS.lookup(Embedding(3, 2))
+    except TypeError:  # no exporter for Embedding (yet): said before any training
+        assert status == 1 and captured.out == "" and not (tmp_path / "m.onnx").exists()
+        assert captured.err.startswith("minidl: error: --export: no ONNX exporter for layer 'Embedding'")
+    else:
+        assert status == 0 and (tmp_path / "m.onnx").exists()

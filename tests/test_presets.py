@@ -59,8 +59,10 @@ def test_same_seed_same_training_curve():
 
 
 def test_every_preset_has_a_recipe_that_makes_its_optimizer():
-    assert set(presets.RECIPES) == set(presets.PRESETS) | set(presets.MNIST_PRESETS) | set(presets.CIFAR_PRESETS)
-    assert set(presets.MODELS) == set(presets.RECIPES) == set(recipes.INPUT_SHAPES)
+    assert set(presets.RECIPES) == (set(presets.PRESETS) | set(presets.MNIST_PRESETS) | set(presets.CIFAR_PRESETS)
+                                    | set(presets.TEXT_PRESETS))
+    assert set(presets.MODELS) | set(presets.TEXT_PRESETS) == set(presets.RECIPES) == set(recipes.INPUT_SHAPES)
+    assert all(presets.TEXT_RECIPES[name] is presets.RECIPES[name] for name in presets.TEXT_PRESETS)
     model = presets.blog_cnn()
     opt = presets.RECIPES["blog_cnn"].make_optimizer(model.parameters())
     assert isinstance(opt, SGD) and opt.lr == 0.02 and opt.momentum == 0.5
@@ -169,7 +171,10 @@ def test_every_preset_takes_the_input_shape_the_light_table_gives_it():
         shape = build(seed=0).input_shape  # the images', or their rows' (H, W) for a preset reading rows
         assert shape in (recipes.INPUT_SHAPES[name], recipes.INPUT_SHAPES[name][1:]), name
         assert name in recipes.presets_for(recipes.INPUT_SHAPES[name])
+    for name, build in presets.TEXT_PRESETS.items():  # rows of token ids
+        assert (build(104, seed=0).input_shape,) == (recipes.INPUT_SHAPES[name],) == ((64,),), name
     assert recipes.presets_for((3, 32, 32)) == ["cifar_resnet", "cifar_vgg"] and recipes.presets_for((2, 5, 5)) == []
+    assert recipes.presets_for((64,)) == ["text_cnn", "text_lstm"]
 
 
 def test_the_optimizer_names_of_the_light_table_are_the_optimizer_classes():

@@ -382,10 +382,11 @@ def run(args: argparse.Namespace, recipe: recipes.Recipe) -> float:
     if args.export is not None:
         from .export import to_onnx
 
-        to_onnx(model, args.export)
+        graph = to_onnx(model, args.export).graph
         if args.verbose:
-            shape = ", ".join(map(str, model.input_shape))
-            print(f"exported: {args.export} (ONNX opset 13; input 'input' (N, {shape}), output 'output' probabilities)")
+            dims = graph.input[0].type.tensor_type.shape.dim
+            shape = ", ".join(d.dim_param or str(d.dim_value) for d in dims)  # symbolic axes by their names
+            print(f"exported: {args.export} (ONNX opset 13; input 'input' ({shape}), output 'output' probabilities)")
     return result["accuracy"]
 
 

@@ -336,17 +336,28 @@ def test_train_pydoc_topics_reports_test_accuracy_like_the_image_data_sets(capsy
             "for pydoc-topics are text_cnn, text_lstm") in capsys.readouterr().err
 
 
-def test_export_of_a_model_that_cannot_be_exported_fails_before_training(capsys, tmp_path):
+def test_export_of_a_model_that_cannot_be_exported_fails_before_training(capsys, tmp_path, monkeypatch):
     pytest.importorskip("onnx")
     from minidl.export.registry import ONNX_EXPORTERS
     from minidl.layers import Embedding
 
+    lookup = ONNX_EXPORTERS.lookup
+
+    def without_embedding(layer):  # as if Embedding had no exporter: the refusal must come before training
+        if isinstance(layer, Embedding):
+            raise TypeError("no ONNX exporter for layer 'Embedding' (test)")
+        return lookup(layer)
+
+    monkeypatch.setattr(ONNX_EXPORTERS, "lookup", without_embedding)
     status = main(["train", "pydoc-topics", "--epochs", "1", "--verbose", "0", "--export", str(tmp_path / "m.onnx")])
     captured = capsys.readouterr()
-    try:
-        ONNX_EXPORTERS.lookup(Embedding(3, 2))
-    except TypeError:  # no exporter for Embedding (yet): said before any training
-        assert status == 1 and captured.out == "" and not (tmp_path / "m.onnx").exists()
-        assert captured.err.startswith("minidl: error: --export: no ONNX exporter for layer 'Embedding'")
-    else:
-        assert status == 0 and (tmp_path / "m.onnx").exists()
+    assert status == 1 and captured.out == "" and not (tmp_path / "m.onnx").exists()
+    assert captured.err.startswith("minidl: error: --export: no ONNX exporter for layer 'Embedding'")
+
+
+def test_export_of_a_text_classifier_names_the_symbolic_length(capsys, tmp_path):
+    pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    status = main(["train", "pydoc-topics", "--epochs", "1", "--export", str(path)])
+    assert status == 0 and path.exists()
+    assert f"exported: {path} (ONNX opset 13; input 'input' (N, T), output 'output' probabilities)" in capsys.readouterr().out

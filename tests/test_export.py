@@ -23,7 +23,7 @@ BATCHES = (1, 7)
 PRESETS = {name: fn for name, fn in vars(presets).items()
            if inspect.isfunction(fn) and fn.__module__ == presets.__name__
            and inspect.signature(fn).return_annotation in ("Sequential", Sequential)
-           and "vocab_size" not in inspect.signature(fn).parameters}  # token models: Embedding has no ONNX form yet
+           and "vocab_size" not in inspect.signature(fn).parameters}  # token models: tests/test_export_sequences.py
 
 
 def test_every_preset_is_found():
@@ -489,11 +489,8 @@ def test_torch_export_of_sequence_layers(kind, dtype):
 
 def test_torch_export_refuses_what_torch_cannot_hold():
     pytest.importorskip("torch")
-    from minidl.layers import Embedding, MultiHeadAttention
+    from minidl.layers import MultiHeadAttention
 
-    with pytest.raises(ValueError, match=r"to_torch: Embedding has mask_zero=True, and the exported nn.Sequential "
-                                         r"carries no mask"):
-        to_torch(Sequential([Embedding(5, 4, mask_zero=True), Dense(2)], input_shape=(3,)))
     with pytest.raises(ValueError, match=r"key_dim=3 with num_heads=2 and D=4; nn.MultiheadAttention needs "
                                          r"key_dim \* num_heads == D"):
         to_torch(Sequential([MultiHeadAttention(2, key_dim=3)], input_shape=(3, 4)))

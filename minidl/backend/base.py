@@ -111,3 +111,50 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<minidl backend {self.name!r}>"
+
+    # -- sequences (GELU, LayerNorm, attention, recurrent layers; numpy: minidl.backend.sequence) --------
+    def gelu(self, x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, Any]:
+        """``(x·Φ(x), ctx)``, ``Φ`` the normal CDF, or GPT-2's tanh form of it for ``approximate="tanh"``."""
+        raise NotImplementedError
+
+    def gelu_backward(self, ctx: Any, grad_out: np.ndarray) -> np.ndarray:
+        """``grad_out · dy/dx``."""
+        raise NotImplementedError
+
+    def layer_norm(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> tuple[np.ndarray, Any]:
+        """``(weight · x̂ + bias, ctx)``, ``x̂ = (x - mean) / sqrt(var + eps)`` over the last axis."""
+        raise NotImplementedError
+
+    def layer_norm_backward(self, ctx: Any, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dx, dweight, dbias)``."""
+        raise NotImplementedError
+
+    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, causal: bool,
+                  drop: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, Any]:
+        """``(heads, weights, ctx)`` for ``q, k, v`` (N, H, T, dk), ``q`` already scaled: ``weights =
+        softmax(q kᵀ)`` over the keys that ``mask`` (N, T) keeps and, if ``causal``, the ones at or before
+        the query (a query with none gets zeros); ``heads = (weights · drop) v`` (``drop``: dropout's
+        scaled keep-mask, or None)."""
+        raise NotImplementedError
+
+    def attention_backward(self, ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dq, dk, dv)``; ``dq`` is the gradient of the scaled ``q``."""
+        raise NotImplementedError
+
+    def rnn_forward(self, cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray,
+                    mask: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        """``(h, ctx)``: a recurrent layer's states ``h`` (T+1, N, U), ``h[0] = 0``, over its input
+        projections ``xp`` (T, N, G·U); ``cell`` is ``"tanh"``, ``"relu"``, ``"lstm"`` or ``"gru"`` (PyTorch's
+        gate layouts); a step that ``mask`` (N, T) marks padded carries the states through."""
+        raise NotImplementedError
+
+    def rnn_backward(self, ctx: Any, dy: np.ndarray | None, d_last: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """``(gx, gh)`` (T, N, G·U): the gradients of each step's input and hidden projections, from that of
+        the states ``h[1:]`` (``dy``, T, N, U) and/or of the final state (``d_last``, N, U)."""
+        raise NotImplementedError
+
+    def embedding_backward(self, ids: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -> None:
+        """Write into ``out`` (V, D) each id's sum of the ``grad_out`` rows (…, D) at the positions of ``ids`` (…)
+        holding it; zero for ids that do not occur."""
+        raise NotImplementedError

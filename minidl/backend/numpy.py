@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from .. import threads
+from . import sequence
 from .base import Backend, Pads
 
 __all__ = [
@@ -717,3 +718,31 @@ class NumpyBackend(Backend):
 
     def relu_backward(self, ctx, grad_out):
         return grad_out * (ctx > 0)
+
+    # -- sequences (minidl.backend.sequence) -----------------------------------------------------
+    def gelu(self, x, approximate="none"):
+        return sequence.gelu(x, approximate)
+
+    def gelu_backward(self, ctx, grad_out):
+        return sequence.gelu_backward(ctx, grad_out)
+
+    def layer_norm(self, x, weight, bias, eps):
+        return sequence.layer_norm(x, weight, bias, eps)
+
+    def layer_norm_backward(self, ctx, grad_out):
+        return sequence.layer_norm_backward(ctx, grad_out)
+
+    def attention(self, q, k, v, mask, causal, drop=None):
+        return sequence.attention(q, k, v, mask, causal, drop)
+
+    def attention_backward(self, ctx, d_heads):
+        return sequence.attention_backward(ctx, d_heads)
+
+    def rnn_forward(self, cell, xp, weight_hh, bias_hh, mask):
+        return sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask)
+
+    def rnn_backward(self, ctx, dy, d_last):
+        return sequence.rnn_backward(ctx, dy, d_last)
+
+    def embedding_backward(self, ids, grad_out, out):
+        sequence.embedding_backward(ids, grad_out, out)

@@ -22,6 +22,7 @@ from ..layers import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     GlobalAvgPool1D,
     GlobalAvgPool2D,
@@ -51,12 +52,15 @@ from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.base import Buffer, Parameter
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
+from ..layers.embedding import _sinusoidal_table
 from ..model import Sequential
+from .masks import mask_rule
 from .registry import ONNX_EXPORTERS, built
 
 __all__ = ["OnnxGraph", "MIN_OPSET"]
 
-#: Softmax takes one axis from opset 13 on (before, it flattened the trailing axes).
+#: Softmax takes one axis from opset 13 on (before, it flattened the trailing axes); every other operator the
+#: exporters use (CumSum, Range, TopK, GatherElements, the RNN ops' ``sequence_lens``) is in opset 13 too.
 MIN_OPSET = 13
 
 _builtin = lambda cls: ONNX_EXPORTERS.register(cls, builtin=True)  # noqa: E731
@@ -83,6 +87,15 @@ class OnnxGraph:
     def __init__(self, param_names: dict[int, str], dtype: np.dtype, opset: int) -> None:
         self.dtype = np.dtype(dtype)
         self.opset = opset
+        #: The name of the current sequence mask (bool ``(N, T)``, True at valid steps), or None: what an
+        #: exporter of a layer that takes a mask reads (``Embedding(mask_zero=True)`` makes it from the ids).
+        self.mask: str | None = None
+        #: Why the sequence length must stay the model's (``None``: every exporter so far takes any ``T``).
+        self.fixed_length: str | None = None
+        #: The integer dtype of token ids (the graph's input when the model's ``input_dtype`` is one).
+        self.ids_dtype = np.dtype(np.int64)
+        #: ``(N,)`` bool: the sequences whose ids are all in range (an ``Embedding`` sets it), or None.
+        self.rows_valid: str | None = None
         self.nodes: list[tuple[str, list[str], list[str], str, dict[str, Any]]] = []
         self.initializers: dict[str, np.ndarray] = {}
         self._param_names = param_names
@@ -113,28 +126,50 @@ class OnnxGraph:
         return name
 
     def layer(self, layer: Layer | Loss, x: str) -> str:
-        """Export ``layer`` with its registered exporter; returns its output tensor's name."""
+        """Export ``layer`` with its registered exporter; returns its output tensor's name.
+
+        The mask follows minidl's rules (:func:`~minidl.export.masks.mask_rule`): it passes on, ends
+        where the time axis does, and a layer that cannot take one is refused.
+        """
         export = ONNX_EXPORTERS.lookup(layer)
+        mask = self.mask
+        rule = mask_rule(layer, mask is not None, "to_onnx")
+        if self.fixed_length is None and not ONNX_EXPORTERS.is_builtin(layer):
+            # a user's exporter may read T from the layer's shapes: the graph keeps the model's T
+            self.fixed_length = f"{getattr(layer, 'name', type(layer).__name__)} has an exporter of its own"
         self._scope.append(self.fresh(getattr(layer, "name", type(layer).__name__)))
         try:
-            return export(layer, self, x)
+            y = export(layer, self, x)
         finally:
             self._scope.pop()
+        if rule in ("keep", "drop"):  # "make" and "chain": the exporter (or the chain's layers) set it
+            self.mask = mask if rule == "keep" else None
+        return y
 
     def to_model(self, input_shape: tuple[int, ...], output: str, output_shape: tuple[int, ...],
-                 producer_version: str) -> Any:
-        """The ``onnx.ModelProto``: input ``"input"`` and output ``"output"``, batch axis ``"N"``."""
+                 producer_version: str, input_dtype: np.dtype | None = None, length: bool = False) -> Any:
+        """The ``onnx.ModelProto``: input ``"input"`` (of ``input_dtype``, default the model's) and output
+        ``"output"``, batch axis ``"N"``; with ``length``, the first per-sample axis is ``"T"`` too (and the
+        output's first, ``"T"`` if it keeps the input's length, else ``"T_out"``, when the output is a sequence).
+        """
         import onnx
         from onnx import helper, numpy_helper
 
         elem = helper.np_dtype_to_tensor_dtype(self.dtype)
+        in_elem = elem if input_dtype is None else helper.np_dtype_to_tensor_dtype(np.dtype(input_dtype))
+        in_dims: list[int | str] = list(input_shape)
+        out_dims: list[int | str] = list(output_shape)
+        if length:
+            if len(output_shape) >= 2:
+                out_dims[0] = "T" if output_shape[0] == input_shape[0] else "T_out"
+            in_dims[0] = "T"
         nodes = [helper.make_node(op, [("output" if i == output else i) for i in ins],
                                   [("output" if o == output else o) for o in outs], name=name, **attrs)
                  for op, ins, outs, name, attrs in self.nodes]
         graph = helper.make_graph(
             nodes, "minidl",
-            [helper.make_tensor_value_info("input", elem, ["N", *input_shape])],
-            [helper.make_tensor_value_info("output", elem, ["N", *output_shape])],
+            [helper.make_tensor_value_info("input", in_elem, ["N", *in_dims])],
+            [helper.make_tensor_value_info("output", elem, ["N", *out_dims])],
             initializer=[numpy_helper.from_array(a, name) for name, a in self.initializers.items()],
         )
         opsets = [helper.make_opsetid("", self.opset)]
@@ -172,7 +207,7 @@ def _parallel(layer: Parallel, g: OnnxGraph, x: str) -> str:
     outputs = [g.layer(branch, x) for branch in layer.branches]
     if layer.merge == "add":
         return g.node("Sum", outputs)
-    return g.node("Concat", outputs, axis=1)  # minidl concatenates along the channel (first non-batch) axis
+    return g.node("Concat", outputs, axis=layer._axis)  # minidl's: channels of images, the last axis otherwise
 
 
 @_builtin(Conv2D)
@@ -218,6 +253,8 @@ def _upsample2d(layer: Upsample2D, g: OnnxGraph, x: str) -> str:
 
 @_builtin(Flatten)
 def _flatten(layer: Flatten, g: OnnxGraph, x: str) -> str:
+    if g.fixed_length is None:
+        g.fixed_length = f"{layer.name} flattens the time axis"  # the next layer's weights have T·D rows
     return g.node("Flatten", [x], axis=1)
 
 
@@ -288,48 +325,139 @@ def _softmax(layer: Softmax, g: OnnxGraph, x: str) -> str:
     return g.node("Softmax", [x], axis=layer.axis)
 
 
-# -- sequences (N, T, C): ONNX's Conv and MaxPool take (N, C, T), its recurrent ops (T, N, D) ------------------
+# -- sequences (N, T, C) --------------------------------------------------------------------------------------
+# ONNX's Conv and MaxPool take (N, C, T), its recurrent ops (T, N, D). Nothing below reads T from the layer's
+# shapes: it comes from the tensors (Shape), so a graph exported at one length runs at any other.
 
 
-def _channels_first(g: OnnxGraph, x: str, op_type: str, inputs: list[str], **attributes: Any) -> str:
-    """``op_type`` on ``x`` transposed to ``(N, C, T)``, transposed back to ``(N, T, C)``."""
-    y = g.node(op_type, [g.node("Transpose", [x], perm=[0, 2, 1]), *inputs], **attributes)
-    return g.node("Transpose", [y], perm=[0, 2, 1])
+def _ints(g: OnnxGraph, values: list[int], hint: str = "ints") -> str:
+    return g.initializer(np.array(values, dtype=np.int64), hint)
+
+
+def _const(g: OnnxGraph, value: Any, hint: str) -> str:
+    """A constant of the model's dtype."""
+    return g.initializer(np.asarray(value, dtype=g.dtype), hint)
+
+
+def _unsqueeze(g: OnnxGraph, x: str, axes: list[int]) -> str:
+    return g.node("Unsqueeze", [x, _ints(g, axes, "axes")])
+
+
+def _length(g: OnnxGraph, x: str) -> str:
+    """``T``, the length of axis 1 of ``x``, as a 1-element int64 tensor."""
+    return g.node("Slice", [g.node("Shape", [x]), _ints(g, [1], "starts"), _ints(g, [2], "ends")])
+
+
+def _positions(g: OnnxGraph, x: str) -> tuple[str, str]:
+    """``(T, arange(T))``: the length of axis 1 of ``x`` as a scalar, and the step indices ``(T,)`` (int64)."""
+    t = g.node("Squeeze", [_length(g, x), _ints(g, [0], "axes")])
+    return t, g.node("Range", [g.initializer(np.array(0, dtype=np.int64), "zero"), t,
+                               g.initializer(np.array(1, dtype=np.int64), "one")])
+
+
+def _padded_1d(g: OnnxGraph, x: str, padding: str | int, window: int, stride: int,
+               fill: float) -> tuple[str, list[int]]:
+    """``x`` (``(N, C, T)``) padded for minidl's ``padding``, and the op's own ``pads``.
+
+    ``"valid"`` and ints do not depend on ``T``: the op's ``pads``. ``"same"`` (``ceil(T / stride)`` outputs,
+    the odd step at the end) does, so it is a ``Pad`` computed from the input's length: ONNX Runtime's
+    ``auto_pad="SAME_UPPER"`` would do the same, but refuses a dilated convolution.
+    """
+    if padding != "same":
+        left, right = padding_1d(padding, window, window, stride)  # the same for every length
+        return x, [left, right]
+    t = g.node("Slice", [g.node("Shape", [x]), _ints(g, [2], "starts"), _ints(g, [3], "ends")])
+    stride_c = _ints(g, [stride], "stride")
+    outputs = g.node("Div", [g.node("Add", [t, _ints(g, [stride - 1], "round_up")]), stride_c])  # ceil(T / s)
+    reach = g.node("Add", [g.node("Mul", [g.node("Sub", [outputs, _ints(g, [1], "one")]), stride_c]),
+                           _ints(g, [window], "window")])
+    total = g.node("Max", [g.node("Sub", [reach, t]), _ints(g, [0], "zero")])
+    left = g.node("Div", [total, _ints(g, [2], "two")])
+    pads = g.node("Concat", [_ints(g, [0, 0], "zeros"), left, _ints(g, [0, 0], "zeros"),
+                             g.node("Sub", [total, left])], axis=0)
+    return g.node("Pad", [x, pads, _const(g, fill, "fill")]), [0, 0]
 
 
 @_builtin(Conv1D)
 def _conv1d(layer: Conv1D, g: OnnxGraph, x: str) -> str:
     span = (layer.kernel_size - 1) * layer.dilation + 1
-    left, right = padding_1d(layer.padding, built(layer.input_shape)[0], span, layer.stride)
-    return _channels_first(g, x, "Conv", _params(g, layer.weight, layer.bias), kernel_shape=[layer.kernel_size],
-                           strides=[layer.stride], dilations=[layer.dilation], pads=[left, right])
+    xt, pads = _padded_1d(g, g.node("Transpose", [x], perm=[0, 2, 1]), layer.padding, span, layer.stride, 0.0)
+    y = g.node("Conv", [xt, *_params(g, layer.weight, layer.bias)], kernel_shape=[layer.kernel_size],
+               strides=[layer.stride], dilations=[layer.dilation], pads=pads)
+    return g.node("Transpose", [y], perm=[0, 2, 1])
 
 
 @_builtin(MaxPool1D)
 def _maxpool1d(layer: MaxPool1D, g: OnnxGraph, x: str) -> str:
-    left, right = padding_1d(layer.padding, built(layer.input_shape)[0], layer.pool_size, layer.stride)
-    return _channels_first(g, x, "MaxPool", [], kernel_shape=[layer.pool_size], strides=[layer.stride],
-                           pads=[left, right], ceil_mode=0)
+    # minidl pads with -inf; so does ONNX's MaxPool for its own pads (they never win)
+    xt, pads = _padded_1d(g, g.node("Transpose", [x], perm=[0, 2, 1]), layer.padding, layer.pool_size, layer.stride,
+                          -np.inf)
+    y = g.node("MaxPool", [xt], kernel_shape=[layer.pool_size], strides=[layer.stride], pads=pads, ceil_mode=0)
+    return g.node("Transpose", [y], perm=[0, 2, 1])
 
 
 def _reduce(g: OnnxGraph, op_type: str, x: str, axis: int, keepdims: int = 0) -> str:
     """``op_type`` (ReduceMean, ReduceMax, ReduceSum) over one axis: an attribute before opset 18 (13 for
     ReduceSum), an input from then on."""
     if g.opset >= (13 if op_type == "ReduceSum" else 18):
-        return g.node(op_type, [x, g.initializer(np.array([axis], dtype=np.int64), "axes")], keepdims=keepdims)
+        return g.node(op_type, [x, _ints(g, [axis], "axes")], keepdims=keepdims)
     return g.node(op_type, [x], axes=[axis], keepdims=keepdims)
 
 
-_builtin(GlobalAvgPool1D)(lambda layer, g, x: _reduce(g, "ReduceMean", x, 1))
-_builtin(GlobalMaxPool1D)(lambda layer, g, x: _reduce(g, "ReduceMax", x, 1))
+def _valid_counts(g: OnnxGraph, mask: str) -> str:
+    """The number of valid steps of each sequence, ``(N,)`` int64."""
+    return _reduce(g, "ReduceSum", g.node("Cast", [mask], to=7), 1)  # 7: INT64
+
+
+def _where_valid(g: OnnxGraph, valid: str, x: str, fill: float) -> str:
+    """``x`` where ``valid`` (broadcast over the trailing axis of ``x``), ``fill`` elsewhere."""
+    return g.node("Where", [_unsqueeze(g, valid, [-1]), x, _const(g, fill, "fill")])
+
+
+@_builtin(GlobalAvgPool1D)
+def _global_avgpool1d(layer: GlobalAvgPool1D, g: OnnxGraph, x: str) -> str:
+    if g.mask is None:
+        return _reduce(g, "ReduceMean", x, 1)
+    # the mean of the valid steps: padded ones replaced by 0 (not multiplied: they may hold inf), a count of >= 1
+    total = _reduce(g, "ReduceSum", _where_valid(g, g.mask, x, 0.0), 1)
+    count = g.node("Cast", [g.node("Max", [_valid_counts(g, g.mask), _ints(g, [1], "one")])],
+                   to=onnx_type(g.dtype))
+    return g.node("Div", [total, _unsqueeze(g, count, [1])])
+
+
+@_builtin(GlobalMaxPool1D)
+def _global_maxpool1d(layer: GlobalMaxPool1D, g: OnnxGraph, x: str) -> str:
+    if g.mask is None:
+        return _reduce(g, "ReduceMax", x, 1)
+    peak = _reduce(g, "ReduceMax", _where_valid(g, g.mask, x, -np.inf), 1)
+    any_valid = g.node("Greater", [_valid_counts(g, g.mask), _ints(g, [0], "zero")])
+    return _where_valid(g, any_valid, peak, 0.0)  # a sequence without a valid step: zeros, as minidl
+
+
+def onnx_type(dtype: np.dtype) -> int:
+    """The ONNX ``TensorProto`` element type of a NumPy float dtype (1 float32, 11 float64)."""
+    return {np.dtype(np.float32): 1, np.dtype(np.float64): 11}[np.dtype(dtype)]
+
 
 #: Where PyTorch's (and minidl's) gate blocks go in ONNX's order: LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h.
 _ONNX_GATES = {SimpleRNN: [0], LSTM: [0, 3, 1, 2], GRU: [1, 0, 2]}
 
 
+def _gather_steps(g: OnnxGraph, x: str, index: str) -> str:
+    """``x[n, index[n, t]]`` for ``x`` ``(N, T, F)`` and ``index`` ``(N, T)`` (int64)."""
+    return g.node("GatherElements", [x, g.node("Expand", [_unsqueeze(g, index, [2]), g.node("Shape", [x])])], axis=1)
+
+
 def _recurrent(layer: Layer, g: OnnxGraph, x: str) -> str:
     """A recurrent layer, or a ``Bidirectional`` one, as ONNX's ``RNN``/``LSTM``/``GRU`` (time-major, zero
-    initial state; without a mask, every step of every sequence runs)."""
+    initial state).
+
+    With a mask, the valid steps of each sequence are first gathered to its front, in order, and the op runs
+    them only (``sequence_lens``, the reverse direction reversing each sequence's valid steps among
+    themselves); the outputs go back to the valid steps' places, zeros at padded ones. That is minidl's rule
+    (a padded step is skipped, wherever it is) for any mask, not only right-padded ones. A sequence with no
+    valid step runs one step, whose results are replaced by minidl's zeros.
+    """
     bidirectional = isinstance(layer, Bidirectional)
     inner = layer.forward_layer if bidirectional else layer
     directions = [inner, layer.backward_layer] if bidirectional else [inner]
@@ -347,29 +475,56 @@ def _recurrent(layer: Layer, g: OnnxGraph, x: str) -> str:
     if isinstance(inner, GRU):
         attributes["linear_before_reset"] = 1  # r multiplies W_hn h + b_hn: PyTorch's GRU
     op_type = "RNN" if isinstance(inner, SimpleRNN) else type(inner).__name__
+    mask = g.mask
+    if mask is not None:
+        t, steps = _positions(g, x)
+        # valid steps first, each group in time order: sort the keys t (valid) and T + t (padded), all distinct
+        key = g.node("Where", [mask, steps, g.node("Add", [steps, t])])
+        front = g.node("TopK", [key, _length(g, x)], outputs=2, axis=1, largest=0, sorted=1)[1]
+        x = _gather_steps(g, x, front)
+        count = _valid_counts(g, mask)
+        lengths = g.node("Cast", [g.node("Max", [count, _ints(g, [1], "one")])], to=6)  # 6: INT32
+        weights.append(lengths)
     y, y_h = g.node(op_type, [g.node("Transpose", [x], perm=[1, 0, 2]), *weights], outputs=2, **attributes)[:2]
     if inner.return_sequences:  # Y (T, directions, N, u) -> (N, T, directions, u)
         out, axis = g.node("Transpose", [y], perm=[2, 0, 1, 3]), 2
     else:  # Y_h (directions, N, u) -> (N, directions, u)
         out, axis = g.node("Transpose", [y_h], perm=[1, 0, 2]), 1
     if bidirectional and layer.merge == "sum":
-        return _reduce(g, "ReduceSum", out, axis)
-    # directions side by side on the last axis, forward first (0 in a Reshape's shape keeps that axis)
-    return g.node("Reshape", [out, g.initializer(np.array([0] * axis + [-1], dtype=np.int64), "shape")])
+        out = _reduce(g, "ReduceSum", out, axis)
+    else:  # directions side by side on the last axis, forward first (0 in a Reshape's shape keeps that axis)
+        out = g.node("Reshape", [out, _ints(g, [0] * axis + [-1], "shape")])
+    if mask is None:
+        return out
+    if not inner.return_sequences:
+        return _where_valid(g, g.node("Greater", [count, _ints(g, [0], "zero")]), out, 0.0)
+    # the k-th valid step's output goes back to that step: index it by the step's rank among the valid ones
+    rank = g.node("Sub", [g.node("CumSum", [g.node("Cast", [mask], to=7), g.initializer(np.array(1), "axis")]),
+                          _ints(g, [1], "one")])
+    back = _gather_steps(g, out, g.node("Max", [rank, _ints(g, [0], "zero")]))
+    return _where_valid(g, mask, back, 0.0)
 
 
 for _cls in (SimpleRNN, LSTM, GRU, Bidirectional):
     _builtin(_cls)(_recurrent)
 
 
-# -- tokens and attention (Embedding needs integer inputs, which the graph's float input cannot carry yet) --
-def _const(g: OnnxGraph, value: Any, hint: str) -> str:
-    """A constant of the model's dtype."""
-    return g.initializer(np.asarray(value, dtype=g.dtype), hint)
-
-
-def _shape(g: OnnxGraph, dims: list[int], hint: str = "shape") -> str:
-    return g.initializer(np.array(dims, dtype=np.int64), hint)
+# -- tokens and attention ---------------------------------------------------------------------------------------
+@_builtin(Embedding)
+def _embedding(layer: Embedding, g: OnnxGraph, x: str) -> str:
+    # ONNX's Gather reads a negative id from the end, and a runtime may not check the range: a sequence with an
+    # id outside [0, vocab_size) gives NaN (to_onnx applies g.rows_valid to the output; minidl raises a
+    # ValueError, a graph cannot raise).
+    ids = g.initializer(np.array([0, layer.vocab_size], dtype=g.ids_dtype), "id_range")
+    low, high = (g.node("Gather", [ids, g.initializer(np.array(i), "index")], axis=0) for i in (0, 1))
+    in_range = g.node("And", [g.node("GreaterOrEqual", [x, low]), g.node("Less", [x, high])])
+    y = g.node("Gather", [g.initializer(built(layer.weight)), g.node("Where", [in_range, x, low])], axis=0)
+    row_valid = g.node("Cast", [_reduce(g, "ReduceMin", g.node("Cast", [in_range], to=7), 1)], to=9)  # (N,) bool
+    g.rows_valid = row_valid if g.rows_valid is None else g.node("And", [g.rows_valid, row_valid])
+    if layer.mask_zero:  # minidl's mask: x != 0, with an incoming one
+        valid = g.node("Not", [g.node("Equal", [x, low])])
+        g.mask = valid if g.mask is None else g.node("And", [g.mask, valid])
+    return y
 
 
 @_builtin(GELU)
@@ -397,30 +552,52 @@ def _layernorm(layer: LayerNorm, g: OnnxGraph, x: str) -> str:
 
 @_builtin(PositionalEmbedding)
 def _positional_embedding(layer: PositionalEmbedding, g: OnnxGraph, x: str) -> str:
-    t = built(layer.input_shape)[0]
-    if layer.weight is None:
-        return g.node("Add", [x, g.initializer(layer._table, "positions")])
-    rows = g.node("Slice", [g.initializer(built(layer.weight)), _shape(g, [0], "starts"), _shape(g, [t], "ends"),
-                            _shape(g, [0], "axes")])  # the first T rows of the saved (max_length, D) weight
+    # the first T rows of the (max_length, D) table: the saved weight, or the sinusoidal table (whose first
+    # T rows are the layer's own: each row depends on its position only)
+    d = built(layer.input_shape)[1]
+    table = _sinusoidal_table(layer.max_length, d).astype(g.dtype) if layer.weight is None else built(layer.weight)
+    rows = g.node("Slice", [g.initializer(table, "positions"), _ints(g, [0], "starts"), _length(g, x),
+                            _ints(g, [0], "axes")])
     return g.node("Add", [x, rows])
 
 
 @_builtin(MultiHeadAttention)
 def _multi_head_attention(layer: MultiHeadAttention, g: OnnxGraph, x: str) -> str:
-    t, d = built(layer.input_shape)
     h, dk = layer.num_heads, layer._head_dim
     qkv = g.node("MatMul", [x, g.initializer(built(layer.in_proj_weight))])
     if layer.in_proj_bias is not None:
         qkv = g.node("Add", [qkv, g.initializer(layer.in_proj_bias)])
     # (N, T, 3·H·dk) -> (3, N, H, T, dk): the packed column layout of in_proj_weight. Each of q, k, v keeps a
     # leading axis of 1 (Gather by a 1-element index), which MatMul and Softmax broadcast over.
-    heads = g.node("Transpose", [g.node("Reshape", [qkv, _shape(g, [0, t, 3, h, dk])])], perm=[2, 0, 3, 1, 4])
-    q, k, v = [g.node("Gather", [heads, _shape(g, [i], "index")], axis=0) for i in range(3)]
+    heads = g.node("Transpose", [g.node("Reshape", [qkv, _ints(g, [0, 0, 3, h, dk], "shape")])], perm=[2, 0, 3, 1, 4])
+    q, k, v = [g.node("Gather", [heads, _ints(g, [i], "index")], axis=0) for i in range(3)]
     scores = g.node("MatMul", [g.node("Mul", [q, _const(g, 1 / np.sqrt(dk), "scale")]),
                                g.node("Transpose", [k], perm=[0, 1, 2, 4, 3])])
-    if layer.causal:  # -inf above the diagonal: exp gives those keys exactly zero weight
-        scores = g.node("Add", [scores, _const(g, np.triu(np.full((t, t), -np.inf), 1), "causal")])
+    allowed = None  # where a query may look, broadcast to scores' (1, N, H, T, T)
+    if layer.causal:  # key j <= query i
+        _, steps = _positions(g, x)
+        allowed = g.node("LessOrEqual", [_unsqueeze(g, steps, [0]), _unsqueeze(g, steps, [1])])
+    some_key = None
+    if g.mask is not None:  # never a padded key
+        keys = _unsqueeze(g, g.mask, [1])  # (N, 1, T)
+        allowed = keys if allowed is None else g.node("And", [keys, allowed])  # (N, T, T)
+        # A query with no key left (minidl: all-zero weights, output b_out) would be a softmax of -inf only:
+        # it attends to every key here, and its output is replaced by minidl's below.
+        some_key = _reduce(g, "ReduceMax", g.node("Cast", [allowed], to=7), 2)  # (N, T), 1 or 0
+        some_key = g.node("Cast", [some_key], to=9)  # 9: BOOL
+        allowed = g.node("Or", [allowed, g.node("Not", [_unsqueeze(g, some_key, [2])])])
+        allowed = _unsqueeze(g, allowed, [0, 2])
+    elif allowed is not None:
+        allowed = _unsqueeze(g, allowed, [0, 1, 2])
+    if allowed is not None:  # -inf where not allowed: exp gives those keys exactly zero weight
+        scores = g.node("Where", [allowed, scores, _const(g, -np.inf, "minus_inf")])
     weighted = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])  # (1, N, H, T, dk)
-    concat = g.node("Reshape", [g.node("Transpose", [weighted], perm=[0, 1, 3, 2, 4]), _shape(g, [-1, t, h * dk])])
+    merged = g.node("Reshape", [g.node("Transpose", [weighted], perm=[0, 1, 3, 2, 4]), _ints(g, [0, 0, 0, h * dk])])
+    concat = g.node("Squeeze", [merged, _ints(g, [0], "axes")])
     out = g.node("MatMul", [concat, g.initializer(built(layer.out_proj_weight))])
-    return out if layer.out_proj_bias is None else g.node("Add", [out, g.initializer(layer.out_proj_bias)])
+    if layer.out_proj_bias is not None:
+        out = g.node("Add", [out, g.initializer(layer.out_proj_bias)])
+    if some_key is None:
+        return out
+    no_key = _const(g, 0.0, "zero") if layer.out_proj_bias is None else g.initializer(layer.out_proj_bias)
+    return g.node("Where", [_unsqueeze(g, some_key, [2]), out, no_key])

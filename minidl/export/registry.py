@@ -27,7 +27,9 @@ class ExporterRegistry:
     def __init__(self, target: str, register_name: str) -> None:
         self.target = target
         self.register_name = register_name
-        self._exporters: dict[type, Callable[..., Any]] = {}
+        self._exporters: dict[type, Callable[..., Any]] = {}  # the users'
+        # minidl's own, apart: registered when their module is first imported, whatever a user did before
+        self._builtins: dict[type, Callable[..., Any]] = {}
 
     def register(self, cls: type, *, builtin: bool = False) -> Callable[[Callable], Callable]:
         if not isinstance(cls, type):
@@ -36,17 +38,19 @@ class ExporterRegistry:
         def decorate(fn: Callable) -> Callable:
             if not callable(fn):
                 raise TypeError(f"{self.register_name}({cls.__name__}): expected a function, got {fn!r}")
-            if builtin:  # a user's own exporter for a built-in class wins, whenever it was registered
-                self._exporters.setdefault(cls, fn)
-            else:
-                self._exporters[cls] = fn
+            # a user's own exporter for a built-in class wins, whenever it was registered (lookup)
+            (self._builtins if builtin else self._exporters)[cls] = fn
             return fn
 
         return decorate
 
+    def is_builtin(self, layer: Any) -> bool:
+        """Whether ``layer`` is exported by minidl's own exporter (rather than one a user registered)."""
+        return self.lookup(layer) in self._builtins.values()
+
     def lookup(self, layer: Any) -> Callable[..., Any]:
         for cls in type(layer).__mro__:
-            fn = self._exporters.get(cls)
+            fn = self._exporters.get(cls, self._builtins.get(cls))
             if fn is not None:
                 return fn
         name = type(layer).__name__

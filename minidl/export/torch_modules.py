@@ -29,6 +29,7 @@ from ..layers import (
     Layer,
     LayerNorm,
     LeakyReLU,
+    Loss,
     MaxPool1D,
     MaxPool2D,
     MultiHeadAttention,
@@ -48,10 +49,13 @@ from ..layers import (
 from ..layers.augmentation import RandomFlip, RandomRotation, _RandomWindow
 from ..layers.conv import resolve_padding
 from ..layers.conv1d import padding_1d
+from ..layers.embedding import _sinusoidal_table
 from ..model import Sequential
+from .masks import mask_rule
 from .registry import TORCH_EXPORTERS, built
 
-__all__ = ["TorchContext", "TorchResidual", "TorchParallel", "TorchPositionalEmbedding", "TorchSelfAttention",
+__all__ = ["TorchContext", "TorchSequential", "run_masked", "TorchEmbedding", "TorchResidual",
+           "TorchParallel", "TorchPositionalEmbedding", "TorchSelfAttention",
            "TorchConv1d", "TorchMaxPool1d", "TorchGlobalPool1d", "TorchRNN", "TorchLSTM", "TorchGRU"]
 
 _builtin = lambda cls: TORCH_EXPORTERS.register(cls, builtin=True)  # noqa: E731
@@ -65,6 +69,8 @@ class TorchContext:
 
     def __init__(self, dtype: np.dtype) -> None:
         self.dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
+        #: Whether a sequence mask can reach the layer being converted (one after ``Embedding(mask_zero=True)``).
+        self.masked = False
 
     def tensor(self, array: np.ndarray) -> torch.Tensor:
         """A copy of ``array`` as a tensor of the model's dtype."""
@@ -83,37 +89,104 @@ class TorchContext:
                     target.copy_(value)
         return module
 
-    def convert(self, layer: Layer | Sequential) -> nn.Module:
-        """``layer`` as an ``nn.Module`` with its registered exporter."""
-        return TORCH_EXPORTERS.lookup(layer)(layer, self)
+    def convert(self, layer: Layer | Loss) -> nn.Module:
+        """``layer`` as an ``nn.Module`` with its registered exporter.
+
+        The mask follows minidl's rules (:func:`~minidl.export.masks.mask_rule`); a module that ends it
+        (or makes it) is marked so for :class:`TorchSequential`, and one that must take it has to say so.
+        """
+        export = TORCH_EXPORTERS.lookup(layer)
+        masked = self.masked
+        rule = mask_rule(layer, masked, "to_torch")
+        module = export(layer, self)
+        if (masked and getattr(layer, "supports_masking", False) and not getattr(module, "supports_masking", False)
+                and not TORCH_EXPORTERS.is_builtin(layer)):
+            raise ValueError(f"to_torch: {layer.name} takes the sequence mask, and the module its exporter made "
+                             f"({type(module).__name__}) does not: give it supports_masking = True and a "
+                             "forward(x, mask=None)")
+        if rule == "make" and not callable(getattr(module, "compute_mask", None)):
+            raise ValueError(f"to_torch: {layer.name} makes the sequence mask, and the module its exporter made "
+                             f"({type(module).__name__}) has no compute_mask(ids, mask) to make it with")
+        if rule in ("drop", "make"):
+            module.minidl_mask = rule
+        if rule in ("keep", "drop"):  # "make" and "chain": the mask is there after it, or as its layers left it
+            self.masked = masked and rule == "keep"
+        else:
+            self.masked = self.masked or rule == "make"
+        return module
+
+
+def run_masked(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
+    """``module(x)`` (``module(x, mask)`` if it takes a mask) and the mask after it: minidl's container rule.
+
+    A module marked ``minidl_mask = "drop"`` ends the mask (the time axis is gone), ``"make"`` makes it
+    (``module.compute_mask(x, mask)``: an ``Embedding(mask_zero=True)``); any other passes it on.
+    """
+    if isinstance(module, TorchSequential):
+        return module.forward_masked(x, mask)
+    y = module(x, mask) if mask is not None and getattr(module, "supports_masking", False) else module(x)
+    after = getattr(module, "minidl_mask", "keep")
+    if after == "drop":
+        mask = None
+    elif after == "make":
+        mask = module.compute_mask(x, mask)  # type: ignore[operator]  # TorchContext.convert checked it has one
+    return y, mask
+
+
+class TorchSequential(nn.Sequential):
+    """``nn.Sequential`` that carries minidl's sequence mask (bool ``(N, T)``, True at valid steps) along.
+
+    Modules run in order; one with ``supports_masking = True`` is called as ``module(x, mask)`` when there
+    is a mask, others as ``module(x)``; the mask after each follows :func:`run_masked`. Without a mask it is
+    an ordinary ``nn.Sequential`` (same indices, same ``state_dict`` keys, slicing).
+    """
+
+    supports_masking = True
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_masked(x, mask)[0]
+
+    def forward_masked(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """The output and the mask after the last module."""
+        for module in self:
+            x, mask = run_masked(module, x, mask)
+        return x, mask
 
 
 class TorchResidual(nn.Module):
-    """``layers(x) + shortcut(x)`` (the identity when ``shortcut`` is None): minidl's ``Residual``."""
+    """``layers(x) + shortcut(x)`` (the identity when ``shortcut`` is None): minidl's ``Residual``; a mask
+    goes to both paths."""
+
+    supports_masking = True
 
     def __init__(self, layers: nn.Module, shortcut: nn.Module | None = None) -> None:
         super().__init__()
         self.layers = layers
         self.shortcut = shortcut
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x) + (x if self.shortcut is None else self.shortcut(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = run_masked(self.layers, x, mask)[0]
+        return out + (x if self.shortcut is None else run_masked(self.shortcut, x, mask)[0])
 
 
 class TorchParallel(nn.Module):
-    """Every branch on ``x``, outputs concatenated on dim 1 or summed: minidl's ``Parallel``."""
+    """Every branch on ``x`` (and its mask), outputs concatenated on ``dim`` or summed: minidl's ``Parallel``
+    (``dim`` 1 for images and vectors, the last for sequences)."""
 
-    def __init__(self, branches: list[nn.Module], merge: str = "concat") -> None:
+    supports_masking = True
+
+    def __init__(self, branches: list[nn.Module], merge: str = "concat", dim: int = 1) -> None:
         super().__init__()
         self.branches = nn.ModuleList(branches)
         self.merge = merge
+        self.dim = dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = [branch(x) for branch in self.branches]
-        return torch.stack(outputs).sum(dim=0) if self.merge == "add" else torch.cat(outputs, dim=1)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        outputs = [run_masked(branch, x, mask)[0] for branch in self.branches]
+        return torch.stack(outputs).sum(dim=0) if self.merge == "add" else torch.cat(outputs, dim=self.dim)
 
     def extra_repr(self) -> str:
-        return f"merge={self.merge!r}"
+        return f"merge={self.merge!r}, dim={self.dim}"
 
 
 class TorchCentreWindow(nn.Module):
@@ -129,9 +202,27 @@ class TorchCentreWindow(nn.Module):
         return padded[:, :, top:top + wh, left:left + ww]
 
 
+class TorchEmbedding(nn.Embedding):
+    """``nn.Embedding`` that makes minidl's mask ``ids != 0`` when ``mask_zero``: minidl's ``Embedding``."""
+
+    def __init__(self, *args: Any, mask_zero: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask_zero = mask_zero
+
+    def compute_mask(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+        """``ids != 0`` (and ``mask``) with ``mask_zero``; else ``mask``."""
+        if not self.mask_zero:
+            return mask
+        valid = ids != 0
+        return valid if mask is None else valid & mask
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mask_zero={self.mask_zero}"
+
+
 class TorchPositionalEmbedding(nn.Module):
     """``x + table[:T]`` on ``(N, T, D)``: minidl's ``PositionalEmbedding`` (a parameter ``weight`` when learned,
-    a buffer ``table`` when sinusoidal)."""
+    a buffer ``table`` of ``max_length`` rows when sinusoidal)."""
 
     table: torch.Tensor  # registered as a buffer when not learned
 
@@ -148,66 +239,120 @@ class TorchPositionalEmbedding(nn.Module):
 
 
 class TorchSelfAttention(nn.Module):
-    """``attention(x, x, x)`` with minidl's causal mask: ``MultiHeadAttention`` as ``nn.MultiheadAttention``."""
+    """``attention(x, x, x)`` with minidl's causal and key-padding masks: ``MultiHeadAttention`` as
+    ``nn.MultiheadAttention``.
+
+    With a mask, a query with no key left (every key padded, or before it when causal) gets minidl's output
+    there, ``out_proj.bias`` (PyTorch's softmax over no key would give NaN).
+    """
+
+    supports_masking = True
 
     def __init__(self, attention: nn.MultiheadAttention, causal: bool) -> None:
         super().__init__()
         self.attention = attention
         self.causal = causal
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         t = x.shape[1]
-        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1) if self.causal else None
-        return self.attention(x, x, x, attn_mask=mask, need_weights=False)[0]
+        allowed = torch.ones(t, t, dtype=torch.bool, device=x.device).tril() if self.causal else None
+        if mask is None:
+            return self.attention(x, x, x, attn_mask=None if allowed is None else ~allowed, need_weights=False)[0]
+        allowed = mask[:, None, :] if allowed is None else mask[:, None, :] & allowed  # (N, T_query or 1, T)
+        allowed = allowed.expand(x.shape[0], t, t)
+        some_key = allowed.any(dim=-1, keepdim=True)  # (N, T, 1)
+        # a query with no key attends to every key here (no NaN anywhere), and gets minidl's output below
+        blocked = ~(allowed | ~some_key)
+        out = self.attention(x, x, x, attn_mask=blocked.repeat_interleave(self.attention.num_heads, dim=0),
+                             need_weights=False)[0]
+        bias = self.attention.out_proj.bias
+        return torch.where(some_key, out, torch.zeros((), dtype=x.dtype) if bias is None else bias)
 
     def extra_repr(self) -> str:
         return f"causal={self.causal}"
+
+
 class TorchConv1d(nn.Conv1d):
     """``nn.Conv1d`` on channels-last sequences ``(N, T, C)``, padded ``(left, right)`` first: minidl's ``Conv1D``.
 
     Its parameters are ``nn.Conv1d``'s ``weight`` and ``bias``, the same names and layout as minidl's.
+    ``padding`` is minidl's (``"same"`` pads for the length of each input).
     """
 
-    def __init__(self, *args: Any, pads: tuple[int, int] = (0, 0), **kwargs: Any) -> None:
+    def __init__(self, *args: Any, padding_1d: str | int = "valid", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pads = pads
+        self.padding_1d = padding_1d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(nn.functional.pad(x.transpose(1, 2), self.pads)).transpose(1, 2)
+        span = (self.kernel_size[0] - 1) * self.dilation[0] + 1
+        pads = padding_1d(self.padding_1d, x.shape[1], span, self.stride[0])
+        return super().forward(nn.functional.pad(x.transpose(1, 2), pads)).transpose(1, 2)
 
 
 class TorchMaxPool1d(nn.Module):
-    """Max pooling of channels-last sequences ``(N, T, C)``, padded ``(left, right)`` with ``-inf``: ``MaxPool1D``."""
+    """Max pooling of channels-last sequences ``(N, T, C)``, padded with ``-inf`` as ``padding`` says: ``MaxPool1D``."""
 
-    def __init__(self, pool_size: int, stride: int, pads: tuple[int, int]) -> None:
+    def __init__(self, pool_size: int, stride: int, padding: str | int) -> None:
         super().__init__()
-        self.pool_size, self.stride, self.pads = pool_size, stride, pads
+        self.pool_size, self.stride, self.padding = pool_size, stride, padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = nn.functional.pad(x.transpose(1, 2), self.pads, value=-float("inf"))
+        pads = padding_1d(self.padding, x.shape[1], self.pool_size, self.stride)
+        padded = nn.functional.pad(x.transpose(1, 2), pads, value=-float("inf"))
         return nn.functional.max_pool1d(padded, self.pool_size, self.stride).transpose(1, 2)
 
 
 class TorchGlobalPool1d(nn.Module):
-    """Mean or max over the time axis of ``(N, T, C)``: ``GlobalAvgPool1D``/``GlobalMaxPool1D`` (without a mask)."""
+    """Mean or max over the time axis of ``(N, T, C)``, of the valid steps only with a mask (a sequence
+    without one gives zeros): ``GlobalAvgPool1D``/``GlobalMaxPool1D``."""
+
+    supports_masking = True
 
     def __init__(self, reduce: str) -> None:
         super().__init__()
         self.reduce = reduce
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=1) if self.reduce == "mean" else x.amax(dim=1)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            return x.mean(dim=1) if self.reduce == "mean" else x.amax(dim=1)
+        valid = mask[..., None]
+        if self.reduce == "mean":
+            return torch.where(valid, x, 0).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
+        peak = torch.where(valid, x, -float("inf")).amax(dim=1)
+        return torch.where(mask.any(dim=1, keepdim=True), peak, 0)
 
 
 class _Recurrent(nn.RNNBase):
     """``forward`` of minidl's recurrent layers on top of PyTorch's: every step's output
-    (``return_sequences``) or the last state, both directions concatenated or summed (``merge``)."""
+    (``return_sequences``) or the last state, both directions concatenated or summed (``merge``).
 
+    With a mask, minidl skips padded steps wherever they are: each sequence's valid steps are gathered to
+    its front, in order, and run packed (``pack_padded_sequence``); the outputs go back to those steps,
+    zeros at padded ones, and a sequence with no valid step gives zeros.
+    """
+
+    supports_masking = True
     return_sequences: bool
     merge: str | None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, h_n = super().forward(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            return self._merged(*super().forward(x))
+        n, t = mask.shape
+        steps = torch.arange(t, device=x.device)
+        front = torch.argsort(torch.where(mask, steps, steps + t), dim=1)  # valid steps first, in order
+        count = mask.sum(dim=1)
+        packed = nn.utils.rnn.pack_padded_sequence(torch.gather(x, 1, front[..., None].expand_as(x)),
+                                                   count.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        out, h_n = super().forward(packed)
+        out = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)[0]
+        y = self._merged(out, h_n)
+        if not self.return_sequences:
+            return torch.where(count[:, None] > 0, y, 0)
+        rank = (mask.cumsum(dim=1) - 1).clamp(min=0)  # the k-th valid step's output goes back to that step
+        return torch.where(mask[..., None], torch.gather(y, 1, rank[..., None].expand(n, t, y.shape[-1])), 0)
+
+    def _merged(self, out: torch.Tensor, h_n: Any) -> torch.Tensor:
         if self.return_sequences:
             return out[..., :self.hidden_size] + out[..., self.hidden_size:] if self.merge == "sum" else out
         h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # LSTM: (h_n, c_n); h_n is (directions, N, units)
@@ -236,9 +381,10 @@ def _data(holder: Any) -> np.ndarray | None:
 @_builtin(containers.Sequential)  # the chain; the model (a subclass) adds its loss's inference output
 @_builtin(Sequential)
 def _sequential(model: containers.Sequential, ctx: TorchContext) -> nn.Module:
-    has_loss = isinstance(model, Sequential) and model.loss is not None
-    loss = [ctx.convert(model.loss)] if has_loss else []  # its inference output, last
-    return nn.Sequential(*[ctx.convert(layer) for layer in model.layers], *loss)  # same indices as minidl's
+    modules = [ctx.convert(layer) for layer in model.layers]
+    if isinstance(model, Sequential) and model.loss is not None:
+        modules.append(ctx.convert(model.loss))  # its inference output, last
+    return TorchSequential(*modules)  # same indices as minidl's
 
 
 @_builtin(Residual)
@@ -249,7 +395,7 @@ def _residual(layer: Residual, ctx: TorchContext) -> nn.Module:
 
 @_builtin(Parallel)
 def _parallel(layer: Parallel, ctx: TorchContext) -> nn.Module:
-    return TorchParallel([ctx.convert(branch) for branch in layer.branches], layer.merge)
+    return TorchParallel([ctx.convert(branch) for branch in layer.branches], layer.merge, layer._axis)
 
 
 @_builtin(_RandomWindow)
@@ -325,15 +471,15 @@ def _layernorm(layer: LayerNorm, ctx: TorchContext) -> nn.Module:
 
 @_builtin(Embedding)
 def _embedding(layer: Embedding, ctx: TorchContext) -> nn.Module:
-    if layer.mask_zero:  # the layers after it would attend to (or average over) the padding
-        raise ValueError(f"to_torch: {layer.name} has mask_zero=True, and the exported nn.Sequential carries no "
-                         "mask; export a model without mask_zero, or pass PyTorch's masks yourself")
-    return ctx.load(nn.Embedding(layer.vocab_size, layer.dim, dtype=ctx.dtype), weight=built(layer.weight).data)
+    embedding = TorchEmbedding(layer.vocab_size, layer.dim, mask_zero=layer.mask_zero, dtype=ctx.dtype)
+    return ctx.load(embedding, weight=built(layer.weight).data)
 
 
 @_builtin(PositionalEmbedding)
 def _positional_embedding(layer: PositionalEmbedding, ctx: TorchContext) -> nn.Module:
-    table = layer._table if layer.weight is None else layer.weight.data
+    # every row up to max_length, so that any length runs (the sinusoidal table's first T rows are the layer's)
+    d = built(layer.input_shape)[1]
+    table = _sinusoidal_table(layer.max_length, d) if layer.weight is None else layer.weight.data
     return TorchPositionalEmbedding(ctx.tensor(table), layer.weight is not None)
 
 
@@ -389,17 +535,14 @@ _builtin(MSE)(_simple(nn.Identity))
 
 @_builtin(Conv1D)
 def _conv1d(layer: Conv1D, ctx: TorchContext) -> nn.Module:
-    shape = built(layer.input_shape)
-    pads = padding_1d(layer.padding, shape[0], (layer.kernel_size - 1) * layer.dilation + 1, layer.stride)
-    conv = TorchConv1d(shape[1], layer.filters, layer.kernel_size, stride=layer.stride,
-                       dilation=layer.dilation, bias=layer.use_bias, dtype=ctx.dtype, pads=pads)
+    conv = TorchConv1d(built(layer.input_shape)[1], layer.filters, layer.kernel_size, stride=layer.stride,
+                       dilation=layer.dilation, bias=layer.use_bias, dtype=ctx.dtype, padding_1d=layer.padding)
     return ctx.load(conv, weight=built(layer.weight).data, bias=_data(layer.bias))
 
 
 @_builtin(MaxPool1D)
 def _maxpool1d(layer: MaxPool1D, ctx: TorchContext) -> nn.Module:
-    return TorchMaxPool1d(layer.pool_size, layer.stride,
-                          padding_1d(layer.padding, built(layer.input_shape)[0], layer.pool_size, layer.stride))
+    return TorchMaxPool1d(layer.pool_size, layer.stride, layer.padding)
 
 
 _builtin(GlobalAvgPool1D)(_simple(TorchGlobalPool1d, reduce="mean"))

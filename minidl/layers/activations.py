@@ -94,8 +94,9 @@ class GELU(Layer):
     With ``approximate="tanh"``, ``Φ(x)`` is replaced by ``½(1 + tanh(√(2/π)(x + 0.044715 x³)))``
     (the form GPT-2 and BERT were trained with), and the backward differentiates that form exactly.
     The names and both formulas are PyTorch's (``torch.nn.GELU(approximate=...)``); Keras spells the
-    option ``approximate=True/False``. The exact form takes ``erf`` from SciPy (installed with
-    scikit-learn, which minidl requires).
+    option ``approximate=True/False``. The backend computes both (``gelu``): the NumPy backend's exact
+    form takes ``erf`` from SciPy (installed with scikit-learn, which minidl requires), the ``fast``
+    backend compiles its own for float32 (see :mod:`minidl.backend.fast_sequence`).
 
     Args:
         approximate: ``"none"`` (exact, the default) or ``"tanh"``.
@@ -124,27 +125,13 @@ class GELU(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self.check_input(x)
-        self._x = x
-        if self.approximate == "tanh":
-            self._t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3))
-            return 0.5 * x * (1 + self._t)
-        from scipy.special import erf  # imported here: SciPy adds ~0.1 s to `import minidl`
-
-        self._cdf = 0.5 * (1 + erf(x * x.dtype.type(1 / np.sqrt(2))))
-        return x * self._cdf
+        y, self._ctx = get_backend().gelu(x, self.approximate)
+        return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x = self._x
-        if self.approximate == "tanh":
-            t = self._t
-            dt = (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_CUBIC * x * x)
-            return grad_out * (0.5 * (1 + t) + 0.5 * x * dt)
-        pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / np.sqrt(2 * np.pi))
-        return grad_out * (self._cdf + x * pdf)
+        return get_backend().gelu_backward(self._ctx, grad_out)
 
 
-_SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
-_GELU_CUBIC = 0.044715
 
 
 class Tanh(Layer):

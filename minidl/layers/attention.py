@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import get_backend
 from .base import Layer, Parameter, Shape, as_float, as_int, check_bool
 from .masking import check_mask
 
@@ -126,44 +127,24 @@ class MultiHeadAttention(Layer):
         self.out_proj_bias = Parameter(np.zeros(d, dtype=dtype)) if self.use_bias else None
         self._rng = np.random.default_rng(rng.integers(2**63))
 
-    def _allowed(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
-        """Where a query may attend to a key, broadcastable to ``(N, H, T, T)``; None when everywhere."""
-        mask = check_mask(mask, x, self.name)
-        allowed = None if mask is None else mask[:, None, None, :]
-        t = x.shape[1]
-        if self.causal:
-            past = np.tri(t, dtype=bool)
-            allowed = past if allowed is None else allowed & past
-        return allowed
-
     def forward(self, x: np.ndarray, training: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
         self.check_input(x)
         assert self.in_proj_weight is not None and self.out_proj_weight is not None  # built
+        mask = check_mask(mask, x, self.name)
         n, t, _ = x.shape
         h, dk = self.num_heads, self._head_dim
-        allowed = self._allowed(x, mask)
         qkv = x @ self.in_proj_weight.data
         if self.in_proj_bias is not None:
             qkv += self.in_proj_bias.data
         q, k, v = qkv.reshape(n, t, 3, h, dk).transpose(2, 0, 3, 1, 4)  # each (N, H, T, dk)
         q = q * x.dtype.type(1 / np.sqrt(dk))
-        scores = q @ k.swapaxes(-1, -2)
-        if allowed is not None:
-            scores = np.where(allowed, scores, -np.inf)
-        peak = scores.max(axis=-1, keepdims=True)
-        peak[peak == -np.inf] = 0  # a row with no key left: exp(-inf) = 0 everywhere, no NaN from -inf - -inf
-        weights = np.exp(scores - peak)
-        total = weights.sum(axis=-1, keepdims=True)
-        weights /= np.where(total == 0, 1, total)
-        self.last_attention = weights
-        self._drop = None
+        drop = None
         if training and self.dropout > 0:
-            keep = self._rng.random(weights.shape, dtype=x.dtype) >= self.dropout
-            self._drop = keep * x.dtype.type(1 / (1 - self.dropout))
-            weights = weights * self._drop
-        heads = weights @ v  # (N, H, T, dk)
+            keep = self._rng.random((n, h, t, t), dtype=x.dtype) >= self.dropout
+            drop = keep * x.dtype.type(1 / (1 - self.dropout))
+        heads, self.last_attention, self._ctx = get_backend().attention(q, k, v, mask, self.causal, drop)
         concat = heads.transpose(0, 2, 1, 3).reshape(n, t, h * dk)
-        self._cache = (x, q, k, v, weights, concat)
+        self._cache = (x, concat)
         out = concat @ self.out_proj_weight.data
         if self.out_proj_bias is not None:
             out += self.out_proj_bias.data
@@ -171,7 +152,7 @@ class MultiHeadAttention(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         assert self.out_proj_weight is not None and self.in_proj_weight is not None  # built
-        x, q, k, v, dropped, concat = self._cache
+        x, concat = self._cache
         n, t, d = x.shape
         h, dk = self.num_heads, self._head_dim
         rows = grad_out.reshape(-1, d)
@@ -180,15 +161,10 @@ class MultiHeadAttention(Layer):
         if self.out_proj_bias is not None and self.out_proj_bias.trainable:
             np.add.reduce(rows, axis=0, out=self.out_proj_bias.grad)
         d_heads = (grad_out @ self.out_proj_weight.data.T).reshape(n, t, h, dk).transpose(0, 2, 1, 3)
-        d_weights = d_heads @ v.swapaxes(-1, -2)
-        dv = dropped.swapaxes(-1, -2) @ d_heads
-        if self._drop is not None:
-            d_weights *= self._drop
-        weights = self.last_attention
-        d_scores = weights * (d_weights - (d_weights * weights).sum(axis=-1, keepdims=True))
+        dq, dk_, dv = get_backend().attention_backward(self._ctx, d_heads)
         d_qkv = np.empty((n, t, 3, h, dk), dtype=x.dtype)  # the packed layout of in_proj_weight's columns
-        d_qkv[:, :, 0] = ((d_scores @ k) * x.dtype.type(1 / np.sqrt(dk))).transpose(0, 2, 1, 3)
-        d_qkv[:, :, 1] = (d_scores.swapaxes(-1, -2) @ q).transpose(0, 2, 1, 3)  # q carries the 1/sqrt(dk) already
+        d_qkv[:, :, 0] = (dq * x.dtype.type(1 / np.sqrt(dk))).transpose(0, 2, 1, 3)
+        d_qkv[:, :, 1] = dk_.transpose(0, 2, 1, 3)  # q carries the 1/sqrt(dk) already
         d_qkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
         d_qkv = d_qkv.reshape(n, t, 3 * h * dk)
         if self.in_proj_weight.trainable:

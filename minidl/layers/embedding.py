@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import get_backend
 from .base import Layer, Parameter, Shape, as_int, check_bool
 
 __all__ = ["Embedding", "PositionalEmbedding"]
@@ -19,7 +20,7 @@ class Embedding(Layer):
     otherwise index silently into the wrong row, or wrap around when negative).
 
     Backward: each row of ``weight`` receives the sum of the output gradients at the positions
-    holding its id (positions sorted by id, each run summed by one ``np.add.reduceat``). There is no gradient
+    holding its id (the backend's ``embedding_backward``). There is no gradient
     with respect to integer ids, so ``backward`` returns ``None``: an ``Embedding`` is the first
     layer of a model, whose input gradient ``fit`` never asks for (``backward_params``), and
     ``Sequential.backward`` hands that ``None`` back. Inside a ``Residual`` or ``Parallel``,
@@ -106,16 +107,7 @@ class Embedding(Layer):
     def backward(self, grad_out: np.ndarray) -> None:  # type: ignore[override]  # ids have no gradient
         assert self.weight is not None  # built
         if self.weight.trainable:
-            # The rows of each id summed: sort the positions by id, then one add.reduceat over the runs
-            # (np.add.at does the same scatter about 3x slower).
-            self.weight.grad[...] = 0
-            ids = self._ids.reshape(-1)
-            if ids.size:
-                order = np.argsort(ids, kind="stable")
-                ids = ids[order]
-                starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-                rows = grad_out.reshape(-1, self.dim)[order]
-                self.weight.grad[ids[starts]] = np.add.reduceat(rows, starts, axis=0)
+            get_backend().embedding_backward(self._ids, grad_out, self.weight.grad)
         return None
 
 

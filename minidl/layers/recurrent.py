@@ -7,10 +7,11 @@ weights copy across both ways unchanged.
 
 How the work is done: the input projection ``x W_ihᵀ + b_ih`` of every time step is one matrix
 product before the loop, which is over time steps only and holds one ``(N, units) × (units, G·units)``
-product per step. Backward through time runs the loop in reverse and collects the per-step
-pre-activation gradients; the weight gradients are then one matrix product each over all steps.
-(PyTorch runs the same loop in C++; here each step costs a few NumPy calls of overhead, which
-matters for small batches and long sequences.)
+product per step; the backend runs that loop (``rnn_forward``; see
+:mod:`minidl.backend.sequence`). Backward through time (``rnn_backward``) runs it in reverse and
+collects the per-step pre-activation gradients; the weight gradients are then one matrix product
+each over all steps, here. (PyTorch runs the same loop in C++; here each step costs a few NumPy
+calls of overhead, which matters for small batches and long sequences.)
 
 Masks (bool ``(N, T)``, True at valid steps): a padded step is skipped. The state is carried
 through it unchanged, its output (``return_sequences=True``) is zeros, and the last state returned
@@ -25,19 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import get_backend
 from .base import Layer, Parameter, Shape, as_int, check_bool
 from .masking import check_mask
 
 __all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
-
-
-def _sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``1 / (1 + e^-a)`` as ``(1 + tanh(a/2)) / 2``: no overflow for large ``|a|``."""
-    out = np.multiply(a, 0.5, out=out)
-    np.tanh(out, out=out)
-    out += 1
-    out *= 0.5
-    return out
 
 
 class _Recurrent(Layer, register=False):
@@ -45,15 +38,15 @@ class _Recurrent(Layer, register=False):
 
     An abstract base: ``register=False`` keeps it out of the layer registry.
 
-    A cell has ``_gates`` (``G``) blocks of ``units`` pre-activations, states ``_state_names``
-    (``h`` first) and implements ``_step`` (one step forward, caching what it needs) and
-    ``_step_backward``. ``_fold_hh_bias``: ``b_hh`` only ever adds to ``b_ih`` (RNN, LSTM), so it is
-    added to the input projection once instead of at every step.
+    A cell has ``_gates`` (``G``) blocks of ``units`` pre-activations and names its ``_cell`` for the
+    backend, whose ``rnn_forward``/``rnn_backward`` run the time loop. ``_fold_hh_bias``: ``b_hh``
+    only ever adds to ``b_ih`` (RNN, LSTM), so it is added to the input projection once instead of at
+    every step.
     """
 
     supports_masking = True
     _gates = 1
-    _state_names: tuple[str, ...] = ("h",)
+    _cell = ""  # the backend's name for the cell: "tanh", "relu", "lstm" or "gru"
     _fold_hh_bias = True
 
     def __init__(
@@ -98,65 +91,34 @@ class _Recurrent(Layer, register=False):
         self.check_input(x)
         mask = check_mask(mask, x, self.name)
         n, t, d = x.shape
-        u, rows = self.units, self._gates * self.units
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
         self._x_steps = x.transpose(1, 0, 2).reshape(t * n, d)  # time-major: each step's rows are contiguous
-        xp = (self._x_steps @ weight_ih.data.T).reshape(t, n, rows)
+        xp = (self._x_steps @ weight_ih.data.T).reshape(t, n, -1)
         xp += bias_ih.data + bias_hh.data if self._fold_hh_bias else bias_ih.data
-        # states[k][s] is state k before step s; states[k][t] the final one
-        self._states = [np.zeros((t + 1, n, u), dtype=x.dtype) for _ in self._state_names]
-        mask_steps = None if mask is None else mask.T[:, :, None]
-        self._mask_steps = mask_steps
-        self._steps = t
-        self._allocate(t, n, x.dtype)
-        weight_hh_t = weight_hh.data.T
-        for s in range(t):
-            previous = [state[s] for state in self._states]
-            new = self._step(s, xp[s], previous, weight_hh_t)
-            for state, value, old in zip(self._states, new, previous, strict=True):
-                state[s + 1] = value if mask_steps is None else np.where(mask_steps[s], value, old)
-        h = self._states[0]
+        h, self._ctx = get_backend().rnn_forward(self._cell, xp, weight_hh.data, bias_hh.data, mask)
+        self._h, self._mask = h, mask
         if not self.return_sequences:
             return h[t].copy()
-        out = h[1:] if mask_steps is None else np.where(mask_steps, h[1:], 0)
+        out = h[1:] if mask is None else np.where(mask.T[:, :, None], h[1:], 0)
         return np.ascontiguousarray(out.transpose(1, 0, 2))
 
     # -- backward through time -------------------------------------------------------------
     def backward_params(self, grad_out: np.ndarray) -> None:
-        t, n = self._steps, self._states[0].shape[1]
-        u, rows = self.units, self._gates * self.units
-        m = self._mask_steps
+        t, n = self._h.shape[0] - 1, self._h.shape[1]
+        dy = d_last = None
         if self.return_sequences:
             dy = grad_out.transpose(1, 0, 2)
-            if m is not None:
-                dy = np.where(m, dy, 0)
-        d_states = [np.zeros((n, u), dtype=grad_out.dtype) for _ in self._state_names]
-        if not self.return_sequences:
-            d_states[0] = grad_out  # never written to: each step makes new arrays
-        gx_all = np.empty((t, n, rows), dtype=grad_out.dtype)
-        gh_all = gx_all if self._fold_hh_bias else np.empty_like(gx_all)
-        weight_ih, weight_hh_p, bias_ih, bias_hh = self._built_parameters()
-        weight_hh = weight_hh_p.data
-        for s in range(t - 1, -1, -1):
-            if self.return_sequences:
-                d_states[0] = d_states[0] + dy[s]
-            if m is None:
-                into_step, carried = d_states, None
-            else:  # a masked step passed its state through: its gradient goes straight to the previous one
-                into_step = [np.where(m[s], d, 0) for d in d_states]
-                carried = [np.where(m[s], 0, d) for d in d_states]
-            gx, gh, direct = self._step_backward(s, into_step)
-            gx_all[s] = gx
-            if gh_all is not gx_all:
-                gh_all[s] = gh
-            d_prev = [gh @ weight_hh if direct[0] is None else direct[0] + gh @ weight_hh]
-            d_prev += [d for d in direct[1:] if d is not None]  # only the h-gradient may be absent
-            d_states = d_prev if carried is None else [a + b for a, b in zip(d_prev, carried, strict=True)]
-        self._gx = gx_all.reshape(t * n, rows)
-        gh_flat = gh_all.reshape(t * n, rows)
+            if self._mask is not None:  # a padded step's output is a constant zero
+                dy = np.where(self._mask.T[:, :, None], dy, 0)
+        else:
+            d_last = grad_out
+        gx, gh = get_backend().rnn_backward(self._ctx, dy, d_last)
+        self._gx = gx.reshape(t * n, -1)
+        gh_flat = gh.reshape(t * n, -1)
+        weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
         grads = {
             weight_ih: lambda out: np.matmul(self._gx.T, self._x_steps, out=out),
-            weight_hh_p: lambda out: np.matmul(gh_flat.T, self._states[0][:-1].reshape(t * n, u), out=out),
+            weight_hh: lambda out: np.matmul(gh_flat.T, self._h[:-1].reshape(t * n, -1), out=out),
             bias_ih: lambda out: np.add.reduce(self._gx, axis=0, out=out),
             bias_hh: lambda out: np.add.reduce(gh_flat, axis=0, out=out),
         }
@@ -167,25 +129,8 @@ class _Recurrent(Layer, register=False):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         self.backward_params(grad_out)
         weight_ih = self._built_parameters()[0]
-        dx = (self._gx @ weight_ih.data).reshape(self._steps, -1, weight_ih.shape[1])
+        dx = (self._gx @ weight_ih.data).reshape(self._h.shape[0] - 1, -1, weight_ih.shape[1])
         return np.ascontiguousarray(dx.transpose(1, 0, 2))
-
-    # -- the cell ------------------------------------------------------------------------------
-    def _allocate(self, t: int, n: int, dtype: np.dtype) -> None:
-        """Make the per-step caches of the cell for ``t`` steps of ``n`` sequences."""
-        raise NotImplementedError
-
-    def _step(self, s: int, xp: np.ndarray, states: list[np.ndarray], weight_hh_t: np.ndarray) -> list[np.ndarray]:
-        """The cell's new states at step ``s`` from its input projection ``xp`` (N, G·units) and ``states``."""
-        raise NotImplementedError
-
-    def _step_backward(
-        self, s: int, d_new: list[np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
-        """From ``dL/d(new states)`` of step ``s``: the gradients of its input projection (``gx``) and of its
-        hidden projection ``h W_hhᵀ + b_hh`` (``gh``), and the direct gradients of the previous states
-        (besides ``gh W_hh``, which the loop adds; ``None`` for none)."""
-        raise NotImplementedError
 
 
 _RETURN_ARGS = """        units: size of the hidden state ``h`` (``hidden_size`` in PyTorch).
@@ -235,26 +180,11 @@ class SimpleRNN(_Recurrent, Layer):
         if activation not in ("tanh", "relu"):
             raise ValueError(f'{self.name}: activation must be "tanh" or "relu", got {activation!r}')
         self.activation = activation
+        self._cell = activation
 
     def get_config(self) -> dict[str, Any]:
         return {"units": self.units, "activation": self.activation, "return_sequences": self.return_sequences}
 
-    def _allocate(self, t: int, n: int, dtype: np.dtype) -> None:
-        self._h_new = np.empty((t, n, self.units), dtype=dtype)  # act(a) at each step, before masking
-
-    def _step(self, s, xp, states, weight_hh_t):
-        a = np.matmul(states[0], weight_hh_t, out=self._h_new[s])
-        a += xp
-        if self.activation == "tanh":
-            np.tanh(a, out=a)
-        else:
-            np.maximum(a, 0, out=a)
-        return [a]
-
-    def _step_backward(self, s, d_new):
-        h = self._h_new[s]
-        da = d_new[0] * (1 - h * h) if self.activation == "tanh" else d_new[0] * (h > 0)
-        return da, da, [None]
 
 
 class LSTM(_Recurrent, Layer):
@@ -290,40 +220,8 @@ class LSTM(_Recurrent, Layer):
     """
 
     _gates = 4
-    _state_names = ("h", "c")
 
-    def _allocate(self, t: int, n: int, dtype: np.dtype) -> None:
-        self._acts = np.empty((t, n, 4 * self.units), dtype=dtype)  # i, f, g, o after their nonlinearities
-        self._tanh_c = np.empty((t, n, self.units), dtype=dtype)
-
-    def _step(self, s, xp, states, weight_hh_t):
-        u = self.units
-        a = np.matmul(states[0], weight_hh_t, out=self._acts[s])
-        a += xp
-        g_pre = a[:, 2 * u:3 * u].copy()
-        _sigmoid(a, out=a)  # i, f and o; the g block is then overwritten with tanh
-        np.tanh(g_pre, out=a[:, 2 * u:3 * u])
-        i, f, g, o = a[:, :u], a[:, u:2 * u], a[:, 2 * u:3 * u], a[:, 3 * u:]
-        c = f * states[1]
-        c += i * g
-        tc = np.tanh(c, out=self._tanh_c[s])
-        return [o * tc, c]
-
-    def _step_backward(self, s, d_new):
-        u = self.units
-        a, tc, c_prev = self._acts[s], self._tanh_c[s], self._states[1][s]
-        i, f, g, o = a[:, :u], a[:, u:2 * u], a[:, 2 * u:3 * u], a[:, 3 * u:]
-        dh, dc = d_new
-        dc = dc + dh * o * (1 - tc * tc)
-        da = np.empty_like(a)
-        da[:, :u] = dc * g
-        da[:, u:2 * u] = dc * c_prev
-        da[:, 2 * u:3 * u] = dc * i
-        da[:, 3 * u:] = dh * tc
-        deriv = a * (1 - a)
-        deriv[:, 2 * u:3 * u] = 1 - g * g
-        da *= deriv
-        return da, da, [None, dc * f]
+    _cell = "lstm"
 
 
 class GRU(_Recurrent, Layer):
@@ -361,41 +259,7 @@ class GRU(_Recurrent, Layer):
     _gates = 3
     _fold_hh_bias = False
 
-    def _allocate(self, t: int, n: int, dtype: np.dtype) -> None:
-        self._acts = np.empty((t, n, 3 * self.units), dtype=dtype)  # r, z, n
-        self._hn = np.empty((t, n, self.units), dtype=dtype)  # W_hn h + b_hn, which r multiplies
-
-    def _step(self, s, xp, states, weight_hh_t):
-        u = self.units
-        h = states[0]
-        hh = h @ weight_hh_t
-        hh += self._built_parameters()[3].data
-        a = self._acts[s]
-        np.add(xp[:, :2 * u], hh[:, :2 * u], out=a[:, :2 * u])
-        _sigmoid(a[:, :2 * u], out=a[:, :2 * u])
-        r, z = a[:, :u], a[:, u:2 * u]
-        self._hn[s] = hh[:, 2 * u:]
-        new = np.multiply(r, hh[:, 2 * u:], out=a[:, 2 * u:])
-        new += xp[:, 2 * u:]
-        np.tanh(new, out=new)
-        h_new = h - new
-        h_new *= z
-        h_new += new
-        return [h_new]
-
-    def _step_backward(self, s, d_new):
-        u = self.units
-        a, h_prev = self._acts[s], self._states[0][s]
-        r, z, n = a[:, :u], a[:, u:2 * u], a[:, 2 * u:]
-        dh = d_new[0]
-        gx = np.empty_like(a)
-        d_an = dh * (1 - z) * (1 - n * n)
-        gx[:, 2 * u:] = d_an
-        gx[:, :u] = d_an * self._hn[s] * r * (1 - r)
-        gx[:, u:2 * u] = dh * (h_prev - n) * z * (1 - z)
-        gh = gx.copy()
-        gh[:, 2 * u:] *= r
-        return gx, gh, [dh * z]
+    _cell = "gru"
 
 
 for _cls in (SimpleRNN, LSTM, GRU):

@@ -1,6 +1,7 @@
 """minidl.backend.numpy: the fast paths of Conv2D, MaxPool2D, BatchNorm2D, ReLU and the training loop agree
 with the loop-based oracles in minidl.backend.reference, for random shapes, both dtypes, every memory layout,
-and every special case. Every test here runs under the numpy backend."""
+and every special case. Every test here runs under each backend (the fast one's kernels agree with the
+oracles too)."""
 
 import functools
 import importlib.util
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 import minidl.backend.numpy as nb
 from helpers import built
 from minidl import Sequential, set_num_threads
-from minidl.backend import set_backend
+from minidl.backend import available_backends, set_backend
 from minidl.callbacks import Callback
 from minidl.guard import NonFiniteLossError
 from minidl.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, SoftmaxCE
@@ -29,10 +30,27 @@ from reference import (batchnorm2d_reference, conv2d_backward_reference, conv2d_
 DTYPES = ["float32", "float64"]
 
 
+#: Tests of the NumPy backend's own machinery (its reused arrays) or of the benchmark scripts: numpy only.
+NUMPY_ONLY = {"test_layers_reused_arrays_are_replaced_when_they_come_back_read_only", "test_benchmark_quick_mode_runs",
+              "test_layer_times_prints_every_layer_and_the_sums"}
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.function.__name__ not in NUMPY_ONLY:
+        metafunc.parametrize("backend_under_test", available_backends(), indirect=True)
+
+
 @pytest.fixture(autouse=True)
-def numpy_backend():
-    set_backend("numpy")
-    yield
+def backend_under_test(request, monkeypatch):
+    """Each test under each backend (see ``pytest_generate_tests``); the fast one with its compiled kernels even
+    for the tiny shapes here."""
+    name = getattr(request, "param", "numpy")
+    if name == "fast":
+        import minidl.backend.fast as fast
+
+        monkeypatch.setattr(fast, "PARALLEL_MIN_SIZE", 0)
+    set_backend(name)
+    yield name
     set_backend(None)
 TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
 
@@ -283,6 +301,7 @@ def test_predict_works_in_chunks_of_bounded_memory():
     model = small_cnn("float32")
     X = np.random.default_rng(0).random((20000, 1, 8, 8), dtype=np.float32)
     im2col_all = 9 * X.size * X.itemsize  # Conv2D's unfolded input for all images at once
+    model.predict(X[:256])  # a compiled backend loads its kernels (Python objects tracemalloc would count) first
     tracemalloc.start()
     proba = model.predict_proba(X, batch_size=256)
     peak = tracemalloc.get_traced_memory()[1]

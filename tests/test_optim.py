@@ -398,6 +398,33 @@ def test_fit_trains_the_same_weights_fused_or_not():
         np.testing.assert_array_equal(value, reference[name])
 
 
+def test_plain_sgd_steps_from_the_flat_buffer_with_the_bits_of_one_parameter_at_a_time():
+    # fused plain SGD scales the flat gradients once (FlatGrads.scaled); it must equal the per-parameter update
+    rng = np.random.default_rng(6)
+    shapes = [((3, 2), np.float32), ((5,), np.float64), ((2, 2), np.float32)]
+    start = [rng.standard_normal(s).astype(d) for s, d in shapes]
+    grads = [[rng.standard_normal(s).astype(d) for s, d in shapes] for _ in range(3)]
+
+    def trained(fused, rebind_at=None):
+        params = [Parameter(a.copy()) for a in start]
+        arrays = [p.data for p in params]
+        opt = SGD(params, lr=0.3, fused=fused)
+        for step, gs in enumerate(grads):
+            for i, (p, g) in enumerate(zip(params, gs, strict=True)):
+                if step == rebind_at and i == 1:
+                    p.grad = g.copy()  # a rebound .grad: the step falls back to one parameter at a time
+                else:
+                    p.grad[...] = g
+            opt.step()
+        assert all(p.data is a for p, a in zip(params, arrays, strict=True))  # in place
+        return [p.data for p in params]
+
+    reference = trained(False)
+    for result in (trained(True), trained(True, rebind_at=1)):
+        for value, expected in zip(result, reference, strict=True):
+            np.testing.assert_array_equal(value, expected)
+
+
 def test_guard_step_marks_the_update_and_an_exception_inside_leaves_the_mark():
     from minidl.guard import TrainingGuard
 

@@ -551,7 +551,7 @@ class _ConvContext:
 class _PoolContext:
     """:meth:`NumpyBackend.max_pool2d`'s path (``"small"``, ``"tiled"`` or ``"general"``) and its cache."""
 
-    __slots__ = ("path", "x", "out", "argmax", "padded_shape", "pool", "stride", "padding", "out_hw", "covered")
+    __slots__ = ("path", "x", "out", "argmax", "padded_shape", "pool", "stride", "padding", "out_hw", "covered", "taps")
     pool: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
@@ -629,6 +629,7 @@ class NumpyBackend(Backend):
         if not isinstance(ctx, _PoolContext) or (ctx.pool, ctx.stride, ctx.padding) != (pool, stride, padding):
             ctx = _PoolContext()
             ctx.pool, ctx.stride, ctx.padding = pool, stride, padding
+            ctx.taps = np.arange(pool[0] * pool[1])  # the "small" backward's window positions, made once
         out_hw = ctx.out_hw = _pool_out(x.shape, pool, stride, padding)
         kh, kw = pool
         # windows that tile the input (stride = window, no padding) never overlap, and may cover all of it
@@ -664,7 +665,7 @@ class NumpyBackend(Backend):
         x, (kh, kw) = ctx.x, ctx.pool
         if ctx.path == "small":
             n, c = grad_out.shape[:2]
-            dwindows = (ctx.argmax[..., None] == np.arange(kh * kw)) * grad_out[..., None]
+            dwindows = (ctx.argmax[..., None] == ctx.taps) * grad_out[..., None]
             return dwindows.reshape(n, c, *ctx.out_hw, kh, kw).transpose(0, 1, 2, 4, 3, 5).reshape(x.shape)
         offsets = _offsets(ctx.pool, ctx.stride, ctx.out_hw)
         if ctx.path == "tiled":  # each input pixel is in at most one window: write g * mask per offset, no adding

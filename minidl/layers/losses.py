@@ -177,7 +177,7 @@ class SoftmaxCE(Loss):
         model = Sequential([Flatten(), Dense(10)], input_shape=(1, 8, 8), loss=SoftmaxCE())
     """
 
-    _rows = np.arange(0)  # 0..M-1 for the label gather, kept while the number of rows repeats
+    _starts = np.arange(0)  # each row's first index in the flat (M, K) logits, kept while (M, K) repeats
 
     def __init__(self, ignore_index: int = -100, *, name: str | None = None) -> None:
         super().__init__(name=name)
@@ -197,31 +197,30 @@ class SoftmaxCE(Loss):
                       mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """Mean cross-entropy of ``logits`` against integer labels ``y`` and its gradient ``(p - onehot(y)) / M``."""
         self._check(logits, y, mask)
-        if np.shape(y) != logits.shape[:-1]:
+        if getattr(y, "shape", None) != logits.shape[:-1]:  # np.shape: a Python-level wrapper, ~0.4 µs at batch 1
             raise ValueError(f"{self.name}: labels must have shape {logits.shape[:-1]}, got {np.shape(y)}")
         z, labels = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
-        # -log p_y = log Σ_j e^{s_j} - s_y with s = z - max z: one exp serves both the loss and p,
-        # and np.*.reduce skips the dispatch that dominates a batch-of-one step.
+        # -log p_y = log Σ_j e^{s_j} - s_y with s = z - max z: one exp serves both the loss and p. Batch-1 steps are
+        # dispatch-bound: np.*.reduce, take/put at flat indices and count_nonzero each save ~1 µs over their wrappers.
         shifted = z - np.maximum.reduce(z, axis=1, keepdims=True)
         p = np.exp(shifted)
         total = np.add.reduce(p, axis=1, keepdims=True)
         p /= total
-        if len(self._rows) != len(labels):
-            self._rows = np.arange(len(labels))
-        rows = self._rows
-        scored = labels != self.ignore_index
+        if len(self._starts) != len(labels) or z.shape[0] > 1 and self._starts[1] != z.shape[1]:
+            self._starts = np.arange(0, z.size, z.shape[1])
+        dropped = labels == self.ignore_index
         if mask is not None:
-            scored &= mask.reshape(-1)
-        if scored.all():
-            count = len(labels)
-            value = float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted[rows, labels], axis=None))
-            p[rows, labels] -= 1.0
+            dropped |= ~mask.reshape(-1)
+        count = len(labels) - int(np.count_nonzero(dropped))
+        if count == len(labels):
+            at = self._starts + labels
+            value = float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted.take(at), axis=None))
         else:
-            count = int(np.count_nonzero(scored))
-            labels = np.where(scored, labels, 0)
-            value = float(np.add.reduce((np.log(total[:, 0]) - shifted[rows, labels])[scored], axis=None))
-            p[rows, labels] -= 1.0
-            p[~scored] = 0.0
+            at = self._starts + np.where(dropped, 0, labels)
+            value = float(np.add.reduce((np.log(total[:, 0]) - shifted.take(at))[~dropped], axis=None))
+        p.put(at, p.take(at) - 1.0)
+        if count < len(labels):
+            p[dropped] = 0.0
         count = max(count, 1)
         p *= 1.0 / count
         return value / count, p.reshape(logits.shape)

@@ -20,6 +20,7 @@ the shapes only and the weight gradient sums its per-block products in block ord
 are bitwise those of the one-thread loop. One vgg-cifar epoch of 512 images (``benchmarks/run.py
 --scale 0.5``, wall clock, load 3.3–4 from other processes): 6.88 s with one thread, 4.54 s with
 two; lenet-b64 with one core kept busy elsewhere 659 -> 344 ms.
+Dense's products do the same in :mod:`minidl.backend.linear`.
 
 **One workspace.** Temporaries that live within one call (the unfolded blocks, the padded input
 gradient, the weight gradient's per-block parts, BatchNorm2D's product) come from

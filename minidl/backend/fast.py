@@ -60,6 +60,13 @@ __all__ = ["FastBackend", "PARALLEL_MIN_SIZE", "WINOGRAD_MIN_CHANNELS"]
 #: ~1 µs, a parallel kernel ~10 µs of dispatch.
 PARALLEL_MIN_SIZE = 2**14
 
+#: ReLU, one pass of one comparison each way, gains from its kernel only on larger inputs: the kernel's ~100 µs of
+#: dispatch (lock, thread count, Numba's parallel launch) is what NumPy takes for ~2**17 elements. Forward and
+#: backward, float32, wall clock, best of 30, 1 / 2 threads, µs (23:13 UTC, load 1.3): 2**14 elements NumPy 18,
+#: kernel 110 / 189; 2**17: 114 vs 144 / 157; 2**18: 223 vs 222 / 184; 2**20: 1132 vs 776 / 530. Below it, a run
+#: such as ``minidl digits`` never imports Numba at all (~0.9 s of CPU per process).
+RELU_MIN_SIZE_FACTOR = 16
+
 #: 3×3 stride-1 convolutions run as Winograd F(2×2, 3×3) (:mod:`minidl.backend.winograd`) from this GEMM depth
 #: on: input channels for the forward pass, output channels for the input gradient. CPU time, one thread,
 #: float32, batch 64, ms (NumPy backend -> Winograd), forward / input gradient: vgg-cifar's conv2 (32->32 on
@@ -394,7 +401,7 @@ class FastBackend(NumpyBackend):
 
     # -- element-wise ----------------------------------------------------------------------------
     def relu(self, x, ctx=None):
-        if x.size < PARALLEL_MIN_SIZE:
+        if x.size < PARALLEL_MIN_SIZE * RELU_MIN_SIZE_FACTOR:
             return super().relu(x)
         flat = x.ravel(order="K")
         y = np.empty_like(x)  # x's memory layout

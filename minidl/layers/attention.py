@@ -133,7 +133,8 @@ class MultiHeadAttention(Layer):
         mask = check_mask(mask, x, self.name)
         n, t, _ = x.shape
         h, dk = self.num_heads, self._head_dim
-        qkv = x @ self.in_proj_weight.data
+        backend = get_backend()  # its linear splits big products over minidl's threads
+        qkv = backend.linear(x, self.in_proj_weight.data)
         if self.in_proj_bias is not None:
             qkv += self.in_proj_bias.data
         q, k, v = qkv.reshape(n, t, 3, h, dk).transpose(2, 0, 3, 1, 4)  # each (N, H, T, dk)
@@ -142,10 +143,10 @@ class MultiHeadAttention(Layer):
         if training and self.dropout > 0:
             keep = self._rng.random((n, h, t, t), dtype=x.dtype) >= self.dropout
             drop = keep * x.dtype.type(1 / (1 - self.dropout))
-        heads, self.last_attention, self._ctx = get_backend().attention(q, k, v, mask, self.causal, drop)
+        heads, self.last_attention, self._ctx = backend.attention(q, k, v, mask, self.causal, drop)
         concat = heads.transpose(0, 2, 1, 3).reshape(n, t, h * dk)
         self._cache = (x, concat)
-        out = concat @ self.out_proj_weight.data
+        out = backend.linear(concat, self.out_proj_weight.data)
         if self.out_proj_bias is not None:
             out += self.out_proj_bias.data
         return out
@@ -155,20 +156,18 @@ class MultiHeadAttention(Layer):
         x, concat = self._cache
         n, t, d = x.shape
         h, dk = self.num_heads, self._head_dim
-        rows = grad_out.reshape(-1, d)
-        if self.out_proj_weight.trainable:
-            np.matmul(concat.reshape(-1, h * dk).T, rows, out=self.out_proj_weight.grad)
+        backend = get_backend()
+        out_w, in_w = self.out_proj_weight, self.in_proj_weight
         if self.out_proj_bias is not None and self.out_proj_bias.trainable:
-            np.add.reduce(rows, axis=0, out=self.out_proj_bias.grad)
-        d_heads = (grad_out @ self.out_proj_weight.data.T).reshape(n, t, h, dk).transpose(0, 2, 1, 3)
-        dq, dk_, dv = get_backend().attention_backward(self._ctx, d_heads)
+            np.add.reduce(grad_out.reshape(-1, d), axis=0, out=self.out_proj_bias.grad)
+        d_concat = backend.linear_backward(concat, out_w.data, grad_out, out_w.grad if out_w.trainable else None)
+        d_heads = d_concat.reshape(n, t, h, dk).transpose(0, 2, 1, 3)
+        dq, dk_, dv = backend.attention_backward(self._ctx, d_heads)
         d_qkv = np.empty((n, t, 3, h, dk), dtype=x.dtype)  # the packed layout of in_proj_weight's columns
         d_qkv[:, :, 0] = (dq * x.dtype.type(1 / np.sqrt(dk))).transpose(0, 2, 1, 3)
         d_qkv[:, :, 1] = dk_.transpose(0, 2, 1, 3)  # q carries the 1/sqrt(dk) already
         d_qkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
         d_qkv = d_qkv.reshape(n, t, 3 * h * dk)
-        if self.in_proj_weight.trainable:
-            np.matmul(x.reshape(-1, d).T, d_qkv.reshape(-1, 3 * h * dk), out=self.in_proj_weight.grad)
         if self.in_proj_bias is not None and self.in_proj_bias.trainable:
             np.add.reduce(d_qkv.reshape(-1, 3 * h * dk), axis=0, out=self.in_proj_bias.grad)
-        return d_qkv @ self.in_proj_weight.data.T
+        return backend.linear_backward(x, in_w.data, d_qkv, in_w.grad if in_w.trainable else None)

@@ -59,26 +59,6 @@ _B_ROWS = ((0, 1.0, 2, -1.0), (1, 1.0, 2, 1.0), (2, 1.0, 1, -1.0), (1, 1.0, 3, -
 _A_ROWS = ((0, 1.0, 1, 1.0, 2, 1.0), (1, 1.0, 2, -1.0, 3, -1.0))
 
 
-def _split_pad(x, pt, pl, xs):  # pragma: no cover - compiled
-    """``xs[c, r, q, t·N + n] = x[c, r - pt, 2t + q - pl, n]``, zero outside ``x``: the padded images with
-    their even and odd columns apart, so that a patch element's values over a row of tiles are contiguous."""
-    channels, h, w, n = x.shape
-    _, hs, _, width = xs.shape
-    for c in range(channels):
-        for r in range(hs):
-            for q in range(2):
-                row = xs[c, r, q]
-                for t in range(width // n):
-                    col = 2 * t + q - pl
-                    if 0 <= r - pt < h and 0 <= col < w:
-                        src = x[c, r - pt, col]
-                        for b in range(n):
-                            row[t * n + b] = src[b]
-                    else:
-                        for b in range(n):
-                            row[t * n + b] = 0
-
-
 def _combine4(out, a, b, c, d, tb, sb):  # pragma: no cover - compiled
     """``out = (a + tb·b) + sb·(c + tb·d)`` for signs ``tb``, ``sb``: a row of Bᵀ applied to a row of (… B).
 
@@ -102,7 +82,7 @@ def _combine4(out, a, b, c, d, tb, sb):  # pragma: no cover - compiled
 
 def _input_tiles(xs, n, r0, r1, t0, t1, v):  # pragma: no cover - compiled
     """``v[k, c, ((i - r0)·(t1 - t0) + j - t0)·N + n]``: element k of Bᵀ d B for the 4×4 patch under tile
-    (i, j), for the tile rows r0..r1 and tile columns t0..t1, from :func:`_split_pad`'s ``xs``."""
+    (i, j), for the tile rows r0..r1 and tile columns t0..t1, from :func:`split_padded`'s ``xs``."""
     channels = xs.shape[0]
     width = (t1 - t0) * n
     for c in range(channels):
@@ -170,7 +150,7 @@ def _pair(out, a, b, mode):  # pragma: no cover - compiled
 
 def _grad_tiles(gs, n, oy, ox, r0, r1, t0, t1, dm):  # pragma: no cover - compiled
     """``dm[k, f, ...]``: element k of A dY Aᵀ, the gradient of M for the 2×2 tile of output gradient at (2i, 2j)
-    (read at (2i + oy, 2j + ox) of :func:`_split_pad`'s ``gs``), columns as :func:`_input_tiles` orders them."""
+    (read at (2i + oy, 2j + ox) of :func:`split_padded`'s ``gs``), columns as :func:`_input_tiles` orders them."""
     filters = gs.shape[0]
     width = (t1 - t0) * n
     rows = np.empty((2, 4, width), gs.dtype)  # dY Aᵀ for a row of tiles
@@ -187,7 +167,7 @@ def _grad_tiles(gs, n, oy, ox, r0, r1, t0, t1, dm):  # pragma: no cover - compil
                     _pair(dm[4 * r + s, f, col:col + width], rows[0, s], rows[1, s], r)
 
 
-_KERNELS = {fn.__name__: fn for fn in (_split_pad, _input_tiles, _output_tiles, _grad_tiles)}
+_KERNELS = {fn.__name__: fn for fn in (_input_tiles, _output_tiles, _grad_tiles)}
 _HELPERS = (_combine4, _combine3, _pair)
 
 
@@ -220,12 +200,24 @@ def weight_transform(weight: np.ndarray) -> np.ndarray:
 
 def split_padded(x: np.ndarray, top_left: tuple[int, int], tiles: tuple[int, int], buffers: dict | None = None,
                  key: str = "split") -> np.ndarray:
-    """``x`` (C, H, W, N) zero-padded by ``top_left`` rows and columns (and zeros below and right of it) as
-    :func:`_split_pad` lays it out for ``tiles`` (rows, columns) of 2×2 outputs: (C, 2·rows + 2, 2, (columns + 1)·N),
-    a :func:`kept_array` in ``buffers[key]``."""
-    c, _, _, n = x.shape
+    """``x`` (C, H, W, N) zero-padded by ``top_left`` rows and columns (and zeros below and right of it), laid out
+    for ``tiles`` (rows, columns) of 2×2 outputs as ``xs[c, r, q, t·N + n] = x[c, r - pt, 2t + q - pl, n]``: the even
+    and odd columns apart, so that a patch element's values over a row of tiles are contiguous. ``xs`` is
+    (C, 2·rows + 2, 2, (columns + 1)·N), a :func:`kept_array` in ``buffers[key]``."""
+    c, h, w, n = x.shape
+    pt, pl = top_left
     xs = kept_array(buffers, key, (c, 2 * tiles[0] + 2, 2, (tiles[1] + 1) * n), x.dtype)
-    _kernel("_split_pad")(x, top_left[0], top_left[1], xs)
+    view = xs.reshape(c, xs.shape[1], 2, tiles[1] + 1, n)  # (c, r, q, t, n): padded column 2t + q
+    rows = min(h, xs.shape[1] - pt)
+    view[:, :pt] = 0
+    view[:, pt + rows:] = 0
+    for q in (0, 1):  # the even, then the odd padded columns
+        first = (q - pl) % 2  # x's first column that lands on parity q, at tile column t0
+        t0 = (first + pl - q) // 2
+        count = min(len(range(first, w, 2)), tiles[1] + 1 - t0)
+        view[:, pt:pt + rows, q, :t0] = 0
+        view[:, pt:pt + rows, q, t0 + count:] = 0
+        view[:, pt:pt + rows, q, t0:t0 + count] = x[:, :rows, first:first + 2 * count:2]
     return xs
 
 

@@ -42,9 +42,17 @@ def random_windows(tokens: np.ndarray, context: int, batch_size: int,
 
         x, y = random_windows(data.train, 128, 32, np.random.default_rng(0))
     """
+    _check_length(tokens, context, "text")
+    return _windows_at(tokens, rng.integers(0, len(tokens) - context - 1, batch_size), context)
+
+
+def _check_length(tokens: np.ndarray, context: int, what: str) -> None:
     if len(tokens) <= context + 1:
-        raise ValueError(f"the text has {len(tokens)} tokens, too few for windows of context {context} + 1")
-    starts = rng.integers(0, len(tokens) - context - 1, batch_size)
+        raise ValueError(f"the {what} has {len(tokens)} tokens, too few for windows of context {context} + 1")
+
+
+def _windows_at(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of ``context + 1`` tokens at ``starts``: inputs and the next-token targets."""
     windows = tokens[starts[:, None] + np.arange(context + 1)]
     return windows[:, :-1], windows[:, 1:]
 
@@ -113,15 +121,13 @@ class HeldOutWindows:
     """
 
     def __init__(self, tokens: np.ndarray, context: int, windows: int = 64, batch_size: int = 32) -> None:
-        if len(tokens) <= context + 1:
-            raise ValueError(f"the held-out text has {len(tokens)} tokens, too few for windows of {context} + 1")
+        _check_length(tokens, context, "held-out text")
         self.tokens, self.context, self.batch_size = tokens, context, batch_size
         self.starts = np.linspace(0, len(tokens) - context - 2, windows).astype(np.int64)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for s in range(0, len(self.starts), self.batch_size):
-            chunk = self.tokens[self.starts[s:s + self.batch_size, None] + np.arange(self.context + 1)]
-            yield chunk[:, :-1], chunk[:, 1:]
+            yield _windows_at(self.tokens, self.starts[s:s + self.batch_size], self.context)
 
 
 def held_out_loss(model: Any, tokens: np.ndarray, windows: int = 64, batch_size: int = 32) -> float:

@@ -40,7 +40,7 @@ def test_window_batches_are_fits_epochs_and_the_same_windows_whatever_their_grou
     held = HeldOutWindows(np.arange(50), 8, windows=5, batch_size=2)
     first, again = list(held), list(held)
     assert [len(x) for x, _ in first] == [2, 2, 1] and all(np.array_equal(a[0], b[0]) for a, b in zip(first, again))
-    with pytest.raises(ValueError, match="too few for windows of 8 \\+ 1"):
+    with pytest.raises(ValueError, match="held-out text has 9 tokens, too few for windows of context 8 \\+ 1"):
         HeldOutWindows(np.arange(9), 8)
     with pytest.raises(ValueError, match="per_pass must be"):
         WindowBatches(tokens, 6, 3, steps=7, per_pass=0)

@@ -75,39 +75,53 @@ RELU_MIN_SIZE_FACTOR = 16
 #: 4.9 -> 3.8 / 5.2 -> 3.7, 64->64 on 8x8 4.3 -> 3.7 / 4.4 -> 3.8.
 WINOGRAD_MIN_CHANNELS = 16
 
-_enter = threading.Lock()  # workqueue: one Python thread at a time in parallel code
+#: The compiled kernels split their work into fixed blocks of about this many elements (whole channels, rows of
+#: windows or runs of elements), run on :func:`minidl.threads.map_blocks`: the blocks depend on the shapes only.
+BLOCK_ELEMENTS = 2**17
+
+_enter = threading.Lock()  # workqueue: one Python thread at a time in fast_sequence's parallel kernels
 _compiled: dict[str, Any] = {}
 _loading = threading.Lock()
-prange = range  # numba.prange once _load has run: the kernels below resolve it when they compile
 
 
-def _load() -> Any:
-    """Import Numba and wrap the kernels, on the first call that needs them: importing Numba and loading
-    its cached kernels cost ~0.9 s of CPU once per process, which a run whose inputs all stay below
-    :data:`PARALLEL_MIN_SIZE` (``minidl digits``) never pays."""
-    global prange
+def _kernel(name: str) -> Any:
+    """The compiled kernel ``name``, wrapped on its first use: Numba is imported by the first kernel a run needs
+    (~0.3 s of CPU, and ~0.3 s more for Numba's first compiled call), which a run whose inputs all stay below
+    :data:`PARALLEL_MIN_SIZE` (``minidl digits``) never pays; each kernel is then loaded from the cache (or
+    compiled, the first time) for the argument types it is called with, on its own first call."""
+    kernel = _compiled.get(name)
+    if kernel is None:
+        import numba
+
+        with _loading:  # one wrapper per kernel, whichever thread gets here first
+            kernel = _compiled.get(name)
+            if kernel is None:
+                fn = _KERNELS[name]
+                kernel = _compiled[name] = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH.get(name, False))(fn)
+    return kernel
+
+
+def _numba() -> Any:
     import numba
 
-    with _loading:
-        if not _compiled:
-            if not os.environ.get("NUMBA_THREADING_LAYER"):
-                # numba.config sets its attributes at import, from the environment: no stub declares them
-                numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
-            prange = numba.prange
-            for name, fn in _KERNELS.items():
-                _compiled[name] = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH.get(name, False))(fn)
+    if not os.environ.get("NUMBA_THREADING_LAYER"):
+        # numba.config sets its attributes at import, from the environment: no stub declares them
+        numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
     return numba
 
 
 def _threads() -> int:
-    numba = _load()
-    return max(1, min(threads.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    return max(1, min(threads.get_num_threads(), _numba().config.NUMBA_NUM_THREADS))
 
 
-def _run(name: str, *args: Any) -> Any:
-    with _enter:
-        _load().set_num_threads(_threads())
-        return _compiled[name](*args)
+def _blocks(name: str, items: int, item_size: int, *args: Any) -> None:
+    """Kernel ``name`` over ``items`` (channels, rows of windows, elements) of ``item_size`` elements each, in fixed
+    blocks of whole items of about :data:`BLOCK_ELEMENTS` elements on minidl's threads: ``kernel(*args, lo, hi)``
+    for each block ``[lo, hi)``. Each item is one block's, computed in one compiled order, so the results are the
+    same bits at any thread count."""
+    kernel = _kernel(name)
+    per = max(1, BLOCK_ELEMENTS // max(1, item_size))
+    threads.map_blocks(lambda b, slot: kernel(*args, b * per, min(items, (b + 1) * per)), -(-items // per))
 
 
 # -- memory layouts ------------------------------------------------------------------------------------
@@ -132,10 +146,10 @@ def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 # -- kernels -------------------------------------------------------------------------------------------
-def _bn_forward(x, weight, bias, eps, mean, var, inv_std, y, batch_stats):  # pragma: no cover - compiled
-    blocks, channels, size = x.shape
+def _bn_forward(x, weight, bias, eps, mean, var, inv_std, y, batch_stats, c0, c1):  # pragma: no cover - compiled
+    blocks, _, size = x.shape
     m = blocks * size
-    for c in prange(channels):
+    for c in range(c0, c1):
         if batch_stats:
             s = 0.0
             for a in range(blocks):
@@ -157,10 +171,10 @@ def _bn_forward(x, weight, bias, eps, mean, var, inv_std, y, batch_stats):  # pr
                 y[a, c, b] = (x[a, c, b] - mu) * scale + beta
 
 
-def _bn_backward(g, x, mean, inv_std, weight, batch_stats, dx, dweight, dbias):  # pragma: no cover - compiled
-    blocks, channels, size = x.shape
+def _bn_backward(g, x, mean, inv_std, weight, batch_stats, dx, dweight, dbias, c0, c1):  # pragma: no cover - compiled
+    blocks, _, size = x.shape
     m = blocks * size
-    for c in prange(channels):
+    for c in range(c0, c1):
         mu = mean[c]
         sg = 0.0
         sgx = 0.0
@@ -185,21 +199,26 @@ def _bn_backward(g, x, mean, inv_std, weight, batch_stats, dx, dweight, dbias): 
                     dx[a, c, b] = g[a, c, b] * scale
 
 
-def _relu(x, y):  # pragma: no cover - compiled
-    for i in prange(x.size):
-        v = x[i]
-        y[i] = 0 if v <= 0 else v  # NaN passes, as np.maximum
+# The element-wise kernels loop over slices of their own: LLVM vectorises that loop (indexing the whole arrays from lo
+# to hi, it did not: 15 ms instead of 0.6 for ReLU's backward over 2**21 float32 values).
+def _relu(x, y, lo, hi):  # pragma: no cover - compiled
+    xs, ys = x[lo:hi], y[lo:hi]
+    for i in range(xs.size):
+        v = xs[i]
+        ys[i] = 0 if v <= 0 else v  # NaN passes, as np.maximum
 
 
-def _relu_backward(y, g, dx):  # pragma: no cover - compiled
-    for i in prange(y.size):
-        dx[i] = g[i] if y[i] > 0 else 0
+def _relu_backward(y, g, dx, lo, hi):  # pragma: no cover - compiled
+    ys, gs, ds = y[lo:hi], g[lo:hi], dx[lo:hi]
+    for i in range(ds.size):
+        ds[i] = gs[i] if ys[i] > 0 else 0
 
 
-def _unpool_chwn(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
-    """``dx``: each window's ``g`` at the first pixel (row-major) equal to the window's max ``y``, else 0."""
-    channels, oh, ow, n = y.shape
-    for ci in prange(channels * oh):
+def _unpool_chwn(x, y, g, kh, kw, dx, lo, hi):  # pragma: no cover - compiled
+    """``dx``: each window's ``g`` at the first pixel (row-major) equal to the window's max ``y``, else 0, for the
+    rows of windows ``lo..hi`` (channel-major)."""
+    _, oh, ow, n = y.shape
+    for ci in range(lo, hi):
         c, i = ci // oh, ci % oh
         taken = np.empty(n, np.bool_)
         for j in range(ow):
@@ -213,9 +232,9 @@ def _unpool_chwn(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
                         taken[b] = taken[b] or hit
 
 
-def _unpool_nchw(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
-    n, channels, oh, ow = y.shape
-    for nc in prange(n * channels):
+def _unpool_nchw(x, y, g, kh, kw, dx, lo, hi):  # pragma: no cover - compiled
+    _, channels, oh, ow = y.shape
+    for nc in range(lo, hi):
         b, c = nc // channels, nc % channels
         for i in range(oh):
             for j in range(ow):
@@ -298,7 +317,7 @@ class FastBackend(NumpyBackend):
     name = "fast"
 
     def describe(self) -> dict[str, Any]:
-        numba = _load()
+        numba = _numba()
         return {**super().describe(), "numba": numba.__version__,
                 "threading layer": f"{numba.config.THREADING_LAYER} (one Python thread at a time)",
                 "numba threads": _threads()}
@@ -356,7 +375,8 @@ class FastBackend(NumpyBackend):
         y = np.empty_like(x)  # x's memory layout, so _channel_view(y) lines up with view
         mean, var = (np.empty(c, x.dtype), np.empty(c, x.dtype)) if stats is None else stats
         inv_std = np.empty(c, x.dtype)
-        _run("_bn_forward", view, weight, bias, float(eps), mean, var, inv_std, _channel_view(y), stats is None)
+        _blocks("_bn_forward", c, view.size // c, view, weight, bias, float(eps), mean, var, inv_std, _channel_view(y),
+                stats is None)
         if not isinstance(ctx, _FastBatchNorm):
             ctx = _FastBatchNorm()
         ctx.x, ctx.mean, ctx.inv_std, ctx.weight, ctx.batch_stats = x, mean, inv_std, weight, stats is None
@@ -371,8 +391,8 @@ class FastBackend(NumpyBackend):
         dx = np.empty_like(x)
         c = x.shape[1]
         dweight, dbias = np.empty(c, x.dtype), np.empty(c, x.dtype)
-        _run("_bn_backward", _channel_view(grad_out), _channel_view(x), ctx.mean, ctx.inv_std, ctx.weight,
-             ctx.batch_stats, _channel_view(dx), dweight, dbias)
+        _blocks("_bn_backward", c, x.size // c, _channel_view(grad_out), _channel_view(x), ctx.mean, ctx.inv_std,
+                ctx.weight, ctx.batch_stats, _channel_view(dx), dweight, dbias)
         return dx, dweight, dbias
 
     # -- pooling ---------------------------------------------------------------------------------
@@ -396,7 +416,9 @@ class FastBackend(NumpyBackend):
         shape = tuple(x.shape[a] for a in order)
         dx = (np.empty if covered else np.zeros)(shape, grad_out.dtype)
         kernel = "_unpool_chwn" if order[0] == 1 else "_unpool_nchw"
-        _run(kernel, x.transpose(order), y.transpose(order), grad_out.transpose(order), kh, kw, dx)
+        rows = shape[0] * y.shape[order[1]]  # (channel, window row) or (image, channel) pairs
+        _blocks(kernel, rows, x.size // rows, x.transpose(order), y.transpose(order), grad_out.transpose(order), kh, kw,
+                dx)
         return dx.transpose(np.argsort(order))
 
     # -- element-wise ----------------------------------------------------------------------------
@@ -408,7 +430,7 @@ class FastBackend(NumpyBackend):
         y_flat = y.ravel(order="K")
         if not (np.may_share_memory(flat, x) and np.may_share_memory(y_flat, y)):  # not one dense block: NumPy's way
             return super().relu(x)
-        _run("_relu", flat, y_flat)
+        _blocks("_relu", flat.size, 1, flat, y_flat)
         out = _FastReLU()
         out.y = y
         return y, out
@@ -420,7 +442,7 @@ class FastBackend(NumpyBackend):
         if not _same_layout(grad_out, y):
             grad_out = copy_like(y, grad_out)
         dx = np.empty_like(y)
-        _run("_relu_backward", y.ravel(order="K"), grad_out.ravel(order="K"), dx.ravel(order="K"))
+        _blocks("_relu_backward", y.size, 1, y.ravel(order="K"), grad_out.ravel(order="K"), dx.ravel(order="K"))
         return dx
 
     # -- sequences (minidl.backend.fast_sequence) ------------------------------------------------
@@ -479,5 +501,5 @@ class _FastSequence:
 def _run_sequence(fn: Any, *args: Any) -> Any:
     """``fn(*args)``, a function of :mod:`minidl.backend.fast_sequence` that runs parallel kernels: under the lock."""
     with _enter:
-        _load().set_num_threads(_threads())
+        _numba().set_num_threads(_threads())
         return fn(*args)

@@ -2,37 +2,49 @@
 
 ``pip install "minidl[fast]"`` (Numba ≥ 0.68). The convolution products stay in ``numpy.matmul``
 (BLAS, one thread each, on minidl's own pool, as in :mod:`minidl.backend.numpy`); what NumPy runs
-on one core in several passes runs here in one compiled pass per direction, split over channels
-or over elements with ``prange``:
+on one core in several passes runs here in one compiled pass per direction, split into fixed
+blocks of channels, rows of windows or elements:
 
 - BatchNorm2D forward: the sums, the variance and the affine map per channel, reading ``x`` twice
   and writing ``y`` once (NumPy: five passes and a centred copy kept for backward); backward
   recomputes ``x - μ`` on the fly.
 - MaxPool2D's backward over windows that tile the input (every pooling of minidl's presets): one
   pass that writes ``g`` at each window's first maximum and zeros elsewhere.
-- ReLU and its backward: one parallel pass each.
+- ReLU and its backward: one pass each.
 - 3×3 stride-1 convolutions from :data:`WINOGRAD_MIN_CHANNELS` input channels on: Winograd
   F(2×2, 3×3) for the forward pass and both gradients (:mod:`minidl.backend.winograd`: compiled
   tile transforms, the products in ``numpy.matmul``, blocks on minidl's own pool).
 
 Everything else (other convolutions, overlapping or padded pooling, average pooling) is the NumPy
 backend's, unchanged. Every kernel gives each output element (or each channel's sum) to one
-thread, which computes it in a fixed order: results are bitwise the same at any thread count.
+block, which computes it in a fixed order: results are bitwise the same at any thread count.
 Sums are accumulated in float64 for float32 data, so they are closer to the exact value than
 NumPy's pairwise float32 sums; the tests hold the two backends to 1e-5 relative (float32) and
 1e-12 (float64).
 
-**Threads.** Numba's kernels run on its own threads (the ``workqueue`` layer, the one every
-platform has; Numba's OpenMP layer is not fork-safe with GNU OpenMP, and the test suite and
-joblib fork). ``workqueue`` aborts the process when two Python threads enter parallel code at
-once, so every parallel kernel here is entered under one lock: models trained in several
-threads take turns in these kernels (``tests/test_backend_fast.py`` trains two at once). BLAS is
-never called inside a parallel region. The kernels use :func:`minidl.threads.get_num_threads`
-threads (at most Numba's ``NUMBA_NUM_THREADS``). Inputs below :data:`PARALLEL_MIN_SIZE` elements
-(e.g. batch-1 steps) take the NumPy backend's path: starting Numba's threads costs more there.
+**Threads.** The kernels are serial and release the GIL (``nogil``); each call computes one block
+of about :data:`BLOCK_ELEMENTS` elements, and the blocks run on :func:`minidl.threads.map_blocks`'
+threads, as Winograd's do. No Numba threading layer is involved, so two Python threads may call
+in at once (``tests/test_backend_fast.py`` trains two models at once) and BLAS never runs inside a
+Numba parallel region. Only :mod:`minidl.backend.fast_sequence`'s parallel kernels (GELU,
+LayerNorm, attention's softmax) use Numba's threads (the ``workqueue`` layer, the one every
+platform has; its OpenMP layer is not fork-safe with GNU OpenMP, and the test suite and joblib
+fork): ``workqueue`` aborts the process when two Python threads enter parallel code at once, so
+those are entered under one lock. Inputs below :data:`PARALLEL_MIN_SIZE` elements (e.g. batch-1
+steps) take the NumPy backend's path: a kernel call costs more than it saves there.
 
-**Compiling.** ``cache=True``: the first run after installing compiles the kernels (a few seconds)
-and writes them next to this module; later runs load them.
+**Compiling.** ``cache=True``: the first run after installing compiles the kernels it needs, for
+the dtypes and layouts it calls them with, and writes them next to this module; later runs load
+them. Each kernel is wrapped, and compiled or loaded, on its own first call; a run whose inputs
+stay below the thresholds (``minidl digits`` with the blog's CNN) never imports Numba. Serial
+kernels compile ~2.5x faster than the ``parallel=True`` ``prange`` kernels they replaced (first
+forward and backward with a cold cache, CPU time, 00:13 UTC, load ~4: BatchNorm2D 2.7 -> 1.1 s,
+ReLU 0.8 -> 0.4 s, MaxPool2D 1.2 -> 0.4 s) and run as fast on one thread (vgg-cifar's shapes,
+CPU time, best of 15, ms, old -> new: ReLU 0.90 -> 0.75 forward, 1.10 -> 0.94 backward; batch
+norm 1.34 -> 1.19 / 1.70 -> 1.63; max-pool backward 1.52 -> 1.55). What a warm start still costs
+is Numba's own: ``import numba`` (~0.25 s of CPU) and its first compiled call of a process, cached
+or not (~0.2 s with SciPy already imported, ~0.5 s without: Numba imports ``scipy.linalg`` then);
+``benchmarks/startup.py`` measures both and the commands.
 """
 
 from __future__ import annotations

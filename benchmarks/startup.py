@@ -3,13 +3,11 @@
     python benchmarks/startup.py                 # the command table
     python benchmarks/startup.py --layers        # each layer's first call, in one process
 
-The command table runs each command in a fresh process under ``MINIDL_BACKEND=numpy`` and ``fast``: first
-with a cold cache (every ``*.nbi``/``*.nbc`` file of Numba's cache next to ``minidl/backend`` deleted just
-before: the first run after installing), then ``--repeats`` times warm (the cache those runs wrote). Each
-cell is the process's wall time and CPU time (user + system, from ``getrusage`` of the child), the warm
-ones as medians, and the ``fast`` rows also as the difference to ``numpy``'s. The commands train for one
-epoch, so the difference is mostly start-up; ``--epochs 1`` is what makes them short, not part of the
-measurement.
+The command table runs each command of :data:`COMMANDS` in a fresh process under ``MINIDL_BACKEND=numpy`` and
+``fast``: first with a cold cache (every ``*.nbi``/``*.nbc`` file of Numba's cache next to ``minidl/backend``
+deleted just before: the first run after installing), then ``--repeats`` times warm (the cache those runs
+wrote). Each cell is the process's wall time and CPU time (user + system, from ``getrusage`` of the child),
+the warm ones as medians, and the ``fast`` rows also as the difference to ``numpy``'s (``+fast``).
 
 ``--layers`` times, in one process per cache state, ``import numba`` and each compiled layer's first
 forward-and-backward (which compiles or loads its kernels) against its second, under the ``fast``
@@ -30,14 +28,24 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CACHE_DIR = ROOT / "minidl" / "backend" / "__pycache__"
 
-#: The commands timed, by label: a conv net whose kernels are compiled (BatchNorm2D, ReLU, pooling, Winograd),
-#: the blog CNN (which stays below every kernel's size threshold) and a GRU (the sequence kernels).
+#: A vgg-cifar training step (64 random images) as a script: every compiled kernel of the conv nets runs in it.
+VGG_STEP = ("import sys, numpy as np, minidl; from minidl.presets import cifar_vgg; "
+            "minidl.set_num_threads(int(sys.argv[1])); "
+            "x = np.random.default_rng(0).random((64, 3, 32, 32), np.float32); "
+            "cifar_vgg().fit(x, np.arange(64) % 10, epochs=1, batch_size=64, verbose=0)")
+
+#: The commands timed (the arguments after ``python``), by label, each given ``threads`` threads: conv nets whose
+#: kernels are compiled (BatchNorm2D, ReLU, pooling, Winograd), a GRU (the sequence kernels) and the blog CNN
+#: (which stays below every kernel's size threshold). The digits commands train one epoch: ``--epochs 1`` keeps them
+#: short, and the difference between the backends is then mostly start-up.
 COMMANDS = {
-    "digits --preset digits_resnet": ["digits", "--preset", "digits_resnet"],
-    "digits --preset digits_cnn": ["digits", "--preset", "digits_cnn"],
-    "digits --preset digits_gru": ["digits", "--preset", "digits_gru"],
-    "digits (blog_cnn)": ["digits"],
+    "vgg-cifar step": lambda threads: ["-c", VGG_STEP, str(threads)],
+    "digits --preset digits_resnet": lambda threads: DIGITS + ["--preset", "digits_resnet", "--threads", str(threads)],
+    "digits --preset digits_cnn": lambda threads: DIGITS + ["--preset", "digits_cnn", "--threads", str(threads)],
+    "digits --preset digits_gru": lambda threads: DIGITS + ["--preset", "digits_gru", "--threads", str(threads)],
+    "digits (blog_cnn)": lambda threads: DIGITS + ["--threads", str(threads)],
 }
+DIGITS = ["-m", "minidl", "digits", "--epochs", "1", "--verbose", "0"]
 
 
 def clear_cache() -> int:
@@ -63,8 +71,7 @@ def command_table(labels: list[str], repeats: int, threads: int) -> None:
     print(f"load before: {os.getloadavg()[0]:.2f}; threads {threads}; warm = median of {repeats}")
     print(f"{'command':34} {'backend':7} {'cold wall':>9} {'cold CPU':>9} {'warm wall':>9} {'warm CPU':>9}")
     for label in labels:
-        argv = [sys.executable, "-m", "minidl", *COMMANDS[label], "--epochs", "1", "--verbose", "0",
-                "--threads", str(threads)]
+        argv = [sys.executable, *COMMANDS[label](threads)]
         cells: dict[str, list[float]] = {}
         for backend in ("numpy", "fast"):
             run_env = {**env, "MINIDL_BACKEND": backend}

@@ -113,7 +113,8 @@ def _kernel(name: str) -> Any:
     return kernel
 
 
-def _numba() -> Any:
+def _load() -> Any:
+    """Numba, its threading layer set for :mod:`minidl.backend.fast_sequence`'s parallel kernels."""
     import numba
 
     if not os.environ.get("NUMBA_THREADING_LAYER"):
@@ -123,7 +124,7 @@ def _numba() -> Any:
 
 
 def _threads() -> int:
-    return max(1, min(threads.get_num_threads(), _numba().config.NUMBA_NUM_THREADS))
+    return max(1, min(threads.get_num_threads(), _load().config.NUMBA_NUM_THREADS))
 
 
 def _blocks(name: str, items: int, item_size: int, *args: Any) -> None:
@@ -259,9 +260,9 @@ def _unpool_nchw(x, y, g, kh, kw, dx, lo, hi):  # pragma: no cover - compiled
                         free = free and not hit
 
 
-#: Each kernel, by name, compiled by :func:`_load` with ``parallel=True, cache=True``.
+#: Each kernel, by name, wrapped by :func:`_kernel` (``nogil=True, cache=True``) on its first use.
 _KERNELS = {fn.__name__: fn for fn in (_bn_forward, _bn_backward, _relu, _relu_backward, _unpool_chwn, _unpool_nchw)}
-#: The batch-norm sums may be reassociated (vectorised); each channel's sum is still one thread's, in one
+#: The batch-norm sums may be reassociated (vectorised); each channel's sum is still one block's, in one
 #: compiled order, so the bits do not depend on the thread count. No "nnan"/"ninf": NaN must propagate.
 _FASTMATH = {"_bn_forward": {"reassoc", "contract"}, "_bn_backward": {"reassoc", "contract"}}
 
@@ -329,7 +330,7 @@ class FastBackend(NumpyBackend):
     name = "fast"
 
     def describe(self) -> dict[str, Any]:
-        numba = _numba()
+        numba = _load()
         return {**super().describe(), "numba": numba.__version__,
                 "threading layer": f"{numba.config.THREADING_LAYER} (one Python thread at a time)",
                 "numba threads": _threads()}
@@ -513,5 +514,5 @@ class _FastSequence:
 def _run_sequence(fn: Any, *args: Any) -> Any:
     """``fn(*args)``, a function of :mod:`minidl.backend.fast_sequence` that runs parallel kernels: under the lock."""
     with _enter:
-        _numba().set_num_threads(_threads())
+        _load().set_num_threads(_threads())
         return fn(*args)

@@ -9,9 +9,10 @@ deleted just before: the first run after installing), then ``--repeats`` times w
 wrote). Each cell is the process's wall time and CPU time (user + system, from ``getrusage`` of the child),
 the warm ones as medians, and the ``fast`` rows also as the difference to ``numpy``'s (``+fast``).
 
-``--layers`` times, in one process per cache state, ``import numba`` and each compiled layer's first
-forward-and-backward (which compiles or loads its kernels) against its second, under the ``fast``
-backend, at one thread (``--threads``). CPU time, ms. No result is asserted anywhere.
+``--layers`` times, in one process per cache state, ``import numba``, Numba's set-up on its first compiled
+call (a one-line function) and each compiled layer's first forward-and-backward (which compiles or loads its
+kernels) against its second, under the ``fast`` backend, at one thread (``--threads``). CPU time, ms. No
+result is asserted anywhere.
 """
 
 from __future__ import annotations
@@ -116,9 +117,12 @@ def layer_table(threads: int) -> None:
 
     set_backend("fast")
     start = time.process_time()
-    import numba  # noqa: F401
+    import numba
 
     print(f"  {'import numba':24} {1e3 * (time.process_time() - start):8.0f}")
+    start = time.process_time()
+    numba.njit(lambda v: v + 1)(1)  # Numba's set-up on its first compiled call, paid once per process, cached or not
+    print(f"  {'first call (x + 1)':24} {1e3 * (time.process_time() - start):8.0f}")
     rng = np.random.default_rng(1)
     for name, layer, x in layer_cases():
         layer.build(x.shape[1:], rng, x.dtype)  # type: ignore[attr-defined]
@@ -142,7 +146,8 @@ def main() -> None:
     if args.child:
         layer_table(args.threads)
     elif args.layers:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # BLAS at the same thread count: OpenBLAS's idle threads spin, and that CPU time would count here
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": str(args.threads)}
         argv = [sys.executable, __file__, "--child", "layers", "--threads", str(args.threads)]
         print(f"load {os.getloadavg()[0]:.2f}; CPU ms, {args.threads} thread(s); first call, second call")
         for state in ("cold", "warm"):

@@ -148,7 +148,8 @@ def test_training_gives_the_same_bits_at_any_thread_count_and_the_numpy_backends
 
 @pytest.mark.filterwarnings("ignore:minidl. BLAS kept")  # fit outside the main thread cannot pin OpenBLAS
 def test_two_python_threads_may_train_at_once():
-    # Numba's workqueue layer aborts the process on concurrent entry; the backend serialises entry.
+    # The kernels are serial and release the GIL, without a lock: both threads are in them at once, each on its own
+    # arrays (Numba's workqueue layer, which aborts on concurrent entry, is not involved).
     results: dict = {}
     expected = {seed: train("fast", 2, seed) for seed in (0, 1)}
     set_backend("fast")

@@ -43,14 +43,15 @@ from typing import Any
 import numpy as np
 
 from .. import threads
-from . import sequence
+from . import elementwise, sequence
 from .base import Backend, Pads
 from .linear import linear_backward, linear_forward
 
 __all__ = [
-    "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "PARALLEL_MIN_FLOPS", "TRANSPOSED_MIN_CHANNELS",
-    "CHANNEL_BLOCK", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows", "conv_forward",
-    "conv_weight_grad", "conv_input_grad", "kept_array", "workspace", "pad_batch_innermost", "pad_images",
+    "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "COL2IM_GROUPS", "PARALLEL_MIN_FLOPS",
+    "TRANSPOSED_MIN_CHANNELS", "CHANNEL_BLOCK", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows",
+    "conv_forward", "conv_weight_grad", "conv_input_grad", "kept_array", "workspace", "pad_batch_innermost",
+    "pad_images",
     "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like", "scratch_like",
     "batchnorm_forward", "batchnorm_backward", "channel_sums", "channel_dot",
 ]
@@ -74,6 +75,10 @@ CONV_BLOCK = 2**18
 #: resnet-cifar's 16->32 3x3 stride 2 3.8-3.9 -> 3.4-3.6 ms, its other stride-2 convolutions alike;
 #: lenet-b64 epoch 310 -> 289 ms.
 COL2IM_BLOCK = 2**22
+
+#: The textbook input gradient of a product of at least :data:`PARALLEL_MIN_FLOPS` runs in this many blocks of
+#: input channels (each its own GEMM rows and col2im), on minidl's threads.
+COL2IM_GROUPS = 4
 
 #: A convolution product of fewer floating-point operations runs its blocks in the calling thread.
 #: Two threads against one, wall clock, forward and backward of a batch of 64 (2-core AVX-512 Xeon):
@@ -316,13 +321,24 @@ def conv_input_grad(
         flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
         gp = pad_batch_innermost(grad, ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)), workspace())
         return conv_forward(gp, flipped, (kh, kw), (1, 1), in_hw).reshape(c, *in_hw, n)
-    dx_pad = np.zeros((c, in_hw[0] + pt + pb, in_hw[1] + pl + pr, n), dtype=grad.dtype)
-    g = grad.reshape(f, -1)
-    rows = min(oh, max(1, COL2IM_BLOCK // max(1, c * kh * kw * ow * n)))
-    for i in range(0, oh, rows):
-        r = min(rows, oh - i)
-        dcols = matmul_wide(weight.reshape(f, -1).T, g[:, i * ow * n:(i + r) * ow * n])
-        col2im_add(dx_pad, dcols, (kh, kw), stride, (r, ow), first_row=i)
+    dx_pad = np.empty((c, in_hw[0] + pt + pb, in_hw[1] + pl + pr, n), dtype=grad.dtype)
+    g, w_t = grad.reshape(f, -1), weight.reshape(f, -1).T
+    # Blocks of input channels write disjoint parts of dx_pad (blocks of output rows would overlap where
+    # windows do), so they run on minidl's threads when the product is big enough.
+    groups = COL2IM_GROUPS if 2 * f * c * kh * kw * oh * ow * n >= PARALLEL_MIN_FLOPS else 1
+    per = -(-c // groups)
+    rows = min(oh, max(1, COL2IM_BLOCK // max(1, per * kh * kw * ow * n)))
+
+    def block(b: int, slot: int) -> None:
+        c0, c1 = b * per, min(c, (b + 1) * per)
+        part = dx_pad[c0:c1]
+        part[...] = 0
+        for i in range(0, oh, rows):
+            r = min(rows, oh - i)
+            dcols = matmul_wide(w_t[c0 * kh * kw:c1 * kh * kw], g[:, i * ow * n:(i + r) * ow * n])
+            col2im_add(part, dcols, (kh, kw), stride, (r, ow), first_row=i)
+
+    threads.map_blocks(block, -(-c // per))
     return dx_pad[:, pt:pt + in_hw[0], pl:pl + in_hw[1]]
 
 
@@ -684,6 +700,15 @@ class NumpyBackend(Backend):
             dx_pad[idx] += grad_out * (ctx.argmax == k)
         return dx_pad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
 
+    def global_avg_pool2d(self, x):
+        return x.mean(axis=(2, 3)), x
+
+    def global_avg_pool2d_backward(self, ctx, grad_out):
+        h, w = ctx.shape[2:]
+        dx = np.empty_like(ctx)  # the input's memory layout (batch-innermost after a Conv2D), as the layer below wants
+        dx[...] = (grad_out / (h * w))[:, :, None, None]
+        return dx
+
     def avg_pool2d(self, x, pool, stride, padding, ctx=None):
         ph, pw = padding
         out_hw = _pool_out(x.shape, pool, stride, padding)
@@ -719,6 +744,8 @@ class NumpyBackend(Backend):
         return linear_backward(x, weight, grad_out, weight_grad)
 
     # -- element-wise ----------------------------------------------------------------------------
+    def add(self, a, b):
+        return elementwise.add(a, b)
 
     def relu(self, x, ctx=None):
         # One pass that keeps x's memory layout (batch-innermost after a Conv2D); the mask is recomputed

@@ -111,3 +111,15 @@ def test_a_residual_network_trains_to_the_same_bits_with_any_number_of_threads(b
     one = train(1)
     for count in (2, 3):
         assert all(np.array_equal(a, b) for a, b in zip(one, train(count), strict=True)), count
+
+
+@pytest.mark.parametrize("pads", [((0, 0), (0, 0)), ((1, 2), (2, 0))])
+def test_padded_copies_in_channel_blocks_are_nps_pad_at_any_thread_count(monkeypatch, thread_count, pads):
+    monkeypatch.setattr(nb, "COPY_BLOCK", 1)  # a channel a block
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 4, 6, 3)).transpose(1, 2, 3, 0)  # (C, H, W, N) stored NCHW: copied either way
+    expected = np.pad(x, ((0, 0), *pads, (0, 0)))
+    for count in (1, 2, 3):
+        thread_count(count)
+        out = nb.pad_batch_innermost(x, pads, {})
+        assert out.flags.c_contiguous and np.array_equal(out, expected), count

@@ -50,6 +50,7 @@ Step = tuple[str, str, Callable[[], object], Callable[[], object]]
 def minidl_steps(workload: str, x: np.ndarray, g_last: np.ndarray) -> list[Step]:
     """The rows of a minidl network (the loss is apart), each called with the input and gradient it gets in
     training, under the backend set when called."""
+    from minidl.backend import get_backend
     from minidl.layers import Residual
 
     rows: list[list[Any]] = []
@@ -69,14 +70,14 @@ def minidl_steps(workload: str, x: np.ndarray, g_last: np.ndarray) -> list[Step]
         out, back_body = chain(block.layers.layers, x, where + ".", False)
         short, back_short = (x, lambda g: g) if block.shortcut is None else chain(
             block.shortcut.layers, x, where + ".s", False)
-        row = ["add", where, lambda: out + short, None]
+        row = ["add", where, lambda: get_backend().add(out, short), None]
         rows.append(row)
 
         def back(g: np.ndarray) -> np.ndarray:
             dx_body, dx_short = back_body(g), back_short(g)
-            row[3] = lambda: (out + short, dx_body + dx_short)
-            return dx_body + dx_short
-        return out + short, back
+            row[3] = lambda: (get_backend().add(out, short), get_backend().add(dx_body, dx_short))
+            return get_backend().add(dx_body, dx_short)
+        return get_backend().add(out, short), back
 
     def chain(layers: Sequence[Any], x: np.ndarray, prefix: str, first: bool) -> tuple[np.ndarray, Callable]:
         backs = []

@@ -126,3 +126,22 @@ def test_padded_copies_in_channel_blocks_are_nps_pad_at_any_thread_count(monkeyp
         thread_count(count)
         out = nb.pad_batch_innermost(x, pads, {})
         assert out.flags.c_contiguous and np.array_equal(out, expected), count
+
+
+@pytest.mark.parametrize("layout", list(MEMORY_LAYOUTS.values()), ids=list(MEMORY_LAYOUTS))
+def test_tiled_max_pooling_in_channel_blocks_is_the_reference_at_any_thread_count(
+        backend, monkeypatch, thread_count, layout):
+    from reference import maxpool2d_backward_reference, maxpool2d_reference
+
+    monkeypatch.setattr(nb, "COPY_BLOCK", 1)  # a channel a block
+    rng = np.random.default_rng(5)
+    x = stored_as(rng.integers(0, 4, (6, 5, 8, 10)).astype(np.float64), layout)  # ties: the first maximum wins
+    g = rng.standard_normal((6, 5, 4, 5))
+    results = []
+    for count in (1, 2, 3):
+        thread_count(count)
+        y, ctx = get_backend().max_pool2d(x, (2, 2), (2, 2), (0, 0))
+        results.append((y.copy(), get_backend().max_pool2d_backward(ctx, g)))
+    np.testing.assert_array_equal(results[0][0], maxpool2d_reference(x, (2, 2), (2, 2), (0, 0)))
+    np.testing.assert_array_equal(results[0][1], maxpool2d_backward_reference(x, g, (2, 2), (2, 2), (0, 0)))
+    assert all(np.array_equal(a, b) for r in results[1:] for a, b in zip(results[0], r, strict=True))

@@ -415,10 +415,14 @@ def window_offsets(
             for u in range(kh) for v in range(kw)]
 
 
-def max_of_views(views: Iterable[np.ndarray]) -> np.ndarray:
-    """Element-wise max of same-shape ``views``: a new array in the views' memory layout."""
+def max_of_views(views: Iterable[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+    """Element-wise max of same-shape ``views``: into ``out``, else a new array in the views' memory layout."""
     views = iter(views)
-    out = next(views).copy(order="K")
+    first = next(views)
+    if out is None:
+        out = first.copy(order="K")
+    else:
+        out[...] = first
     for view in views:
         np.maximum(out, view, out=out)
     return out
@@ -688,8 +692,12 @@ class NumpyBackend(Backend):
             # np.maximum over the kh·kw strided sub-views: ~30x faster than a reshape + max(axis), and the
             # result keeps x's memory layout (batch-innermost after a Conv2D).
             ctx.path, ctx.x = "tiled", x
-            ctx.out = max_of_views(x[idx] for _, idx in offsets)
-            return ctx.out, ctx
+            out = ctx.out = np.empty_like(x[offsets[0][1]])  # x's memory layout
+
+            def pool(c0: int, c1: int) -> None:  # a block of channels
+                max_of_views((x[:, c0:c1][idx] for _, idx in offsets), out=out[:, c0:c1])
+            over_channels(pool, x.shape[1], x[:, 0].size)
+            return out, ctx
         x_pad = pad_images(x, ((padding[0],) * 2, (padding[1],) * 2), value=-np.inf)
         out = x_pad[offsets[0][1]].copy()
         argmax = np.zeros(out.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
@@ -715,7 +723,12 @@ class NumpyBackend(Backend):
                 # x) beats kh·kw element-wise passes over operands of different layouts (5-10x slower).
                 grad_out = copy_like(out, grad_out)
             dx = np.empty_like(x) if ctx.covered else np.zeros_like(x)  # *_like keeps x's memory layout
-            unmax_first([x[idx] for _, idx in offsets], out, grad_out, [dx[idx] for _, idx in offsets])
+
+            def unpool(c0: int, c1: int) -> None:  # a block of channels
+                xs, dxs = x[:, c0:c1], dx[:, c0:c1]
+                unmax_first([xs[idx] for _, idx in offsets], out[:, c0:c1], grad_out[:, c0:c1],
+                            [dxs[idx] for _, idx in offsets])
+            over_channels(unpool, x.shape[1], x[:, 0].size)
             return dx
         ph, pw = ctx.padding
         dx_pad = np.zeros(ctx.padded_shape, dtype=grad_out.dtype)

@@ -49,10 +49,10 @@ from .linear import linear_backward, linear_forward
 
 __all__ = [
     "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "COL2IM_GROUPS", "PARALLEL_MIN_FLOPS",
-    "TRANSPOSED_MIN_CHANNELS", "CHANNEL_BLOCK", "COPY_BLOCK", "over_channels", "im2col", "col2im_add", "matmul_wide",
-    "matmul_nt", "block_rows", "conv_forward", "conv_weight_grad", "conv_input_grad", "kept_array", "workspace",
-    "pad_batch_innermost", "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like",
-    "scratch_like", "batchnorm_forward", "batchnorm_backward", "channel_sums", "channel_dot",
+    "TRANSPOSED_MIN_CHANNELS", "CHANNEL_BLOCK", "COPY_BLOCK", "over_channels", "row_sums", "im2col", "col2im_add",
+    "matmul_wide", "matmul_nt", "block_rows", "conv_forward", "conv_weight_grad", "conv_input_grad", "kept_array",
+    "workspace", "pad_batch_innermost", "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first",
+    "copy_like", "scratch_like", "batchnorm_forward", "batchnorm_backward", "channel_sums", "channel_dot",
 ]
 
 #: The input gradient runs as a convolution (see :func:`conv_input_grad`) from this many input
@@ -374,6 +374,18 @@ def pad_batch_innermost(x: np.ndarray, pads: Pads, buffers: dict | None = None) 
     return buf
 
 
+def row_sums(a: np.ndarray) -> np.ndarray:
+    """``a.sum(axis=1)`` of a 2-D array (a bias gradient, (F, OH·OW·N)): blocks of rows on minidl's threads, each
+    row one ``np.add.reduce`` as in one call (the same bits at any thread count). vgg-cifar's conv2, one thread:
+    0.40 / 0.44 ms in one call, 0.42 / 0.47 in blocks (min / median)."""
+    out = np.empty(a.shape[0], a.dtype)
+
+    def block(r0: int, r1: int) -> None:
+        out[r0:r1] = np.add.reduce(a[r0:r1], axis=1)  # the ufunc: np.sum adds ~1 µs of wrapping
+    over_channels(block, a.shape[0], a.shape[1])
+    return out
+
+
 def over_channels(fn: Callable[[int, int], None], channels: int, per_channel: int) -> None:
     """``fn(c0, c1)`` for blocks of whole channels of about :data:`COPY_BLOCK` elements (``per_channel`` each),
     on :func:`minidl.threads.map_blocks`' threads: for copies whose blocks write disjoint channels."""
@@ -657,7 +669,7 @@ class NumpyBackend(Backend):
         weight = ctx.weight
         f = weight.shape[0]
         g = grad_out.transpose(1, 2, 3, 0).reshape(f, -1)  # free when grad_out is batch-innermost
-        dbias = np.add.reduce(g, axis=1) if need_bias_grad else None  # the ufunc: np.sum adds ~1 µs of wrapping
+        dbias = row_sums(g) if need_bias_grad else None
         dweight = None
         if need_weight_grad:
             dweight = np.empty(weight.shape, weight.dtype)

@@ -145,3 +145,38 @@ def test_tiled_max_pooling_in_channel_blocks_is_the_reference_at_any_thread_coun
     np.testing.assert_array_equal(results[0][0], maxpool2d_reference(x, (2, 2), (2, 2), (0, 0)))
     np.testing.assert_array_equal(results[0][1], maxpool2d_backward_reference(x, g, (2, 2), (2, 2), (0, 0)))
     assert all(np.array_equal(a, b) for r in results[1:] for a, b in zip(results[0], r, strict=True))
+
+
+@pytest.mark.parametrize("layout", list(MEMORY_LAYOUTS.values()), ids=list(MEMORY_LAYOUTS))
+def test_split_relu_is_numpys_bit_for_bit_at_any_thread_count(monkeypatch, thread_count, layout):
+    monkeypatch.setattr(ew, "ADD_BLOCK", 1000)
+    monkeypatch.setattr(ew, "ADD_MIN_SIZE", 2000)
+    rng = np.random.default_rng(6)
+    x = stored_as(rng.standard_normal((4, 6, 9, 11)).astype(np.float32), layout)
+    x[0, 0, 0, :3] = [np.nan, 0.0, -0.0]
+    g = rng.standard_normal(x.shape).astype(np.float32)  # NCHW: another layout than x's but for NCHW
+    for count in (1, 2, 3):
+        thread_count(count)
+        y = ew.relu(x)
+        np.testing.assert_array_equal(y, np.maximum(x, np.float32(0)))
+        assert y.strides == x.strides
+        np.testing.assert_array_equal(ew.relu_backward(y, g), g * (y > 0))
+
+
+def test_numpy_batch_norm_in_channel_blocks_gives_the_same_bits_at_any_thread_count(monkeypatch, thread_count):
+    from minidl.backend.numpy import NumpyBackend
+
+    monkeypatch.setattr(nb, "CHANNEL_BLOCK", 1)  # a channel a block
+    rng = np.random.default_rng(7)
+    x = stored_as(rng.standard_normal((5, 6, 4, 3)).astype(np.float32), MEMORY_LAYOUTS["batch-innermost (C, H, W, N)"])
+    weight, bias = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for count in (1, 2, 3):
+        thread_count(count)
+        y, mean, var, ctx = NumpyBackend().batch_norm2d(x, weight, bias, 1e-5)
+        results.append((y, mean, var, *NumpyBackend().batch_norm2d_backward(ctx, g)))
+    mu, sigma2 = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(results[0][1], mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[0][2], sigma2, rtol=1e-5)
+    assert all(np.array_equal(a, b) for r in results[1:] for a, b in zip(results[0], r, strict=True))

@@ -480,16 +480,18 @@ def scratch_like(template: np.ndarray, buffers: dict, key: Hashable) -> np.ndarr
 
 # -- batch normalisation -------------------------------------------------------------------------
 #: BatchNorm2D works through blocks of whole channels of about this many elements (512 KB in float32),
-#: every pass of a block while it is in the L2 cache. In one thread: two gained nothing on the
-#: 2-core AVX-512 machine (vgg-cifar's (64, 32, 32, 32) forward 1.74 ms with one, 1.85 with two).
+#: every pass of a block while it is in the L2 cache; the blocks run on minidl's threads, each with its own
+#: scratch array. (Round 2 measured one thread's loop: blocks of 2**17 against whole passes, vgg-cifar's
+#: (64, 32, 32, 32) forward 1.74 ms against 1.85 on the 2-core AVX-512 machine.)
 CHANNEL_BLOCK = 2**17
 
 
-def _over_channel_blocks(fn: Callable[[slice], None], x: np.ndarray) -> None:
+def _over_channel_blocks(fn: Callable[[slice, int], None], x: np.ndarray) -> None:
+    """``fn(channels, slot)`` for blocks of whole channels of about :data:`CHANNEL_BLOCK` elements, on minidl's
+    threads (``slot``: the thread's, for its own scratch arrays)."""
     c = x.shape[1]
     per = max(1, CHANNEL_BLOCK // max(1, x.size // max(1, c)))
-    for start in range(0, c, per):
-        fn(slice(start, min(c, start + per)))
+    threads.map_blocks(lambda b, slot: fn(slice(b * per, min(c, (b + 1) * per)), slot), -(-c // per))
 
 
 def batchnorm_forward(
@@ -509,7 +511,7 @@ def batchnorm_forward(
     mean, var = (np.empty(c, x.dtype), np.empty(c, x.dtype)) if stats is None else stats
     inv_std = np.empty(c, x.dtype)
 
-    def block(s: slice) -> None:
+    def block(s: slice, slot: int) -> None:
         if stats is None:
             mean[s] = channel_sums(x[:, s]) / m
         cs = np.subtract(x[:, s], mean[s, None, None], out=centred[:, s])
@@ -534,7 +536,7 @@ def batchnorm_backward(
     dweight, dbias = np.empty(c, grad.dtype), np.empty(c, grad.dtype)
     scratch = workspace()
 
-    def block(s: slice) -> None:
+    def block(s: slice, slot: int) -> None:
         g, cs = grad[:, s], centred[:, s]
         dbias[s] = channel_sums(g)
         dweight[s] = channel_dot(g, cs) * inv_std[s]  # Σ g·x̂
@@ -542,7 +544,7 @@ def batchnorm_backward(
         dxs = np.multiply(g, scale[:, None, None], out=dx[:, s])
         if batch_stats:  # g·scale − centred·b − c, with per-channel b and c
             dxs -= np.multiply(cs, (scale * inv_std[s] * dweight[s] / m)[:, None, None],
-                               out=scratch_like(cs, scratch, "product"))
+                               out=scratch_like(cs, scratch, ("product", slot)))
             dxs -= (scale * dbias[s] / m)[:, None, None]
 
     _over_channel_blocks(block, grad)
@@ -798,11 +800,11 @@ class NumpyBackend(Backend):
     def relu(self, x, ctx=None):
         # One pass that keeps x's memory layout (batch-innermost after a Conv2D); the mask is recomputed
         # from the output in backward, so inference pays for nothing else.
-        out = np.maximum(x, x.dtype.type(0))
+        out = elementwise.relu(x)
         return out, out
 
     def relu_backward(self, ctx, grad_out):
-        return grad_out * (ctx > 0)
+        return elementwise.relu_backward(ctx, grad_out)
 
     # -- sequences (minidl.backend.sequence) -----------------------------------------------------
     def gelu(self, x, approximate="none"):

@@ -79,6 +79,14 @@ class Backend:
         """``dx``: each window's gradient to its first maximum in row-major order; overlaps add up."""
         raise NotImplementedError
 
+    def global_avg_pool2d(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``(y, ctx)``: the mean of each image's channel, ``y`` (N, C)."""
+        raise NotImplementedError
+
+    def global_avg_pool2d_backward(self, ctx: Any, grad_out: np.ndarray) -> np.ndarray:
+        """``dx``: ``grad_out / (H·W)`` at every pixel of its channel."""
+        raise NotImplementedError
+
     def avg_pool2d(self, x: np.ndarray, pool: Pair, stride: Pair, padding: Pair, ctx: Any = None
                    ) -> tuple[np.ndarray, Any]:
         """``(y, ctx)``: the mean of each window, padding counting as zeros, divisor ``kh·kw``."""
@@ -112,6 +120,10 @@ class Backend:
         raise NotImplementedError
 
     # -- element-wise -----------------------------------------------------------------------------
+    def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``a + b`` (a residual block's two paths, or their input gradients)."""
+        raise NotImplementedError
+
     def relu(self, x: np.ndarray, ctx: Any = None) -> tuple[np.ndarray, Any]:
         """``(max(x, 0), ctx)``, in ``x``'s memory layout."""
         raise NotImplementedError

@@ -63,6 +63,7 @@ from .numpy import (
     _ConvContext,
     conv_input_grad,
     copy_like,
+    row_sums,
     workspace,
 )
 
@@ -355,7 +356,7 @@ class FastBackend(NumpyBackend):
             weight, (pt, _), (pl, _) = ctx.weight, *ctx.pads
             f, n = weight.shape[0], grad_out.shape[0]
             g = grad_out.transpose(1, 2, 3, 0)  # batch-innermost, as the tile kernels read it
-            dbias = np.add.reduce(g.reshape(f, -1), axis=1) if need_bias_grad else None
+            dbias = row_sums(g.reshape(f, -1)) if need_bias_grad else None
             winograd_dx = need_input_grad and _winograd_input_grad_fits(weight, (1, 1), ctx.pads, grad_out)
             # One split copy of the gradient for both: padded as the input gradient's convolution needs it
             origin = (2 - pt, 2 - pl) if winograd_dx else (0, 0)

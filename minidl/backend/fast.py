@@ -449,13 +449,13 @@ class FastBackend(NumpyBackend):
     def attention(self, q, k, v, mask, causal, drop=None):
         if q.size * q.shape[2] < PARALLEL_MIN_SIZE * q.shape[3]:  # scores of fewer elements
             return super().attention(q, k, v, mask, causal, drop)
-        heads, weights, ctx = _run_sequence(fast_sequence.attention, q, k, v, mask, causal, drop)
+        heads, weights, ctx = fast_sequence.attention(q, k, v, mask, causal, drop)  # serial kernels: no lock
         return heads, weights, _FastSequence(ctx)
 
     def attention_backward(self, ctx, d_heads):
         if not isinstance(ctx, _FastSequence):
             return super().attention_backward(ctx, d_heads)
-        return _run_sequence(fast_sequence.attention_backward, ctx.ctx, d_heads)
+        return fast_sequence.attention_backward(ctx.ctx, d_heads)
 
     def embedding_backward(self, ids, grad_out, out):
         fast_sequence.embedding_backward(ids, grad_out, out)  # serial: no lock

@@ -43,10 +43,11 @@ from .. import threads
 from . import sequence
 
 __all__ = ["gelu", "layer_norm", "layer_norm_backward", "attention", "attention_backward", "embedding_backward",
-           "rnn_forward", "rnn_backward", "LN_BLOCKS", "ATTENTION_BLOCKS"]
+           "rnn_forward", "rnn_backward", "LN_BLOCKS", "ATTENTION_BLOCK"]
 
-#: Attention's batched products run on this many fixed blocks of the batch, on minidl's threads.
-ATTENTION_BLOCKS = 2
+#: Attention runs on fixed blocks of this many sequences of the batch, each block's products, softmax and
+#: products again on one of minidl's threads: its scores (H·T² values a sequence) stay in that core's cache.
+ATTENTION_BLOCK = 2
 
 #: LayerNorm's backward sums ``dweight`` and ``dbias`` over this many fixed blocks of rows, then adds the
 #: blocks in order: the same bits with any number of threads.
@@ -171,18 +172,39 @@ def _row_max(p, m):  # pragma: no cover - compiled
     return peak
 
 
+def _row_sum(p, m):  # pragma: no cover - compiled
+    """``sum(p[:m])`` (compiled with "reassoc": vectorised, in one fixed order)."""
+    total = p.dtype.type(0)
+    for j in range(m):
+        total += p[j]
+    return total
+
+
+def _row_dot(a, b, m):  # pragma: no cover - compiled
+    """``a[:m] · b[:m]`` (as :func:`_row_sum`)."""
+    total = a.dtype.type(0)
+    for j in range(m):
+        total += a[j] * b[j]
+    return total
+
+
 def _softmax(s, mask, has_mask, causal, heads, vector):  # pragma: no cover - compiled
-    """In place over ``s`` (B, T, T), B = N·heads: each row's softmax over its allowed keys, zeros elsewhere."""
+    """In place over ``s`` (B, T, T), B = N·heads: each row's softmax over its allowed keys, zeros elsewhere.
+    Serial: it runs on one block of the batch, the blocks on minidl's threads."""
     batch, t, _ = s.shape
-    for bh in prange(batch):
+    p = np.empty(t, s.dtype)
+    e = np.empty(t, s.dtype)
+    bits = np.empty(t, np.int32)
+    for bh in range(batch):
         n = bh // heads
-        p = np.empty(t, s.dtype)
-        e = np.empty(t, s.dtype)
-        bits = np.empty(t, np.int32)
         for i in range(t):
             m = i + 1 if causal else t
-            for j in range(m):
-                p[j] = s[bh, i, j] if not has_mask or mask[n, j] else -np.inf
+            if has_mask:
+                for j in range(m):
+                    p[j] = s[bh, i, j] if mask[n, j] else -np.inf
+            else:
+                for j in range(m):
+                    p[j] = s[bh, i, j]
             peak = _row_max(p, m)
             if peak == -np.inf:  # no key left: all-zero weights
                 for j in range(t):
@@ -191,11 +213,11 @@ def _softmax(s, mask, has_mask, causal, heads, vector):  # pragma: no cover - co
             for j in range(m):
                 p[j] -= peak
             _exp_rows(p, e, bits, m, vector)
-            total = 0.0
-            for j in range(m):
-                e[j] = e[j] if not has_mask or mask[n, j] else 0  # exactly 0: exp's clamp gives 1.6e-38 for -inf
-                total += e[j]
-            inv = 1.0 / total
+            if has_mask:
+                for j in range(m):
+                    e[j] = e[j] if mask[n, j] else 0  # exactly 0: exp's clamp gives 1.6e-38 for -inf
+            total = _row_sum(e, m)
+            inv = 1 / total  # float64 for float32 data too: the products round once
             for j in range(m):
                 s[bh, i, j] = e[j] * inv
             for j in range(m, t):
@@ -203,14 +225,13 @@ def _softmax(s, mask, has_mask, causal, heads, vector):  # pragma: no cover - co
 
 
 def _softmax_backward(w, ds, causal):  # pragma: no cover - compiled
-    """In place: ``ds ← w ⊙ (ds − Σ_j ds ⊙ w)`` per row (keys after the query have ``w = 0``, causal)."""
+    """In place: ``ds ← w ⊙ (ds − Σ_j ds ⊙ w)`` per row (keys after the query have ``w = 0``, causal). Serial, as
+    :func:`_softmax`."""
     batch, t, _ = w.shape
-    for bh in prange(batch):
+    for bh in range(batch):
         for i in range(t):
             m = i + 1 if causal else t
-            dot = 0.0
-            for j in range(m):
-                dot += ds[bh, i, j] * w[bh, i, j]
+            dot = _row_dot(ds[bh, i], w[bh, i], m)
             for j in range(m):
                 ds[bh, i, j] = w[bh, i, j] * (ds[bh, i, j] - dot)
             for j in range(m, t):
@@ -353,13 +374,14 @@ def _gru_back_step(dh, a, hn, h_prev, m, has_mask, gx, gh, direct):  # pragma: n
                 direct[r, j] = dh[r, j]
 
 
-_PARALLEL: tuple[Callable[..., Any], ...] = (_gelu, _ln_forward, _ln_backward, _softmax, _softmax_backward)
-_SERIAL: tuple[Callable[..., Any], ...] = (_scatter_rows, _lstm_step, _gru_step, _lstm_back_step, _gru_back_step)
+_PARALLEL: tuple[Callable[..., Any], ...] = (_gelu, _ln_forward, _ln_backward)
+_SERIAL: tuple[Callable[..., Any], ...] = (_softmax, _softmax_backward,  # on blocks of the batch, minidl's threads
+                                          _scatter_rows, _lstm_step, _gru_step, _lstm_back_step, _gru_back_step)
 
 
 def _load() -> None:
     """Compile (or load from the cache) every kernel of this module, once per process."""
-    global prange, _exp_rows, _row_max
+    global prange, _exp_rows, _row_max, _row_sum, _row_dot
     with _loading:
         if _compiled:
             return
@@ -370,6 +392,8 @@ def _load() -> None:
         # own keeps its flags); the row sums may be, in one compiled order: the same bits at any thread count.
         _exp_rows = numba.njit(nogil=True, fastmath={"contract"}, cache=True)(_exp_rows)
         _row_max = numba.njit(nogil=True, fastmath={"nnan", "nsz", "reassoc"}, cache=True)(_row_max)
+        _row_sum = numba.njit(nogil=True, fastmath={"contract", "reassoc"}, cache=True)(_row_sum)
+        _row_dot = numba.njit(nogil=True, fastmath={"contract", "reassoc"}, cache=True)(_row_dot)
         for fn in _PARALLEL:
             _compiled[fn.__name__] = numba.njit(parallel=True, fastmath={"contract", "reassoc"}, cache=True)(fn)
         for fn in _SERIAL:
@@ -415,45 +439,43 @@ def layer_norm_backward(ctx: Any, grad_out: np.ndarray) -> tuple[np.ndarray, np.
     return dx.reshape(grad_out.shape), dweight, dbias
 
 
-def _batched(products: Any, n: int, dtype: np.dtype, *shapes: tuple[int, ...]) -> list[np.ndarray]:
-    """Output arrays of ``shapes`` filled by ``products(rows, outs)`` over fixed blocks of the batch (its first
-    axis), the blocks on minidl's threads: each matrix of a batched ``matmul`` is the same BLAS call whichever
-    block computes it, so the bits do not depend on the thread count."""
-    outs = [np.empty(shape, dtype) for shape in shapes]
-    blocks = sequence.batch_blocks(n, max(1, -(-n // ATTENTION_BLOCKS)))
-    threads.map_blocks(lambda b, slot: products(blocks[b], [o[blocks[b]] for o in outs]), len(blocks))
-    return outs
-
-
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, causal: bool,
               drop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
     n, h, t, dk = q.shape
-    (weights,) = _batched(lambda b, o: np.matmul(q[b], k[b].swapaxes(-1, -2), out=o[0]), n, q.dtype, (n, h, t, t))
-    mask_arr = np.ones((1, 1), bool) if mask is None else np.ascontiguousarray(mask)
-    _kernel("_softmax")(weights.reshape(n * h, t, t), mask_arr, mask is not None, causal, h, _vector(q.dtype))
-    dropped = weights if drop is None else weights * drop
-    (heads,) = _batched(lambda b, o: np.matmul(dropped[b], v[b], out=o[0]), n, q.dtype, (n, h, t, dk))
+    weights, heads = np.empty((n, h, t, t), q.dtype), np.empty((n, h, t, dk), q.dtype)
+    dropped = weights if drop is None else np.empty_like(weights)
+    mask_arr = np.ones((n, 1), bool) if mask is None else np.ascontiguousarray(mask)
+    softmax, vector = _kernel("_softmax"), _vector(q.dtype)
+    blocks = sequence.batch_blocks(n, ATTENTION_BLOCK)
+
+    def block(i: int, slot: int) -> None:
+        b = blocks[i]
+        w = np.matmul(q[b], k[b].swapaxes(-1, -2), out=weights[b])
+        softmax(w.reshape(-1, t, t), mask_arr[b], mask is not None, causal, h, vector)
+        np.matmul(w if drop is None else np.multiply(w, drop[b], out=dropped[b]), v[b], out=heads[b])
+
+    threads.map_blocks(block, len(blocks))
     return heads, weights, (q, k, v, weights, drop, dropped, causal)
 
 
 def attention_backward(ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q, k, v, weights, drop, dropped, causal = ctx
     n, h, t, dk = q.shape
+    dq, dk_, dv = (np.empty((n, h, t, dk), q.dtype) for _ in range(3))
+    softmax_backward = _kernel("_softmax_backward")
+    blocks = sequence.batch_blocks(n, ATTENTION_BLOCK)
 
-    def scores_and_dv(b: slice, o: list[np.ndarray]) -> None:
-        np.matmul(d_heads[b], v[b].swapaxes(-1, -2), out=o[0])
-        np.matmul(dropped[b].swapaxes(-1, -2), d_heads[b], out=o[1])
+    def block(i: int, slot: int) -> None:
+        b = blocks[i]
+        d_scores = np.matmul(d_heads[b], v[b].swapaxes(-1, -2))  # one block's: it stays in the core's cache
+        np.matmul(dropped[b].swapaxes(-1, -2), d_heads[b], out=dv[b])
+        if drop is not None:
+            d_scores *= drop[b]
+        softmax_backward(weights[b].reshape(-1, t, t), d_scores.reshape(-1, t, t), causal)
+        np.matmul(d_scores, k[b], out=dq[b])
+        np.matmul(d_scores.swapaxes(-1, -2), q[b], out=dk_[b])
 
-    d_scores, dv = _batched(scores_and_dv, n, q.dtype, (n, h, t, t), (n, h, t, dk))
-    if drop is not None:
-        d_scores *= drop
-    _kernel("_softmax_backward")(weights.reshape(n * h, t, t), d_scores.reshape(n * h, t, t), causal)
-
-    def dq_dk(b: slice, o: list[np.ndarray]) -> None:
-        np.matmul(d_scores[b], k[b], out=o[0])
-        np.matmul(d_scores[b].swapaxes(-1, -2), q[b], out=o[1])
-
-    dq, dk_ = _batched(dq_dk, n, q.dtype, (n, h, t, dk), (n, h, t, dk))
+    threads.map_blocks(block, len(blocks))
     return dq, dk_, dv
 
 

@@ -101,14 +101,14 @@ class Backend:
         raise NotImplementedError
 
     # -- dense --------------------------------------------------------------------------------------
-    def linear(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """``x @ weight`` over the last axis of ``x`` (*, D), ``weight`` (D, U)."""
+    def linear(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+        """``x @ weight + bias`` over the last axis of ``x`` (*, D), ``weight`` (D, U), ``bias`` (U,) or ``None``."""
         raise NotImplementedError
 
     def linear_backward(self, x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
-                        weight_grad: np.ndarray | None) -> np.ndarray:
+                        weight_grad: np.ndarray | None, bias_grad: np.ndarray | None = None) -> np.ndarray:
         """``grad_out @ weight.T``; overwrites ``weight_grad`` (D, U), unless ``None``, with ``xᵀ grad_out``
-        (all leading axes as rows)."""
+        (all leading axes as rows) and ``bias_grad`` (U,), unless ``None``, with the sum of ``grad_out``'s rows."""
         raise NotImplementedError
 
     # -- element-wise -----------------------------------------------------------------------------

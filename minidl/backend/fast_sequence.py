@@ -442,7 +442,8 @@ def layer_norm_backward(ctx: Any, grad_out: np.ndarray) -> tuple[np.ndarray, np.
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, causal: bool,
               drop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
     n, h, t, dk = q.shape
-    weights, heads = np.empty((n, h, t, t), q.dtype), np.empty((n, h, t, dk), q.dtype)
+    weights = np.empty((n, h, t, t), q.dtype)
+    heads = np.empty((n, t, h, dk), q.dtype).transpose(0, 2, 1, 3)  # the layer's concatenation of heads: no copy
     dropped = weights if drop is None else np.empty_like(weights)
     mask_arr = np.ones((n, 1), bool) if mask is None else np.ascontiguousarray(mask)
     softmax, vector = _kernel("_softmax"), _vector(q.dtype)

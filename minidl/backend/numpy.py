@@ -712,11 +712,11 @@ class NumpyBackend(Backend):
         return batchnorm_backward(grad_out, ctx.centred, ctx.inv_std, ctx.weight, ctx.batch_stats)
 
     # -- dense -----------------------------------------------------------------------------------
-    def linear(self, x, weight):
-        return linear_forward(x, weight)
+    def linear(self, x, weight, bias=None):
+        return linear_forward(x, weight, bias)
 
-    def linear_backward(self, x, weight, grad_out, weight_grad):
-        return linear_backward(x, weight, grad_out, weight_grad)
+    def linear_backward(self, x, weight, grad_out, weight_grad, bias_grad=None):
+        return linear_backward(x, weight, grad_out, weight_grad, bias_grad)
 
     # -- element-wise ----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ pytest.importorskip("numba")
 
 import minidl  # noqa: E402
 import minidl.backend.fast as fast  # noqa: E402
+import minidl.backend.fast_sequence as fast_sequence  # noqa: E402
 from minidl.backend import set_backend  # noqa: E402
 from minidl.backend.fast import FastBackend  # noqa: E402
 from minidl.backend.numpy import NumpyBackend  # noqa: E402
@@ -24,6 +25,10 @@ CELLS = {"lstm": 4, "gru": 3, "tanh": 1, "relu": 1}
 @pytest.fixture(autouse=True)
 def compiled_even_for_tiny_inputs(monkeypatch):
     monkeypatch.setattr(fast, "PARALLEL_MIN_SIZE", 0)
+    # several blocks on tiny inputs: the blocks' results and sums are checked too
+    monkeypatch.setattr(fast_sequence, "LN_BLOCK", 5)
+    monkeypatch.setattr(fast_sequence, "GELU_BLOCK", 16)
+    monkeypatch.setattr(fast_sequence, "ATTENTION_BLOCK", 1)
     yield
     minidl.set_num_threads(None)
     set_backend(None)

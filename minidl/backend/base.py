@@ -148,8 +148,10 @@ class Backend:
         scaled keep-mask, or None)."""
         raise NotImplementedError
 
-    def attention_backward(self, ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(dq, dk, dv)``; ``dq`` is the gradient of the scaled ``q``."""
+    def attention_backward(self, ctx: Any, d_heads: np.ndarray, out: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dq, dk, dv)``; ``dq`` is the gradient of the scaled ``q``. Written into ``out`` (3, N, H, T, dk) if
+        given (any strides: the layer passes a view of its packed gradient, so no copy follows)."""
         raise NotImplementedError
 
     def rnn_forward(self, cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray,

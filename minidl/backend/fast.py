@@ -453,10 +453,10 @@ class FastBackend(NumpyBackend):
         heads, weights, ctx = fast_sequence.attention(q, k, v, mask, causal, drop)
         return heads, weights, _FastSequence(ctx)
 
-    def attention_backward(self, ctx, d_heads):
+    def attention_backward(self, ctx, d_heads, out=None):
         if not isinstance(ctx, _FastSequence):
-            return super().attention_backward(ctx, d_heads)
-        return fast_sequence.attention_backward(ctx.ctx, d_heads)
+            return super().attention_backward(ctx, d_heads, out)
+        return fast_sequence.attention_backward(ctx.ctx, d_heads, out)
 
     def embedding_backward(self, ids, grad_out, out):
         fast_sequence.embedding_backward(ids, grad_out, out)

@@ -481,10 +481,11 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
     return heads, weights, (q, k, v, weights, drop, dropped, causal)
 
 
-def attention_backward(ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def attention_backward(ctx: Any, d_heads: np.ndarray, out: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q, k, v, weights, drop, dropped, causal = ctx
     n, h, t, dk = q.shape
-    dq, dk_, dv = (np.empty((n, h, t, dk), q.dtype) for _ in range(3))
+    dq, dk_, dv = out if out is not None else (np.empty((n, h, t, dk), q.dtype) for _ in range(3))
     softmax_backward = _kernel("_softmax_backward")
     blocks = sequence.batch_blocks(n, ATTENTION_BLOCK)
 

@@ -745,8 +745,8 @@ class NumpyBackend(Backend):
     def attention(self, q, k, v, mask, causal, drop=None):
         return sequence.attention(q, k, v, mask, causal, drop)
 
-    def attention_backward(self, ctx, d_heads):
-        return sequence.attention_backward(ctx, d_heads)
+    def attention_backward(self, ctx, d_heads, out=None):
+        return sequence.attention_backward(ctx, d_heads, out)
 
     def rnn_forward(self, cell, xp, weight_hh, bias_hh, mask):
         return sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask)

@@ -157,11 +157,9 @@ class MultiHeadAttention(Layer):
         d_concat = backend.linear_backward(concat, out_w.data, grad_out, out_w.grad if out_w.trainable else None,
                                            _grad_of(self.out_proj_bias))
         d_heads = d_concat.reshape(n, t, h, dk).transpose(0, 2, 1, 3)
-        dq, dk_, dv = backend.attention_backward(self._ctx, d_heads)
         d_qkv = np.empty((n, t, 3, h, dk), dtype=x.dtype)  # the packed layout of in_proj_weight's columns
-        d_qkv[:, :, 0] = (dq * x.dtype.type(1 / np.sqrt(dk))).transpose(0, 2, 1, 3)
-        d_qkv[:, :, 1] = dk_.transpose(0, 2, 1, 3)  # q carries the 1/sqrt(dk) already
-        d_qkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
+        backend.attention_backward(self._ctx, d_heads, out=d_qkv.transpose(2, 0, 3, 1, 4))  # dq, dk, dv in place
+        d_qkv[:, :, 0] *= x.dtype.type(1 / np.sqrt(dk))  # the gradient of q before its scaling (k, v: none)
         return backend.linear_backward(x, in_w.data, d_qkv.reshape(n, t, 3 * h * dk),
                                        in_w.grad if in_w.trainable else None, _grad_of(self.in_proj_bias))
 

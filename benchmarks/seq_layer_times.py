@@ -6,7 +6,8 @@ The ``char-gpt`` row of ``benchmarks/run.py`` (the ``char_gpt`` preset: T = 128,
 Adam, float32), trained on random tokens as that row does (``forward``, ``loss_and_grad``,
 ``backward_params``, ``Adam.step`` inside :func:`minidl.threads.blas_threads`). Every layer's ``forward``
 and ``backward`` (containers: their own part, their children's left out), the loss, the optimizer
-and each backend operation (inclusive) are timed by the wall clock and by the process's CPU time (all its
+each backend operation (inclusive) and the time inside parallel regions (minidl's ``map_blocks``, Numba's
+``prange`` kernels, the fast backend's sequence operations; the rest runs on one core at any thread count) are timed by the wall clock and by the process's CPU time (all its
 threads) over ``--steps`` steps after two warm-up steps, for each thread count in ``--threads``.
 
 The columns per thread count: wall ms per step and CPU ms per step (all threads). At 2 threads a part whose
@@ -94,7 +95,9 @@ def instrument(model: Any, opt: Any, clock: Clock) -> None:
         return call
 
     minidl.threads.map_blocks = outermost(minidl.threads.map_blocks)
-    fast._run, fast._run_sequence = outermost(fast._run), outermost(fast._run_sequence)
+    fast._run = outermost(fast._run)
+    for name in ("gelu", "layer_norm", "layer_norm_backward", "attention", "attention_backward"):
+        setattr(fast.FastBackend, name, outermost(getattr(fast.FastBackend, name)))  # Numba prange or map_blocks
     backend = get_backend()
     for op in ("linear", "linear_backward", "gelu", "gelu_backward", "layer_norm", "layer_norm_backward", "attention",
                "attention_backward", "embedding_backward"):

@@ -459,42 +459,43 @@ class FastBackend(NumpyBackend):
         _blocks("_relu_backward", y.size, 1, y.ravel(order="K"), grad_out.ravel(order="K"), dx.ravel(order="K"))
         return dx
 
-    # -- sequences (minidl.backend.fast_sequence) ------------------------------------------------
+    # -- sequences (minidl.backend.fast_sequence: serial kernels on fixed blocks on minidl's threads, but GELU) --
     def gelu(self, x, approximate="none"):
         if approximate != "none" or x.size < PARALLEL_MIN_SIZE:
             return super().gelu(x, approximate)
-        y, d = _run_sequence(fast_sequence.gelu, x)
-        return y, d
+        with _enter:  # a prange kernel
+            _load().set_num_threads(_threads())
+            return fast_sequence.gelu(x)
 
     def gelu_backward(self, ctx, grad_out):
         if not isinstance(ctx, np.ndarray):
             return super().gelu_backward(ctx, grad_out)
-        return grad_out * ctx
+        return fast_sequence.gelu_backward(ctx, grad_out)
 
     def layer_norm(self, x, weight, bias, eps):
         if x.size < PARALLEL_MIN_SIZE:
             return super().layer_norm(x, weight, bias, eps)
-        y, ctx = _run_sequence(fast_sequence.layer_norm, x, weight, bias, eps)
+        y, ctx = fast_sequence.layer_norm(x, weight, bias, eps)
         return y, _FastSequence(ctx)
 
     def layer_norm_backward(self, ctx, grad_out):
         if not isinstance(ctx, _FastSequence):
             return super().layer_norm_backward(ctx, grad_out)
-        return _run_sequence(fast_sequence.layer_norm_backward, ctx.ctx, grad_out)
+        return fast_sequence.layer_norm_backward(ctx.ctx, grad_out)
 
     def attention(self, q, k, v, mask, causal, drop=None):
         if q.size * q.shape[2] < PARALLEL_MIN_SIZE * q.shape[3]:  # scores of fewer elements
             return super().attention(q, k, v, mask, causal, drop)
-        heads, weights, ctx = _run_sequence(fast_sequence.attention, q, k, v, mask, causal, drop)
+        heads, weights, ctx = fast_sequence.attention(q, k, v, mask, causal, drop)
         return heads, weights, _FastSequence(ctx)
 
-    def attention_backward(self, ctx, d_heads):
+    def attention_backward(self, ctx, d_heads, out=None):
         if not isinstance(ctx, _FastSequence):
-            return super().attention_backward(ctx, d_heads)
-        return _run_sequence(fast_sequence.attention_backward, ctx.ctx, d_heads)
+            return super().attention_backward(ctx, d_heads, out)
+        return fast_sequence.attention_backward(ctx.ctx, d_heads, out)
 
     def embedding_backward(self, ids, grad_out, out):
-        fast_sequence.embedding_backward(ids, grad_out, out)  # serial: no lock
+        fast_sequence.embedding_backward(ids, grad_out, out)
 
     def rnn_forward(self, cell, xp, weight_hh, bias_hh, mask):
         return fast_sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask)  # serial steps on minidl's threads
@@ -510,10 +511,3 @@ class _FastSequence:
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
-
-
-def _run_sequence(fn: Any, *args: Any) -> Any:
-    """``fn(*args)``, a function of :mod:`minidl.backend.fast_sequence` that runs parallel kernels: under the lock."""
-    with _enter:
-        _load().set_num_threads(_threads())
-        return fn(*args)

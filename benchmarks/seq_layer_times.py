@@ -95,7 +95,7 @@ def instrument(model: Any, opt: Any, clock: Clock) -> None:
         return call
 
     minidl.threads.map_blocks = outermost(minidl.threads.map_blocks)
-    fast._run = outermost(fast._run)
+    fast._blocks = outermost(fast._blocks)
     for name in ("gelu", "layer_norm", "layer_norm_backward", "attention", "attention_backward"):
         setattr(fast.FastBackend, name, outermost(getattr(fast.FastBackend, name)))  # Numba prange or map_blocks
     backend = get_backend()

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend.blocks import dropout_mask, multiply
 from .base import Layer, Shape, as_float
 
 
@@ -18,7 +19,8 @@ class Dropout(Layer):
     Any shape. The scaling keeps ``E[y] = x``, so at inference (``training=False``) the layer
     is the identity. Masks come from the layer's own ``Generator``, derived in
     ``create_parameters`` from the model's seed: the same seed gives the same masks, and
-    NumPy's global random state is never touched.
+    NumPy's global random state is never touched. Big masks are drawn in blocks on minidl's threads
+    (:func:`minidl.backend.blocks.dropout_mask`): the same bits as one draw, at any thread count.
 
     Args:
         rate: the probability of zeroing an entry, in ``[0, 1)``.
@@ -56,9 +58,8 @@ class Dropout(Layer):
             self._scale = None
             return x
         assert self._rng is not None  # built
-        keep = self._rng.random(x.shape, dtype=x.dtype) >= self.rate
-        self._scale = keep * x.dtype.type(1 / (1 - self.rate))
-        return x * self._scale
+        self._scale = dropout_mask(self._rng, x.shape, x.dtype, self.rate)
+        return multiply(x, self._scale)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out if self._scale is None else grad_out * self._scale
+        return grad_out if self._scale is None else multiply(grad_out, self._scale)

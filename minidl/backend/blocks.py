@@ -1,0 +1,160 @@
+"""The SoftmaxCE loss and Dropout's masks in fixed blocks on minidl's threads.
+
+Within ``fit`` everything outside :func:`minidl.threads.map_blocks` runs on one core. On char-gpt (logits
+(32, 128, 103), two Dropout layers over (32, 128, 64)) the loss's softmax and gradient and the masks' random
+draws were ~3 ms of such one-core work per step. Here both are cut into blocks whose boundaries depend on
+the shapes only, never on the thread count:
+
+- :func:`softmax_ce`: blocks of :data:`CE_BLOCK_ROWS` rows of the logits. Every row's probabilities and
+  gradient are what one NumPy pass over all rows gives; the loss is the blocks' partial sums added in block
+  order, so the bits are the same at any thread count.
+- :func:`dropout_mask` (and :func:`multiply`, its product with the input): blocks of :data:`DROPOUT_BLOCK` entries, each drawn from a copy of the layer's PCG64
+  generator advanced (``PCG64.advance``) to where a single draw of the whole array would be at that entry. The
+  masks are the same bits as one ``rng.random(shape)`` call and the generator ends in the same state.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .. import threads
+
+__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "softmax_ce", "dropout_mask", "multiply"]
+
+#: Rows of logits per block of :func:`softmax_ce` (char-gpt's 4096 rows: 4 blocks).
+CE_BLOCK_ROWS = 1024
+#: Logits of fewer entries are one block in the caller (a batch-1 step is dispatch-bound).
+CE_MIN_SIZE = 2**17
+#: Entries per block of :func:`dropout_mask` (even: a float32 draw takes half a 64-bit output).
+DROPOUT_BLOCK = 2**16
+
+
+def softmax_ce(z: np.ndarray, labels: np.ndarray, dropped: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean cross-entropy of the rows of ``z`` not ``dropped`` and its gradient ``(p - onehot) / count``.
+
+    ``-log p_y = log Σ_j e^{s_j} - s_y`` with ``s = z - max z``: one exp serves both the loss and ``p``.
+
+    Args:
+        z: the logits, one row per position.
+        labels: each row's class (any value where ``dropped``).
+        dropped: True at the rows that are not scored.
+
+    Shape:
+        - ``z``: ``(M, K)``; ``labels``, ``dropped``: ``(M,)``; gradient: ``(M, K)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> loss, grad = softmax_ce(np.zeros((2, 4)), np.array([0, 3]), np.array([False, False]))
+        >>> round(loss, 4), grad[0].tolist()
+        (1.3863, [-0.375, 0.125, 0.125, 0.125])
+    """
+    m, k = z.shape
+    count = m - int(np.count_nonzero(dropped))
+    scale = 1.0 / max(count, 1)
+    grad = np.empty(z.shape, z.dtype)
+    every = count == m
+
+    def block(lo: int, hi: int) -> float:
+        rows, labs = z[lo:hi], labels[lo:hi]
+        shifted = rows - np.maximum.reduce(rows, axis=1, keepdims=True)
+        p = np.exp(shifted, out=grad[lo:hi])
+        total = np.add.reduce(p, axis=1, keepdims=True)
+        p /= total
+        starts = np.arange(0, p.size, k)  # take/put at flat indices: ~1 µs less than fancy indexing at batch 1
+        if every:
+            at = starts + labs
+            value = float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted.take(at), axis=None))
+        else:
+            drop = dropped[lo:hi]
+            at = starts + np.where(drop, 0, labs)
+            value = float(np.add.reduce((np.log(total[:, 0]) - shifted.take(at))[~drop], axis=None))
+        p.put(at, p.take(at) - 1.0)
+        if not every:
+            p[drop] = 0.0
+        p *= scale
+        return value
+
+    if z.size < CE_MIN_SIZE:
+        return block(0, m) / max(count, 1), grad
+    parts = threads.map_blocks(lambda b, slot: block(b * CE_BLOCK_ROWS, (b + 1) * CE_BLOCK_ROWS),
+                               -(-m // CE_BLOCK_ROWS))
+    return sum(parts, 0.0) / max(count, 1), grad  # in block order: the same sum at any thread count
+
+
+def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, rate: float) -> np.ndarray:
+    """``(rng.random(shape, dtype) >= rate) / (1 - rate)``, the inverted-dropout mask; big ones drawn on minidl's threads.
+
+    The same bits as that one call, and ``rng`` ends in the same state, at any thread count: a block starts from a
+    copy of ``rng`` advanced to its first entry.
+
+    Args:
+        rng: the layer's generator (PCG64, as ``np.random.default_rng`` makes it; others draw in one call).
+        shape: the mask's shape.
+        dtype: float32 or float64.
+        rate: the probability of a zero, in ``[0, 1)``.
+
+    Shape:
+        - output: ``shape``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> dropout_mask(np.random.default_rng(0), (2, 3), np.dtype("float64"), 0.5).shape
+        (2, 3)
+    """
+    dtype = np.dtype(dtype)
+    scale = dtype.type(1 / (1 - rate))
+    size = int(np.prod(shape))
+    bits = rng.bit_generator
+    if size < 2 * DROPOUT_BLOCK or not isinstance(bits, np.random.PCG64) or bits.state["has_uint32"]:
+        return (rng.random(shape, dtype=dtype) >= rate) * scale
+    out = np.empty(size, dtype)
+    per = DROPOUT_BLOCK // 2 if dtype == np.float32 else DROPOUT_BLOCK  # 64-bit outputs a block consumes
+    count = -(-size // DROPOUT_BLOCK)
+    gens: list[np.random.Generator] = []
+    for b in range(count):  # advancing is O(log steps): cheap next to a block's draws
+        gen = copy.deepcopy(rng)
+        gen.bit_generator.advance(b * per)
+        gens.append(gen)
+
+    def block(b: int, slot: int) -> None:
+        at = slice(b * DROPOUT_BLOCK, min((b + 1) * DROPOUT_BLOCK, size))
+        np.multiply(gens[b].random(at.stop - at.start, dtype=dtype) >= rate, scale, out=out[at])
+
+    threads.map_blocks(block, count)
+    bits.state = gens[-1].bit_generator.state  # where one draw of the whole array leaves it
+    return out.reshape(shape)
+
+
+def multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a * b`` for C-contiguous arrays of one shape and dtype, in blocks of :data:`DROPOUT_BLOCK` entries on
+    minidl's threads when big (a product per entry: the same bits as one call); anything else is NumPy's ``a * b``.
+
+    Args:
+        a: an array.
+        b: an array of ``a``'s shape and dtype.
+
+    Shape:
+        - ``a``, ``b``, output: any, the same.
+
+    Example::
+
+        >>> import numpy as np
+        >>> multiply(np.full((2, 2), 3.0), np.full((2, 2), 2.0)).tolist()
+        [[6.0, 6.0], [6.0, 6.0]]
+    """
+    if (a.size < 2 * DROPOUT_BLOCK or a.shape != b.shape or a.dtype != b.dtype
+            or not (a.flags.c_contiguous and b.flags.c_contiguous)):
+        return a * b
+    out = np.empty_like(a)
+    fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+
+    def block(i: int, slot: int) -> None:
+        at = slice(i * DROPOUT_BLOCK, (i + 1) * DROPOUT_BLOCK)
+        np.multiply(fa[at], fb[at], out=fo[at])
+
+    threads.map_blocks(block, -(-a.size // DROPOUT_BLOCK))
+    return out

@@ -11,9 +11,11 @@ each call; the parameters are then read one by one, so results never depend on f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from .backend import blocks
 from .layers.state import Parameter
 
 __all__ = ["FlatGrads", "grad_norm_squared"]
@@ -50,6 +52,8 @@ class FlatGrads:
         self._views = [pair for _, views in self.groups for pair in views]
         self._flats = [flat for flat, _ in self.groups]
         self._scaled: list[tuple[np.ndarray, list[tuple[Parameter, np.ndarray]]]] = []
+        # Adam's moments, per buffer: each slot's flat vector and each parameter's view of it
+        self._moments: list[dict[str, tuple[np.ndarray, list[tuple[Parameter, np.ndarray]]]]] = []
 
     def buffers(self) -> list[np.ndarray] | None:
         """The buffers while they hold exactly the trainable gradients, else ``None``."""
@@ -74,14 +78,68 @@ class FlatGrads:
             for p, step in flat.scaled(0.1):
                 p.data -= step
         """
-        if not self._scaled:  # made on first use: only plain SGD asks
-            self._scaled = [(out, _views(out, [p for p, _ in views]))
-                            for out, views in ((np.empty_like(flat), views) for flat, views in self.groups)]
         pairs: list[tuple[Parameter, np.ndarray]] = []
-        for flat, (out, views) in zip(self._flats, self._scaled, strict=True):
+        for flat, (out, views) in zip(self._flats, self._scratch(), strict=True):
             np.multiply(flat, factor, out=out)
             pairs += views
         return pairs
+
+    def adam_step(self, states: dict[int, dict[str, Any]], lr: float, betas: tuple[float, float], eps: float,
+                  amsgrad: bool, decay: float) -> bool:
+        """One Adam step (:class:`minidl.optim.Adam`, decoupled weight decay ``decay`` or none) over the flat
+        buffers: the moments become views of flat vectors this object owns (filled from ``states`` if they were
+        apart) and :func:`minidl.backend.blocks.adam_update` computes them in fixed blocks on minidl's threads.
+        The same bits as the per-parameter loop. ``False`` (nothing done) unless :meth:`buffers` holds the
+        gradients and every parameter is at the same step count.
+
+        Args:
+            states: each fused parameter's optimizer state, by ``id`` of the parameter (updated in place).
+            lr: the learning rate.
+            betas: ``(β1, β2)``.
+            eps: ``ε``.
+            amsgrad: keep the running maximum of ``v``.
+            decay: the decoupled weight decay ``λ`` (``θ ← θ(1 - lr·λ)`` first), 0 for none.
+
+        Example::
+
+            flat.adam_step({id(p): {} for p in model.parameters()}, 1e-3, (0.9, 0.999), 1e-8, False, 0.0)
+        """
+        if self.buffers() is None or len({states[id(p)].get("step", 0) for p, _ in self._views}) != 1:
+            return False
+        slots = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+        if len(self._moments) != len(self.groups) or any(
+                states[id(p)].get(slot) is not view for moments in self._moments
+                for slot, (_, pairs) in moments.items() for p, view in pairs) or set(self._moments[0]) != set(slots):
+            self._moments = []  # made (zeros), or refilled from moments loaded or kept apart
+            for flat, views in self.groups:
+                moments = {slot: (np.zeros_like(flat), []) for slot in slots}
+                for slot, (buffer, pairs) in moments.items():
+                    pairs += _views(buffer, [p for p, _ in views])
+                    for p, view in pairs:
+                        if slot in states[id(p)]:
+                            view[...] = states[id(p)][slot]
+                        states[id(p)][slot] = view
+                self._moments.append(moments)
+        for flat, (step, views), moments in zip(self._flats, self._scratch(), self._moments, strict=True):
+            t = states[id(views[0][0])].get("step", 0) + 1
+            for p, _ in views:
+                states[id(p)]["step"] = t
+                if decay:
+                    p.data *= 1 - lr * decay
+            amsgrad_max = moments["max_exp_avg_sq"][0] if amsgrad else None
+            blocks.adam_update(flat, moments["exp_avg"][0], moments["exp_avg_sq"][0], amsgrad_max, step, lr, betas,
+                               eps, t)
+            for p, view in views:
+                p.data -= view
+        return True
+
+    def _scratch(self) -> list[tuple[np.ndarray, list[tuple[Parameter, np.ndarray]]]]:
+        """Per buffer, an array of its size and each parameter's view of it (made on first use: SGD and Adam
+        write their steps there)."""
+        if not self._scaled:
+            self._scaled = [(out, _views(out, [p for p, _ in views]))
+                            for out, views in ((np.empty_like(flat), views) for flat, views in self.groups)]
+        return self._scaled
 
 
 def _views(flat: np.ndarray, params: Sequence[Parameter]) -> list[tuple[Parameter, np.ndarray]]:

@@ -256,7 +256,12 @@ class Adam(Optimizer):
             self.decoupled_weight_decay = check_bool(decoupled_weight_decay, "decoupled_weight_decay", name)
 
     def step(self) -> None:
-        """Apply one update to every trainable parameter."""
+        """Apply one update to every trainable parameter (fused: on the flat buffers, in blocks on minidl's threads)."""
+        l2 = self.weight_decay and not self.decoupled_weight_decay
+        if self._flat is not None and not l2 and self._flat.adam_step(
+                dict(zip(map(id, self.params), self.state)), self.lr, self.betas, self.eps, self.amsgrad,
+                self.weight_decay):
+            return
         beta1, beta2 = self.betas
         for p, state in zip(self.params, self.state, strict=True):
             if not p.trainable:

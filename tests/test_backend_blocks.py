@@ -113,3 +113,32 @@ def test_dropout_layer_masks_the_same_at_any_thread_count_and_multiply_is_numpys
     assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
     a, b = x[:, ::2], g[:, ::2]  # not contiguous: NumPy's product
     assert np.array_equal(bl.multiply(a, b), a * b)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_fused_adam_in_blocks_is_the_per_parameter_loop_bit_for_bit_at_any_thread_count_and_after_a_load(
+        monkeypatch, thread_count, amsgrad, decoupled):
+    from minidl.layers import Dense
+    from minidl.model import Sequential
+    from minidl.optim import Adam
+
+    monkeypatch.setattr(bl, "ADAM_BLOCK", 64)  # 6 x 20 + 20 + 20 x 3 + 3 = 203 entries: 4 blocks
+    decay = 0.1 if decoupled else 0.0
+    runs = []
+    for fused, n in ((False, 1), (True, 1), (True, 2), (True, 3)):
+        thread_count(n)
+        model = Sequential([Dense(20), Dense(3)], input_shape=(6,), seed=0, dtype="float32")
+        opt = Adam(model.parameters(), lr=0.01, amsgrad=amsgrad, weight_decay=decay, decoupled_weight_decay=True,
+                   fused=fused)
+        rng = np.random.default_rng(0)
+        for k in range(4):
+            for p in model.parameters():
+                p.grad[...] = rng.standard_normal(p.grad.shape)
+            opt.step()
+            if k == 1:  # moments loaded from a state dict: copied into the flat vectors
+                opt.load_state_dict(opt.state_dict())
+        runs.append([p.data.copy() for p in model.parameters()])
+        assert all(s["step"] == 4 for s in opt.state)
+    for run in runs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(runs[0], run, strict=True))

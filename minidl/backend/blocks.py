@@ -1,4 +1,4 @@
-"""The SoftmaxCE loss and Dropout's masks in fixed blocks on minidl's threads.
+"""The SoftmaxCE loss, Dropout's masks and Adam's update in fixed blocks on minidl's threads.
 
 Within ``fit`` everything outside :func:`minidl.threads.map_blocks` runs on one core. On char-gpt (logits
 (32, 128, 103), two Dropout layers over (32, 128, 64)) the loss's softmax and gradient and the masks' random
@@ -11,22 +11,27 @@ the shapes only, never on the thread count:
 - :func:`dropout_mask` (and :func:`multiply`, its product with the input): blocks of :data:`DROPOUT_BLOCK` entries, each drawn from a copy of the layer's PCG64
   generator advanced (``PCG64.advance``) to where a single draw of the whole array would be at that entry. The
   masks are the same bits as one ``rng.random(shape)`` call and the generator ends in the same state.
+- :func:`adam_update`: blocks of :data:`ADAM_BLOCK` entries of the flat gradient and moment vectors
+  (:meth:`minidl.flat_grads.FlatGrads.adam_step`); every entry is computed as in the per-parameter loop.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 
 from .. import threads
 
-__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "softmax_ce", "dropout_mask", "multiply"]
+__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "softmax_ce", "dropout_mask", "multiply", "ADAM_BLOCK", "adam_update"]
 
 #: Rows of logits per block of :func:`softmax_ce` (char-gpt's 4096 rows: 4 blocks).
 CE_BLOCK_ROWS = 1024
 #: Logits of fewer entries are one block in the caller (a batch-1 step is dispatch-bound).
 CE_MIN_SIZE = 2**17
+#: Entries per block of :func:`adam_update` (char-gpt's ~110,000 parameters: 4 blocks).
+ADAM_BLOCK = 2**15
 #: Entries per block of :func:`dropout_mask` (even: a float32 draw takes half a 64-bit output).
 DROPOUT_BLOCK = 2**16
 
@@ -158,3 +163,50 @@ def multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     threads.map_blocks(block, -(-a.size // DROPOUT_BLOCK))
     return out
+
+
+def adam_update(grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, max_exp_avg_sq: np.ndarray | None,
+                step: np.ndarray, lr: float, betas: tuple[float, float], eps: float, t: int) -> None:
+    """Adam's moments and step for flat vectors, in blocks of :data:`ADAM_BLOCK` entries on minidl's threads.
+
+    Updates ``exp_avg`` (``m``), ``exp_avg_sq`` (``v``) and, with AMSGrad, ``max_exp_avg_sq`` in place and writes
+    ``lr / (1 - β1^t) · m / (sqrt(v̂) / sqrt(1 - β2^t) + ε)`` into ``step``: entry by entry the operations of
+    :meth:`minidl.optim.Adam.step`, so the same bits in any block and at any thread count.
+
+    Args:
+        grad: the gradients, flat.
+        exp_avg: ``m``, the same length.
+        exp_avg_sq: ``v``, the same length.
+        max_exp_avg_sq: the running maximum of ``v`` (AMSGrad), or ``None``.
+        step: where the step is written, the same length.
+        lr: the learning rate.
+        betas: ``(β1, β2)``.
+        eps: ``ε``.
+        t: the step count, from 1.
+
+    Shape:
+        - every array: ``(P,)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> m, v, out = np.zeros(3), np.zeros(3), np.empty(3)
+        >>> adam_update(np.ones(3), m, v, None, out, 0.1, (0.9, 0.999), 1e-8, 1)
+        >>> np.round(out, 6).tolist()
+        [0.1, 0.1, 0.1]
+    """
+    beta1, beta2 = betas
+    bias2 = math.sqrt(1 - beta2**t)
+    rate = lr / (1 - beta1**t)
+
+    def block(i: int, slot: int) -> None:
+        at = slice(i * ADAM_BLOCK, (i + 1) * ADAM_BLOCK)
+        g, m, v = grad[at], exp_avg[at], exp_avg_sq[at]
+        m += (1 - beta1) * (g - m)  # PyTorch's lerp form
+        v *= beta2
+        v += (1 - beta2) * g * g
+        if max_exp_avg_sq is not None:
+            v = np.maximum(max_exp_avg_sq[at], v, out=max_exp_avg_sq[at])
+        np.multiply(rate, m / (np.sqrt(v) / bias2 + eps), out=step[at])
+
+    threads.map_blocks(block, -(-len(grad) // ADAM_BLOCK))

@@ -84,7 +84,7 @@ class FlatGrads:
             pairs += views
         return pairs
 
-    def adam_step(self, states: dict[int, dict[str, Any]], lr: float, betas: tuple[float, float], eps: float,
+    def adam_step(self, states: dict[int, dict[str, Any]], lr: float, betas: tuple[float, ...], eps: float,
                   amsgrad: bool, decay: float) -> bool:
         """One Adam step (:class:`minidl.optim.Adam`, decoupled weight decay ``decay`` or none) over the flat
         buffers: the moments become views of flat vectors this object owns (filled from ``states`` if they were
@@ -112,7 +112,8 @@ class FlatGrads:
                 for slot, (_, pairs) in moments.items() for p, view in pairs) or set(self._moments[0]) != set(slots):
             self._moments = []  # made (zeros), or refilled from moments loaded or kept apart
             for flat, views in self.groups:
-                moments = {slot: (np.zeros_like(flat), []) for slot in slots}
+                moments: dict[str, tuple[np.ndarray, list[tuple[Parameter, np.ndarray]]]] = {
+                    slot: (np.zeros_like(flat), []) for slot in slots}
                 for slot, (buffer, pairs) in moments.items():
                     pairs += _views(buffer, [p for p, _ in views])
                     for p, view in pairs:

@@ -259,7 +259,7 @@ class Adam(Optimizer):
         """Apply one update to every trainable parameter (fused: on the flat buffers, in blocks on minidl's threads)."""
         l2 = self.weight_decay and not self.decoupled_weight_decay
         if self._flat is not None and not l2 and self._flat.adam_step(
-                dict(zip(map(id, self.params), self.state)), self.lr, self.betas, self.eps, self.amsgrad,
+                dict(zip(map(id, self.params), self.state, strict=True)), self.lr, self.betas, self.eps, self.amsgrad,
                 self.weight_decay):
             return
         beta1, beta2 = self.betas

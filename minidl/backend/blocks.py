@@ -8,9 +8,10 @@ the shapes only, never on the thread count:
 - :func:`softmax_ce`: blocks of :data:`CE_BLOCK_ROWS` rows of the logits. Every row's probabilities and
   gradient are what one NumPy pass over all rows gives; the loss is the blocks' partial sums added in block
   order, so the bits are the same at any thread count.
-- :func:`dropout_mask` (and :func:`multiply`, its product with the input): blocks of :data:`DROPOUT_BLOCK` entries, each drawn from a copy of the layer's PCG64
-  generator advanced (``PCG64.advance``) to where a single draw of the whole array would be at that entry. The
-  masks are the same bits as one ``rng.random(shape)`` call and the generator ends in the same state.
+- :func:`dropout_mask` (and :func:`multiply`, its product with the input): blocks of :data:`DROPOUT_BLOCK`
+  entries, each drawn from a copy of the layer's PCG64 generator advanced (``PCG64.advance``) to where a single
+  draw of the whole array would be at that entry. The masks are the same bits as one ``rng.random(shape)``
+  call and the generator ends in the same state: the masks' stream did not change.
 - :func:`adam_update`: blocks of :data:`ADAM_BLOCK` entries of the flat gradient and moment vectors
   (:meth:`minidl.flat_grads.FlatGrads.adam_step`); every entry is computed as in the per-parameter loop.
 """
@@ -24,7 +25,8 @@ import numpy as np
 
 from .. import threads
 
-__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "softmax_ce", "dropout_mask", "multiply", "ADAM_BLOCK", "adam_update"]
+__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "ADAM_BLOCK", "softmax_ce", "dropout_mask", "multiply",
+           "adam_update"]
 
 #: Rows of logits per block of :func:`softmax_ce` (char-gpt's 4096 rows: 4 blocks).
 CE_BLOCK_ROWS = 1024
@@ -90,7 +92,7 @@ def softmax_ce(z: np.ndarray, labels: np.ndarray, dropped: np.ndarray) -> tuple[
 
 
 def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, rate: float) -> np.ndarray:
-    """``(rng.random(shape, dtype) >= rate) / (1 - rate)``, the inverted-dropout mask; big ones drawn on minidl's threads.
+    """``(rng.random(shape, dtype) >= rate) / (1 - rate)``, the inverted-dropout mask; big ones on minidl's threads.
 
     The same bits as that one call, and ``rng`` ends in the same state, at any thread count: a block starts from a
     copy of ``rng`` advanced to its first entry.
@@ -166,7 +168,7 @@ def multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def adam_update(grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, max_exp_avg_sq: np.ndarray | None,
-                step: np.ndarray, lr: float, betas: tuple[float, float], eps: float, t: int) -> None:
+                step: np.ndarray, lr: float, betas: tuple[float, ...], eps: float, t: int) -> None:
     """Adam's moments and step for flat vectors, in blocks of :data:`ADAM_BLOCK` entries on minidl's threads.
 
     Updates ``exp_avg`` (``m``), ``exp_avg_sq`` (``v``) and, with AMSGrad, ``max_exp_avg_sq`` in place and writes

@@ -121,18 +121,15 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dty
     out = np.empty(size, dtype)
     per = DROPOUT_BLOCK // 2 if dtype == np.float32 else DROPOUT_BLOCK  # 64-bit outputs a block consumes
     count = -(-size // DROPOUT_BLOCK)
-    gens: list[np.random.Generator] = []
-    for b in range(count):  # advancing is O(log steps): cheap next to a block's draws
-        gen = copy.deepcopy(rng)
-        gen.bit_generator.advance(b * per)
-        gens.append(gen)
+    starts = [copy.deepcopy(bits).advance(b * per) for b in range(count)]  # O(log steps): cheap next to the draws
+    gens = [np.random.Generator(start) for start in starts]
 
     def block(b: int, slot: int) -> None:
         at = slice(b * DROPOUT_BLOCK, min((b + 1) * DROPOUT_BLOCK, size))
         np.multiply(gens[b].random(at.stop - at.start, dtype=dtype) >= rate, scale, out=out[at])
 
     threads.map_blocks(block, count)
-    bits.state = gens[-1].bit_generator.state  # where one draw of the whole array leaves it
+    bits.state = starts[-1].state  # where one draw of the whole array leaves it
     return out.reshape(shape)
 
 

@@ -96,7 +96,7 @@ def test_dropout_mask_after_an_odd_float32_draw_is_still_one_draw(monkeypatch, t
     assert np.array_equal(mask, (ref.random((10, 40), dtype=np.float32) >= 0.5) * np.float32(2))
 
 
-def test_dropout_layer_masks_the_same_at_any_thread_count_and_multiply_is_numpys(monkeypatch, thread_count):
+def test_dropout_layer_masks_the_same_at_any_thread_count(monkeypatch, thread_count):
     monkeypatch.setattr(bl, "DROPOUT_BLOCK", 128)
     x = np.random.default_rng(2).standard_normal((4, 30, 16)).astype(np.float32)
     g = np.random.default_rng(3).standard_normal(x.shape).astype(np.float32)
@@ -111,8 +111,6 @@ def test_dropout_layer_masks_the_same_at_any_thread_count_and_multiply_is_numpys
         assert np.array_equal(y, x * scale) and np.array_equal(dx, g * scale)
         outs.append((y, dx))
     assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
-    a, b = x[:, ::2], g[:, ::2]  # not contiguous: NumPy's product
-    assert np.array_equal(bl.multiply(a, b), a * b)
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])

@@ -2,16 +2,16 @@
 
 Within ``fit`` everything outside :func:`minidl.threads.map_blocks` runs on one core. On char-gpt (logits
 (32, 128, 103), two Dropout layers over (32, 128, 64)) the loss's softmax and gradient and the masks' random
-draws were ~3 ms of such one-core work per step. Here both are cut into blocks whose boundaries depend on
+draws and Adam were ~4 ms of such one-core work per step. Here they are cut into blocks whose boundaries depend on
 the shapes only, never on the thread count:
 
 - :func:`softmax_ce`: blocks of :data:`CE_BLOCK_ROWS` rows of the logits. Every row's probabilities and
   gradient are what one NumPy pass over all rows gives; the loss is the blocks' partial sums added in block
   order, so the bits are the same at any thread count.
-- :func:`dropout_mask` (and :func:`multiply`, its product with the input): blocks of :data:`DROPOUT_BLOCK`
-  entries, each drawn from a copy of the layer's PCG64 generator advanced (``PCG64.advance``) to where a single
-  draw of the whole array would be at that entry. The masks are the same bits as one ``rng.random(shape)``
-  call and the generator ends in the same state: the masks' stream did not change.
+- :func:`dropout_mask`: blocks of :data:`DROPOUT_BLOCK` entries, each drawn from a copy of the layer's PCG64
+  generator advanced (``PCG64.advance``) to where a single draw of the whole array would be at that entry. The
+  masks are the same bits as one ``rng.random(shape)`` call and the generator ends in the same state: the
+  masks' stream did not change.
 - :func:`adam_update`: blocks of :data:`ADAM_BLOCK` entries of the flat gradient and moment vectors
   (:meth:`minidl.flat_grads.FlatGrads.adam_step`); every entry is computed as in the per-parameter loop.
 """
@@ -25,8 +25,7 @@ import numpy as np
 
 from .. import threads
 
-__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "ADAM_BLOCK", "softmax_ce", "dropout_mask", "multiply",
-           "adam_update"]
+__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "ADAM_BLOCK", "softmax_ce", "dropout_mask", "adam_update"]
 
 #: Rows of logits per block of :func:`softmax_ce` (char-gpt's 4096 rows: 4 blocks).
 CE_BLOCK_ROWS = 1024
@@ -131,37 +130,6 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dty
     threads.map_blocks(block, count)
     bits.state = starts[-1].state  # where one draw of the whole array leaves it
     return out.reshape(shape)
-
-
-def multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a * b`` for C-contiguous arrays of one shape and dtype, in blocks of :data:`DROPOUT_BLOCK` entries on
-    minidl's threads when big (a product per entry: the same bits as one call); anything else is NumPy's ``a * b``.
-
-    Args:
-        a: an array.
-        b: an array of ``a``'s shape and dtype.
-
-    Shape:
-        - ``a``, ``b``, output: any, the same.
-
-    Example::
-
-        >>> import numpy as np
-        >>> multiply(np.full((2, 2), 3.0), np.full((2, 2), 2.0)).tolist()
-        [[6.0, 6.0], [6.0, 6.0]]
-    """
-    if (a.size < 2 * DROPOUT_BLOCK or a.shape != b.shape or a.dtype != b.dtype
-            or not (a.flags.c_contiguous and b.flags.c_contiguous)):
-        return a * b
-    out = np.empty_like(a)
-    fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
-
-    def block(i: int, slot: int) -> None:
-        at = slice(i * DROPOUT_BLOCK, (i + 1) * DROPOUT_BLOCK)
-        np.multiply(fa[at], fb[at], out=fo[at])
-
-    threads.map_blocks(block, -(-a.size // DROPOUT_BLOCK))
-    return out
 
 
 def adam_update(grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, max_exp_avg_sq: np.ndarray | None,

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend.blocks import dropout_mask, multiply
+from ..backend.blocks import dropout_mask
 from .base import Layer, Shape, as_float
 
 
@@ -59,7 +59,7 @@ class Dropout(Layer):
             return x
         assert self._rng is not None  # built
         self._scale = dropout_mask(self._rng, x.shape, x.dtype, self.rate)
-        return multiply(x, self._scale)
+        return x * self._scale
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out if self._scale is None else multiply(grad_out, self._scale)
+        return grad_out if self._scale is None else grad_out * self._scale

@@ -109,14 +109,14 @@ class Backend:
         raise NotImplementedError
 
     # -- dense --------------------------------------------------------------------------------------
-    def linear(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """``x @ weight`` over the last axis of ``x`` (*, D), ``weight`` (D, U)."""
+    def linear(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+        """``x @ weight + bias`` over the last axis of ``x`` (*, D), ``weight`` (D, U), ``bias`` (U,) or ``None``."""
         raise NotImplementedError
 
     def linear_backward(self, x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
-                        weight_grad: np.ndarray | None) -> np.ndarray:
+                        weight_grad: np.ndarray | None, bias_grad: np.ndarray | None = None) -> np.ndarray:
         """``grad_out @ weight.T``; overwrites ``weight_grad`` (D, U), unless ``None``, with ``xᵀ grad_out``
-        (all leading axes as rows)."""
+        (all leading axes as rows) and ``bias_grad`` (U,), unless ``None``, with the sum of ``grad_out``'s rows."""
         raise NotImplementedError
 
     # -- element-wise -----------------------------------------------------------------------------
@@ -160,8 +160,10 @@ class Backend:
         scaled keep-mask, or None)."""
         raise NotImplementedError
 
-    def attention_backward(self, ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(dq, dk, dv)``; ``dq`` is the gradient of the scaled ``q``."""
+    def attention_backward(self, ctx: Any, d_heads: np.ndarray, out: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dq, dk, dv)``; ``dq`` is the gradient of the scaled ``q``. Written into ``out`` (3, N, H, T, dk) if
+        given (any strides: the layer passes a view of its packed gradient, so no copy follows)."""
         raise NotImplementedError
 
     def rnn_forward(self, cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray,

@@ -793,11 +793,11 @@ class NumpyBackend(Backend):
         return batchnorm_backward(grad_out, ctx.centred, ctx.inv_std, ctx.weight, ctx.batch_stats)
 
     # -- dense -----------------------------------------------------------------------------------
-    def linear(self, x, weight):
-        return linear_forward(x, weight)
+    def linear(self, x, weight, bias=None):
+        return linear_forward(x, weight, bias)
 
-    def linear_backward(self, x, weight, grad_out, weight_grad):
-        return linear_backward(x, weight, grad_out, weight_grad)
+    def linear_backward(self, x, weight, grad_out, weight_grad, bias_grad=None):
+        return linear_backward(x, weight, grad_out, weight_grad, bias_grad)
 
     # -- element-wise ----------------------------------------------------------------------------
     def add(self, a, b):
@@ -828,8 +828,8 @@ class NumpyBackend(Backend):
     def attention(self, q, k, v, mask, causal, drop=None):
         return sequence.attention(q, k, v, mask, causal, drop)
 
-    def attention_backward(self, ctx, d_heads):
-        return sequence.attention_backward(ctx, d_heads)
+    def attention_backward(self, ctx, d_heads, out=None):
+        return sequence.attention_backward(ctx, d_heads, out)
 
     def rnn_forward(self, cell, xp, weight_hh, bias_hh, mask):
         return sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask)

@@ -230,43 +230,37 @@ def _scatter_rows(ids, g, out):  # pragma: no cover - compiled
 def _lstm_step(a, xp, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vector):  # pragma: no cover - compiled
     """``a`` (n, 4u) holds ``h W_hhᵀ``; adds ``xp``, writes the gate values into it, then the new states.
 
-    Whole-block passes without branches inside the loops, so that LLVM vectorises them."""
+    Row by row, in buffers of one row (they stay in L1): each pass is a branch-free loop over a few arrays,
+    which LLVM vectorises (with more arrays in one loop it gives up on the checks that they do not overlap)."""
     one, two = np.float32(1), np.float32(2)  # float32 constants: no float64 promotion of float32 data
     n, rows = a.shape
     u = rows // 4
-    p = np.empty((n, rows), a.dtype)
-    e = np.empty((n, rows), a.dtype)
-    bits = np.empty(n * rows, np.int32)
+    p = np.empty(rows, a.dtype)
+    e = np.empty(rows, a.dtype)
+    bits = np.empty(rows, np.int32)
     for r in range(n):
-        for j in range(2 * u):
-            p[r, j] = -(a[r, j] + xp[r, j])
+        for j in range(rows):
+            p[j] = -(a[r, j] + xp[r, j])
         for j in range(2 * u, 3 * u):
-            p[r, j] = -two * (a[r, j] + xp[r, j])
-        for j in range(3 * u, rows):
-            p[r, j] = -(a[r, j] + xp[r, j])
-    _exp_rows(p.reshape(-1), e.reshape(-1), bits, n * rows, vector)
-    pc = np.empty(n * u, a.dtype)
-    for r in range(n):
-        for j in range(2 * u):
-            a[r, j] = one / (one + e[r, j])
+            p[j] *= two
+        _exp_rows(p, e, bits, rows, vector)
+        for j in range(rows):
+            a[r, j] = one / (one + e[j])
         for j in range(2 * u, 3 * u):
-            a[r, j] = (one - e[r, j]) / (one + e[r, j])  # tanh z = (1 - e^-2z) / (1 + e^-2z)
-        for j in range(3 * u, rows):
-            a[r, j] = one / (one + e[r, j])
+            a[r, j] = (one - e[j]) * a[r, j]  # tanh z = (1 - e^-2z) / (1 + e^-2z)
         for j in range(u):
             c = a[r, u + j] * c_prev[r, j] + a[r, j] * a[r, 2 * u + j]
             c_next[r, j] = c
-            pc[r * u + j] = -two * c
-    ec = e.reshape(-1)  # reused
-    _exp_rows(pc, ec, bits, n * u, vector)
-    for r in range(n):
-        keep = not has_mask or m[r]
+            p[j] = -two * c
+        _exp_rows(p, e, bits, u, vector)
         for j in range(u):
-            tc = (one - ec[r * u + j]) / (one + ec[r * u + j])
+            tc = (one - e[j]) / (one + e[j])
             tc_out[r, j] = tc
-            h = a[r, 3 * u + j] * tc
-            h_next[r, j] = h if keep else h_prev[r, j]
-            c_next[r, j] = c_next[r, j] if keep else c_prev[r, j]
+            h_next[r, j] = a[r, 3 * u + j] * tc
+        if has_mask and not m[r]:
+            for j in range(u):
+                h_next[r, j] = h_prev[r, j]
+                c_next[r, j] = c_prev[r, j]
 
 
 def _gru_step(hh, xp, bias_hh, h_prev, m, has_mask, a, hn, h_next, vector):  # pragma: no cover - compiled
@@ -302,29 +296,30 @@ def _gru_step(hh, xp, bias_hh, h_prev, m, has_mask, a, hn, h_next, vector):  # p
 
 def _lstm_back_step(dh, dc, a, tc, c_prev, m, has_mask, gx, dc_prev, carried_h):  # pragma: no cover - compiled
     """``gx`` of the step; ``dc_prev`` = the cell gradient passed back; ``carried_h`` the part of ``dh`` that a
-    padded step carries past (zero at valid steps)."""
+    padded step carries past (zero at valid steps). Three branch-free passes per row, as :func:`_lstm_step`."""
     one = np.float32(1)  # a float32 constant: no float64 promotion of float32 data
     n, u = dh.shape
     for r in range(n):
+        for j in range(u):  # o, and the cell gradient d_c (in dc_prev until the last pass)
+            o, t, d_h = a[r, 3 * u + j], tc[r, j], dh[r, j]
+            dc_prev[r, j] = dc[r, j] + d_h * o * (one - t * t)
+            gx[r, 3 * u + j] = d_h * t * o * (one - o)
+        for j in range(u):  # i, g
+            i, g, d_c = a[r, j], a[r, 2 * u + j], dc_prev[r, j]
+            gx[r, j] = d_c * g * i * (one - i)
+            gx[r, 2 * u + j] = d_c * i * (one - g * g)
+        for j in range(u):  # f
+            f, d_c = a[r, u + j], dc_prev[r, j]
+            gx[r, u + j] = d_c * c_prev[r, j] * f * (one - f)
+            dc_prev[r, j] = d_c * f
         keep = not has_mask or m[r]
         for j in range(u):
-            if keep:
-                i, f, g, o, t = a[r, j], a[r, u + j], a[r, 2 * u + j], a[r, 3 * u + j], tc[r, j]
-                d_h = dh[r, j]
-                d_c = dc[r, j] + d_h * o * (one - t * t)
-                gx[r, j] = d_c * g * i * (one - i)
-                gx[r, u + j] = d_c * c_prev[r, j] * f * (one - f)
-                gx[r, 2 * u + j] = d_c * i * (one - g * g)
-                gx[r, 3 * u + j] = d_h * t * o * (one - o)
-                dc_prev[r, j] = d_c * f
-                carried_h[r, j] = 0
-            else:
+            carried_h[r, j] = 0 if keep else dh[r, j]
+        if not keep:
+            for j in range(4 * u):
                 gx[r, j] = 0
-                gx[r, u + j] = 0
-                gx[r, 2 * u + j] = 0
-                gx[r, 3 * u + j] = 0
+            for j in range(u):
                 dc_prev[r, j] = dc[r, j]
-                carried_h[r, j] = dh[r, j]
 
 
 def _gru_back_step(dh, a, hn, h_prev, m, has_mask, gx, gh, direct):  # pragma: no cover - compiled
@@ -372,8 +367,8 @@ def _load() -> None:
         _row_max = numba.njit(nogil=True, fastmath={"nnan", "nsz", "reassoc"}, cache=True)(_row_max)
         for fn in _PARALLEL:
             _compiled[fn.__name__] = numba.njit(parallel=True, fastmath={"contract", "reassoc"}, cache=True)(fn)
-        for fn in _SERIAL:
-            _compiled[fn.__name__] = numba.njit(nogil=True, fastmath={"contract"}, cache=True)(fn)
+        for fn in _SERIAL:  # error_model="numpy": x / 0 is inf, not a raise, so that divisions vectorise
+            _compiled[fn.__name__] = numba.njit(nogil=True, fastmath={"contract"}, error_model="numpy", cache=True)(fn)
 
 
 def _kernel(name: str) -> Any:

@@ -111,6 +111,10 @@ class Backend:
         (all leading axes as rows)."""
         raise NotImplementedError
 
+    def linear_weight_grad(self, x: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -> None:
+        """Overwrite ``out`` (D, U) with ``xᵀ grad_out``, ``x`` (*, D), ``grad_out`` (*, U) (all leading axes as rows)."""
+        raise NotImplementedError
+
     # -- element-wise -----------------------------------------------------------------------------
     def relu(self, x: np.ndarray, ctx: Any = None) -> tuple[np.ndarray, Any]:
         """``(max(x, 0), ctx)``, in ``x``'s memory layout."""

@@ -227,11 +227,13 @@ def _scatter_rows(ids, g, out):  # pragma: no cover - compiled
 
 
 # -- RNN steps ---------------------------------------------------------------------------------------------
-def _lstm_step(a, xp, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vector):  # pragma: no cover - compiled
-    """``a`` (n, 4u) holds ``h W_hhᵀ``; adds ``xp``, writes the gate values into it, then the new states.
+def _lstm_step(hw, a, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vector):  # pragma: no cover - compiled
+    """``hw`` (n, 4u) holds ``h W_hhᵀ``, ``a`` the step's input projection: the gate values overwrite ``a``, then
+    the new states.
 
     Row by row, in buffers of one row (they stay in L1): each pass is a branch-free loop over a few arrays,
-    which LLVM vectorises (with more arrays in one loop it gives up on the checks that they do not overlap)."""
+    which LLVM vectorises (with more arrays in one loop it gives up on the checks that they do not overlap).
+    Writing the gates over the projection just read saves streaming a third (T, N, 4u) array."""
     one, two = np.float32(1), np.float32(2)  # float32 constants: no float64 promotion of float32 data
     n, rows = a.shape
     u = rows // 4
@@ -240,7 +242,7 @@ def _lstm_step(a, xp, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vecto
     bits = np.empty(rows, np.int32)
     for r in range(n):
         for j in range(rows):
-            p[j] = -(a[r, j] + xp[r, j])
+            p[j] = -(hw[r, j] + a[r, j])
         for j in range(2 * u, 3 * u):
             p[j] *= two
         _exp_rows(p, e, bits, rows, vector)
@@ -459,10 +461,15 @@ def embedding_backward(ids: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -
 
 
 # -- the recurrent loops: sequence.rnn_forward / rnn_backward with these steps --------------------------------
+def _gates_over_projection(ctx, xp, weight_hh):
+    ctx.acts = xp
+    return xp, weight_hh
+
+
 def _fwd_lstm(ctx, s, b, xp, weight_hh_t, m):
-    a = np.matmul(ctx.h[s, b], weight_hh_t, out=ctx.acts[s, b])
-    _kernel("_lstm_step")(a, xp, ctx.c[s, b], ctx.h[s, b], _NO_MASK if m is None else m[:, 0], m is not None,
-                          ctx.aux[s, b], ctx.c[s + 1, b], ctx.h[s + 1, b], _vector(a.dtype))
+    h = ctx.h[s, b]
+    _kernel("_lstm_step")(h @ weight_hh_t, xp, ctx.c[s, b], h, _NO_MASK if m is None else m[:, 0], m is not None,
+                          ctx.aux[s, b], ctx.c[s + 1, b], ctx.h[s + 1, b], _vector(xp.dtype))
 
 
 def _fwd_gru(ctx, s, b, xp, weight_hh_t, m):
@@ -491,7 +498,7 @@ def _back_gru(ctx, s, b, dh, dc, m, gx, gh):
 
 _NO_MASK = np.ones(1, bool)
 #: The compiled steps of the cells that have them (SimpleRNN keeps NumPy's: one tanh, nothing to fuse).
-STEPS = {"lstm": (None, _fwd_lstm, _back_lstm), "gru": (None, _fwd_gru, _back_gru)}
+STEPS = {"lstm": (_gates_over_projection, _fwd_lstm, _back_lstm), "gru": (None, _fwd_gru, _back_gru)}
 
 
 def rnn_forward(cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray,

@@ -45,7 +45,7 @@ import numpy as np
 from .. import threads
 from . import sequence
 from .base import Backend, Pads
-from .linear import linear_backward, linear_forward
+from .linear import linear_backward, linear_forward, linear_weight_grad
 
 __all__ = [
     "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "PARALLEL_MIN_FLOPS", "TRANSPOSED_MIN_CHANNELS",
@@ -717,6 +717,9 @@ class NumpyBackend(Backend):
 
     def linear_backward(self, x, weight, grad_out, weight_grad):
         return linear_backward(x, weight, grad_out, weight_grad)
+
+    def linear_weight_grad(self, x, grad_out, out):
+        linear_weight_grad(x, grad_out, out)
 
     # -- element-wise ----------------------------------------------------------------------------
 

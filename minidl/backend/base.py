@@ -112,7 +112,7 @@ class Backend:
         raise NotImplementedError
 
     def linear_weight_grad(self, x: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -> None:
-        """Overwrite ``out`` (D, U) with ``xᵀ grad_out``, ``x`` (*, D), ``grad_out`` (*, U) (all leading axes as rows)."""
+        """Overwrite ``out`` (D, U) with ``xᵀ grad_out``; ``x`` (*, D), ``grad_out`` (*, U), leading axes as rows."""
         raise NotImplementedError
 
     # -- element-wise -----------------------------------------------------------------------------

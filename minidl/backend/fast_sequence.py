@@ -483,7 +483,8 @@ def _back_lstm(ctx, s, b, dh, dc, m, gx, gh):
     _kernel("_lstm_back_step")(dh, dc, ctx.acts[s, b], ctx.aux[s, b], ctx.c[s, b], _NO_MASK if m is None else m[:, 0],
                                m is not None, gx, dc_prev, carried)
     dh_prev = gx @ ctx.weight_hh
-    dh_prev += carried
+    if m is not None:
+        dh_prev += carried
     return dh_prev, dc_prev
 
 

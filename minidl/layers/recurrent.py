@@ -11,8 +11,9 @@ product per step; the backend runs that loop (``rnn_forward``; see
 :mod:`minidl.backend.sequence`). Backward through time (``rnn_backward``) runs it in reverse and
 collects the per-step pre-activation gradients; the weight gradients are then one matrix product
 each over all steps. Those big products are the backend's Dense ones (``linear``,
-``linear_weight_grad``), which share them out over minidl's threads in fixed blocks of rows. (PyTorch runs the same loop in C++; here each step costs a few NumPy
-calls of overhead, which matters for small batches and long sequences.)
+``linear_weight_grad``), which share them out over minidl's threads in fixed blocks of rows.
+(PyTorch runs the same loop in C++; here each step costs a few NumPy calls of overhead, which
+matters for small batches and long sequences.)
 
 Masks (bool ``(N, T)``, True at valid steps): a padded step is skipped. The state is carried
 through it unchanged, its output (``return_sequences=True``) is zeros, and the last state returned
@@ -119,11 +120,13 @@ class _Recurrent(Layer, register=False):
         self._gx = gx.reshape(t * n, -1)
         gh_flat = gh.reshape(t * n, -1)
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
+        same_bias_grads = gh is gx and bias_ih.trainable  # b_hh adds where b_ih does (RNN, LSTM): sum once
         grads = {  # the weight gradients sum over every step's rows: the backend's Dense products
             weight_ih: lambda out: backend.linear_weight_grad(self._gx, self._x_steps, out),
             weight_hh: lambda out: backend.linear_weight_grad(gh_flat, self._h[:-1], out),
             bias_ih: lambda out: np.add.reduce(self._gx, axis=0, out=out),
-            bias_hh: lambda out: np.add.reduce(gh_flat, axis=0, out=out),
+            bias_hh: lambda out: (np.copyto(out, bias_ih.grad) if same_bias_grads
+                                  else np.add.reduce(gh_flat, axis=0, out=out)),
         }
         for p, write in grads.items():
             if p.trainable:

@@ -148,7 +148,8 @@ def test_training_gives_the_same_bits_at_any_thread_count_and_the_numpy_backends
 
 @pytest.mark.filterwarnings("ignore:minidl. BLAS kept")  # fit outside the main thread cannot pin OpenBLAS
 def test_two_python_threads_may_train_at_once():
-    # Numba's workqueue layer aborts the process on concurrent entry; the backend serialises entry.
+    # The kernels are serial and release the GIL, without a lock: both threads are in them at once, each on its own
+    # arrays (Numba's workqueue layer, which aborts on concurrent entry, is not involved).
     results: dict = {}
     expected = {seed: train("fast", 2, seed) for seed in (0, 1)}
     set_backend("fast")
@@ -189,3 +190,33 @@ def test_layers_built_under_one_backend_compute_under_the_other():
         set_backend(None)
     np.testing.assert_allclose(y_fast, y_numpy, **TOL["float64"])
     np.testing.assert_allclose(dx_fast, dx_numpy, **TOL["float64"])
+
+
+@pytest.mark.parametrize("block", [1, 7, 50])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_kernels_split_into_many_blocks_give_the_same_bits_at_any_thread_count(monkeypatch, block, layout):
+    # BLOCK_ELEMENTS this small cuts even these shapes into many blocks (single channels, rows of windows, runs of
+    # elements): every item is computed, by one block, whichever thread takes it.
+    monkeypatch.setattr(fast, "BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(fast, "RELU_MIN_SIZE_FACTOR", 0)
+    x = images((5, 3, 6, 4), "float64", layout)
+    g = images(x.shape, "float64", layout, seed=2)
+    weight, bias = np.linspace(0.5, 2.0, 3), np.linspace(-1.0, 1.0, 3)
+    results = []
+    for threads in (1, 2):
+        minidl.set_num_threads(threads)
+        y, _, _, ctx = FAST.batch_norm2d(x, weight, bias, 1e-5)
+        r, r_ctx = FAST.relu(y)
+        p, p_ctx = FAST.max_pool2d(r, (2, 2), (2, 2), (0, 0))
+        dr = FAST.max_pool2d_backward(p_ctx, np.ones_like(p))
+        assert isinstance(ctx, fast._FastBatchNorm) and isinstance(r_ctx, fast._FastReLU) and p_ctx.path == "tiled"
+        results.append([y, *FAST.batch_norm2d_backward(ctx, g), r, FAST.relu_backward(r_ctx, g), dr])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+    y, _, _, ctx = NUMPY.batch_norm2d(x, weight, bias, 1e-5)
+    r, r_ctx = NUMPY.relu(y)
+    p, p_ctx = NUMPY.max_pool2d(r, (2, 2), (2, 2), (0, 0))
+    expected = [y, *NUMPY.batch_norm2d_backward(ctx, g), r, NUMPY.relu_backward(r_ctx, g),
+                NUMPY.max_pool2d_backward(p_ctx, np.ones_like(p))]
+    for a, b in zip(results[0], expected, strict=True):
+        assert_close(a, b, "float64")

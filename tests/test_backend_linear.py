@@ -22,15 +22,16 @@ def numpy_backend():
     set_num_threads(None)
 
 
-def _products(x, w, g, n_threads):
-    """(y, dx, dw, dw alone) with ``n_threads`` threads and BLAS pinned to one, as inside ``fit``."""
+def _products(x, w, b, g, n_threads):
+    """(y, dx, dw, db, dw alone) with ``n_threads`` threads and BLAS pinned to one, as inside ``fit``."""
     set_num_threads(n_threads)
     with threads.blas_threads():
-        dw, dw_alone = np.full(w.shape, np.nan, w.dtype), np.full(w.shape, np.nan, w.dtype)
-        y = get_backend().linear(x, w)
-        dx = get_backend().linear_backward(x, w, g, dw)
+        dw, db = np.full(w.shape, np.nan, w.dtype), np.full(b.shape, np.nan, b.dtype)
+        dw_alone = np.full(w.shape, np.nan, w.dtype)
+        y = get_backend().linear(x, w, b)
+        dx = get_backend().linear_backward(x, w, g, dw, db)
         get_backend().linear_weight_grad(x, g, dw_alone)
-    return y, dx, dw, dw_alone
+    return y, dx, dw, db, dw_alone
 
 
 @settings(max_examples=15, deadline=None)
@@ -41,20 +42,22 @@ def test_blocks_same_bits_at_1_and_2_threads_and_equal_plain_products(lead, d, u
     x = rng.standard_normal((*lead, d)).astype(dtype)
     w = rng.standard_normal((d, u)).astype(dtype)
     g = rng.standard_normal((*lead, u)).astype(dtype)
+    bias = rng.standard_normal(u).astype(dtype)
     old = lin.LINEAR_MIN_FLOPS
     lin.LINEAR_MIN_FLOPS = 0  # tiny shapes take the blocked path
     try:
-        one = _products(x, w, g, 1)
-        two = _products(x, w, g, 2)
+        one = _products(x, w, bias, g, 1)
+        two = _products(x, w, bias, g, 2)
     finally:
         lin.LINEAR_MIN_FLOPS = old
     for a, b in zip(one, two):
         assert a.dtype == np.dtype(dtype) and a.tobytes() == b.tobytes()
-    y, dx, dw, dw_alone = one
+    y, dx, dw, db, dw_alone = one
     assert dw_alone.tobytes() == dw.tobytes()  # the same blocks, summed in the same order
-    np.testing.assert_allclose(y, x @ w, **TOL[dtype])
+    np.testing.assert_allclose(y, x @ w + bias, **TOL[dtype])
     np.testing.assert_allclose(dx, g @ w.T, **TOL[dtype])
     np.testing.assert_allclose(dw, x.reshape(-1, d).T @ g.reshape(-1, u), **TOL[dtype])
+    np.testing.assert_allclose(db, g.reshape(-1, u).sum(axis=0), **TOL[dtype])
 
 
 def test_big_product_splits_into_fixed_blocks_and_small_one_does_not():
@@ -68,10 +71,11 @@ def test_big_product_splits_into_fixed_blocks_and_small_one_does_not():
 def test_small_product_is_the_plain_product():
     rng = np.random.default_rng(0)
     x, w, g = rng.standard_normal((5, 3)), rng.standard_normal((3, 4)), rng.standard_normal((5, 4))
-    dw = np.empty((3, 4))
+    dw, db, b = np.empty((3, 4)), np.empty(4), rng.standard_normal(4)
     assert get_backend().linear(x, w).tobytes() == (x @ w).tobytes()
-    assert get_backend().linear_backward(x, w, g, dw).tobytes() == (g @ w.T).tobytes()
-    assert dw.tobytes() == (x.T @ g).tobytes()
+    assert get_backend().linear(x, w, b).tobytes() == (x @ w + b).tobytes()
+    assert get_backend().linear_backward(x, w, g, dw, db).tobytes() == (g @ w.T).tobytes()
+    assert dw.tobytes() == (x.T @ g).tobytes() and db.tobytes() == np.add.reduce(g, axis=0).tobytes()
     get_backend().linear_weight_grad(x, g, dw)
     assert dw.tobytes() == (x.T @ g).tobytes()
 

@@ -32,7 +32,7 @@ DTYPES = ["float32", "float64"]
 
 #: Tests of the NumPy backend's own machinery (its reused arrays) or of the benchmark scripts: numpy only.
 NUMPY_ONLY = {"test_layers_reused_arrays_are_replaced_when_they_come_back_read_only", "test_benchmark_quick_mode_runs",
-              "test_layer_times_prints_every_layer_and_the_sums"}
+              "test_layer_times_prints_every_layer_and_the_sums", "test_layer_times_opens_the_residual_blocks"}
 
 
 def pytest_generate_tests(metafunc):
@@ -333,6 +333,23 @@ def test_layer_times_prints_every_layer_and_the_sums():
     rows = [line for line in out.splitlines() if line[:2].strip().isdigit()]
     assert [row.split()[1] for row in rows][:4] == ["Conv2D", "BatchNorm2D", "ReLU", "Conv2D"] and len(rows) == 16
     assert any(line.startswith("sum") for line in out.splitlines())
+
+
+@pytest.mark.slow
+def test_layer_times_opens_the_residual_blocks():
+    import subprocess
+    import sys
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "layer_times.py"
+    out = subprocess.run([sys.executable, str(path), "--workload", "resnet-cifar", "--repeats", "1", "--threads", "2",
+                          "--backends", "numpy"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in out.splitlines() if line[:2].strip().isdigit()]
+    # the stem, then block 3's body (Conv2D BatchNorm2D ReLU Conv2D BatchNorm2D), its shortcut, the add, the ReLU
+    assert [(r[1], r[2]) for r in rows[3:12]] == [
+        ("Conv2D", "3.0"), ("BatchNorm2D", "3.1"), ("ReLU", "3.2"), ("Conv2D", "3.3"), ("BatchNorm2D", "3.4"),
+        ("Conv2D", "3.s0"), ("BatchNorm2D", "3.s1"), ("add", "3"), ("ReLU", "4")]
+    assert len(rows) == 32 and [r[1] for r in rows].count("add") == 3
+    assert any(line.startswith("whole step") for line in out.splitlines())
 
 
 @pytest.mark.parametrize("shape", [(6, 25, 50176), (25, 6, 9000), (16, 150, 9000), (3, 4, 8192), (6, 25, 7168)])

@@ -9,6 +9,7 @@ pytest.importorskip("numba")
 
 import minidl  # noqa: E402
 import minidl.backend.fast as fast  # noqa: E402
+import minidl.backend.fast_sequence as fast_sequence  # noqa: E402
 from minidl.backend import set_backend  # noqa: E402
 from minidl.backend.fast import FastBackend  # noqa: E402
 from minidl.backend.numpy import NumpyBackend  # noqa: E402
@@ -24,6 +25,10 @@ CELLS = {"lstm": 4, "gru": 3, "tanh": 1, "relu": 1}
 @pytest.fixture(autouse=True)
 def compiled_even_for_tiny_inputs(monkeypatch):
     monkeypatch.setattr(fast, "PARALLEL_MIN_SIZE", 0)
+    # several blocks on tiny inputs: the blocks' results and sums are checked too
+    monkeypatch.setattr(fast_sequence, "LN_BLOCK", 5)
+    monkeypatch.setattr(fast_sequence, "GELU_BLOCK", 16)
+    monkeypatch.setattr(fast_sequence, "ATTENTION_BLOCK", 1)
     yield
     minidl.set_num_threads(None)
     set_backend(None)
@@ -87,8 +92,14 @@ def test_attention_equals_the_numpy_backend(dtype, causal, masked, dropout):
     if masked:  # a padded key gets exactly zero weight, a query without keys all zeros
         assert np.all(got[1][np.broadcast_to(~mask[:, None, None, :], got[1].shape)] == 0)
     d_heads = data(got[0].shape, dtype, seed=5)
-    for a, b in zip(FAST.attention_backward(got[2], d_heads), NUMPY.attention_backward(want[2], d_heads), strict=True):
+    grads = FAST.attention_backward(got[2], d_heads)
+    for a, b in zip(grads, NUMPY.attention_backward(want[2], d_heads), strict=True):
         assert_close(a, b, dtype)
+    for backend, ctx in ((FAST, got[2]), (NUMPY, want[2])):  # into a strided view of a packed array: the same
+        packed = np.full((n, t, 3, h, dk), np.nan, dtype)
+        backend.attention_backward(ctx, d_heads, out=packed.transpose(2, 0, 3, 1, 4))
+        for i, grad in enumerate(grads):
+            assert_close(packed[:, :, i].transpose(0, 2, 1, 3), grad, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -104,6 +104,7 @@ def run(threads, shape=(3, 4, 9, 11), seed=0):
 def many_blocks_on_both_threads(monkeypatch):
     monkeypatch.setattr(winograd, "BLOCK_COLUMNS", 8)
     monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_FLOPS", 0)  # the pool even for these tiny products
+    monkeypatch.setattr(numpy_backend, "COPY_BLOCK", 1)  # and the split copies one channel a block
     calls = []
     real = winograd.threads.map_blocks
     monkeypatch.setattr(winograd.threads, "map_blocks", lambda fn, count, cap=None: calls.append((count, cap))

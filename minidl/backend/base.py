@@ -79,6 +79,14 @@ class Backend:
         """``dx``: each window's gradient to its first maximum in row-major order; overlaps add up."""
         raise NotImplementedError
 
+    def global_avg_pool2d(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``(y, ctx)``: the mean of each image's channel, ``y`` (N, C)."""
+        raise NotImplementedError
+
+    def global_avg_pool2d_backward(self, ctx: Any, grad_out: np.ndarray) -> np.ndarray:
+        """``dx``: ``grad_out / (H·W)`` at every pixel of its channel."""
+        raise NotImplementedError
+
     def avg_pool2d(self, x: np.ndarray, pool: Pair, stride: Pair, padding: Pair, ctx: Any = None
                    ) -> tuple[np.ndarray, Any]:
         """``(y, ctx)``: the mean of each window, padding counting as zeros, divisor ``kh·kw``."""
@@ -101,14 +109,14 @@ class Backend:
         raise NotImplementedError
 
     # -- dense --------------------------------------------------------------------------------------
-    def linear(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """``x @ weight`` over the last axis of ``x`` (*, D), ``weight`` (D, U)."""
+    def linear(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+        """``x @ weight + bias`` over the last axis of ``x`` (*, D), ``weight`` (D, U), ``bias`` (U,) or ``None``."""
         raise NotImplementedError
 
     def linear_backward(self, x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
-                        weight_grad: np.ndarray | None) -> np.ndarray:
+                        weight_grad: np.ndarray | None, bias_grad: np.ndarray | None = None) -> np.ndarray:
         """``grad_out @ weight.T``; overwrites ``weight_grad`` (D, U), unless ``None``, with ``xᵀ grad_out``
-        (all leading axes as rows)."""
+        (all leading axes as rows) and ``bias_grad`` (U,), unless ``None``, with the sum of ``grad_out``'s rows."""
         raise NotImplementedError
 
     def linear_weight_grad(self, x: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -> None:
@@ -116,6 +124,10 @@ class Backend:
         raise NotImplementedError
 
     # -- element-wise -----------------------------------------------------------------------------
+    def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``a + b`` (a residual block's two paths, or their input gradients)."""
+        raise NotImplementedError
+
     def relu(self, x: np.ndarray, ctx: Any = None) -> tuple[np.ndarray, Any]:
         """``(max(x, 0), ctx)``, in ``x``'s memory layout."""
         raise NotImplementedError
@@ -152,8 +164,10 @@ class Backend:
         scaled keep-mask, or None)."""
         raise NotImplementedError
 
-    def attention_backward(self, ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(dq, dk, dv)``; ``dq`` is the gradient of the scaled ``q``."""
+    def attention_backward(self, ctx: Any, d_heads: np.ndarray, out: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dq, dk, dv)``; ``dq`` is the gradient of the scaled ``q``. Written into ``out`` (3, N, H, T, dk) if
+        given (any strides: the layer passes a view of its packed gradient, so no copy follows)."""
         raise NotImplementedError
 
     def rnn_forward(self, cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray,

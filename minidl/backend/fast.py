@@ -2,37 +2,49 @@
 
 ``pip install "minidl[fast]"`` (Numba ≥ 0.68). The convolution products stay in ``numpy.matmul``
 (BLAS, one thread each, on minidl's own pool, as in :mod:`minidl.backend.numpy`); what NumPy runs
-on one core in several passes runs here in one compiled pass per direction, split over channels
-or over elements with ``prange``:
+on one core in several passes runs here in one compiled pass per direction, split into fixed
+blocks of channels, rows of windows or elements:
 
 - BatchNorm2D forward: the sums, the variance and the affine map per channel, reading ``x`` twice
   and writing ``y`` once (NumPy: five passes and a centred copy kept for backward); backward
   recomputes ``x - μ`` on the fly.
 - MaxPool2D's backward over windows that tile the input (every pooling of minidl's presets): one
   pass that writes ``g`` at each window's first maximum and zeros elsewhere.
-- ReLU and its backward: one parallel pass each.
+- ReLU and its backward: one pass each.
 - 3×3 stride-1 convolutions from :data:`WINOGRAD_MIN_CHANNELS` input channels on: Winograd
   F(2×2, 3×3) for the forward pass and both gradients (:mod:`minidl.backend.winograd`: compiled
   tile transforms, the products in ``numpy.matmul``, blocks on minidl's own pool).
 
 Everything else (other convolutions, overlapping or padded pooling, average pooling) is the NumPy
 backend's, unchanged. Every kernel gives each output element (or each channel's sum) to one
-thread, which computes it in a fixed order: results are bitwise the same at any thread count.
+block, which computes it in a fixed order: results are bitwise the same at any thread count.
 Sums are accumulated in float64 for float32 data, so they are closer to the exact value than
 NumPy's pairwise float32 sums; the tests hold the two backends to 1e-5 relative (float32) and
 1e-12 (float64).
 
-**Threads.** Numba's kernels run on its own threads (the ``workqueue`` layer, the one every
-platform has; Numba's OpenMP layer is not fork-safe with GNU OpenMP, and the test suite and
-joblib fork). ``workqueue`` aborts the process when two Python threads enter parallel code at
-once, so every parallel kernel here is entered under one lock: models trained in several
-threads take turns in these kernels (``tests/test_backend_fast.py`` trains two at once). BLAS is
-never called inside a parallel region. The kernels use :func:`minidl.threads.get_num_threads`
-threads (at most Numba's ``NUMBA_NUM_THREADS``). Inputs below :data:`PARALLEL_MIN_SIZE` elements
-(e.g. batch-1 steps) take the NumPy backend's path: starting Numba's threads costs more there.
+**Threads.** The kernels are serial and release the GIL (``nogil``); each call computes one block
+of about :data:`BLOCK_ELEMENTS` elements, and the blocks run on :func:`minidl.threads.map_blocks`'
+threads, as Winograd's do. No Numba threading layer is involved, so two Python threads may call
+in at once (``tests/test_backend_fast.py`` trains two models at once) and BLAS never runs inside a
+Numba parallel region. Only :mod:`minidl.backend.fast_sequence`'s parallel kernels (GELU,
+LayerNorm, attention's softmax) use Numba's threads (the ``workqueue`` layer, the one every
+platform has; its OpenMP layer is not fork-safe with GNU OpenMP, and the test suite and joblib
+fork): ``workqueue`` aborts the process when two Python threads enter parallel code at once, so
+those are entered under one lock. Inputs below :data:`PARALLEL_MIN_SIZE` elements (e.g. batch-1
+steps) take the NumPy backend's path: a kernel call costs more than it saves there.
 
-**Compiling.** ``cache=True``: the first run after installing compiles the kernels (a few seconds)
-and writes them next to this module; later runs load them.
+**Compiling.** ``cache=True``: the first run after installing compiles the kernels it needs, for
+the dtypes and layouts it calls them with, and writes them next to this module; later runs load
+them. Each kernel is wrapped, and compiled or loaded, on its own first call; a run whose inputs
+stay below the thresholds (``minidl digits`` with the blog's CNN) never imports Numba. Serial
+kernels compile ~2.5x faster than the ``parallel=True`` ``prange`` kernels they replaced (first
+forward and backward with a cold cache, CPU time, 00:13 UTC, load ~4: BatchNorm2D 2.7 -> 1.1 s,
+ReLU 0.8 -> 0.4 s, MaxPool2D 1.2 -> 0.4 s) and run as fast on one thread (vgg-cifar's shapes,
+CPU time, best of 15, ms, old -> new: ReLU 0.90 -> 0.75 forward, 1.10 -> 0.94 backward; batch
+norm 1.34 -> 1.19 / 1.70 -> 1.63; max-pool backward 1.52 -> 1.55). What a warm start still costs
+is Numba's own: ``import numba`` (~0.25 s of CPU) and its first compiled call of a process, cached
+or not (~0.2 s with SciPy already imported, ~0.5 s without: Numba imports ``scipy.linalg`` then);
+``benchmarks/startup.py`` measures both and the commands.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ from .numpy import (
     _ConvContext,
     conv_input_grad,
     copy_like,
+    row_sums,
     workspace,
 )
 
@@ -75,39 +88,54 @@ RELU_MIN_SIZE_FACTOR = 16
 #: 4.9 -> 3.8 / 5.2 -> 3.7, 64->64 on 8x8 4.3 -> 3.7 / 4.4 -> 3.8.
 WINOGRAD_MIN_CHANNELS = 16
 
-_enter = threading.Lock()  # workqueue: one Python thread at a time in parallel code
+#: The compiled kernels split their work into fixed blocks of about this many elements (whole channels, rows of
+#: windows or runs of elements), run on :func:`minidl.threads.map_blocks`: the blocks depend on the shapes only.
+BLOCK_ELEMENTS = 2**17
+
+_enter = threading.Lock()  # workqueue: one Python thread at a time in fast_sequence's parallel kernels
 _compiled: dict[str, Any] = {}
 _loading = threading.Lock()
-prange = range  # numba.prange once _load has run: the kernels below resolve it when they compile
+
+
+def _kernel(name: str) -> Any:
+    """The compiled kernel ``name``, wrapped on its first use: Numba is imported by the first kernel a run needs
+    (~0.3 s of CPU, and ~0.3 s more for Numba's first compiled call), which a run whose inputs all stay below
+    :data:`PARALLEL_MIN_SIZE` (``minidl digits``) never pays; each kernel is then loaded from the cache (or
+    compiled, the first time) for the argument types it is called with, on its own first call."""
+    kernel = _compiled.get(name)
+    if kernel is None:
+        import numba
+
+        with _loading:  # one wrapper per kernel, whichever thread gets here first
+            kernel = _compiled.get(name)
+            if kernel is None:
+                fn = _KERNELS[name]
+                kernel = _compiled[name] = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH.get(name, False))(fn)
+    return kernel
 
 
 def _load() -> Any:
-    """Import Numba and wrap the kernels, on the first call that needs them: importing Numba and loading
-    its cached kernels cost ~0.9 s of CPU once per process, which a run whose inputs all stay below
-    :data:`PARALLEL_MIN_SIZE` (``minidl digits``) never pays."""
-    global prange
+    """Numba, its threading layer set for :mod:`minidl.backend.fast_sequence`'s parallel kernels."""
     import numba
 
-    with _loading:
-        if not _compiled:
-            if not os.environ.get("NUMBA_THREADING_LAYER"):
-                # numba.config sets its attributes at import, from the environment: no stub declares them
-                numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
-            prange = numba.prange
-            for name, fn in _KERNELS.items():
-                _compiled[name] = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH.get(name, False))(fn)
+    if not os.environ.get("NUMBA_THREADING_LAYER"):
+        # numba.config sets its attributes at import, from the environment: no stub declares them
+        numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
     return numba
 
 
 def _threads() -> int:
-    numba = _load()
-    return max(1, min(threads.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    return max(1, min(threads.get_num_threads(), _load().config.NUMBA_NUM_THREADS))
 
 
-def _run(name: str, *args: Any) -> Any:
-    with _enter:
-        _load().set_num_threads(_threads())
-        return _compiled[name](*args)
+def _blocks(name: str, items: int, item_size: int, *args: Any) -> None:
+    """Kernel ``name`` over ``items`` (channels, rows of windows, elements) of ``item_size`` elements each, in fixed
+    blocks of whole items of about :data:`BLOCK_ELEMENTS` elements on minidl's threads: ``kernel(*args, lo, hi)``
+    for each block ``[lo, hi)``. Each item is one block's, computed in one compiled order, so the results are the
+    same bits at any thread count."""
+    kernel = _kernel(name)
+    per = max(1, BLOCK_ELEMENTS // max(1, item_size))
+    threads.map_blocks(lambda b, slot: kernel(*args, b * per, min(items, (b + 1) * per)), -(-items // per))
 
 
 # -- memory layouts ------------------------------------------------------------------------------------
@@ -132,10 +160,10 @@ def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 # -- kernels -------------------------------------------------------------------------------------------
-def _bn_forward(x, weight, bias, eps, mean, var, inv_std, y, batch_stats):  # pragma: no cover - compiled
-    blocks, channels, size = x.shape
+def _bn_forward(x, weight, bias, eps, mean, var, inv_std, y, batch_stats, c0, c1):  # pragma: no cover - compiled
+    blocks, _, size = x.shape
     m = blocks * size
-    for c in prange(channels):
+    for c in range(c0, c1):
         if batch_stats:
             s = 0.0
             for a in range(blocks):
@@ -157,10 +185,10 @@ def _bn_forward(x, weight, bias, eps, mean, var, inv_std, y, batch_stats):  # pr
                 y[a, c, b] = (x[a, c, b] - mu) * scale + beta
 
 
-def _bn_backward(g, x, mean, inv_std, weight, batch_stats, dx, dweight, dbias):  # pragma: no cover - compiled
-    blocks, channels, size = x.shape
+def _bn_backward(g, x, mean, inv_std, weight, batch_stats, dx, dweight, dbias, c0, c1):  # pragma: no cover - compiled
+    blocks, _, size = x.shape
     m = blocks * size
-    for c in prange(channels):
+    for c in range(c0, c1):
         mu = mean[c]
         sg = 0.0
         sgx = 0.0
@@ -185,21 +213,26 @@ def _bn_backward(g, x, mean, inv_std, weight, batch_stats, dx, dweight, dbias): 
                     dx[a, c, b] = g[a, c, b] * scale
 
 
-def _relu(x, y):  # pragma: no cover - compiled
-    for i in prange(x.size):
-        v = x[i]
-        y[i] = 0 if v <= 0 else v  # NaN passes, as np.maximum
+# The element-wise kernels loop over slices of their own: LLVM vectorises that loop (indexing the whole arrays from lo
+# to hi, it did not: 15 ms instead of 0.6 for ReLU's backward over 2**21 float32 values).
+def _relu(x, y, lo, hi):  # pragma: no cover - compiled
+    xs, ys = x[lo:hi], y[lo:hi]
+    for i in range(xs.size):
+        v = xs[i]
+        ys[i] = 0 if v <= 0 else v  # NaN passes, as np.maximum
 
 
-def _relu_backward(y, g, dx):  # pragma: no cover - compiled
-    for i in prange(y.size):
-        dx[i] = g[i] if y[i] > 0 else 0
+def _relu_backward(y, g, dx, lo, hi):  # pragma: no cover - compiled
+    ys, gs, ds = y[lo:hi], g[lo:hi], dx[lo:hi]
+    for i in range(ds.size):
+        ds[i] = gs[i] if ys[i] > 0 else 0
 
 
-def _unpool_chwn(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
-    """``dx``: each window's ``g`` at the first pixel (row-major) equal to the window's max ``y``, else 0."""
-    channels, oh, ow, n = y.shape
-    for ci in prange(channels * oh):
+def _unpool_chwn(x, y, g, kh, kw, dx, lo, hi):  # pragma: no cover - compiled
+    """``dx``: each window's ``g`` at the first pixel (row-major) equal to the window's max ``y``, else 0, for the
+    rows of windows ``lo..hi`` (channel-major)."""
+    _, oh, ow, n = y.shape
+    for ci in range(lo, hi):
         c, i = ci // oh, ci % oh
         taken = np.empty(n, np.bool_)
         for j in range(ow):
@@ -213,9 +246,9 @@ def _unpool_chwn(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
                         taken[b] = taken[b] or hit
 
 
-def _unpool_nchw(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
-    n, channels, oh, ow = y.shape
-    for nc in prange(n * channels):
+def _unpool_nchw(x, y, g, kh, kw, dx, lo, hi):  # pragma: no cover - compiled
+    _, channels, oh, ow = y.shape
+    for nc in range(lo, hi):
         b, c = nc // channels, nc % channels
         for i in range(oh):
             for j in range(ow):
@@ -228,9 +261,9 @@ def _unpool_nchw(x, y, g, kh, kw, dx):  # pragma: no cover - compiled
                         free = free and not hit
 
 
-#: Each kernel, by name, compiled by :func:`_load` with ``parallel=True, cache=True``.
+#: Each kernel, by name, wrapped by :func:`_kernel` (``nogil=True, cache=True``) on its first use.
 _KERNELS = {fn.__name__: fn for fn in (_bn_forward, _bn_backward, _relu, _relu_backward, _unpool_chwn, _unpool_nchw)}
-#: The batch-norm sums may be reassociated (vectorised); each channel's sum is still one thread's, in one
+#: The batch-norm sums may be reassociated (vectorised); each channel's sum is still one block's, in one
 #: compiled order, so the bits do not depend on the thread count. No "nnan"/"ninf": NaN must propagate.
 _FASTMATH = {"_bn_forward": {"reassoc", "contract"}, "_bn_backward": {"reassoc", "contract"}}
 
@@ -323,7 +356,7 @@ class FastBackend(NumpyBackend):
             weight, (pt, _), (pl, _) = ctx.weight, *ctx.pads
             f, n = weight.shape[0], grad_out.shape[0]
             g = grad_out.transpose(1, 2, 3, 0)  # batch-innermost, as the tile kernels read it
-            dbias = np.add.reduce(g.reshape(f, -1), axis=1) if need_bias_grad else None
+            dbias = row_sums(g.reshape(f, -1)) if need_bias_grad else None
             winograd_dx = need_input_grad and _winograd_input_grad_fits(weight, (1, 1), ctx.pads, grad_out)
             # One split copy of the gradient for both: padded as the input gradient's convolution needs it
             origin = (2 - pt, 2 - pl) if winograd_dx else (0, 0)
@@ -356,7 +389,8 @@ class FastBackend(NumpyBackend):
         y = np.empty_like(x)  # x's memory layout, so _channel_view(y) lines up with view
         mean, var = (np.empty(c, x.dtype), np.empty(c, x.dtype)) if stats is None else stats
         inv_std = np.empty(c, x.dtype)
-        _run("_bn_forward", view, weight, bias, float(eps), mean, var, inv_std, _channel_view(y), stats is None)
+        _blocks("_bn_forward", c, view.size // c, view, weight, bias, float(eps), mean, var, inv_std, _channel_view(y),
+                stats is None)
         if not isinstance(ctx, _FastBatchNorm):
             ctx = _FastBatchNorm()
         ctx.x, ctx.mean, ctx.inv_std, ctx.weight, ctx.batch_stats = x, mean, inv_std, weight, stats is None
@@ -371,8 +405,8 @@ class FastBackend(NumpyBackend):
         dx = np.empty_like(x)
         c = x.shape[1]
         dweight, dbias = np.empty(c, x.dtype), np.empty(c, x.dtype)
-        _run("_bn_backward", _channel_view(grad_out), _channel_view(x), ctx.mean, ctx.inv_std, ctx.weight,
-             ctx.batch_stats, _channel_view(dx), dweight, dbias)
+        _blocks("_bn_backward", c, x.size // c, _channel_view(grad_out), _channel_view(x), ctx.mean, ctx.inv_std,
+                ctx.weight, ctx.batch_stats, _channel_view(dx), dweight, dbias)
         return dx, dweight, dbias
 
     # -- pooling ---------------------------------------------------------------------------------
@@ -396,7 +430,9 @@ class FastBackend(NumpyBackend):
         shape = tuple(x.shape[a] for a in order)
         dx = (np.empty if covered else np.zeros)(shape, grad_out.dtype)
         kernel = "_unpool_chwn" if order[0] == 1 else "_unpool_nchw"
-        _run(kernel, x.transpose(order), y.transpose(order), grad_out.transpose(order), kh, kw, dx)
+        rows = shape[0] * y.shape[order[1]]  # (channel, window row) or (image, channel) pairs
+        _blocks(kernel, rows, x.size // rows, x.transpose(order), y.transpose(order), grad_out.transpose(order), kh, kw,
+                dx)
         return dx.transpose(np.argsort(order))
 
     # -- element-wise ----------------------------------------------------------------------------
@@ -408,7 +444,7 @@ class FastBackend(NumpyBackend):
         y_flat = y.ravel(order="K")
         if not (np.may_share_memory(flat, x) and np.may_share_memory(y_flat, y)):  # not one dense block: NumPy's way
             return super().relu(x)
-        _run("_relu", flat, y_flat)
+        _blocks("_relu", flat.size, 1, flat, y_flat)
         out = _FastReLU()
         out.y = y
         return y, out
@@ -420,45 +456,46 @@ class FastBackend(NumpyBackend):
         if not _same_layout(grad_out, y):
             grad_out = copy_like(y, grad_out)
         dx = np.empty_like(y)
-        _run("_relu_backward", y.ravel(order="K"), grad_out.ravel(order="K"), dx.ravel(order="K"))
+        _blocks("_relu_backward", y.size, 1, y.ravel(order="K"), grad_out.ravel(order="K"), dx.ravel(order="K"))
         return dx
 
-    # -- sequences (minidl.backend.fast_sequence) ------------------------------------------------
+    # -- sequences (minidl.backend.fast_sequence: serial kernels on fixed blocks on minidl's threads, but GELU) --
     def gelu(self, x, approximate="none"):
         if approximate != "none" or x.size < PARALLEL_MIN_SIZE:
             return super().gelu(x, approximate)
-        y, d = _run_sequence(fast_sequence.gelu, x)
-        return y, d
+        with _enter:  # a prange kernel
+            _load().set_num_threads(_threads())
+            return fast_sequence.gelu(x)
 
     def gelu_backward(self, ctx, grad_out):
         if not isinstance(ctx, np.ndarray):
             return super().gelu_backward(ctx, grad_out)
-        return grad_out * ctx
+        return fast_sequence.gelu_backward(ctx, grad_out)
 
     def layer_norm(self, x, weight, bias, eps):
         if x.size < PARALLEL_MIN_SIZE:
             return super().layer_norm(x, weight, bias, eps)
-        y, ctx = _run_sequence(fast_sequence.layer_norm, x, weight, bias, eps)
+        y, ctx = fast_sequence.layer_norm(x, weight, bias, eps)
         return y, _FastSequence(ctx)
 
     def layer_norm_backward(self, ctx, grad_out):
         if not isinstance(ctx, _FastSequence):
             return super().layer_norm_backward(ctx, grad_out)
-        return _run_sequence(fast_sequence.layer_norm_backward, ctx.ctx, grad_out)
+        return fast_sequence.layer_norm_backward(ctx.ctx, grad_out)
 
     def attention(self, q, k, v, mask, causal, drop=None):
         if q.size * q.shape[2] < PARALLEL_MIN_SIZE * q.shape[3]:  # scores of fewer elements
             return super().attention(q, k, v, mask, causal, drop)
-        heads, weights, ctx = _run_sequence(fast_sequence.attention, q, k, v, mask, causal, drop)
+        heads, weights, ctx = fast_sequence.attention(q, k, v, mask, causal, drop)
         return heads, weights, _FastSequence(ctx)
 
-    def attention_backward(self, ctx, d_heads):
+    def attention_backward(self, ctx, d_heads, out=None):
         if not isinstance(ctx, _FastSequence):
-            return super().attention_backward(ctx, d_heads)
-        return _run_sequence(fast_sequence.attention_backward, ctx.ctx, d_heads)
+            return super().attention_backward(ctx, d_heads, out)
+        return fast_sequence.attention_backward(ctx.ctx, d_heads, out)
 
     def embedding_backward(self, ids, grad_out, out):
-        fast_sequence.embedding_backward(ids, grad_out, out)  # serial: no lock
+        fast_sequence.embedding_backward(ids, grad_out, out)
 
     def rnn_forward(self, cell, xp, weight_hh, bias_hh, mask):
         return fast_sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask)  # serial steps on minidl's threads
@@ -474,10 +511,3 @@ class _FastSequence:
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
-
-
-def _run_sequence(fn: Any, *args: Any) -> Any:
-    """``fn(*args)``, a function of :mod:`minidl.backend.fast_sequence` that runs parallel kernels: under the lock."""
-    with _enter:
-        _load().set_num_threads(_threads())
-        return fn(*args)

@@ -1,5 +1,5 @@
-"""The ``fast`` backend's sequence kernels, compiled by Numba: GELU, LayerNorm, attention's softmax, Embedding's
-gradient and the LSTM/GRU steps.
+"""The ``fast`` backend's sequence kernels, compiled by Numba, and how they run on minidl's threads: GELU,
+LayerNorm, attention, Embedding's gradient and the LSTM/GRU steps.
 
 :class:`~minidl.backend.fast.FastBackend` calls the functions at the bottom; each compiles its kernels on
 first use (``cache=True``). Why they win, CPU time on the 2-core AMD EPYC of ``docs/benchmarks.md``
@@ -13,8 +13,16 @@ first use (``cache=True``). Why they win, CPU time on the 2-core AMD EPYC of ``d
   of *Numerical Recipes* (``t·exp(-z² + P(t))``, relative error below 1.2e-7 everywhere). float64
   data keeps libm's ``exp`` and ``erf`` (exact to the last bits, as NumPy/SciPy): the kernels are
   the same otherwise, so the float64 tests check their logic to 1e-12.
-- **Both cores for attention.** Its batched products (BLAS, one thread each) run on
-  :data:`ATTENTION_BLOCKS` fixed blocks of the batch on minidl's threads, outside any Numba region.
+- **Both cores, in fixed blocks.** Attention runs on blocks of :data:`ATTENTION_BLOCK` sequences: each
+  block's products (BLAS, one thread), softmax and products again, forward, and its whole backward, on
+  one of minidl's threads (:func:`minidl.threads.map_blocks`), so the block's scores gradient
+  (``H·T²`` values a sequence) stays in that core's cache and is never a whole-batch array; its
+  ``dq, dk, dv`` go straight into the layer's packed gradient. LayerNorm runs on blocks of
+  :data:`LN_BLOCK` rows, GELU's backward product on blocks of :data:`GELU_BLOCK` values. The kernels
+  are serial and release the GIL (``nogil``); a block a delayed thread cannot start is taken by the
+  other, and one thread runs them all in the calling thread. char-gpt, one thread, CPU time: attention
+  forward 7.3 -> 5.4 ms, backward with the packing of its gradient 9.5 -> 7.5 ms a layer, from one
+  map_blocks call each way instead of two products split in two and a Numba ``prange`` region.
 - **Fewer passes.** The attention softmax masks (causally, or by key), shifts, exponentiates and
   normalises each row in one pass in place, skipping keys it may not see (half of them, causal);
   backward is one pass. LayerNorm is one pass per row each way. GELU's forward writes ``y`` and
@@ -31,8 +39,10 @@ first use (``cache=True``). Why they win, CPU time on the 2-core AMD EPYC of ``d
   writes its gate values over the input projection it has just read, so a step streams one
   ``(N, 4u)`` array less through the caches (the forward loop of ``lstm-rows``: ~7.1 -> ~5.2 ms).
 
-Parallel kernels (``prange``) give each output row (or fixed block of rows) to one thread, which
-computes it in a fixed order: the bits do not depend on the thread count.
+Every block is computed in a fixed order whichever thread takes it, and the blocks depend on the shapes
+only (sums across blocks are added in block order): the bits do not depend on the thread count. GELU's
+forward stays a Numba ``prange`` kernel (the caller holds the fast backend's lock): compiled serial, its
+loops vectorise worse (4.6 instead of 2.2 ms for char-gpt's ``(32, 128, 256)``).
 """
 
 from __future__ import annotations
@@ -48,14 +58,17 @@ from .. import threads
 from . import sequence
 
 __all__ = ["gelu", "layer_norm", "layer_norm_backward", "attention", "attention_backward", "embedding_backward",
-           "rnn_forward", "rnn_backward", "LN_BLOCKS", "ATTENTION_BLOCKS"]
+           "rnn_forward", "rnn_backward", "LN_BLOCK", "GELU_BLOCK", "ATTENTION_BLOCK"]
 
-#: Attention's batched products run on this many fixed blocks of the batch, on minidl's threads.
-ATTENTION_BLOCKS = 2
+#: Attention runs on fixed blocks of this many sequences of the batch, each block's products, softmax and
+#: products again on one of minidl's threads: its scores (H·T² values a sequence) stay in that core's cache.
+ATTENTION_BLOCK = 2
 
-#: LayerNorm's backward sums ``dweight`` and ``dbias`` over this many fixed blocks of rows, then adds the
-#: blocks in order: the same bits with any number of threads.
-LN_BLOCKS = 32
+#: LayerNorm runs on fixed blocks of this many rows (at most) on minidl's threads; its backward sums ``dweight``
+#: and ``dbias`` per block, then adds the blocks in order: the same bits with any number of threads.
+LN_BLOCK = 512
+#: GELU's backward product runs on fixed blocks of this many values (at most) on minidl's threads.
+GELU_BLOCK = 2**18
 
 _compiled: dict[str, Any] = {}
 _loading = threading.Lock()
@@ -126,7 +139,7 @@ def _gelu(x, y, d, vector):  # pragma: no cover - compiled
 # -- LayerNorm ---------------------------------------------------------------------------------------------
 def _ln_forward(x, weight, bias, eps, y, x_hat, inv_std):  # pragma: no cover - compiled
     rows, d = x.shape
-    for r in prange(rows):
+    for r in range(rows):
         s = 0.0
         for j in range(d):
             s += x[r, j]
@@ -143,28 +156,27 @@ def _ln_forward(x, weight, bias, eps, y, x_hat, inv_std):  # pragma: no cover - 
             y[r, j] = xh * weight[j] + bias[j]
 
 
-def _ln_backward(g, x_hat, inv_std, weight, dx, dweight_parts, dbias_parts):  # pragma: no cover - compiled
+def _ln_backward(g, x_hat, inv_std, weight, dx, dweight, dbias):  # pragma: no cover - compiled
+    """``dx`` of the rows, and their sums into ``dweight``, ``dbias`` (float64, zeroed here), rows in order."""
     rows, d = g.shape
-    blocks = dweight_parts.shape[0]
-    for b in prange(blocks):
+    for j in range(d):
+        dweight[j] = 0
+        dbias[j] = 0
+    for r in range(rows):
+        sg = 0.0
+        sgx = 0.0
         for j in range(d):
-            dweight_parts[b, j] = 0
-            dbias_parts[b, j] = 0
-        for r in range(rows * b // blocks, rows * (b + 1) // blocks):
-            sg = 0.0
-            sgx = 0.0
-            for j in range(d):
-                gv = g[r, j]
-                dweight_parts[b, j] += gv * x_hat[r, j]
-                dbias_parts[b, j] += gv
-                gh = gv * weight[j]
-                sg += gh
-                sgx += gh * x_hat[r, j]
-            sg /= d
-            sgx /= d
-            istd = inv_std[r]
-            for j in range(d):
-                dx[r, j] = (g[r, j] * weight[j] - sg - x_hat[r, j] * sgx) * istd
+            gv = g[r, j]
+            dweight[j] += gv * x_hat[r, j]
+            dbias[j] += gv
+            gh = gv * weight[j]
+            sg += gh
+            sgx += gh * x_hat[r, j]
+        sg /= d
+        sgx /= d
+        istd = inv_std[r]
+        for j in range(d):
+            dx[r, j] = (g[r, j] * weight[j] - sg - x_hat[r, j] * sgx) * istd
 
 
 # -- attention ---------------------------------------------------------------------------------------------
@@ -176,18 +188,39 @@ def _row_max(p, m):  # pragma: no cover - compiled
     return peak
 
 
+def _row_sum(p, m):  # pragma: no cover - compiled
+    """``sum(p[:m])`` (compiled with "reassoc": vectorised, in one fixed order)."""
+    total = p.dtype.type(0)
+    for j in range(m):
+        total += p[j]
+    return total
+
+
+def _row_dot(a, b, m):  # pragma: no cover - compiled
+    """``a[:m] · b[:m]`` (as :func:`_row_sum`)."""
+    total = a.dtype.type(0)
+    for j in range(m):
+        total += a[j] * b[j]
+    return total
+
+
 def _softmax(s, mask, has_mask, causal, heads, vector):  # pragma: no cover - compiled
-    """In place over ``s`` (B, T, T), B = N·heads: each row's softmax over its allowed keys, zeros elsewhere."""
+    """In place over ``s`` (B, T, T), B = N·heads: each row's softmax over its allowed keys, zeros elsewhere.
+    Serial: it runs on one block of the batch, the blocks on minidl's threads."""
     batch, t, _ = s.shape
-    for bh in prange(batch):
+    p = np.empty(t, s.dtype)
+    e = np.empty(t, s.dtype)
+    bits = np.empty(t, np.int32)
+    for bh in range(batch):
         n = bh // heads
-        p = np.empty(t, s.dtype)
-        e = np.empty(t, s.dtype)
-        bits = np.empty(t, np.int32)
         for i in range(t):
             m = i + 1 if causal else t
-            for j in range(m):
-                p[j] = s[bh, i, j] if not has_mask or mask[n, j] else -np.inf
+            if has_mask:
+                for j in range(m):
+                    p[j] = s[bh, i, j] if mask[n, j] else -np.inf
+            else:
+                for j in range(m):
+                    p[j] = s[bh, i, j]
             peak = _row_max(p, m)
             if peak == -np.inf:  # no key left: all-zero weights
                 for j in range(t):
@@ -196,11 +229,11 @@ def _softmax(s, mask, has_mask, causal, heads, vector):  # pragma: no cover - co
             for j in range(m):
                 p[j] -= peak
             _exp_rows(p, e, bits, m, vector)
-            total = 0.0
-            for j in range(m):
-                e[j] = e[j] if not has_mask or mask[n, j] else 0  # exactly 0: exp's clamp gives 1.6e-38 for -inf
-                total += e[j]
-            inv = 1.0 / total
+            if has_mask:
+                for j in range(m):
+                    e[j] = e[j] if mask[n, j] else 0  # exactly 0: exp's clamp gives 1.6e-38 for -inf
+            total = _row_sum(e, m)
+            inv = 1 / total  # float64 for float32 data too: the products round once
             for j in range(m):
                 s[bh, i, j] = e[j] * inv
             for j in range(m, t):
@@ -208,14 +241,13 @@ def _softmax(s, mask, has_mask, causal, heads, vector):  # pragma: no cover - co
 
 
 def _softmax_backward(w, ds, causal):  # pragma: no cover - compiled
-    """In place: ``ds ← w ⊙ (ds − Σ_j ds ⊙ w)`` per row (keys after the query have ``w = 0``, causal)."""
+    """In place: ``ds ← w ⊙ (ds − Σ_j ds ⊙ w)`` per row (keys after the query have ``w = 0``, causal). Serial, as
+    :func:`_softmax`."""
     batch, t, _ = w.shape
-    for bh in prange(batch):
+    for bh in range(batch):
         for i in range(t):
             m = i + 1 if causal else t
-            dot = 0.0
-            for j in range(m):
-                dot += ds[bh, i, j] * w[bh, i, j]
+            dot = _row_dot(ds[bh, i], w[bh, i], m)
             for j in range(m):
                 ds[bh, i, j] = w[bh, i, j] * (ds[bh, i, j] - dot)
             for j in range(m, t):
@@ -355,13 +387,15 @@ def _gru_back_step(dh, a, hn, h_prev, m, has_mask, gx, gh, direct):  # pragma: n
                 direct[r, j] = dh[r, j]
 
 
-_PARALLEL: tuple[Callable[..., Any], ...] = (_gelu, _ln_forward, _ln_backward, _softmax, _softmax_backward)
-_SERIAL: tuple[Callable[..., Any], ...] = (_scatter_rows, _lstm_step, _gru_step, _lstm_back_step, _gru_back_step)
+#: Kernels over rows whose sums may be reassociated (vectorised: in one compiled order, the same bits every run).
+_ROWS: tuple[Callable[..., Any], ...] = (_ln_forward, _ln_backward)
+_SERIAL: tuple[Callable[..., Any], ...] = (_softmax, _softmax_backward,
+                                          _scatter_rows, _lstm_step, _gru_step, _lstm_back_step, _gru_back_step)
 
 
 def _load() -> None:
     """Compile (or load from the cache) every kernel of this module, once per process."""
-    global prange, _exp_rows, _row_max
+    global prange, _exp_rows, _row_max, _row_sum, _row_dot
     with _loading:
         if _compiled:
             return
@@ -372,8 +406,12 @@ def _load() -> None:
         # own keeps its flags); the row sums may be, in one compiled order: the same bits at any thread count.
         _exp_rows = numba.njit(nogil=True, fastmath={"contract"}, cache=True)(_exp_rows)
         _row_max = numba.njit(nogil=True, fastmath={"nnan", "nsz", "reassoc"}, cache=True)(_row_max)
-        for fn in _PARALLEL:
-            _compiled[fn.__name__] = numba.njit(parallel=True, fastmath={"contract", "reassoc"}, cache=True)(fn)
+        _row_sum = numba.njit(nogil=True, fastmath={"contract", "reassoc"}, cache=True)(_row_sum)
+        _row_dot = numba.njit(nogil=True, fastmath={"contract", "reassoc"}, cache=True)(_row_dot)
+        # GELU stays a prange kernel: compiled serial, its loops vectorise worse (4.6 instead of 2.2 ms, char-gpt's)
+        _compiled["_gelu"] = numba.njit(parallel=True, fastmath={"contract", "reassoc"}, cache=True)(_gelu)
+        for fn in _ROWS:
+            _compiled[fn.__name__] = numba.njit(nogil=True, fastmath={"contract", "reassoc"}, cache=True)(fn)
         for fn in _SERIAL:  # error_model="numpy": x / 0 is inf, not a raise, so that divisions vectorise
             _compiled[fn.__name__] = numba.njit(nogil=True, fastmath={"contract"}, error_model="numpy", cache=True)(fn)
 
@@ -387,20 +425,36 @@ def _vector(dtype: np.dtype) -> bool:
     return dtype == np.float32
 
 
-# -- the operations FastBackend calls (under its lock for the parallel ones) ---------------------------------------
+# -- the operations FastBackend calls: every kernel runs on fixed blocks on minidl's threads ------------------------
+def _on_blocks(count: int, size: int, fn: Callable[[int, slice], object]) -> None:
+    """``fn(i, block)`` for the blocks of at most ``size`` of ``count`` rows (they depend on ``count`` only), on
+    minidl's threads."""
+    blocks = sequence.batch_blocks(count, size) if count else []
+    threads.map_blocks(lambda i, slot: fn(i, blocks[i]), len(blocks))
+
+
 def gelu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(x·Φ(x), dy/dx)`` of the exact GELU."""
+    """``(x·Φ(x), dy/dx)`` of the exact GELU: a prange kernel (the caller holds the fast backend's lock)."""
     xc = np.ascontiguousarray(x)
     y, d = np.empty_like(xc), np.empty_like(xc)
     _kernel("_gelu")(xc.reshape(-1), y.reshape(-1), d.reshape(-1), _vector(x.dtype))
     return y, d
 
 
+def gelu_backward(d: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """``grad_out · dy/dx`` (``d``, from :func:`gelu`)."""
+    g, out = np.ascontiguousarray(grad_out).reshape(-1), np.empty(d.shape, np.result_type(d, grad_out))
+    flat, dflat = out.reshape(-1), d.reshape(-1)
+    _on_blocks(flat.size, GELU_BLOCK, lambda i, b: np.multiply(g[b], dflat[b], out=flat[b]))
+    return out
+
+
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> tuple[np.ndarray, Any]:
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
     y, x_hat = np.empty_like(rows), np.empty_like(rows)
     inv_std = np.empty(len(rows), x.dtype)
-    _kernel("_ln_forward")(rows, weight, bias, float(eps), y, x_hat, inv_std)
+    kernel = _kernel("_ln_forward")
+    _on_blocks(len(rows), LN_BLOCK, lambda i, b: kernel(rows[b], weight, bias, float(eps), y[b], x_hat[b], inv_std[b]))
     return y.reshape(x.shape), (x_hat, inv_std, weight)
 
 
@@ -409,53 +463,55 @@ def layer_norm_backward(ctx: Any, grad_out: np.ndarray) -> tuple[np.ndarray, np.
     d = x_hat.shape[1]
     g = np.ascontiguousarray(grad_out).reshape(-1, d)
     dx = np.empty_like(g)
-    blocks = min(LN_BLOCKS, len(g))
-    dweight_parts, dbias_parts = np.empty((blocks, d), np.float64), np.empty((blocks, d), np.float64)
-    _kernel("_ln_backward")(g, x_hat, inv_std, weight, dx, dweight_parts, dbias_parts)
-    dweight = dweight_parts.sum(axis=0).astype(g.dtype)
+    count = -(-len(g) // LN_BLOCK)  # as many blocks as _on_blocks makes
+    dweight_parts, dbias_parts = np.zeros((count, d), np.float64), np.zeros((count, d), np.float64)
+    kernel = _kernel("_ln_backward")
+    _on_blocks(len(g), LN_BLOCK, lambda i, b: kernel(g[b], x_hat[b], inv_std[b], weight, dx[b], dweight_parts[i],
+                                                    dbias_parts[i]))
+    dweight = dweight_parts.sum(axis=0).astype(g.dtype)  # the blocks' sums added in block order
     dbias = dbias_parts.sum(axis=0).astype(g.dtype)
     return dx.reshape(grad_out.shape), dweight, dbias
-
-
-def _batched(products: Any, n: int, dtype: np.dtype, *shapes: tuple[int, ...]) -> list[np.ndarray]:
-    """Output arrays of ``shapes`` filled by ``products(rows, outs)`` over fixed blocks of the batch (its first
-    axis), the blocks on minidl's threads: each matrix of a batched ``matmul`` is the same BLAS call whichever
-    block computes it, so the bits do not depend on the thread count."""
-    outs = [np.empty(shape, dtype) for shape in shapes]
-    blocks = sequence.batch_blocks(n, max(1, -(-n // ATTENTION_BLOCKS)))
-    threads.map_blocks(lambda b, slot: products(blocks[b], [o[blocks[b]] for o in outs]), len(blocks))
-    return outs
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None, causal: bool,
               drop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
     n, h, t, dk = q.shape
-    (weights,) = _batched(lambda b, o: np.matmul(q[b], k[b].swapaxes(-1, -2), out=o[0]), n, q.dtype, (n, h, t, t))
-    mask_arr = np.ones((1, 1), bool) if mask is None else np.ascontiguousarray(mask)
-    _kernel("_softmax")(weights.reshape(n * h, t, t), mask_arr, mask is not None, causal, h, _vector(q.dtype))
-    dropped = weights if drop is None else weights * drop
-    (heads,) = _batched(lambda b, o: np.matmul(dropped[b], v[b], out=o[0]), n, q.dtype, (n, h, t, dk))
+    weights = np.empty((n, h, t, t), q.dtype)
+    heads = np.empty((n, t, h, dk), q.dtype).transpose(0, 2, 1, 3)  # the layer's concatenation of heads: no copy
+    dropped = weights if drop is None else np.empty_like(weights)
+    mask_arr = np.ones((n, 1), bool) if mask is None else np.ascontiguousarray(mask)
+    softmax, vector = _kernel("_softmax"), _vector(q.dtype)
+    blocks = sequence.batch_blocks(n, ATTENTION_BLOCK)
+
+    def block(i: int, slot: int) -> None:
+        b = blocks[i]
+        w = np.matmul(q[b], k[b].swapaxes(-1, -2), out=weights[b])
+        softmax(w.reshape(-1, t, t), mask_arr[b], mask is not None, causal, h, vector)
+        np.matmul(w if drop is None else np.multiply(w, drop[b], out=dropped[b]), v[b], out=heads[b])
+
+    threads.map_blocks(block, len(blocks))
     return heads, weights, (q, k, v, weights, drop, dropped, causal)
 
 
-def attention_backward(ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def attention_backward(ctx: Any, d_heads: np.ndarray, out: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q, k, v, weights, drop, dropped, causal = ctx
     n, h, t, dk = q.shape
+    dq, dk_, dv = out if out is not None else (np.empty((n, h, t, dk), q.dtype) for _ in range(3))
+    softmax_backward = _kernel("_softmax_backward")
+    blocks = sequence.batch_blocks(n, ATTENTION_BLOCK)
 
-    def scores_and_dv(b: slice, o: list[np.ndarray]) -> None:
-        np.matmul(d_heads[b], v[b].swapaxes(-1, -2), out=o[0])
-        np.matmul(dropped[b].swapaxes(-1, -2), d_heads[b], out=o[1])
+    def block(i: int, slot: int) -> None:
+        b = blocks[i]
+        d_scores = np.matmul(d_heads[b], v[b].swapaxes(-1, -2))  # one block's: it stays in the core's cache
+        np.matmul(dropped[b].swapaxes(-1, -2), d_heads[b], out=dv[b])
+        if drop is not None:
+            d_scores *= drop[b]
+        softmax_backward(weights[b].reshape(-1, t, t), d_scores.reshape(-1, t, t), causal)
+        np.matmul(d_scores, k[b], out=dq[b])
+        np.matmul(d_scores.swapaxes(-1, -2), q[b], out=dk_[b])
 
-    d_scores, dv = _batched(scores_and_dv, n, q.dtype, (n, h, t, t), (n, h, t, dk))
-    if drop is not None:
-        d_scores *= drop
-    _kernel("_softmax_backward")(weights.reshape(n * h, t, t), d_scores.reshape(n * h, t, t), causal)
-
-    def dq_dk(b: slice, o: list[np.ndarray]) -> None:
-        np.matmul(d_scores[b], k[b], out=o[0])
-        np.matmul(d_scores[b].swapaxes(-1, -2), q[b], out=o[1])
-
-    dq, dk_ = _batched(dq_dk, n, q.dtype, (n, h, t, dk), (n, h, t, dk))
+    threads.map_blocks(block, len(blocks))
     return dq, dk_, dv
 
 

@@ -43,16 +43,16 @@ from typing import Any
 import numpy as np
 
 from .. import threads
-from . import sequence
+from . import elementwise, sequence
 from .base import Backend, Pads
 from .linear import linear_backward, linear_forward, linear_weight_grad
 
 __all__ = [
-    "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "PARALLEL_MIN_FLOPS", "TRANSPOSED_MIN_CHANNELS",
-    "CHANNEL_BLOCK", "im2col", "col2im_add", "matmul_wide", "matmul_nt", "block_rows", "conv_forward",
-    "conv_weight_grad", "conv_input_grad", "kept_array", "workspace", "pad_batch_innermost", "pad_images",
-    "window_view", "window_offsets", "max_of_views", "unmax_first", "copy_like", "scratch_like",
-    "batchnorm_forward", "batchnorm_backward", "channel_sums", "channel_dot",
+    "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "COL2IM_GROUPS", "PARALLEL_MIN_FLOPS",
+    "TRANSPOSED_MIN_CHANNELS", "CHANNEL_BLOCK", "COPY_BLOCK", "over_channels", "row_sums", "im2col", "col2im_add",
+    "matmul_wide", "matmul_nt", "block_rows", "conv_forward", "conv_weight_grad", "conv_input_grad", "kept_array",
+    "workspace", "pad_batch_innermost", "pad_images", "window_view", "window_offsets", "max_of_views", "unmax_first",
+    "copy_like", "scratch_like", "batchnorm_forward", "batchnorm_backward", "channel_sums", "channel_dot",
 ]
 
 #: The input gradient runs as a convolution (see :func:`conv_input_grad`) from this many input
@@ -74,6 +74,16 @@ CONV_BLOCK = 2**18
 #: resnet-cifar's 16->32 3x3 stride 2 3.8-3.9 -> 3.4-3.6 ms, its other stride-2 convolutions alike;
 #: lenet-b64 epoch 310 -> 289 ms.
 COL2IM_BLOCK = 2**22
+
+#: The textbook input gradient of a product of at least :data:`PARALLEL_MIN_FLOPS` runs in this many blocks of
+#: input channels (each its own GEMM rows and col2im), on minidl's threads.
+COL2IM_GROUPS = 4
+
+#: Copies into a padded or split layout (:func:`over_channels`) work through blocks of whole channels of about
+#: this many elements (2 MB in float32), on minidl's threads from two blocks on. The Winograd split of vgg-cifar's
+#: conv2 input (2 M elements), one thread, CPU time, min / median of 37 (load ~4): one block 0.63 / 0.71 ms,
+#: blocks of 2**20 0.63 / 0.73, 2**19 0.63 / 0.75, 2**18 0.71 / 0.80.
+COPY_BLOCK = 2**19
 
 #: A convolution product of fewer floating-point operations runs its blocks in the calling thread.
 #: Two threads against one, wall clock, forward and backward of a batch of 64 (2-core AVX-512 Xeon):
@@ -316,13 +326,24 @@ def conv_input_grad(
         flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
         gp = pad_batch_innermost(grad, ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)), workspace())
         return conv_forward(gp, flipped, (kh, kw), (1, 1), in_hw).reshape(c, *in_hw, n)
-    dx_pad = np.zeros((c, in_hw[0] + pt + pb, in_hw[1] + pl + pr, n), dtype=grad.dtype)
-    g = grad.reshape(f, -1)
-    rows = min(oh, max(1, COL2IM_BLOCK // max(1, c * kh * kw * ow * n)))
-    for i in range(0, oh, rows):
-        r = min(rows, oh - i)
-        dcols = matmul_wide(weight.reshape(f, -1).T, g[:, i * ow * n:(i + r) * ow * n])
-        col2im_add(dx_pad, dcols, (kh, kw), stride, (r, ow), first_row=i)
+    dx_pad = np.empty((c, in_hw[0] + pt + pb, in_hw[1] + pl + pr, n), dtype=grad.dtype)
+    g, w_t = grad.reshape(f, -1), weight.reshape(f, -1).T
+    # Blocks of input channels write disjoint parts of dx_pad (blocks of output rows would overlap where
+    # windows do), so they run on minidl's threads when the product is big enough.
+    groups = COL2IM_GROUPS if 2 * f * c * kh * kw * oh * ow * n >= PARALLEL_MIN_FLOPS else 1
+    per = -(-c // groups)
+    rows = min(oh, max(1, COL2IM_BLOCK // max(1, per * kh * kw * ow * n)))
+
+    def block(b: int, slot: int) -> None:
+        c0, c1 = b * per, min(c, (b + 1) * per)
+        part = dx_pad[c0:c1]
+        part[...] = 0
+        for i in range(0, oh, rows):
+            r = min(rows, oh - i)
+            dcols = matmul_wide(w_t[c0 * kh * kw:c1 * kh * kw], g[:, i * ow * n:(i + r) * ow * n])
+            col2im_add(part, dcols, (kh, kw), stride, (r, ow), first_row=i)
+
+    threads.map_blocks(block, -(-c // per))
     return dx_pad[:, pt:pt + in_hw[0], pl:pl + in_hw[1]]
 
 
@@ -332,14 +353,44 @@ def pad_batch_innermost(x: np.ndarray, pads: Pads, buffers: dict | None = None) 
     With a ``buffers`` dict the padded array is a :func:`kept_array` there, reused step after step.
     """
     (pt, pb), (pl, pr) = pads
-    if pt == pb == pl == pr == 0:
-        return np.ascontiguousarray(x)  # no copy after a Conv2D, ReLU, BatchNorm2D or MaxPool2D
     c, h, w, n = x.shape
+    if pt == pb == pl == pr == 0:
+        if x.flags.c_contiguous:
+            return x  # after a Conv2D, ReLU, BatchNorm2D or MaxPool2D
+        out = np.empty(x.shape, x.dtype)  # e.g. NCHW data into the first layer
+
+        def copy(c0: int, c1: int) -> None:
+            out[c0:c1] = x[c0:c1]
+        over_channels(copy, c, h * w * n)
+        return out
     shape = (c, h + pt + pb, w + pl + pr, n)
     buf = kept_array(buffers, "padded", shape, x.dtype)
-    buf[:, :pt] = buf[:, pt + h:] = buf[:, pt:pt + h, :pl] = buf[:, pt:pt + h, pl + w:] = 0  # the border only
-    buf[:, pt:pt + h, pl:pl + w] = x
+
+    def pad(c0: int, c1: int) -> None:
+        part = buf[c0:c1]
+        part[:, :pt] = part[:, pt + h:] = part[:, pt:pt + h, :pl] = part[:, pt:pt + h, pl + w:] = 0  # the border only
+        part[:, pt:pt + h, pl:pl + w] = x[c0:c1]
+    over_channels(pad, c, buf[0].size)
     return buf
+
+
+def row_sums(a: np.ndarray) -> np.ndarray:
+    """``a.sum(axis=1)`` of a 2-D array (a bias gradient, (F, OH·OW·N)): blocks of rows on minidl's threads, each
+    row one ``np.add.reduce`` as in one call (the same bits at any thread count). vgg-cifar's conv2, one thread:
+    0.40 / 0.44 ms in one call, 0.42 / 0.47 in blocks (min / median)."""
+    out = np.empty(a.shape[0], a.dtype)
+
+    def block(r0: int, r1: int) -> None:
+        out[r0:r1] = np.add.reduce(a[r0:r1], axis=1)  # the ufunc: np.sum adds ~1 µs of wrapping
+    over_channels(block, a.shape[0], a.shape[1])
+    return out
+
+
+def over_channels(fn: Callable[[int, int], None], channels: int, per_channel: int) -> None:
+    """``fn(c0, c1)`` for blocks of whole channels of about :data:`COPY_BLOCK` elements (``per_channel`` each),
+    on :func:`minidl.threads.map_blocks`' threads: for copies whose blocks write disjoint channels."""
+    per = max(1, COPY_BLOCK // max(1, per_channel))
+    threads.map_blocks(lambda b, slot: fn(b * per, min(channels, (b + 1) * per)), -(-channels // per))
 
 
 def pad_images(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
@@ -376,10 +427,14 @@ def window_offsets(
             for u in range(kh) for v in range(kw)]
 
 
-def max_of_views(views: Iterable[np.ndarray]) -> np.ndarray:
-    """Element-wise max of same-shape ``views``: a new array in the views' memory layout."""
+def max_of_views(views: Iterable[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+    """Element-wise max of same-shape ``views``: into ``out``, else a new array in the views' memory layout."""
     views = iter(views)
-    out = next(views).copy(order="K")
+    first = next(views)
+    if out is None:
+        out = first.copy(order="K")
+    else:
+        out[...] = first
     for view in views:
         np.maximum(out, view, out=out)
     return out
@@ -425,16 +480,18 @@ def scratch_like(template: np.ndarray, buffers: dict, key: Hashable) -> np.ndarr
 
 # -- batch normalisation -------------------------------------------------------------------------
 #: BatchNorm2D works through blocks of whole channels of about this many elements (512 KB in float32),
-#: every pass of a block while it is in the L2 cache. In one thread: two gained nothing on the
-#: 2-core AVX-512 machine (vgg-cifar's (64, 32, 32, 32) forward 1.74 ms with one, 1.85 with two).
+#: every pass of a block while it is in the L2 cache; the blocks run on minidl's threads, each with its own
+#: scratch array. (Round 2 measured one thread's loop: blocks of 2**17 against whole passes, vgg-cifar's
+#: (64, 32, 32, 32) forward 1.74 ms against 1.85 on the 2-core AVX-512 machine.)
 CHANNEL_BLOCK = 2**17
 
 
-def _over_channel_blocks(fn: Callable[[slice], None], x: np.ndarray) -> None:
+def _over_channel_blocks(fn: Callable[[slice, int], None], x: np.ndarray) -> None:
+    """``fn(channels, slot)`` for blocks of whole channels of about :data:`CHANNEL_BLOCK` elements, on minidl's
+    threads (``slot``: the thread's, for its own scratch arrays)."""
     c = x.shape[1]
     per = max(1, CHANNEL_BLOCK // max(1, x.size // max(1, c)))
-    for start in range(0, c, per):
-        fn(slice(start, min(c, start + per)))
+    threads.map_blocks(lambda b, slot: fn(slice(b * per, min(c, (b + 1) * per)), slot), -(-c // per))
 
 
 def batchnorm_forward(
@@ -454,7 +511,7 @@ def batchnorm_forward(
     mean, var = (np.empty(c, x.dtype), np.empty(c, x.dtype)) if stats is None else stats
     inv_std = np.empty(c, x.dtype)
 
-    def block(s: slice) -> None:
+    def block(s: slice, slot: int) -> None:
         if stats is None:
             mean[s] = channel_sums(x[:, s]) / m
         cs = np.subtract(x[:, s], mean[s, None, None], out=centred[:, s])
@@ -479,7 +536,7 @@ def batchnorm_backward(
     dweight, dbias = np.empty(c, grad.dtype), np.empty(c, grad.dtype)
     scratch = workspace()
 
-    def block(s: slice) -> None:
+    def block(s: slice, slot: int) -> None:
         g, cs = grad[:, s], centred[:, s]
         dbias[s] = channel_sums(g)
         dweight[s] = channel_dot(g, cs) * inv_std[s]  # Σ g·x̂
@@ -487,7 +544,7 @@ def batchnorm_backward(
         dxs = np.multiply(g, scale[:, None, None], out=dx[:, s])
         if batch_stats:  # g·scale − centred·b − c, with per-channel b and c
             dxs -= np.multiply(cs, (scale * inv_std[s] * dweight[s] / m)[:, None, None],
-                               out=scratch_like(cs, scratch, "product"))
+                               out=scratch_like(cs, scratch, ("product", slot)))
             dxs -= (scale * dbias[s] / m)[:, None, None]
 
     _over_channel_blocks(block, grad)
@@ -614,7 +671,7 @@ class NumpyBackend(Backend):
         weight = ctx.weight
         f = weight.shape[0]
         g = grad_out.transpose(1, 2, 3, 0).reshape(f, -1)  # free when grad_out is batch-innermost
-        dbias = np.add.reduce(g, axis=1) if need_bias_grad else None  # the ufunc: np.sum adds ~1 µs of wrapping
+        dbias = row_sums(g) if need_bias_grad else None
         dweight = None
         if need_weight_grad:
             dweight = np.empty(weight.shape, weight.dtype)
@@ -649,8 +706,12 @@ class NumpyBackend(Backend):
             # np.maximum over the kh·kw strided sub-views: ~30x faster than a reshape + max(axis), and the
             # result keeps x's memory layout (batch-innermost after a Conv2D).
             ctx.path, ctx.x = "tiled", x
-            ctx.out = max_of_views(x[idx] for _, idx in offsets)
-            return ctx.out, ctx
+            out = ctx.out = np.empty_like(x[offsets[0][1]])  # x's memory layout
+
+            def pool(c0: int, c1: int) -> None:  # a block of channels
+                max_of_views((x[:, c0:c1][idx] for _, idx in offsets), out=out[:, c0:c1])
+            over_channels(pool, x.shape[1], x[:, 0].size)
+            return out, ctx
         x_pad = pad_images(x, ((padding[0],) * 2, (padding[1],) * 2), value=-np.inf)
         out = x_pad[offsets[0][1]].copy()
         argmax = np.zeros(out.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
@@ -676,13 +737,27 @@ class NumpyBackend(Backend):
                 # x) beats kh·kw element-wise passes over operands of different layouts (5-10x slower).
                 grad_out = copy_like(out, grad_out)
             dx = np.empty_like(x) if ctx.covered else np.zeros_like(x)  # *_like keeps x's memory layout
-            unmax_first([x[idx] for _, idx in offsets], out, grad_out, [dx[idx] for _, idx in offsets])
+
+            def unpool(c0: int, c1: int) -> None:  # a block of channels
+                xs, dxs = x[:, c0:c1], dx[:, c0:c1]
+                unmax_first([xs[idx] for _, idx in offsets], out[:, c0:c1], grad_out[:, c0:c1],
+                            [dxs[idx] for _, idx in offsets])
+            over_channels(unpool, x.shape[1], x[:, 0].size)
             return dx
         ph, pw = ctx.padding
         dx_pad = np.zeros(ctx.padded_shape, dtype=grad_out.dtype)
         for k, idx in offsets:
             dx_pad[idx] += grad_out * (ctx.argmax == k)
         return dx_pad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
+
+    def global_avg_pool2d(self, x):
+        return x.mean(axis=(2, 3)), x
+
+    def global_avg_pool2d_backward(self, ctx, grad_out):
+        h, w = ctx.shape[2:]
+        dx = np.empty_like(ctx)  # the input's memory layout (batch-innermost after a Conv2D), as the layer below wants
+        dx[...] = (grad_out / (h * w))[:, :, None, None]
+        return dx
 
     def avg_pool2d(self, x, pool, stride, padding, ctx=None):
         ph, pw = padding
@@ -712,25 +787,27 @@ class NumpyBackend(Backend):
         return batchnorm_backward(grad_out, ctx.centred, ctx.inv_std, ctx.weight, ctx.batch_stats)
 
     # -- dense -----------------------------------------------------------------------------------
-    def linear(self, x, weight):
-        return linear_forward(x, weight)
+    def linear(self, x, weight, bias=None):
+        return linear_forward(x, weight, bias)
 
-    def linear_backward(self, x, weight, grad_out, weight_grad):
-        return linear_backward(x, weight, grad_out, weight_grad)
+    def linear_backward(self, x, weight, grad_out, weight_grad, bias_grad=None):
+        return linear_backward(x, weight, grad_out, weight_grad, bias_grad)
 
     def linear_weight_grad(self, x, grad_out, out):
         linear_weight_grad(x, grad_out, out)
 
     # -- element-wise ----------------------------------------------------------------------------
+    def add(self, a, b):
+        return elementwise.add(a, b)
 
     def relu(self, x, ctx=None):
         # One pass that keeps x's memory layout (batch-innermost after a Conv2D); the mask is recomputed
         # from the output in backward, so inference pays for nothing else.
-        out = np.maximum(x, x.dtype.type(0))
+        out = elementwise.relu(x)
         return out, out
 
     def relu_backward(self, ctx, grad_out):
-        return grad_out * (ctx > 0)
+        return elementwise.relu_backward(ctx, grad_out)
 
     # -- sequences (minidl.backend.sequence) -----------------------------------------------------
     def gelu(self, x, approximate="none"):
@@ -748,8 +825,8 @@ class NumpyBackend(Backend):
     def attention(self, q, k, v, mask, causal, drop=None):
         return sequence.attention(q, k, v, mask, causal, drop)
 
-    def attention_backward(self, ctx, d_heads):
-        return sequence.attention_backward(ctx, d_heads)
+    def attention_backward(self, ctx, d_heads, out=None):
+        return sequence.attention_backward(ctx, d_heads, out)
 
     def rnn_forward(self, cell, xp, weight_hh, bias_hh, mask):
         return sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask)

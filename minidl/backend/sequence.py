@@ -152,17 +152,20 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
     return dropped @ v, weights, (q, k, v, weights, drop, dropped)
 
 
-def attention_backward(ctx: Any, d_heads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(dq, dk, dv)`` from the gradient of the heads; ``dq`` is that of the scaled ``q``."""
+def attention_backward(ctx: Any, d_heads: np.ndarray, out: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dq, dk, dv)`` from the gradient of the heads; ``dq`` is that of the scaled ``q``. ``out`` (3, N, H, T, dk),
+    any strides (a view of the layer's packed gradient), receives them if given."""
     q, k, v, weights, drop, dropped = ctx
     d_scores = d_heads @ v.swapaxes(-1, -2)
-    dv = dropped.swapaxes(-1, -2) @ d_heads
+    dv = np.matmul(dropped.swapaxes(-1, -2), d_heads, out=None if out is None else out[2])
     if drop is not None:
         d_scores *= drop
     row = np.add.reduce(d_scores * weights, axis=-1, keepdims=True)
     d_scores -= row
     d_scores *= weights
-    return d_scores @ k, d_scores.swapaxes(-1, -2) @ q, dv
+    return (np.matmul(d_scores, k, out=None if out is None else out[0]),
+            np.matmul(d_scores.swapaxes(-1, -2), q, out=None if out is None else out[1]), dv)
 
 
 # -- recurrent layers ----------------------------------------------------------------------------------

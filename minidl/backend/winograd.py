@@ -207,17 +207,22 @@ def split_padded(x: np.ndarray, top_left: tuple[int, int], tiles: tuple[int, int
     c, h, w, n = x.shape
     pt, pl = top_left
     xs = kept_array(buffers, key, (c, 2 * tiles[0] + 2, 2, (tiles[1] + 1) * n), x.dtype)
-    view = xs.reshape(c, xs.shape[1], 2, tiles[1] + 1, n)  # (c, r, q, t, n): padded column 2t + q
+    whole = xs.reshape(c, xs.shape[1], 2, tiles[1] + 1, n)  # (c, r, q, t, n): padded column 2t + q
     rows = min(h, xs.shape[1] - pt)
-    view[:, :pt] = 0
-    view[:, pt + rows:] = 0
-    for q in (0, 1):  # the even, then the odd padded columns
-        first = (q - pl) % 2  # x's first column that lands on parity q, at tile column t0
-        t0 = (first + pl - q) // 2
-        count = min(len(range(first, w, 2)), tiles[1] + 1 - t0)
-        view[:, pt:pt + rows, q, :t0] = 0
-        view[:, pt:pt + rows, q, t0 + count:] = 0
-        view[:, pt:pt + rows, q, t0:t0 + count] = x[:, :rows, first:first + 2 * count:2]
+
+    def split(c0: int, c1: int) -> None:  # channels c0..c1: a block of its own
+        view, src = whole[c0:c1], x[c0:c1]
+        view[:, :pt] = 0
+        view[:, pt + rows:] = 0
+        for q in (0, 1):  # the even, then the odd padded columns
+            first = (q - pl) % 2  # x's first column that lands on parity q, at tile column t0
+            t0 = (first + pl - q) // 2
+            count = min(len(range(first, w, 2)), tiles[1] + 1 - t0)
+            view[:, pt:pt + rows, q, :t0] = 0
+            view[:, pt:pt + rows, q, t0 + count:] = 0
+            view[:, pt:pt + rows, q, t0:t0 + count] = src[:, :rows, first:first + 2 * count:2]
+
+    numpy_backend.over_channels(split, c, xs[0].size)
     return xs
 
 

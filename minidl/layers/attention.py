@@ -134,9 +134,7 @@ class MultiHeadAttention(Layer):
         n, t, _ = x.shape
         h, dk = self.num_heads, self._head_dim
         backend = get_backend()  # its linear splits big products over minidl's threads
-        qkv = backend.linear(x, self.in_proj_weight.data)
-        if self.in_proj_bias is not None:
-            qkv += self.in_proj_bias.data
+        qkv = backend.linear(x, self.in_proj_weight.data, None if self.in_proj_bias is None else self.in_proj_bias.data)
         q, k, v = qkv.reshape(n, t, 3, h, dk).transpose(2, 0, 3, 1, 4)  # each (N, H, T, dk)
         q = q * x.dtype.type(1 / np.sqrt(dk))
         drop = None
@@ -146,28 +144,26 @@ class MultiHeadAttention(Layer):
         heads, self.last_attention, self._ctx = backend.attention(q, k, v, mask, self.causal, drop)
         concat = heads.transpose(0, 2, 1, 3).reshape(n, t, h * dk)
         self._cache = (x, concat)
-        out = backend.linear(concat, self.out_proj_weight.data)
-        if self.out_proj_bias is not None:
-            out += self.out_proj_bias.data
-        return out
+        return backend.linear(concat, self.out_proj_weight.data,
+                              None if self.out_proj_bias is None else self.out_proj_bias.data)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         assert self.out_proj_weight is not None and self.in_proj_weight is not None  # built
         x, concat = self._cache
-        n, t, d = x.shape
+        n, t, _ = x.shape
         h, dk = self.num_heads, self._head_dim
         backend = get_backend()
         out_w, in_w = self.out_proj_weight, self.in_proj_weight
-        if self.out_proj_bias is not None and self.out_proj_bias.trainable:
-            np.add.reduce(grad_out.reshape(-1, d), axis=0, out=self.out_proj_bias.grad)
-        d_concat = backend.linear_backward(concat, out_w.data, grad_out, out_w.grad if out_w.trainable else None)
+        d_concat = backend.linear_backward(concat, out_w.data, grad_out, out_w.grad if out_w.trainable else None,
+                                           _grad_of(self.out_proj_bias))
         d_heads = d_concat.reshape(n, t, h, dk).transpose(0, 2, 1, 3)
-        dq, dk_, dv = backend.attention_backward(self._ctx, d_heads)
         d_qkv = np.empty((n, t, 3, h, dk), dtype=x.dtype)  # the packed layout of in_proj_weight's columns
-        d_qkv[:, :, 0] = (dq * x.dtype.type(1 / np.sqrt(dk))).transpose(0, 2, 1, 3)
-        d_qkv[:, :, 1] = dk_.transpose(0, 2, 1, 3)  # q carries the 1/sqrt(dk) already
-        d_qkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
-        d_qkv = d_qkv.reshape(n, t, 3 * h * dk)
-        if self.in_proj_bias is not None and self.in_proj_bias.trainable:
-            np.add.reduce(d_qkv.reshape(-1, 3 * h * dk), axis=0, out=self.in_proj_bias.grad)
-        return backend.linear_backward(x, in_w.data, d_qkv, in_w.grad if in_w.trainable else None)
+        backend.attention_backward(self._ctx, d_heads, out=d_qkv.transpose(2, 0, 3, 1, 4))  # dq, dk, dv in place
+        d_qkv[:, :, 0] *= x.dtype.type(1 / np.sqrt(dk))  # the gradient of q before its scaling (k, v: none)
+        return backend.linear_backward(x, in_w.data, d_qkv.reshape(n, t, 3 * h * dk),
+                                       in_w.grad if in_w.trainable else None, _grad_of(self.in_proj_bias))
+
+
+def _grad_of(bias: Parameter | None) -> np.ndarray | None:
+    """The array a bias's gradient goes to, or ``None`` when there is none to compute."""
+    return bias.grad if bias is not None and bias.trainable else None

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import get_backend
 from .base import Layer, Shape, call_forward
 from .containers import Sequential
 from .losses import Loss
@@ -82,7 +83,7 @@ class Residual(Layer):
     def forward(self, x: np.ndarray, training: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
         self.check_input(x)
         out = call_forward(self.layers, x, training, mask)  # before the shortcut: the order random layers draw in
-        return out + (x if self.shortcut is None else call_forward(self.shortcut, x, training, mask))
+        return get_backend().add(out, x if self.shortcut is None else call_forward(self.shortcut, x, training, mask))
 
     def compute_mask(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """The input's mask carries through (both paths keep the shape, so the time axis too)."""
@@ -90,7 +91,7 @@ class Residual(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         short = grad_out if self.shortcut is None else self.shortcut.backward(grad_out)
-        return self.layers.backward(grad_out) + short
+        return get_backend().add(self.layers.backward(grad_out), short)
 
     def backward_params(self, grad_out: np.ndarray) -> None:
         self.layers.backward_params(grad_out)

@@ -96,8 +96,8 @@ class _Recurrent(Layer, register=False):
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
         backend = get_backend()
         self._x_steps = x.transpose(1, 0, 2).reshape(t * n, d)  # time-major: each step's rows are contiguous
-        xp = backend.linear(self._x_steps, weight_ih.data.T).reshape(t, n, -1)
-        xp += bias_ih.data + bias_hh.data if self._fold_hh_bias else bias_ih.data
+        bias = bias_ih.data + bias_hh.data if self._fold_hh_bias else bias_ih.data
+        xp = backend.linear(self._x_steps, weight_ih.data.T, bias).reshape(t, n, -1)
         h, self._ctx = backend.rnn_forward(self._cell, xp, weight_hh.data, bias_hh.data, mask)
         self._h, self._mask = h, mask
         if not self.return_sequences:

@@ -45,7 +45,7 @@ import numpy as np
 from .. import threads
 from . import elementwise, sequence
 from .base import Backend, Pads
-from .linear import linear_backward, linear_forward
+from .linear import linear_backward, linear_forward, linear_weight_grad
 
 __all__ = [
     "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "COL2IM_GROUPS", "PARALLEL_MIN_FLOPS",
@@ -798,6 +798,9 @@ class NumpyBackend(Backend):
 
     def linear_backward(self, x, weight, grad_out, weight_grad, bias_grad=None):
         return linear_backward(x, weight, grad_out, weight_grad, bias_grad)
+
+    def linear_weight_grad(self, x, grad_out, out):
+        linear_weight_grad(x, grad_out, out)
 
     # -- element-wise ----------------------------------------------------------------------------
     def add(self, a, b):

@@ -18,10 +18,10 @@ backward: the best forward-and-backward less the best forward), the sums, the be
 step without the update (the network's forward, the loss, its backward) and minidl / PyTorch. With one
 thread the clock is CPU time (``time.process_time``), else wall time. Each minidl backend gets a ``split``
 column: the share of its forward-and-backward time spent in work that minidl splits over its threads
-(:class:`SplitClock`; the rest runs on one core at any thread count), and with more than one thread a ``cores``
-column: the CPU time of those calls over their wall time, ~1 for a layer that runs on one core (a loaded
-machine lowers it: read it beside ``uptime``). The first layer's backward leaves out the input
-gradient in both, as training does. No result is asserted anywhere.
+(:class:`SplitClock`: ``map_blocks`` calls of several blocks; the rest runs on one core at any thread
+count), and with more than one thread a ``cores`` column: the CPU time of those calls over their wall time,
+~1 for a layer that runs on one core (a loaded machine lowers it: read it beside ``uptime``). The first
+layer's backward leaves out the input gradient in both, as training does. No result is asserted anywhere.
 """
 
 from __future__ import annotations
@@ -175,36 +175,27 @@ def torch_steps(workload: str, x: np.ndarray, g_last: np.ndarray) -> list[Step]:
 
 class SplitClock:
     """Time spent in work minidl splits over its threads: :func:`minidl.threads.map_blocks` calls of more than
-    one block that are not capped at one thread, and the fast backend's parallel Numba kernels (``_run``). The
-    rest of a layer's time runs on one core whatever the thread count. Installed by patching the two functions
-    (the kernels look them up at each call); nested calls count once."""
+    one block that are not capped at one thread (both backends' kernels look it up at each call, so patching
+    the module's function sees them all). The rest of a layer's time runs on one core whatever the thread
+    count; nested calls count once."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         import minidl.threads
 
         self.clock, self.seconds, self.depth = clock, 0.0, 0
-        self._patch(minidl.threads, "map_blocks", lambda count, max_threads=None, *_: count > 1 and max_threads != 1)
-        try:
-            import minidl.backend.fast as fast
-        except ImportError:
-            return
-        if hasattr(fast, "_run"):
-            self._patch(fast, "_run", lambda *_: True)
+        original = minidl.threads.map_blocks
 
-    def _patch(self, module: Any, name: str, splits: Callable[..., bool]) -> None:
-        original = getattr(module, name)
-
-        def wrapper(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            if self.depth or not splits(*args, **kwargs):
-                return original(fn, *args, **kwargs)
+        def wrapper(fn: Any, count: int, max_threads: int | None = None) -> Any:
+            if self.depth or count < 2 or max_threads == 1:
+                return original(fn, count, max_threads)
             self.depth += 1
             start = self.clock()
             try:
-                return original(fn, *args, **kwargs)
+                return original(fn, count, max_threads)
             finally:
                 self.seconds += self.clock() - start
                 self.depth -= 1
-        setattr(module, name, wrapper)
+        minidl.threads.map_blocks = wrapper  # type: ignore[assignment]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import minidl.backend.linear as lin
 from minidl import set_num_threads, threads
 from minidl.backend import get_backend, set_backend
-from minidl.layers import Dense
+from minidl.layers import LSTM, Dense
 
 TOL = {"float32": dict(rtol=1e-5, atol=1e-5), "float64": dict(rtol=1e-12, atol=1e-12)}
 
@@ -23,13 +23,15 @@ def numpy_backend():
 
 
 def _products(x, w, b, g, n_threads):
-    """(y, dx, dw, db) with ``n_threads`` threads and BLAS pinned to one, as inside ``fit``."""
+    """(y, dx, dw, db, dw alone) with ``n_threads`` threads and BLAS pinned to one, as inside ``fit``."""
     set_num_threads(n_threads)
     with threads.blas_threads():
         dw, db = np.full(w.shape, np.nan, w.dtype), np.full(b.shape, np.nan, b.dtype)
+        dw_alone = np.full(w.shape, np.nan, w.dtype)
         y = get_backend().linear(x, w, b)
         dx = get_backend().linear_backward(x, w, g, dw, db)
-    return y, dx, dw, db
+        get_backend().linear_weight_grad(x, g, dw_alone)
+    return y, dx, dw, db, dw_alone
 
 
 @settings(max_examples=15, deadline=None)
@@ -50,7 +52,8 @@ def test_blocks_same_bits_at_1_and_2_threads_and_equal_plain_products(lead, d, u
         lin.LINEAR_MIN_FLOPS = old
     for a, b in zip(one, two):
         assert a.dtype == np.dtype(dtype) and a.tobytes() == b.tobytes()
-    y, dx, dw, db = one
+    y, dx, dw, db, dw_alone = one
+    assert dw_alone.tobytes() == dw.tobytes()  # the same blocks, summed in the same order
     np.testing.assert_allclose(y, x @ w + bias, **TOL[dtype])
     np.testing.assert_allclose(dx, g @ w.T, **TOL[dtype])
     np.testing.assert_allclose(dw, x.reshape(-1, d).T @ g.reshape(-1, u), **TOL[dtype])
@@ -73,6 +76,8 @@ def test_small_product_is_the_plain_product():
     assert get_backend().linear(x, w, b).tobytes() == (x @ w + b).tobytes()
     assert get_backend().linear_backward(x, w, g, dw, db).tobytes() == (g @ w.T).tobytes()
     assert dw.tobytes() == (x.T @ g).tobytes() and db.tobytes() == np.add.reduce(g, axis=0).tobytes()
+    get_backend().linear_weight_grad(x, g, dw)
+    assert dw.tobytes() == (x.T @ g).tobytes()
 
 
 def test_no_weight_grad_leaves_it_alone_on_both_paths(monkeypatch):
@@ -98,3 +103,28 @@ def test_dense_with_blocks_has_the_textbook_gradients_and_frozen_weight(monkeypa
     layer.forward(x)
     layer.backward(2 * g)
     assert np.array_equal(layer.weight.grad, before)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "fast"])
+def test_recurrent_layer_in_blocks_same_bits_at_1_and_2_threads_and_equal_unblocked(backend, monkeypatch):
+    """LSTM's input projection, input gradient and weight gradients go through these products."""
+    if backend == "fast":
+        pytest.importorskip("numba")
+    set_backend(backend)
+    rng = np.random.default_rng(3)
+    x, g = rng.standard_normal((5, 7, 3)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
+
+    def run(n_threads):
+        set_num_threads(n_threads)
+        layer = LSTM(4)
+        layer.build((7, 3), rng=np.random.default_rng(0))
+        with threads.blas_threads():
+            y, dx = layer.forward(x, training=True), layer.backward(g)
+        return [y, dx, *(p.grad for p in (layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh))]
+
+    plain = run(1)
+    monkeypatch.setattr(lin, "LINEAR_MIN_FLOPS", 0)
+    one, two = run(1), run(2)
+    for a, b, c in zip(one, two, plain):
+        assert a.tobytes() == b.tobytes()
+        np.testing.assert_allclose(a, c, **TOL["float32"])

@@ -119,6 +119,10 @@ class Backend:
         (all leading axes as rows) and ``bias_grad`` (U,), unless ``None``, with the sum of ``grad_out``'s rows."""
         raise NotImplementedError
 
+    def linear_weight_grad(self, x: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -> None:
+        """Overwrite ``out`` (D, U) with ``xᵀ grad_out``; ``x`` (*, D), ``grad_out`` (*, U), leading axes as rows."""
+        raise NotImplementedError
+
     # -- element-wise -----------------------------------------------------------------------------
     def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``a + b`` (a residual block's two paths, or their input gradients)."""

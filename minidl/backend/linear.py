@@ -1,5 +1,7 @@
 """Dense's three products (``x W``, ``dY Wᵀ``, ``xᵀ dY``) and its bias in fixed row blocks on minidl's threads.
 
+The recurrent layers use them too: their input projection over all steps and their weight gradients.
+
 Within ``fit`` BLAS runs one thread (:mod:`minidl.threads`), so a plain ``x @ W`` leaves the second
 core idle. A product of at least :data:`LINEAR_MIN_FLOPS` is cut into
 :data:`LINEAR_BLOCKS` blocks of rows of ``x`` (their boundaries depend on the shapes only) that
@@ -16,7 +18,7 @@ import numpy as np
 
 from .. import threads
 
-__all__ = ["LINEAR_BLOCKS", "LINEAR_MIN_FLOPS", "linear_forward", "linear_backward"]
+__all__ = ["LINEAR_BLOCKS", "LINEAR_MIN_FLOPS", "linear_forward", "linear_backward", "linear_weight_grad"]
 
 #: Big products run as this many blocks of rows: enough for two threads to share, and for a thread
 #: the machine delays to hold up a quarter of the work at most; few enough that each block stays a
@@ -121,3 +123,33 @@ def linear_backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
         if db is not None:
             bias_grad += db
     return dx.reshape(*grad_out.shape[:-1], d)
+
+
+def linear_weight_grad(x: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -> None:
+    """Overwrite ``out`` with ``xᵀ grad_out`` (all leading axes as rows): a weight gradient without the input's.
+
+    Args:
+        x: the forward pass's input.
+        grad_out: the gradient of the forward pass's output.
+        out: the ``(D, U)`` array to overwrite.
+
+    Shape:
+        - ``x``: ``(*, D)``; ``grad_out``: ``(*, U)``; ``out``: ``(D, U)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> dw = np.empty((4, 5))
+        >>> linear_weight_grad(np.ones((2, 3, 4)), np.ones((2, 3, 5)), dw); dw[0, 0]
+        6.0
+    """
+    d, u = out.shape
+    rows, g = x.reshape(-1, d), grad_out.reshape(-1, u)
+    blocks = _row_blocks(rows.shape[0], 2 * rows.shape[0] * d * u)
+    if blocks is None:
+        np.matmul(rows.T, g, out=out)
+        return
+    parts = threads.map_blocks(lambda b, slot: np.matmul(rows[blocks[b]].T, g[blocks[b]], out=out if b == 0 else None),
+                               len(blocks))
+    for part in parts[1:]:
+        out += part  # in block order: the same sum at any thread count

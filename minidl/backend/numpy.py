@@ -45,7 +45,7 @@ import numpy as np
 from .. import threads
 from . import elementwise, sequence
 from .base import Backend, Pads
-from .linear import linear_backward, linear_forward
+from .linear import linear_backward, linear_forward, linear_weight_grad
 
 __all__ = [
     "NumpyBackend", "SMALL_INPUT", "CONV_BLOCK", "COL2IM_BLOCK", "COL2IM_GROUPS", "PARALLEL_MIN_FLOPS",
@@ -390,6 +390,9 @@ def over_channels(fn: Callable[[int, int], None], channels: int, per_channel: in
     """``fn(c0, c1)`` for blocks of whole channels of about :data:`COPY_BLOCK` elements (``per_channel`` each),
     on :func:`minidl.threads.map_blocks`' threads: for copies whose blocks write disjoint channels."""
     per = max(1, COPY_BLOCK // max(1, per_channel))
+    if per >= channels:  # one block (batch-1 steps, LeNet): no pool machinery at all
+        fn(0, channels)
+        return
     threads.map_blocks(lambda b, slot: fn(b * per, min(channels, (b + 1) * per)), -(-channels // per))
 
 
@@ -491,6 +494,9 @@ def _over_channel_blocks(fn: Callable[[slice, int], None], x: np.ndarray) -> Non
     threads (``slot``: the thread's, for its own scratch arrays)."""
     c = x.shape[1]
     per = max(1, CHANNEL_BLOCK // max(1, x.size // max(1, c)))
+    if per >= c:
+        fn(slice(0, c), 0)
+        return
     threads.map_blocks(lambda b, slot: fn(slice(b * per, min(c, (b + 1) * per)), slot), -(-c // per))
 
 
@@ -792,6 +798,9 @@ class NumpyBackend(Backend):
 
     def linear_backward(self, x, weight, grad_out, weight_grad, bias_grad=None):
         return linear_backward(x, weight, grad_out, weight_grad, bias_grad)
+
+    def linear_weight_grad(self, x, grad_out, out):
+        linear_weight_grad(x, grad_out, out)
 
     # -- element-wise ----------------------------------------------------------------------------
     def add(self, a, b):

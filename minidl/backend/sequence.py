@@ -211,7 +211,9 @@ def rnn_forward(cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.nd
 
     ``cell`` is ``"tanh"`` / ``"relu"`` (SimpleRNN), ``"lstm"`` or ``"gru"``; ``mask`` (N, T) marks
     valid steps: a padded step carries every state through unchanged. ``steps``: ``(prepare, forward step,
-    backward step)`` to use instead of this module's (the ``fast`` backend's compiled ones); ``block``: run the
+    backward step)`` to use instead of this module's (the ``fast`` backend's compiled ones; ``prepare(ctx, xp,
+    weight_hh)`` returns the two to use, and may point ``ctx.acts`` at ``xp`` to have the gate values written over
+    it, each step over its own projection); ``block``: run the
     loops on blocks of at most that many sequences, one block per thread at a time (None: one block).
     """
     t, n, rows = xp.shape
@@ -226,7 +228,7 @@ def rnn_forward(cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.nd
     ctx.blocks = batch_blocks(n, block or max(n, 1))
     prepare, step, ctx.back = steps or _STEPS[cell]
     if prepare is not None:
-        xp, weight_hh = prepare(xp, weight_hh)
+        xp, weight_hh = prepare(ctx, xp, weight_hh)
     weight_hh_t = np.ascontiguousarray(weight_hh.T)
 
     def run_block(b: int, slot: int) -> None:
@@ -256,7 +258,7 @@ def _step_simple(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.nd
     _carry(a, ctx.h[s, b], m, ctx.h[s + 1, b])
 
 
-def _halve_sigmoid_gates(xp: np.ndarray, weight_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _halve_sigmoid_gates(ctx: _RNN, xp: np.ndarray, weight_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The LSTM's ``i, f, o`` take ``½(1 + tanh(a/2))``: their rows of ``W_hh`` and ``xp`` scaled by ½ (exact),
     so that one ``tanh`` per step covers all four gates. ``xp`` is scaled in place."""
     u = weight_hh.shape[1]

@@ -115,6 +115,7 @@ def _output_tiles(m, n, r0, r1, t0, t1, bias, y):  # pragma: no cover - compiled
     filters, oh, ow, _ = y.shape
     width = (t1 - t0) * n
     rows = np.empty((2, 4, width), y.dtype)  # Aᵀ m for a row of tiles
+    zero = y.dtype.type(0)  # y's type, as bias[f]: a float64 0.0 would compile _combine3 a second time
     for f in range(filters):
         for i in range(r0, r1):
             col = (i - r0) * width
@@ -122,7 +123,7 @@ def _output_tiles(m, n, r0, r1, t0, t1, bias, y):  # pragma: no cover - compiled
                 ra, _, rb, sb, rc, _ = _A_ROWS[a]
                 for s in range(4):
                     _combine3(rows[a, s], m[4 * ra + s, f, col:col + width], m[4 * rb + s, f, col:col + width],
-                              m[4 * rc + s, f, col:col + width], sb, 0.0)
+                              m[4 * rc + s, f, col:col + width], sb, zero)
             for a in range(min(2, oh - 2 * i)):
                 for j in range(t0, t1):
                     at = (j - t0) * n

@@ -10,8 +10,10 @@ product before the loop, which is over time steps only and holds one ``(N, units
 product per step; the backend runs that loop (``rnn_forward``; see
 :mod:`minidl.backend.sequence`). Backward through time (``rnn_backward``) runs it in reverse and
 collects the per-step pre-activation gradients; the weight gradients are then one matrix product
-each over all steps, here. (PyTorch runs the same loop in C++; here each step costs a few NumPy
-calls of overhead, which matters for small batches and long sequences.)
+each over all steps. Those big products are the backend's Dense ones (``linear``,
+``linear_weight_grad``), which share them out over minidl's threads in fixed blocks of rows.
+(PyTorch runs the same loop in C++; here each step costs a few NumPy calls of overhead, which
+matters for small batches and long sequences.)
 
 Masks (bool ``(N, T)``, True at valid steps): a padded step is skipped. The state is carried
 through it unchanged, its output (``return_sequences=True``) is zeros, and the last state returned
@@ -92,10 +94,11 @@ class _Recurrent(Layer, register=False):
         mask = check_mask(mask, x, self.name)
         n, t, d = x.shape
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
+        backend = get_backend()
         self._x_steps = x.transpose(1, 0, 2).reshape(t * n, d)  # time-major: each step's rows are contiguous
-        xp = (self._x_steps @ weight_ih.data.T).reshape(t, n, -1)
-        xp += bias_ih.data + bias_hh.data if self._fold_hh_bias else bias_ih.data
-        h, self._ctx = get_backend().rnn_forward(self._cell, xp, weight_hh.data, bias_hh.data, mask)
+        bias = bias_ih.data + bias_hh.data if self._fold_hh_bias else bias_ih.data
+        xp = backend.linear(self._x_steps, weight_ih.data.T, bias).reshape(t, n, -1)
+        h, self._ctx = backend.rnn_forward(self._cell, xp, weight_hh.data, bias_hh.data, mask)
         self._h, self._mask = h, mask
         if not self.return_sequences:
             return h[t].copy()
@@ -112,15 +115,18 @@ class _Recurrent(Layer, register=False):
                 dy = np.where(self._mask.T[:, :, None], dy, 0)
         else:
             d_last = grad_out
-        gx, gh = get_backend().rnn_backward(self._ctx, dy, d_last)
+        backend = get_backend()
+        gx, gh = backend.rnn_backward(self._ctx, dy, d_last)
         self._gx = gx.reshape(t * n, -1)
         gh_flat = gh.reshape(t * n, -1)
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
-        grads = {
-            weight_ih: lambda out: np.matmul(self._gx.T, self._x_steps, out=out),
-            weight_hh: lambda out: np.matmul(gh_flat.T, self._h[:-1].reshape(t * n, -1), out=out),
+        same_bias_grads = gh is gx and bias_ih.trainable  # b_hh adds where b_ih does (RNN, LSTM): sum once
+        grads = {  # the weight gradients sum over every step's rows: the backend's Dense products
+            weight_ih: lambda out: backend.linear_weight_grad(self._gx, self._x_steps, out),
+            weight_hh: lambda out: backend.linear_weight_grad(gh_flat, self._h[:-1], out),
             bias_ih: lambda out: np.add.reduce(self._gx, axis=0, out=out),
-            bias_hh: lambda out: np.add.reduce(gh_flat, axis=0, out=out),
+            bias_hh: lambda out: (np.copyto(out, bias_ih.grad) if same_bias_grads
+                                  else np.add.reduce(gh_flat, axis=0, out=out)),
         }
         for p, write in grads.items():
             if p.trainable:
@@ -129,7 +135,7 @@ class _Recurrent(Layer, register=False):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         self.backward_params(grad_out)
         weight_ih = self._built_parameters()[0]
-        dx = (self._gx @ weight_ih.data).reshape(self._h.shape[0] - 1, -1, weight_ih.shape[1])
+        dx = get_backend().linear(self._gx, weight_ih.data).reshape(self._h.shape[0] - 1, -1, weight_ih.shape[1])
         return np.ascontiguousarray(dx.transpose(1, 0, 2))
 
 

@@ -10,7 +10,8 @@ product before the loop, which is over time steps only and holds one ``(N, units
 product per step; the backend runs that loop (``rnn_forward``; see
 :mod:`minidl.backend.sequence`). Backward through time (``rnn_backward``) runs it in reverse and
 collects the per-step pre-activation gradients; the weight gradients are then one matrix product
-each over all steps. Those big products are the backend's Dense ones (``linear``,
+each over all steps (for RNN and LSTM, whose ``W_ih`` and ``W_hh`` share those gradients, one for both:
+``gxᵀ [x_t | h_{t-1}]``, one read of them). Those big products are the backend's Dense ones (``linear``,
 ``linear_weight_grad``), which share them out over minidl's threads in fixed blocks of rows.
 (PyTorch runs the same loop in C++; here each step costs a few NumPy calls of overhead, which
 matters for small batches and long sequences.)
@@ -95,7 +96,10 @@ class _Recurrent(Layer, register=False):
         n, t, d = x.shape
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
         backend = get_backend()
-        self._x_steps = x.transpose(1, 0, 2).reshape(t * n, d)  # time-major: each step's rows are contiguous
+        # time-major x_t (each step's rows contiguous) beside room for h_{t-1}: backward's [x | h_{t-1}]
+        self._xh = np.empty((t * n, d + self.units), x.dtype)
+        self._x_steps = self._xh[:, :d]
+        self._x_steps.reshape(t, n, d)[...] = x.transpose(1, 0, 2)
         bias = bias_ih.data + bias_hh.data if self._fold_hh_bias else bias_ih.data
         xp = backend.linear(self._x_steps, weight_ih.data.T, bias).reshape(t, n, -1)
         h, self._ctx = backend.rnn_forward(self._cell, xp, weight_hh.data, bias_hh.data, mask)
@@ -121,9 +125,16 @@ class _Recurrent(Layer, register=False):
         gh_flat = gh.reshape(t * n, -1)
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
         same_bias_grads = gh is gx and bias_ih.trainable  # b_hh adds where b_ih does (RNN, LSTM): sum once
+        d, both = self._x_steps.shape[1], None
+        if gh is gx and weight_ih.trainable and weight_hh.trainable:  # one pass over gx: gxᵀ [x | h_{t-1}]
+            self._xh[:, d:] = self._h[:-1].reshape(t * n, -1)
+            both = np.empty((gx.shape[-1], self._xh.shape[1]), gx.dtype)
+            backend.linear_weight_grad(self._gx, self._xh, both)
         grads = {  # the weight gradients sum over every step's rows: the backend's Dense products
-            weight_ih: lambda out: backend.linear_weight_grad(self._gx, self._x_steps, out),
-            weight_hh: lambda out: backend.linear_weight_grad(gh_flat, self._h[:-1], out),
+            weight_ih: lambda out: (np.copyto(out, both[:, :d]) if both is not None
+                                    else backend.linear_weight_grad(self._gx, self._x_steps, out)),
+            weight_hh: lambda out: (np.copyto(out, both[:, d:]) if both is not None
+                                    else backend.linear_weight_grad(gh_flat, self._h[:-1], out)),
             bias_ih: lambda out: np.add.reduce(self._gx, axis=0, out=out),
             bias_hh: lambda out: (np.copyto(out, bias_ih.grad) if same_bias_grads
                                   else np.add.reduce(gh_flat, axis=0, out=out)),

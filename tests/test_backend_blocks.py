@@ -113,15 +113,17 @@ def test_dropout_layer_masks_the_same_at_any_thread_count(monkeypatch, thread_co
     assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
 
 
+@pytest.mark.parametrize("min_size", [0, 2**20])  # in blocks; one block in the caller
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("decoupled", [False, True])
 def test_fused_adam_in_blocks_is_the_per_parameter_loop_bit_for_bit_at_any_thread_count_and_after_a_load(
-        monkeypatch, thread_count, amsgrad, decoupled):
+        monkeypatch, thread_count, amsgrad, decoupled, min_size):
     from minidl.layers import Dense
     from minidl.model import Sequential
     from minidl.optim import Adam
 
     monkeypatch.setattr(bl, "ADAM_BLOCK", 64)  # 6 x 20 + 20 + 20 x 3 + 3 = 203 entries: 4 blocks
+    monkeypatch.setattr(bl, "ADAM_MIN_SIZE", min_size)
     decay = 0.1 if decoupled else 0.0
     runs = []
     for fused, n in ((False, 1), (True, 1), (True, 2), (True, 3)):

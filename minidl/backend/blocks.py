@@ -13,7 +13,8 @@ the shapes only, never on the thread count:
   masks are the same bits as one ``rng.random(shape)`` call and the generator ends in the same state: the
   masks' stream did not change.
 - :func:`adam_update`: blocks of :data:`ADAM_BLOCK` entries of the flat gradient and moment vectors
-  (:meth:`minidl.flat_grads.FlatGrads.adam_step`); every entry is computed as in the per-parameter loop.
+  (:meth:`minidl.flat_grads.FlatGrads.adam_step`); every entry is computed as in the per-parameter loop. Fewer
+  than :data:`ADAM_MIN_SIZE` entries are one block in the caller.
 """
 
 from __future__ import annotations
@@ -25,14 +26,18 @@ import numpy as np
 
 from .. import threads
 
-__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "ADAM_BLOCK", "softmax_ce", "dropout_mask", "adam_update"]
+__all__ = ["CE_BLOCK_ROWS", "CE_MIN_SIZE", "DROPOUT_BLOCK", "ADAM_BLOCK", "ADAM_MIN_SIZE", "softmax_ce", "dropout_mask",
+           "adam_update"]
 
 #: Rows of logits per block of :func:`softmax_ce` (char-gpt's 4096 rows: 4 blocks).
 CE_BLOCK_ROWS = 1024
 #: Logits of fewer entries are one block in the caller (a batch-1 step is dispatch-bound).
 CE_MIN_SIZE = 2**17
-#: Entries per block of :func:`adam_update` (char-gpt's ~110,000 parameters: 4 blocks).
+#: Entries per block of :func:`adam_update`.
 ADAM_BLOCK = 2**15
+#: Fewer parameters are one block in the caller: at 2 threads the blocks took 0.31-0.61 ms against 0.17-0.21 ms
+#: for 85,000-110,000 float32 entries (lstm-rows, char-gpt), broke even near 800,000 and won 25% at 2,000,000.
+ADAM_MIN_SIZE = 2**20
 #: Entries per block of :func:`dropout_mask` (even: a float32 draw takes half a 64-bit output).
 DROPOUT_BLOCK = 2**16
 
@@ -150,7 +155,7 @@ def _generators(count: int) -> list[tuple[np.random.PCG64, np.random.Generator]]
 
 def adam_update(grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, max_exp_avg_sq: np.ndarray | None,
                 step: np.ndarray, lr: float, betas: tuple[float, ...], eps: float, t: int) -> None:
-    """Adam's moments and step for flat vectors, in blocks of :data:`ADAM_BLOCK` entries on minidl's threads.
+    """Adam's moments and step for flat vectors; from :data:`ADAM_MIN_SIZE` entries in blocks on minidl's threads.
 
     Updates ``exp_avg`` (``m``), ``exp_avg_sq`` (``v``) and, with AMSGrad, ``max_exp_avg_sq`` in place and writes
     ``lr / (1 - β1^t) · m / (sqrt(v̂) / sqrt(1 - β2^t) + ε)`` into ``step``: entry by entry the operations of
@@ -182,8 +187,7 @@ def adam_update(grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, m
     bias2 = math.sqrt(1 - beta2**t)
     rate = lr / (1 - beta1**t)
 
-    def block(i: int, slot: int) -> None:
-        at = slice(i * ADAM_BLOCK, (i + 1) * ADAM_BLOCK)
+    def block(at: slice) -> None:
         g, m, v = grad[at], exp_avg[at], exp_avg_sq[at]
         m += (1 - beta1) * (g - m)  # PyTorch's lerp form
         v *= beta2
@@ -192,4 +196,8 @@ def adam_update(grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, m
             v = np.maximum(max_exp_avg_sq[at], v, out=max_exp_avg_sq[at])
         np.multiply(rate, m / (np.sqrt(v) / bias2 + eps), out=step[at])
 
-    threads.map_blocks(block, -(-len(grad) // ADAM_BLOCK))
+    if len(grad) < ADAM_MIN_SIZE:  # element-wise: the same bits as in blocks
+        block(slice(None))
+    else:
+        threads.map_blocks(lambda i, slot: block(slice(i * ADAM_BLOCK, (i + 1) * ADAM_BLOCK)),
+                           -(-len(grad) // ADAM_BLOCK))

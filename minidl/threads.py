@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["set_num_threads", "get_num_threads", "blas_threads", "map_blocks", "ENV_VARS"]
+__all__ = ["set_num_threads", "get_num_threads", "blas_threads", "map_blocks", "map_ranges", "ENV_VARS"]
 
 #: The environment variables through which users (and joblib's workers) set a thread budget, in
 #: the order BLAS libraries read them.
@@ -184,6 +184,34 @@ def _forget_pool_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def map_ranges(fn: Callable[[int, int, int], object], items: int, per: int) -> None:
+    """``fn(lo, hi, slot)`` for the ranges ``[lo, hi)`` of ``per`` consecutive items (the last one shorter) that
+    cover ``items``, spread over minidl's threads as :func:`map_blocks` spreads blocks.
+
+    The ranges depend on ``items`` and ``per`` only, so work cut this way gives the same bits at any thread
+    count. A single range is one plain call in the caller: batch-1 steps pay for no pool machinery.
+
+    Args:
+        fn: called once per range with its first item, one past its last, and the thread's slot.
+        items: how many items (channels, rows, elements) to cover.
+        per: items per range (at least 1).
+
+    Shape:
+        - no arrays: ranges of integers.
+
+    Example::
+
+        >>> seen = []
+        >>> map_ranges(lambda lo, hi, slot: seen.append((lo, hi)), 5, 2)
+        >>> sorted(seen)
+        [(0, 2), (2, 4), (4, 5)]
+    """
+    if per >= items:
+        fn(0, items, 0)
+        return
+    map_blocks(lambda b, slot: fn(b * per, min(items, (b + 1) * per), slot), -(-items // per))
 
 
 def map_blocks(fn: Callable[[int, int], T], count: int, max_threads: int | None = None) -> list[T]:

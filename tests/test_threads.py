@@ -362,3 +362,20 @@ def test_small_products_stay_in_the_calling_thread(monkeypatch):
     monkeypatch.setattr(nb, "PARALLEL_MIN_FLOPS", 0)
     nb.conv_forward(x_pad, weight, (3, 3), (1, 1), (8, 8))
     assert len(seen) > 1
+
+
+@pytest.mark.parametrize("items, per", [(1, 4), (5, 2), (8, 8), (9, 4), (7, 1)])
+def test_map_ranges_covers_every_item_once_in_fixed_ranges_at_any_thread_count(items, per):
+    seen = {}
+    for n in (1, 2, 3):
+        threads.set_num_threads(n)
+        try:
+            calls = []
+            threads.map_ranges(lambda lo, hi, slot: calls.append((lo, hi, threading.get_ident())), items, per)
+        finally:
+            threads.set_num_threads(None)
+        seen[n] = sorted((lo, hi) for lo, hi, _ in calls)
+        if per >= items:  # one range: a plain call in the caller
+            assert [ident for *_, ident in calls] == [threading.get_ident()]
+    expected = [(lo, min(items, lo + per)) for lo in range(0, items, per)]
+    assert seen[1] == seen[2] == seen[3] == expected

@@ -99,11 +99,10 @@ def _in_blocks(fn: Callable[[tuple[slice, ...]], object], like: np.ndarray) -> N
     """``fn(index)`` for the blocks of about :data:`ADD_BLOCK` elements along ``like``'s outermost axis in
     memory (whole channels for images stored batch-innermost: compact blocks), on minidl's threads."""
     axis = max(range(like.ndim), key=lambda i: like.strides[i])
-    per = max(1, ADD_BLOCK * like.shape[axis] // like.size)
 
-    def block(i: int, slot: int) -> None:
+    def block(lo: int, hi: int, slot: int) -> None:
         at = [slice(None)] * like.ndim
-        at[axis] = slice(i * per, (i + 1) * per)
+        at[axis] = slice(lo, hi)
         fn(tuple(at))
 
-    threads.map_blocks(block, -(-like.shape[axis] // per))
+    threads.map_ranges(block, like.shape[axis], max(1, ADD_BLOCK * like.shape[axis] // like.size))

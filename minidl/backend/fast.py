@@ -134,8 +134,7 @@ def _blocks(name: str, items: int, item_size: int, *args: Any) -> None:
     for each block ``[lo, hi)``. Each item is one block's, computed in one compiled order, so the results are the
     same bits at any thread count."""
     kernel = _kernel(name)
-    per = max(1, BLOCK_ELEMENTS // max(1, item_size))
-    threads.map_blocks(lambda b, slot: kernel(*args, b * per, min(items, (b + 1) * per)), -(-items // per))
+    threads.map_ranges(lambda lo, hi, slot: kernel(*args, lo, hi), items, max(1, BLOCK_ELEMENTS // max(1, item_size)))
 
 
 # -- memory layouts ------------------------------------------------------------------------------------

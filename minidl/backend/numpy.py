@@ -389,11 +389,7 @@ def row_sums(a: np.ndarray) -> np.ndarray:
 def over_channels(fn: Callable[[int, int], None], channels: int, per_channel: int) -> None:
     """``fn(c0, c1)`` for blocks of whole channels of about :data:`COPY_BLOCK` elements (``per_channel`` each),
     on :func:`minidl.threads.map_blocks`' threads: for copies whose blocks write disjoint channels."""
-    per = max(1, COPY_BLOCK // max(1, per_channel))
-    if per >= channels:  # one block (batch-1 steps, LeNet): no pool machinery at all
-        fn(0, channels)
-        return
-    threads.map_blocks(lambda b, slot: fn(b * per, min(channels, (b + 1) * per)), -(-channels // per))
+    threads.map_ranges(lambda c0, c1, slot: fn(c0, c1), channels, max(1, COPY_BLOCK // max(1, per_channel)))
 
 
 def pad_images(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
@@ -494,10 +490,7 @@ def _over_channel_blocks(fn: Callable[[slice, int], None], x: np.ndarray) -> Non
     threads (``slot``: the thread's, for its own scratch arrays)."""
     c = x.shape[1]
     per = max(1, CHANNEL_BLOCK // max(1, x.size // max(1, c)))
-    if per >= c:
-        fn(slice(0, c), 0)
-        return
-    threads.map_blocks(lambda b, slot: fn(slice(b * per, min(c, (b + 1) * per)), slot), -(-c // per))
+    threads.map_ranges(lambda c0, c1, slot: fn(slice(c0, c1), slot), c, per)
 
 
 def batchnorm_forward(

@@ -24,14 +24,15 @@ NumPy's pairwise float32 sums; the tests hold the two backends to 1e-5 relative 
 
 **Threads.** The kernels are serial and release the GIL (``nogil``); each call computes one block
 of about :data:`BLOCK_ELEMENTS` elements, and the blocks run on :func:`minidl.threads.map_blocks`'
-threads, as Winograd's do. No Numba threading layer is involved, so two Python threads may call
-in at once (``tests/test_backend_fast.py`` trains two models at once) and BLAS never runs inside a
-Numba parallel region. Only :mod:`minidl.backend.fast_sequence`'s parallel kernels (GELU,
-LayerNorm, attention's softmax) use Numba's threads (the ``workqueue`` layer, the one every
-platform has; its OpenMP layer is not fork-safe with GNU OpenMP, and the test suite and joblib
-fork): ``workqueue`` aborts the process when two Python threads enter parallel code at once, so
-those are entered under one lock. Inputs below :data:`PARALLEL_MIN_SIZE` elements (e.g. batch-1
-steps) take the NumPy backend's path: a kernel call costs more than it saves there.
+threads, as Winograd's do. No Numba threading layer is involved, so two Python threads may call in
+at once (``tests/test_backend_fast.py`` trains two models at once) and BLAS never runs inside a
+Numba parallel region. Only :mod:`minidl.backend.fast_sequence`'s one parallel kernel, GELU's
+forward (LayerNorm and attention's softmax are serial block kernels too), uses Numba's threads (the
+``workqueue`` layer, the one every platform has; its OpenMP layer is not fork-safe with GNU OpenMP,
+and the test suite and joblib fork): ``workqueue`` aborts the process when two Python threads enter
+parallel code at once, so it is entered under one lock. Inputs below :data:`PARALLEL_MIN_SIZE`
+elements (e.g. batch-1 steps) take the NumPy backend's path: a kernel call costs more than it saves
+there.
 
 **Compiling.** ``cache=True``: the first run after installing compiles the kernels it needs, for
 the dtypes and layouts it calls them with, and writes them next to this module; later runs load

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import blocks
+from .backend import get_backend
 from .layers.state import Parameter
 
 __all__ = ["FlatGrads", "grad_norm_squared"]
@@ -88,7 +88,7 @@ class FlatGrads:
                   amsgrad: bool, decay: float) -> bool:
         """One Adam step (:class:`minidl.optim.Adam`, decoupled weight decay ``decay`` or none) over the flat
         buffers: the moments become views of flat vectors this object owns (filled from ``states`` if they were
-        apart) and :func:`minidl.backend.blocks.adam_update` computes them in fixed blocks on minidl's threads.
+        apart) and the backend's :meth:`~minidl.backend.base.Backend.adam_update` computes them in fixed blocks.
         The same bits as the per-parameter loop. ``False`` (nothing done) unless :meth:`buffers` holds the
         gradients and every parameter is at the same step count.
 
@@ -128,8 +128,8 @@ class FlatGrads:
                 if decay:
                     p.data *= 1 - lr * decay
             amsgrad_max = moments["max_exp_avg_sq"][0] if amsgrad else None
-            blocks.adam_update(flat, moments["exp_avg"][0], moments["exp_avg_sq"][0], amsgrad_max, step, lr, betas,
-                               eps, t)
+            get_backend().adam_update(flat, moments["exp_avg"][0], moments["exp_avg_sq"][0], amsgrad_max, step, lr,
+                                      betas, eps, t)
             for p, view in views:
                 p.data -= view
         return True

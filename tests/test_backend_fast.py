@@ -5,6 +5,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
@@ -220,3 +222,66 @@ def test_kernels_split_into_many_blocks_give_the_same_bits_at_any_thread_count(m
                 NUMPY.max_pool2d_backward(p_ctx, np.ones_like(p))]
     for a, b in zip(results[0], expected, strict=True):
         assert_close(a, b, "float64")
+
+
+@settings(max_examples=25, deadline=None)
+@given(size=st.one_of(st.just(1), st.integers(1, 40)), dtype=st.sampled_from(DTYPES), amsgrad=st.booleans(),
+       threads=st.sampled_from([1, 2, 3]), seed=st.integers(0, 2**16))
+def test_adam_update_is_the_numpy_backends_bit_for_bit_at_any_thread_count(size, dtype, amsgrad, threads, seed):
+    # blocks of 8 from 16 entries on (the real ones: ADAM_BLOCK from ADAM_SPLIT_SIZE): lengths 1 to 40 are one
+    # block, a few, and ragged ends; every entry from one thread or another
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fast, "PARALLEL_MIN_SIZE", 0)
+        patch.setattr(fast, "ADAM_SPLIT_SIZE", 16)
+        patch.setattr(fast, "ADAM_BLOCK", 8)
+        minidl.set_num_threads(threads)
+        rng = np.random.default_rng(seed)
+        grads = (rng.standard_normal((4, size)) * rng.choice([1e-6, 1.0, 1e3], (4, size))).astype(dtype)
+        runs = []
+        for backend in (NUMPY, FAST):
+            moments = [np.zeros(size, dtype) for _ in range(3 if amsgrad else 2)]
+            steps = []
+            for t, g in enumerate(grads, 1):
+                out = np.empty(size, dtype)
+                backend.adam_update(g, moments[0], moments[1], moments[2] if amsgrad else None, out, 3e-3,
+                                    (0.8, 0.99), 1e-8, t)
+                steps.append(out)
+            runs.append(moments + steps)
+        for a, b in zip(*runs, strict=True):
+            assert a.dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_adam_under_the_fast_backend_is_the_per_parameter_loop_bit_for_bit(amsgrad, decoupled, dtype):
+    from minidl.optim import Adam
+
+    def run(backend: str, fused: bool, threads: int, lr: float) -> list[np.ndarray]:
+        set_backend(backend)
+        try:
+            minidl.set_num_threads(threads)
+            model = minidl.Sequential([Dense(20), Dense(3)], input_shape=(6,), seed=0, dtype=dtype)
+            opt = Adam(model.parameters(), lr=0.01, amsgrad=amsgrad, weight_decay=0.1 if decoupled else 0.0,
+                       decoupled_weight_decay=True, fused=fused)
+            opt.lr = lr
+            rng = np.random.default_rng(0)
+            for k in range(4):
+                for p in model.parameters():
+                    p.grad[...] = rng.standard_normal(p.grad.shape)
+                opt.step()
+                if k == 1:
+                    opt.load_state_dict(opt.state_dict())
+            return [p.data.copy() for p in model.parameters()]
+        finally:
+            set_backend(None)
+
+    reference, strong = run("numpy", False, 1, 0.01), run("numpy", True, 1, np.float64(0.01))
+    for threads in (1, 2):
+        for a, b in zip(reference, run("fast", True, threads, 0.01), strict=True):
+            np.testing.assert_array_equal(a, b)
+    # a NumPy float64 learning rate makes NumPy compute float32 steps in float64: the kernel steps aside
+    for a, b in zip(strong, run("fast", True, 1, np.float64(0.01)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert dtype == "float64" or any(not np.array_equal(a, b) for a, b in zip(reference, strong, strict=True))

@@ -136,6 +136,18 @@ class Backend:
         """``grad_out · [x > 0]``."""
         raise NotImplementedError
 
+    # -- optimizer -------------------------------------------------------------------------------
+    def adam_update(self, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+                    max_exp_avg_sq: np.ndarray | None, step: np.ndarray, lr: float, betas: tuple[float, ...],
+                    eps: float, t: int) -> None:
+        """Adam's moments and step over flat vectors (:meth:`minidl.flat_grads.FlatGrads.adam_step`): update
+        ``exp_avg`` (``m``), ``exp_avg_sq`` (``v``) and, unless ``None``, ``max_exp_avg_sq`` (AMSGrad) in place and
+        write ``lr / (1 - β1^t) · m / (sqrt(v̂) / sqrt(1 - β2^t) + ε)`` into ``step``, at step count ``t``. All
+        arrays 1-D, contiguous, of one dtype. Unlike the other ops, the same bits as the NumPy backend's
+        (:func:`minidl.backend.blocks.adam_update`): entry by entry the operations of
+        :meth:`minidl.optim.Adam.step`, whose per-parameter loop the fused optimizer must equal."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"<minidl backend {self.name!r}>"
 

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .. import threads
-from . import elementwise, sequence
+from . import blocks, elementwise, sequence
 from .base import Backend, Pads
 from .linear import linear_backward, linear_forward, linear_weight_grad
 
@@ -807,6 +807,10 @@ class NumpyBackend(Backend):
 
     def relu_backward(self, ctx, grad_out):
         return elementwise.relu_backward(ctx, grad_out)
+
+    # -- optimizer -------------------------------------------------------------------------------
+    def adam_update(self, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, betas, eps, t):
+        blocks.adam_update(grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, betas, eps, t)
 
     # -- sequences (minidl.backend.sequence) -----------------------------------------------------
     def gelu(self, x, approximate="none"):

@@ -11,6 +11,9 @@ blocks of channels, rows of windows or elements:
 - MaxPool2D's backward over windows that tile the input (every pooling of minidl's presets): one
   pass that writes ``g`` at each window's first maximum and zeros elsewhere.
 - ReLU and its backward: one pass each.
+- Adam's update over the fused optimizer's flat vectors (:meth:`FastBackend.adam_update`): one pass instead of
+  NumPy's twelve, with NumPy's operations in NumPy's order and no fast-math, so the same bits as the NumPy path
+  (fused and per-parameter Adam must agree).
 - 3×3 stride-1 convolutions from :data:`WINOGRAD_MIN_CHANNELS` input channels on: Winograd
   F(2×2, 3×3) for the forward pass and both gradients (:mod:`minidl.backend.winograd`: compiled
   tile transforms, the products in ``numpy.matmul``, blocks on minidl's own pool).
@@ -348,8 +351,8 @@ def _numpy_conv_input_grad_fits(ctx: Any, grad: np.ndarray) -> bool:
 
 
 class FastBackend(NumpyBackend):
-    """The NumPy backend with BatchNorm2D, MaxPool2D's backward and ReLU compiled by Numba, on every core, and
-    3×3 stride-1 convolutions as Winograd F(2×2, 3×3).
+    """The NumPy backend with BatchNorm2D, MaxPool2D's backward, ReLU and Adam's update compiled by Numba, on every
+    core, and 3×3 stride-1 convolutions as Winograd F(2×2, 3×3).
 
     Example::
 

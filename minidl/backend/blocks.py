@@ -14,7 +14,8 @@ the shapes only, never on the thread count:
   masks' stream did not change.
 - :func:`adam_update`: blocks of :data:`ADAM_BLOCK` entries of the flat gradient and moment vectors
   (:meth:`minidl.flat_grads.FlatGrads.adam_step`); every entry is computed as in the per-parameter loop. Fewer
-  than :data:`ADAM_MIN_SIZE` entries are one block in the caller.
+  than :data:`ADAM_MIN_SIZE` entries are one block in the caller. It is the NumPy backend's
+  :meth:`~minidl.backend.base.Backend.adam_update`; the fast backend's kernel gives its bits.
 """
 
 from __future__ import annotations

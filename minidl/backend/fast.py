@@ -95,10 +95,11 @@ WINOGRAD_MIN_CHANNELS = 16
 
 #: Adam's update (:meth:`FastBackend.adam_update`) is one kernel call in the caller below this many entries, above it
 #: blocks of :data:`ADAM_BLOCK` on minidl's threads; below :data:`PARALLEL_MIN_SIZE` it is the NumPy backend's (no
-#: Numba import for ``minidl digits``, whose 410 parameters save ~5 µs a step). The kernel on one thread, float32,
-#: CPU time, best of 5, µs (03:01 UTC, load 2): 4,096 entries NumPy 17.8, kernel 6.6; 16,384 40.2 / 13.7; on two
-#: threads, wall clock, one call / blocks of 2**17: 82,186 57 / 51, 262,144 158 / 226, 1,305,090 693-778 / 510-1032,
-#: 4,194,304 3129-3506 / 2438-3879: the blocks' dispatch costs as much as the second core saves up to millions.
+#: Numba import for ``minidl digits``, whose 410 parameters would save ~5 µs a step). One thread, float32, CPU time,
+#: best of 5, µs (03:01 UTC, load 2), NumPy / kernel: 64 entries 9.9 / 4.6, 4,096 17.8 / 6.6, 16,384 40.2 / 13.7.
+#: Two threads, wall clock, µs, one call / blocks (03:02-03:06 UTC, load 1.3-2.4, the other core often busy):
+#: 82,186 entries 57 / 145 (blocks of 2**15); 262,144 158 / 226-300; 1,305,090 693-824 / 510-1143 (2**17 to
+#: 2**19); 2**21 1,183 / 1,353 (2**19, medians of 7); 4,194,304 3,129-3,506 / 2,438-3,989.
 ADAM_SPLIT_SIZE = 2**21
 #: Entries per block of Adam's update from :data:`ADAM_SPLIT_SIZE` on.
 ADAM_BLOCK = 2**19

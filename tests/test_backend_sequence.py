@@ -113,21 +113,22 @@ def test_embedding_gradient_equals_the_numpy_backend(dtype):
     assert np.all(got[7:] == 0)
 
 
-def rnn_case(cell, dtype, n, t=4, u=3, masked=False):
+def rnn_case(cell, dtype, n, t=4, u=3, d=2, masked=False):
     g = CELLS[cell]
-    xp = data((t, n, g * u), dtype)
-    weight_hh, bias_hh = data((g * u, u), dtype, seed=1, scale=0.5), data((g * u,), dtype, seed=2)
+    xh = data((t + 1, n, d + u), dtype)  # the states' part is the backend's to overwrite
+    weights = data((g * u, d), dtype, seed=1, scale=0.5), data((g * u, u), dtype, seed=5, scale=0.5)
+    biases = data((g * u,), dtype, seed=2), data((g * u,), dtype, seed=6)
     dy, d_last = data((t, n, u), dtype, seed=3), data((n, u), dtype, seed=4)
-    return xp, weight_hh, bias_hh, (padding_mask(n, t) if masked else None), dy, d_last
+    return xh, (*weights, *biases), (padding_mask(n, t) if masked else None), dy, d_last
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("masked", [True, False])
 def test_rnn_loops_equal_the_numpy_backend(dtype, cell, masked):
-    xp, weight_hh, bias_hh, mask, dy, d_last = rnn_case(cell, dtype, n=RNN_BLOCK + 3, masked=masked)  # two blocks
-    # each its own copy of xp: rnn_forward may overwrite it (the fast LSTM writes its gates over it)
-    (h, ctx), (h_ref, ctx_ref) = (b.rnn_forward(cell, xp.copy(), weight_hh, bias_hh, mask) for b in (FAST, NUMPY))
+    xh, params, mask, dy, d_last = rnn_case(cell, dtype, n=RNN_BLOCK + 3, masked=masked)  # two blocks
+    # each its own copy of xh: rnn_forward writes the states into it
+    (h, ctx), (h_ref, ctx_ref) = (b.rnn_forward(cell, xh.copy(), *params, mask) for b in (FAST, NUMPY))
     assert_close(h, h_ref, dtype)
     for a, b in zip(FAST.rnn_backward(ctx, dy, d_last), NUMPY.rnn_backward(ctx_ref, dy, d_last), strict=True):
         assert_close(a, b, dtype)
@@ -152,8 +153,8 @@ def run_all(backend, dtype):
     heads, weights, ctx = backend.attention(q, q * 2, q - 1, padding_mask(4, 6), True)
     out += [heads, weights, *backend.attention_backward(ctx, heads)]
     for cell in CELLS:
-        xp, weight_hh, bias_hh, mask, dy, d_last = rnn_case(cell, dtype, n=2 * RNN_BLOCK + 5, masked=True)
-        h, ctx = backend.rnn_forward(cell, xp, weight_hh, bias_hh, mask)
+        xh, params, mask, dy, d_last = rnn_case(cell, dtype, n=2 * RNN_BLOCK + 5, masked=True)
+        h, ctx = backend.rnn_forward(cell, xh, *params, mask)
         out += [h, *backend.rnn_backward(ctx, dy, d_last)]
     return out
 

@@ -182,11 +182,12 @@ class Backend:
         given (any strides: the layer passes a view of its packed gradient, so no copy follows)."""
         raise NotImplementedError
 
-    def rnn_forward(self, cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray,
-                    mask: np.ndarray | None) -> tuple[np.ndarray, Any]:
-        """``(h, ctx)``: a recurrent layer's states ``h`` (T+1, N, U), ``h[0] = 0``, over its input
-        projections ``xp`` (T, N, G·U); ``cell`` is ``"tanh"``, ``"relu"``, ``"lstm"`` or ``"gru"`` (PyTorch's
-        gate layouts); a step that ``mask`` (N, T) marks padded carries the states through."""
+    def rnn_forward(self, cell: str, xh: np.ndarray, weight_ih: np.ndarray, weight_hh: np.ndarray,
+                    bias_ih: np.ndarray, bias_hh: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        """``(h, ctx)``: a recurrent layer's states ``h`` (T+1, N, U), ``h[0] = 0``, written into ``xh``
+        (T+1, N, D+U), whose ``xh[:T, :, :D]`` holds the inputs: ``h`` is ``xh[:, :, D:]``, so that ``xh[t]`` is
+        ``[x_t | h_t]``. ``cell`` is ``"tanh"``, ``"relu"``, ``"lstm"`` or ``"gru"`` (PyTorch's gate layouts and
+        parameters); a step that ``mask`` (N, T) marks padded carries the states through."""
         raise NotImplementedError
 
     def rnn_backward(self, ctx: Any, dy: np.ndarray | None, d_last: np.ndarray | None

@@ -549,8 +549,8 @@ class FastBackend(NumpyBackend):
     def embedding_backward(self, ids, grad_out, out):
         fast_sequence.embedding_backward(ids, grad_out, out)
 
-    def rnn_forward(self, cell, xp, weight_hh, bias_hh, mask):
-        return fast_sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask)  # serial steps on minidl's threads
+    def rnn_forward(self, cell, xh, weight_ih, weight_hh, bias_ih, bias_hh, mask):  # compiled steps, minidl's threads
+        return fast_sequence.rnn_forward(cell, xh, weight_ih, weight_hh, bias_ih, bias_hh, mask)
 
     def rnn_backward(self, ctx, dy, d_last):
         return fast_sequence.rnn_backward(ctx, dy, d_last)

@@ -36,8 +36,9 @@ first use (``cache=True``). Why they win, CPU time on the 2-core AMD EPYC of ``d
   Python's (the default) each division checks for zero and raises, which keeps LLVM from
   vectorising any loop that divides (the LSTM step, a block of 32 × 128 units: 40 -> 17 µs; its
   backward, whose passes were also split to touch fewer arrays each: 12.8 -> 7.2 µs). The LSTM
-  writes its gate values over the input projection it has just read, so a step streams one
-  ``(N, 4u)`` array less through the caches (the forward loop of ``lstm-rows``: ~7.1 -> ~5.2 ms).
+  writes its gate values over the step's product ``[x_t | h_{t-1}] [W_ih | W_hh]ᵀ`` it has just read,
+  in the core's cache (no input projection of all steps is streamed from memory: see
+  :func:`minidl.backend.sequence.rnn_forward`).
 
 Every block is computed in a fixed order whichever thread takes it, and the blocks depend on the shapes
 only (sums across blocks are added in block order): the bits do not depend on the thread count. GELU's
@@ -264,13 +265,12 @@ def _scatter_rows(ids, g, out):  # pragma: no cover - compiled
 
 
 # -- RNN steps ---------------------------------------------------------------------------------------------
-def _lstm_step(hw, a, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vector):  # pragma: no cover - compiled
-    """``hw`` (n, 4u) holds ``h W_hhᵀ``, ``a`` the step's input projection: the gate values overwrite ``a``, then
-    the new states.
+def _lstm_step(a, bias, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vector):  # pragma: no cover - compiled
+    """``a`` (n, 4u) holds the step's product ``[x_t | h_{t-1}] [W_ih | W_hh]ᵀ``, ``bias`` ``b_ih + b_hh``: the gate
+    values overwrite ``a``, then the new states (``h_prev``, ``h_next`` may be strided: rows of ``[x | h]``).
 
     Row by row, in buffers of one row (they stay in L1): each pass is a branch-free loop over a few arrays,
-    which LLVM vectorises (with more arrays in one loop it gives up on the checks that they do not overlap).
-    Writing the gates over the projection just read saves streaming a third (T, N, 4u) array."""
+    which LLVM vectorises (with more arrays in one loop it gives up on the checks that they do not overlap)."""
     one, two = np.float32(1), np.float32(2)  # float32 constants: no float64 promotion of float32 data
     n, rows = a.shape
     u = rows // 4
@@ -279,7 +279,7 @@ def _lstm_step(hw, a, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vecto
     bits = np.empty(rows, np.int32)
     for r in range(n):
         for j in range(rows):
-            p[j] = -(hw[r, j] + a[r, j])
+            p[j] = -(a[r, j] + bias[j])
         for j in range(2 * u, 3 * u):
             p[j] *= two
         _exp_rows(p, e, bits, rows, vector)
@@ -295,10 +295,11 @@ def _lstm_step(hw, a, c_prev, h_prev, m, has_mask, tc_out, c_next, h_next, vecto
         for j in range(u):
             tc = (one - e[j]) / (one + e[j])
             tc_out[r, j] = tc
-            h_next[r, j] = a[r, 3 * u + j] * tc
+            p[j] = a[r, 3 * u + j] * tc
+        for j in range(u):  # a pass of its own: h_next's stride is known at run time only, which stops vectorising
+            h_next[r, j] = p[j] if not has_mask or m[r] else h_prev[r, j]
         if has_mask and not m[r]:
             for j in range(u):
-                h_next[r, j] = h_prev[r, j]
                 c_next[r, j] = c_prev[r, j]
 
 
@@ -522,20 +523,15 @@ def embedding_backward(ids: np.ndarray, grad_out: np.ndarray, out: np.ndarray) -
 
 
 # -- the recurrent loops: sequence.rnn_forward / rnn_backward with these steps --------------------------------
-def _gates_over_projection(ctx, xp, weight_hh):
-    ctx.acts = xp
-    return xp, weight_hh
-
-
-def _fwd_lstm(ctx, s, b, xp, weight_hh_t, m):
-    h = ctx.h[s, b]
-    _kernel("_lstm_step")(h @ weight_hh_t, xp, ctx.c[s, b], h, _NO_MASK if m is None else m[:, 0], m is not None,
-                          ctx.aux[s, b], ctx.c[s + 1, b], ctx.h[s + 1, b], _vector(xp.dtype))
+def _fwd_lstm(ctx, s, b, xh, weight_t, m):
+    a = np.matmul(xh, weight_t, out=ctx.acts[s, b])
+    _kernel("_lstm_step")(a, ctx.bias, ctx.c[s, b], ctx.h[s, b], _NO_MASK if m is None else m[:, 0], m is not None,
+                          ctx.aux[s, b], ctx.c[s + 1, b], ctx.h[s + 1, b], _vector(a.dtype))
 
 
 def _fwd_gru(ctx, s, b, xp, weight_hh_t, m):
     hh = ctx.h[s, b] @ weight_hh_t
-    _kernel("_gru_step")(hh, xp, ctx.bias_hh, ctx.h[s, b], _NO_MASK if m is None else m[:, 0], m is not None,
+    _kernel("_gru_step")(hh, xp, ctx.bias, ctx.h[s, b], _NO_MASK if m is None else m[:, 0], m is not None,
                          ctx.acts[s, b], ctx.aux[s, b], ctx.h[s + 1, b], _vector(hh.dtype))
 
 
@@ -560,12 +556,13 @@ def _back_gru(ctx, s, b, dh, dc, m, gx, gh):
 
 _NO_MASK = np.ones(1, bool)
 #: The compiled steps of the cells that have them (SimpleRNN keeps NumPy's: one tanh, nothing to fuse).
-STEPS = {"lstm": (_gates_over_projection, _fwd_lstm, _back_lstm), "gru": (None, _fwd_gru, _back_gru)}
+STEPS = {"lstm": (None, _fwd_lstm, _back_lstm), "gru": (None, _fwd_gru, _back_gru)}
 
 
-def rnn_forward(cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray,
-                mask: np.ndarray | None) -> tuple[np.ndarray, Any]:
-    return sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask, steps=STEPS.get(cell), block=sequence.RNN_BLOCK)
+def rnn_forward(cell: str, xh: np.ndarray, weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: np.ndarray,
+                bias_hh: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, Any]:
+    return sequence.rnn_forward(cell, xh, weight_ih, weight_hh, bias_ih, bias_hh, mask, steps=STEPS.get(cell),
+                                block=sequence.RNN_BLOCK)
 
 
 def rnn_backward(ctx: Any, dy: np.ndarray | None, d_last: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

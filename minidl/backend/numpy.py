@@ -831,8 +831,8 @@ class NumpyBackend(Backend):
     def attention_backward(self, ctx, d_heads, out=None):
         return sequence.attention_backward(ctx, d_heads, out)
 
-    def rnn_forward(self, cell, xp, weight_hh, bias_hh, mask):
-        return sequence.rnn_forward(cell, xp, weight_hh, bias_hh, mask)
+    def rnn_forward(self, cell, xh, weight_ih, weight_hh, bias_ih, bias_hh, mask):
+        return sequence.rnn_forward(cell, xh, weight_ih, weight_hh, bias_ih, bias_hh, mask)
 
     def rnn_backward(self, ctx, dy, d_last):
         return sequence.rnn_backward(ctx, dy, d_last)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import threads
+from .linear import linear_forward
 
 __all__ = ["RNN_BLOCK", "gelu", "gelu_backward", "layer_norm", "layer_norm_backward", "attention",
            "attention_backward", "allowed_keys", "embedding_backward", "rnn_forward", "rnn_backward", "batch_blocks"]
@@ -186,17 +187,17 @@ def _sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 class _RNN:
-    """What a recurrent layer's forward keeps for backward (one per layer, reused while shapes repeat)."""
+    """What a recurrent layer's forward keeps for backward."""
 
-    __slots__ = ("cell", "t", "n", "u", "weight_hh", "bias_hh", "mask", "h", "c", "acts", "aux", "blocks", "back")
+    __slots__ = ("cell", "t", "n", "u", "weight_hh", "bias", "mask", "h", "c", "acts", "aux", "blocks", "back")
     cell: str
     t: int
     n: int
     u: int
     weight_hh: np.ndarray
-    bias_hh: np.ndarray
+    bias: np.ndarray  # what a step adds: b_ih + b_hh (folded), or the GRU's b_hh
     mask: np.ndarray | None  # (T, N, 1)
-    h: np.ndarray  # (T+1, N, U)
+    h: np.ndarray  # (T+1, N, U), a view of the layer's [x | h] rows
     c: np.ndarray  # the LSTM's cell states (T+1, N, U); empty for the other cells
     acts: np.ndarray  # the gate values of every step (T, N, G·U)
     aux: np.ndarray  # tanh(c) (LSTM) or W_hn h + b_hn (GRU) of every step (T, N, U); empty for SimpleRNN
@@ -204,38 +205,49 @@ class _RNN:
     back: Callable[..., tuple[np.ndarray, np.ndarray | None]]
 
 
-def rnn_forward(cell: str, xp: np.ndarray, weight_hh: np.ndarray, bias_hh: np.ndarray, mask: np.ndarray | None,
-                steps: tuple | None = None, block: int | None = None) -> tuple[np.ndarray, Any]:
-    """``(h, ctx)``: the states ``h`` (T+1, N, U) (``h[0] = 0``) of a recurrent layer over the input
-    projections ``xp`` (T, N, G·U) (``x W_ihᵀ + b_ih``, plus ``b_hh`` except for the GRU; may be overwritten).
+def rnn_forward(cell: str, xh: np.ndarray, weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: np.ndarray,
+                bias_hh: np.ndarray, mask: np.ndarray | None, steps: tuple | None = None,
+                block: int | None = None) -> tuple[np.ndarray, Any]:
+    """``(h, ctx)``: the states ``h`` (T+1, N, U) (``h[0] = 0``) of a recurrent layer, written into ``xh``.
+
+    ``xh`` (T+1, N, D+U) holds the inputs ``x_t`` in ``xh[:T, :, :D]``; the states go into ``xh[:, :, D:]``
+    (``h`` is that view), so that row ``xh[t]`` is ``[x_t | h_t]``: a step's one product for the cells whose
+    ``b_hh`` only adds to ``b_ih`` (SimpleRNN, LSTM), ``[x_t | h_t] [W_ih | W_hh]ᵀ + (b_ih + b_hh)``, and the
+    weight gradients' one product afterwards (``gxᵀ xh[:T]``). The GRU's ``r`` multiplies ``W_hn h + b_hn``
+    alone: its input projection ``x W_ihᵀ + b_ih`` is one product over all steps first.
 
     ``cell`` is ``"tanh"`` / ``"relu"`` (SimpleRNN), ``"lstm"`` or ``"gru"``; ``mask`` (N, T) marks
     valid steps: a padded step carries every state through unchanged. ``steps``: ``(prepare, forward step,
-    backward step)`` to use instead of this module's (the ``fast`` backend's compiled ones; ``prepare(ctx, xp,
-    weight_hh)`` returns the two to use, and may point ``ctx.acts`` at ``xp`` to have the gate values written over
-    it, each step over its own projection); ``block``: run the
-    loops on blocks of at most that many sequences, one block per thread at a time (None: one block).
+    backward step)`` to use instead of this module's (the ``fast`` backend's compiled ones; ``prepare(weight,
+    bias)`` returns the two a step uses); ``block``: run the loops on blocks of at most that many sequences, one
+    block per thread at a time (None: one block).
     """
-    t, n, rows = xp.shape
-    u = weight_hh.shape[1]
+    t, n = xh.shape[0] - 1, xh.shape[1]
+    u, d = weight_hh.shape[1], weight_ih.shape[1]
     ctx = _RNN()
-    ctx.cell, ctx.t, ctx.n, ctx.u, ctx.weight_hh, ctx.bias_hh = cell, t, n, u, weight_hh, bias_hh
+    ctx.cell, ctx.t, ctx.n, ctx.u, ctx.weight_hh = cell, t, n, u, weight_hh
     ctx.mask = None if mask is None else np.ascontiguousarray(mask.T[:, :, None])  # (T, N, 1)
-    ctx.h = np.zeros((t + 1, n, u), dtype=xp.dtype)
-    ctx.c = np.zeros((t + 1, n, u) if cell == "lstm" else 0, dtype=xp.dtype)
-    ctx.acts = np.empty((t, n, rows), dtype=xp.dtype)  # the gate values of every step
-    ctx.aux = np.empty((t, n, u) if cell in ("lstm", "gru") else 0, dtype=xp.dtype)
+    ctx.h = xh[:, :, d:]
+    ctx.h[0] = 0
+    ctx.c = np.zeros((t + 1, n, u) if cell == "lstm" else 0, dtype=xh.dtype)
+    ctx.acts = np.empty((t, n, weight_hh.shape[0]), dtype=xh.dtype)  # the gate values of every step
+    ctx.aux = np.empty((t, n, u) if cell in ("lstm", "gru") else 0, dtype=xh.dtype)
     ctx.blocks = batch_blocks(n, block or max(n, 1))
     prepare, step, ctx.back = steps or _STEPS[cell]
+    if cell == "gru":
+        inputs = linear_forward(xh[:t, :, :d], weight_ih.T, bias_ih)
+        weight, ctx.bias = weight_hh, bias_hh
+    else:
+        inputs, weight, ctx.bias = xh, np.concatenate([weight_ih, weight_hh], axis=1), bias_ih + bias_hh
     if prepare is not None:
-        xp, weight_hh = prepare(ctx, xp, weight_hh)
-    weight_hh_t = np.ascontiguousarray(weight_hh.T)
+        weight, ctx.bias = prepare(weight, ctx.bias)
+    weight_t = np.ascontiguousarray(weight.T)
 
     def run_block(b: int, slot: int) -> None:
         rows_b = ctx.blocks[b]
         for s in range(t):
             m = None if ctx.mask is None else ctx.mask[s, rows_b]
-            step(ctx, s, rows_b, xp[s, rows_b], weight_hh_t, m)
+            step(ctx, s, rows_b, inputs[s, rows_b], weight_t, m)
 
     threads.map_blocks(run_block, len(ctx.blocks))
     return ctx.h, ctx
@@ -248,9 +260,9 @@ def _carry(new: np.ndarray, old: np.ndarray, m: np.ndarray | None, out: np.ndarr
         np.copyto(out, np.where(m, new, old))
 
 
-def _step_simple(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.ndarray, m: np.ndarray | None) -> None:
-    a = np.matmul(ctx.h[s, b], weight_hh_t, out=ctx.acts[s, b])
-    a += xp
+def _step_simple(ctx: _RNN, s: int, b: slice, xh: np.ndarray, weight_t: np.ndarray, m: np.ndarray | None) -> None:
+    a = np.matmul(xh, weight_t, out=ctx.acts[s, b])
+    a += ctx.bias
     if ctx.cell == "tanh":
         np.tanh(a, out=a)
     else:
@@ -258,21 +270,21 @@ def _step_simple(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.nd
     _carry(a, ctx.h[s, b], m, ctx.h[s + 1, b])
 
 
-def _halve_sigmoid_gates(ctx: _RNN, xp: np.ndarray, weight_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The LSTM's ``i, f, o`` take ``½(1 + tanh(a/2))``: their rows of ``W_hh`` and ``xp`` scaled by ½ (exact),
-    so that one ``tanh`` per step covers all four gates. ``xp`` is scaled in place."""
-    u = weight_hh.shape[1]
-    half = np.ones(4 * u, dtype=xp.dtype)
+def _halve_sigmoid_gates(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The LSTM's ``i, f, o`` take ``½(1 + tanh(a/2))``: their rows of the weights and bias scaled by ½ (exact),
+    so that one ``tanh`` per step covers all four gates. ``weight`` is the caller's own copy: scaled in place."""
+    u = len(bias) // 4
+    half = np.ones(4 * u, dtype=bias.dtype)
     half[:2 * u] = 0.5
     half[3 * u:] = 0.5
-    xp *= half
-    return xp, weight_hh * half[:, None]
+    weight *= half[:, None]
+    return weight, bias * half
 
 
-def _step_lstm(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.ndarray, m: np.ndarray | None) -> None:
+def _step_lstm(ctx: _RNN, s: int, b: slice, xh: np.ndarray, weight_t: np.ndarray, m: np.ndarray | None) -> None:
     u = ctx.u
-    a = np.matmul(ctx.h[s, b], weight_hh_t, out=ctx.acts[s, b])
-    a += xp
+    a = np.matmul(xh, weight_t, out=ctx.acts[s, b])
+    a += ctx.bias
     np.tanh(a, out=a)
     sig = a[:, :2 * u]  # i, f: ½(1 + tanh(a/2)), the ½ already in a
     sig += 1
@@ -295,7 +307,7 @@ def _step_gru(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.ndarr
     u = ctx.u
     h = ctx.h[s, b]
     hh = h @ weight_hh_t
-    hh += ctx.bias_hh
+    hh += ctx.bias
     a = ctx.acts[s, b]
     np.add(xp[:, :2 * u], hh[:, :2 * u], out=a[:, :2 * u])
     _sigmoid(a[:, :2 * u], out=a[:, :2 * u])
@@ -310,11 +322,9 @@ def _step_gru(ctx: _RNN, s: int, b: slice, xp: np.ndarray, weight_hh_t: np.ndarr
     _carry(h_new, h, m, ctx.h[s + 1, b])
 
 
-
-
 def rnn_backward(ctx: Any, dy: np.ndarray | None, d_last: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(gx, gh)`` (T, N, G·U): the gradients of each step's input projection and of its hidden projection
-    ``h W_hhᵀ + b_hh`` (the same array when ``b_hh`` folds into the input projection), from the gradient
+    """``(gx, gh)`` (T, N, G·U): the gradients of each step's ``x W_ihᵀ + b_ih`` and of its ``h W_hhᵀ + b_hh``
+    (the same array for the cells whose step is one product of ``[x | h]``: all but the GRU), from the gradient
     ``dy`` (T, N, U) of the states ``h[1:]`` and/or ``d_last`` (N, U) of the final state ``h[T]``."""
     t, u = ctx.t, ctx.u
     dtype = ctx.h.dtype

@@ -5,16 +5,18 @@ Sequences are ``(N, T, D)`` (batch, time, features): Keras's layout and PyTorch'
 ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (``weight_ih_l0`` is minidl's ``weight_ih``, and so on), so
 weights copy across both ways unchanged.
 
-How the work is done: the input projection ``x W_ihᵀ + b_ih`` of every time step is one matrix
-product before the loop, which is over time steps only and holds one ``(N, units) × (units, G·units)``
-product per step; the backend runs that loop (``rnn_forward``; see
-:mod:`minidl.backend.sequence`). Backward through time (``rnn_backward``) runs it in reverse and
-collects the per-step pre-activation gradients; the weight gradients are then one matrix product
-each over all steps (for RNN and LSTM, whose ``W_ih`` and ``W_hh`` share those gradients, one for both:
-``gxᵀ [x_t | h_{t-1}]``, one read of them). Those big products are the backend's Dense ones (``linear``,
-``linear_weight_grad``), which share them out over minidl's threads in fixed blocks of rows.
-(PyTorch runs the same loop in C++; here each step costs a few NumPy calls of overhead, which
-matters for small batches and long sequences.)
+How the work is done: the backend runs the loop over time steps (``rnn_forward``; see
+:mod:`minidl.backend.sequence`), which is the only Python loop. The layer lays the inputs out
+time-major as rows ``[x_t | h_t]``, and the backend writes each state beside its step's input, so
+that a SimpleRNN or LSTM step is one product ``[x_t | h_{t-1}] [W_ih | W_hh]ᵀ`` (``b_hh`` only adds
+to ``b_ih``: one bias); the GRU, whose reset gate multiplies ``W_hn h + b_hn`` alone, projects
+every step's input in one product before the loop. Backward through time (``rnn_backward``) runs
+the loop in reverse and collects the per-step pre-activation gradients; the weight gradients are
+then one matrix product over all steps (for RNN and LSTM, whose ``W_ih`` and ``W_hh`` share those
+gradients, one for both: ``gxᵀ [x_t | h_{t-1}]``, the rows the forward pass left). Those big
+products are the backend's Dense ones (``linear``, ``linear_weight_grad``), which share them out
+over minidl's threads in fixed blocks of rows. (PyTorch runs the same loop in C++; here each step
+costs a few NumPy calls of overhead, which matters for small batches and long sequences.)
 
 Masks (bool ``(N, T)``, True at valid steps): a padded step is skipped. The state is carried
 through it unchanged, its output (``return_sequences=True``) is zeros, and the last state returned
@@ -42,15 +44,12 @@ class _Recurrent(Layer, register=False):
     An abstract base: ``register=False`` keeps it out of the layer registry.
 
     A cell has ``_gates`` (``G``) blocks of ``units`` pre-activations and names its ``_cell`` for the
-    backend, whose ``rnn_forward``/``rnn_backward`` run the time loop. ``_fold_hh_bias``: ``b_hh``
-    only ever adds to ``b_ih`` (RNN, LSTM), so it is added to the input projection once instead of at
-    every step.
+    backend, whose ``rnn_forward``/``rnn_backward`` run the time loop.
     """
 
     supports_masking = True
     _gates = 1
     _cell = ""  # the backend's name for the cell: "tanh", "relu", "lstm" or "gru"
-    _fold_hh_bias = True
 
     def __init__(
         self, units: int, return_sequences: bool = False, *, trainable: bool = True, name: str | None = None
@@ -95,14 +94,11 @@ class _Recurrent(Layer, register=False):
         mask = check_mask(mask, x, self.name)
         n, t, d = x.shape
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
-        backend = get_backend()
-        # time-major x_t (each step's rows contiguous) beside room for h_{t-1}: backward's [x | h_{t-1}]
-        self._xh = np.empty((t * n, d + self.units), x.dtype)
-        self._x_steps = self._xh[:, :d]
-        self._x_steps.reshape(t, n, d)[...] = x.transpose(1, 0, 2)
-        bias = bias_ih.data + bias_hh.data if self._fold_hh_bias else bias_ih.data
-        xp = backend.linear(self._x_steps, weight_ih.data.T, bias).reshape(t, n, -1)
-        h, self._ctx = backend.rnn_forward(self._cell, xp, weight_hh.data, bias_hh.data, mask)
+        # time-major rows [x_t | h_t]: the backend writes the states beside the inputs (see rnn_forward)
+        self._xh = np.empty((t + 1, n, d + self.units), x.dtype)
+        self._xh[:t, :, :d] = x.transpose(1, 0, 2)  # (the last row's x part is never read)
+        h, self._ctx = get_backend().rnn_forward(self._cell, self._xh, weight_ih.data, weight_hh.data, bias_ih.data,
+                                                 bias_hh.data, mask)
         self._h, self._mask = h, mask
         if not self.return_sequences:
             return h[t].copy()
@@ -125,16 +121,16 @@ class _Recurrent(Layer, register=False):
         gh_flat = gh.reshape(t * n, -1)
         weight_ih, weight_hh, bias_ih, bias_hh = self._built_parameters()
         same_bias_grads = gh is gx and bias_ih.trainable  # b_hh adds where b_ih does (RNN, LSTM): sum once
-        d, both = self._x_steps.shape[1], None
+        xh = self._xh[:t].reshape(t * n, -1)  # each step's [x_t | h_{t-1}]
+        d, both = weight_ih.shape[1], None
         if gh is gx and weight_ih.trainable and weight_hh.trainable:  # one pass over gx: gxᵀ [x | h_{t-1}]
-            self._xh[:, d:] = self._h[:-1].reshape(t * n, -1)
-            both = np.empty((gx.shape[-1], self._xh.shape[1]), gx.dtype)
-            backend.linear_weight_grad(self._gx, self._xh, both)
+            both = np.empty((gx.shape[-1], xh.shape[1]), gx.dtype)
+            backend.linear_weight_grad(self._gx, xh, both)
         grads = {  # the weight gradients sum over every step's rows: the backend's Dense products
             weight_ih: lambda out: (np.copyto(out, both[:, :d]) if both is not None
-                                    else backend.linear_weight_grad(self._gx, self._x_steps, out)),
+                                    else backend.linear_weight_grad(self._gx, xh[:, :d], out)),
             weight_hh: lambda out: (np.copyto(out, both[:, d:]) if both is not None
-                                    else backend.linear_weight_grad(gh_flat, self._h[:-1], out)),
+                                    else backend.linear_weight_grad(gh_flat, xh[:, d:], out)),
             bias_ih: lambda out: np.add.reduce(self._gx, axis=0, out=out),
             bias_hh: lambda out: (np.copyto(out, bias_ih.grad) if same_bias_grads
                                   else np.add.reduce(gh_flat, axis=0, out=out)),
@@ -274,7 +270,6 @@ class GRU(_Recurrent, Layer):
     """
 
     _gates = 3
-    _fold_hh_bias = False
 
     _cell = "gru"
 

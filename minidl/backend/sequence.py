@@ -340,12 +340,18 @@ def rnn_backward(ctx: Any, dy: np.ndarray | None, d_last: np.ndarray | None) -> 
             if dy is not None:
                 dh += dy[s, rows]
             m = None if ctx.mask is None else ctx.mask[s, rows]
-            dh, dc = backward_step(ctx, s, rows, dh, dc, m, gx[s, rows], gh[s, rows])
+            direct, dc = backward_step(ctx, s, rows, dh, dc, m, gx[s, rows], gh[s, rows])
+            if s:  # (not for h_0, a constant: one product a block less)
+                dh = gh[s, rows] @ ctx.weight_hh
+                if direct is not None:
+                    dh += direct
 
     threads.map_blocks(block, len(ctx.blocks))
     return gx, gh
 
 
+# A backward step writes its gx (and gh) and returns ``(direct, dc_prev)``: ``direct`` is the part of the gradient of
+# ``h_{t-1}`` that does not come through ``gh W_hh`` (what a padded step carries past; the GRU's ``z`` path), or None.
 def _masked(d: np.ndarray, m: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """The part of a state gradient that enters a step, and the part a padded step carries past it."""
     if m is None:
@@ -360,8 +366,7 @@ def _back_simple(ctx, s, b, dh, dc, m, gx, gh):
         np.multiply(dh, 1 - h * h, out=gx)
     else:
         np.multiply(dh, h > 0, out=gx)
-    d_prev = gx @ ctx.weight_hh
-    return (d_prev if carried is None else d_prev + carried), None
+    return carried, None
 
 
 def _back_lstm(ctx, s, b, dh, dc, m, gx, gh):
@@ -378,12 +383,10 @@ def _back_lstm(ctx, s, b, dh, dc, m, gx, gh):
     deriv = a * (1 - a)
     deriv[:, 2 * u:3 * u] = 1 - g * g
     gx *= deriv
-    dh_prev = gx @ ctx.weight_hh
     dc_prev = dc * f
-    if carried_h is not None:
-        dh_prev += carried_h
+    if carried_c is not None:
         dc_prev += carried_c
-    return dh_prev, dc_prev
+    return carried_h, dc_prev
 
 
 def _back_gru(ctx, s, b, dh, dc, m, gx, gh):
@@ -397,11 +400,10 @@ def _back_gru(ctx, s, b, dh, dc, m, gx, gh):
     gx[:, u:2 * u] = dh * (h_prev - n_) * z * (1 - z)
     gh[...] = gx
     gh[:, 2 * u:] *= r
-    d_prev = gh @ ctx.weight_hh
-    d_prev += dh * z
+    direct = dh * z
     if carried is not None:
-        d_prev += carried
-    return d_prev, None
+        direct += carried
+    return direct, None
 
 
 #: Each cell's ``(prepare, forward step, backward step)``.

@@ -418,8 +418,11 @@ def _load() -> None:
 
 
 def _kernel(name: str) -> Any:
-    _load()
-    return _compiled[name]
+    kernel = _compiled.get(name)  # (no lock once loaded: an RNN takes a kernel at every step)
+    if kernel is None:
+        _load()
+        kernel = _compiled[name]
+    return kernel
 
 
 def _vector(dtype: np.dtype) -> bool:

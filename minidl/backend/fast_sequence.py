@@ -418,8 +418,11 @@ def _load() -> None:
 
 
 def _kernel(name: str) -> Any:
-    _load()
-    return _compiled[name]
+    kernel = _compiled.get(name)  # (no lock once loaded: an RNN takes a kernel at every step)
+    if kernel is None:
+        _load()
+        kernel = _compiled[name]
+    return kernel
 
 
 def _vector(dtype: np.dtype) -> bool:
@@ -539,19 +542,14 @@ def _back_lstm(ctx, s, b, dh, dc, m, gx, gh):
     dc_prev, carried = np.empty_like(dh), np.empty_like(dh)
     _kernel("_lstm_back_step")(dh, dc, ctx.acts[s, b], ctx.aux[s, b], ctx.c[s, b], _NO_MASK if m is None else m[:, 0],
                                m is not None, gx, dc_prev, carried)
-    dh_prev = gx @ ctx.weight_hh
-    if m is not None:
-        dh_prev += carried
-    return dh_prev, dc_prev
+    return (None if m is None else carried), dc_prev
 
 
 def _back_gru(ctx, s, b, dh, dc, m, gx, gh):
     direct = np.empty_like(dh)
     _kernel("_gru_back_step")(dh, ctx.acts[s, b], ctx.aux[s, b], ctx.h[s, b], _NO_MASK if m is None else m[:, 0],
                               m is not None, gx, gh, direct)
-    d_prev = gh @ ctx.weight_hh
-    d_prev += direct
-    return d_prev, None
+    return direct, None
 
 
 _NO_MASK = np.ones(1, bool)

@@ -218,9 +218,10 @@ def rnn_forward(cell: str, xh: np.ndarray, weight_ih: np.ndarray, weight_hh: np.
 
     ``cell`` is ``"tanh"`` / ``"relu"`` (SimpleRNN), ``"lstm"`` or ``"gru"``; ``mask`` (N, T) marks
     valid steps: a padded step carries every state through unchanged. ``steps``: ``(prepare, forward step,
-    backward step)`` to use instead of this module's (the ``fast`` backend's compiled ones; ``prepare(weight,
-    bias)`` returns the two a step uses); ``block``: run the loops on blocks of at most that many sequences, one
-    block per thread at a time (None: one block).
+    backward step)`` to use instead of this module's (the ``fast`` backend's compiled ones; ``prepare(weight_t,
+    bias)`` takes the step's transposed weights and its bias, the caller's own copies, and returns the two to
+    use); ``block``: run the loops on blocks of at most that many sequences, one block per thread at a time
+    (None: one block).
     """
     t, n = xh.shape[0] - 1, xh.shape[1]
     u, d = weight_hh.shape[1], weight_ih.shape[1]
@@ -229,19 +230,20 @@ def rnn_forward(cell: str, xh: np.ndarray, weight_ih: np.ndarray, weight_hh: np.
     ctx.mask = None if mask is None else np.ascontiguousarray(mask.T[:, :, None])  # (T, N, 1)
     ctx.h = xh[:, :, d:]
     ctx.h[0] = 0
-    ctx.c = np.zeros((t + 1, n, u) if cell == "lstm" else 0, dtype=xh.dtype)
+    ctx.c = np.empty((t + 1, n, u) if cell == "lstm" else 0, dtype=xh.dtype)  # every step writes its c
+    ctx.c[:1] = 0
     ctx.acts = np.empty((t, n, weight_hh.shape[0]), dtype=xh.dtype)  # the gate values of every step
     ctx.aux = np.empty((t, n, u) if cell in ("lstm", "gru") else 0, dtype=xh.dtype)
     ctx.blocks = batch_blocks(n, block or max(n, 1))
     prepare, step, ctx.back = steps or _STEPS[cell]
     if cell == "gru":
         inputs = linear_forward(xh[:t, :, :d], weight_ih.T, bias_ih)
-        weight, ctx.bias = weight_hh, bias_hh
+        weight_t, ctx.bias = np.ascontiguousarray(weight_hh.T), bias_hh
     else:
-        inputs, weight, ctx.bias = xh, np.concatenate([weight_ih, weight_hh], axis=1), bias_ih + bias_hh
+        inputs, weight_t, ctx.bias = xh, np.empty((d + u, weight_hh.shape[0]), xh.dtype), bias_ih + bias_hh
+        weight_t[:d], weight_t[d:] = weight_ih.T, weight_hh.T  # [W_ih | W_hh]ᵀ
     if prepare is not None:
-        weight, ctx.bias = prepare(weight, ctx.bias)
-    weight_t = np.ascontiguousarray(weight.T)
+        weight_t, ctx.bias = prepare(weight_t, ctx.bias)
 
     def run_block(b: int, slot: int) -> None:
         rows_b = ctx.blocks[b]
@@ -270,15 +272,15 @@ def _step_simple(ctx: _RNN, s: int, b: slice, xh: np.ndarray, weight_t: np.ndarr
     _carry(a, ctx.h[s, b], m, ctx.h[s + 1, b])
 
 
-def _halve_sigmoid_gates(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The LSTM's ``i, f, o`` take ``½(1 + tanh(a/2))``: their rows of the weights and bias scaled by ½ (exact),
-    so that one ``tanh`` per step covers all four gates. ``weight`` is the caller's own copy: scaled in place."""
+def _halve_sigmoid_gates(weight_t: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The LSTM's ``i, f, o`` take ``½(1 + tanh(a/2))``: their columns of ``[W_ih | W_hh]ᵀ`` (scaled in place) and
+    their entries of the bias scaled by ½ (exact), so that one ``tanh`` per step covers all four gates."""
     u = len(bias) // 4
     half = np.ones(4 * u, dtype=bias.dtype)
     half[:2 * u] = 0.5
     half[3 * u:] = 0.5
-    weight *= half[:, None]
-    return weight, bias * half
+    weight_t *= half
+    return weight_t, bias * half
 
 
 def _step_lstm(ctx: _RNN, s: int, b: slice, xh: np.ndarray, weight_t: np.ndarray, m: np.ndarray | None) -> None:
@@ -340,12 +342,18 @@ def rnn_backward(ctx: Any, dy: np.ndarray | None, d_last: np.ndarray | None) -> 
             if dy is not None:
                 dh += dy[s, rows]
             m = None if ctx.mask is None else ctx.mask[s, rows]
-            dh, dc = backward_step(ctx, s, rows, dh, dc, m, gx[s, rows], gh[s, rows])
+            direct, dc = backward_step(ctx, s, rows, dh, dc, m, gx[s, rows], gh[s, rows])
+            if s:  # (not for h_0, a constant: one product a block less)
+                dh = gh[s, rows] @ ctx.weight_hh
+                if direct is not None:
+                    dh += direct
 
     threads.map_blocks(block, len(ctx.blocks))
     return gx, gh
 
 
+# A backward step writes its gx (and gh) and returns ``(direct, dc_prev)``: ``direct`` is the part of the gradient of
+# ``h_{t-1}`` that does not come through ``gh W_hh`` (what a padded step carries past; the GRU's ``z`` path), or None.
 def _masked(d: np.ndarray, m: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """The part of a state gradient that enters a step, and the part a padded step carries past it."""
     if m is None:
@@ -360,8 +368,7 @@ def _back_simple(ctx, s, b, dh, dc, m, gx, gh):
         np.multiply(dh, 1 - h * h, out=gx)
     else:
         np.multiply(dh, h > 0, out=gx)
-    d_prev = gx @ ctx.weight_hh
-    return (d_prev if carried is None else d_prev + carried), None
+    return carried, None
 
 
 def _back_lstm(ctx, s, b, dh, dc, m, gx, gh):
@@ -378,12 +385,10 @@ def _back_lstm(ctx, s, b, dh, dc, m, gx, gh):
     deriv = a * (1 - a)
     deriv[:, 2 * u:3 * u] = 1 - g * g
     gx *= deriv
-    dh_prev = gx @ ctx.weight_hh
     dc_prev = dc * f
-    if carried_h is not None:
-        dh_prev += carried_h
+    if carried_c is not None:
         dc_prev += carried_c
-    return dh_prev, dc_prev
+    return carried_h, dc_prev
 
 
 def _back_gru(ctx, s, b, dh, dc, m, gx, gh):
@@ -397,11 +402,10 @@ def _back_gru(ctx, s, b, dh, dc, m, gx, gh):
     gx[:, u:2 * u] = dh * (h_prev - n_) * z * (1 - z)
     gh[...] = gx
     gh[:, 2 * u:] *= r
-    d_prev = gh @ ctx.weight_hh
-    d_prev += dh * z
+    direct = dh * z
     if carried is not None:
-        d_prev += carried
-    return d_prev, None
+        direct += carried
+    return direct, None
 
 
 #: Each cell's ``(prepare, forward step, backward step)``.

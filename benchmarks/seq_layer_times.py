@@ -1,14 +1,16 @@
-"""Where a char-gpt training step goes: each layer's forward and backward, the loss, Adam, and the backend's ops.
+"""Where a sequence row's training step goes: each layer's forward and backward, the loss, Adam, the backend's ops.
 
-    python benchmarks/seq_layer_times.py --threads 1 2
+    python benchmarks/seq_layer_times.py --threads 1 2 [--workload char-gpt|lstm-rows|gru-text]
 
-The ``char-gpt`` row of ``benchmarks/run.py`` (the ``char_gpt`` preset: T = 128, batch 32, vocabulary 103,
-Adam, float32), trained on random tokens as that row does (``forward``, ``loss_and_grad``,
+A sequence row of ``benchmarks/run.py`` (by default ``char-gpt``: the ``char_gpt`` preset, T = 128, batch 32,
+vocabulary 103; ``lstm-rows``, ``gru-text``: see that module), Adam, float32, trained on that row's batches as it
+does (``forward``, ``loss_and_grad``,
 ``backward_params``, ``Adam.step`` inside :func:`minidl.threads.blas_threads`). Every layer's ``forward``
-and ``backward`` (containers: their own part, their children's left out), the loss, the optimizer
-each backend operation (inclusive) and the time inside parallel regions (minidl's ``map_blocks``, Numba's
-``prange`` kernels, the fast backend's sequence operations; the rest runs on one core at any thread count) are timed by the wall clock and by the process's CPU time (all its
-threads) over ``--steps`` steps after two warm-up steps, for each thread count in ``--threads``.
+and ``backward`` (containers: their own part, their children's left out), the loss, the optimizer, each
+backend operation (inclusive) and the time inside parallel regions (minidl's ``map_blocks``, Numba's
+``prange`` kernels, the fast backend's sequence operations; the rest runs on one core at any thread count)
+are timed by the wall clock and by the process's CPU time (all its threads) over ``--steps`` steps after two
+warm-up steps, for each thread count in ``--threads``.
 
 The columns per thread count: wall ms per step and CPU ms per step (all threads). At 2 threads a part whose
 CPU time is near its wall time runs on one core: that is what the second core cannot help (on a quiet
@@ -26,10 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
-from run import limit_threads
-
-N, T, V = 32, 128, 103
+from run import SEQ_STEPS, SEQUENCE_WORKLOADS, limit_threads, minidl_sequence_model, sequence_data
 
 
 class Clock:
@@ -99,8 +98,9 @@ def instrument(model: Any, opt: Any, clock: Clock) -> None:
     for name in ("gelu", "layer_norm", "layer_norm_backward", "attention", "attention_backward"):
         setattr(fast.FastBackend, name, outermost(getattr(fast.FastBackend, name)))  # Numba prange or map_blocks
     backend = get_backend()
-    for op in ("linear", "linear_backward", "gelu", "gelu_backward", "layer_norm", "layer_norm_backward", "attention",
-               "attention_backward", "embedding_backward"):
+    for op in ("linear", "linear_backward", "linear_weight_grad", "gelu", "gelu_backward", "layer_norm",
+               "layer_norm_backward", "attention", "attention_backward", "embedding_backward", "rnn_forward",
+               "rnn_backward", "adam_update"):
         setattr(backend, op, clock.wrap(f"backend {op}", getattr(backend, op)))
 
 
@@ -116,15 +116,16 @@ def self_times(model: Any, clock: Clock, table: dict[str, float]) -> dict[str, f
     return out
 
 
-def minidl_profile(threads: int, steps: int, tokens: np.ndarray, targets: np.ndarray) -> tuple[list[str], dict, dict]:
+def minidl_profile(workload: str, threads: int, steps: int, tokens: list[np.ndarray], targets: list[np.ndarray]
+                   ) -> tuple[list[str], dict, dict]:
     import minidl
-    from minidl import presets
     from minidl.optim import Adam
     from minidl.threads import blas_threads
 
     limit_threads(threads)
-    model = presets.char_gpt(V, seed=0)
+    model = minidl_sequence_model(workload)
     opt = Adam(model.parameters(), lr=1e-3)
+    tokens = [x.astype(model.dtype) if x.dtype.kind == "f" else x for x in tokens]
     clock = Clock()
     instrument(model, opt, clock)
 
@@ -147,14 +148,14 @@ def minidl_profile(threads: int, steps: int, tokens: np.ndarray, targets: np.nda
     return clock.order + ["whole step"], self_times(model, clock, clock.wall), self_times(model, clock, clock.cpu)
 
 
-def torch_profile(threads: int, steps: int, tokens: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+def torch_profile(workload: str, threads: int, steps: int, tokens: list[np.ndarray], targets: list[np.ndarray]
+                  ) -> dict[str, float]:
     """Wall seconds per module (forward, and backward through its input's gradient hook), the loss, Adam."""
     import torch
-
     from run import torch_sequence_model
 
     torch.set_num_threads(threads)
-    model = torch_sequence_model("char-gpt")
+    model = torch_sequence_model(workload)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     times: dict[str, float] = defaultdict(float)
@@ -179,7 +180,7 @@ def torch_profile(threads: int, steps: int, tokens: np.ndarray, targets: np.ndar
         module.register_forward_hook(post)
         module.register_full_backward_pre_hook(bpre)
         module.register_full_backward_hook(bpost)
-    tx, ty = torch.from_numpy(tokens), torch.from_numpy(targets)
+    tx, ty = [torch.from_numpy(x) for x in tokens], [torch.from_numpy(y.astype(np.int64)) for y in targets]
     for s in range(steps + 2):
         if s == 2:
             times.clear()
@@ -187,7 +188,7 @@ def torch_profile(threads: int, steps: int, tokens: np.ndarray, targets: np.ndar
         opt.zero_grad(set_to_none=True)
         out = model(tx[s % len(tx)])
         w = time.perf_counter()
-        loss = loss_fn(out.reshape(-1, V), ty[s % len(ty)].reshape(-1))
+        loss = loss_fn(out.reshape(-1, out.shape[-1]), ty[s % len(ty)].reshape(-1))
         loss.backward()
         times["loss + backward"] += time.perf_counter() - w
         w = time.perf_counter()
@@ -200,16 +201,16 @@ def torch_profile(threads: int, steps: int, tokens: np.ndarray, targets: np.ndar
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to profile")
+    parser.add_argument("--workload", choices=SEQUENCE_WORKLOADS, default="char-gpt", help="the row of run.py")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per thread count")
     parser.add_argument("--min-ms", type=float, default=0.3, help="leave out rows below this (wall ms per step)")
     parser.add_argument("--torch", action="store_true", help="also PyTorch's per-module wall times")
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, V, (4, N, T))
-    targets = rng.integers(0, V, (4, N, T))
-    results = {t: minidl_profile(t, args.steps, tokens, targets) for t in args.threads}
+    X, y = sequence_data(args.workload)
+    tokens, targets = np.array_split(X, SEQ_STEPS), np.array_split(y, SEQ_STEPS)  # run.py's batches
+    results = {t: minidl_profile(args.workload, t, args.steps, tokens, targets) for t in args.threads}
     order = results[args.threads[0]][0]
-    print(f"char-gpt training step (batch {N}, T {T}, V {V}, float32), ms per step over {args.steps} steps; "
+    print(f"{args.workload} training step (batch {len(tokens[0])}, float32), ms per step over {args.steps} steps; "
           "containers: their own part")
     print(f"{'part':58s}" + "".join(f" {f'{t} thr wall':>11s} {'cpu':>7s}" for t in args.threads))
     for key in sorted(order, key=lambda k: (k.startswith("backend"), k.startswith("parallel"), k == "whole step")):
@@ -221,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{key[:58]:58s}{cells}")
     if args.torch:
         for t in args.threads:
-            times = torch_profile(t, args.steps, tokens, targets)
+            times = torch_profile(args.workload, t, args.steps, tokens, targets)
             print(f"\nPyTorch, {t} threads, wall ms per step")
             for key, value in times.items():
                 if value * 1e3 / args.steps >= args.min_ms or key == "whole step":

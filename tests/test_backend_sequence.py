@@ -127,9 +127,15 @@ def rnn_case(cell, dtype, n, t=4, u=3, d=2, masked=False):
 @pytest.mark.parametrize("masked", [True, False])
 def test_rnn_loops_equal_the_numpy_backend(dtype, cell, masked):
     xh, params, mask, dy, d_last = rnn_case(cell, dtype, n=RNN_BLOCK + 3, masked=masked)  # two blocks
-    # each its own copy of xh: rnn_forward writes the states into it
-    (h, ctx), (h_ref, ctx_ref) = (b.rnn_forward(cell, xh.copy(), *params, mask) for b in (FAST, NUMPY))
+    rows = {name: xh.copy() for name in ("fast", "numpy")}  # each its own: rnn_forward writes the states into it
+    (h, ctx), (h_ref, ctx_ref) = (b.rnn_forward(cell, rows[name], *params, mask)
+                                  for name, b in (("fast", FAST), ("numpy", NUMPY)))
     assert_close(h, h_ref, dtype)
+    d = params[0].shape[1]
+    for name, states in (("fast", h), ("numpy", h_ref)):  # the layer's weight gradients read [x_t | h_t] from xh
+        assert np.shares_memory(states, rows[name]) and np.array_equal(rows[name][:, :, d:], states)
+        np.testing.assert_array_equal(rows[name][:-1, :, :d], xh[:-1, :, :d])  # the inputs untouched
+        assert np.all(states[0] == 0)
     for a, b in zip(FAST.rnn_backward(ctx, dy, d_last), NUMPY.rnn_backward(ctx_ref, dy, d_last), strict=True):
         assert_close(a, b, dtype)
 

@@ -549,11 +549,9 @@ class FastBackend(NumpyBackend):
     def embedding_backward(self, ids, grad_out, out):
         fast_sequence.embedding_backward(ids, grad_out, out)
 
+    # rnn_backward is the NumPy backend's loop: the context rnn_forward returns carries the compiled backward step
     def rnn_forward(self, cell, xh, weight_ih, weight_hh, bias_ih, bias_hh, mask):  # compiled steps, minidl's threads
         return fast_sequence.rnn_forward(cell, xh, weight_ih, weight_hh, bias_ih, bias_hh, mask)
-
-    def rnn_backward(self, ctx, dy, d_last):
-        return fast_sequence.rnn_backward(ctx, dy, d_last)
 
 
 class _FastSequence:

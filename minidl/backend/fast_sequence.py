@@ -59,7 +59,7 @@ from .. import threads
 from . import sequence
 
 __all__ = ["gelu", "layer_norm", "layer_norm_backward", "attention", "attention_backward", "embedding_backward",
-           "rnn_forward", "rnn_backward", "LN_BLOCK", "GELU_BLOCK", "ATTENTION_BLOCK"]
+           "rnn_forward", "LN_BLOCK", "GELU_BLOCK", "ATTENTION_BLOCK"]
 
 #: Attention runs on fixed blocks of this many sequences of the batch, each block's products, softmax and
 #: products again on one of minidl's threads: its scores (H·T² values a sequence) stay in that core's cache.
@@ -485,15 +485,13 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
     dropped = weights if drop is None else np.empty_like(weights)
     mask_arr = np.ones((n, 1), bool) if mask is None else np.ascontiguousarray(mask)
     softmax, vector = _kernel("_softmax"), _vector(q.dtype)
-    blocks = sequence.batch_blocks(n, ATTENTION_BLOCK)
 
-    def block(i: int, slot: int) -> None:
-        b = blocks[i]
+    def block(i: int, b: slice) -> None:
         w = np.matmul(q[b], k[b].swapaxes(-1, -2), out=weights[b])
         softmax(w.reshape(-1, t, t), mask_arr[b], mask is not None, causal, h, vector)
         np.matmul(w if drop is None else np.multiply(w, drop[b], out=dropped[b]), v[b], out=heads[b])
 
-    threads.map_blocks(block, len(blocks))
+    _on_blocks(n, ATTENTION_BLOCK, block)
     return heads, weights, (q, k, v, weights, drop, dropped, causal)
 
 
@@ -503,10 +501,8 @@ def attention_backward(ctx: Any, d_heads: np.ndarray, out: np.ndarray | None = N
     n, h, t, dk = q.shape
     dq, dk_, dv = out if out is not None else (np.empty((n, h, t, dk), q.dtype) for _ in range(3))
     softmax_backward = _kernel("_softmax_backward")
-    blocks = sequence.batch_blocks(n, ATTENTION_BLOCK)
 
-    def block(i: int, slot: int) -> None:
-        b = blocks[i]
+    def block(i: int, b: slice) -> None:
         d_scores = np.matmul(d_heads[b], v[b].swapaxes(-1, -2))  # one block's: it stays in the core's cache
         np.matmul(dropped[b].swapaxes(-1, -2), d_heads[b], out=dv[b])
         if drop is not None:
@@ -515,7 +511,7 @@ def attention_backward(ctx: Any, d_heads: np.ndarray, out: np.ndarray | None = N
         np.matmul(d_scores, k[b], out=dq[b])
         np.matmul(d_scores.swapaxes(-1, -2), q[b], out=dk_[b])
 
-    threads.map_blocks(block, len(blocks))
+    _on_blocks(n, ATTENTION_BLOCK, block)
     return dq, dk_, dv
 
 
@@ -562,6 +558,3 @@ def rnn_forward(cell: str, xh: np.ndarray, weight_ih: np.ndarray, weight_hh: np.
     return sequence.rnn_forward(cell, xh, weight_ih, weight_hh, bias_ih, bias_hh, mask, steps=STEPS.get(cell),
                                 block=sequence.RNN_BLOCK)
 
-
-def rnn_backward(ctx: Any, dy: np.ndarray | None, d_last: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    return sequence.rnn_backward(ctx, dy, d_last)

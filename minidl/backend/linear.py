@@ -1,6 +1,6 @@
 """Dense's three products (``x W``, ``dY Wᵀ``, ``xᵀ dY``) and its bias in fixed row blocks on minidl's threads.
 
-The recurrent layers use them too: their input projection over all steps and their weight gradients.
+The recurrent layers use them too: their weight gradients, input gradient and the GRU's input projection.
 
 Within ``fit`` BLAS runs one thread (:mod:`minidl.threads`), so a plain ``x @ W`` leaves the second
 core idle. A product of at least :data:`LINEAR_MIN_FLOPS` is cut into
